@@ -1,0 +1,508 @@
+"""The life of one request: authenticate, check the model, quote, hold, call, meter, settle, receipt.
+
+Every request that reaches the lifecycle leaves exactly one receipt, whatever happens. The
+hold is taken before any upstream call; settlement posts the actual charge (never above the
+hold) and releases the rest, in the same transaction as the receipt, so the receipt's charge
+and the ledger's posted charge cannot disagree. Database work runs in worker threads so the
+event loop keeps serving other requests.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from functools import partial
+from typing import Any, TypeVar
+
+import anyio
+import anyio.to_thread
+from sqlalchemy import Connection
+
+from glasskey.errors import ClientError, GlasskeyError, RouteError, UpstreamError, error_body
+from glasskey.gateway.outcomes import SSE_DONE, Emit, JSONOutcome, StreamOutcome, sse, upstream_error
+from glasskey.gateway.requests import check_chat_body, parse_json_object
+from glasskey.keys import secret as key_secret
+from glasskey.keys.budget import hold_budget, settle_budget
+from glasskey.keys.service import KeyRecord, authenticate, bearer_token
+from glasskey.ledger import (
+    SYSTEM_REVENUE,
+    InsufficientFunds,
+    TransferNotPending,
+    create_pending,
+    create_posted,
+    get_transfer,
+    post_pending,
+    void_pending,
+)
+from glasskey.money import format_micros
+from glasskey.pricing.metering import charge_for, max_charge
+from glasskey.pricing.quote import Quote, quote_request
+from glasskey.pricing.tokens import chat_input_tokens
+from glasskey.providers.base import ProviderError, Usage
+from glasskey.receipts.records import Attempt, Receipt, write_receipt
+from glasskey.routing.routes import Route
+from glasskey.services import Services
+
+log = logging.getLogger("glasskey.gateway")
+T = TypeVar("T")
+MAX_ATTEMPTS = 3
+
+
+@dataclass
+class Hold:
+    transfer_id: str
+    amount_micros: int
+    budget_period: str
+
+
+@dataclass
+class Run:
+    """The state of one request as it moves through the lifecycle; it becomes the receipt."""
+
+    receipt: Receipt
+    started: float
+    key: KeyRecord | None = None
+    hold: Hold | None = None
+    finished: bool = False
+    notes: list[str] = field(default_factory=list)
+
+
+class Lifecycle:
+    def __init__(self, services: Services) -> None:
+        self.services = services
+
+    # -- plumbing -------------------------------------------------------------------------
+
+    async def _read(self, fn: Callable[[Connection], T]) -> T:
+        def work() -> T:
+            with self.services.db.read() as conn:
+                return fn(conn)
+
+        return await anyio.to_thread.run_sync(work)
+
+    async def _write(self, fn: Callable[[Connection], T]) -> T:
+        def work() -> T:
+            with self.services.db.write() as conn:
+                return fn(conn)
+
+        return await anyio.to_thread.run_sync(work)
+
+    def _elapsed_ms(self, run: Run) -> int:
+        return int((self.services.monotonic() - run.started) * 1000)
+
+    def new_run(self, request_id: str, endpoint: str) -> Run:
+        receipt = Receipt(request_id=request_id, endpoint=endpoint, created_at=self.services.clock())
+        return Run(receipt=receipt, started=self.services.monotonic())
+
+    # -- the steps ------------------------------------------------------------------------
+
+    async def authenticate(self, run: Run, authorization: str | None) -> KeyRecord:
+        token = bearer_token(authorization)
+        # The public id is not secret, and lets a failed login be traced to the key it named.
+        run.receipt.key_public_id = key_secret.public_id_of(token)
+        key = await self._read(
+            partial(authenticate, pepper=self.services.pepper, token=token, now=self.services.clock())
+        )
+        run.key = key
+        run.receipt.key_id = key.id
+        run.receipt.org_id = key.org_id
+        run.receipt.settlement = key.policy.settlement
+        run.receipt.wallet_kind = key.policy.wallet_kind
+        return key
+
+    def _hold_amount(self, quote: Quote, routes: list[Route]) -> int:
+        """The hold covers the most expensive route that may serve the request."""
+        return max(max_charge(quote.max_input_tokens, quote.max_output_tokens, route.prices) for route in routes)
+
+    async def _take_hold(self, run: Run, key: KeyRecord, quote: Quote, amount: int) -> Hold:
+        now = self.services.clock()
+        expires_at = now + self._hold_ttl()
+
+        def work(conn: Connection) -> Hold:
+            period = hold_budget(conn, key.id, key.policy, amount, now)
+            try:
+                transfer = create_pending(
+                    conn,
+                    debit_account_id=quote.wallet_account_id,
+                    credit_account_id=SYSTEM_REVENUE[quote.settlement],
+                    amount_micros=amount,
+                    now=now,
+                    expires_at=expires_at,
+                    request_id=run.receipt.request_id,
+                    key_id=key.id,
+                    budget_period=period,
+                    memo=f"hold for {quote.model}",
+                )
+            except InsufficientFunds:
+                raise InsufficientFunds(
+                    f"The {quote.wallet_kind} wallet has ${format_micros(quote.available_micros)} available;"
+                    f" this request may cost up to ${format_micros(amount)}. Top up the wallet or lower max_tokens.",
+                    code="insufficient_balance",
+                ) from None
+            return Hold(transfer_id=transfer.id, amount_micros=amount, budget_period=period)
+
+        hold = await self._write(work)
+        run.hold = hold
+        run.receipt.hold_micros = amount
+        run.receipt.transfer_id = hold.transfer_id
+        return hold
+
+    def _hold_ttl(self) -> timedelta:
+        return timedelta(seconds=self.services.settings.hold_ttl_seconds)
+
+    async def prepare(
+        self, run: Run, authorization: str | None, raw: bytes
+    ) -> tuple[dict[str, Any], Quote, list[Route]]:
+        """Everything before the upstream call: parse, authenticate, limit, quote and hold."""
+        body = parse_json_object(raw)
+        if isinstance(body.get("model"), str):
+            run.receipt.requested_model = body["model"][:200]
+        run.receipt.stream = body.get("stream") is True
+        check_chat_body(body)
+        key = await self.authenticate(run, authorization)
+        self.services.rate_limiter.check(key.id, key.policy.rpm_limit, self.services.monotonic())
+        quote, selection = await self._read(
+            lambda conn: quote_request(conn, key, body, self.services.clock(), endpoint="chat")
+        )
+        routes = selection.routes[:MAX_ATTEMPTS] if key.policy.backup_routes else selection.routes[:1]
+        primary = routes[0]
+        run.receipt.input_price_per_mtok_micros = primary.prices.input_per_mtok_micros
+        run.receipt.output_price_per_mtok_micros = primary.prices.output_per_mtok_micros
+        run.receipt.cached_price_per_mtok_micros = primary.prices.cached_per_mtok_micros
+        await self._take_hold(run, key, quote, self._hold_amount(quote, routes))
+        return body, quote, routes
+
+    def _use_route(self, run: Run, route: Route) -> None:
+        run.receipt.route_id = route.id
+        run.receipt.provider = route.provider
+        run.receipt.upstream_model = route.upstream_model
+        run.receipt.input_price_per_mtok_micros = route.prices.input_per_mtok_micros
+        run.receipt.output_price_per_mtok_micros = route.prices.output_per_mtok_micros
+        run.receipt.cached_price_per_mtok_micros = route.prices.cached_per_mtok_micros
+
+    def _upstream_body(self, body: dict[str, Any], route: Route) -> dict[str, Any]:
+        return {**body, "model": route.upstream_model}
+
+    def _attempt_failed(self, run: Run, route: Route, began: float, error: ProviderError) -> None:
+        run.receipt.attempts.append(
+            Attempt(
+                route_id=route.id,
+                provider=route.provider,
+                upstream_model=route.upstream_model,
+                status="failed",
+                latency_ms=int((self.services.monotonic() - began) * 1000),
+                http_status=error.status,
+                error_class="timeout" if error.timeout else error.error_type,
+                error_message=error.message[:500],
+            )
+        )
+
+    def _attempt_succeeded(self, run: Run, route: Route, began: float) -> None:
+        run.receipt.attempts.append(
+            Attempt(
+                route_id=route.id,
+                provider=route.provider,
+                upstream_model=route.upstream_model,
+                status="succeeded",
+                latency_ms=int((self.services.monotonic() - began) * 1000),
+                http_status=200,
+            )
+        )
+
+    def _all_failed(self, run: Run, last: ProviderError) -> GlasskeyError:
+        if len(run.receipt.attempts) == 1:
+            return upstream_error(last)
+        summary = "; ".join(
+            f"{a.route_id} ({a.provider}) {a.http_status} {a.error_class}" for a in run.receipt.attempts
+        )
+        return RouteError(
+            f"Every route failed: {summary}",
+            code="all_routes_failed",
+            status_code=502,
+            details={"attempts": [a.__dict__ for a in run.receipt.attempts]},
+        )
+
+    # -- chat completions -----------------------------------------------------------------
+
+    async def chat(self, request_id: str, authorization: str | None, raw: bytes) -> JSONOutcome | StreamOutcome:
+        run = self.new_run(request_id, "chat.completions")
+        try:
+            body, _quote, routes = await self.prepare(run, authorization, raw)
+            if body.get("stream") is True:
+                return await self._open_stream(run, body, routes)
+            return await self._complete(run, body, routes)
+        except GlasskeyError as error:
+            await self.fail(run, error)
+            raise
+        except BaseException:
+            # A bug or a cancellation: still release the hold and leave a receipt, then re-raise.
+            with anyio.CancelScope(shield=True):
+                await self.fail(run, RouteError("internal gateway error", code="internal_error", status_code=500))
+            raise
+
+    async def _complete(self, run: Run, body: dict[str, Any], routes: list[Route]) -> JSONOutcome:
+        last: ProviderError | None = None
+        for route in routes:
+            self._use_route(run, route)
+            provider = self.services.providers[route.provider]
+            began = self.services.monotonic()
+            try:
+                result = await provider.chat(route.target(), self._upstream_body(body, route))
+            except ProviderError as error:
+                self._attempt_failed(run, route, began, error)
+                last = error
+                if not error.retriable:
+                    break
+                continue
+            self._attempt_succeeded(run, route, began)
+            usage = result.usage
+            if usage is None:
+                run.notes.append("usage_missing_estimated")
+                usage = Usage(0, _estimate_tokens(_text_of_body(result.body)))
+            else:
+                run.receipt.usage_source = "provider_reported"
+            charge = await self.settle(run, route, usage, status="succeeded", http_status=200)
+            return JSONOutcome(result.body, headers=self.success_headers(run, charge))
+        assert last is not None
+        raise self._all_failed(run, last)
+
+    async def _open_stream(self, run: Run, body: dict[str, Any], routes: list[Route]) -> StreamOutcome:
+        """Find a route whose stream yields a first chunk; fallback is allowed only before it."""
+        last: ProviderError | None = None
+        for route in routes:
+            self._use_route(run, route)
+            provider = self.services.providers[route.provider]
+            began = self.services.monotonic()
+            iterator = provider.stream_chat(route.target(), self._upstream_body(body, route))
+            try:
+                first = await iterator.__anext__()
+            except ProviderError as error:
+                await iterator.aclose()
+                self._attempt_failed(run, route, began, error)
+                last = error
+                if not error.retriable:
+                    break
+                continue
+            except StopAsyncIteration:
+                error = ProviderError(route.provider, 502, "the upstream stream ended before any chunk")
+                self._attempt_failed(run, route, began, error)
+                last = error
+                continue
+            run.receipt.ttft_ms = self._elapsed_ms(run)
+            relay = partial(self._relay, run, route, began, body, iterator, first)
+            return StreamOutcome(relay=relay, headers=self.stream_headers(run))
+        assert last is not None
+        raise self._all_failed(run, last)
+
+    async def _relay(
+        self,
+        run: Run,
+        route: Route,
+        began: float,
+        body: dict[str, Any],
+        iterator: AsyncIterator[dict[str, Any]],
+        first: dict[str, Any],
+        emit: Emit,
+    ) -> None:
+        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        usage: Usage | None = None
+        text_parts: list[str] = []
+        finished = False
+        failure: GlasskeyError | None = None
+        try:
+            chunk: dict[str, Any] | None = first
+            while chunk is not None:
+                reported = chunk.get("usage")
+                if reported:
+                    usage = _usage_from_openai(reported)
+                for choice in chunk.get("choices") or ():
+                    text_parts.append(_text_of_delta(choice.get("delta") or {}))
+                    finished = finished or choice.get("finish_reason") is not None
+                if include_usage or not (reported and not chunk.get("choices")):
+                    if not include_usage:
+                        chunk.pop("usage", None)
+                    await emit(sse(chunk))
+                chunk = await anext(iterator, None)
+            await emit(SSE_DONE)
+        except ProviderError as error:
+            self._attempt_failed(run, route, began, error)
+            failure = upstream_error(error)
+            failure.message = f"The upstream stream broke mid-answer: {failure.message}"
+            await emit(sse({"error": _in_band(failure, run.receipt.request_id)}))
+        except anyio.get_cancelled_exc_class():
+            run.notes.append("client_disconnected")
+            raise
+        finally:
+            with anyio.CancelScope(shield=True):
+                await iterator.aclose()
+                if failure is None:
+                    self._attempt_succeeded(run, route, began)
+                text = "".join(text_parts)
+                if usage is not None:
+                    run.receipt.usage_source = "provider_reported"
+                elif not finished and not text:
+                    usage = Usage(0, 0)  # zero output with no finish costs nothing
+                else:
+                    # Bill only what was generated: the text that reached us, counted conservatively.
+                    run.receipt.usage_source = "estimated"
+                    run.notes.append("usage_estimated_from_streamed_text")
+                    usage = Usage(chat_input_tokens(body).estimate, _estimate_tokens(text))
+                if failure is not None:
+                    await self.settle(
+                        run, route, usage, status="failed", http_status=failure.status_code, error=failure
+                    )
+                elif "client_disconnected" in run.notes:
+                    await self.settle(run, route, usage, status="failed", http_status=499, error=_disconnected())
+                else:
+                    await self.settle(run, route, usage, status="succeeded", http_status=200)
+
+    # -- settlement -----------------------------------------------------------------------
+
+    async def settle(
+        self,
+        run: Run,
+        route: Route | None,
+        usage: Usage,
+        *,
+        status: str,
+        http_status: int,
+        error: GlasskeyError | None = None,
+    ) -> int:
+        """Post the charge for ``usage`` (capped by the hold), release the rest, write the receipt."""
+        receipt = run.receipt
+        receipt.input_tokens = max(usage.input_tokens, 0)
+        receipt.output_tokens = max(usage.output_tokens, 0)
+        receipt.cached_tokens = min(max(usage.cached_tokens, 0), receipt.input_tokens)
+        if usage.input_tokens < 0 or usage.output_tokens < 0 or usage.cached_tokens < 0:
+            run.notes.append("negative_usage_clamped")
+        charge = charge_for(usage, route.prices) if route is not None else 0
+        hold = run.hold
+        if hold is not None and charge > hold.amount_micros:
+            run.notes.append("charge_capped_at_hold")
+            charge = hold.amount_micros
+        if hold is None:
+            charge = 0
+        receipt.charge_micros = charge
+        receipt.status = status
+        receipt.http_status = http_status
+        if error is not None:
+            receipt.error_source = error.source
+            receipt.error_code = error.code
+            receipt.error_message = error.message[:2000]
+        receipt.latency_ms = self._elapsed_ms(run)
+        receipt.flags = list(dict.fromkeys(run.notes))
+        now = self.services.clock()
+
+        def work(conn: Connection) -> int:
+            if hold is None:
+                write_receipt(conn, receipt)
+                return 0
+            final = _settle_hold(conn, run, hold, receipt.charge_micros, now)
+            receipt.charge_micros = final
+            receipt.flags = list(dict.fromkeys(run.notes))
+            write_receipt(conn, receipt)
+            return final
+
+        with anyio.CancelScope(shield=True):
+            charged = await self._write(work)
+        run.finished = True
+        return charged
+
+    async def fail(self, run: Run, error: GlasskeyError) -> None:
+        """A request that ends in an error: release any hold and leave the receipt."""
+        if run.finished:
+            return
+        run.receipt.usage_source = "none"
+        await self.settle(run, None, Usage(0, 0), status="failed", http_status=error.status_code, error=error)
+
+    def success_headers(self, run: Run, charge: int) -> dict[str, str]:
+        return {**self.stream_headers(run), "x-glasskey-charge-micros": str(charge)}
+
+    def stream_headers(self, run: Run) -> dict[str, str]:
+        receipt = run.receipt
+        return {
+            "x-glasskey-route": receipt.route_id or "",
+            "x-glasskey-settlement": receipt.settlement or "",
+            "x-glasskey-provider": receipt.provider or "",
+            "x-glasskey-upstream-model": receipt.upstream_model or "",
+            "x-glasskey-hold-micros": str(receipt.hold_micros),
+        }
+
+
+def _settle_hold(conn: Connection, run: Run, hold: Hold, charge: int, now: datetime) -> int:
+    """Post or void the hold; if the expiry sweep already released it, charge directly."""
+    key_id = run.receipt.key_id
+    try:
+        if charge > 0:
+            post_pending(conn, hold.transfer_id, charge, now)
+        else:
+            void_pending(conn, hold.transfer_id, now)
+    except TransferNotPending:
+        # The sweep released both the wallet hold and the budget hold already.
+        run.notes.append("hold_expired_before_settlement")
+        if key_id is not None:
+            settle_budget(conn, key_id, hold.budget_period, 0, 0)
+        if charge == 0:
+            return 0
+        held = get_transfer(conn, hold.transfer_id)
+        try:
+            posted = create_posted(
+                conn,
+                debit_account_id=held.debit_account_id,
+                credit_account_id=held.credit_account_id,
+                amount_micros=charge,
+                now=now,
+                kind="charge",
+                request_id=run.receipt.request_id,
+                memo="charge after its hold expired",
+            )
+        except InsufficientFunds:
+            run.notes.append("unbilled_wallet_empty_after_hold_expired")
+            run.receipt.transfer_id = None
+            return 0
+        run.receipt.transfer_id = posted.id
+        if key_id is not None:
+            settle_budget(conn, key_id, hold.budget_period, 0, charge)
+        return charge
+    if key_id is not None:
+        settle_budget(conn, key_id, hold.budget_period, hold.amount_micros, charge)
+    return charge
+
+
+def _in_band(error: GlasskeyError, request_id: str) -> dict[str, Any]:
+    return error_body(error, request_id)["error"]
+
+
+def _disconnected() -> GlasskeyError:
+    return ClientError("The client closed the connection before the stream ended", code="client_disconnected")
+
+
+def _usage_from_openai(usage: dict[str, Any]) -> Usage:
+    details = usage.get("prompt_tokens_details") or {}
+    return Usage(
+        input_tokens=int(usage.get("prompt_tokens") or 0),
+        output_tokens=int(usage.get("completion_tokens") or 0),
+        cached_tokens=int(details.get("cached_tokens") or 0),
+    )
+
+
+def _text_of_delta(delta: dict[str, Any]) -> str:
+    parts = [delta.get("content") or ""]
+    for call in delta.get("tool_calls") or ():
+        function = call.get("function") or {}
+        parts.append(function.get("name") or "")
+        parts.append(function.get("arguments") or "")
+    return "".join(parts)
+
+
+def _text_of_body(body: dict[str, Any]) -> str:
+    return "".join(_text_of_delta(choice.get("message") or {}) for choice in body.get("choices") or ())
+
+
+def _estimate_tokens(text: str) -> int:
+    return -(-len(text.encode()) // 3) if text else 0
+
+
+__all__ = ["Lifecycle", "Run", "UpstreamError"]

@@ -1,0 +1,53 @@
+"""The key format ``gk-<public id>-<secret>`` and the keyed hash under which the secret is stored.
+
+The public id is visible (it names the key in receipts, logs and the dashboard); the secret is
+shown once at creation and stored only as ``HMAC-SHA256(pepper, secret)``. A database dump
+alone therefore cannot be used to forge or check a key without the pepper.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import string
+
+PREFIX = "gk"
+PUBLIC_ID_LENGTH = 12
+SECRET_LENGTH = 40
+_PUBLIC_ALPHABET = string.ascii_lowercase + string.digits
+_SECRET_ALPHABET = string.ascii_letters + string.digits
+
+
+def generate() -> tuple[str, str, str]:
+    """A new key: ``(full key, public id, secret)``."""
+    public_id = "".join(secrets.choice(_PUBLIC_ALPHABET) for _ in range(PUBLIC_ID_LENGTH))
+    secret = "".join(secrets.choice(_SECRET_ALPHABET) for _ in range(SECRET_LENGTH))
+    return f"{PREFIX}-{public_id}-{secret}", public_id, secret
+
+
+def parse(full_key: str) -> tuple[str, str] | None:
+    """``(public id, secret)``, or None when the text is not shaped like a glasskey key."""
+    parts = full_key.split("-")
+    if len(parts) != 3 or parts[0] != PREFIX:
+        return None
+    public_id, secret = parts[1], parts[2]
+    if len(public_id) != PUBLIC_ID_LENGTH or len(secret) != SECRET_LENGTH:
+        return None
+    if not all(c in _PUBLIC_ALPHABET for c in public_id) or not all(c in _SECRET_ALPHABET for c in secret):
+        return None
+    return public_id, secret
+
+
+def hash_secret(pepper: str, secret: str) -> str:
+    return hmac.new(pepper.encode(), secret.encode(), hashlib.sha256).hexdigest()
+
+
+def verify(pepper: str, secret: str, stored_hash: str) -> bool:
+    return hmac.compare_digest(hash_secret(pepper, secret), stored_hash)
+
+
+def public_id_of(text: str) -> str | None:
+    """The public id of something that looks like a key, for receipts of failed logins."""
+    parsed = parse(text)
+    return parsed[0] if parsed else None

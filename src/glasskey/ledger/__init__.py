@@ -1,0 +1,44 @@
+"""The double-entry ledger: accounts, two-phase transfers, derived balances and their audit."""
+
+from glasskey.ledger.accounts import (
+    SYSTEM_REVENUE,
+    SYSTEM_TOPUP_SOURCE,
+    Balance,
+    ensure_system_accounts,
+    get_balance,
+    open_account,
+)
+from glasskey.ledger.audit import AuditReport, audit
+from glasskey.ledger.transfers import (
+    InsufficientFunds,
+    Transfer,
+    TransferNotPending,
+    create_pending,
+    create_posted,
+    expire_pending,
+    get_transfer,
+    list_transfers,
+    post_pending,
+    void_pending,
+)
+
+__all__ = [
+    "SYSTEM_REVENUE",
+    "SYSTEM_TOPUP_SOURCE",
+    "AuditReport",
+    "Balance",
+    "InsufficientFunds",
+    "Transfer",
+    "TransferNotPending",
+    "audit",
+    "create_pending",
+    "create_posted",
+    "ensure_system_accounts",
+    "expire_pending",
+    "get_balance",
+    "get_transfer",
+    "list_transfers",
+    "open_account",
+    "post_pending",
+    "void_pending",
+]

@@ -1,0 +1,293 @@
+"""Two-phase transfers: ``pending`` (a hold) then ``posted`` or ``voided`` (or ``expired``).
+
+Every transfer moves an amount from a debit account to a credit account, and the account
+counters change in the same transaction as the transfer row, so debits always equal credits.
+A debit that would take an account with a floor below it is refused by the very ``UPDATE``
+that applies it (a conditional update takes the row lock), so concurrent holds cannot
+overspend a wallet, on one process or many.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Connection, Row, and_, or_, select, update
+from sqlalchemy.exc import IntegrityError
+
+from glasskey.errors import ClientError, InvariantViolation, NotFound, WalletError
+from glasskey.ids import new_id
+from glasskey.store.tables import accounts, transfers
+
+PENDING, POSTED, VOIDED, EXPIRED = "pending", "posted", "voided", "expired"
+
+
+class InsufficientFunds(WalletError):
+    """The debit would take the account below its floor."""
+
+
+class TransferNotPending(Exception):
+    """The transfer was already posted, voided or expired (or its hold has run out)."""
+
+
+@dataclass(frozen=True)
+class Transfer:
+    id: str
+    debit_account_id: str
+    credit_account_id: str
+    amount_micros: int
+    posted_amount_micros: int | None
+    status: str
+    kind: str
+    request_id: str | None
+    key_id: str | None
+    budget_period: str | None
+    idempotency_key: str | None
+    memo: str
+    created_at: datetime
+    expires_at: datetime | None
+    resolved_at: datetime | None
+    replayed: bool = False
+
+    @classmethod
+    def from_row(cls, row: Row[tuple[object, ...]], *, replayed: bool = False) -> Transfer:
+        m = row._mapping
+        return cls(
+            id=m["id"],
+            debit_account_id=m["debit_account_id"],
+            credit_account_id=m["credit_account_id"],
+            amount_micros=m["amount_micros"],
+            posted_amount_micros=m["posted_amount_micros"],
+            status=m["status"],
+            kind=m["kind"],
+            request_id=m["request_id"],
+            key_id=m["key_id"],
+            budget_period=m["budget_period"],
+            idempotency_key=m["idempotency_key"],
+            memo=m["memo"],
+            created_at=m["created_at"],
+            expires_at=m["expires_at"],
+            resolved_at=m["resolved_at"],
+            replayed=replayed,
+        )
+
+
+def _debit(conn: Connection, account_id: str, amount: int, *, pending: bool) -> None:
+    column = accounts.c.debits_pending if pending else accounts.c.debits_posted
+    available_after = accounts.c.credits_posted - accounts.c.debits_posted - accounts.c.debits_pending - amount
+    result = conn.execute(
+        update(accounts)
+        .where(
+            accounts.c.id == account_id,
+            or_(accounts.c.floor_micros.is_(None), available_after >= accounts.c.floor_micros),
+        )
+        .values({column: column + amount})
+    )
+    if result.rowcount == 1:
+        return
+    if conn.scalar(select(accounts.c.id).where(accounts.c.id == account_id)) is None:
+        raise NotFound(f"account {account_id} does not exist")
+    raise InsufficientFunds(f"insufficient balance in account {account_id} for {amount} micros")
+
+
+def _credit(conn: Connection, account_id: str, amount: int, *, pending: bool) -> None:
+    column = accounts.c.credits_pending if pending else accounts.c.credits_posted
+    result = conn.execute(update(accounts).where(accounts.c.id == account_id).values({column: column + amount}))
+    if result.rowcount != 1:
+        raise NotFound(f"account {account_id} does not exist")
+
+
+def _check_amount(amount_micros: int) -> None:
+    if not isinstance(amount_micros, int) or isinstance(amount_micros, bool):
+        raise TypeError("amounts are integer micros")
+    if amount_micros < 0:
+        raise ClientError("amounts are never negative")
+
+
+def create_pending(
+    conn: Connection,
+    *,
+    debit_account_id: str,
+    credit_account_id: str,
+    amount_micros: int,
+    now: datetime,
+    expires_at: datetime,
+    kind: str = "charge",
+    request_id: str | None = None,
+    key_id: str | None = None,
+    budget_period: str | None = None,
+    memo: str = "",
+) -> Transfer:
+    """Hold ``amount_micros`` on the debit account until posted, voided or expired."""
+    _check_amount(amount_micros)
+    _debit(conn, debit_account_id, amount_micros, pending=True)
+    _credit(conn, credit_account_id, amount_micros, pending=True)
+    transfer_id = new_id("tr")
+    conn.execute(
+        transfers.insert().values(
+            id=transfer_id,
+            debit_account_id=debit_account_id,
+            credit_account_id=credit_account_id,
+            amount_micros=amount_micros,
+            posted_amount_micros=None,
+            status=PENDING,
+            kind=kind,
+            request_id=request_id,
+            key_id=key_id,
+            budget_period=budget_period,
+            idempotency_key=None,
+            memo=memo,
+            created_at=now,
+            expires_at=expires_at,
+            resolved_at=None,
+        )
+    )
+    return get_transfer(conn, transfer_id)
+
+
+def create_posted(
+    conn: Connection,
+    *,
+    debit_account_id: str,
+    credit_account_id: str,
+    amount_micros: int,
+    now: datetime,
+    kind: str,
+    idempotency_key: str | None = None,
+    request_id: str | None = None,
+    memo: str = "",
+) -> Transfer:
+    """Move money in one step (a top-up). A replayed ``idempotency_key`` returns the first transfer."""
+    _check_amount(amount_micros)
+    if idempotency_key is not None:
+        existing = _by_idempotency_key(conn, idempotency_key)
+        if existing is not None:
+            return _replay(existing, debit_account_id, credit_account_id, amount_micros)
+    transfer_id = new_id("tr")
+    try:
+        with conn.begin_nested():
+            conn.execute(
+                transfers.insert().values(
+                    id=transfer_id,
+                    debit_account_id=debit_account_id,
+                    credit_account_id=credit_account_id,
+                    amount_micros=amount_micros,
+                    posted_amount_micros=amount_micros,
+                    status=POSTED,
+                    kind=kind,
+                    request_id=request_id,
+                    idempotency_key=idempotency_key,
+                    memo=memo,
+                    created_at=now,
+                    expires_at=None,
+                    resolved_at=now,
+                )
+            )
+    except IntegrityError:
+        # A concurrent request with the same key won the insert; answer with its transfer.
+        existing = _by_idempotency_key(conn, idempotency_key) if idempotency_key else None
+        if existing is None:
+            raise
+        return _replay(existing, debit_account_id, credit_account_id, amount_micros)
+    _debit(conn, debit_account_id, amount_micros, pending=False)
+    _credit(conn, credit_account_id, amount_micros, pending=False)
+    return get_transfer(conn, transfer_id)
+
+
+def _by_idempotency_key(conn: Connection, key: str) -> Transfer | None:
+    row = conn.execute(select(transfers).where(transfers.c.idempotency_key == key)).first()
+    return Transfer.from_row(row, replayed=True) if row is not None else None
+
+
+def _replay(existing: Transfer, debit: str, credit: str, amount: int) -> Transfer:
+    if (existing.debit_account_id, existing.credit_account_id, existing.amount_micros) != (
+        debit,
+        credit,
+        amount,
+    ):
+        raise ClientError(
+            "this Idempotency-Key was already used for a different transfer",
+            code="idempotency_key_reused",
+            param="Idempotency-Key",
+            status_code=409,
+        )
+    return existing
+
+
+def _resolve(conn: Connection, transfer_id: str, status: str, posted_amount: int | None, now: datetime) -> Transfer:
+    current = get_transfer(conn, transfer_id)
+    if current.status != PENDING:
+        raise TransferNotPending(f"transfer {transfer_id} is {current.status}")
+    result = conn.execute(
+        update(transfers)
+        .where(transfers.c.id == transfer_id, transfers.c.status == PENDING)
+        .values(status=status, posted_amount_micros=posted_amount, resolved_at=now)
+    )
+    if result.rowcount != 1:
+        raise TransferNotPending(f"transfer {transfer_id} was resolved concurrently")
+    held = current.amount_micros
+    posted = posted_amount or 0
+    debit_values = {accounts.c.debits_pending: accounts.c.debits_pending - held}
+    credit_values = {accounts.c.credits_pending: accounts.c.credits_pending - held}
+    if posted:
+        debit_values[accounts.c.debits_posted] = accounts.c.debits_posted + posted
+        credit_values[accounts.c.credits_posted] = accounts.c.credits_posted + posted
+    conn.execute(update(accounts).where(accounts.c.id == current.debit_account_id).values(debit_values))
+    conn.execute(update(accounts).where(accounts.c.id == current.credit_account_id).values(credit_values))
+    return get_transfer(conn, transfer_id)
+
+
+def post_pending(conn: Connection, transfer_id: str, amount_micros: int, now: datetime) -> Transfer:
+    """Post ``amount_micros`` (at most the hold) and release the rest of the hold."""
+    _check_amount(amount_micros)
+    held = get_transfer(conn, transfer_id).amount_micros
+    if amount_micros > held:
+        raise InvariantViolation(f"posting {amount_micros} above the hold of {held} on {transfer_id}")
+    return _resolve(conn, transfer_id, POSTED, amount_micros, now)
+
+
+def void_pending(conn: Connection, transfer_id: str, now: datetime) -> Transfer:
+    """Release the whole hold; nothing is charged."""
+    return _resolve(conn, transfer_id, VOIDED, None, now)
+
+
+def expire_pending(conn: Connection, now: datetime, *, limit: int = 1000) -> list[Transfer]:
+    """Release holds whose time ran out and that nobody posted or voided; returns them.
+
+    A hold past its time that has not been swept yet can still be posted: the sweep, not the
+    clock, ends a hold, so a slow request and the sweep never both settle it.
+    """
+    stale = list(
+        conn.scalars(
+            select(transfers.c.id)
+            .where(and_(transfers.c.status == PENDING, transfers.c.expires_at <= now))
+            .limit(limit)
+        )
+    )
+    expired = []
+    for transfer_id in stale:
+        try:
+            expired.append(_resolve(conn, transfer_id, EXPIRED, None, now))
+        except TransferNotPending:
+            continue
+    return expired
+
+
+def get_transfer(conn: Connection, transfer_id: str) -> Transfer:
+    row = conn.execute(select(transfers).where(transfers.c.id == transfer_id)).first()
+    if row is None:
+        raise NotFound(f"transfer {transfer_id} does not exist")
+    return Transfer.from_row(row)
+
+
+def list_transfers(
+    conn: Connection, account_id: str, *, limit: int = 100, before: datetime | None = None
+) -> list[Transfer]:
+    """Transfers touching one account, newest first."""
+    query = select(transfers).where(
+        or_(transfers.c.debit_account_id == account_id, transfers.c.credit_account_id == account_id)
+    )
+    if before is not None:
+        query = query.where(transfers.c.created_at < before)
+    rows = conn.execute(query.order_by(transfers.c.created_at.desc(), transfers.c.id.desc()).limit(limit))
+    return [Transfer.from_row(row) for row in rows]

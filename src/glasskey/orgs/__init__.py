@@ -1,0 +1,1 @@
+"""Orgs and their two wallets (``credit`` and ``routed``)."""

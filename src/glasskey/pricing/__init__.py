@@ -1,0 +1,1 @@
+"""Model catalog and prices, token estimates, quotes, and metering of usage into charges."""

@@ -1,0 +1,1 @@
+"""Upstream providers: one module per API family behind the small interface of ``base``."""

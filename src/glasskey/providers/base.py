@@ -1,0 +1,82 @@
+"""The interface every upstream provider implements, and the values that cross it.
+
+A provider receives the client's OpenAI-shaped chat body (already checked by the gateway) and
+the ``RouteTarget`` it must call, and answers in OpenAI's shape: a whole ``ChatResult`` or an
+async iterator of OpenAI ``chat.completion.chunk`` dicts. Usage travels separately as ``Usage``
+so the gateway can bill it. Failures raise ``ProviderError`` with the upstream's own status,
+type and message (never a credential).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class RouteTarget:
+    """What a provider needs of a route: where to call, which model, with which credential."""
+
+    route_id: str
+    provider: str
+    base_url: str
+    upstream_model: str
+    credential: str | None
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def __repr__(self) -> str:  # the credential never appears in a repr, log line or traceback
+        return f"RouteTarget(route_id={self.route_id!r}, provider={self.provider!r}, model={self.upstream_model!r})"
+
+
+@dataclass(frozen=True)
+class Usage:
+    input_tokens: int
+    output_tokens: int
+    cached_tokens: int = 0
+
+
+@dataclass(frozen=True)
+class ChatResult:
+    body: dict[str, Any]
+    usage: Usage | None
+
+
+class ProviderError(Exception):
+    """The upstream failed. ``status`` is the upstream HTTP status (or 504 for a timeout)."""
+
+    def __init__(
+        self,
+        provider: str,
+        status: int,
+        message: str,
+        *,
+        error_type: str = "upstream_error",
+        retry_after: str | None = None,
+        timeout: bool = False,
+    ) -> None:
+        super().__init__(message)
+        self.provider = provider
+        self.status = status
+        self.message = message
+        self.error_type = error_type
+        self.retry_after = retry_after
+        self.timeout = timeout
+
+    @property
+    def retriable(self) -> bool:
+        return self.timeout or self.status in (408, 429, 529) or self.status >= 500
+
+
+class StreamCut(ProviderError):
+    """The upstream stream ended in the middle of an answer (no finish reason, no clean end)."""
+
+
+class Provider(Protocol):
+    name: str
+
+    async def chat(self, target: RouteTarget, body: dict[str, Any]) -> ChatResult: ...
+
+    def stream_chat(self, target: RouteTarget, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        """Yield OpenAI chunk dicts; the last one carries ``usage`` when the upstream reports it."""
+        ...

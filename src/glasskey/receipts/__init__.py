@@ -1,0 +1,1 @@
+"""Receipts: the record of every request after it ran, success or failure."""

@@ -1,0 +1,137 @@
+"""Writing and reading receipts.
+
+A receipt is written in the same transaction as the ledger movement that settles its request,
+so a receipt's charge and its posted transfer can never disagree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, select
+
+from glasskey.errors import ClientError, NotFound
+from glasskey.money import format_micros
+from glasskey.store.tables import receipts
+
+MAX_PAGE = 200
+
+
+@dataclass
+class Attempt:
+    route_id: str
+    provider: str
+    upstream_model: str
+    status: str  # "succeeded" | "failed"
+    latency_ms: int
+    http_status: int | None = None
+    error_class: str | None = None
+    error_message: str | None = None
+
+
+@dataclass
+class Receipt:
+    request_id: str
+    endpoint: str
+    created_at: datetime
+    status: str = "failed"
+    http_status: int = 500
+    key_id: str | None = None
+    key_public_id: str | None = None
+    org_id: str | None = None
+    requested_model: str | None = None
+    settlement: str | None = None
+    wallet_kind: str | None = None
+    provider: str | None = None
+    upstream_model: str | None = None
+    route_id: str | None = None
+    attempts: list[Attempt] = field(default_factory=list)
+    stream: bool = False
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_tokens: int = 0
+    usage_source: str = "none"
+    input_price_per_mtok_micros: int | None = None
+    output_price_per_mtok_micros: int | None = None
+    cached_price_per_mtok_micros: int | None = None
+    hold_micros: int = 0
+    charge_micros: int = 0
+    latency_ms: int = 0
+    ttft_ms: int | None = None
+    error_source: str | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+    transfer_id: str | None = None
+    flags: list[str] = field(default_factory=list)
+
+    def row(self) -> dict[str, Any]:
+        values = asdict(self)
+        values["attempts"] = [asdict(a) for a in self.attempts]
+        return values
+
+
+def write_receipt(conn: Connection, receipt: Receipt) -> None:
+    conn.execute(receipts.insert().values(receipt.row()))
+
+
+def _public(row: Any) -> dict[str, Any]:
+    m = dict(row._mapping)
+    m.pop("seq", None)
+    m["created_at"] = m["created_at"].isoformat()
+    m["charge_usd"] = format_micros(m["charge_micros"])
+    m["key"] = f"gk-{m['key_public_id']}" if m["key_public_id"] else None
+    m["object"] = "receipt"
+    return m
+
+
+def get_receipt(conn: Connection, request_id: str, *, key_id: str | None = None) -> dict[str, Any]:
+    """One receipt; with ``key_id``, only if that key made the request (others look absent)."""
+    query = select(receipts).where(receipts.c.request_id == request_id)
+    if key_id is not None:
+        query = query.where(receipts.c.key_id == key_id)
+    row = conn.execute(query).first()
+    if row is None:
+        raise NotFound(f"receipt {request_id} does not exist")
+    return _public(row)
+
+
+@dataclass(frozen=True)
+class ReceiptPage:
+    data: list[dict[str, Any]]
+    next_cursor: str | None
+
+
+def list_receipts(
+    conn: Connection,
+    *,
+    key_id: str | None = None,
+    org_id: str | None = None,
+    status: str | None = None,
+    model: str | None = None,
+    error_source: str | None = None,
+    cursor: str | None = None,
+    limit: int = 50,
+) -> ReceiptPage:
+    """Receipts newest first; ``cursor`` is the opaque ``next_cursor`` of the previous page."""
+    limit = max(1, min(limit, MAX_PAGE))
+    query = select(receipts)
+    for column, value in (
+        (receipts.c.key_id, key_id),
+        (receipts.c.org_id, org_id),
+        (receipts.c.status, status),
+        (receipts.c.requested_model, model),
+        (receipts.c.error_source, error_source),
+    ):
+        if value is not None:
+            query = query.where(column == value)
+    if cursor:
+        try:
+            before = int(cursor)
+        except ValueError:
+            raise ClientError("cursor is not one this API returned", param="cursor") from None
+        query = query.where(receipts.c.seq < before)
+    rows = list(conn.execute(query.order_by(receipts.c.seq.desc()).limit(limit + 1)))
+    next_cursor = str(rows[limit - 1].seq) if len(rows) > limit else None
+    return ReceiptPage(data=[_public(r) for r in rows[:limit]], next_cursor=next_cursor)

@@ -1,0 +1,180 @@
+"""Routes: provider + base URL + upstream model + credential + settlement + prices + priority.
+
+A route's price to the user is what receipts charge; its cost to the operator is what the
+operator pays upstream (their difference is the margin). The credential never leaves the
+server: ``Route.public()`` masks it for every API.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, select, update
+
+from glasskey.errors import ClientError, NotFound
+from glasskey.ids import new_id
+from glasskey.pricing.catalog import Prices, get_model
+from glasskey.providers.base import RouteTarget
+from glasskey.store.tables import routes
+
+SETTLEMENTS = ("official", "routed")
+PROVIDERS = ("openai", "anthropic", "gemini", "openai_compatible", "simulated")
+
+
+def mask_secret(secret: str | None) -> str | None:
+    """``sk-abcdef123456 -> "sk-…3456"``: enough to recognise, never enough to use."""
+    if not secret:
+        return None
+    return f"{secret[:3]}…{secret[-4:]}" if len(secret) >= 12 else "…"
+
+
+@dataclass(frozen=True)
+class Route:
+    id: str
+    model: str
+    provider: str
+    base_url: str
+    upstream_model: str
+    settlement: str
+    prices: Prices
+    costs: Prices
+    priority: int = 100
+    weight: int = 1
+    enabled: bool = True
+    options: dict[str, Any] = field(default_factory=dict)
+    credential: str | None = field(default=None, repr=False)
+
+    def target(self) -> RouteTarget:
+        return RouteTarget(
+            route_id=self.id,
+            provider=self.provider,
+            base_url=self.base_url,
+            upstream_model=self.upstream_model,
+            credential=self.credential,
+            options=dict(self.options),
+        )
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "model": self.model,
+            "provider": self.provider,
+            "base_url": self.base_url,
+            "upstream_model": self.upstream_model,
+            "settlement": self.settlement,
+            "price_per_mtok_micros": _prices_dict(self.prices),
+            "cost_per_mtok_micros": _prices_dict(self.costs),
+            "priority": self.priority,
+            "weight": self.weight,
+            "enabled": self.enabled,
+            "options": self.options,
+            "credential": mask_secret(self.credential),
+        }
+
+
+def _prices_dict(prices: Prices) -> dict[str, int]:
+    return {
+        "input": prices.input_per_mtok_micros,
+        "output": prices.output_per_mtok_micros,
+        "cached": prices.cached_per_mtok_micros,
+    }
+
+
+def _route(row: Any) -> Route:
+    return Route(
+        id=row.id,
+        model=row.model,
+        provider=row.provider,
+        base_url=row.base_url,
+        upstream_model=row.upstream_model,
+        settlement=row.settlement,
+        prices=Prices(
+            row.input_price_per_mtok_micros,
+            row.output_price_per_mtok_micros,
+            row.cached_price_per_mtok_micros,
+        ),
+        costs=Prices(row.input_cost_per_mtok_micros, row.output_cost_per_mtok_micros, row.cached_cost_per_mtok_micros),
+        priority=row.priority,
+        weight=row.weight,
+        enabled=row.enabled,
+        options=dict(row.options or {}),
+        credential=row.credential,
+    )
+
+
+def _validate(route: Route) -> None:
+    if route.settlement not in SETTLEMENTS:
+        raise ClientError(f"settlement must be one of {', '.join(SETTLEMENTS)}", param="settlement")
+    if route.provider not in PROVIDERS:
+        raise ClientError(f"provider must be one of {', '.join(PROVIDERS)}", param="provider")
+    if route.provider not in ("simulated",) and not route.base_url.startswith(("http://", "https://")):
+        raise ClientError("base_url must be an http(s) URL", param="base_url")
+    for prices in (route.prices, route.costs):
+        if min(prices.input_per_mtok_micros, prices.output_per_mtok_micros, prices.cached_per_mtok_micros) < 0:
+            raise ClientError("prices are never negative", param="price")
+    if route.weight < 1:
+        raise ClientError("weight must be at least 1", param="weight")
+
+
+def _values(route: Route) -> dict[str, Any]:
+    return {
+        "model": route.model,
+        "provider": route.provider,
+        "base_url": route.base_url,
+        "upstream_model": route.upstream_model,
+        "credential": route.credential,
+        "settlement": route.settlement,
+        "input_price_per_mtok_micros": route.prices.input_per_mtok_micros,
+        "output_price_per_mtok_micros": route.prices.output_per_mtok_micros,
+        "cached_price_per_mtok_micros": route.prices.cached_per_mtok_micros,
+        "input_cost_per_mtok_micros": route.costs.input_per_mtok_micros,
+        "output_cost_per_mtok_micros": route.costs.output_per_mtok_micros,
+        "cached_cost_per_mtok_micros": route.costs.cached_per_mtok_micros,
+        "priority": route.priority,
+        "weight": route.weight,
+        "enabled": route.enabled,
+        "options": route.options,
+    }
+
+
+def create_route(conn: Connection, route: Route, now: datetime) -> Route:
+    """Store a new route (its ``id`` is assigned here when empty)."""
+    get_model(conn, route.model)
+    if not route.id:
+        route = replace(route, id=new_id("rt"))
+    _validate(route)
+    conn.execute(routes.insert().values(id=route.id, created_at=now, **_values(route)))
+    return route
+
+
+def update_route(conn: Connection, route_id: str, **changes: Any) -> Route:
+    current = get_route(conn, route_id)
+    updated = replace(current, **changes)
+    _validate(updated)
+    conn.execute(update(routes).where(routes.c.id == route_id).values(_values(updated)))
+    return updated
+
+
+def get_route(conn: Connection, route_id: str) -> Route:
+    row = conn.execute(select(routes).where(routes.c.id == route_id)).first()
+    if row is None:
+        raise NotFound(f"route {route_id} does not exist")
+    return _route(row)
+
+
+def list_routes(conn: Connection, model: str | None = None) -> list[Route]:
+    query = select(routes)
+    if model is not None:
+        query = query.where(routes.c.model == model)
+    return [_route(row) for row in conn.execute(query.order_by(routes.c.model, routes.c.priority, routes.c.id))]
+
+
+def candidates(conn: Connection, model: str, settlement: str) -> list[Route]:
+    """Enabled routes of ``model`` with this settlement, in the order they would be tried."""
+    rows = conn.execute(
+        select(routes).where(routes.c.model == model, routes.c.settlement == settlement, routes.c.enabled.is_(True))
+    )
+    found = [_route(row) for row in rows]
+    return sorted(found, key=lambda r: (r.priority, -r.weight, r.prices.output_per_mtok_micros, r.id))

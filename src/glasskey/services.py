@@ -1,0 +1,57 @@
+"""The services of one gateway process, built once at start-up and passed down.
+
+Nothing here is a module-level global: tests build as many independent ``Services`` as they
+like, each with its own database, clock and providers.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from glasskey.keys.ratelimit import RateLimiter
+from glasskey.ledger import ensure_system_accounts
+from glasskey.pricing.catalog import sync_catalog
+from glasskey.providers.base import Provider
+from glasskey.providers.simulated import SimulatedProvider
+from glasskey.settings import Settings
+from glasskey.store.database import Database
+from glasskey.store.migrations import upgrade
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Services:
+    settings: Settings
+    db: Database
+    providers: dict[str, Provider]
+    rate_limiter: RateLimiter = field(default_factory=RateLimiter)
+    clock: Callable[[], datetime] = utc_now
+    monotonic: Callable[[], float] = time.monotonic
+
+    @property
+    def pepper(self) -> str:
+        return self.settings.key_pepper.get_secret_value()
+
+
+def default_providers() -> dict[str, Provider]:
+    return {"simulated": SimulatedProvider()}
+
+
+def build_services(
+    settings: Settings, *, providers: dict[str, Provider] | None = None, migrate: bool = True
+) -> Services:
+    """Open the database, bring its schema up to date, and seed the catalog and system accounts."""
+    db = Database(settings.effective_database_url)
+    services = Services(settings=settings, db=db, providers=providers or default_providers())
+    if migrate:
+        upgrade(db)
+    with db.write() as conn:
+        ensure_system_accounts(conn, services.clock())
+        sync_catalog(conn)
+    return services

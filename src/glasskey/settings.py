@@ -1,0 +1,100 @@
+"""Typed settings, read from ``GLASSKEY_*`` environment variables and an optional TOML file.
+
+A misspelt setting (in the file or the environment) or a missing required one stops start-up
+with a message that names it. Secrets are ``SecretStr`` so they never print in a repr, a log or
+a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+ENV_PREFIX = "GLASSKEY_"
+# Variables that configure the process around the settings rather than the settings themselves.
+_ENV_NOT_SETTINGS = {"GLASSKEY_CONFIG", "GLASSKEY_TEST_POSTGRES_URL"}
+
+
+class SettingsError(Exception):
+    """Start-up configuration is wrong; the message names the setting."""
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    data_dir: Path = Field(default=Path("./glasskey-data"), description="where the SQLite file lives")
+    database_url: str = Field(default="", description="SQLAlchemy URL; empty means SQLite in data_dir")
+    host: str = "127.0.0.1"
+    port: int = Field(default=8787, ge=1, le=65535)
+    admin_token: SecretStr = Field(description="bearer token of the admin API and dashboard")
+    key_pepper: SecretStr = Field(description="HMAC key under which API key secrets are hashed")
+    public_url: str = Field(default="", description="base URL shown in explanations; default from host:port")
+    hold_ttl_seconds: int = Field(default=900, ge=10, description="a hold not settled by then expires")
+    request_body_max_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    log_level: str = "info"
+
+    @field_validator("admin_token", "key_pepper")
+    @classmethod
+    def _long_enough(cls, value: SecretStr) -> SecretStr:
+        if len(value.get_secret_value()) < 16:
+            raise ValueError("must be at least 16 characters")
+        return value
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'glasskey.db').resolve()}"
+
+    @property
+    def effective_public_url(self) -> str:
+        return self.public_url.rstrip("/") or f"http://{self.host}:{self.port}"
+
+
+def _check_environment(environ: dict[str, str]) -> None:
+    known = {ENV_PREFIX + name.upper() for name in Settings.model_fields}
+    for name in environ:
+        if name.startswith(ENV_PREFIX) and name not in known and name not in _ENV_NOT_SETTINGS:
+            raise SettingsError(f"unknown setting {name} in the environment (known: {', '.join(sorted(known))})")
+
+
+def load_settings(
+    config_file: Path | None = None,
+    *,
+    environ: dict[str, str] | None = None,
+    **overrides: Any,
+) -> Settings:
+    """Build the settings: explicit overrides win over the environment, which wins over the file."""
+    env = dict(os.environ if environ is None else environ)
+    _check_environment(env)
+    file_values: dict[str, Any] = {}
+    path = config_file or (Path(env["GLASSKEY_CONFIG"]) if env.get("GLASSKEY_CONFIG") else None)
+    if path is not None:
+        try:
+            file_values = tomllib.loads(path.read_text())
+        except FileNotFoundError as exc:
+            raise SettingsError(f"config file {path} does not exist") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise SettingsError(f"config file {path} is not valid TOML: {exc}") from exc
+        unknown = set(file_values) - set(Settings.model_fields)
+        if unknown:
+            raise SettingsError(f"unknown setting(s) {', '.join(sorted(unknown))} in {path}")
+    values = {**file_values}
+    for name in Settings.model_fields:
+        env_name = ENV_PREFIX + name.upper()
+        if env_name in env:
+            values[name] = env[env_name]
+    values.update(overrides)
+    try:
+        return Settings.model_validate(values)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            name = ".".join(str(part) for part in err["loc"])
+            hint = f"GLASSKEY_{name.upper()}" if name in Settings.model_fields else name
+            problems.append(f"{name} ({hint}): {err['msg']}")
+        raise SettingsError("invalid settings: " + "; ".join(problems)) from None

@@ -1,0 +1,1 @@
+"""Storage: the database engine, the tables and their migrations."""

@@ -1,0 +1,88 @@
+"""The database engine: SQLite (embedded default) or PostgreSQL, with one way to read and one to write.
+
+SQLite allows one writer at a time. Write transactions start with ``BEGIN IMMEDIATE`` so the
+write lock is taken up front (no deadlock-prone lock upgrades), and writers in one process queue
+on a lock instead of spinning in SQLite's busy handler. PostgreSQL needs neither: every
+balance-changing statement is a single conditional ``UPDATE`` that takes the row lock.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.engine import make_url
+
+from glasskey.store.tables import metadata
+
+
+class Database:
+    """Owns the engine; domain functions receive a ``Connection`` from ``read()`` or ``write()``."""
+
+    def __init__(self, url: str, *, echo: bool = False) -> None:
+        parsed = make_url(url)
+        self.url = url
+        self.dialect = parsed.get_backend_name()
+        self._write_lock: threading.Lock | None = None
+        kwargs: dict[str, Any] = {"echo": echo, "future": True}
+        if self.dialect == "sqlite":
+            if parsed.database and parsed.database != ":memory:":
+                Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
+            self._write_lock = threading.Lock()
+        else:
+            kwargs.update(pool_size=10, max_overflow=20, pool_pre_ping=True)
+        self.engine: Engine = create_engine(url, **kwargs)
+        if self.dialect == "sqlite":
+            _configure_sqlite(self.engine)
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        with self.engine.connect() as conn:
+            yield conn
+
+    @contextmanager
+    def write(self) -> Iterator[Connection]:
+        """One transaction that commits on success and rolls back on any exception."""
+        if self._write_lock is None:
+            with self.engine.begin() as conn:
+                yield conn
+            return
+        with self._write_lock, self.engine.connect() as conn:
+            conn.info["glasskey_write"] = True
+            try:
+                with conn.begin():
+                    yield conn
+            finally:
+                conn.info.pop("glasskey_write", None)
+
+    def create_all(self) -> None:
+        """Create every table directly (tests); production uses ``upgrade()`` (Alembic)."""
+        metadata.create_all(self.engine)
+
+    def drop_all(self) -> None:
+        metadata.drop_all(self.engine)
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy, not the sqlite3 module, decide when transactions begin.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.info.get("glasskey_write") else "BEGIN")

@@ -1,0 +1,25 @@
+"""Alembic migrations, run from code (no alembic.ini needed): ``upgrade(db)``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+
+from glasskey.store.database import Database
+
+HERE = Path(__file__).parent
+
+
+def alembic_config(db: Database) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(HERE))
+    # A percent sign in a password must survive ConfigParser interpolation.
+    config.set_main_option("sqlalchemy.url", db.url.replace("%", "%%"))
+    config.attributes["glasskey_engine"] = db.engine
+    return config
+
+
+def upgrade(db: Database, revision: str = "head") -> None:
+    command.upgrade(alembic_config(db), revision)
