@@ -10,7 +10,7 @@ event loop keeps serving other requests.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
@@ -47,6 +47,7 @@ from glasskey.services import Services
 
 log = logging.getLogger("glasskey.gateway")
 T = TypeVar("T")
+BodyReader = Callable[[], Awaitable[bytes]]
 MAX_ATTEMPTS = 3
 
 
@@ -75,7 +76,7 @@ class Lifecycle:
 
     # -- plumbing -------------------------------------------------------------------------
 
-    async def _read(self, fn: Callable[[Connection], T]) -> T:
+    async def read(self, fn: Callable[[Connection], T]) -> T:
         def work() -> T:
             with self.services.db.read() as conn:
                 return fn(conn)
@@ -102,7 +103,7 @@ class Lifecycle:
         token = bearer_token(authorization)
         # The public id is not secret, and lets a failed login be traced to the key it named.
         run.receipt.key_public_id = key_secret.public_id_of(token)
-        key = await self._read(
+        key = await self.read(
             partial(authenticate, pepper=self.services.pepper, token=token, now=self.services.clock())
         )
         run.key = key
@@ -152,18 +153,25 @@ class Lifecycle:
     def _hold_ttl(self) -> timedelta:
         return timedelta(seconds=self.services.settings.hold_ttl_seconds)
 
+    async def key_of(self, authorization: str | None) -> KeyRecord:
+        """The key behind a request that leaves no receipt (metadata endpoints)."""
+        token = bearer_token(authorization)
+        return await self.read(
+            partial(authenticate, pepper=self.services.pepper, token=token, now=self.services.clock())
+        )
+
     async def prepare(
-        self, run: Run, authorization: str | None, raw: bytes
+        self, run: Run, authorization: str | None, read_body: BodyReader
     ) -> tuple[dict[str, Any], Quote, list[Route]]:
         """Everything before the upstream call: parse, authenticate, limit, quote and hold."""
-        body = parse_json_object(raw)
+        body = parse_json_object(await read_body())
         if isinstance(body.get("model"), str):
             run.receipt.requested_model = body["model"][:200]
         run.receipt.stream = body.get("stream") is True
         check_chat_body(body)
         key = await self.authenticate(run, authorization)
         self.services.rate_limiter.check(key.id, key.policy.rpm_limit, self.services.monotonic())
-        quote, selection = await self._read(
+        quote, selection = await self.read(
             lambda conn: quote_request(conn, key, body, self.services.clock(), endpoint="chat")
         )
         routes = selection.routes[:MAX_ATTEMPTS] if key.policy.backup_routes else selection.routes[:1]
@@ -226,10 +234,12 @@ class Lifecycle:
 
     # -- chat completions -----------------------------------------------------------------
 
-    async def chat(self, request_id: str, authorization: str | None, raw: bytes) -> JSONOutcome | StreamOutcome:
+    async def chat(
+        self, request_id: str, authorization: str | None, read_body: BodyReader
+    ) -> JSONOutcome | StreamOutcome:
         run = self.new_run(request_id, "chat.completions")
         try:
-            body, _quote, routes = await self.prepare(run, authorization, raw)
+            body, _quote, routes = await self.prepare(run, authorization, read_body)
             if body.get("stream") is True:
                 return await self._open_stream(run, body, routes)
             return await self._complete(run, body, routes)
@@ -279,16 +289,16 @@ class Lifecycle:
             try:
                 first = await iterator.__anext__()
             except ProviderError as error:
-                await iterator.aclose()
+                await _close(iterator)
                 self._attempt_failed(run, route, began, error)
                 last = error
                 if not error.retriable:
                     break
                 continue
             except StopAsyncIteration:
-                error = ProviderError(route.provider, 502, "the upstream stream ended before any chunk")
-                self._attempt_failed(run, route, began, error)
-                last = error
+                empty = ProviderError(route.provider, 502, "the upstream stream ended before any chunk")
+                self._attempt_failed(run, route, began, empty)
+                last = empty
                 continue
             run.receipt.ttft_ms = self._elapsed_ms(run)
             relay = partial(self._relay, run, route, began, body, iterator, first)
@@ -336,7 +346,7 @@ class Lifecycle:
             raise
         finally:
             with anyio.CancelScope(shield=True):
-                await iterator.aclose()
+                await _close(iterator)
                 if failure is None:
                     self._attempt_succeeded(run, route, began)
                 text = "".join(text_parts)
@@ -472,7 +482,15 @@ def _settle_hold(conn: Connection, run: Run, hold: Hold, charge: int, now: datet
 
 
 def _in_band(error: GlasskeyError, request_id: str) -> dict[str, Any]:
-    return error_body(error, request_id)["error"]
+    body: dict[str, Any] = error_body(error, request_id)["error"]
+    return body
+
+
+async def _close(iterator: AsyncIterator[Any]) -> None:
+    """Close an upstream stream so its connection is released (generators have ``aclose``)."""
+    aclose = getattr(iterator, "aclose", None)
+    if aclose is not None:
+        await aclose()
 
 
 def _disconnected() -> GlasskeyError:

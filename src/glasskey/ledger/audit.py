@@ -66,7 +66,7 @@ def audit(conn: Connection) -> AuditReport:
         else:
             report.problems.append(f"transfer {t.id} has unknown status {t.status!r}")
 
-    totals = defaultdict(int)
+    totals: dict[str, int] = defaultdict(int)
     for a in conn.execute(select(accounts)):
         report.accounts_checked += 1
         for counter in ("debits_posted", "credits_posted", "debits_pending", "credits_pending"):

@@ -77,7 +77,8 @@ def write_receipt(conn: Connection, receipt: Receipt) -> None:
 
 
 def _public(row: Any) -> dict[str, Any]:
-    m = dict(row._mapping)
+    # Column names come back as quoted_name (a str subclass) that orjson refuses as keys.
+    m = {str(k): v for k, v in row._asdict().items()}
     m.pop("seq", None)
     m["created_at"] = m["created_at"].isoformat()
     m["charge_usd"] = format_micros(m["charge_micros"])

@@ -1,0 +1,112 @@
+"""What the admin routers share: body types for money, the documented error shape, and views.
+
+Money in a request body is ``StrictInt`` micros, so ``1.5``, ``1.0``, ``"1"`` and ``true`` are
+all refused before any domain function sees them: money is never a float, not even at the edge.
+"""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
+
+from glasskey.ledger import Transfer
+from glasskey.pricing.catalog import Model, Prices
+
+Micros = Annotated[StrictInt, Field(ge=0, description="an amount in micro-dollars (1 USD = 1_000_000)")]
+WalletKind = Literal["credit", "routed"]
+Settlement = Literal["official", "routed"]
+
+
+class Body(BaseModel):
+    """A request body: unknown fields are refused, so a misspelt field never silently does nothing."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class PricesBody(Body):
+    """Unit prices in micros per one million tokens."""
+
+    input: Micros = Field(description="micros per 1M input tokens")
+    output: Micros = Field(description="micros per 1M output tokens")
+    cached: Micros = Field(description="micros per 1M cached input tokens")
+
+    def prices(self) -> Prices:
+        return Prices(
+            input_per_mtok_micros=self.input,
+            output_per_mtok_micros=self.output,
+            cached_per_mtok_micros=self.cached,
+        )
+
+
+def prices_view(prices: Prices) -> dict[str, int]:
+    return {
+        "input": prices.input_per_mtok_micros,
+        "output": prices.output_per_mtok_micros,
+        "cached": prices.cached_per_mtok_micros,
+    }
+
+
+class ErrorDetail(BaseModel):
+    message: str
+    type: str
+    code: str | None
+    param: str | None
+    request_id: str
+    source: Literal["client", "key", "model", "wallet", "budget", "route", "upstream"]
+
+
+class ErrorResponse(BaseModel):
+    """The brief's error shape: OpenAI's error object plus ``request_id`` and ``source``."""
+
+    error: ErrorDetail
+
+
+_ERROR_MEANINGS = {
+    400: "The request is malformed: a field is missing, unknown or of the wrong type (`source: client`, "
+    "`param` names the field).",
+    401: "The admin token is missing or wrong (`source: key`).",
+    404: "The record does not exist (`source: client`), or the model is unknown (`source: model`).",
+    409: "The request conflicts with what exists: a duplicate name, or an `Idempotency-Key` reused for a "
+    "different top-up (`source: client`).",
+}
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` documenting the given error statuses in the brief's shape."""
+    return {status: {"model": ErrorResponse, "description": _ERROR_MEANINGS[status]} for status in statuses}
+
+
+def list_body(data: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
+    return {"object": "list", "data": data, **extra}
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def transfer_view(transfer: Transfer) -> dict[str, Any]:
+    # ``replayed`` describes one answer to one request, not the transfer, so it is left out here.
+    view: dict[str, Any] = {"object": "transfer"}
+    for field in fields(transfer):
+        if field.name != "replayed":
+            value = getattr(transfer, field.name)
+            view[field.name] = _iso(value) if isinstance(value, datetime) else value
+    return view
+
+
+def model_view(model: Model) -> dict[str, Any]:
+    return {
+        "object": "model",
+        "name": model.name,
+        "vendor": model.vendor,
+        "kind": model.kind,
+        "official_price_per_mtok_micros": prices_view(model.official_prices),
+        "max_output_tokens": model.max_output_tokens,
+        "context_window_tokens": model.context_window_tokens,
+        "price_date": model.price_date,
+        "price_source": model.price_source,
+        "price_overridden": model.price_overridden,
+    }

@@ -1,0 +1,173 @@
+"""Admin endpoints for keys: create (the full key is shown once), list, change policy, revoke, explain.
+
+No response ever carries a key's secret or its hash: keys are rendered by ``KeyRecord.public()``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+from pydantic import AwareDatetime, Field, StrictBool, StrictInt, field_validator
+
+from glasskey.admin.common import Body, Micros, Settlement, error_responses, list_body
+from glasskey.keys.explain import explain_key
+from glasskey.keys.policy import KeyPolicy
+from glasskey.keys.service import create_key, get_key, list_keys, revoke_key, update_key
+from glasskey.orgs.service import get_org
+from glasskey.services import Services
+
+NEVER_SHOWN_AGAIN = "This is the only time the full key is shown: store it now. glasskey keeps only its hash."
+NAME_MAX_LENGTH = 200
+
+AllowedModels = Annotated[
+    list[str] | None,
+    Field(description="public model names the key may call; null means every model in the catalog"),
+]
+RateLimit = Annotated[StrictInt, Field(ge=0, description="requests per minute")]
+
+
+class CreateKeyBody(Body):
+    org_id: str = Field(description="the org (id or name) whose wallets pay for the key")
+    name: str = Field(min_length=1, max_length=NAME_MAX_LENGTH)
+    owner: str = Field(default="", max_length=NAME_MAX_LENGTH, description="the person, script or agent holding it")
+    allowed_models: AllowedModels = None
+    settlement: Settlement = "routed"
+    lower_cost_routes: StrictBool = False
+    backup_routes: StrictBool = False
+    budget_total_micros: Micros | None = None
+    budget_daily_micros: Micros | None = None
+    rpm_limit: RateLimit | None = None
+    expires_at: AwareDatetime | None = None
+
+    def policy(self) -> KeyPolicy:
+        return KeyPolicy(
+            allowed_models=tuple(self.allowed_models) if self.allowed_models is not None else None,
+            settlement=self.settlement,
+            lower_cost_routes=self.lower_cost_routes,
+            backup_routes=self.backup_routes,
+            budget_total_micros=self.budget_total_micros,
+            budget_daily_micros=self.budget_daily_micros,
+            rpm_limit=self.rpm_limit,
+            expires_at=self.expires_at,
+        )
+
+
+class UpdateKeyBody(Body):
+    """Only the fields sent change; ``null`` clears a limit (or allows every model)."""
+
+    name: str | None = Field(default=None, min_length=1, max_length=NAME_MAX_LENGTH)
+    owner: str | None = Field(default=None, max_length=NAME_MAX_LENGTH)
+    allowed_models: AllowedModels = None
+    settlement: Settlement | None = None
+    lower_cost_routes: StrictBool | None = None
+    backup_routes: StrictBool | None = None
+    budget_total_micros: Micros | None = None
+    budget_daily_micros: Micros | None = None
+    rpm_limit: RateLimit | None = None
+    expires_at: AwareDatetime | None = None
+
+    @field_validator("name", "owner", "settlement", "lower_cost_routes", "backup_routes")
+    @classmethod
+    def _not_null(cls, value: object) -> object:
+        # For these fields ``null`` has no meaning, and silently ignoring it would hide a client bug.
+        if value is None:
+            raise ValueError("may be left out, but not null")
+        return value
+
+    def changes(self) -> dict[str, Any]:
+        changes = self.model_dump(exclude_unset=True)
+        if changes.get("allowed_models") is not None:
+            changes["allowed_models"] = tuple(changes["allowed_models"])
+        return changes
+
+
+def keys_router(services: Services) -> APIRouter:
+    router = APIRouter(tags=["keys"])
+
+    @router.get(
+        "/keys",
+        summary="List keys",
+        description="Every key (or the keys of one org) with its policy; never a secret.",
+        responses=error_responses(404),
+    )
+    def read_keys(
+        org_id: Annotated[str | None, Query(description="only this org's keys (id or name)")] = None,
+    ) -> dict[str, Any]:
+        with services.db.read() as conn:
+            org = get_org(conn, org_id) if org_id is not None else None
+            return list_body([key.public() for key in list_keys(conn, org.id if org else None)])
+
+    @router.post(
+        "/keys",
+        status_code=201,
+        summary="Create a key",
+        description=(
+            "Creates a key with its policy. The response's `key` field holds the full key "
+            "(`gk-<public id>-<secret>`): it is shown this once and can never be read again."
+        ),
+        responses=error_responses(404),
+    )
+    def create(body: CreateKeyBody) -> dict[str, Any]:
+        with services.db.write() as conn:
+            org = get_org(conn, body.org_id)
+            record, full_key = create_key(
+                conn,
+                pepper=services.pepper,
+                org_id=org.id,
+                name=body.name,
+                owner=body.owner,
+                policy=body.policy(),
+                now=services.clock(),
+            )
+        return {**record.public(), "key": full_key, "key_note": NEVER_SHOWN_AGAIN}
+
+    @router.get(
+        "/keys/{key_id}",
+        summary="Get a key",
+        description="One key by id or by its public prefix `gk-<public id>`, with its policy; never its secret.",
+        responses=error_responses(404),
+    )
+    def read_key(key_id: str) -> dict[str, Any]:
+        with services.db.read() as conn:
+            return get_key(conn, key_id).public()
+
+    @router.patch(
+        "/keys/{key_id}",
+        summary="Change a key's policy",
+        description=(
+            "Changes only the fields sent: name, owner, allowed models, settlement, lower-cost and backup "
+            "routes, budgets, rate limit, expiry. `null` clears a budget, the rate limit or the expiry, and "
+            "for `allowed_models` allows every model."
+        ),
+        responses=error_responses(404),
+    )
+    def update(key_id: str, body: UpdateKeyBody) -> dict[str, Any]:
+        with services.db.write() as conn:
+            return update_key(conn, key_id, **body.changes()).public()
+
+    @router.post(
+        "/keys/{key_id}/revoke",
+        summary="Revoke a key",
+        description="From now on the key is refused with `source: key`. Revoking a revoked key changes nothing.",
+        responses=error_responses(404),
+    )
+    def revoke(key_id: str) -> dict[str, Any]:
+        with services.db.write() as conn:
+            return revoke_key(conn, key_id, services.clock()).public()
+
+    @router.get(
+        "/keys/{key_id}/explain",
+        summary="Explain a key",
+        description=(
+            "What the key may call, how it settles, whether lower-cost and backup routes are used, the "
+            "effective price per model, the wallet it charges with its balance, where its receipts and "
+            "failures are, and its budgets, rate limit and expiry: the same answer as `GET /v1/key`."
+        ),
+        responses=error_responses(404),
+    )
+    def explain(key_id: str) -> dict[str, Any]:
+        with services.db.read() as conn:
+            return explain_key(conn, services.settings, get_key(conn, key_id), services.clock())
+
+    return router

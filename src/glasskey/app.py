@@ -1,0 +1,133 @@
+"""The ASGI application: ``/v1`` for clients, ``/admin/api`` for operators, one error mapping.
+
+``build_app(services)`` is the only place the pieces are put together. Every response
+carries ``x-request-id``; every ``GlasskeyError`` becomes the brief's error shape here and
+nowhere else.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+import anyio
+import anyio.to_thread
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Mount, Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from glasskey import __version__
+from glasskey.errors import ClientError, GlasskeyError, NotFound, error_body
+from glasskey.gateway.http import JSONResponse, request_id_of, routes_v1
+from glasskey.gateway.lifecycle import Lifecycle
+from glasskey.gateway.sweeper import sweep_expired_holds
+from glasskey.ids import new_id
+from glasskey.services import Services
+
+log = logging.getLogger("glasskey")
+SWEEP_INTERVAL_SECONDS = 30.0
+
+
+class RequestIdMiddleware:
+    """Gives each request an id (in ``scope["state"]``) and sets ``x-request-id`` on its response."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = new_id("req")
+        scope.setdefault("state", {})["request_id"] = request_id
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                headers.append((b"x-request-id", request_id.encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
+
+
+def render_error(request: Request, error: GlasskeyError) -> Response:
+    return JSONResponse(error_body(error, request_id_of(request)), status_code=error.status_code, headers=error.headers)
+
+
+async def _glasskey_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, GlasskeyError)
+    return render_error(request, exc)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 404:
+        return render_error(request, NotFound(f"No such endpoint: {request.method} {request.url.path}"))
+    return render_error(
+        request, ClientError(str(exc.detail), code=f"http_{exc.status_code}", status_code=exc.status_code)
+    )
+
+
+def build_app(services: Services) -> Starlette:
+    lifecycle = Lifecycle(services)
+
+    async def index(request: Request) -> Response:
+        return JSONResponse(
+            {
+                "name": "glasskey",
+                "version": __version__,
+                "gateway": f"{services.settings.effective_public_url}/v1",
+                "admin_api": f"{services.settings.effective_public_url}/admin/api/docs",
+            }
+        )
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with anyio.create_task_group() as group:
+            group.start_soon(_sweep_forever, services)
+            yield
+            group.cancel_scope.cancel()
+
+    routes: list[Route | Mount] = [
+        Route("/", index),
+        Route("/healthz", healthz),
+        Mount("/v1", routes=routes_v1(lifecycle)),
+    ]
+    with contextlib.suppress(ImportError):
+        from glasskey.admin.api import build_admin_app
+
+        routes.append(Mount("/admin/api", app=build_admin_app(services)))
+    app = Starlette(
+        routes=routes,
+        exception_handlers={GlasskeyError: _glasskey_error, HTTPException: _http_error},
+        lifespan=lifespan,
+    )
+    app.add_middleware(RequestIdMiddleware)
+    app.state.services = services
+    app.state.lifecycle = lifecycle
+    return app
+
+
+async def _sweep_forever(services: Services) -> None:
+    while True:
+        await anyio.sleep(SWEEP_INTERVAL_SECONDS)
+
+        def work() -> int:
+            with services.db.write() as conn:
+                return sweep_expired_holds(conn, services.clock())
+
+        try:
+            swept = await anyio.to_thread.run_sync(work)
+        except Exception:  # the sweep must outlive a passing database error
+            log.exception("hold expiry sweep failed")
+            continue
+        if swept:
+            log.info("released %d expired holds", swept)

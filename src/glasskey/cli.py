@@ -1,0 +1,555 @@
+"""The ``glasskey`` command: serve, demo, and the everyday admin verbs.
+
+Admin verbs open the database in this process and call the same domain functions as the admin
+API, so the CLI and the API cannot disagree. A wrong setting exits with status 2 and a message
+naming it; an expected domain failure (unknown org, reused idempotency key, ...) exits with 1.
+Secrets are printed only where a human must copy them: a new key, and the demo banner.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from decimal import InvalidOperation
+from pathlib import Path
+from typing import Any
+
+import click
+import uvicorn
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Connection
+
+from glasskey.app import build_app
+from glasskey.demo import demo_settings, format_demo_banner, seed_demo
+from glasskey.errors import GlasskeyError
+from glasskey.keys.explain import explain_key
+from glasskey.keys.policy import KeyPolicy
+from glasskey.keys.service import create_key, get_key, list_keys, revoke_key
+from glasskey.money import dollars_to_micros, format_micros
+from glasskey.orgs.service import WALLET_KINDS, create_org, get_org, get_wallet, list_orgs, list_wallets, top_up
+from glasskey.pricing.catalog import Prices, list_models, set_official_prices
+from glasskey.receipts.records import MAX_PAGE, get_receipt, list_receipts
+from glasskey.services import Services, build_services
+from glasskey.settings import Settings, SettingsError, load_settings
+from glasskey.store.database import Database
+from glasskey.store.migrations import upgrade
+
+
+class SettingsProblem(click.ClickException):
+    exit_code = 2
+
+
+class GlasskeyGroup(click.Group):
+    """Turns expected failures anywhere below it into a one-line message instead of a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except SettingsError as exc:
+            raise SettingsProblem(str(exc)) from None
+        except GlasskeyError as exc:
+            raise click.ClickException(exc.message) from None
+
+
+class UsdType(click.ParamType):
+    """A dollar amount given as text, parsed to integer micros without ever becoming a float."""
+
+    name = "usd"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            return value
+        try:
+            return dollars_to_micros(str(value).strip().removeprefix("$"))
+        except (ValueError, InvalidOperation):
+            self.fail(f"{value!r} is not a dollar amount with at most six decimals", param, ctx)
+
+
+class IsoDatetimeType(click.ParamType):
+    name = "iso8601"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> datetime:
+        if isinstance(value, datetime):
+            return value
+        try:
+            parsed = datetime.fromisoformat(str(value))
+        except ValueError:
+            self.fail(f"{value!r} is not an ISO 8601 date-time", param, ctx)
+        if parsed.tzinfo is None:
+            self.fail(f"{value!r} needs a time zone, e.g. {value}Z or {value}+00:00", param, ctx)
+        return parsed
+
+
+USD = UsdType()
+ISO_DATETIME = IsoDatetimeType()
+
+
+# --- helpers -----------------------------------------------------------------------------
+
+
+def usd(micros: int | None) -> str:
+    """``150_000 -> "$0.15"``: dollars, trailing zeros trimmed to cents, exact to the micro."""
+    if micros is None:
+        return "-"
+    whole, _, fraction = format_micros(micros).partition(".")
+    return f"${whole}.{fraction.rstrip('0').ljust(2, '0')}"
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    cells = [[str(h) for h in headers]] + [["-" if c is None else str(c) for c in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells)
+
+
+def _settings(ctx: click.Context) -> Settings:
+    config: Path | None = ctx.find_root().params.get("config")
+    return load_settings(config_file=config)
+
+
+def _services(ctx: click.Context) -> Services:
+    services = build_services(_settings(ctx))
+    ctx.call_on_close(services.db.dispose)
+    return services
+
+
+@contextmanager
+def _write(ctx: click.Context) -> Iterator[tuple[Services, Connection]]:
+    services = _services(ctx)
+    with services.db.write() as conn:
+        yield services, conn
+
+
+@contextmanager
+def _read(ctx: click.Context) -> Iterator[tuple[Services, Connection]]:
+    services = _services(ctx)
+    with services.db.read() as conn:
+        yield services, conn
+
+
+def run_server(services: Services) -> None:
+    settings = services.settings
+    config = uvicorn.Config(
+        build_app(services),
+        host=settings.host,
+        port=settings.port,
+        loop="uvloop" if importlib.util.find_spec("uvloop") else "auto",
+        http="httptools" if importlib.util.find_spec("httptools") else "auto",
+        access_log=False,
+        log_level=settings.log_level,
+    )
+    uvicorn.Server(config).run()
+
+
+# --- the command -------------------------------------------------------------------------
+
+
+@click.group(cls=GlasskeyGroup)
+@click.option(
+    "--config",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="GLASSKEY_CONFIG",
+    help="TOML settings file (also GLASSKEY_CONFIG); GLASSKEY_* variables override it.",
+)
+@click.version_option(package_name="glasskey")
+def main(config: Path | None) -> None:
+    """glasskey: an OpenAI-compatible AI token gateway whose API keys are not black boxes."""
+
+
+@main.command()
+@click.option("--host", default=None, help="Listen address (default: the host setting).")
+@click.option("--port", type=click.IntRange(1, 65535), default=None, help="Listen port (default: the port setting).")
+@click.pass_context
+def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
+    """Run the gateway, the admin API and the dashboard."""
+    overrides: dict[str, Any] = {k: v for k, v in (("host", host), ("port", port)) if v is not None}
+    settings = load_settings(config_file=ctx.find_root().params.get("config"), **overrides)
+    services = build_services(settings)
+    try:
+        run_server(services)
+    finally:
+        services.db.dispose()
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", envvar="GLASSKEY_HOST", show_default=True)
+@click.option("--port", type=click.IntRange(1, 65535), default=8787, envvar="GLASSKEY_PORT", show_default=True)
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("./glasskey-data"),
+    envvar="GLASSKEY_DATA_DIR",
+    show_default=True,
+    help="Where the SQLite database and the demo's glasskey.toml live.",
+)
+@click.option("--no-serve", is_flag=True, help="Seed and print the keys, then exit without serving.")
+@click.pass_context
+def demo(ctx: click.Context, host: str, port: int, data_dir: Path, no_serve: bool) -> None:
+    """Seed a demo org, wallets, simulated routes and two keys on SQLite, then serve."""
+    if ctx.find_root().params.get("config") is not None:
+        click.echo(f"note: demo mode reads {data_dir / 'glasskey.toml'}, not --config / GLASSKEY_CONFIG", err=True)
+    settings = demo_settings(data_dir, host, port)
+    services = build_services(settings)
+    try:
+        click.echo(format_demo_banner(seed_demo(services)))
+        if not no_serve:
+            run_server(services)
+    finally:
+        services.db.dispose()
+
+
+# --- db ----------------------------------------------------------------------------------
+
+
+@main.group()
+def db() -> None:
+    """The database schema."""
+
+
+@db.command("upgrade")
+@click.pass_context
+def db_upgrade(ctx: click.Context) -> None:
+    """Bring the database schema up to the newest revision."""
+    database = Database(_settings(ctx).effective_database_url)
+    try:
+        upgrade(database)
+        with database.read() as conn:
+            revision = MigrationContext.configure(conn).get_current_revision()
+    finally:
+        database.dispose()
+    click.echo(f"database schema at revision {revision}")
+
+
+# --- orgs --------------------------------------------------------------------------------
+
+
+@main.group()
+def orgs() -> None:
+    """Teams that own wallets and keys."""
+
+
+@orgs.command("create")
+@click.argument("name")
+@click.pass_context
+def orgs_create(ctx: click.Context, name: str) -> None:
+    with _write(ctx) as (services, conn):
+        org = create_org(conn, name, services.clock())
+    click.echo(f"created org {org.name} ({org.id}) with empty credit and routed wallets")
+
+
+@orgs.command("list")
+@click.pass_context
+def orgs_list(ctx: click.Context) -> None:
+    with _read(ctx) as (_, conn):
+        rows = [(o.id, o.name, o.created_at.isoformat(timespec="seconds")) for o in list_orgs(conn)]
+    click.echo(table(["ID", "NAME", "CREATED"], rows) if rows else "No orgs.")
+
+
+# --- keys --------------------------------------------------------------------------------
+
+
+@main.group()
+def keys() -> None:
+    """API keys and what they may do."""
+
+
+@keys.command("create")
+@click.option("--org", "org_ref", required=True, help="Org name or id.")
+@click.option("--name", required=True)
+@click.option("--owner", default="", help="Who holds the key (a person, a script, an agent).")
+@click.option("--model", "models", multiple=True, help="An allowed model; repeat it. Default: every model.")
+@click.option("--settlement", type=click.Choice(["official", "routed"]), default="routed", show_default=True)
+@click.option("--lower-cost/--no-lower-cost", default=False, show_default=True, help="Try the cheapest route first.")
+@click.option("--backups/--no-backups", default=False, show_default=True, help="Fall back to backup routes.")
+@click.option("--budget-total", type=USD, default=None, help="Total spending limit in USD.")
+@click.option("--budget-daily", type=USD, default=None, help="Daily spending limit in USD.")
+@click.option("--rpm", type=click.IntRange(min=0), default=None, help="Requests per minute.")
+@click.option("--expires", type=ISO_DATETIME, default=None, help="Expiry, e.g. 2026-12-31T23:59:59Z.")
+@click.pass_context
+def keys_create(
+    ctx: click.Context,
+    org_ref: str,
+    name: str,
+    owner: str,
+    models: tuple[str, ...],
+    settlement: str,
+    lower_cost: bool,
+    backups: bool,
+    budget_total: int | None,
+    budget_daily: int | None,
+    rpm: int | None,
+    expires: datetime | None,
+) -> None:
+    """Create a key; its full secret is printed once."""
+    policy = KeyPolicy(
+        allowed_models=models or None,
+        settlement=settlement,
+        lower_cost_routes=lower_cost,
+        backup_routes=backups,
+        budget_total_micros=budget_total,
+        budget_daily_micros=budget_daily,
+        rpm_limit=rpm,
+        expires_at=expires,
+    )
+    with _write(ctx) as (services, conn):
+        org = get_org(conn, org_ref)
+        record, full_key = create_key(
+            conn, pepper=services.pepper, org_id=org.id, name=name, policy=policy, now=services.clock(), owner=owner
+        )
+    click.echo(f"created key {record.name} ({record.id}, {record.prefix}) in org {org.name}")
+    click.echo(full_key)
+    click.echo("Store it now: this full key is shown once and cannot be shown again.", err=True)
+
+
+@keys.command("list")
+@click.option("--org", "org_ref", default=None, help="Only this org's keys (name or id).")
+@click.pass_context
+def keys_list(ctx: click.Context, org_ref: str | None) -> None:
+    with _read(ctx) as (_, conn):
+        org_id = get_org(conn, org_ref).id if org_ref else None
+        records = list_keys(conn, org_id)
+    rows = [
+        (
+            k.id,
+            k.prefix,
+            k.name,
+            k.org_id,
+            k.policy.settlement,
+            k.status,
+            ",".join(k.policy.allowed_models) if k.policy.allowed_models is not None else "(all)",
+        )
+        for k in records
+    ]
+    click.echo(table(["ID", "PREFIX", "NAME", "ORG", "SETTLEMENT", "STATUS", "MODELS"], rows) if rows else "No keys.")
+
+
+def _per_mtok(prices: dict[str, int] | None) -> str:
+    if prices is None:
+        return "-"
+    return f"in {usd(prices['input'])} / out {usd(prices['output'])} / cached {usd(prices['cached'])} per 1M tokens"
+
+
+def render_explanation(explanation: dict[str, Any]) -> str:
+    """The key's explanation for people: the same facts as ``GET /v1/key``, in words."""
+    key, wallet, budgets = explanation["key"], explanation["wallet"], explanation["budgets"]
+    lines = [
+        f"key {key['name']} ({key['id']}, {key['prefix']}), org {key['org_id']}, status {explanation['status']}",
+        f"settlement:        {explanation['settlement_in_words']}",
+        f"lower-cost routes: {explanation['lower_cost_routes_in_words']}",
+        f"backup routes:     {'on' if explanation['backup_routes'] else 'off'}",
+        f"wallet:            {wallet['kind']}, {usd(wallet['available_micros'])} available"
+        f" ({usd(wallet['posted_micros'])} posted, {usd(wallet['held_micros'])} held)",
+        f"allowed models:    {explanation['allowed_models_in_words']}",
+    ]
+    for model in explanation["models"]:
+        route = model["route"]
+        served = f"{route['provider']}/{route['upstream_model']} via {route['route_id']}" if route else "no route"
+        lines += [
+            f"  {model['model']}: {_per_mtok(model['effective_price_per_mtok_micros'])}",
+            f"      official {_per_mtok(model['official_price_per_mtok_micros'])}",
+            f"      served by {served}",
+            f"      backups: {model['backups_in_words']}",
+        ]
+    if explanation["unknown_allowed_models"]:
+        lines.append(f"  not in the catalog: {', '.join(explanation['unknown_allowed_models'])}")
+
+    def limit(value: int | None) -> str:
+        return "no limit" if value is None else usd(value)
+
+    lines += [
+        f"budget total:      {limit(budgets['total_micros'])}, spent {usd(budgets['total_spent_micros'])},"
+        f" held {usd(budgets['total_held_micros'])}",
+        f"budget daily:      {limit(budgets['daily_micros'])}, spent today {usd(budgets['today_spent_micros'])},"
+        f" held {usd(budgets['today_held_micros'])}",
+        f"rate limit:        {explanation['rate_limit']['requests_per_minute'] or 'none'} requests per minute"
+        if explanation["rate_limit"]["requests_per_minute"] is not None
+        else "rate limit:        none",
+        f"expires:           {explanation['expires_at'] or 'never'}",
+        f"receipts:          {explanation['receipts_url']}",
+        f"failures:          {explanation['failures_url']}",
+        f"admin receipts:    {explanation['admin_receipts_url']}",
+    ]
+    return "\n".join(lines)
+
+
+@keys.command("explain")
+@click.argument("key_ref", metavar="KEY_ID_OR_PREFIX")
+@click.option("--json", "as_json", is_flag=True, help="Print the raw explanation, as GET /v1/key returns it.")
+@click.pass_context
+def keys_explain(ctx: click.Context, key_ref: str, as_json: bool) -> None:
+    """What a key may call, what it will cost, which wallet pays, where its receipts are."""
+    with _read(ctx) as (services, conn):
+        explanation = explain_key(conn, services.settings, get_key(conn, key_ref), services.clock())
+    click.echo(json.dumps(explanation, indent=2) if as_json else render_explanation(explanation))
+
+
+@keys.command("revoke")
+@click.argument("key_ref", metavar="KEY_ID_OR_PREFIX")
+@click.pass_context
+def keys_revoke(ctx: click.Context, key_ref: str) -> None:
+    with _write(ctx) as (services, conn):
+        record = revoke_key(conn, key_ref, services.clock())
+    revoked_at = record.revoked_at.isoformat() if record.revoked_at else "-"
+    click.echo(f"revoked key {record.name} ({record.id}, {record.prefix}) at {revoked_at}")
+
+
+# --- wallets -----------------------------------------------------------------------------
+
+
+@main.group()
+def wallets() -> None:
+    """An org's credit and routed balances."""
+
+
+@wallets.command("show")
+@click.argument("org_ref", metavar="ORG")
+@click.pass_context
+def wallets_show(ctx: click.Context, org_ref: str) -> None:
+    with _read(ctx) as (_, conn):
+        org = get_org(conn, org_ref)
+        found = list_wallets(conn, org.id)
+    rows = [
+        (w.kind, usd(w.balance.posted_micros), usd(w.balance.held_micros), usd(w.balance.available_micros))
+        for w in found
+    ]
+    click.echo(f"org {org.name} ({org.id})")
+    click.echo(table(["WALLET", "POSTED", "HELD", "AVAILABLE"], rows))
+
+
+@wallets.command("topup")
+@click.argument("org_ref", metavar="ORG")
+@click.argument("kind", type=click.Choice(WALLET_KINDS))
+@click.argument("amount", metavar="AMOUNT_USD", type=USD)
+@click.option("--idempotency-key", default=None, help="Retrying with the same key moves the money only once.")
+@click.pass_context
+def wallets_topup(ctx: click.Context, org_ref: str, kind: str, amount: int, idempotency_key: str | None) -> None:
+    with _write(ctx) as (services, conn):
+        org = get_org(conn, org_ref)
+        transfer = top_up(conn, org.id, kind, amount, services.clock(), idempotency_key=idempotency_key)
+        wallet = get_wallet(conn, org.id, kind)
+    verb = "already topped up (replayed, nothing moved)" if transfer.replayed else "topped up"
+    click.echo(f"{verb}: {usd(transfer.amount_micros)} into {org.name}'s {kind} wallet, transfer {transfer.id}")
+    click.echo(f"{kind} wallet: {usd(wallet.balance.available_micros)} available")
+
+
+# --- receipts ----------------------------------------------------------------------------
+
+
+@main.group()
+def receipts() -> None:
+    """What each request did and what it cost."""
+
+
+@receipts.command("list")
+@click.option("--key", "key_ref", default=None, help="Key id or prefix.")
+@click.option("--org", "org_ref", default=None, help="Org name or id.")
+@click.option("--status", default=None, help="succeeded or failed.")
+@click.option("--model", default=None, help="Requested model.")
+@click.option("--limit", type=click.IntRange(1, MAX_PAGE), default=20, show_default=True)
+@click.pass_context
+def receipts_list(
+    ctx: click.Context, key_ref: str | None, org_ref: str | None, status: str | None, model: str | None, limit: int
+) -> None:
+    with _read(ctx) as (_, conn):
+        key_id = get_key(conn, key_ref).id if key_ref else None
+        org_id = get_org(conn, org_ref).id if org_ref else None
+        page = list_receipts(conn, key_id=key_id, org_id=org_id, status=status, model=model, limit=limit)
+    rows = [
+        (
+            r["created_at"][:19].replace("T", " "),
+            r["request_id"],
+            r["key"],
+            r["requested_model"],
+            r["status"],
+            f"{r['input_tokens']}/{r['output_tokens']}",
+            usd(r["charge_micros"]),
+            r["error_source"],
+        )
+        for r in page.data
+    ]
+    if not rows:
+        click.echo("No receipts.")
+        return
+    headers = ["TIME", "REQUEST ID", "KEY", "MODEL", "STATUS", "TOKENS IN/OUT", "CHARGE", "ERROR SOURCE"]
+    click.echo(table(headers, rows))
+    if page.next_cursor:
+        click.echo(f"(more receipts exist; raise --limit up to {MAX_PAGE} or filter)")
+
+
+@receipts.command("show")
+@click.argument("request_id")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def receipts_show(ctx: click.Context, request_id: str, as_json: bool) -> None:
+    with _read(ctx) as (_, conn):
+        receipt = get_receipt(conn, request_id)
+    if as_json:
+        click.echo(json.dumps(receipt, indent=2, default=str))
+        return
+    attempts = receipt.pop("attempts", None) or []
+    width = max(len(name) for name in receipt)
+    for name, value in receipt.items():
+        click.echo(f"{name.ljust(width)}  {'-' if value is None else value}")
+    click.echo(f"attempts ({len(attempts)}):")
+    for number, attempt in enumerate(attempts, start=1):
+        error = f" {attempt.get('error_class')}: {attempt.get('error_message')}" if attempt.get("error_class") else ""
+        click.echo(
+            f"  {number}. {attempt['route_id']} {attempt['provider']}/{attempt['upstream_model']}"
+            f" {attempt['status']} http {attempt.get('http_status') or '-'} {attempt['latency_ms']} ms{error}"
+        )
+
+
+# --- models ------------------------------------------------------------------------------
+
+
+@main.group()
+def models() -> None:
+    """The model catalog and its official prices."""
+
+
+@models.command("list")
+@click.pass_context
+def models_list(ctx: click.Context) -> None:
+    with _read(ctx) as (_, conn):
+        found = list_models(conn)
+    rows = [
+        (
+            m.name,
+            m.vendor,
+            m.kind,
+            usd(m.official_prices.input_per_mtok_micros),
+            usd(m.official_prices.output_per_mtok_micros),
+            usd(m.official_prices.cached_per_mtok_micros),
+            m.price_date + (" (override)" if m.price_overridden else ""),
+        )
+        for m in found
+    ]
+    click.echo(table(["MODEL", "VENDOR", "KIND", "INPUT/1M", "OUTPUT/1M", "CACHED/1M", "PRICE DATE"], rows))
+
+
+@models.command("set-price")
+@click.argument("model")
+@click.option("--input", "input_price", type=USD, required=True, help="USD per 1M input tokens.")
+@click.option("--output", "output_price", type=USD, required=True, help="USD per 1M output tokens.")
+@click.option("--cached", "cached_price", type=USD, required=True, help="USD per 1M cached input tokens.")
+@click.option("--source", default="operator override", show_default=True)
+@click.pass_context
+def models_set_price(
+    ctx: click.Context, model: str, input_price: int, output_price: int, cached_price: int, source: str
+) -> None:
+    """Override a model's official price; the override survives catalog upgrades."""
+    with _write(ctx) as (services, conn):
+        updated = set_official_prices(
+            conn,
+            model,
+            Prices(input_price, output_price, cached_price),
+            price_date=services.clock().date().isoformat(),
+            source=source,
+        )
+    prices = updated.official_prices
+    click.echo(
+        f"{updated.name}: in {usd(prices.input_per_mtok_micros)} / out {usd(prices.output_per_mtok_micros)}"
+        f" / cached {usd(prices.cached_per_mtok_micros)} per 1M tokens ({source})"
+    )

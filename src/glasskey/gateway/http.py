@@ -1,0 +1,145 @@
+"""The ``/v1`` endpoints: parse, call one domain function, render. Nothing else lives here."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from glasskey.errors import ClientError
+from glasskey.gateway.lifecycle import Lifecycle
+from glasskey.gateway.outcomes import JSONOutcome
+from glasskey.gateway.requests import check_chat_body, parse_json_object
+from glasskey.gateway.streaming import RelayResponse
+from glasskey.keys.explain import explain_key
+from glasskey.pricing.catalog import list_models
+from glasskey.pricing.quote import quote_request
+from glasskey.receipts.records import get_receipt, list_receipts
+from glasskey.routing.routes import candidates
+
+
+class JSONResponse(Response):
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+def request_id_of(request: Request) -> str:
+    return str(request.scope["state"]["request_id"])
+
+
+async def read_body(request: Request, limit_bytes: int) -> bytes:
+    """The whole body, refusing (413) anything larger than the limit before reading it all."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit_bytes:
+        raise ClientError(
+            f"The request body is larger than {limit_bytes} bytes", code="body_too_large", status_code=413
+        )
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit_bytes:
+            raise ClientError(
+                f"The request body is larger than {limit_bytes} bytes", code="body_too_large", status_code=413
+            )
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def routes_v1(lifecycle: Lifecycle) -> list[Route]:
+    services = lifecycle.services
+    limit = services.settings.request_body_max_bytes
+
+    async def chat_completions(request: Request) -> Response:
+        request_id = request_id_of(request)
+        outcome = await lifecycle.chat(
+            request_id, request.headers.get("authorization"), lambda: read_body(request, limit)
+        )
+        if isinstance(outcome, JSONOutcome):
+            return JSONResponse(outcome.body, status_code=outcome.status_code, headers=outcome.headers)
+        return RelayResponse(outcome.relay, outcome.headers)  # type: ignore[return-value]
+
+    async def models(request: Request) -> Response:
+        key = await lifecycle.key_of(request.headers.get("authorization"))
+
+        def work(conn: Any) -> list[dict[str, Any]]:
+            data = []
+            for model in list_models(conn):
+                if not key.policy.allows(model.name):
+                    continue
+                routes = candidates(conn, model.name, key.policy.settlement)
+                if not routes:
+                    continue
+                prices = routes[0].prices
+                data.append(
+                    {
+                        "id": model.name,
+                        "object": "model",
+                        "created": 0,
+                        "owned_by": model.vendor,
+                        "glasskey": {
+                            "kind": model.kind,
+                            "settlement": key.policy.settlement,
+                            "price_per_mtok_micros": {
+                                "input": prices.input_per_mtok_micros,
+                                "output": prices.output_per_mtok_micros,
+                                "cached": prices.cached_per_mtok_micros,
+                            },
+                        },
+                    }
+                )
+            return data
+
+        return JSONResponse({"object": "list", "data": await lifecycle.read(work)})
+
+    async def key(request: Request) -> Response:
+        record = await lifecycle.key_of(request.headers.get("authorization"))
+        body = await lifecycle.read(lambda conn: explain_key(conn, services.settings, record, services.clock()))
+        return JSONResponse(body)
+
+    async def quote(request: Request) -> Response:
+        raw = await read_body(request, limit)
+        body = parse_json_object(raw)
+        check_chat_body(body)
+        record = await lifecycle.key_of(request.headers.get("authorization"))
+        result, _ = await lifecycle.read(lambda conn: quote_request(conn, record, body, services.clock()))
+        return JSONResponse(result.public())
+
+    async def receipts(request: Request) -> Response:
+        record = await lifecycle.key_of(request.headers.get("authorization"))
+        params = request.query_params
+        limit_text = params.get("limit", "20")
+        if not limit_text.isdigit():
+            raise ClientError("`limit` must be a positive integer", param="limit")
+        page = await lifecycle.read(
+            lambda conn: list_receipts(
+                conn,
+                key_id=record.id,
+                status=params.get("status"),
+                model=params.get("model"),
+                cursor=params.get("cursor"),
+                limit=int(limit_text),
+            )
+        )
+        return JSONResponse(
+            {"object": "list", "data": page.data, "next_cursor": page.next_cursor, "has_more": bool(page.next_cursor)}
+        )
+
+    async def receipt(request: Request) -> Response:
+        record = await lifecycle.key_of(request.headers.get("authorization"))
+        request_id = request.path_params["request_id"]
+        return JSONResponse(await lifecycle.read(lambda conn: get_receipt(conn, request_id, key_id=record.id)))
+
+    return [
+        Route("/chat/completions", chat_completions, methods=["POST"]),
+        Route("/models", models, methods=["GET"]),
+        Route("/key", key, methods=["GET"]),
+        Route("/quote", quote, methods=["POST"]),
+        Route("/receipts", receipts, methods=["GET"]),
+        Route("/receipts/{request_id}", receipt, methods=["GET"]),
+    ]

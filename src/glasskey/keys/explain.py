@@ -1,0 +1,127 @@
+"""A key explaining itself: the eight answers of the brief, plus budgets, limits and expiry.
+
+The same function answers ``GET /v1/key``, the admin API, the CLI and the dashboard, so every
+interface tells the same story about a key.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection
+
+from glasskey.keys.budget import TOTAL, day_period, get_spend
+from glasskey.keys.service import KeyRecord
+from glasskey.money import format_micros
+from glasskey.orgs.service import get_wallet
+from glasskey.pricing.catalog import list_models
+from glasskey.routing.routes import Route, candidates
+from glasskey.settings import Settings
+
+
+def _route_view(route: Route) -> dict[str, Any]:
+    return {
+        "route_id": route.id,
+        "provider": route.provider,
+        "upstream_model": route.upstream_model,
+        "settlement": route.settlement,
+        "priority": route.priority,
+        "price_per_mtok_micros": {
+            "input": route.prices.input_per_mtok_micros,
+            "output": route.prices.output_per_mtok_micros,
+            "cached": route.prices.cached_per_mtok_micros,
+        },
+        # Passive health statistics arrive with routing health; until then no data is honest.
+        "health": {"circuit": "closed", "success_rate": None, "requests": 0},
+    }
+
+
+def _model_view(conn: Connection, key: KeyRecord, name: str, official: dict[str, int]) -> dict[str, Any]:
+    routes = candidates(conn, name, key.policy.settlement)
+    usable = routes if key.policy.backup_routes else routes[:1]
+    primary = usable[0] if usable else None
+    backups = usable[1:]
+    if primary is None:
+        backup_words = "no route serves this model for this key's settlement; requests fail with source `route`"
+    elif not key.policy.backup_routes:
+        backup_words = f"backup routes are off for this key: only {primary.id} is used" + (
+            f" ({len(routes) - 1} other route(s) exist but are not used)" if len(routes) > 1 else ""
+        )
+    elif backups:
+        backup_words = f"if {primary.id} fails, requests fall back to {', '.join(r.id for r in backups)}, in order"
+    else:
+        backup_words = f"backup routes are on, but {primary.id} is the only route: a failure is not retried"
+    return {
+        "model": name,
+        "callable": primary is not None,
+        "effective_price_per_mtok_micros": _route_view(primary)["price_per_mtok_micros"] if primary else None,
+        "official_price_per_mtok_micros": official,
+        "route": _route_view(primary) if primary else None,
+        "backup_routes": [_route_view(r) for r in backups],
+        "backups_in_words": backup_words,
+    }
+
+
+def explain_key(conn: Connection, settings: Settings, key: KeyRecord, now: datetime) -> dict[str, Any]:
+    policy = key.policy
+    base = settings.effective_public_url
+    wallet = get_wallet(conn, key.org_id, policy.wallet_kind)
+    catalog = {m.name: m for m in list_models(conn)}
+    names = sorted(catalog) if policy.allowed_models is None else [n for n in policy.allowed_models if n in catalog]
+    models = []
+    for name in names:
+        prices = catalog[name].official_prices
+        official = {
+            "input": prices.input_per_mtok_micros,
+            "output": prices.output_per_mtok_micros,
+            "cached": prices.cached_per_mtok_micros,
+        }
+        view = _model_view(conn, key, name, official)
+        if policy.allowed_models is not None or view["callable"]:
+            models.append(view)
+    unknown = [n for n in policy.allowed_models or () if n not in catalog]
+    total, today = get_spend(conn, key.id, TOTAL), get_spend(conn, key.id, day_period(now))
+    settlement_words = (
+        "official Credit: served by each model's own vendor at list price, paid from the credit wallet"
+        if policy.settlement == "official"
+        else "routed balance: served by lower-cost channels, paid from the routed wallet"
+    )
+    return {
+        "object": "key.explanation",
+        "key": key.public(),
+        "models": models,  # 1, 4 and 5: what it may call, its backups, its effective prices
+        "unknown_allowed_models": unknown,
+        "allowed_models_in_words": "every model in the catalog that has a route"
+        if policy.allowed_models is None
+        else ", ".join(policy.allowed_models),
+        "settlement": policy.settlement,  # 2
+        "settlement_in_words": settlement_words,
+        "lower_cost_routes": policy.lower_cost_routes,  # 3
+        "lower_cost_routes_in_words": "on: the cheapest healthy route is tried first"
+        if policy.lower_cost_routes
+        else "off: routes are tried in the operator's priority order",
+        "backup_routes": policy.backup_routes,
+        "wallet": {  # 6
+            "kind": wallet.kind,
+            "org_id": key.org_id,
+            "available_micros": wallet.balance.available_micros,
+            "available_usd": format_micros(wallet.balance.available_micros),
+            "posted_micros": wallet.balance.posted_micros,
+            "held_micros": wallet.balance.held_micros,
+        },
+        "receipts_url": f"{base}/v1/receipts",  # 7
+        "failures_url": f"{base}/v1/receipts?status=failed",  # 8
+        "admin_receipts_url": f"{base}/admin/api/receipts?key_id={key.id}",
+        "budgets": {
+            "total_micros": policy.budget_total_micros,
+            "total_spent_micros": total.spent_micros,
+            "total_held_micros": total.held_micros,
+            "daily_micros": policy.budget_daily_micros,
+            "today_spent_micros": today.spent_micros,
+            "today_held_micros": today.held_micros,
+        },
+        "rate_limit": {"requests_per_minute": policy.rpm_limit},
+        "expires_at": policy.expires_at.isoformat() if policy.expires_at else None,
+        "status": key.status,
+    }

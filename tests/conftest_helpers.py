@@ -1,0 +1,73 @@
+"""Helpers shared by the fixtures: PostgreSQL schemas per test, and test settings.
+
+PostgreSQL tests use the server at ``GLASSKEY_TEST_POSTGRES_URL`` (default: the local one with
+trust auth, database ``test``). Each test gets its own schema, so tests never see each other's
+rows. Without a server they are skipped, except under CI (``CI=true``), where they fail.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from glasskey.settings import Settings, load_settings
+
+POSTGRES_URL = os.environ.get("GLASSKEY_TEST_POSTGRES_URL", "postgresql+psycopg://root@127.0.0.1:5432/test")
+NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+
+
+def _postgres_available() -> bool:
+    try:
+        engine = create_engine(POSTGRES_URL)
+        with engine.connect() as conn:
+            conn.execute(text("select 1"))
+        engine.dispose()
+        return True
+    except Exception:
+        return False
+
+
+_PG_OK: bool | None = None
+
+
+def require_postgres() -> None:
+    global _PG_OK
+    if _PG_OK is None:
+        _PG_OK = _postgres_available()
+    if not _PG_OK:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"PostgreSQL is not reachable at {POSTGRES_URL} (CI must start it)")
+        pytest.skip(f"PostgreSQL is not reachable at {POSTGRES_URL}")
+
+
+def postgres_schema_url() -> Iterator[str]:
+    """A URL whose connections use a fresh schema, dropped afterwards."""
+    require_postgres()
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f"CREATE SCHEMA {schema}"))
+    sep = "&" if "?" in POSTGRES_URL else "?"
+    try:
+        yield f"{POSTGRES_URL}{sep}options=-csearch_path%3D{schema}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+        admin.dispose()
+
+
+
+
+def make_settings(tmp_path, **overrides) -> Settings:
+    values = {
+        "data_dir": tmp_path,
+        "admin_token": "admin-token-for-tests-0123456789",
+        "key_pepper": "pepper-for-tests-0123456789abcdef",
+        **overrides,
+    }
+    return load_settings(environ={}, **values)
