@@ -269,8 +269,9 @@ class Lifecycle:
             self._attempt_succeeded(run, route, began)
             usage = result.usage
             if usage is None:
+                run.receipt.usage_source = "estimated"
                 run.notes.append("usage_missing_estimated")
-                usage = Usage(0, _estimate_tokens(_text_of_body(result.body)))
+                usage = Usage(chat_input_tokens(body).estimate, _estimate_tokens(_text_of_body(result.body)))
             else:
                 run.receipt.usage_source = "provider_reported"
             charge = await self.settle(run, route, usage, status="succeeded", http_status=200)
@@ -343,6 +344,10 @@ class Lifecycle:
             await emit(sse({"error": _in_band(failure, run.receipt.request_id)}))
         except anyio.get_cancelled_exc_class():
             run.notes.append("client_disconnected")
+            raise
+        except Exception:
+            # A bug while relaying: the request failed, and the receipt must say so.
+            failure = RouteError("internal gateway error while streaming", code="internal_error", status_code=500)
             raise
         finally:
             with anyio.CancelScope(shield=True):
