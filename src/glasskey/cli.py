@@ -28,7 +28,7 @@ from glasskey.errors import GlasskeyError
 from glasskey.keys.explain import explain_key
 from glasskey.keys.policy import KeyPolicy
 from glasskey.keys.service import create_key, get_key, list_keys, revoke_key
-from glasskey.money import dollars_to_micros, format_micros
+from glasskey.money import dollars_to_micros, format_usd
 from glasskey.orgs.service import WALLET_KINDS, create_org, get_org, get_wallet, list_orgs, list_wallets, top_up
 from glasskey.pricing.catalog import Prices, list_models, set_official_prices
 from glasskey.receipts.records import MAX_PAGE, get_receipt, list_receipts
@@ -54,7 +54,7 @@ class GlasskeyGroup(click.Group):
             raise click.ClickException(exc.message) from None
 
 
-class UsdType(click.ParamType):
+class UsdType(click.ParamType[int]):
     """A dollar amount given as text, parsed to integer micros without ever becoming a float."""
 
     name = "usd"
@@ -63,12 +63,15 @@ class UsdType(click.ParamType):
         if isinstance(value, int):
             return value
         try:
-            return dollars_to_micros(str(value).strip().removeprefix("$"))
+            micros = dollars_to_micros(str(value).strip().removeprefix("$"))
         except (ValueError, InvalidOperation):
             self.fail(f"{value!r} is not a dollar amount with at most six decimals", param, ctx)
+        if micros < 0:
+            self.fail(f"{value!r} is negative; amounts given to glasskey never are", param, ctx)
+        return micros
 
 
-class IsoDatetimeType(click.ParamType):
+class IsoDatetimeType(click.ParamType[datetime]):
     name = "iso8601"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> datetime:
@@ -88,14 +91,6 @@ ISO_DATETIME = IsoDatetimeType()
 
 
 # --- helpers -----------------------------------------------------------------------------
-
-
-def usd(micros: int | None) -> str:
-    """``150_000 -> "$0.15"``: dollars, trailing zeros trimmed to cents, exact to the micro."""
-    if micros is None:
-        return "-"
-    whole, _, fraction = format_micros(micros).partition(".")
-    return f"${whole}.{fraction.rstrip('0').ljust(2, '0')}"
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
@@ -328,19 +323,21 @@ def keys_list(ctx: click.Context, org_ref: str | None) -> None:
 def _per_mtok(prices: dict[str, int] | None) -> str:
     if prices is None:
         return "-"
-    return f"in {usd(prices['input'])} / out {usd(prices['output'])} / cached {usd(prices['cached'])} per 1M tokens"
+    input_usd, output_usd, cached_usd = (format_usd(prices[part]) for part in ("input", "output", "cached"))
+    return f"in {input_usd} / out {output_usd} / cached {cached_usd} per 1M tokens"
 
 
 def render_explanation(explanation: dict[str, Any]) -> str:
     """The key's explanation for people: the same facts as ``GET /v1/key``, in words."""
     key, wallet, budgets = explanation["key"], explanation["wallet"], explanation["budgets"]
+    rpm = explanation["rate_limit"]["requests_per_minute"]
     lines = [
         f"key {key['name']} ({key['id']}, {key['prefix']}), org {key['org_id']}, status {explanation['status']}",
         f"settlement:        {explanation['settlement_in_words']}",
         f"lower-cost routes: {explanation['lower_cost_routes_in_words']}",
         f"backup routes:     {'on' if explanation['backup_routes'] else 'off'}",
-        f"wallet:            {wallet['kind']}, {usd(wallet['available_micros'])} available"
-        f" ({usd(wallet['posted_micros'])} posted, {usd(wallet['held_micros'])} held)",
+        f"wallet:            {wallet['kind']}, {format_usd(wallet['available_micros'])} available"
+        f" ({format_usd(wallet['posted_micros'])} posted, {format_usd(wallet['held_micros'])} held)",
         f"allowed models:    {explanation['allowed_models_in_words']}",
     ]
     for model in explanation["models"]:
@@ -356,16 +353,14 @@ def render_explanation(explanation: dict[str, Any]) -> str:
         lines.append(f"  not in the catalog: {', '.join(explanation['unknown_allowed_models'])}")
 
     def limit(value: int | None) -> str:
-        return "no limit" if value is None else usd(value)
+        return "no limit" if value is None else format_usd(value)
 
     lines += [
-        f"budget total:      {limit(budgets['total_micros'])}, spent {usd(budgets['total_spent_micros'])},"
-        f" held {usd(budgets['total_held_micros'])}",
-        f"budget daily:      {limit(budgets['daily_micros'])}, spent today {usd(budgets['today_spent_micros'])},"
-        f" held {usd(budgets['today_held_micros'])}",
-        f"rate limit:        {explanation['rate_limit']['requests_per_minute'] or 'none'} requests per minute"
-        if explanation["rate_limit"]["requests_per_minute"] is not None
-        else "rate limit:        none",
+        f"budget total:      {limit(budgets['total_micros'])}, spent {format_usd(budgets['total_spent_micros'])},"
+        f" held {format_usd(budgets['total_held_micros'])}",
+        f"budget daily:      {limit(budgets['daily_micros'])}, spent today {format_usd(budgets['today_spent_micros'])},"
+        f" held {format_usd(budgets['today_held_micros'])}",
+        f"rate limit:        {'none' if rpm is None else f'{rpm} requests per minute'}",
         f"expires:           {explanation['expires_at'] or 'never'}",
         f"receipts:          {explanation['receipts_url']}",
         f"failures:          {explanation['failures_url']}",
@@ -411,7 +406,12 @@ def wallets_show(ctx: click.Context, org_ref: str) -> None:
         org = get_org(conn, org_ref)
         found = list_wallets(conn, org.id)
     rows = [
-        (w.kind, usd(w.balance.posted_micros), usd(w.balance.held_micros), usd(w.balance.available_micros))
+        (
+            w.kind,
+            format_usd(w.balance.posted_micros),
+            format_usd(w.balance.held_micros),
+            format_usd(w.balance.available_micros),
+        )
         for w in found
     ]
     click.echo(f"org {org.name} ({org.id})")
@@ -430,8 +430,8 @@ def wallets_topup(ctx: click.Context, org_ref: str, kind: str, amount: int, idem
         transfer = top_up(conn, org.id, kind, amount, services.clock(), idempotency_key=idempotency_key)
         wallet = get_wallet(conn, org.id, kind)
     verb = "already topped up (replayed, nothing moved)" if transfer.replayed else "topped up"
-    click.echo(f"{verb}: {usd(transfer.amount_micros)} into {org.name}'s {kind} wallet, transfer {transfer.id}")
-    click.echo(f"{kind} wallet: {usd(wallet.balance.available_micros)} available")
+    click.echo(f"{verb}: {format_usd(transfer.amount_micros)} into {org.name}'s {kind} wallet, transfer {transfer.id}")
+    click.echo(f"{kind} wallet: {format_usd(wallet.balance.available_micros)} available")
 
 
 # --- receipts ----------------------------------------------------------------------------
@@ -464,7 +464,7 @@ def receipts_list(
             r["requested_model"],
             r["status"],
             f"{r['input_tokens']}/{r['output_tokens']}",
-            usd(r["charge_micros"]),
+            format_usd(r["charge_micros"]),
             r["error_source"],
         )
         for r in page.data
@@ -519,9 +519,9 @@ def models_list(ctx: click.Context) -> None:
             m.name,
             m.vendor,
             m.kind,
-            usd(m.official_prices.input_per_mtok_micros),
-            usd(m.official_prices.output_per_mtok_micros),
-            usd(m.official_prices.cached_per_mtok_micros),
+            format_usd(m.official_prices.input_per_mtok_micros),
+            format_usd(m.official_prices.output_per_mtok_micros),
+            format_usd(m.official_prices.cached_per_mtok_micros),
             m.price_date + (" (override)" if m.price_overridden else ""),
         )
         for m in found
@@ -550,6 +550,7 @@ def models_set_price(
         )
     prices = updated.official_prices
     click.echo(
-        f"{updated.name}: in {usd(prices.input_per_mtok_micros)} / out {usd(prices.output_per_mtok_micros)}"
-        f" / cached {usd(prices.cached_per_mtok_micros)} per 1M tokens ({source})"
+        f"{updated.name}: in {format_usd(prices.input_per_mtok_micros)}"
+        f" / out {format_usd(prices.output_per_mtok_micros)}"
+        f" / cached {format_usd(prices.cached_per_mtok_micros)} per 1M tokens ({source})"
     )

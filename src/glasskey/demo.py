@@ -9,6 +9,7 @@ fresh keys, because a key's full secret can never be shown again after its creat
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from pathlib import Path
 from glasskey.errors import NotFound
 from glasskey.keys.policy import KeyPolicy
 from glasskey.keys.service import KeyRecord, create_key
-from glasskey.money import dollars_to_micros, format_micros
+from glasskey.money import dollars_to_micros, format_usd
 from glasskey.orgs.service import Org, Wallet, create_org, get_org, list_wallets, top_up
 from glasskey.pricing.catalog import Prices, get_model
 from glasskey.routing.routes import Route, create_route, list_routes
@@ -97,10 +98,9 @@ def demo_settings(data_dir: Path, host: str, port: int, *, environ: dict[str, st
     data_dir.mkdir(parents=True, exist_ok=True)
     path = data_dir / SETTINGS_FILE
     if not path.exists():
-        try:
+        # If another process wrote it first, its secrets are the ones to use.
+        with contextlib.suppress(FileExistsError):
             write_demo_settings_file(path, data_dir)
-        except FileExistsError:
-            pass  # another process wrote it first; its secrets are the ones to use
     return load_settings(config_file=path, environ=environ, data_dir=data_dir, host=host, port=port)
 
 
@@ -187,11 +187,6 @@ def seed_demo(services: Services) -> DemoResult:
     )
 
 
-def _usd(micros: int) -> str:
-    whole, _, fraction = format_micros(micros).partition(".")
-    return f"${whole}.{fraction.rstrip('0').ljust(2, '0')}"
-
-
 def format_demo_banner(result: DemoResult) -> str:
     """What a demo start prints: per key, shell lines to paste; then the admin token."""
     chat_body = '{"model": "' + EXAMPLE_MODEL + '", "messages": [{"role": "user", "content": "Hello"}]}'
@@ -203,7 +198,7 @@ def format_demo_banner(result: DemoResult) -> str:
     funded = "funded" if result.created_org else "reused"
     lines = [
         f"# glasskey demo: org {result.org.name!r} ({result.org.id}), {funded}",
-        *(f"#   {w.kind} wallet: {_usd(w.balance.available_micros)} available" for w in result.wallets),
+        *(f"#   {w.kind} wallet: {format_usd(w.balance.available_micros)} available" for w in result.wallets),
         "# Two new keys were created. Their secrets are shown now and never again.",
     ]
     for key in result.keys:

@@ -39,3 +39,11 @@ def format_micros(micros: int) -> str:
     sign = "-" if micros < 0 else ""
     whole, frac = divmod(abs(micros), MICROS_PER_DOLLAR)
     return f"{sign}{whole}.{frac:06d}"
+
+
+def format_usd(micros: int | None) -> str:
+    """``150_000 -> "$0.15"``: dollars for people, trailing zeros trimmed to cents, exact to the micro."""
+    if micros is None:
+        return "-"
+    whole, _, fraction = format_micros(micros).partition(".")
+    return f"${whole}.{fraction.rstrip('0').ljust(2, '0')}"
