@@ -21,6 +21,7 @@ from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from glasskey import __version__
+from glasskey.admin.api import build_admin_app
 from glasskey.errors import ClientError, GlasskeyError, NotFound, error_body
 from glasskey.gateway.http import JSONResponse, request_id_of, routes_v1
 from glasskey.gateway.lifecycle import Lifecycle
@@ -101,10 +102,7 @@ def build_app(services: Services) -> Starlette:
         Route("/healthz", healthz),
         Mount("/v1", routes=routes_v1(lifecycle)),
     ]
-    with contextlib.suppress(ImportError):
-        from glasskey.admin.api import build_admin_app
-
-        routes.append(Mount("/admin/api", app=build_admin_app(services)))
+    routes.append(Mount("/admin/api", app=build_admin_app(services)))
     app = Starlette(
         routes=routes,
         exception_handlers={GlasskeyError: _glasskey_error, HTTPException: _http_error},

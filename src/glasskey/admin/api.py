@@ -5,22 +5,21 @@ routes are declared relative to that mount and its OpenAPI document is ``/openap
 it. The endpoints themselves live in one router per domain (orgs, keys, routes, receipts) and
 only parse, call a domain function and render.
 
-The OpenAPI document and the docs page answer without the admin token: they describe the API,
-hold no data, and a browser cannot attach a bearer token to the docs page's own fetch.
+Every path needs the admin token except the OpenAPI document and its docs page.
 """
 
 from __future__ import annotations
 
 import hmac
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import Depends, FastAPI
+from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from fastapi.requests import Request
 from fastapi.responses import JSONResponse
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from starlette.datastructures import MutableHeaders
+from pydantic import SecretStr
+from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -37,12 +36,14 @@ REQUEST_ID_HEADER = "x-request-id"
 # Where FastAPI puts a parameter in a validation error's location; the rest of it names the field.
 _PARAM_PLACES = ("body", "query", "path", "header", "cookie")
 
-# A stateless description of the scheme (it reads one header); it also documents it in OpenAPI.
-admin_bearer = HTTPBearer(auto_error=False, scheme_name="admin token", description="the gateway's admin token")
+# Below the mount, these answer without the token: they describe the API and hold no data, and a
+# browser cannot attach a bearer token to the docs page's own fetch of the document.
+PUBLIC_PATHS = frozenset({"/openapi.json", "/docs", "/docs/oauth2-redirect"})
+SECURITY_SCHEME = "adminToken"
 
 
 class RequestIdMiddleware:
-    """Gives every request an id (unless the enclosing app already did) and every response its header."""
+    """Gives each request an id and its response the header, unless the enclosing app already does."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -52,17 +53,61 @@ class RequestIdMiddleware:
             await self.app(scope, receive, send)
             return
         state = scope.setdefault("state", {})
-        request_id = state.get("request_id") or new_id("req")
-        state["request_id"] = request_id
+        if state.get("request_id"):
+            # The enclosing app named this request and sets the header itself; a second would be noise.
+            await self.app(scope, receive, send)
+            return
+        request_id = state["request_id"] = new_id("req")
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                if REQUEST_ID_HEADER not in headers:
-                    headers[REQUEST_ID_HEADER] = request_id
+                MutableHeaders(scope=message)[REQUEST_ID_HEADER] = request_id
             await send(message)
 
         await self.app(scope, receive, send_with_id)
+
+
+class AdminAuthMiddleware:
+    """Refuses any request without the admin token before its body is read or its path routed.
+
+    Checking here rather than in a FastAPI dependency means an unauthenticated client never makes
+    the server parse a body, and learns nothing about which paths exist.
+    """
+
+    def __init__(self, app: ASGIApp, *, admin_token: SecretStr) -> None:
+        self.app = app
+        self.admin_token = admin_token
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or _path_below_mount(scope) in PUBLIC_PATHS:
+            await self.app(scope, receive, send)
+            return
+        refusal = self.refusal(Headers(scope=scope).get("authorization"))
+        if refusal is None:
+            await self.app(scope, receive, send)
+            return
+        await render_error(Request(scope), refusal)(scope, receive, send)
+
+    def refusal(self, authorization: str | None) -> AdminAuthError | None:
+        challenge = {"WWW-Authenticate": "Bearer"}
+        scheme, _, token = (authorization or "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            return AdminAuthError(
+                "Missing admin token: send it as `Authorization: Bearer <admin token>`",
+                code="missing_admin_token",
+                headers=challenge,
+            )
+        # Bytes, because compare_digest refuses non-ASCII text, and a header may carry any latin-1.
+        if not hmac.compare_digest(token.strip().encode(), self.admin_token.get_secret_value().encode()):
+            return AdminAuthError("Incorrect admin token", headers=challenge)
+        return None
+
+
+def _path_below_mount(scope: Scope) -> str:
+    """The path as this app's routes see it: without the prefix of the mount it sits under."""
+    path: str = scope["path"]
+    root_path: str = scope.get("root_path", "")
+    return path[len(root_path) :] if root_path and path.startswith(root_path) else path
 
 
 def request_id_of(request: Request) -> str:
@@ -97,41 +142,33 @@ def validation_error(exc: RequestValidationError) -> ClientError:
 
 def http_error(exc: HTTPException) -> GlasskeyError:
     """Starlette's own refusals (no such path, wrong method) in the brief's shape."""
+    headers = dict(exc.headers) if exc.headers else None
     if exc.status_code == 404:
-        return NotFound("No admin API endpoint at this path", headers=exc.headers)
-    return ClientError(str(exc.detail), code="invalid_request", status_code=exc.status_code, headers=exc.headers)
+        return NotFound("No admin API endpoint at this path", headers=headers)
+    return ClientError(str(exc.detail), code=f"http_{exc.status_code}", status_code=exc.status_code, headers=headers)
 
 
-def admin_guard(services: Services) -> Callable[..., None]:
-    """A dependency that refuses any request without the admin token, compared in constant time."""
-    expected = services.settings.admin_token.get_secret_value().encode()
-    challenge = {"WWW-Authenticate": "Bearer"}
+def _documented(app: FastAPI) -> Callable[[], dict[str, Any]]:
+    """FastAPI's OpenAPI document, told about the admin token and without FastAPI's own 422 error.
 
-    def require_admin(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(admin_bearer)]) -> None:
-        if credentials is None:
-            raise AdminAuthError(
-                "Missing admin token: send it as `Authorization: Bearer <admin token>`",
-                code="missing_admin_token",
-                headers=challenge,
-            )
-        if not hmac.compare_digest(credentials.credentials.encode(), expected):
-            raise AdminAuthError("Incorrect admin token", headers=challenge)
-
-    return require_admin
-
-
-def _without_422(app: FastAPI) -> Callable[[], dict[str, Any]]:
-    """FastAPI documents its own 422 validation error; this API answers 400 in the brief's shape."""
+    The token is checked by ``AdminAuthMiddleware``, which FastAPI cannot see; and validation errors
+    answer 400 in the brief's shape, not FastAPI's 422.
+    """
     generate = app.openapi
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             schema = generate()
+            components = schema.setdefault("components", {})
+            components["securitySchemes"] = {
+                SECURITY_SCHEME: {"type": "http", "scheme": "bearer", "description": "the gateway's admin token"}
+            }
+            schema["security"] = [{SECURITY_SCHEME: []}]
             for path_item in schema.get("paths", {}).values():
                 for operation in path_item.values():
                     operation.get("responses", {}).pop("422", None)
             for name in ("HTTPValidationError", "ValidationError"):
-                schema.get("components", {}).get("schemas", {}).pop(name, None)
+                components.get("schemas", {}).pop(name, None)
             app.openapi_schema = schema
         return app.openapi_schema
 
@@ -151,10 +188,11 @@ def build_admin_app(services: Services) -> FastAPI:
         openapi_url="/openapi.json",
         docs_url="/docs",
         redoc_url=None,
-        dependencies=[Depends(admin_guard(services))],
         responses=error_responses(400, 401),
     )
     app.state.services = services
+    # The last middleware added runs first: a refusal already has its request id.
+    app.add_middleware(AdminAuthMiddleware, admin_token=services.settings.admin_token)
     app.add_middleware(RequestIdMiddleware)
 
     @app.exception_handler(GlasskeyError)
@@ -176,5 +214,5 @@ def build_admin_app(services: Services) -> FastAPI:
         receipts_router(services),
     ):
         app.include_router(router)
-    app.openapi = _without_422(app)  # type: ignore[method-assign]
+    app.openapi = _documented(app)  # type: ignore[method-assign]
     return app
