@@ -41,14 +41,6 @@ class PricesBody(Body):
         )
 
 
-def prices_view(prices: Prices) -> dict[str, int]:
-    return {
-        "input": prices.input_per_mtok_micros,
-        "output": prices.output_per_mtok_micros,
-        "cached": prices.cached_per_mtok_micros,
-    }
-
-
 class ErrorDetail(BaseModel):
     message: str
     type: str
@@ -103,7 +95,7 @@ def model_view(model: Model) -> dict[str, Any]:
         "name": model.name,
         "vendor": model.vendor,
         "kind": model.kind,
-        "official_price_per_mtok_micros": prices_view(model.official_prices),
+        "official_price_per_mtok_micros": model.official_prices.as_dict(),
         "max_output_tokens": model.max_output_tokens,
         "context_window_tokens": model.context_window_tokens,
         "price_date": model.price_date,

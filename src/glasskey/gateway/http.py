@@ -85,11 +85,7 @@ def routes_v1(lifecycle: Lifecycle) -> list[Route]:
                         "glasskey": {
                             "kind": model.kind,
                             "settlement": key.policy.settlement,
-                            "price_per_mtok_micros": {
-                                "input": prices.input_per_mtok_micros,
-                                "output": prices.output_per_mtok_micros,
-                                "cached": prices.cached_per_mtok_micros,
-                            },
+                            "price_per_mtok_micros": prices.as_dict(),
                         },
                     }
                 )

@@ -27,11 +27,7 @@ def _route_view(route: Route) -> dict[str, Any]:
         "upstream_model": route.upstream_model,
         "settlement": route.settlement,
         "priority": route.priority,
-        "price_per_mtok_micros": {
-            "input": route.prices.input_per_mtok_micros,
-            "output": route.prices.output_per_mtok_micros,
-            "cached": route.prices.cached_per_mtok_micros,
-        },
+        "price_per_mtok_micros": route.prices.as_dict(),
         # Passive health statistics arrive with routing health; until then no data is honest.
         "health": {"circuit": "closed", "success_rate": None, "requests": 0},
     }
@@ -71,13 +67,7 @@ def explain_key(conn: Connection, settings: Settings, key: KeyRecord, now: datet
     names = sorted(catalog) if policy.allowed_models is None else [n for n in policy.allowed_models if n in catalog]
     models = []
     for name in names:
-        prices = catalog[name].official_prices
-        official = {
-            "input": prices.input_per_mtok_micros,
-            "output": prices.output_per_mtok_micros,
-            "cached": prices.cached_per_mtok_micros,
-        }
-        view = _model_view(conn, key, name, official)
+        view = _model_view(conn, key, name, catalog[name].official_prices.as_dict())
         if policy.allowed_models is not None or view["callable"]:
             models.append(view)
     unknown = [n for n in policy.allowed_models or () if n not in catalog]

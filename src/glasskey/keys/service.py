@@ -16,7 +16,7 @@ from glasskey.errors import ClientError, KeyError_, NotFound
 from glasskey.ids import new_id
 from glasskey.keys import secret as key_secret
 from glasskey.keys.policy import KeyPolicy
-from glasskey.store.tables import api_keys, orgs
+from glasskey.store.tables import api_keys, models, orgs
 
 ACTIVE, REVOKED = "active", "revoked"
 
@@ -89,6 +89,16 @@ def _policy_values(policy: KeyPolicy) -> dict[str, Any]:
     }
 
 
+def _check_policy(conn: Connection, policy: KeyPolicy) -> None:
+    """A policy may only name models the catalog knows: a typo would silently allow nothing."""
+    if policy.allowed_models is None:
+        return
+    known = set(conn.scalars(select(models.c.name).where(models.c.name.in_(policy.allowed_models))))
+    unknown = [name for name in policy.allowed_models if name not in known]
+    if unknown:
+        raise ClientError(f"unknown model(s) in allowed_models: {', '.join(unknown)}", param="allowed_models")
+
+
 def create_key(
     conn: Connection,
     *,
@@ -104,6 +114,7 @@ def create_key(
         raise NotFound(f"org {org_id} does not exist")
     if not name.strip():
         raise ClientError("a key needs a name", param="name")
+    _check_policy(conn, policy)
     full_key, public_id, secret = key_secret.generate()
     key_id = new_id("key")
     conn.execute(
@@ -146,8 +157,11 @@ def update_key(
 ) -> KeyRecord:
     current = get_key(conn, key_id)
     policy = replace(current.policy, **policy_changes)
+    _check_policy(conn, policy)
     values: dict[str, Any] = _policy_values(policy)
     if name is not None:
+        if not name.strip():
+            raise ClientError("a key needs a name", param="name")
         values["name"] = name
     if owner is not None:
         values["owner"] = owner

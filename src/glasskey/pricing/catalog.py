@@ -28,6 +28,13 @@ class Prices:
     output_per_mtok_micros: int
     cached_per_mtok_micros: int
 
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "input": self.input_per_mtok_micros,
+            "output": self.output_per_mtok_micros,
+            "cached": self.cached_per_mtok_micros,
+        }
+
 
 @dataclass(frozen=True)
 class Model:

@@ -58,11 +58,7 @@ class Quote:
                 "settlement": self.route.settlement,
             },
             "settlement": self.settlement,
-            "unit_prices_per_mtok_micros": {
-                "input": self.prices.input_per_mtok_micros,
-                "output": self.prices.output_per_mtok_micros,
-                "cached": self.prices.cached_per_mtok_micros,
-            },
+            "unit_prices_per_mtok_micros": self.prices.as_dict(),
             "estimated_input_tokens": self.estimated_input_tokens,
             "max_input_tokens": self.max_input_tokens,
             "estimated_output_tokens": self.estimated_output_tokens,

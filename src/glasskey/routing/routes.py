@@ -64,22 +64,14 @@ class Route:
             "base_url": self.base_url,
             "upstream_model": self.upstream_model,
             "settlement": self.settlement,
-            "price_per_mtok_micros": _prices_dict(self.prices),
-            "cost_per_mtok_micros": _prices_dict(self.costs),
+            "price_per_mtok_micros": self.prices.as_dict(),
+            "cost_per_mtok_micros": self.costs.as_dict(),
             "priority": self.priority,
             "weight": self.weight,
             "enabled": self.enabled,
             "options": self.options,
             "credential": mask_secret(self.credential),
         }
-
-
-def _prices_dict(prices: Prices) -> dict[str, int]:
-    return {
-        "input": prices.input_per_mtok_micros,
-        "output": prices.output_per_mtok_micros,
-        "cached": prices.cached_per_mtok_micros,
-    }
 
 
 def _route(row: Any) -> Route:
