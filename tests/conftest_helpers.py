@@ -61,8 +61,6 @@ def postgres_schema_url() -> Iterator[str]:
         admin.dispose()
 
 
-
-
 def make_settings(tmp_path, **overrides) -> Settings:
     values = {
         "data_dir": tmp_path,

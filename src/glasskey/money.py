@@ -29,6 +29,8 @@ def dollars_to_micros(value: str | int | Decimal) -> int:
     if isinstance(value, float):
         raise TypeError("money is never a float; pass a string or Decimal")
     micros = Decimal(value) * MICROS_PER_DOLLAR
+    if not micros.is_finite():
+        raise ValueError(f"{value} is not an amount of money")
     if micros != micros.to_integral_value():
         raise ValueError(f"{value} has more precision than one micro-dollar")
     return int(micros)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 import openai
 import pytest
@@ -12,10 +14,17 @@ def client(gateway, key: str) -> OpenAI:
     return OpenAI(base_url=gateway.v1, api_key=key, max_retries=0)
 
 
-def receipts(gateway, key: str, **params) -> list[dict]:
+def receipts(gateway, key: str, **params) -> list[dict[str, Any]]:
     response = httpx.get(f"{gateway.v1}/receipts", params=params, headers={"authorization": f"Bearer {key}"})
     assert response.status_code == 200
-    return response.json()["data"]
+    data: list[dict[str, Any]] = response.json()["data"]
+    return data
+
+
+def error_of(exc: openai.APIStatusError) -> dict[str, Any]:
+    """The error object of the brief, as the SDK hands it over."""
+    assert isinstance(exc.body, dict)
+    return exc.body
 
 
 def test_chat_completion_is_served_charged_and_receipted(gateway):
@@ -45,7 +54,11 @@ def test_chat_completion_is_served_charged_and_receipted(gateway):
 
 def test_streaming_with_usage_matches_non_streaming_and_bills_once(gateway):
     sdk = client(gateway, gateway.routed_key)
-    body = {"model": "claude-sonnet-4-5", "messages": [{"role": "user", "content": "Tell a story"}], "max_tokens": 80}
+    body: dict[str, Any] = {
+        "model": "claude-sonnet-4-5",
+        "messages": [{"role": "user", "content": "Tell a story"}],
+        "max_tokens": 80,
+    }
     whole = sdk.chat.completions.create(**body)
     chunks = list(sdk.chat.completions.create(**body, stream=True, stream_options={"include_usage": True}))
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
@@ -85,7 +98,7 @@ def test_unknown_key_raises_authentication_error_and_leaves_a_receipt(gateway):
     bogus = "gk-aaaaaaaaaaaa-" + "b" * 40
     with pytest.raises(openai.AuthenticationError) as caught:
         client(gateway, bogus).chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "x"}])
-    error = caught.value.body
+    error = error_of(caught.value)
     assert error["source"] == "key"
     assert "b" * 40 not in str(caught.value.response.text)
     request_id = caught.value.response.headers["x-request-id"]
@@ -104,8 +117,8 @@ def test_disallowed_model_is_refused_naming_the_model(gateway):
         client(gateway, gateway.official_key).chat.completions.create(
             model="claude-sonnet-4-5", messages=[{"role": "user", "content": "x"}]
         )
-    assert caught.value.body["source"] == "model"
-    assert "claude-sonnet-4-5" in caught.value.body["message"]
+    assert error_of(caught.value)["source"] == "model"
+    assert "claude-sonnet-4-5" in error_of(caught.value)["message"]
     failed = receipts(gateway, gateway.official_key, status="failed")
     assert failed[0]["error_source"] == "model"
     assert failed[0]["requested_model"] == "claude-sonnet-4-5"
@@ -115,8 +128,8 @@ def test_unknown_model_is_not_found(gateway):
     key = gateway.new_key(settlement="routed")
     with pytest.raises(openai.NotFoundError) as caught:
         client(gateway, key).chat.completions.create(model="gpt-9000", messages=[{"role": "user", "content": "x"}])
-    assert caught.value.body["source"] == "model"
-    assert "gpt-9000" in caught.value.body["message"]
+    assert error_of(caught.value)["source"] == "model"
+    assert "gpt-9000" in error_of(caught.value)["message"]
     assert receipts(gateway, key, status="failed")[0]["http_status"] == 404
 
 
@@ -140,7 +153,7 @@ def test_empty_wallet_answers_402_with_source_wallet_and_a_receipt(gateway):
     with pytest.raises(openai.APIStatusError) as caught:
         client(gateway, key).chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "x"}])
     assert caught.value.status_code == 402
-    assert caught.value.body["source"] == "wallet"
+    assert error_of(caught.value)["source"] == "wallet"
     failed = receipts(gateway, key, status="failed")
     assert failed[0]["error_source"] == "wallet"
     assert failed[0]["charge_micros"] == 0
@@ -157,8 +170,8 @@ def test_upstream_error_is_attributed_to_the_provider(gateway):
             model="gemini-2.5-flash", messages=[{"role": "user", "content": "x"}]
         )
     assert caught.value.status_code == 502
-    assert caught.value.body["source"] == "upstream"
-    assert caught.value.body["provider"] == "simulated"
+    assert error_of(caught.value)["source"] == "upstream"
+    assert error_of(caught.value)["provider"] == "simulated"
     failed = receipts(gateway, gateway.routed_key, status="failed")[0]
     assert failed["attempts"][0]["http_status"] == 500
     assert failed["charge_micros"] == 0
@@ -187,7 +200,11 @@ def test_stream_cut_mid_answer_sends_an_error_event_and_bills_only_what_was_sent
 
 
 def test_quote_moves_no_money_and_names_route_and_wallet(gateway):
-    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hello"}], "max_tokens": 100}
+    body: dict[str, Any] = {
+        "model": "gpt-4o-mini",
+        "messages": [{"role": "user", "content": "hello"}],
+        "max_tokens": 100,
+    }
     with gateway.services.db.read() as conn:
         from glasskey.ledger import audit
 

@@ -8,7 +8,7 @@ actual charge from ``held`` to ``spent``. Concurrent requests therefore cannot o
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy import Connection, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -23,7 +23,7 @@ TOTAL = "total"
 
 
 def day_period(now: datetime) -> str:
-    return now.strftime("%Y-%m-%d")
+    return now.astimezone(UTC).strftime("%Y-%m-%d")
 
 
 @dataclass(frozen=True)

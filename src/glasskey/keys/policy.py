@@ -27,7 +27,7 @@ class KeyPolicy:
             raise ClientError("settlement must be `official` or `routed`", param="settlement")
         for name in ("budget_total_micros", "budget_daily_micros", "rpm_limit"):
             value = getattr(self, name)
-            if value is not None and (not isinstance(value, int) or value < 0):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
                 raise ClientError(f"{name} must be a non-negative integer", param=name)
         if self.expires_at is not None and self.expires_at.tzinfo is None:
             raise ClientError("expires_at needs a time zone", param="expires_at")

@@ -7,6 +7,7 @@ processes (Redis) is a later step, documented in docs/architecture.md.
 
 from __future__ import annotations
 
+import math
 import threading
 from collections import deque
 
@@ -26,10 +27,11 @@ class RateLimiter:
             return
         with self._lock:
             log = self._log.setdefault(key_id, deque())
-            while log and log[0] <= now_monotonic - WINDOW_SECONDS:
+            while log and log[0] + WINDOW_SECONDS <= now_monotonic:
                 log.popleft()
             if len(log) >= rpm_limit:
-                retry_after = max(1, int(log[0] + WINDOW_SECONDS - now_monotonic + 0.999))
+                wait_seconds = log[0] + WINDOW_SECONDS - now_monotonic if log else WINDOW_SECONDS
+                retry_after = max(1, math.ceil(wait_seconds))
                 raise BudgetError(
                     f"Rate limit of {rpm_limit} requests per minute reached for this key",
                     code="rate_limit_exceeded",
