@@ -1,0 +1,132 @@
+"""Budgets, rate limits, timeouts, backups and stale holds: each failure names its source and leaves a receipt."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import httpx
+
+from glasskey.gateway.sweeper import sweep_expired_holds
+from glasskey.keys.budget import TOTAL, get_spend, hold_budget
+from glasskey.ledger import create_pending, get_balance
+from glasskey.ledger.accounts import SYSTEM_REVENUE
+from glasskey.orgs.service import wallet_account_id
+from glasskey.pricing.catalog import Prices
+from glasskey.routing.routes import Route, create_route, update_route
+
+CHAT: dict[str, Any] = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 20}
+
+
+def post(gateway, key: str, body: dict[str, Any] | None = None) -> httpx.Response:
+    return httpx.post(
+        f"{gateway.v1}/chat/completions", json=body or CHAT, headers={"authorization": f"Bearer {key}"}, timeout=30
+    )
+
+
+def last_receipt(gateway, key: str) -> dict[str, Any]:
+    found = httpx.get(f"{gateway.v1}/receipts", headers={"authorization": f"Bearer {key}"}).json()["data"]
+    assert found, "no receipt"
+    receipt: dict[str, Any] = found[0]
+    return receipt
+
+
+def test_total_budget_refuses_with_429_source_budget(gateway):
+    key = gateway.new_key(settlement="routed", budget_total_micros=5)  # less than one request's maximum (~11 micros)
+    response = post(gateway, key)
+    assert response.status_code == 429
+    assert response.json()["error"]["source"] == "budget"
+    assert response.json()["error"]["code"] == "total_budget_exceeded"
+    receipt = last_receipt(gateway, key)
+    assert receipt["error_source"] == "budget"
+    assert receipt["hold_micros"] == 0
+    gateway.audit_ok()
+
+
+def test_rate_limit_refuses_the_request_over_the_limit_with_retry_after(gateway):
+    key = gateway.new_key(settlement="routed", rpm_limit=2)
+    assert [post(gateway, key).status_code for _ in range(2)] == [200, 200]
+    refused = post(gateway, key)
+    assert refused.status_code == 429
+    assert refused.json()["error"]["source"] == "budget"
+    assert 1 <= int(refused.headers["retry-after"]) <= 60
+    assert last_receipt(gateway, key)["error_code"] == "rate_limit_exceeded"
+    gateway.audit_ok()
+
+
+def test_upstream_timeout_is_a_504_from_the_upstream(gateway):
+    with gateway.services.db.write() as conn:
+        update_route(conn, "rt-gpt-4o-mini-routed", options={"timeout": True, "timeout_ms": 10})
+    response = post(gateway, gateway.routed_key)
+    assert response.status_code == 504
+    assert response.json()["error"]["source"] == "upstream"
+    receipt = last_receipt(gateway, gateway.routed_key)
+    assert receipt["attempts"][0]["error_class"] == "timeout"
+    assert receipt["charge_micros"] == 0
+    gateway.audit_ok()
+
+
+def test_backup_route_serves_when_the_first_fails_and_only_it_is_charged(gateway):
+    now = gateway.services.clock()
+    with gateway.services.db.write() as conn:
+        update_route(conn, "rt-gpt-4o-mini-routed", options={"fail_status": 503})
+        create_route(
+            conn,
+            Route(
+                id="rt-backup",
+                model="gpt-4o-mini",
+                provider="simulated",
+                base_url="",
+                upstream_model="gpt-4o-mini",
+                settlement="routed",
+                prices=Prices(100_000, 400_000, 50_000),
+                costs=Prices(80_000, 300_000, 40_000),
+                priority=200,
+            ),
+            now,
+        )
+    with_backups = gateway.new_key(settlement="routed", backup_routes=True)
+    served = post(gateway, with_backups)
+    assert served.status_code == 200
+    assert served.headers["x-glasskey-route"] == "rt-backup"
+    receipt = last_receipt(gateway, with_backups)
+    assert [a["status"] for a in receipt["attempts"]] == ["failed", "succeeded"]
+    assert receipt["route_id"] == "rt-backup"
+    assert receipt["input_price_per_mtok_micros"] == 100_000
+    assert receipt["charge_micros"] == int(served.headers["x-glasskey-charge-micros"]) > 0
+    without = gateway.new_key(settlement="routed", backup_routes=False)
+    refused = post(gateway, without)
+    assert refused.status_code == 502
+    assert len(last_receipt(gateway, without)["attempts"]) == 1
+    gateway.audit_ok()
+
+
+def test_sweep_releases_a_stale_hold_and_the_budget_it_held(gateway):
+    services = gateway.services
+    now = services.clock()
+    key = gateway.new_key(name="crashed", settlement="routed", budget_total_micros=1_000_000)
+    with services.db.read() as conn:
+        from glasskey.keys.service import get_key
+
+        record = get_key(conn, key.rsplit("-", 1)[0])
+        wallet = wallet_account_id(conn, gateway.org_id, "routed")
+        before = get_balance(conn, wallet).available_micros
+    with services.db.write() as conn:
+        period = hold_budget(conn, record.id, record.policy, 5_000, now)
+        create_pending(
+            conn,
+            debit_account_id=wallet,
+            credit_account_id=SYSTEM_REVENUE["routed"],
+            amount_micros=5_000,
+            now=now,
+            expires_at=now + timedelta(seconds=60),
+            key_id=record.id,
+            budget_period=period,
+        )
+    with services.db.write() as conn:
+        assert sweep_expired_holds(conn, now + timedelta(seconds=30)) == 0
+        assert sweep_expired_holds(conn, now + timedelta(seconds=61)) == 1
+    with services.db.read() as conn:
+        assert get_balance(conn, wallet).available_micros == before
+        assert get_spend(conn, record.id, TOTAL).held_micros == 0
+    gateway.audit_ok()
