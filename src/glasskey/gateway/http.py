@@ -64,6 +64,12 @@ def routes_v1(lifecycle: Lifecycle) -> list[Route]:
             return JSONResponse(outcome.body, status_code=outcome.status_code, headers=outcome.headers)
         return RelayResponse(outcome.relay, outcome.headers)  # type: ignore[return-value]
 
+    async def embeddings(request: Request) -> Response:
+        outcome = await lifecycle.embeddings(
+            request_id_of(request), request.headers.get("authorization"), lambda: read_body(request, limit)
+        )
+        return JSONResponse(outcome.body, status_code=outcome.status_code, headers=outcome.headers)
+
     async def models(request: Request) -> Response:
         key = await lifecycle.key_of(request.headers.get("authorization"))
 
@@ -133,6 +139,7 @@ def routes_v1(lifecycle: Lifecycle) -> list[Route]:
 
     return [
         Route("/chat/completions", chat_completions, methods=["POST"]),
+        Route("/embeddings", embeddings, methods=["POST"]),
         Route("/models", models, methods=["GET"]),
         Route("/key", key, methods=["GET"]),
         Route("/quote", quote, methods=["POST"]),

@@ -21,8 +21,9 @@ import anyio.to_thread
 from sqlalchemy import Connection
 
 from glasskey.errors import ClientError, GlasskeyError, RouteError, UpstreamError, error_body
+from glasskey.gateway.embeddings import encode_embeddings
 from glasskey.gateway.outcomes import SSE_DONE, Emit, JSONOutcome, StreamOutcome, sse, upstream_error
-from glasskey.gateway.requests import check_chat_body, parse_json_object
+from glasskey.gateway.requests import check_chat_body, check_embeddings_body, parse_json_object
 from glasskey.keys import secret as key_secret
 from glasskey.keys.budget import hold_budget, settle_budget
 from glasskey.keys.service import KeyRecord, authenticate, bearer_token
@@ -40,7 +41,7 @@ from glasskey.money import format_micros
 from glasskey.pricing.metering import charge_for, max_charge
 from glasskey.pricing.quote import Quote, quote_request
 from glasskey.pricing.tokens import chat_input_tokens
-from glasskey.providers.base import ProviderError, Usage
+from glasskey.providers.base import Provider, ProviderError, Usage
 from glasskey.receipts.records import Attempt, Receipt, write_receipt
 from glasskey.routing.routes import Route
 from glasskey.services import Services
@@ -161,18 +162,21 @@ class Lifecycle:
         )
 
     async def prepare(
-        self, run: Run, authorization: str | None, read_body: BodyReader
+        self, run: Run, authorization: str | None, read_body: BodyReader, *, endpoint: str = "chat"
     ) -> tuple[dict[str, Any], Quote, list[Route]]:
         """Everything before the upstream call: parse, authenticate, limit, quote and hold."""
         body = parse_json_object(await read_body())
         if isinstance(body.get("model"), str):
             run.receipt.requested_model = body["model"][:200]
         run.receipt.stream = body.get("stream") is True
-        check_chat_body(body)
+        if endpoint == "embeddings":
+            check_embeddings_body(body)
+        else:
+            check_chat_body(body)
         key = await self.authenticate(run, authorization)
         self.services.rate_limiter.check(key.id, key.policy.rpm_limit, self.services.monotonic())
         quote, selection = await self.read(
-            lambda conn: quote_request(conn, key, body, self.services.clock(), endpoint="chat")
+            lambda conn: quote_request(conn, key, body, self.services.clock(), endpoint=endpoint)
         )
         routes = selection.routes[:MAX_ATTEMPTS] if key.policy.backup_routes else selection.routes[:1]
         primary = routes[0]
@@ -252,14 +256,16 @@ class Lifecycle:
                 await self.fail(run, RouteError("internal gateway error", code="internal_error", status_code=500))
             raise
 
-    async def _complete(self, run: Run, body: dict[str, Any], routes: list[Route]) -> JSONOutcome:
+    async def _call_routes(
+        self, run: Run, routes: list[Route], call: Callable[[Provider, Route], Awaitable[T]]
+    ) -> tuple[T, Route]:
+        """Try the routes in order; move on only after a retriable failure."""
         last: ProviderError | None = None
         for route in routes:
             self._use_route(run, route)
-            provider = self.services.providers[route.provider]
             began = self.services.monotonic()
             try:
-                result = await provider.chat(route.target(), self._upstream_body(body, route))
+                result = await call(self.services.providers[route.provider], route)
             except ProviderError as error:
                 self._attempt_failed(run, route, began, error)
                 last = error
@@ -267,17 +273,54 @@ class Lifecycle:
                     break
                 continue
             self._attempt_succeeded(run, route, began)
+            return result, route
+        assert last is not None
+        raise self._all_failed(run, last)
+
+    async def _complete(self, run: Run, body: dict[str, Any], routes: list[Route]) -> JSONOutcome:
+        result, route = await self._call_routes(
+            run, routes, lambda provider, route: provider.chat(route.target(), self._upstream_body(body, route))
+        )
+        usage = result.usage
+        if usage is None:
+            run.receipt.usage_source = "estimated"
+            run.notes.append("usage_missing_estimated")
+            usage = Usage(chat_input_tokens(body).estimate, _estimate_tokens(_text_of_body(result.body)))
+        else:
+            run.receipt.usage_source = "provider_reported"
+        charge = await self.settle(run, route, usage, status="succeeded", http_status=200)
+        return JSONOutcome(result.body, headers=self.success_headers(run, charge))
+
+    # -- embeddings -----------------------------------------------------------------------
+
+    async def embeddings(self, request_id: str, authorization: str | None, read_body: BodyReader) -> JSONOutcome:
+        run = self.new_run(request_id, "embeddings")
+        try:
+            body, quote, routes = await self.prepare(run, authorization, read_body, endpoint="embeddings")
+            # Upstreams are asked for floats; the encoding the client wants is applied here, once.
+            upstream_body = {k: v for k, v in body.items() if k != "encoding_format"}
+            result, route = await self._call_routes(
+                run,
+                routes,
+                lambda provider, route: provider.embed(route.target(), self._upstream_body(upstream_body, route)),
+            )
             usage = result.usage
             if usage is None:
                 run.receipt.usage_source = "estimated"
                 run.notes.append("usage_missing_estimated")
-                usage = Usage(chat_input_tokens(body).estimate, _estimate_tokens(_text_of_body(result.body)))
+                usage = Usage(quote.estimated_input_tokens, 0)
             else:
                 run.receipt.usage_source = "provider_reported"
+            response = encode_embeddings(result.body, body.get("encoding_format"))
             charge = await self.settle(run, route, usage, status="succeeded", http_status=200)
-            return JSONOutcome(result.body, headers=self.success_headers(run, charge))
-        assert last is not None
-        raise self._all_failed(run, last)
+            return JSONOutcome(response, headers=self.success_headers(run, charge))
+        except GlasskeyError as error:
+            await self.fail(run, error)
+            raise
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await self.fail(run, RouteError("internal gateway error", code="internal_error", status_code=500))
+            raise
 
     async def _open_stream(self, run: Run, body: dict[str, Any], routes: list[Route]) -> StreamOutcome:
         """Find a route whose stream yields a first chunk; fallback is allowed only before it."""

@@ -42,6 +42,14 @@ class ChatResult:
     usage: Usage | None
 
 
+@dataclass(frozen=True)
+class EmbeddingResult:
+    """An OpenAI-shaped ``list`` of float embeddings (the gateway encodes base64 if asked)."""
+
+    body: dict[str, Any]
+    usage: Usage | None
+
+
 class ProviderError(Exception):
     """The upstream failed. ``status`` is the upstream HTTP status (or 504 for a timeout)."""
 
@@ -79,4 +87,8 @@ class Provider(Protocol):
 
     def stream_chat(self, target: RouteTarget, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
         """Yield OpenAI chunk dicts; the last one carries ``usage`` when the upstream reports it."""
+        ...
+
+    async def embed(self, target: RouteTarget, body: dict[str, Any]) -> EmbeddingResult:
+        """Embed ``body["input"]``; a provider without embeddings raises ``ProviderError`` 400."""
         ...

@@ -31,7 +31,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from glasskey.providers.base import ChatResult, ProviderError, RouteTarget, StreamCut, Usage
+from glasskey.providers.base import ChatResult, EmbeddingResult, ProviderError, RouteTarget, StreamCut, Usage
 
 PROVIDER_NAME = "simulated"
 
@@ -259,6 +259,30 @@ class SimulatedProvider:
     ) -> None:
         self._sleep = sleep
         self._rng = random.Random(rng_seed)
+
+    async def embed(self, target: RouteTarget, body: dict[str, Any]) -> EmbeddingResult:
+        """Deterministic unit-length vectors derived from each input; usage counts its tokens."""
+        await self._before_first_byte(target)
+        raw = body.get("input")
+        items = raw if isinstance(raw, list) and raw and not isinstance(raw[0], int) else [raw]
+        dimensions = int(body.get("dimensions") or target.options.get("dimensions", 256))
+        data = []
+        tokens = 0
+        for index, item in enumerate(items):
+            text = item if isinstance(item, str) else json.dumps(item)
+            tokens += len(item) if isinstance(item, list) else count_tokens(text)
+            rng = random.Random(hashlib.sha256(f"{target.upstream_model}\0{text}".encode()).digest())
+            vector = [rng.uniform(-1.0, 1.0) for _ in range(dimensions)]
+            norm = sum(v * v for v in vector) ** 0.5 or 1.0
+            data.append({"object": "embedding", "index": index, "embedding": [v / norm for v in vector]})
+        usage = Usage(input_tokens=tokens, output_tokens=0)
+        response = {
+            "object": "list",
+            "data": data,
+            "model": target.upstream_model,
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        }
+        return EmbeddingResult(body=response, usage=usage)
 
     async def chat(self, target: RouteTarget, body: dict[str, Any]) -> ChatResult:
         await self._before_first_byte(target)

@@ -1,0 +1,63 @@
+"""An incremental Server-Sent Events parser: bytes in, complete events out.
+
+Upstreams split events across network chunks at arbitrary points; the parser keeps the
+unfinished tail and yields each event once its blank line arrives (the WHATWG rules: ``event:``,
+``data:`` lines joined by newlines, comments ignored, CRLF accepted).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+MAX_EVENT_BYTES = 8 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Event:
+    event: str
+    data: str
+
+
+class SSEParser:
+    def __init__(self) -> None:
+        self._buffer = b""
+        self._event = ""
+        self._data: list[str] = []
+
+    def feed(self, chunk: bytes) -> list[Event]:
+        self._buffer += chunk
+        if len(self._buffer) > MAX_EVENT_BYTES:
+            raise ValueError("an upstream event is larger than the limit")
+        events: list[Event] = []
+        while True:
+            index = self._buffer.find(b"\n")
+            if index < 0:
+                return events
+            line = self._buffer[:index].rstrip(b"\r").decode("utf-8", errors="replace")
+            self._buffer = self._buffer[index + 1 :]
+            event = self._line(line)
+            if event is not None:
+                events.append(event)
+
+    def _line(self, line: str) -> Event | None:
+        if not line:
+            if not self._data and not self._event:
+                return None
+            event = Event(event=self._event or "message", data="\n".join(self._data))
+            self._event, self._data = "", []
+            return event
+        if line.startswith(":"):
+            return None
+        name, _, value = line.partition(":")
+        value = value.removeprefix(" ")
+        if name == "event":
+            self._event = value
+        elif name == "data":
+            self._data.append(value)
+        return None
+
+    def close(self) -> list[Event]:
+        """Events still pending when the stream ends (a last event with no blank line)."""
+        events = self.feed(b"\n") if self._buffer else []
+        tail = self._line("")
+        return [*events, tail] if tail is not None else events
