@@ -30,12 +30,12 @@ def free_port() -> int:
 
 
 class ServerThread:
-    def __init__(self, services: Services) -> None:
+    """Any ASGI app served by uvicorn on a free loopback port, in a thread, for one test."""
+
+    def __init__(self, app: Any) -> None:
         port = free_port()
         self.base_url = f"http://127.0.0.1:{port}"
-        config = uvicorn.Config(
-            build_app(services), host="127.0.0.1", port=port, log_level="warning", access_log=False, lifespan="on"
-        )
+        config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False, lifespan="on")
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
@@ -141,7 +141,7 @@ def seed(
 
 def _gateway(services: Services) -> Iterator[Gateway]:
     seeded = seed(services)
-    with ServerThread(services) as server:
+    with ServerThread(build_app(services)) as server:
         yield Gateway(services=services, base_url=server.base_url, **seeded)
     services.db.dispose()
 
