@@ -69,6 +69,23 @@ class Run:
     hold: Hold | None = None
     finished: bool = False
     notes: list[str] = field(default_factory=list)
+    # The most the request can have read and written; usage above them is not believed.
+    max_input_tokens: int | None = None
+    max_output_tokens: int | None = None
+
+    def bounded(self, usage: Usage) -> Usage:
+        """Usage an upstream reported, made believable: never negative, never above the request's bounds."""
+        values = [usage.input_tokens, usage.output_tokens, usage.cached_tokens]
+        if min(values) < 0:
+            self.notes.append("negative_usage_clamped")
+        input_tokens, output_tokens, cached_tokens = (max(v, 0) for v in values)
+        if self.max_input_tokens is not None and input_tokens > self.max_input_tokens:
+            self.notes.append("input_usage_above_bound_clamped")
+            input_tokens = self.max_input_tokens
+        if self.max_output_tokens is not None and output_tokens > self.max_output_tokens:
+            self.notes.append("output_usage_above_bound_clamped")
+            output_tokens = self.max_output_tokens
+        return Usage(input_tokens, output_tokens, min(cached_tokens, input_tokens))
 
 
 class Lifecycle:
@@ -179,6 +196,8 @@ class Lifecycle:
             lambda conn: quote_request(conn, key, body, self.services.clock(), endpoint=endpoint)
         )
         routes = selection.routes[:MAX_ATTEMPTS] if key.policy.backup_routes else selection.routes[:1]
+        run.max_input_tokens = quote.max_input_tokens
+        run.max_output_tokens = quote.max_output_tokens
         primary = routes[0]
         run.receipt.input_price_per_mtok_micros = primary.prices.input_per_mtok_micros
         run.receipt.output_price_per_mtok_micros = primary.prices.output_per_mtok_micros
@@ -430,11 +449,10 @@ class Lifecycle:
     ) -> int:
         """Post the charge for ``usage`` (capped by the hold), release the rest, write the receipt."""
         receipt = run.receipt
-        receipt.input_tokens = max(usage.input_tokens, 0)
-        receipt.output_tokens = max(usage.output_tokens, 0)
-        receipt.cached_tokens = min(max(usage.cached_tokens, 0), receipt.input_tokens)
-        if usage.input_tokens < 0 or usage.output_tokens < 0 or usage.cached_tokens < 0:
-            run.notes.append("negative_usage_clamped")
+        usage = run.bounded(usage)
+        receipt.input_tokens = usage.input_tokens
+        receipt.output_tokens = usage.output_tokens
+        receipt.cached_tokens = usage.cached_tokens
         charge = charge_for(usage, route.prices) if route is not None else 0
         hold = run.hold
         if hold is not None and charge > hold.amount_micros:

@@ -19,6 +19,8 @@ TOKENS_PER_REQUEST = 3
 IMAGE_TOKENS_ESTIMATE = 765  # a 1024x1024 image at high detail on GPT-4o-class models
 IMAGE_TOKENS_MAX = 1600  # the largest per-image charge among the catalog's vendors
 ESTIMATED_OUTPUT_TOKENS = 256  # a typical answer, for quotes only; holds use the maximum
+# Vendors add a hidden system prompt when tools are offered (Anthropic documents ~350 tokens).
+TOOLS_OVERHEAD_TOKENS = 600
 
 
 @dataclass(frozen=True)
@@ -75,7 +77,10 @@ def chat_input_tokens(body: dict[str, Any]) -> InputTokens:
     for extra in ("tools", "functions", "response_format"):
         if body.get(extra) is not None:
             texts.append(orjson.dumps(body[extra]).decode())
-    return _bounds(texts, images, len(messages))
+    bounds = _bounds(texts, images, len(messages))
+    if body.get("tools") or body.get("functions"):
+        return InputTokens(bounds.estimate + TOOLS_OVERHEAD_TOKENS, bounds.upper_bound + TOOLS_OVERHEAD_TOKENS)
+    return bounds
 
 
 def embedding_input_tokens(body: dict[str, Any]) -> InputTokens:
