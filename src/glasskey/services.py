@@ -16,6 +16,7 @@ from glasskey.ledger import ensure_system_accounts
 from glasskey.pricing.catalog import sync_catalog
 from glasskey.providers.base import Provider
 from glasskey.providers.simulated import SimulatedProvider
+from glasskey.routing.health import HealthBoard, RetryBudget
 from glasskey.settings import Settings
 from glasskey.store.database import Database
 from glasskey.store.migrations import upgrade
@@ -33,6 +34,8 @@ class Services:
     rate_limiter: RateLimiter = field(default_factory=RateLimiter)
     clock: Callable[[], datetime] = utc_now
     monotonic: Callable[[], float] = time.monotonic
+    health: HealthBoard = field(default_factory=lambda: HealthBoard(time.monotonic))
+    retry_budget: RetryBudget = field(default_factory=RetryBudget)
 
     @property
     def pepper(self) -> str:

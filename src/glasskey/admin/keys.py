@@ -168,6 +168,6 @@ def keys_router(services: Services) -> APIRouter:
     )
     def explain(key_id: str) -> dict[str, Any]:
         with services.db.read() as conn:
-            return explain_key(conn, services.settings, get_key(conn, key_id), services.clock())
+            return explain_key(conn, services.settings, get_key(conn, key_id), services.clock(), services.health)
 
     return router

@@ -18,7 +18,7 @@ from glasskey.keys.explain import explain_key
 from glasskey.pricing.catalog import list_models
 from glasskey.pricing.quote import quote_request
 from glasskey.receipts.records import get_receipt, list_receipts
-from glasskey.routing.routes import candidates
+from glasskey.routing.selection import routes_for_key
 
 
 class JSONResponse(Response):
@@ -78,7 +78,7 @@ def routes_v1(lifecycle: Lifecycle) -> list[Route]:
             for model in list_models(conn):
                 if not key.policy.allows(model.name):
                     continue
-                routes = candidates(conn, model.name, key.policy.settlement)
+                routes = routes_for_key(conn, key, model.name, services.health)
                 if not routes:
                     continue
                 prices = routes[0].prices
@@ -101,7 +101,9 @@ def routes_v1(lifecycle: Lifecycle) -> list[Route]:
 
     async def key(request: Request) -> Response:
         record = await lifecycle.key_of(request.headers.get("authorization"))
-        body = await lifecycle.read(lambda conn: explain_key(conn, services.settings, record, services.clock()))
+        body = await lifecycle.read(
+            lambda conn: explain_key(conn, services.settings, record, services.clock(), services.health)
+        )
         return JSONResponse(body)
 
     async def quote(request: Request) -> Response:
@@ -109,7 +111,9 @@ def routes_v1(lifecycle: Lifecycle) -> list[Route]:
         body = parse_json_object(raw)
         check_chat_body(body)
         record = await lifecycle.key_of(request.headers.get("authorization"))
-        result, _ = await lifecycle.read(lambda conn: quote_request(conn, record, body, services.clock()))
+        result, _ = await lifecycle.read(
+            lambda conn: quote_request(conn, record, body, services.clock(), board=services.health)
+        )
         return JSONResponse(result.public())
 
     async def receipts(request: Request) -> Response:

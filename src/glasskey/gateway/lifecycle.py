@@ -38,18 +38,18 @@ from glasskey.ledger import (
     void_pending,
 )
 from glasskey.money import format_micros
-from glasskey.pricing.metering import charge_for, max_charge
+from glasskey.pricing.metering import charge_for
 from glasskey.pricing.quote import Quote, quote_request
 from glasskey.pricing.tokens import chat_input_tokens
 from glasskey.providers.base import Provider, ProviderError, Usage
 from glasskey.receipts.records import Attempt, Receipt, write_receipt
+from glasskey.routing.health import counts_against_route
 from glasskey.routing.routes import Route
 from glasskey.services import Services
 
 log = logging.getLogger("glasskey.gateway")
 T = TypeVar("T")
 BodyReader = Callable[[], Awaitable[bytes]]
-MAX_ATTEMPTS = 3
 
 
 @dataclass
@@ -68,6 +68,7 @@ class Run:
     key: KeyRecord | None = None
     hold: Hold | None = None
     finished: bool = False
+    retries: int = 0  # backup attempts holding a share of the retry budget
     notes: list[str] = field(default_factory=list)
     # The most the request can have read and written; usage above them is not believed.
     max_input_tokens: int | None = None
@@ -113,6 +114,7 @@ class Lifecycle:
 
     def new_run(self, request_id: str, endpoint: str) -> Run:
         receipt = Receipt(request_id=request_id, endpoint=endpoint, created_at=self.services.clock())
+        self.services.retry_budget.start_request()
         return Run(receipt=receipt, started=self.services.monotonic())
 
     # -- the steps ------------------------------------------------------------------------
@@ -130,10 +132,6 @@ class Lifecycle:
         run.receipt.settlement = key.policy.settlement
         run.receipt.wallet_kind = key.policy.wallet_kind
         return key
-
-    def _hold_amount(self, quote: Quote, routes: list[Route]) -> int:
-        """The hold covers the most expensive route that may serve the request."""
-        return max(max_charge(quote.max_input_tokens, quote.max_output_tokens, route.prices) for route in routes)
 
     async def _take_hold(self, run: Run, key: KeyRecord, quote: Quote, amount: int) -> Hold:
         now = self.services.clock()
@@ -193,16 +191,18 @@ class Lifecycle:
         key = await self.authenticate(run, authorization)
         self.services.rate_limiter.check(key.id, key.policy.rpm_limit, self.services.monotonic())
         quote, selection = await self.read(
-            lambda conn: quote_request(conn, key, body, self.services.clock(), endpoint=endpoint)
+            lambda conn: quote_request(
+                conn, key, body, self.services.clock(), endpoint=endpoint, board=self.services.health
+            )
         )
-        routes = selection.routes[:MAX_ATTEMPTS] if key.policy.backup_routes else selection.routes[:1]
+        routes = selection.usable
         run.max_input_tokens = quote.max_input_tokens
         run.max_output_tokens = quote.max_output_tokens
         primary = routes[0]
         run.receipt.input_price_per_mtok_micros = primary.prices.input_per_mtok_micros
         run.receipt.output_price_per_mtok_micros = primary.prices.output_per_mtok_micros
         run.receipt.cached_price_per_mtok_micros = primary.prices.cached_per_mtok_micros
-        await self._take_hold(run, key, quote, self._hold_amount(quote, routes))
+        await self._take_hold(run, key, quote, quote.max_charge_micros)
         return body, quote, routes
 
     def _use_route(self, run: Run, route: Route) -> None:
@@ -217,32 +217,80 @@ class Lifecycle:
         return {**body, "model": route.upstream_model}
 
     def _attempt_failed(self, run: Run, route: Route, began: float, error: ProviderError) -> None:
+        latency_ms = int((self.services.monotonic() - began) * 1000)
+        error_class = "timeout" if error.timeout else error.error_type
+        if counts_against_route(error):
+            self.services.health.record(route.id, ok=False, latency_ms=latency_ms, error_class=error_class)
+        else:
+            # The client's own request was refused: that says nothing about the route's health.
+            self.services.health.release_probe(route.id)
         run.receipt.attempts.append(
             Attempt(
                 route_id=route.id,
                 provider=route.provider,
                 upstream_model=route.upstream_model,
                 status="failed",
-                latency_ms=int((self.services.monotonic() - began) * 1000),
+                latency_ms=latency_ms,
                 http_status=error.status,
-                error_class="timeout" if error.timeout else error.error_type,
+                error_class=error_class,
                 error_message=error.message[:500],
             )
         )
 
     def _attempt_succeeded(self, run: Run, route: Route, began: float) -> None:
+        latency_ms = int((self.services.monotonic() - began) * 1000)
+        self.services.health.record(route.id, ok=True, latency_ms=latency_ms, ttft_ms=run.receipt.ttft_ms)
         run.receipt.attempts.append(
             Attempt(
                 route_id=route.id,
                 provider=route.provider,
                 upstream_model=route.upstream_model,
                 status="succeeded",
-                latency_ms=int((self.services.monotonic() - began) * 1000),
+                latency_ms=latency_ms,
                 http_status=200,
             )
         )
 
-    def _all_failed(self, run: Run, last: ProviderError) -> GlasskeyError:
+    def _attempt_skipped(self, run: Run, route: Route, why: str, message: str) -> None:
+        run.receipt.attempts.append(
+            Attempt(
+                route_id=route.id,
+                provider=route.provider,
+                upstream_model=route.upstream_model,
+                status="skipped",
+                latency_ms=0,
+                error_class=why,
+                error_message=message,
+            )
+        )
+
+    def _may_try(self, run: Run, route: Route) -> bool:
+        """Whether this route may be tried now: its breaker, and the retry budget for backups."""
+        tried = any(a.status == "failed" for a in run.receipt.attempts)
+        if tried and not self.services.retry_budget.try_retry():
+            self._attempt_skipped(
+                run, route, "retry_budget_exhausted", "the gateway-wide retry budget is spent; no more backups now"
+            )
+            return False
+        if not self.services.health.try_acquire(route.id):
+            if tried:
+                self.services.retry_budget.end_retry()
+            snapshot = self.services.health.snapshot(route.id)
+            self._attempt_skipped(
+                run, route, "circuit_open", f"the route's breaker is {snapshot['circuit']}; not tried"
+            )
+            return False
+        if tried:
+            run.retries += 1
+        return True
+
+    def _all_failed(self, run: Run, last: ProviderError | None) -> GlasskeyError:
+        if last is None:
+            return RouteError(
+                "No healthy route: every route this key may use has an open breaker",
+                code="no_healthy_route",
+                details={"attempts": [a.__dict__ for a in run.receipt.attempts]},
+            )
         if len(run.receipt.attempts) == 1:
             return upstream_error(last)
         summary = "; ".join(
@@ -281,6 +329,10 @@ class Lifecycle:
         """Try the routes in order; move on only after a retriable failure."""
         last: ProviderError | None = None
         for route in routes:
+            if not self._may_try(run, route):
+                if run.receipt.attempts[-1].error_class == "retry_budget_exhausted":
+                    break
+                continue
             self._use_route(run, route)
             began = self.services.monotonic()
             try:
@@ -293,7 +345,6 @@ class Lifecycle:
                 continue
             self._attempt_succeeded(run, route, began)
             return result, route
-        assert last is not None
         raise self._all_failed(run, last)
 
     async def _complete(self, run: Run, body: dict[str, Any], routes: list[Route]) -> JSONOutcome:
@@ -345,6 +396,10 @@ class Lifecycle:
         """Find a route whose stream yields a first chunk; fallback is allowed only before it."""
         last: ProviderError | None = None
         for route in routes:
+            if not self._may_try(run, route):
+                if run.receipt.attempts[-1].error_class == "retry_budget_exhausted":
+                    break
+                continue
             self._use_route(run, route)
             provider = self.services.providers[route.provider]
             began = self.services.monotonic()
@@ -366,7 +421,6 @@ class Lifecycle:
             run.receipt.ttft_ms = self._elapsed_ms(run)
             relay = partial(self._relay, run, route, began, body, iterator, first)
             return StreamOutcome(relay=relay, headers=self.stream_headers(run))
-        assert last is not None
         raise self._all_failed(run, last)
 
     async def _relay(
@@ -484,6 +538,9 @@ class Lifecycle:
         with anyio.CancelScope(shield=True):
             charged = await self._write(work)
         run.finished = True
+        self.services.retry_budget.end_request()
+        for _ in range(run.retries):
+            self.services.retry_budget.end_retry()
         return charged
 
     async def fail(self, run: Run, error: GlasskeyError) -> None:

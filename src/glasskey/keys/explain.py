@@ -16,11 +16,13 @@ from glasskey.keys.service import KeyRecord
 from glasskey.money import format_micros
 from glasskey.orgs.service import get_wallet
 from glasskey.pricing.catalog import list_models
-from glasskey.routing.routes import Route, candidates
+from glasskey.routing.health import HealthBoard
+from glasskey.routing.routes import Route
+from glasskey.routing.selection import MAX_ATTEMPTS, routes_for_key
 from glasskey.settings import Settings
 
 
-def _route_view(route: Route) -> dict[str, Any]:
+def _route_view(route: Route, board: HealthBoard | None) -> dict[str, Any]:
     return {
         "route_id": route.id,
         "provider": route.provider,
@@ -28,14 +30,22 @@ def _route_view(route: Route) -> dict[str, Any]:
         "settlement": route.settlement,
         "priority": route.priority,
         "price_per_mtok_micros": route.prices.as_dict(),
-        # Passive health statistics arrive with routing health; until then no data is honest.
-        "health": {"circuit": "closed", "success_rate": None, "requests": 0},
+        "health": _health(route, board),
     }
 
 
-def _model_view(conn: Connection, key: KeyRecord, name: str, official: dict[str, int]) -> dict[str, Any]:
-    routes = candidates(conn, name, key.policy.settlement)
-    usable = routes if key.policy.backup_routes else routes[:1]
+def _health(route: Route, board: HealthBoard | None) -> dict[str, Any]:
+    if board is None:
+        return {"circuit": "unknown", "success_rate": None, "requests": 0}
+    snapshot = board.snapshot(route.id)
+    return {key: snapshot[key] for key in ("circuit", "success_rate", "requests", "latency_ms", "reopens_in_seconds")}
+
+
+def _model_view(
+    conn: Connection, key: KeyRecord, name: str, official: dict[str, int], board: HealthBoard | None
+) -> dict[str, Any]:
+    routes = routes_for_key(conn, key, name, board)
+    usable = routes[:MAX_ATTEMPTS] if key.policy.backup_routes else routes[:1]
     primary = usable[0] if usable else None
     backups = usable[1:]
     if primary is None:
@@ -51,15 +61,18 @@ def _model_view(conn: Connection, key: KeyRecord, name: str, official: dict[str,
     return {
         "model": name,
         "callable": primary is not None,
-        "effective_price_per_mtok_micros": _route_view(primary)["price_per_mtok_micros"] if primary else None,
+        "effective_price_per_mtok_micros": primary.prices.as_dict() if primary else None,
         "official_price_per_mtok_micros": official,
-        "route": _route_view(primary) if primary else None,
-        "backup_routes": [_route_view(r) for r in backups],
+        "route": _route_view(primary, board) if primary else None,
+        "backup_routes": [_route_view(r, board) for r in backups],
         "backups_in_words": backup_words,
     }
 
 
-def explain_key(conn: Connection, settings: Settings, key: KeyRecord, now: datetime) -> dict[str, Any]:
+def explain_key(
+    conn: Connection, settings: Settings, key: KeyRecord, now: datetime, board: HealthBoard | None = None
+) -> dict[str, Any]:
+    """The explanation of ``key``; with ``board``, routes are ordered and described as health stands now."""
     policy = key.policy
     base = settings.effective_public_url
     wallet = get_wallet(conn, key.org_id, policy.wallet_kind)
@@ -67,7 +80,7 @@ def explain_key(conn: Connection, settings: Settings, key: KeyRecord, now: datet
     names = sorted(catalog) if policy.allowed_models is None else [n for n in policy.allowed_models if n in catalog]
     models = []
     for name in names:
-        view = _model_view(conn, key, name, catalog[name].official_prices.as_dict())
+        view = _model_view(conn, key, name, catalog[name].official_prices.as_dict(), board)
         if policy.allowed_models is not None or view["callable"]:
             models.append(view)
     unknown = [n for n in policy.allowed_models or () if n not in catalog]
@@ -92,6 +105,13 @@ def explain_key(conn: Connection, settings: Settings, key: KeyRecord, now: datet
         if policy.lower_cost_routes
         else "off: routes are tried in the operator's priority order",
         "backup_routes": policy.backup_routes,
+        "backup_routes_in_words": (
+            "on: if a route fails before answering, the next route of the same settlement is tried "
+            f"(at most {MAX_ATTEMPTS} routes per request); a backup never crosses settlement, so this key "
+            f"always pays from its {policy.wallet_kind} wallet at the serving route's price"
+            if policy.backup_routes
+            else "off: a request uses one route; if it fails, the request fails"
+        ),
         "wallet": {  # 6
             "kind": wallet.kind,
             "org_id": key.org_id,

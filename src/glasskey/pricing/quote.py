@@ -25,6 +25,7 @@ from glasskey.pricing.tokens import (
     embedding_input_tokens,
     max_output_tokens,
 )
+from glasskey.routing.health import HealthBoard
 from glasskey.routing.routes import Route
 from glasskey.routing.selection import Selection, select_routes
 
@@ -42,7 +43,9 @@ class Quote:
     estimated_output_tokens: int
     max_output_tokens: int
     estimated_charge_micros: int
-    max_charge_micros: int
+    max_charge_micros: int  # the hold: the most any route this request may use could charge
+    route_max_charge_micros: int  # the most the route that would serve it now could charge
+    backup_route_ids: tuple[str, ...]
     available_micros: int
     admitted: bool
     reason: str
@@ -57,6 +60,7 @@ class Quote:
                 "upstream_model": self.route.upstream_model,
                 "settlement": self.route.settlement,
             },
+            "backup_routes": list(self.backup_route_ids),
             "settlement": self.settlement,
             "unit_prices_per_mtok_micros": self.prices.as_dict(),
             "estimated_input_tokens": self.estimated_input_tokens,
@@ -65,6 +69,7 @@ class Quote:
             "max_output_tokens": self.max_output_tokens,
             "estimated_charge_micros": self.estimated_charge_micros,
             "max_charge_micros": self.max_charge_micros,
+            "route_max_charge_micros": self.route_max_charge_micros,
             "estimated_charge_usd": format_micros(self.estimated_charge_micros),
             "max_charge_usd": format_micros(self.max_charge_micros),
             "wallet": {"kind": self.wallet_kind, "available_micros": self.available_micros},
@@ -74,12 +79,17 @@ class Quote:
 
 
 def quote_request(
-    conn: Connection, key: KeyRecord, body: dict[str, Any], now: datetime, *, endpoint: str = "chat"
+    conn: Connection,
+    key: KeyRecord,
+    body: dict[str, Any],
+    now: datetime,
+    *,
+    endpoint: str = "chat",
+    board: HealthBoard | None = None,
 ) -> tuple[Quote, Selection]:
-    """Price ``body`` for ``key``; raises model or route errors, never moves money."""
-    selection = select_routes(
-        conn, key, str(body.get("model")), kind="embedding" if endpoint == "embeddings" else "chat"
-    )
+    """Price ``body`` for ``key`` as routing stands now; raises model or route errors, moves no money."""
+    kind = "embedding" if endpoint == "embeddings" else "chat"
+    selection = select_routes(conn, key, str(body.get("model")), kind=kind, board=board)
     route = selection.primary
     if endpoint == "embeddings":
         tokens = embedding_input_tokens(body)
@@ -93,7 +103,8 @@ def quote_request(
     estimated = charge_micros(
         (tokens.estimate, prices.input_per_mtok_micros), (output_estimate, prices.output_per_mtok_micros)
     )
-    maximum = max_charge(tokens.upper_bound, output_max, prices)
+    route_maximum = max_charge(tokens.upper_bound, output_max, prices)
+    maximum = max(max_charge(tokens.upper_bound, output_max, r.prices) for r in selection.usable)
     admitted, reason = True, "the wallet and the key's budgets cover the maximum charge"
     if wallet.balance.available_micros - maximum < (wallet.balance.floor_micros or 0):
         admitted = False
@@ -125,6 +136,8 @@ def quote_request(
         max_output_tokens=output_max,
         estimated_charge_micros=estimated,
         max_charge_micros=maximum,
+        route_max_charge_micros=route_maximum,
+        backup_route_ids=tuple(r.id for r in selection.usable[1:]),
         available_micros=wallet.balance.available_micros,
         admitted=admitted,
         reason=reason,

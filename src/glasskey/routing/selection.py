@@ -1,4 +1,13 @@
-"""Choosing the routes a key may use for a model, in the order they would be tried."""
+"""Choosing the routes a key may use for a model, in the order they would be tried.
+
+* ``official`` keys use official routes only, paid from the ``credit`` wallet.
+* ``routed`` keys use routed routes only, paid from the ``routed`` wallet. With lower-cost
+  routes on, the cheapest route comes first (price = input + output per 1M tokens); otherwise
+  the operator's priority order, higher weight first among equal priorities.
+* A backup never crosses settlement: a routed key never falls back to an official route, so
+  a key's wallet and price basis never change under it. The explanation says so in words.
+* Routes whose breaker is open go last (the lifecycle skips them while they stay open).
+"""
 
 from __future__ import annotations
 
@@ -7,25 +16,43 @@ from dataclasses import dataclass
 from sqlalchemy import Connection
 
 from glasskey.errors import ModelError, RouteError
+from glasskey.keys.policy import KeyPolicy
 from glasskey.keys.service import KeyRecord
 from glasskey.pricing.catalog import Model, get_model
+from glasskey.routing.health import OPEN, HealthBoard
 from glasskey.routing.routes import Route, candidates
+
+MAX_ATTEMPTS = 3
 
 
 @dataclass(frozen=True)
 class Selection:
     model: Model
-    routes: list[Route]
+    routes: list[Route]  # every candidate, in order
+    usable: list[Route]  # those this key's policy lets one request try (backups or not)
 
     @property
     def primary(self) -> Route:
-        return self.routes[0]
+        return self.usable[0]
+
+
+def order_routes(routes: list[Route], policy: KeyPolicy, board: HealthBoard | None = None) -> list[Route]:
+    def price(route: Route) -> int:
+        return route.prices.input_per_mtok_micros + route.prices.output_per_mtok_micros
+
+    if policy.settlement == "routed" and policy.lower_cost_routes:
+        ordered = sorted(routes, key=lambda r: (price(r), r.priority, -r.weight, r.id))
+    else:
+        ordered = sorted(routes, key=lambda r: (r.priority, -r.weight, price(r), r.id))
+    if board is None:
+        return ordered
+    # sorted() is stable: open breakers move to the back and keep their relative order.
+    return sorted(ordered, key=lambda r: board.state(r.id) == OPEN)
 
 
 def check_model_allowed(conn: Connection, key: KeyRecord, model_name: str) -> Model:
     """The catalog model, if this key may call it (404 unknown, 403 not allowed)."""
     if not key.policy.allows(model_name):
-        # Say whether it exists at all only after refusing: the key's policy is the answer.
         raise ModelError(
             f"The model `{model_name}` is not allowed for key {key.prefix}; "
             f"allowed: {', '.join(key.policy.allowed_models or ())}",
@@ -36,7 +63,13 @@ def check_model_allowed(conn: Connection, key: KeyRecord, model_name: str) -> Mo
     return get_model(conn, model_name)
 
 
-def select_routes(conn: Connection, key: KeyRecord, model_name: str, *, kind: str = "chat") -> Selection:
+def routes_for_key(conn: Connection, key: KeyRecord, model_name: str, board: HealthBoard | None = None) -> list[Route]:
+    return order_routes(candidates(conn, model_name, key.policy.settlement), key.policy, board)
+
+
+def select_routes(
+    conn: Connection, key: KeyRecord, model_name: str, *, kind: str = "chat", board: HealthBoard | None = None
+) -> Selection:
     model = check_model_allowed(conn, key, model_name)
     if model.kind != kind:
         raise ModelError(
@@ -45,10 +78,11 @@ def select_routes(conn: Connection, key: KeyRecord, model_name: str, *, kind: st
             param="model",
             status_code=400,
         )
-    found = candidates(conn, model_name, key.policy.settlement)
+    found = routes_for_key(conn, key, model_name, board)
     if not found:
         raise RouteError(
             f"No enabled {key.policy.settlement} route serves `{model_name}`; an operator must add one",
             code="no_route",
         )
-    return Selection(model=model, routes=found)
+    usable = found[:MAX_ATTEMPTS] if key.policy.backup_routes else found[:1]
+    return Selection(model=model, routes=found, usable=usable)
