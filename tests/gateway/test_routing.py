@@ -257,3 +257,15 @@ def test_64_clients_with_one_route_failing_half_the_time_all_succeed_and_attempt
     assert made == routed.counting.calls
     assert made[DEAR] >= 1, "some requests needed the backup"
     routed.audit_ok()
+
+
+def test_an_operator_forces_a_breaker_open_and_lifts_it_for_every_process(routed):
+    with routed.services.db.write() as conn:
+        update_route(conn, CHEAP, forced_circuit="open")
+    served = post(routed, routed.key)
+    assert served.headers["x-glasskey-route"] == DEAR
+    assert routed.counting.calls[CHEAP] == 0
+    assert explanation(routed, routed.key)["backup_routes"][0]["health"]["circuit"] == "open"
+    with routed.services.db.write() as conn:
+        update_route(conn, CHEAP, forced_circuit=None)
+    assert post(routed, routed.key).headers["x-glasskey-route"] == CHEAP

@@ -189,14 +189,22 @@ class HealthBoard:
             self._route(route_id).record(sample)
 
     def force(self, route_id: str, state: str | None) -> None:
-        """Force the breaker ``open`` or ``closed``; ``None`` lifts the force."""
+        """Force the breaker ``open`` or ``closed``; ``None`` lifts the force (and starts closed)."""
         if state not in (None, OPEN, CLOSED):
             raise ValueError("a breaker can be forced open or closed")
         with self._lock:
             health = self._route(route_id)
+            lifted = health.forced is not None and state is None
             health.forced = state
-            if state is None:
+            if lifted:
                 health.state, health.consecutive_failures = CLOSED, 0
+
+    def sync_forced(self, route_id: str, state: str | None) -> None:
+        """Apply the force stored on the route, if it changed (routes carry it for every process)."""
+        with self._lock:
+            unchanged = self._route(route_id).forced == state
+        if not unchanged:
+            self.force(route_id, state)
 
     def snapshot(self, route_id: str) -> dict[str, Any]:
         with self._lock:

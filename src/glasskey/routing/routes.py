@@ -45,6 +45,7 @@ class Route:
     enabled: bool = True
     options: dict[str, Any] = field(default_factory=dict)
     credential: str | None = field(default=None, repr=False)
+    forced_circuit: str | None = None
 
     def target(self) -> RouteTarget:
         return RouteTarget(
@@ -70,6 +71,7 @@ class Route:
             "weight": self.weight,
             "enabled": self.enabled,
             "options": self.options,
+            "forced_circuit": self.forced_circuit,
             "credential": mask_secret(self.credential),
         }
 
@@ -93,6 +95,7 @@ def _route(row: Any) -> Route:
         enabled=row.enabled,
         options=dict(row.options or {}),
         credential=row.credential,
+        forced_circuit=row.forced_circuit,
     )
 
 
@@ -106,6 +109,8 @@ def _validate(route: Route) -> None:
     for prices in (route.prices, route.costs):
         if min(prices.input_per_mtok_micros, prices.output_per_mtok_micros, prices.cached_per_mtok_micros) < 0:
             raise ClientError("prices are never negative", param="price")
+    if route.forced_circuit not in (None, "open", "closed"):
+        raise ClientError("forced_circuit must be `open`, `closed` or null", param="forced_circuit")
     if route.weight < 1:
         raise ClientError("weight must be at least 1", param="weight")
 
@@ -128,6 +133,7 @@ def _values(route: Route) -> dict[str, Any]:
         "weight": route.weight,
         "enabled": route.enabled,
         "options": route.options,
+        "forced_circuit": route.forced_circuit,
     }
 
 

@@ -46,6 +46,8 @@ def order_routes(routes: list[Route], policy: KeyPolicy, board: HealthBoard | No
         ordered = sorted(routes, key=lambda r: (r.priority, -r.weight, price(r), r.id))
     if board is None:
         return ordered
+    for route in ordered:
+        board.sync_forced(route.id, route.forced_circuit)
     # sorted() is stable: open breakers move to the back and keep their relative order.
     return sorted(ordered, key=lambda r: board.state(r.id) == OPEN)
 

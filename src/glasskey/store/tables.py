@@ -177,6 +177,9 @@ routes = Table(
     Column("weight", Integer, nullable=False, default=1),
     Column("enabled", Boolean, nullable=False, default=True),
     Column("options", JSON, nullable=False, default=dict),
+    # An operator's override of the route's breaker ("open" or "closed"); stored so that every
+    # gateway process and the CLI see the same force.
+    Column("forced_circuit", String(16), nullable=True),
     Column("created_at", UTCDateTime(), nullable=False),
 )
 
