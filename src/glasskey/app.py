@@ -21,7 +21,7 @@ from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from glasskey import __version__
-from glasskey.admin.api import build_admin_app
+from glasskey.admin.api import AdminAuthMiddleware, build_admin_app
 from glasskey.errors import ClientError, GlasskeyError, NotFound, error_body
 from glasskey.gateway.http import JSONResponse, request_id_of, routes_v1
 from glasskey.gateway.lifecycle import Lifecycle
@@ -90,6 +90,16 @@ def build_app(services: Services) -> Starlette:
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
+    admin_app = build_admin_app(services)
+    admin_guard = AdminAuthMiddleware(admin_app, admin_token=services.settings.admin_token)
+
+    async def metrics(request: Request) -> Response:
+        # Metrics name orgs and routes: they need the admin token (Prometheus sends it as a bearer).
+        refusal = admin_guard.refusal(request.headers.get("authorization"))
+        if refusal is not None:
+            raise refusal
+        return Response(services.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with anyio.create_task_group() as group:
@@ -100,9 +110,10 @@ def build_app(services: Services) -> Starlette:
     routes: list[Route | Mount] = [
         Route("/", index),
         Route("/healthz", healthz),
+        Route("/metrics", metrics),
         Mount("/v1", routes=routes_v1(lifecycle)),
     ]
-    routes.append(Mount("/admin/api", app=build_admin_app(services)))
+    routes.append(Mount("/admin/api", app=admin_app))
     app = Starlette(
         routes=routes,
         exception_handlers={GlasskeyError: _glasskey_error, HTTPException: _http_error},

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 
 from glasskey.keys.ratelimit import RateLimiter
 from glasskey.ledger import ensure_system_accounts
+from glasskey.metrics import Metrics
 from glasskey.pricing.catalog import sync_catalog
 from glasskey.providers.base import Provider
 from glasskey.providers.simulated import SimulatedProvider
@@ -36,6 +37,10 @@ class Services:
     monotonic: Callable[[], float] = time.monotonic
     health: HealthBoard = field(default_factory=lambda: HealthBoard(time.monotonic))
     retry_budget: RetryBudget = field(default_factory=RetryBudget)
+    metrics: Metrics = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.metrics = Metrics(self.health)
 
     @property
     def pepper(self) -> str:

@@ -219,6 +219,9 @@ class Lifecycle:
     def _attempt_failed(self, run: Run, route: Route, began: float, error: ProviderError) -> None:
         latency_ms = int((self.services.monotonic() - began) * 1000)
         error_class = "timeout" if error.timeout else error.error_type
+        self.services.metrics.attempt(
+            route.id, route.provider, ok=False, latency_ms=latency_ms, error_class=error_class
+        )
         if counts_against_route(error):
             self.services.health.record(route.id, ok=False, latency_ms=latency_ms, error_class=error_class)
         else:
@@ -240,6 +243,9 @@ class Lifecycle:
     def _attempt_succeeded(self, run: Run, route: Route, began: float) -> None:
         latency_ms = int((self.services.monotonic() - began) * 1000)
         self.services.health.record(route.id, ok=True, latency_ms=latency_ms, ttft_ms=run.receipt.ttft_ms)
+        self.services.metrics.attempt(route.id, route.provider, ok=True, latency_ms=latency_ms)
+        if run.receipt.ttft_ms is not None:
+            self.services.metrics.first_token(route.id, run.receipt.ttft_ms)
         run.receipt.attempts.append(
             Attempt(
                 route_id=route.id,
@@ -538,6 +544,10 @@ class Lifecycle:
         with anyio.CancelScope(shield=True):
             charged = await self._write(work)
         run.finished = True
+        metrics = self.services.metrics
+        metrics.request(receipt.endpoint, receipt.http_status, receipt.error_source)
+        if receipt.org_id and receipt.wallet_kind:
+            metrics.charge(receipt.org_id, receipt.wallet_kind, charged)
         self.services.retry_budget.end_request()
         for _ in range(run.retries):
             self.services.retry_budget.end_retry()

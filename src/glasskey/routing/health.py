@@ -206,6 +206,10 @@ class HealthBoard:
         if not unchanged:
             self.force(route_id, state)
 
+    def route_ids(self) -> list[str]:
+        with self._lock:
+            return list(self._routes)
+
     def snapshot(self, route_id: str) -> dict[str, Any]:
         with self._lock:
             return self._route(route_id).snapshot(self.clock())
