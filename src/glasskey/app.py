@@ -27,6 +27,7 @@ from glasskey.gateway.http import JSONResponse, request_id_of, routes_v1
 from glasskey.gateway.lifecycle import Lifecycle
 from glasskey.gateway.sweeper import sweep_expired_holds
 from glasskey.ids import new_id
+from glasskey.routing.probes import probe_idle_routes
 from glasskey.services import Services
 
 log = logging.getLogger("glasskey")
@@ -104,6 +105,8 @@ def build_app(services: Services) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with anyio.create_task_group() as group:
             group.start_soon(_sweep_forever, services)
+            if services.settings.probe_interval_seconds > 0:
+                group.start_soon(_probe_forever, services)
             yield
             group.cancel_scope.cancel()
 
@@ -123,6 +126,15 @@ def build_app(services: Services) -> Starlette:
     app.state.services = services
     app.state.lifecycle = lifecycle
     return app
+
+
+async def _probe_forever(services: Services) -> None:
+    while True:
+        await anyio.sleep(services.settings.probe_interval_seconds)
+        try:
+            await probe_idle_routes(services)
+        except Exception:  # a probe round must never stop the gateway
+            log.exception("active probe round failed")
 
 
 async def _sweep_forever(services: Services) -> None:

@@ -117,3 +117,36 @@ def test_retry_budget_caps_concurrent_retries_to_a_share_of_requests():
     budget.end_retry()
     assert budget.try_retry()
     assert not budget.try_retry()
+
+
+def test_active_probes_reach_only_idle_routes_and_feed_the_board(services):
+    import anyio
+
+    from glasskey.pricing.catalog import get_model
+    from glasskey.routing.probes import probe_idle_routes
+    from glasskey.routing.routes import Route, create_route
+
+    with services.db.write() as conn:
+        prices = get_model(conn, "gpt-4o-mini").official_prices
+        for route_id, options in (("rt-idle", {}), ("rt-busy", {}), ("rt-broken", {"fail_status": 500})):
+            create_route(
+                conn,
+                Route(
+                    id=route_id,
+                    model="gpt-4o-mini",
+                    provider="simulated",
+                    base_url="",
+                    upstream_model="gpt-4o-mini",
+                    settlement="routed",
+                    prices=prices,
+                    costs=prices,
+                    options=options,
+                ),
+                services.clock(),
+            )
+    services.health.record("rt-busy", ok=True, latency_ms=3)
+    outcomes = anyio.run(probe_idle_routes, services)
+    assert outcomes == {"rt-idle": True, "rt-broken": False}
+    assert services.health.snapshot("rt-idle")["successes"] == 1
+    assert services.health.snapshot("rt-broken")["errors_by_class"] == {"server_error": 1}
+    assert services.health.snapshot("rt-busy")["requests"] == 1
