@@ -377,6 +377,8 @@ def test_the_openapi_document_is_served_below_the_mount(client: TestClient) -> N
         "/keys/{key_id}/explain",
         "/routes",
         "/routes/{route_id}",
+        "/routes/{route_id}/breaker",
+        "/health",
         "/models",
         "/models/{name}",
         "/models/{name}/price",

@@ -2,7 +2,7 @@
 
 ``build_admin_app`` returns a FastAPI application meant to be mounted at ``/admin/api``; its
 routes are declared relative to that mount and its OpenAPI document is ``/openapi.json`` below
-it. The endpoints themselves live in one router per domain (orgs, keys, routes, receipts) and
+it. The endpoints themselves live in one router per domain (orgs, keys, routes, health, receipts) and
 only parse, call a domain function and render.
 
 Every path needs the admin token except the OpenAPI document and its docs page.
@@ -24,6 +24,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from glasskey.admin.common import error_responses
+from glasskey.admin.health import health_router
 from glasskey.admin.keys import keys_router
 from glasskey.admin.orgs import orgs_router
 from glasskey.admin.receipts import receipts_router
@@ -180,7 +181,8 @@ def build_admin_app(services: Services) -> FastAPI:
         title="glasskey admin API",
         version="1",
         description=(
-            "Orgs, wallets and top-ups, the ledger, keys, routes, prices and receipts of a glasskey gateway. "
+            "Orgs, wallets and top-ups, the ledger, keys, routes and their health, prices and receipts of a "
+            "glasskey gateway. "
             "Every endpoint needs `Authorization: Bearer <admin token>`. Money is integer micro-dollars "
             "(`*_micros`, 1 USD = 1_000_000), never a float; prices are per 1M tokens. Errors are "
             "`{error: {message, type, code, param, request_id, source}}`; every response has `x-request-id`."
@@ -211,6 +213,7 @@ def build_admin_app(services: Services) -> FastAPI:
         orgs_router(services),
         keys_router(services),
         routes_router(services),
+        health_router(services),
         receipts_router(services),
     ):
         app.include_router(router)

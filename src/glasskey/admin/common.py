@@ -2,6 +2,8 @@
 
 Money in a request body is ``StrictInt`` micros, so ``1.5``, ``1.0``, ``"1"`` and ``true`` are
 all refused before any domain function sees them: money is never a float, not even at the edge.
+A route's options are checked here too, so the CLI, which builds routes without HTTP, refuses the
+same bad timeouts as the API.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from dataclasses import fields
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
 
 from glasskey.ledger import Transfer
 from glasskey.pricing.catalog import Model, Prices
@@ -18,6 +20,9 @@ from glasskey.pricing.catalog import Model, Prices
 Micros = Annotated[StrictInt, Field(ge=0, description="an amount in micro-dollars (1 USD = 1_000_000)")]
 WalletKind = Literal["credit", "routed"]
 Settlement = Literal["official", "routed"]
+ForcedCircuit = Literal["open", "closed"]
+# An hour bounds the longest stream a route may hold open; anything longer is a typo, not a plan.
+TimeoutMs = Annotated[StrictInt, Field(gt=0, le=3_600_000)]
 
 
 class Body(BaseModel):
@@ -39,6 +44,38 @@ class PricesBody(Body):
             output_per_mtok_micros=self.output,
             cached_per_mtok_micros=self.cached,
         )
+
+
+class RouteOptionsBody(BaseModel):
+    """Provider-specific settings of a route; the per-route timeouts are checked, the rest kept as sent.
+
+    A timeout left out falls back to the gateway's default for that phase of the request.
+    """
+
+    # Other keys belong to the provider (``headers``, ``anthropic_version``, the simulated
+    # provider's ``fail_status`` ...), which knows them better than this edge does.
+    model_config = ConfigDict(extra="allow")
+
+    timeout_connect_ms: TimeoutMs | None = Field(default=None, description="ms to open a connection to the upstream")
+    timeout_first_byte_ms: TimeoutMs | None = Field(default=None, description="ms from sending to the first byte")
+    timeout_chunk_gap_ms: TimeoutMs | None = Field(default=None, description="ms of silence allowed between chunks")
+    timeout_total_ms: TimeoutMs | None = Field(default=None, description="ms for the whole upstream call")
+
+    @field_validator("timeout_connect_ms", "timeout_first_byte_ms", "timeout_chunk_gap_ms", "timeout_total_ms")
+    @classmethod
+    def _not_null(cls, value: int | None) -> int | None:
+        # Left out means "the gateway's default"; a null would be stored and break the provider later.
+        if value is None:
+            raise ValueError("may be left out, but not null")
+        return value
+
+    def options(self) -> dict[str, Any]:
+        return self.model_dump(exclude_unset=True)
+
+
+def check_route_options(options: dict[str, Any]) -> dict[str, Any]:
+    """The options as a route stores them; raises pydantic's ``ValidationError`` on a bad timeout."""
+    return RouteOptionsBody.model_validate(options).options()
 
 
 class ErrorDetail(BaseModel):

@@ -1,7 +1,8 @@
 """Admin endpoints for routes and the model catalog's official prices.
 
 A route's credential goes in (on create or change) and never comes out: every route in a
-response is rendered by ``Route.public()``, which masks it.
+response is rendered by ``Route.public()``, which masks it. A route's forced circuit is stored
+with it, so every process honours it; this process's health board takes it at once.
 """
 
 from __future__ import annotations
@@ -12,7 +13,16 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query
 from pydantic import Field, StrictBool, StrictInt, field_validator
 
-from glasskey.admin.common import Body, PricesBody, Settlement, error_responses, list_body, model_view
+from glasskey.admin.common import (
+    Body,
+    ForcedCircuit,
+    PricesBody,
+    RouteOptionsBody,
+    Settlement,
+    error_responses,
+    list_body,
+    model_view,
+)
 from glasskey.pricing.catalog import get_model, list_models, set_official_prices
 from glasskey.routing.routes import Route, create_route, get_route, list_routes, update_route
 from glasskey.services import Services
@@ -23,6 +33,7 @@ Weight = Annotated[StrictInt, Field(ge=1, description="share among routes of equ
 BaseUrl = Annotated[str, Field(max_length=500, description="the upstream's http(s) base URL")]
 UpstreamModel = Annotated[str, Field(min_length=1, max_length=200, description="the model name the upstream knows")]
 Credential = Annotated[str | None, Field(description="the upstream API key; stored, never shown again in full")]
+Options = Annotated[RouteOptionsBody, Field(description="provider-specific settings and per-route timeouts")]
 
 
 class CreateRouteBody(Body):
@@ -36,7 +47,7 @@ class CreateRouteBody(Body):
     priority: Priority = 100
     weight: Weight = 1
     enabled: StrictBool = True
-    options: dict[str, Any] = Field(default_factory=dict, description="provider-specific settings")
+    options: Options = Field(default_factory=RouteOptionsBody)
     credential: Credential = None
 
     def route(self) -> Route:
@@ -52,13 +63,14 @@ class CreateRouteBody(Body):
             priority=self.priority,
             weight=self.weight,
             enabled=self.enabled,
-            options=self.options,
+            options=self.options.options(),
             credential=self.credential,
         )
 
 
 class UpdateRouteBody(Body):
-    """Only the fields sent change; ``credential: null`` removes the credential."""
+    """Only the fields sent change; ``credential: null`` removes the credential, ``forced_circuit: null``
+    lifts a forced breaker state, and ``options`` replaces all the options at once."""
 
     base_url: BaseUrl | None = None
     upstream_model: UpstreamModel | None = None
@@ -68,8 +80,11 @@ class UpdateRouteBody(Body):
     priority: Priority | None = None
     weight: Weight | None = None
     enabled: StrictBool | None = None
-    options: dict[str, Any] | None = None
+    options: Options | None = None
     credential: Credential = None
+    forced_circuit: ForcedCircuit | None = Field(
+        default=None, description="force the breaker `open` (never tried) or `closed` (always tried); null lifts it"
+    )
 
     @field_validator(
         "base_url",
@@ -96,6 +111,8 @@ class UpdateRouteBody(Body):
             changes["prices"] = changes.pop("price_per_mtok_micros").prices()
         if self.cost_per_mtok_micros is not None:
             changes["costs"] = changes.pop("cost_per_mtok_micros").prices()
+        if self.options is not None:
+            changes["options"] = self.options.options()
         return changes
 
 
@@ -152,14 +169,18 @@ def routes_router(services: Services) -> APIRouter:
         tags=["routes"],
         summary="Change a route",
         description=(
-            "Changes only the fields sent: enabled, priority, weight, prices, costs, credential, options, base "
-            "URL, upstream model, settlement. The model and provider of a route are fixed: create a new route."
+            "Changes only the fields sent: enabled, priority, weight, prices, costs, credential, options (with "
+            "the per-route timeouts), base URL, upstream model, settlement, and the forced circuit (`open`, "
+            "`closed`, or null to let the breaker decide). The model and provider of a route are fixed: create "
+            "a new route."
         ),
         responses=error_responses(404),
     )
     def update(route_id: str, body: UpdateRouteBody) -> dict[str, Any]:
         with services.db.write() as conn:
-            return update_route(conn, route_id, **body.changes()).public()
+            route = update_route(conn, route_id, **body.changes())
+        services.health.sync_forced(route.id, route.forced_circuit)
+        return route.public()
 
     @router.get(
         "/models",

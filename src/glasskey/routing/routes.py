@@ -21,6 +21,8 @@ from glasskey.store.tables import routes
 
 SETTLEMENTS = ("official", "routed")
 PROVIDERS = ("openai", "anthropic", "gemini", "openai_compatible", "simulated")
+TIMEOUT_OPTIONS = ("timeout_connect_ms", "timeout_first_byte_ms", "timeout_chunk_gap_ms", "timeout_total_ms")
+TIMEOUT_MAX_MS = 3_600_000
 
 
 def mask_secret(secret: str | None) -> str | None:
@@ -111,6 +113,12 @@ def _validate(route: Route) -> None:
             raise ClientError("prices are never negative", param="price")
     if route.forced_circuit not in (None, "open", "closed"):
         raise ClientError("forced_circuit must be `open`, `closed` or null", param="forced_circuit")
+    for name in TIMEOUT_OPTIONS:
+        value = route.options.get(name)
+        if name in route.options and (
+            isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= TIMEOUT_MAX_MS
+        ):
+            raise ClientError(f"{name} must be whole milliseconds from 1 to {TIMEOUT_MAX_MS}", param=f"options.{name}")
     if route.weight < 1:
         raise ClientError("weight must be at least 1", param="weight")
 
