@@ -381,13 +381,19 @@ class Lifecycle:
                 lambda provider, route: provider.embed(route.target(), self._upstream_body(upstream_body, route)),
             )
             usage = result.usage
+            response = result.body
             if usage is None:
                 run.receipt.usage_source = "estimated"
                 run.notes.append("usage_missing_estimated")
                 usage = Usage(quote.estimated_input_tokens, 0)
+                # The client sees the same estimate the receipt bills.
+                response = {
+                    **response,
+                    "usage": {"prompt_tokens": usage.input_tokens, "total_tokens": usage.input_tokens},
+                }
             else:
                 run.receipt.usage_source = "provider_reported"
-            response = encode_embeddings(result.body, body.get("encoding_format"))
+            response = encode_embeddings(response, body.get("encoding_format"))
             charge = await self.settle(run, route, usage, status="succeeded", http_status=200)
             return JSONOutcome(response, headers=self.success_headers(run, charge))
         except GlasskeyError as error:

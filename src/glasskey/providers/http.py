@@ -1,7 +1,7 @@
 """HTTP to upstreams: one pooled client per origin, four timeouts, a size cap, no redirects.
 
 * ``connect``: opening the connection;
-* ``first byte``: from sending the request to the response headers;
+* ``first byte``: from starting the request (connection included) to the response headers;
 * ``chunk gap``: the longest silence between two pieces of a body (streams included);
 * ``total``: the whole exchange.
 
@@ -143,7 +143,8 @@ class UpstreamHTTP:
         )
         request = client.build_request("POST", url, headers=dict(headers), content=orjson.dumps(body), timeout=timeout)
         with _attributed(provider):
-            with anyio.fail_after(timeouts.first_byte_ms / 1000 + timeouts.connect_ms / 1000):
+            # The first-byte clock starts when the request starts, connection setup included.
+            with anyio.fail_after(timeouts.first_byte_ms / 1000):
                 response = await client.send(request, stream=True)
         return response
 
