@@ -109,6 +109,7 @@ def build_app(services: Services) -> Starlette:
                 group.start_soon(_probe_forever, services)
             yield
             group.cancel_scope.cancel()
+        await services.upstream_http.aclose()
 
     routes: list[Route | Mount] = [
         Route("/", index),

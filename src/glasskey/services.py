@@ -15,7 +15,11 @@ from glasskey.keys.ratelimit import RateLimiter
 from glasskey.ledger import ensure_system_accounts
 from glasskey.metrics import Metrics
 from glasskey.pricing.catalog import sync_catalog
+from glasskey.providers.anthropic import AnthropicProvider
 from glasskey.providers.base import Provider
+from glasskey.providers.gemini import GeminiProvider
+from glasskey.providers.http import UpstreamHTTP
+from glasskey.providers.openai import OpenAICompatibleProvider, OpenAIProvider
 from glasskey.providers.simulated import SimulatedProvider
 from glasskey.routing.health import HealthBoard, RetryBudget
 from glasskey.settings import Settings
@@ -35,6 +39,7 @@ class Services:
     rate_limiter: RateLimiter = field(default_factory=RateLimiter)
     clock: Callable[[], datetime] = utc_now
     monotonic: Callable[[], float] = time.monotonic
+    upstream_http: UpstreamHTTP = field(default_factory=UpstreamHTTP)
     health: HealthBoard = field(default_factory=lambda: HealthBoard(time.monotonic))
     retry_budget: RetryBudget = field(default_factory=RetryBudget)
     metrics: Metrics = field(init=False)
@@ -47,8 +52,15 @@ class Services:
         return self.settings.key_pepper.get_secret_value()
 
 
-def default_providers() -> dict[str, Provider]:
-    return {"simulated": SimulatedProvider()}
+def default_providers(http: UpstreamHTTP) -> dict[str, Provider]:
+    """Every provider family, sharing one set of pooled upstream clients."""
+    return {
+        "openai": OpenAIProvider(http),
+        "openai_compatible": OpenAICompatibleProvider(http),
+        "anthropic": AnthropicProvider(http),
+        "gemini": GeminiProvider(http),
+        "simulated": SimulatedProvider(),
+    }
 
 
 def build_services(
@@ -56,7 +68,8 @@ def build_services(
 ) -> Services:
     """Open the database, bring its schema up to date, and seed the catalog and system accounts."""
     db = Database(settings.effective_database_url)
-    services = Services(settings=settings, db=db, providers=providers or default_providers())
+    http = UpstreamHTTP()
+    services = Services(settings=settings, db=db, providers=providers or default_providers(http), upstream_http=http)
     if migrate:
         upgrade(db)
     with db.write() as conn:

@@ -67,7 +67,11 @@ class UpstreamHTTPError(Exception):
 
 
 def scrub(text: str, secret: str | None) -> str:
-    """``text`` without the secret or any fragment of it long enough to matter."""
+    """``text`` without the secret or any fragment of it long enough to matter.
+
+    Any 8-character run of the secret is removed, so a credential that happens to contain an
+    ordinary word also wipes that word from the message: a lost word beats a leaked key.
+    """
     if not secret:
         return text
     text = text.replace(secret, "[credential]")
@@ -152,7 +156,7 @@ class UpstreamHTTP:
         chunks: list[bytes] = []
         size = 0
         with _attributed(provider):
-            async for chunk in _with_gap(response.aiter_raw(), timeouts.chunk_gap_ms):
+            async for chunk in _with_gap(response.aiter_bytes(), timeouts.chunk_gap_ms):
                 size += len(chunk)
                 if size > self.max_response_bytes:
                     raise ProviderError(provider, 502, "the upstream response is larger than the gateway accepts")
@@ -194,7 +198,7 @@ class UpstreamHTTP:
             parser = SSEParser()
             size = 0
             with _attributed(provider):
-                async for chunk in _with_gap(response.aiter_raw(), timeouts.chunk_gap_ms, deadline=deadline):
+                async for chunk in _with_gap(response.aiter_bytes(), timeouts.chunk_gap_ms, deadline=deadline):
                     size += len(chunk)
                     if size > self.max_response_bytes:
                         raise ProviderError(provider, 502, "the upstream stream is larger than the gateway accepts")
