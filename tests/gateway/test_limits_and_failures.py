@@ -130,3 +130,35 @@ def test_sweep_releases_a_stale_hold_and_the_budget_it_held(gateway):
         assert get_balance(conn, wallet).available_micros == before
         assert get_spend(conn, record.id, TOTAL).held_micros == 0
     gateway.audit_ok()
+
+
+class _ReportsThenCuts:
+    """An upstream that reports input usage, then breaks before writing a word."""
+
+    name = "simulated"
+
+    async def chat(self, target, body):
+        raise AssertionError("streams only")
+
+    async def embed(self, target, body):
+        raise AssertionError("streams only")
+
+    async def stream_chat(self, target, body):
+        from glasskey.providers.base import StreamCut
+
+        base = {"id": "c1", "object": "chat.completion.chunk", "created": 0, "model": target.upstream_model}
+        yield {**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]}
+        yield {**base, "choices": [], "usage": {"prompt_tokens": 12, "completion_tokens": 0, "total_tokens": 12}}
+        raise StreamCut("simulated", 502, "cut before any output", error_type="stream_cut")
+
+
+def test_zero_output_with_an_error_costs_nothing_even_with_reported_usage(gateway):
+    gateway.services.providers["simulated"] = _ReportsThenCuts()
+    response = post(gateway, gateway.routed_key, {**CHAT, "stream": True})
+    assert response.status_code == 200
+    assert '"error"' in response.text and "[DONE]" not in response.text
+    receipt = last_receipt(gateway, gateway.routed_key)
+    assert receipt["status"] == "failed"
+    assert receipt["charge_micros"] == 0
+    assert "reported_usage_not_billed_no_output" in receipt["flags"]
+    gateway.audit_ok()

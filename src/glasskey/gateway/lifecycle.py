@@ -483,10 +483,13 @@ class Lifecycle:
                 if failure is None:
                     self._attempt_succeeded(run, route, began)
                 text = "".join(text_parts)
-                if usage is not None:
+                if not text and (failure is not None or not finished):
+                    # Zero output with an error or no finish reason costs nothing, whatever was reported.
+                    if usage is not None:
+                        run.notes.append("reported_usage_not_billed_no_output")
+                    usage = Usage(0, 0)
+                elif usage is not None:
                     run.receipt.usage_source = "provider_reported"
-                elif not finished and not text:
-                    usage = Usage(0, 0)  # zero output with no finish costs nothing
                 else:
                     # Bill only what was generated: the text that reached us, counted conservatively.
                     run.receipt.usage_source = "estimated"
