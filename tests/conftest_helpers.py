@@ -66,6 +66,8 @@ def make_settings(tmp_path, **overrides) -> Settings:
         "data_dir": tmp_path,
         "admin_token": "admin-token-for-tests-0123456789",
         "key_pepper": "pepper-for-tests-0123456789abcdef",
+        # Tests change routes and keys between requests; the one-second cache has tests of its own.
+        "cache_ttl_ms": 0,
         **overrides,
     }
     return load_settings(environ={}, **values)

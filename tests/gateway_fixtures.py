@@ -143,7 +143,7 @@ def _gateway(services: Services) -> Iterator[Gateway]:
     seeded = seed(services)
     with ServerThread(build_app(services)) as server:
         yield Gateway(services=services, base_url=server.base_url, **seeded)
-    services.db.dispose()
+    services.close()
 
 
 @pytest.fixture

@@ -22,6 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from glasskey import __version__
 from glasskey.admin.api import AdminAuthMiddleware, build_admin_app
+from glasskey.dashboard import build_dashboard
 from glasskey.errors import ClientError, GlasskeyError, NotFound, error_body
 from glasskey.gateway.http import JSONResponse, request_id_of, routes_v1
 from glasskey.gateway.lifecycle import Lifecycle
@@ -110,14 +111,17 @@ def build_app(services: Services) -> Starlette:
             yield
             group.cancel_scope.cancel()
         await services.upstream_http.aclose()
+        await anyio.to_thread.run_sync(services.writer.close)
 
     routes: list[Route | Mount] = [
-        Route("/", index),
+        Route("/api", index),
         Route("/healthz", healthz),
         Route("/metrics", metrics),
         Mount("/v1", routes=routes_v1(lifecycle)),
     ]
     routes.append(Mount("/admin/api", app=admin_app))
+    # The dashboard answers every other path, so it comes last.
+    routes.append(Mount("/", app=build_dashboard(services)))
     app = Starlette(
         routes=routes,
         exception_handlers={GlasskeyError: _glasskey_error, HTTPException: _http_error},

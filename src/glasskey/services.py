@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from glasskey.cache import ReadCache
 from glasskey.keys.ratelimit import RateLimiter
 from glasskey.ledger import ensure_system_accounts
 from glasskey.metrics import Metrics
@@ -25,6 +26,7 @@ from glasskey.routing.health import HealthBoard, RetryBudget
 from glasskey.settings import Settings
 from glasskey.store.database import Database
 from glasskey.store.migrations import upgrade
+from glasskey.store.writer import GroupCommitWriter
 
 
 def utc_now() -> datetime:
@@ -43,9 +45,18 @@ class Services:
     health: HealthBoard = field(default_factory=lambda: HealthBoard(time.monotonic))
     retry_budget: RetryBudget = field(default_factory=RetryBudget)
     metrics: Metrics = field(init=False)
+    cache: ReadCache = field(init=False)
+    writer: GroupCommitWriter = field(init=False)
 
     def __post_init__(self) -> None:
         self.metrics = Metrics(self.health)
+        self.cache = ReadCache(self.db, ttl_seconds=self.settings.cache_ttl_ms / 1000)
+        self.writer = GroupCommitWriter(self.db)
+
+    def close(self) -> None:
+        """Finish queued writes and release the database."""
+        self.writer.close()
+        self.db.dispose()
 
     @property
     def pepper(self) -> str:

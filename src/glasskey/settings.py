@@ -35,6 +35,9 @@ class Settings(BaseModel):
     public_url: str = Field(default="", description="base URL shown in explanations; default from host:port")
     hold_ttl_seconds: int = Field(default=900, ge=10, description="a hold not settled by then expires")
     request_body_max_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    cache_ttl_ms: int = Field(
+        default=1000, ge=0, le=60_000, description="how long keys, routes and models are cached per process"
+    )
     probe_interval_seconds: int = Field(default=0, ge=0, description="active probes of idle routes; 0 is off")
     log_level: str = "info"
 

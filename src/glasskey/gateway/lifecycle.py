@@ -26,25 +26,29 @@ from glasskey.gateway.outcomes import SSE_DONE, Emit, JSONOutcome, StreamOutcome
 from glasskey.gateway.requests import check_chat_body, check_embeddings_body, parse_json_object
 from glasskey.keys import secret as key_secret
 from glasskey.keys.budget import hold_budget, settle_budget
-from glasskey.keys.service import KeyRecord, authenticate, bearer_token
+from glasskey.keys.service import KeyRecord, bearer_token, find_by_public_id, verify_token
 from glasskey.ledger import (
     SYSTEM_REVENUE,
     InsufficientFunds,
     TransferNotPending,
     create_pending,
     create_posted,
+    get_balance,
     get_transfer,
     post_pending,
     void_pending,
 )
 from glasskey.money import format_micros
+from glasskey.orgs.service import wallet_account_id
+from glasskey.pricing.catalog import get_model
 from glasskey.pricing.metering import charge_for
-from glasskey.pricing.quote import Quote, quote_request
+from glasskey.pricing.quote import Bounds, request_bounds
 from glasskey.pricing.tokens import chat_input_tokens
 from glasskey.providers.base import Provider, ProviderError, Usage
 from glasskey.receipts.records import Attempt, Receipt, write_receipt
 from glasskey.routing.health import counts_against_route
-from glasskey.routing.routes import Route
+from glasskey.routing.routes import Route, candidates
+from glasskey.routing.selection import Selection, check_allowed, selection_from
 from glasskey.services import Services
 
 log = logging.getLogger("glasskey.gateway")
@@ -103,11 +107,8 @@ class Lifecycle:
         return await anyio.to_thread.run_sync(work)
 
     async def _write(self, fn: Callable[[Connection], T]) -> T:
-        def work() -> T:
-            with self.services.db.write() as conn:
-                return fn(conn)
-
-        return await anyio.to_thread.run_sync(work)
+        """A write of the request path, group-committed with other requests' writes."""
+        return await self.services.writer.submit(fn)
 
     def _elapsed_ms(self, run: Run) -> int:
         return int((self.services.monotonic() - run.started) * 1000)
@@ -119,13 +120,19 @@ class Lifecycle:
 
     # -- the steps ------------------------------------------------------------------------
 
-    async def authenticate(self, run: Run, authorization: str | None) -> KeyRecord:
+    async def _verified_key(self, authorization: str | None) -> KeyRecord:
+        """The key behind the request, from the one-second cache; the secret is checked every time."""
         token = bearer_token(authorization)
+        public_id = key_secret.public_id_of(token)
+        record = None
+        if public_id is not None:
+            record = await self.services.cache.get(("key", public_id), partial(find_by_public_id, public_id=public_id))
+        return verify_token(token, pepper=self.services.pepper, now=self.services.clock(), lookup=lambda _: record)
+
+    async def authenticate(self, run: Run, authorization: str | None) -> KeyRecord:
         # The public id is not secret, and lets a failed login be traced to the key it named.
-        run.receipt.key_public_id = key_secret.public_id_of(token)
-        key = await self.read(
-            partial(authenticate, pepper=self.services.pepper, token=token, now=self.services.clock())
-        )
+        run.receipt.key_public_id = key_secret.public_id_of(bearer_token(authorization))
+        key = await self._verified_key(authorization)
         run.key = key
         run.receipt.key_id = key.id
         run.receipt.org_id = key.org_id
@@ -133,34 +140,42 @@ class Lifecycle:
         run.receipt.wallet_kind = key.policy.wallet_kind
         return key
 
-    async def _take_hold(self, run: Run, key: KeyRecord, quote: Quote, amount: int) -> Hold:
+    async def _take_hold(self, run: Run, key: KeyRecord, model: str, amount: int) -> Hold:
         now = self.services.clock()
         expires_at = now + self._hold_ttl()
+        kind = key.policy.wallet_kind
+        wallet_id = await self.services.cache.get(
+            ("wallet", key.org_id, kind), partial(wallet_account_id, org_id=key.org_id, kind=kind)
+        )
 
         def work(conn: Connection) -> Hold:
             period = hold_budget(conn, key.id, key.policy, amount, now)
             try:
                 transfer = create_pending(
                     conn,
-                    debit_account_id=quote.wallet_account_id,
-                    credit_account_id=SYSTEM_REVENUE[quote.settlement],
+                    debit_account_id=wallet_id,
+                    credit_account_id=SYSTEM_REVENUE[key.policy.settlement],
                     amount_micros=amount,
                     now=now,
                     expires_at=expires_at,
                     request_id=run.receipt.request_id,
                     key_id=key.id,
                     budget_period=period,
-                    memo=f"hold for {quote.model}",
+                    memo=f"hold for {model}",
                 )
             except InsufficientFunds:
+                available = get_balance(conn, wallet_id).available_micros
                 raise InsufficientFunds(
-                    f"The {quote.wallet_kind} wallet has ${format_micros(quote.available_micros)} available;"
+                    f"The {kind} wallet has ${format_micros(available)} available;"
                     f" this request may cost up to ${format_micros(amount)}. Top up the wallet or lower max_tokens.",
                     code="insufficient_balance",
                 ) from None
             return Hold(transfer_id=transfer.id, amount_micros=amount, budget_period=period)
 
-        hold = await self._write(work)
+        # Once submitted, the hold is taken whatever happens to this request: wait for it, so
+        # that a cancelled request still knows the hold it must release.
+        with anyio.CancelScope(shield=True):
+            hold = await self._write(work)
         run.hold = hold
         run.receipt.hold_micros = amount
         run.receipt.transfer_id = hold.transfer_id
@@ -171,14 +186,22 @@ class Lifecycle:
 
     async def key_of(self, authorization: str | None) -> KeyRecord:
         """The key behind a request that leaves no receipt (metadata endpoints)."""
-        token = bearer_token(authorization)
-        return await self.read(
-            partial(authenticate, pepper=self.services.pepper, token=token, now=self.services.clock())
+        return await self._verified_key(authorization)
+
+    async def _selection(self, key: KeyRecord, model_name: str, kind: str) -> Selection:
+        """The routes this key may use for the model, ordered by policy and health, from the cache."""
+        check_allowed(key, model_name)
+        cache = self.services.cache
+        model = await cache.get(("model", model_name), partial(get_model, name=model_name))
+        settlement = key.policy.settlement
+        routes = await cache.get(
+            ("routes", model_name, settlement), partial(candidates, model=model_name, settlement=settlement)
         )
+        return selection_from(model, routes, key, kind=kind, board=self.services.health)
 
     async def prepare(
         self, run: Run, authorization: str | None, read_body: BodyReader, *, endpoint: str = "chat"
-    ) -> tuple[dict[str, Any], Quote, list[Route]]:
+    ) -> tuple[dict[str, Any], Bounds, list[Route]]:
         """Everything before the upstream call: parse, authenticate, limit, quote and hold."""
         body = parse_json_object(await read_body())
         if isinstance(body.get("model"), str):
@@ -190,20 +213,14 @@ class Lifecycle:
             check_chat_body(body)
         key = await self.authenticate(run, authorization)
         self.services.rate_limiter.check(key.id, key.policy.rpm_limit, self.services.monotonic())
-        quote, selection = await self.read(
-            lambda conn: quote_request(
-                conn, key, body, self.services.clock(), endpoint=endpoint, board=self.services.health
-            )
-        )
+        selection = await self._selection(key, str(body["model"]), "embedding" if endpoint == "embeddings" else "chat")
+        bounds = request_bounds(selection, body, endpoint=endpoint)
         routes = selection.usable
-        run.max_input_tokens = quote.max_input_tokens
-        run.max_output_tokens = quote.max_output_tokens
-        primary = routes[0]
-        run.receipt.input_price_per_mtok_micros = primary.prices.input_per_mtok_micros
-        run.receipt.output_price_per_mtok_micros = primary.prices.output_per_mtok_micros
-        run.receipt.cached_price_per_mtok_micros = primary.prices.cached_per_mtok_micros
-        await self._take_hold(run, key, quote, quote.max_charge_micros)
-        return body, quote, routes
+        run.max_input_tokens = bounds.max_input_tokens
+        run.max_output_tokens = bounds.max_output_tokens
+        self._use_route(run, routes[0])
+        await self._take_hold(run, key, selection.model.name, bounds.max_charge_micros)
+        return body, bounds, routes
 
     def _use_route(self, run: Run, route: Route) -> None:
         run.receipt.route_id = route.id
@@ -372,7 +389,7 @@ class Lifecycle:
     async def embeddings(self, request_id: str, authorization: str | None, read_body: BodyReader) -> JSONOutcome:
         run = self.new_run(request_id, "embeddings")
         try:
-            body, quote, routes = await self.prepare(run, authorization, read_body, endpoint="embeddings")
+            body, bounds, routes = await self.prepare(run, authorization, read_body, endpoint="embeddings")
             # Upstreams are asked for floats; the encoding the client wants is applied here, once.
             upstream_body = {k: v for k, v in body.items() if k != "encoding_format"}
             result, route = await self._call_routes(
@@ -385,7 +402,7 @@ class Lifecycle:
             if usage is None:
                 run.receipt.usage_source = "estimated"
                 run.notes.append("usage_missing_estimated")
-                usage = Usage(quote.estimated_input_tokens, 0)
+                usage = Usage(bounds.estimated_input_tokens, 0)
                 # The client sees the same estimate the receipt bills.
                 response = {
                     **response,

@@ -6,6 +6,7 @@ Authentication errors never repeat what the client sent.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -185,18 +186,27 @@ def bearer_token(authorization: str | None) -> str:
     return token.strip()
 
 
-def authenticate(conn: Connection, *, pepper: str, token: str, now: datetime) -> KeyRecord:
-    """The active key behind ``token``; every failure is ``source: key`` and echoes nothing."""
+def find_by_public_id(conn: Connection, public_id: str) -> KeyRecord | None:
+    row = conn.execute(select(api_keys).where(api_keys.c.public_id == public_id)).first()
+    return _record(row) if row is not None else None
+
+
+def verify_token(token: str, *, pepper: str, now: datetime, lookup: Callable[[str], KeyRecord | None]) -> KeyRecord:
+    """The active key behind ``token``, found with ``lookup(public_id)``; failures echo nothing."""
     parsed = key_secret.parse(token)
     if parsed is None:
         raise KeyError_("Incorrect API key provided", code="invalid_api_key")
     public_id, secret = parsed
-    row = conn.execute(select(api_keys).where(api_keys.c.public_id == public_id)).first()
-    if row is None or not key_secret.verify(pepper, secret, row.secret_hash):
+    record = lookup(public_id)
+    if record is None or not key_secret.verify(pepper, secret, record.secret_hash):
         raise KeyError_("Incorrect API key provided", code="invalid_api_key")
-    record = _record(row)
     check_usable(record, now)
     return record
+
+
+def authenticate(conn: Connection, *, pepper: str, token: str, now: datetime) -> KeyRecord:
+    """The active key behind ``token``; every failure is ``source: key`` and echoes nothing."""
+    return verify_token(token, pepper=pepper, now=now, lookup=lambda public_id: find_by_public_id(conn, public_id))
 
 
 def check_usable(record: KeyRecord, now: datetime) -> None:

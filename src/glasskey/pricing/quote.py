@@ -78,6 +78,41 @@ class Quote:
         }
 
 
+@dataclass(frozen=True)
+class Bounds:
+    """What a request may read, write and cost: a pure function of the body and its routes."""
+
+    estimated_input_tokens: int
+    max_input_tokens: int
+    estimated_output_tokens: int
+    max_output_tokens: int
+    estimated_charge_micros: int
+    max_charge_micros: int  # over every route the request may use: the hold
+    route_max_charge_micros: int  # on the route that would serve it first
+
+
+def request_bounds(selection: Selection, body: dict[str, Any], *, endpoint: str = "chat") -> Bounds:
+    if endpoint == "embeddings":
+        tokens = embedding_input_tokens(body)
+        output_max = output_estimate = 0
+    else:
+        tokens = chat_input_tokens(body)
+        output_max = max_output_tokens(body, selection.model.max_output_tokens)
+        output_estimate = min(output_max, ESTIMATED_OUTPUT_TOKENS)
+    prices = selection.primary.prices
+    return Bounds(
+        estimated_input_tokens=tokens.estimate,
+        max_input_tokens=tokens.upper_bound,
+        estimated_output_tokens=output_estimate,
+        max_output_tokens=output_max,
+        estimated_charge_micros=charge_micros(
+            (tokens.estimate, prices.input_per_mtok_micros), (output_estimate, prices.output_per_mtok_micros)
+        ),
+        max_charge_micros=max(max_charge(tokens.upper_bound, output_max, r.prices) for r in selection.usable),
+        route_max_charge_micros=max_charge(tokens.upper_bound, output_max, prices),
+    )
+
+
 def quote_request(
     conn: Connection,
     key: KeyRecord,
@@ -90,21 +125,11 @@ def quote_request(
     """Price ``body`` for ``key`` as routing stands now; raises model or route errors, moves no money."""
     kind = "embedding" if endpoint == "embeddings" else "chat"
     selection = select_routes(conn, key, str(body.get("model")), kind=kind, board=board)
+    bounds = request_bounds(selection, body, endpoint=endpoint)
     route = selection.primary
-    if endpoint == "embeddings":
-        tokens = embedding_input_tokens(body)
-        output_max = output_estimate = 0
-    else:
-        tokens = chat_input_tokens(body)
-        output_max = max_output_tokens(body, selection.model.max_output_tokens)
-        output_estimate = min(output_max, ESTIMATED_OUTPUT_TOKENS)
     prices = route.prices
     wallet = get_wallet(conn, key.org_id, key.policy.wallet_kind)
-    estimated = charge_micros(
-        (tokens.estimate, prices.input_per_mtok_micros), (output_estimate, prices.output_per_mtok_micros)
-    )
-    route_maximum = max_charge(tokens.upper_bound, output_max, prices)
-    maximum = max(max_charge(tokens.upper_bound, output_max, r.prices) for r in selection.usable)
+    maximum = bounds.max_charge_micros
     admitted, reason = True, "the wallet and the key's budgets cover the maximum charge"
     if wallet.balance.available_micros - maximum < (wallet.balance.floor_micros or 0):
         admitted = False
@@ -130,13 +155,13 @@ def quote_request(
         wallet_kind=wallet.kind,
         wallet_account_id=wallet.account_id,
         prices=prices,
-        estimated_input_tokens=tokens.estimate,
-        max_input_tokens=tokens.upper_bound,
-        estimated_output_tokens=output_estimate,
-        max_output_tokens=output_max,
-        estimated_charge_micros=estimated,
+        estimated_input_tokens=bounds.estimated_input_tokens,
+        max_input_tokens=bounds.max_input_tokens,
+        estimated_output_tokens=bounds.estimated_output_tokens,
+        max_output_tokens=bounds.max_output_tokens,
+        estimated_charge_micros=bounds.estimated_charge_micros,
         max_charge_micros=maximum,
-        route_max_charge_micros=route_maximum,
+        route_max_charge_micros=bounds.route_max_charge_micros,
         backup_route_ids=tuple(r.id for r in selection.usable[1:]),
         available_micros=wallet.balance.available_micros,
         admitted=admitted,

@@ -52,8 +52,8 @@ def order_routes(routes: list[Route], policy: KeyPolicy, board: HealthBoard | No
     return sorted(ordered, key=lambda r: board.state(r.id) == OPEN)
 
 
-def check_model_allowed(conn: Connection, key: KeyRecord, model_name: str) -> Model:
-    """The catalog model, if this key may call it (404 unknown, 403 not allowed)."""
+def check_allowed(key: KeyRecord, model_name: str) -> None:
+    """403 when the key's policy does not name the model (asked before whether it exists)."""
     if not key.policy.allows(model_name):
         raise ModelError(
             f"The model `{model_name}` is not allowed for key {key.prefix}; "
@@ -62,6 +62,11 @@ def check_model_allowed(conn: Connection, key: KeyRecord, model_name: str) -> Mo
             param="model",
             status_code=403,
         )
+
+
+def check_model_allowed(conn: Connection, key: KeyRecord, model_name: str) -> Model:
+    """The catalog model, if this key may call it (404 unknown, 403 not allowed)."""
+    check_allowed(key, model_name)
     return get_model(conn, model_name)
 
 
@@ -69,22 +74,30 @@ def routes_for_key(conn: Connection, key: KeyRecord, model_name: str, board: Hea
     return order_routes(candidates(conn, model_name, key.policy.settlement), key.policy, board)
 
 
-def select_routes(
-    conn: Connection, key: KeyRecord, model_name: str, *, kind: str = "chat", board: HealthBoard | None = None
+def selection_from(
+    model: Model, routes: list[Route], key: KeyRecord, *, kind: str = "chat", board: HealthBoard | None = None
 ) -> Selection:
-    model = check_model_allowed(conn, key, model_name)
+    """Order ``routes`` (the model's candidates for the key's settlement) and pick the usable ones."""
     if model.kind != kind:
         raise ModelError(
-            f"The model `{model_name}` is a {model.kind} model and cannot serve this endpoint",
+            f"The model `{model.name}` is a {model.kind} model and cannot serve this endpoint",
             code="wrong_model_kind",
             param="model",
             status_code=400,
         )
-    found = routes_for_key(conn, key, model_name, board)
+    found = order_routes(routes, key.policy, board)
     if not found:
         raise RouteError(
-            f"No enabled {key.policy.settlement} route serves `{model_name}`; an operator must add one",
+            f"No enabled {key.policy.settlement} route serves `{model.name}`; an operator must add one",
             code="no_route",
         )
     usable = found[:MAX_ATTEMPTS] if key.policy.backup_routes else found[:1]
     return Selection(model=model, routes=found, usable=usable)
+
+
+def select_routes(
+    conn: Connection, key: KeyRecord, model_name: str, *, kind: str = "chat", board: HealthBoard | None = None
+) -> Selection:
+    model = check_model_allowed(conn, key, model_name)
+    routes = candidates(conn, model_name, key.policy.settlement)
+    return selection_from(model, routes, key, kind=kind, board=board)

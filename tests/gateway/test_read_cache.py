@@ -1,0 +1,71 @@
+"""The one-second cache: hits skip the database, entries expire, revocations take effect within the TTL."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import anyio
+import httpx
+from sqlalchemy import Connection
+
+from glasskey.cache import ReadCache
+from glasskey.keys.service import revoke_key
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_entries_are_served_from_memory_until_they_expire(sqlite_db):
+    clock = Clock()
+    cache = ReadCache(sqlite_db, ttl_seconds=1.0, clock=clock)
+    loads: list[int] = []
+
+    def load(conn) -> int:
+        loads.append(1)
+        return len(loads)
+
+    async def get() -> int:
+        return await cache.get("k", load)
+
+    assert anyio.run(get) == 1
+    clock.now += 0.99
+    assert anyio.run(get) == 1
+    clock.now += 0.02
+    assert anyio.run(get) == 2
+    assert (cache.hits, cache.misses) == (1, 2)
+
+
+def test_the_cache_is_bounded(sqlite_db):
+    cache = ReadCache(sqlite_db, ttl_seconds=60, max_entries=3)
+
+    def constant(value: int) -> Callable[[Connection], int]:
+        return lambda conn: value
+
+    async def fill() -> None:
+        for i in range(5):
+            await cache.get(i, constant(i))
+
+    anyio.run(fill)
+    assert len(cache._entries) == 3
+    assert list(cache._entries) == [2, 3, 4]
+
+
+def test_a_revoked_key_stops_working_within_the_ttl(gateway):
+    clock = Clock()
+    gateway.services.cache = ReadCache(gateway.services.db, ttl_seconds=1.0, clock=clock)
+    headers = {"authorization": f"Bearer {gateway.routed_key}"}
+    assert httpx.get(f"{gateway.v1}/key", headers=headers).status_code == 200
+    with gateway.services.db.write() as conn:
+        revoke_key(conn, gateway.routed_key.rsplit("-", 1)[0], gateway.services.clock())
+    # Within the TTL this process may still serve the cached key...
+    assert httpx.get(f"{gateway.v1}/key", headers=headers).status_code == 200
+    clock.now += 1.001
+    # ...and after it, never.
+    refused = httpx.get(f"{gateway.v1}/key", headers=headers)
+    assert refused.status_code == 401
+    assert refused.json()["error"]["code"] == "key_revoked"

@@ -1,0 +1,91 @@
+"""Group commit: many writes share a transaction, each fails alone, and none is answered before its commit."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from sqlalchemy import Connection, func, select
+
+from conftest_helpers import NOW
+from glasskey.errors import WalletError
+from glasskey.store.database import Database
+from glasskey.store.tables import orgs
+from glasskey.store.writer import GroupCommitWriter
+
+
+def insert_org(name: str) -> Callable[[Connection], str]:
+    def work(conn: Connection) -> str:
+        conn.execute(orgs.insert().values(id=name, name=name, created_at=NOW))
+        return name
+
+    return work
+
+
+def refuse(conn: Connection) -> None:
+    conn.execute(orgs.insert().values(id="doomed", name="doomed", created_at=NOW))
+    raise WalletError("refused on purpose")
+
+
+def count(db: Database) -> int:
+    with db.read() as conn:
+        return int(conn.scalar(select(func.count()).select_from(orgs)) or 0)
+
+
+def test_concurrent_writes_are_batched_and_each_is_committed_before_it_is_answered(db):
+    writer = GroupCommitWriter(db)
+    seen_at_answer: list[int] = []
+
+    async def one(index: int) -> str:
+        name = await writer.submit(insert_org(f"org-{index}"))
+        seen_at_answer.append(count(db))  # another connection already sees the committed row
+        return name
+
+    async def run() -> list[str]:
+        return await asyncio.gather(*(one(i) for i in range(300)))
+
+    try:
+        names = asyncio.run(run())
+    finally:
+        writer.close()
+    assert sorted(names) == sorted(f"org-{i}" for i in range(300))
+    assert count(db) == 300
+    assert min(seen_at_answer) >= 1
+    assert writer.jobs == 300
+    assert writer.batches < 300, "writes that arrive together share a commit"
+
+
+def test_a_failing_write_rolls_back_alone(db):
+    writer = GroupCommitWriter(db)
+
+    async def run() -> Any:
+        return await asyncio.gather(
+            writer.submit(insert_org("kept-1")),
+            writer.submit(refuse),
+            writer.submit(insert_org("kept-2")),
+            return_exceptions=True,
+        )
+
+    try:
+        results = asyncio.run(run())
+    finally:
+        writer.close()
+    assert results[0] == "kept-1" and results[2] == "kept-2"
+    assert isinstance(results[1], WalletError)
+    with db.read() as conn:
+        assert sorted(conn.scalars(select(orgs.c.name))) == ["kept-1", "kept-2"]
+
+
+def test_close_finishes_queued_writes(sqlite_db):
+    writer = GroupCommitWriter(sqlite_db)
+
+    async def run() -> None:
+        await writer.submit(insert_org("first"))
+
+    asyncio.run(run())
+    writer.close()
+    assert count(sqlite_db) == 1
+    with pytest.raises(AssertionError):
+        assert writer._thread is not None
