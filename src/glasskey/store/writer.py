@@ -101,15 +101,15 @@ class GroupCommitWriter:
                     try:
                         with conn.begin_nested():
                             outcomes.append((job, job.work(conn), None))
-                    except Exception as error:  # each job's own failure goes back to its caller only
-                        outcomes.append((job, None, error))
+                    except Exception as job_error:  # each job's own failure goes back to its caller only
+                        outcomes.append((job, None, job_error))
         except Exception as commit_error:  # the commit itself failed: nothing in the batch happened
             log.exception("group commit of %d writes failed", len(batch))
             outcomes = [(job, None, commit_error) for job in batch]
         self.batches += 1
         self.jobs += len(batch)
-        for job, result, error in outcomes:
-            job.loop.call_soon_threadsafe(_settle_future, job.future, result, error)
+        for job, result, failure in outcomes:
+            job.loop.call_soon_threadsafe(_settle_future, job.future, result, failure)
 
 
 def _settle_future(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
