@@ -20,7 +20,7 @@ import anyio
 import anyio.to_thread
 from sqlalchemy import Connection
 
-from glasskey.errors import ClientError, GlasskeyError, RouteError, UpstreamError, error_body
+from glasskey.errors import ClientError, GlasskeyError, NotFound, RouteError, UpstreamError, error_body
 from glasskey.gateway.embeddings import encode_embeddings
 from glasskey.gateway.outcomes import SSE_DONE, Emit, JSONOutcome, StreamOutcome, sse, upstream_error
 from glasskey.gateway.requests import check_chat_body, check_embeddings_body, parse_json_object
@@ -34,7 +34,6 @@ from glasskey.ledger import (
     create_pending,
     create_posted,
     get_balance,
-    get_transfer,
     post_pending,
     void_pending,
 )
@@ -61,6 +60,8 @@ class Hold:
     transfer_id: str
     amount_micros: int
     budget_period: str
+    wallet_account_id: str
+    revenue_account_id: str
 
 
 @dataclass
@@ -170,12 +171,18 @@ class Lifecycle:
                     f" this request may cost up to ${format_micros(amount)}. Top up the wallet or lower max_tokens.",
                     code="insufficient_balance",
                 ) from None
-            return Hold(transfer_id=transfer.id, amount_micros=amount, budget_period=period)
+            return Hold(
+                transfer_id=transfer.id,
+                amount_micros=amount,
+                budget_period=period,
+                wallet_account_id=wallet_id,
+                revenue_account_id=transfer.credit_account_id,
+            )
 
         # Once submitted, the hold is taken whatever happens to this request: wait for it, so
         # that a cancelled request still knows the hold it must release.
         with anyio.CancelScope(shield=True):
-            hold = await self._write(work)
+            hold = await self.services.writer.submit(work, durable=False)
         run.hold = hold
         run.receipt.hold_micros = amount
         run.receipt.transfer_id = hold.transfer_id
@@ -601,42 +608,48 @@ class Lifecycle:
 
 
 def _settle_hold(conn: Connection, run: Run, hold: Hold, charge: int, now: datetime) -> int:
-    """Post or void the hold; if the expiry sweep already released it, charge directly."""
+    """Post or void the hold; if it is gone (expired, or its batch never committed), charge directly."""
     key_id = run.receipt.key_id
     try:
         if charge > 0:
             post_pending(conn, hold.transfer_id, charge, now)
         else:
             void_pending(conn, hold.transfer_id, now)
+    except NotFound:
+        # The hold's batch failed to commit, taking its budget hold with it.
+        run.notes.append("hold_lost_before_settlement")
+        return _charge_without_hold(conn, run, hold, charge, now)
     except TransferNotPending:
         # The sweep released both the wallet hold and the budget hold already.
         run.notes.append("hold_expired_before_settlement")
-        if key_id is not None:
-            settle_budget(conn, key_id, hold.budget_period, 0, 0)
-        if charge == 0:
-            return 0
-        held = get_transfer(conn, hold.transfer_id)
-        try:
-            posted = create_posted(
-                conn,
-                debit_account_id=held.debit_account_id,
-                credit_account_id=held.credit_account_id,
-                amount_micros=charge,
-                now=now,
-                kind="charge",
-                request_id=run.receipt.request_id,
-                memo="charge after its hold expired",
-            )
-        except InsufficientFunds:
-            run.notes.append("unbilled_wallet_empty_after_hold_expired")
-            run.receipt.transfer_id = None
-            return 0
-        run.receipt.transfer_id = posted.id
-        if key_id is not None:
-            settle_budget(conn, key_id, hold.budget_period, 0, charge)
-        return charge
+        return _charge_without_hold(conn, run, hold, charge, now)
     if key_id is not None:
         settle_budget(conn, key_id, hold.budget_period, hold.amount_micros, charge)
+    return charge
+
+
+def _charge_without_hold(conn: Connection, run: Run, hold: Hold, charge: int, now: datetime) -> int:
+    """A charge whose hold is gone: one posted transfer, still refused below the wallet's floor."""
+    if charge == 0:
+        return 0
+    try:
+        posted = create_posted(
+            conn,
+            debit_account_id=hold.wallet_account_id,
+            credit_account_id=hold.revenue_account_id,
+            amount_micros=charge,
+            now=now,
+            kind="charge",
+            request_id=run.receipt.request_id,
+            memo="charge without its hold",
+        )
+    except InsufficientFunds:
+        run.notes.append("unbilled_wallet_empty_without_hold")
+        run.receipt.transfer_id = None
+        return 0
+    run.receipt.transfer_id = posted.id
+    if run.receipt.key_id is not None:
+        settle_budget(conn, run.receipt.key_id, hold.budget_period, 0, charge)
     return charge
 
 

@@ -10,9 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import Connection, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import Connection, select, text
 
 from glasskey.errors import BudgetError
 from glasskey.keys.policy import KeyPolicy
@@ -32,25 +30,30 @@ class Spend:
     held_micros: int
 
 
-def _ensure_row(conn: Connection, key_id: str, period: str) -> None:
-    insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
-    conn.execute(
-        insert(key_spend)
-        .values(key_id=key_id, period=period, spent_micros=0, held_micros=0)
-        .on_conflict_do_nothing(index_elements=["key_id", "period"])
+# One statement per period: create the row holding the amount, or add to an existing row's hold
+# only if the budget allows it (the upsert's WHERE). Zero rows changed means the budget said no.
+_HOLD = {
+    limited: text(
+        "INSERT INTO key_spend (key_id, period, spent_micros, held_micros) VALUES (:key_id, :period, 0, :amount) "
+        "ON CONFLICT (key_id, period) DO UPDATE SET held_micros = key_spend.held_micros + :amount"
+        + (" WHERE key_spend.spent_micros + key_spend.held_micros + :amount <= :limit" if limited else "")
     )
+    for limited in (True, False)
+}
+_SETTLE = text(
+    "UPDATE key_spend SET held_micros = held_micros - :held, spent_micros = spent_micros + :charged "
+    "WHERE key_id = :key_id AND period IN (:total, :day)"
+)
 
 
 def hold_budget(conn: Connection, key_id: str, policy: KeyPolicy, amount_micros: int, now: datetime) -> str:
     """Reserve ``amount_micros`` of the key's budgets; returns the day period it was held in."""
     day = day_period(now)
     for period, limit in ((TOTAL, policy.budget_total_micros), (day, policy.budget_daily_micros)):
-        _ensure_row(conn, key_id, period)
-        query = update(key_spend).where(key_spend.c.key_id == key_id, key_spend.c.period == period)
-        if limit is not None:
-            query = query.where(key_spend.c.spent_micros + key_spend.c.held_micros + amount_micros <= limit)
-        result = conn.execute(query.values(held_micros=key_spend.c.held_micros + amount_micros))
-        if result.rowcount != 1:
+        params = {"key_id": key_id, "period": period, "amount": amount_micros, "limit": limit}
+        # A first hold larger than the whole budget would insert unchecked; refuse it here.
+        refused = limit is not None and amount_micros > limit
+        if refused or conn.execute(_HOLD[limit is not None], params).rowcount != 1:
             label = "total" if period == TOTAL else "daily"
             raise BudgetError(
                 f"This request may cost up to ${format_micros(amount_micros)}, more than what is left "
@@ -62,15 +65,9 @@ def hold_budget(conn: Connection, key_id: str, policy: KeyPolicy, amount_micros:
 
 def settle_budget(conn: Connection, key_id: str, day: str, held_micros: int, charged_micros: int) -> None:
     """Release a hold taken by ``hold_budget`` and count what was actually charged."""
-    for period in (TOTAL, day):
-        conn.execute(
-            update(key_spend)
-            .where(key_spend.c.key_id == key_id, key_spend.c.period == period)
-            .values(
-                held_micros=key_spend.c.held_micros - held_micros,
-                spent_micros=key_spend.c.spent_micros + charged_micros,
-            )
-        )
+    conn.execute(
+        _SETTLE, {"held": held_micros, "charged": charged_micros, "key_id": key_id, "total": TOTAL, "day": day}
+    )
 
 
 def get_spend(conn: Connection, key_id: str, period: str) -> Spend:

@@ -9,10 +9,10 @@ overspend a wallet, on one process or many.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, Row, and_, or_, select, update
+from sqlalchemy import Connection, Row, and_, bindparam, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from glasskey.errors import ClientError, InvariantViolation, NotFound, WalletError
@@ -49,6 +49,11 @@ class Transfer:
     resolved_at: datetime | None
     replayed: bool = False
 
+    def row(self) -> dict[str, object]:
+        values = asdict(self)
+        values.pop("replayed")
+        return values
+
     @classmethod
     def from_row(cls, row: Row[tuple[object, ...]], *, replayed: bool = False) -> Transfer:
         m = row._mapping
@@ -72,17 +77,40 @@ class Transfer:
         )
 
 
-def _debit(conn: Connection, account_id: str, amount: int, *, pending: bool) -> None:
-    column = accounts.c.debits_pending if pending else accounts.c.debits_posted
-    available_after = accounts.c.credits_posted - accounts.c.debits_posted - accounts.c.debits_pending - amount
-    result = conn.execute(
-        update(accounts)
-        .where(
-            accounts.c.id == account_id,
-            or_(accounts.c.floor_micros.is_(None), available_after >= accounts.c.floor_micros),
-        )
-        .values({column: column + amount})
+# The statements of every request, built once: building SQLAlchemy expressions per call costs
+# more than running them. Each is a single statement, so each takes its row lock atomically.
+_FLOOR_OK = "(floor_micros IS NULL OR credits_posted - debits_posted - debits_pending - :amount >= floor_micros)"
+_DEBIT = {
+    True: text(f"UPDATE accounts SET debits_pending = debits_pending + :amount WHERE id = :id AND {_FLOOR_OK}"),
+    False: text(f"UPDATE accounts SET debits_posted = debits_posted + :amount WHERE id = :id AND {_FLOOR_OK}"),
+}
+_CREDIT = {
+    True: text("UPDATE accounts SET credits_pending = credits_pending + :amount WHERE id = :id"),
+    False: text("UPDATE accounts SET credits_posted = credits_posted + :amount WHERE id = :id"),
+}
+_RELEASE_DEBIT = text(
+    "UPDATE accounts SET debits_pending = debits_pending - :held, debits_posted = debits_posted + :posted "
+    "WHERE id = :id"
+)
+_RELEASE_CREDIT = text(
+    "UPDATE accounts SET credits_pending = credits_pending - :held, credits_posted = credits_posted + :posted "
+    "WHERE id = :id"
+)
+_RESOLVE = (
+    update(transfers)
+    .where(transfers.c.id == bindparam("transfer_id"), transfers.c.status == PENDING)
+    .values(
+        status=bindparam("new_status"),
+        posted_amount_micros=bindparam("posted_amount"),
+        resolved_at=bindparam("resolved"),
     )
+    .returning(*transfers.c)
+)
+_INSERT = transfers.insert()
+
+
+def _debit(conn: Connection, account_id: str, amount: int, *, pending: bool) -> None:
+    result = conn.execute(_DEBIT[pending], {"amount": amount, "id": account_id})
     if result.rowcount == 1:
         return
     if conn.scalar(select(accounts.c.id).where(accounts.c.id == account_id)) is None:
@@ -91,8 +119,7 @@ def _debit(conn: Connection, account_id: str, amount: int, *, pending: bool) -> 
 
 
 def _credit(conn: Connection, account_id: str, amount: int, *, pending: bool) -> None:
-    column = accounts.c.credits_pending if pending else accounts.c.credits_posted
-    result = conn.execute(update(accounts).where(accounts.c.id == account_id).values({column: column + amount}))
+    result = conn.execute(_CREDIT[pending], {"amount": amount, "id": account_id})
     if result.rowcount != 1:
         raise NotFound(f"account {account_id} does not exist")
 
@@ -122,27 +149,25 @@ def create_pending(
     _check_amount(amount_micros)
     _debit(conn, debit_account_id, amount_micros, pending=True)
     _credit(conn, credit_account_id, amount_micros, pending=True)
-    transfer_id = new_id("tr")
-    conn.execute(
-        transfers.insert().values(
-            id=transfer_id,
-            debit_account_id=debit_account_id,
-            credit_account_id=credit_account_id,
-            amount_micros=amount_micros,
-            posted_amount_micros=None,
-            status=PENDING,
-            kind=kind,
-            request_id=request_id,
-            key_id=key_id,
-            budget_period=budget_period,
-            idempotency_key=None,
-            memo=memo,
-            created_at=now,
-            expires_at=expires_at,
-            resolved_at=None,
-        )
+    transfer = Transfer(
+        id=new_id("tr"),
+        debit_account_id=debit_account_id,
+        credit_account_id=credit_account_id,
+        amount_micros=amount_micros,
+        posted_amount_micros=None,
+        status=PENDING,
+        kind=kind,
+        request_id=request_id,
+        key_id=key_id,
+        budget_period=budget_period,
+        idempotency_key=None,
+        memo=memo,
+        created_at=now,
+        expires_at=expires_at,
+        resolved_at=None,
     )
-    return get_transfer(conn, transfer_id)
+    conn.execute(_INSERT, transfer.row())
+    return transfer
 
 
 def create_posted(
@@ -215,34 +240,26 @@ def _replay(existing: Transfer, debit: str, credit: str, amount: int) -> Transfe
 
 
 def _resolve(conn: Connection, transfer_id: str, status: str, posted_amount: int | None, now: datetime) -> Transfer:
-    current = get_transfer(conn, transfer_id)
-    if current.status != PENDING:
+    """Move a pending transfer to ``status`` and release its hold (posting ``posted_amount``)."""
+    row = conn.execute(
+        _RESOLVE, {"transfer_id": transfer_id, "new_status": status, "posted_amount": posted_amount, "resolved": now}
+    ).first()
+    if row is None:
+        current = get_transfer(conn, transfer_id)  # NotFound when it does not exist at all
         raise TransferNotPending(f"transfer {transfer_id} is {current.status}")
-    result = conn.execute(
-        update(transfers)
-        .where(transfers.c.id == transfer_id, transfers.c.status == PENDING)
-        .values(status=status, posted_amount_micros=posted_amount, resolved_at=now)
-    )
-    if result.rowcount != 1:
-        raise TransferNotPending(f"transfer {transfer_id} was resolved concurrently")
-    held = current.amount_micros
-    posted = posted_amount or 0
-    debit_values = {accounts.c.debits_pending: accounts.c.debits_pending - held}
-    credit_values = {accounts.c.credits_pending: accounts.c.credits_pending - held}
-    if posted:
-        debit_values[accounts.c.debits_posted] = accounts.c.debits_posted + posted
-        credit_values[accounts.c.credits_posted] = accounts.c.credits_posted + posted
-    conn.execute(update(accounts).where(accounts.c.id == current.debit_account_id).values(debit_values))
-    conn.execute(update(accounts).where(accounts.c.id == current.credit_account_id).values(credit_values))
-    return get_transfer(conn, transfer_id)
+    resolved = Transfer.from_row(row)
+    held, posted = resolved.amount_micros, posted_amount or 0
+    if posted > held:
+        # The caller's transaction rolls back: a charge above its hold is a bug, never money.
+        raise InvariantViolation(f"posting {posted} above the hold of {held} on {transfer_id}")
+    conn.execute(_RELEASE_DEBIT, {"held": held, "posted": posted, "id": resolved.debit_account_id})
+    conn.execute(_RELEASE_CREDIT, {"held": held, "posted": posted, "id": resolved.credit_account_id})
+    return resolved
 
 
 def post_pending(conn: Connection, transfer_id: str, amount_micros: int, now: datetime) -> Transfer:
     """Post ``amount_micros`` (at most the hold) and release the rest of the hold."""
     _check_amount(amount_micros)
-    held = get_transfer(conn, transfer_id).amount_micros
-    if amount_micros > held:
-        raise InvariantViolation(f"posting {amount_micros} above the hold of {held} on {transfer_id}")
     return _resolve(conn, transfer_id, POSTED, amount_micros, now)
 
 

@@ -72,8 +72,11 @@ class Receipt:
         return values
 
 
+_INSERT = receipts.insert()
+
+
 def write_receipt(conn: Connection, receipt: Receipt) -> None:
-    conn.execute(receipts.insert().values(receipt.row()))
+    conn.execute(_INSERT, receipt.row())
 
 
 def _public(row: Any) -> dict[str, Any]:

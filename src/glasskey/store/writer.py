@@ -34,6 +34,7 @@ class _Job:
     work: Callable[[Connection], Any]
     future: asyncio.Future[Any]
     loop: asyncio.AbstractEventLoop
+    durable: bool
 
 
 _STOP = object()
@@ -57,12 +58,17 @@ class GroupCommitWriter:
                 self._thread = threading.Thread(target=self._run, name="glasskey-writer", daemon=True)
                 self._thread.start()
 
-    async def submit(self, work: Callable[[Connection], T]) -> T:
-        """Run ``work`` in the next group commit and return its result once committed."""
+    async def submit(self, work: Callable[[Connection], T], *, durable: bool = True) -> T:
+        """Run ``work`` in the next group commit and return its result.
+
+        ``durable`` writes are answered after their commit. Others are answered as soon as they
+        have run inside the open transaction: a hold needs its floor check answered, not its
+        commit, since nothing is acknowledged to the client on the strength of a hold alone.
+        """
         self._ensure_started()
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self._queue.put(_Job(work, future, loop))
+        self._queue.put(_Job(work, future, loop, durable))
         return await future
 
     def close(self, timeout_seconds: float = 10.0) -> None:
@@ -100,19 +106,26 @@ class GroupCommitWriter:
                 for job in batch:
                     try:
                         with conn.begin_nested():
-                            outcomes.append((job, job.work(conn), None))
+                            result = job.work(conn)
                     except Exception as job_error:  # each job's own failure goes back to its caller only
-                        outcomes.append((job, None, job_error))
-        except Exception as commit_error:  # the commit itself failed: nothing in the batch happened
+                        outcome: tuple[_Job, Any, BaseException | None] = (job, None, job_error)
+                    else:
+                        outcome = (job, result, None)
+                    if job.durable:
+                        outcomes.append(outcome)
+                    else:
+                        job.loop.call_soon_threadsafe(_settle_future, *outcome)
+        except Exception as commit_error:  # the commit failed: none of the batch's writes happened
             log.exception("group commit of %d writes failed", len(batch))
-            outcomes = [(job, None, commit_error) for job in batch]
+            outcomes = [(job, None, commit_error) for job in batch if job.durable]
         self.batches += 1
         self.jobs += len(batch)
         for job, result, failure in outcomes:
-            job.loop.call_soon_threadsafe(_settle_future, job.future, result, failure)
+            job.loop.call_soon_threadsafe(_settle_future, job, result, failure)
 
 
-def _settle_future(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+def _settle_future(job: _Job, result: Any, error: BaseException | None) -> None:
+    future = job.future
     if future.cancelled():
         return
     if error is not None:
