@@ -1,0 +1,113 @@
+"""Signing in with the admin token, the session it opens, and the CSRF token of every form.
+
+The session is Starlette's signed cookie: ``HttpOnly``, ``SameSite=Lax``, ``Secure`` when the
+public URL is https, and valid for ``SESSION_MAX_AGE_SECONDS``. Its signing secret is an HMAC of
+the admin token keyed by the key pepper, so the cookie never carries the token, and changing
+either setting signs everyone out. Each session holds a random CSRF token; every form carries it
+and every POST is checked against it (see ``web.read_form``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from collections.abc import MutableMapping
+from typing import Any
+from urllib.parse import quote
+
+from starlette.datastructures import UploadFile
+from starlette.responses import RedirectResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from glasskey.dashboard.refusals import CsrfRefused
+from glasskey.settings import Settings
+
+SESSION_COOKIE = "glasskey_session"
+SESSION_MAX_AGE_SECONDS = 12 * 60 * 60
+CSRF_FIELD = "csrf_token"
+_SESSION_CONTEXT = b"glasskey dashboard session v1\x00"
+# Paths a visitor may reach before signing in: the sign-in form and the stylesheet it uses.
+PUBLIC_PREFIXES = ("/signin", "/static/")
+
+Session = MutableMapping[str, Any]
+
+
+def session_secret(settings: Settings) -> str:
+    """The key that signs session cookies, derived from the admin token; never the token itself."""
+    pepper = settings.key_pepper.get_secret_value().encode()
+    token = settings.admin_token.get_secret_value().encode()
+    return hmac.new(pepper, _SESSION_CONTEXT + token, hashlib.sha256).hexdigest()
+
+
+def admin_token_matches(settings: Settings, sent: str) -> bool:
+    # Bytes, because compare_digest refuses non-ASCII text and a form may carry any.
+    return hmac.compare_digest(sent.encode(), settings.admin_token.get_secret_value().encode())
+
+
+def csrf_token(session: Session) -> str:
+    """This session's CSRF token, made on first use (a visitor's sign-in form needs one too)."""
+    token = session.get(CSRF_FIELD)
+    if not isinstance(token, str) or not token:
+        token = session[CSRF_FIELD] = secrets.token_urlsafe(32)
+    return token
+
+
+def check_csrf(session: Session, sent: str | UploadFile | None) -> None:
+    expected = session.get(CSRF_FIELD)
+    if not isinstance(sent, str) or not sent or not isinstance(expected, str) or not expected:
+        raise CsrfRefused(
+            "The form did not carry this session's security token.",
+            hint="Reload the page and send the form again; forms from other sites are never accepted.",
+        )
+    if not hmac.compare_digest(sent.encode(), expected.encode()):
+        raise CsrfRefused(
+            "The form's security token does not match this session (it may come from an older page).",
+            hint="Reload the page and send the form again.",
+        )
+
+
+def start_session(session: Session) -> None:
+    """A fresh session for a signed-in admin: nothing from before sign-in carries over."""
+    session.clear()
+    session["signed_in"] = True
+    session[CSRF_FIELD] = secrets.token_urlsafe(32)
+
+
+def end_session(session: Session) -> None:
+    session.clear()
+
+
+def is_signed_in(session: Session) -> bool:
+    return session.get("signed_in") is True
+
+
+def safe_next(target: str | None) -> str:
+    """Where to go after signing in: a path on this site only, never another host."""
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/"
+    return target
+
+
+class SignInGate:
+    """Sends a visitor who has not signed in to the sign-in page, before any page runs.
+
+    It sits inside Starlette's ``SessionMiddleware`` (which puts the session in the scope).
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or is_signed_in(scope["session"]):
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        root_path: str = scope.get("root_path", "")
+        local = path[len(root_path) :] if root_path and path.startswith(root_path) else path
+        if local.startswith(PUBLIC_PREFIXES):
+            await self.app(scope, receive, send)
+            return
+        target = local + (f"?{scope['query_string'].decode('latin-1')}" if scope.get("query_string") else "")
+        location = f"{root_path}/signin" if local == "/" else f"{root_path}/signin?next={quote(target, safe='')}"
+        await RedirectResponse(location, status_code=303)(scope, receive, send)

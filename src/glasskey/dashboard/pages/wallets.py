@@ -1,0 +1,135 @@
+"""Wallets: each org's balances (posted, held, available), its ledger, and top-ups.
+
+A top-up form carries an idempotency key made when the form was drawn, so sending it twice
+(a double click, a resent form) adds the money once.
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlencode
+
+from sqlalchemy import Connection
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from glasskey.dashboard.forms import form_text, read_top_up_form
+from glasskey.dashboard.web import Dashboard, flash, read_form, redirect
+from glasskey.errors import ClientError
+from glasskey.ledger import Transfer, list_transfers
+from glasskey.money import format_usd
+from glasskey.orgs.service import WALLET_KINDS, Org, create_org, get_org, get_wallet, list_orgs, list_wallets, top_up
+
+LEDGER_PAGE = 50
+
+
+def ledger_line(transfer: Transfer, account_id: str) -> dict[str, Any]:
+    """One ledger row as the wallet sees it: money in or out, and how much actually moved (never negative)."""
+    incoming = transfer.credit_account_id == account_id
+    if transfer.status == "posted":
+        moved = transfer.posted_amount_micros or 0
+    elif transfer.status == "pending":
+        moved = transfer.amount_micros
+    else:  # voided or expired: the hold was released and nothing moved
+        moved = 0
+    return {
+        "transfer": transfer,
+        "direction": "in" if incoming else "out",
+        "moved_micros": moved,
+        "held_micros": transfer.amount_micros,
+    }
+
+
+def choose_org(orgs: list[Org], wanted: str | None) -> Org | None:
+    for org in orgs:
+        if wanted in (org.id, org.name):
+            return org
+    return orgs[0] if orgs else None
+
+
+def routes(dash: Dashboard) -> list[Route]:
+    services = dash.services
+
+    async def wallets_page(request: Request) -> Response:
+        params = request.query_params
+        kind = params.get("kind", "routed")
+        if kind not in WALLET_KINDS:
+            kind = "routed"
+        before_text = params.get("before")
+        try:
+            before = datetime.fromisoformat(before_text) if before_text else None
+        except ValueError:
+            raise ClientError("`before` is not a time this page made", param="before") from None
+
+        def work(conn: Connection) -> dict[str, Any]:
+            orgs = list_orgs(conn)
+            org = choose_org(orgs, params.get("org"))
+            context: dict[str, Any] = {"nav": "wallets", "orgs": orgs, "org": org, "kind": kind}
+            if org is None:
+                return context
+            wallet = get_wallet(conn, org.id, kind)
+            transfers = list_transfers(conn, wallet.account_id, limit=LEDGER_PAGE + 1, before=before)
+            more = len(transfers) > LEDGER_PAGE
+            lines = [ledger_line(t, wallet.account_id) for t in transfers[:LEDGER_PAGE]]
+            older = (
+                "/wallets?"
+                + urlencode({"org": org.id, "kind": kind, "before": lines[-1]["transfer"].created_at.isoformat()})
+                if more
+                else None
+            )
+            return {
+                **context,
+                "wallets": list_wallets(conn, org.id),
+                "wallet": wallet,
+                "lines": lines,
+                "older": older,
+                "paged": before is not None,
+                "idempotency_key": secrets.token_urlsafe(16),
+            }
+
+        return dash.render(request, "wallets.html", await dash.read(work))
+
+    async def add_top_up(request: Request) -> Response:
+        form = await read_form(request)
+        draft = read_top_up_form(form)
+        if isinstance(draft, dict):
+            problems = "; ".join(f"{name}: {message}" for name, message in draft.items())
+            flash(request, f"The top-up was not made. {problems}.")
+            back = {"org": form_text(form, "org_id"), "kind": form_text(form, "kind") or "routed"}
+            return redirect("/wallets?" + urlencode(back))
+
+        def work(conn: Connection) -> tuple[Org, bool]:
+            org = get_org(conn, draft.org_id)
+            transfer = top_up(
+                conn,
+                org.id,
+                draft.kind,
+                draft.amount_micros,
+                services.clock(),
+                idempotency_key=draft.idempotency_key,
+                memo=draft.memo,
+            )
+            return org, transfer.replayed
+
+        org, replayed = await dash.write(work)
+        if replayed:
+            flash(request, "This top-up was already made; no money moved a second time.")
+        else:
+            flash(request, f"Added {format_usd(draft.amount_micros)} to the {draft.kind} wallet of {org.name}.")
+        return redirect("/wallets?" + urlencode({"org": org.id, "kind": draft.kind}))
+
+    async def add_org(request: Request) -> Response:
+        form = await read_form(request)
+        name = form_text(form, "name")
+        org = await dash.write(lambda conn: create_org(conn, name, services.clock()))
+        flash(request, f"Org {org.name} is ready with an empty credit and routed wallet: top one up below.")
+        return redirect("/wallets?" + urlencode({"org": org.id}))
+
+    return [
+        Route("/wallets", wallets_page, methods=["GET"]),
+        Route("/wallets/topup", add_top_up, methods=["POST"]),
+        Route("/orgs", add_org, methods=["POST"]),
+    ]
