@@ -219,6 +219,7 @@ def format_demo_banner(result: DemoResult) -> str:
         "# --- admin",
         f"export GLASSKEY_ADMIN_TOKEN={result.admin_token}",
         f"# admin API docs: {result.admin_docs_url}",
+        f"# dashboard: {result.admin_docs_url.removesuffix('/admin/api/docs')}/ (sign in with the admin token)",
         "",
     ]
     return "\n".join(lines)
