@@ -71,3 +71,19 @@ def make_settings(tmp_path, **overrides) -> Settings:
         **overrides,
     }
     return load_settings(environ={}, **values)
+
+
+REDIS_URL = os.environ.get("GLASSKEY_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+def require_redis() -> str:
+    """The Redis URL for tests; skipped without a server, except under CI where it fails."""
+    import redis
+
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1).ping()
+    except redis.RedisError:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"Redis is not reachable at {REDIS_URL} (CI must start it)")
+        pytest.skip(f"Redis is not reachable at {REDIS_URL}")
+    return REDIS_URL

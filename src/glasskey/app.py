@@ -111,6 +111,7 @@ def build_app(services: Services) -> Starlette:
             yield
             group.cancel_scope.cancel()
         await services.upstream_http.aclose()
+        await services.rate_limiter.aclose()
         await anyio.to_thread.run_sync(services.writer.close)
 
     routes: list[Route | Mount] = [

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 
 from glasskey.cache import ReadCache
 from glasskey.keys.ratelimit import RateLimiter
+from glasskey.keys.shared_ratelimit import RedisRateLimiter
 from glasskey.ledger import ensure_system_accounts
 from glasskey.metrics import Metrics
 from glasskey.pricing.catalog import sync_catalog
@@ -38,7 +39,7 @@ class Services:
     settings: Settings
     db: Database
     providers: dict[str, Provider]
-    rate_limiter: RateLimiter = field(default_factory=RateLimiter)
+    rate_limiter: RateLimiter | RedisRateLimiter = field(default_factory=RateLimiter)
     clock: Callable[[], datetime] = utc_now
     monotonic: Callable[[], float] = time.monotonic
     upstream_http: UpstreamHTTP = field(default_factory=UpstreamHTTP)
@@ -80,7 +81,14 @@ def build_services(
     """Open the database, bring its schema up to date, and seed the catalog and system accounts."""
     db = Database(settings.effective_database_url)
     http = UpstreamHTTP()
-    services = Services(settings=settings, db=db, providers=providers or default_providers(http), upstream_http=http)
+    limiter = RedisRateLimiter(settings.redis_url) if settings.redis_url else RateLimiter()
+    services = Services(
+        settings=settings,
+        db=db,
+        providers=providers or default_providers(http),
+        upstream_http=http,
+        rate_limiter=limiter,
+    )
     if migrate:
         upgrade(db)
     with db.write() as conn:

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 
 ENV_PREFIX = "GLASSKEY_"
 # Variables that configure the process around the settings rather than the settings themselves.
-_ENV_NOT_SETTINGS = {"GLASSKEY_CONFIG", "GLASSKEY_TEST_POSTGRES_URL"}
+_ENV_NOT_SETTINGS = {"GLASSKEY_CONFIG", "GLASSKEY_TEST_POSTGRES_URL", "GLASSKEY_TEST_REDIS_URL"}
 
 
 class SettingsError(Exception):
@@ -38,6 +38,7 @@ class Settings(BaseModel):
     cache_ttl_ms: int = Field(
         default=1000, ge=0, le=60_000, description="how long keys, routes and models are cached per process"
     )
+    redis_url: str = Field(default="", description="share rate limits across processes; empty keeps them local")
     probe_interval_seconds: int = Field(default=0, ge=0, description="active probes of idle routes; 0 is off")
     log_level: str = "info"
 

@@ -219,7 +219,7 @@ class Lifecycle:
         else:
             check_chat_body(body)
         key = await self.authenticate(run, authorization)
-        self.services.rate_limiter.check(key.id, key.policy.rpm_limit, self.services.monotonic())
+        await self.services.rate_limiter.acquire(key.id, key.policy.rpm_limit)
         selection = await self._selection(key, str(body["model"]), "embedding" if endpoint == "embeddings" else "chat")
         bounds = request_bounds(selection, body, endpoint=endpoint)
         routes = selection.usable
