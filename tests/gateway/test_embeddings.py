@@ -5,8 +5,9 @@ from __future__ import annotations
 import httpx
 import openai
 import pytest
-from gateway_fixtures import add_embedding_route
 from openai import OpenAI
+
+from gateway_fixtures import add_embedding_route
 
 
 def test_sdk_embeddings_default_base64_decode_to_the_float_vectors(gateway):
