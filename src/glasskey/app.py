@@ -18,7 +18,6 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Mount, Route
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from glasskey import __version__
 from glasskey.admin.api import AdminAuthMiddleware, build_admin_app
@@ -27,35 +26,12 @@ from glasskey.errors import ClientError, GlasskeyError, NotFound, error_body
 from glasskey.gateway.http import JSONResponse, request_id_of, routes_v1
 from glasskey.gateway.lifecycle import Lifecycle
 from glasskey.gateway.sweeper import sweep_expired_holds
-from glasskey.ids import new_id
+from glasskey.request_ids import RequestIdMiddleware
 from glasskey.routing.probes import probe_idle_routes
 from glasskey.services import Services
 
 log = logging.getLogger("glasskey")
 SWEEP_INTERVAL_SECONDS = 30.0
-
-
-class RequestIdMiddleware:
-    """Gives each request an id (in ``scope["state"]``) and sets ``x-request-id`` on its response."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        request_id = new_id("req")
-        scope.setdefault("state", {})["request_id"] = request_id
-
-        async def send_with_id(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = list(message.get("headers", []))
-                headers.append((b"x-request-id", request_id.encode()))
-                message = {**message, "headers": headers}
-            await send(message)
-
-        await self.app(scope, receive, send_with_id)
 
 
 def render_error(request: Request, error: GlasskeyError) -> Response:

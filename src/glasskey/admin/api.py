@@ -19,9 +19,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.requests import Request
 from fastapi.responses import JSONResponse
 from pydantic import SecretStr
-from starlette.datastructures import Headers, MutableHeaders
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from glasskey.admin.common import error_responses
 from glasskey.admin.health import health_router
@@ -30,10 +30,9 @@ from glasskey.admin.orgs import orgs_router
 from glasskey.admin.receipts import receipts_router
 from glasskey.admin.routes import routes_router
 from glasskey.errors import AdminAuthError, ClientError, GlasskeyError, NotFound, error_body
-from glasskey.ids import new_id
+from glasskey.request_ids import RequestIdMiddleware
 from glasskey.services import Services
 
-REQUEST_ID_HEADER = "x-request-id"
 # Where FastAPI puts a parameter in a validation error's location; the rest of it names the field.
 _PARAM_PLACES = ("body", "query", "path", "header", "cookie")
 
@@ -41,31 +40,6 @@ _PARAM_PLACES = ("body", "query", "path", "header", "cookie")
 # browser cannot attach a bearer token to the docs page's own fetch of the document.
 PUBLIC_PATHS = frozenset({"/openapi.json", "/docs", "/docs/oauth2-redirect"})
 SECURITY_SCHEME = "adminToken"
-
-
-class RequestIdMiddleware:
-    """Gives each request an id and its response the header, unless the enclosing app already does."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        state = scope.setdefault("state", {})
-        if state.get("request_id"):
-            # The enclosing app named this request and sets the header itself; a second would be noise.
-            await self.app(scope, receive, send)
-            return
-        request_id = state["request_id"] = new_id("req")
-
-        async def send_with_id(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                MutableHeaders(scope=message)[REQUEST_ID_HEADER] = request_id
-            await send(message)
-
-        await self.app(scope, receive, send_with_id)
 
 
 class AdminAuthMiddleware:

@@ -9,6 +9,7 @@ event loop keeps serving other requests.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -339,16 +340,22 @@ class Lifecycle:
         self, request_id: str, authorization: str | None, read_body: BodyReader
     ) -> JSONOutcome | StreamOutcome:
         run = self.new_run(request_id, "chat.completions")
-        try:
-            body, _quote, routes = await self.prepare(run, authorization, read_body)
+        async with self._receipted_on_failure(run):
+            body, _bounds, routes = await self.prepare(run, authorization, read_body)
             if body.get("stream") is True:
                 return await self._open_stream(run, body, routes)
             return await self._complete(run, body, routes)
+
+    @contextlib.asynccontextmanager
+    async def _receipted_on_failure(self, run: Run) -> AsyncIterator[None]:
+        """Whatever ends a request early releases its hold and leaves its receipt, then propagates."""
+        try:
+            yield
         except GlasskeyError as error:
             await self.fail(run, error)
             raise
         except BaseException:
-            # A bug or a cancellation: still release the hold and leave a receipt, then re-raise.
+            # A bug or a cancellation: the receipt says the gateway failed, and the error goes on.
             with anyio.CancelScope(shield=True):
                 await self.fail(run, RouteError("internal gateway error", code="internal_error", status_code=500))
             raise
@@ -395,7 +402,7 @@ class Lifecycle:
 
     async def embeddings(self, request_id: str, authorization: str | None, read_body: BodyReader) -> JSONOutcome:
         run = self.new_run(request_id, "embeddings")
-        try:
+        async with self._receipted_on_failure(run):
             body, bounds, routes = await self.prepare(run, authorization, read_body, endpoint="embeddings")
             # Upstreams are asked for floats; the encoding the client wants is applied here, once.
             upstream_body = {k: v for k, v in body.items() if k != "encoding_format"}
@@ -420,13 +427,6 @@ class Lifecycle:
             response = encode_embeddings(response, body.get("encoding_format"))
             charge = await self.settle(run, route, usage, status="succeeded", http_status=200)
             return JSONOutcome(response, headers=self.success_headers(run, charge))
-        except GlasskeyError as error:
-            await self.fail(run, error)
-            raise
-        except BaseException:
-            with anyio.CancelScope(shield=True):
-                await self.fail(run, RouteError("internal gateway error", code="internal_error", status_code=500))
-            raise
 
     async def _open_stream(self, run: Run, body: dict[str, Any], routes: list[Route]) -> StreamOutcome:
         """Find a route whose stream yields a first chunk; fallback is allowed only before it."""
