@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import httpx2
 import openai
 import pytest
 from anthropic.types import Message, RawMessageStreamEvent
@@ -496,7 +497,7 @@ def streamed(status: int, content: bytes) -> Any:
     async def chunks() -> AsyncIterator[bytes]:
         yield content
 
-    return lambda request: httpx.Response(status, content=chunks())
+    return lambda request: httpx2.Response(status, content=chunks())
 
 
 def test_messages_url_is_built_from_the_route_base_url():
@@ -516,11 +517,11 @@ def test_stream_chunks_are_yielded_before_the_upstream_finishes():
             await release.wait()
             yield b"event:" + head.rsplit(b"event:", 1)[1] + b'"text":" there"' + tail
 
-        def handler(request: httpx.Request) -> httpx.Response:
+        def handler(request: httpx2.Request) -> httpx2.Response:
             assert request.headers["x-api-key"] == CANARY
-            return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=upstream_body())
+            return httpx2.Response(200, headers={"content-type": "text/event-stream"}, content=upstream_body())
 
-        http = UpstreamHTTP(transport=httpx.MockTransport(handler))
+        http = UpstreamHTTP(transport=httpx2.MockTransport(handler))
         stream = AnthropicProvider(http).stream_chat(target("https://api.anthropic.com"), {"messages": [user("Hi")]})
         first = await anext(stream)
         second = await anext(stream)
@@ -535,10 +536,10 @@ def test_stream_chunks_are_yielded_before_the_upstream_finishes():
 
 
 def test_embeddings_are_refused_before_any_network_call():
-    def handler(request: httpx.Request) -> httpx.Response:
+    def handler(request: httpx2.Request) -> httpx2.Response:
         raise AssertionError("no request may be sent")
 
-    provider = AnthropicProvider(UpstreamHTTP(transport=httpx.MockTransport(handler)))
+    provider = AnthropicProvider(UpstreamHTTP(transport=httpx2.MockTransport(handler)))
     with pytest.raises(ClientError) as caught:
         asyncio.run(provider.embed(target("https://api.anthropic.com"), {"input": "hi"}))
     assert caught.value.param == "model"
@@ -549,7 +550,7 @@ def test_a_200_error_body_and_a_non_json_error_are_still_attributed():
     overloaded = json.dumps({"type": "error", "error": {"type": "overloaded_error", "message": "Busy"}}).encode()
     answers = [(200, overloaded), (502, f"<html>bad gateway for {CANARY}</html>".encode())]
     for answer, (status, error_type) in zip(answers, ((529, "overloaded_error"), (502, "upstream_error")), strict=True):
-        provider = AnthropicProvider(UpstreamHTTP(transport=httpx.MockTransport(streamed(*answer))))
+        provider = AnthropicProvider(UpstreamHTTP(transport=httpx2.MockTransport(streamed(*answer))))
         with pytest.raises(ProviderError) as caught:
             asyncio.run(provider.chat(target("https://api.anthropic.com"), {"messages": [user("Hi")]}))
         assert (caught.value.status, caught.value.error_type) == (status, error_type)

@@ -20,6 +20,7 @@ from typing import Any
 
 import anyio
 import httpx
+import httpx2
 import openai
 import pytest
 from openai import OpenAI
@@ -688,12 +689,12 @@ def test_the_stream_is_forwarded_before_the_upstream_finishes():
         for event in events[1:]:
             yield b"data: " + json.dumps(event).encode() + b"\r\n\r\n"
 
-    def handler(request: httpx.Request) -> httpx.Response:
+    def handler(request: httpx2.Request) -> httpx2.Response:
         assert request.url.params.get("alt") == "sse" and "key" not in request.url.params
-        return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=body())
+        return httpx2.Response(200, headers={"content-type": "text/event-stream"}, content=body())
 
     async def main() -> list[dict[str, Any]]:
-        http = UpstreamHTTP(transport=httpx.MockTransport(handler))
+        http = UpstreamHTTP(transport=httpx2.MockTransport(handler))
         chunks = []
         with anyio.fail_after(5):
             async for chunk in GeminiProvider(http).stream_chat(make_target("https://gemini.test"), body_of_request):

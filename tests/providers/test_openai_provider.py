@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import httpx2
 import openai
 import pytest
 from openai import OpenAI
@@ -263,7 +264,7 @@ def test_a_cut_stream_from_a_host_that_counts_as_it_goes_ends_with_its_running_u
     assert chunks[2]["choices"] == [] and usage_of(chunks[2]["usage"]) == Usage(9, 1, 0)
 
 
-class _Streamed(httpx.AsyncByteStream):
+class _Streamed(httpx2.AsyncByteStream):
     """A body that is streamed, as from a network (``UpstreamHTTP`` reads raw streams)."""
 
     def __init__(self, data: bytes) -> None:
@@ -279,15 +280,15 @@ def test_embeddings_through_a_mock_transport_decode_base64_and_read_a_total_only
     packed = base64.b64encode(struct.pack("<2f", 0.5, -0.25)).decode()
     seen: list[tuple[str, Any]] = []
 
-    def answer(request: httpx.Request) -> httpx.Response:
+    def answer(request: httpx2.Request) -> httpx2.Response:
         seen.append((str(request.url), json.loads(request.read())))
         data = [{"object": "embedding", "index": 0, "embedding": packed}]
         body = json.dumps({"object": "list", "data": data, "usage": {"total_tokens": 4}}).encode()
-        return httpx.Response(200, headers={"content-type": "application/json"}, stream=_Streamed(body))
+        return httpx2.Response(200, headers={"content-type": "application/json"}, stream=_Streamed(body))
 
     from glasskey.providers.base import RouteTarget
 
-    provider = OpenAICompatibleProvider(UpstreamHTTP(transport=httpx.MockTransport(answer)))
+    provider = OpenAICompatibleProvider(UpstreamHTTP(transport=httpx2.MockTransport(answer)))
     target = RouteTarget("rt", "openai_compatible", "http://host.test/v1/", "e5", CREDENTIAL)
     result = asyncio.run(provider.embed(target, {"model": "e", "input": "hi", "encoding_format": "base64"}))
     assert result.body["data"][0]["embedding"] == [0.5, -0.25] and result.body["model"] == "e5"
@@ -311,7 +312,7 @@ def test_invalid_json_mid_stream_is_a_cut():
 
 
 def upstream_error(status: int, body: bytes, **headers: str) -> UpstreamHTTPError:
-    return UpstreamHTTPError(status, httpx.Headers(headers), body)
+    return UpstreamHTTPError(status, httpx2.Headers(headers), body)
 
 
 @pytest.mark.parametrize(

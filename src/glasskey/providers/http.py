@@ -21,7 +21,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import anyio
-import httpx
+import httpx2 as httpx
 import orjson
 
 from glasskey.providers.base import ProviderError
