@@ -22,12 +22,17 @@ serve: install
 	$(BIN)/glasskey serve
 
 lint: install
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check --no-cache src tests
+	$(BIN)/ruff format --no-cache --check src tests
 	$(BIN)/mypy
 
 test: lint
 	$(BIN)/pytest
+
+# The benchmark harness (bench/run.py): about 20 minutes on 2 cores, everything on loopback; it
+# rewrites docs/performance.md. `make bench BENCH_ARGS=--quick` is a 2-minute smoke run.
+bench: install
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) glasskey-data .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,109 @@
+"""A bare pass-through proxy on glasskey's own server stack: the floor of what Python can do here.
+
+Starlette on uvicorn (uvloop and httptools, one worker) with one pooled ``httpx.AsyncClient``,
+as glasskey runs. No auth and no accounting: it reads the body, parses it once (to learn the
+model, which picks the upstream, and whether a stream is asked for), forwards the body unchanged
+and streams the answer back as it arrives. Whatever glasskey costs above this is the price of
+its checks, its ledger and its receipts.
+
+    python -m bench.bare_proxy --port 9100 --route gpt-4o-mini=http://127.0.0.1:9001/v1
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import orjson
+import uvicorn
+from starlette.applications import Starlette
+from starlette.background import BackgroundTask
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+FORWARDED_HEADERS = {"content-type": "application/json"}
+
+
+def build_app(routes: dict[str, str], client_library: str = "httpx") -> Starlette:
+    """The proxy app; ``routes`` maps a model name to its upstream base URL (ending in /v1).
+
+    ``client_library`` is ``httpx`` (what glasskey uses) or ``httpx2`` (same API, another pool), to
+    measure how much of the floor is the HTTP client's.
+    """
+    library: Any = importlib.import_module(client_library)
+    client = library.AsyncClient(
+        limits=library.Limits(max_connections=256, max_keepalive_connections=256),
+        timeout=library.Timeout(60.0),
+        trust_env=False,
+    )
+
+    async def chat_completions(request: Request) -> Response:
+        body = await request.body()
+        try:
+            parsed = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return Response(b'{"error":{"message":"bad JSON"}}', 400, media_type="application/json")
+        base_url = routes.get(str(parsed.get("model"))) if isinstance(parsed, dict) else None
+        if base_url is None:
+            return Response(b'{"error":{"message":"unknown model"}}', 404, media_type="application/json")
+        upstream = client.build_request("POST", base_url + "/chat/completions", content=body, headers=FORWARDED_HEADERS)
+        answer = await client.send(upstream, stream=True)
+        content_type = answer.headers.get("content-type", "application/json")
+        if parsed.get("stream") is True:
+            return StreamingResponse(
+                answer.aiter_raw(),
+                answer.status_code,
+                media_type=content_type,
+                background=BackgroundTask(answer.aclose),
+            )
+        try:
+            content = await answer.aread()
+        finally:
+            await answer.aclose()
+        return Response(content, answer.status_code, media_type=content_type)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        await client.aclose()
+
+    return Starlette(routes=[Route("/v1/chat/completions", chat_completions, methods=["POST"])], lifespan=lifespan)
+
+
+def parse_routes(values: list[str]) -> dict[str, str]:
+    routes = {}
+    for value in values:
+        model, sep, url = value.partition("=")
+        if not sep or not url.startswith("http://127.0.0.1:"):
+            raise SystemExit(f"--route wants MODEL=http://127.0.0.1:PORT/v1 (loopback only), not {value!r}")
+        routes[model] = url.rstrip("/")
+    return routes
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--route", action="append", default=[], help="MODEL=UPSTREAM_BASE_URL; repeat it")
+    parser.add_argument("--client", choices=("httpx", "httpx2"), default="httpx", help="the upstream HTTP client")
+    args = parser.parse_args(argv)
+    app = build_app(parse_routes(args.route), args.client)
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        loop="uvloop" if importlib.util.find_spec("uvloop") else "auto",
+        http="httptools" if importlib.util.find_spec("httptools") else "auto",
+        access_log=False,
+        log_level="warning",
+        workers=1,
+    )
+
+
+if __name__ == "__main__":
+    main()

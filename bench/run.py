@@ -1,0 +1,455 @@
+"""The benchmark run behind ``make bench``: start everything, measure, stop everything, write the report.
+
+    python -m bench.run            # the full run (about 20 minutes on a 2-core machine)
+    python -m bench.run --quick    # a smoke check of every part (about 2 minutes)
+
+What it does, in order:
+
+1. starts the fake upstreams (0 ms and 50 ms) and checks the load generator against them (the raw
+   client and httpx, so the report can show which one is not the bottleneck);
+2. starts the targets: ``bare`` (bare proxy), ``glasskey-sqlite``, ``glasskey-postgres`` (a fresh
+   database it CREATEs and DROPs) and ``litellm`` when ``bench/peers/install_litellm.sh`` has
+   been run; ``direct`` is the upstream itself;
+3. runs the matrix (upstream latency × streaming × concurrency) for several repetitions, every
+   target in each cell before the next cell, in an order rotated per repetition, so that noise
+   falls on all targets alike;
+4. stops the glasskey targets and checks that every answered request left a succeeded receipt and
+   that the ledger audit passes;
+5. the scale run: an empty glasskey against one filled with 10,000 keys and 1,000,000 receipts;
+6. the soak run: 100,000 requests (bounded in time), RSS of the glasskey process sampled from
+   /proc every 10,000;
+7. writes ``bench/results/<time>/results.json`` and ``docs/performance.md`` with its chart.
+
+Everything it starts is stopped by process id at the end, on error and on Ctrl-C too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.util
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from datetime import UTC, datetime
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from bench import machine
+from bench.load import LoadResult, LoadSpec, run_load_sync
+from bench.procs import Processes, rss_kib
+from bench.seed import drop_postgres_database, fill_scale, postgres_available
+from bench.targets import (
+    MODELS,
+    ROOT,
+    Target,
+    litellm_installed,
+    litellm_version,
+    seed_glasskey,
+    start_bare,
+    start_glasskey,
+    start_litellm,
+    start_upstreams,
+)
+
+RESULTS_DIR = ROOT / "bench" / "results"
+
+
+@dataclass(frozen=True)
+class Plan:
+    reps: int = 3
+    duration_s: float = 2.0  # measured phase of one cell
+    warmup_s: float = 0.8
+    requests_max: int = 100_000  # per cell; the duration bounds it first
+    concurrencies: tuple[int, ...] = (1, 16, 64)
+    latencies: tuple[int, ...] = (0, 50)
+    streams: tuple[bool, ...] = (False, True)
+    targets: tuple[str, ...] = ("direct", "bare", "bare-httpx2", "glasskey-sqlite", "glasskey-postgres", "litellm")
+    calibration_s: float = 1.0
+    scale: bool = True
+    scale_keys: int = 10_000
+    scale_receipts: int = 1_000_000
+    scale_reps: int = 3
+    soak: bool = True
+    soak_requests: int = 100_000
+    soak_step: int = 10_000
+    soak_concurrency: int = 16
+    soak_time_s: float = 420.0
+    pause_s: float = 0.2  # between cells, so that one cell's tail does not fall in the next
+
+    @classmethod
+    def quick(cls) -> Plan:
+        return cls(
+            reps=1,
+            duration_s=0.6,
+            warmup_s=0.3,
+            concurrencies=(1, 16),
+            latencies=(0, 50),
+            calibration_s=0.3,
+            scale_keys=1_000,
+            scale_receipts=20_000,
+            scale_reps=1,
+            soak_requests=2_000,
+            soak_step=500,
+            soak_time_s=30.0,
+            pause_s=0.05,
+        )
+
+
+class Run:
+    """One benchmark run: its processes, its temporary data, its results."""
+
+    def __init__(self, plan: Plan, out_dir: Path, log: Callable[[str], None]) -> None:
+        self.plan = plan
+        self.out_dir = out_dir
+        self.log = log
+        self.procs = Processes(out_dir / "logs")
+        self.tmp = Path(tempfile.mkdtemp(prefix="glasskey-bench-"))
+        self.postgres_databases: list[str] = []
+        self.served_ok: dict[str, int] = {}
+        self.results: dict[str, Any] = {"plan": asdict(plan), "targets": {}, "matrix": [], "errors": []}
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def load(self, target: Target, latency: int, stream: bool, concurrency: int, **overrides: Any) -> LoadResult:
+        spec = LoadSpec(
+            url=target.url(latency),
+            model=MODELS[latency],
+            concurrency=concurrency,
+            stream=stream,
+            keys=target.keys,
+            requests_max=self.plan.requests_max,
+            duration_s_max=self.plan.duration_s,
+            warmup_s_max=self.plan.warmup_s,
+        )
+        result = run_load_sync(replace(spec, **overrides))
+        self.served_ok[target.name] = self.served_ok.get(target.name, 0) + result.served_ok
+        return result
+
+    def note_target(self, name: str, **facts: Any) -> None:
+        self.results["targets"].setdefault(name, {}).update(facts)
+
+    def postgres_name(self, label: str) -> str:
+        name = f"glasskey_bench_{os.getpid()}_{label}"
+        self.postgres_databases.append(name)
+        return name
+
+    def close(self) -> None:
+        self.procs.stop_all()
+        for name in self.postgres_databases:
+            try:
+                drop_postgres_database(name)
+            except Exception as exc:  # report it; leaving a database behind must not hide the results
+                self.log(f"could not drop database {name}: {exc}")
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    # -- phases ----------------------------------------------------------------------------
+
+    def calibrate(self, direct: Target) -> None:
+        """The two clients against the bare upstream: the load generator must not be what is measured."""
+        rows = []
+        for client in ("raw", "httpx"):
+            for concurrency in self.plan.concurrencies:
+                result = self.load(direct, 0, False, concurrency, client=client, duration_s_max=self.plan.calibration_s)
+                rows.append({"client": client, "concurrency": concurrency, "result": result.as_dict()})
+                self.log(f"calibration {client:5} c={concurrency:<3} {result.throughput_rps:8.0f} req/s")
+        self.results["calibration"] = rows
+
+    def start_targets(self, upstreams: Target) -> list[Target]:
+        targets = [upstreams] if "direct" in self.plan.targets else []
+        starters: dict[str, Callable[[], Target]] = {
+            "bare": lambda: start_bare(self.procs, upstreams),
+            "bare-httpx2": lambda: start_bare(self.procs, upstreams, "httpx2"),
+            "glasskey-sqlite": lambda: self.glasskey("glasskey-sqlite", upstreams),
+            "glasskey-postgres": lambda: self.glasskey("glasskey-postgres", upstreams, postgres=True),
+            "litellm": lambda: start_litellm(self.procs, upstreams),
+        }
+        for name, start in starters.items():
+            if name not in self.plan.targets:
+                continue
+            if name == "bare-httpx2" and importlib.util.find_spec("httpx2") is None:
+                self.note_target(name, status="skipped: httpx2 is not installed")
+                continue
+            if name == "litellm" and not litellm_installed():
+                self.note_target(name, status="skipped: run bench/peers/install_litellm.sh once to compare")
+                continue
+            if name == "glasskey-postgres" and not postgres_available():
+                self.note_target(name, status="skipped: no PostgreSQL at 127.0.0.1:5432")
+                continue
+            try:
+                started = time.monotonic()
+                target = start()
+            except Exception as exc:  # one target that cannot start must not cost the others their run
+                self.note_target(name, status=f"failed to start: {exc}")
+                self.log(f"{name}: failed to start: {exc}")
+                continue
+            self.note_target(name, status="ok", start_s=round(time.monotonic() - started, 1))
+            targets.append(target)
+        if any(t.name == "litellm" for t in targets):
+            self.note_target("litellm", version=litellm_version())
+        return targets
+
+    def glasskey(self, name: str, upstreams: Target, *, postgres: bool = False, label: str = "") -> Target:
+        database = self.postgres_name(label or name.split("-")[-1]) if postgres else None
+        target = seed_glasskey(name, upstreams, self.tmp / name, postgres_database=database)
+        # The source may change while a run goes on (others work on it): each start says what it ran.
+        self.note_target(name, source_digest=machine.source_digest())
+        return start_glasskey(self.procs, target, list(upstreams.servers))
+
+    def matrix(self, targets: list[Target]) -> None:
+        plan = self.plan
+        cells = [
+            (lat, stream, conc) for lat in plan.latencies for stream in plan.streams for conc in plan.concurrencies
+        ]
+        started = time.monotonic()
+        for rep in range(plan.reps):
+            for index, (latency, stream, concurrency) in enumerate(cells):
+                shift = (rep + index) % len(targets)
+                for target in targets[shift:] + targets[:shift]:
+                    result = self.load(target, latency, stream, concurrency)
+                    self.results["matrix"].append(
+                        {
+                            "rep": rep,
+                            "target": target.name,
+                            "latency_ms": latency,
+                            "stream": stream,
+                            "concurrency": concurrency,
+                            "result": result.as_dict(),
+                        }
+                    )
+                    self.log(
+                        f"rep {rep + 1}/{plan.reps} {latency:>2} ms {'stream' if stream else 'plain '} "
+                        f"c={concurrency:<3} {target.name:18} {result.throughput_rps:8.1f} req/s "
+                        f"p50 {result.latency_ms.get('p50', float('nan')):8.2f} ms "
+                        f"p99 {result.latency_ms.get('p99', float('nan')):8.2f} ms errors {result.errors}"
+                    )
+                    time.sleep(plan.pause_s)
+        self.results["matrix_seconds"] = round(time.monotonic() - started, 1)
+
+    def record_integrity(self, target: Target) -> None:
+        self.results.setdefault("integrity", {})[target.name] = self.integrity(target)
+
+    def integrity(self, target: Target) -> dict[str, Any]:
+        """Stop a glasskey target, then compare its succeeded receipts with the 200s it answered, and audit."""
+        from sqlalchemy import func, select
+
+        from glasskey.ledger import audit
+        from glasskey.store.database import Database
+        from glasskey.store.tables import receipts
+
+        assert target.seed is not None
+        self.procs.stop(target.process)
+        database = Database(target.seed.database_url)
+        try:
+            with database.read() as conn:
+                succeeded = conn.execute(
+                    select(func.count()).select_from(receipts).where(receipts.c.status == "succeeded")
+                ).scalar_one()
+                report = audit(conn)
+        finally:
+            database.dispose()
+        facts = {
+            "answered_ok": self.served_ok.get(target.name, 0),
+            "receipts_succeeded": succeeded,
+            "audit_ok": report.ok,
+            "audit_problems": report.problems[:10],
+            "receipt_charges_micros": report.receipt_charges_micros,
+            "posted_charges_micros": report.posted_charges_micros,
+        }
+        self.log(f"integrity {target.name}: {facts['answered_ok']} answered, {succeeded} receipts, audit {report.ok}")
+        return facts
+
+    def scale(self, upstreams: Target) -> None:
+        """An empty glasskey against one with many keys and receipts, same load, interleaved."""
+        plan = self.plan
+        latencies = list(upstreams.servers)
+        empty = self.glasskey("glasskey-sqlite-empty", upstreams)
+        big = self.glasskey("glasskey-sqlite-scale", upstreams)
+        # The fill clones rows the gateway itself wrote, so it serves a few requests first.
+        self.load(big, 0, False, 1, requests_max=10, warmup_requests=0)
+        self.procs.stop(big.process)
+        self.log(f"filling {plan.scale_keys:,} keys and {plan.scale_receipts:,} receipts")
+        assert big.seed is not None
+        fill = fill_scale(big.seed.database_url, plan.scale_keys, plan.scale_receipts)
+        self.log(f"filled in {fill['fill_seconds']} s: {fill}")
+        big = start_glasskey(self.procs, big, latencies)
+        runs = []
+        concurrencies = sorted({1, *plan.concurrencies})
+        for rep in range(plan.scale_reps):
+            for index, concurrency in enumerate(concurrencies):
+                pair = [("empty", empty), ("scale", big)]
+                if (rep + index) % 2:
+                    pair.reverse()
+                for label, target in pair:
+                    result = self.load(target, 0, False, concurrency)
+                    runs.append({"rep": rep, "target": label, "concurrency": concurrency, "result": result.as_dict()})
+                    self.log(
+                        f"scale rep {rep + 1} c={concurrency:<3} {label:5} {result.throughput_rps:8.1f} req/s "
+                        f"p99 {result.latency_ms.get('p99', float('nan')):.2f} ms errors {result.errors}"
+                    )
+                    time.sleep(plan.pause_s)
+        self.procs.stop(empty.process)
+        self.procs.stop(big.process)
+        self.results["scale"] = {"fill": fill, "runs": runs}
+
+    def soak(self, upstreams: Target) -> None:
+        """Requests in steps on a fresh glasskey, resident memory sampled after each step."""
+        plan = self.plan
+        target = self.glasskey("glasskey-sqlite-soak", upstreams)
+        pid = target.process.pid
+        samples: list[dict[str, Any]] = []
+        rss_start = rss_kib(pid)
+        served = 0
+        started = time.monotonic()
+        deadline = started + plan.soak_time_s
+        while served < plan.soak_requests and time.monotonic() < deadline:
+            step = min(plan.soak_step, plan.soak_requests - served)
+            result = self.load(
+                target,
+                0,
+                False,
+                plan.soak_concurrency,
+                requests_max=step,
+                warmup_requests=0,
+                duration_s_max=max(deadline - time.monotonic(), 0.1),
+            )
+            served += result.requests
+            samples.append(
+                {
+                    "requests": served,
+                    "rss_kib": rss_kib(pid),
+                    "throughput_rps": result.throughput_rps,
+                    "errors": result.errors,
+                    "p99_ms": result.latency_ms.get("p99"),
+                    "seconds": round(time.monotonic() - started, 1),
+                }
+            )
+            self.log(f"soak {served:>7,} requests  RSS {samples[-1]['rss_kib']} KiB  {result.throughput_rps:.0f} req/s")
+        self.record_integrity(target)
+        self.results["soak"] = {
+            "rss_start_kib": rss_start,
+            "samples": samples,
+            "time_bound_s": plan.soak_time_s,
+            "concurrency": plan.soak_concurrency,
+            "seconds": round(time.monotonic() - started, 1),
+        }
+
+    # -- the whole run ---------------------------------------------------------------------
+
+    def execute(self) -> None:
+        plan = self.plan
+        self.results["meta"] = machine.describe()
+        upstreams = start_upstreams(self.procs, list(plan.latencies))
+        self.calibrate(upstreams)
+        targets = self.start_targets(upstreams)
+        self.log("targets: " + ", ".join(t.name for t in targets))
+        self.matrix(targets)
+        for target in targets:
+            if target.kind == "glasskey":
+                self.guarded(f"integrity of {target.name}", partial(self.record_integrity, target))
+        for target in targets:
+            if target.kind in ("bare", "litellm"):
+                self.procs.stop(target.process)
+        if plan.scale:
+            self.guarded("scale", lambda: self.scale(upstreams))
+        if plan.soak:
+            self.guarded("soak", lambda: self.soak(upstreams))
+        self.results["meta"]["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+        self.results["meta"]["loadavg_after"] = machine.loadavg()
+
+    def guarded(self, name: str, phase: Callable[[], None]) -> None:
+        """Run a phase; a failure is recorded in the results instead of losing the whole run."""
+        try:
+            phase()
+        except Exception as exc:  # the report says which phase failed and why
+            self.results["errors"].append({"phase": name, "error": repr(exc), "trace": traceback.format_exc()})
+            self.log(f"{name} failed: {exc!r}")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="a short smoke run of every part")
+    parser.add_argument("--reps", type=int, help="repetitions of the matrix")
+    parser.add_argument("--duration", type=float, help="measured seconds per cell")
+    parser.add_argument("--targets", help="comma-separated subset of: " + ", ".join(Plan().targets))
+    parser.add_argument("--concurrency", help="comma-separated, e.g. 1,16,64")
+    parser.add_argument("--no-scale", action="store_true")
+    parser.add_argument("--no-soak", action="store_true")
+    parser.add_argument("--soak-time", type=float, help="upper bound of the soak run in seconds")
+    parser.add_argument("--no-report", action="store_true", help="keep docs/performance.md as it is")
+    return parser.parse_args(argv)
+
+
+def plan_from(args: argparse.Namespace) -> Plan:
+    plan = Plan.quick() if args.quick else Plan()
+    changes: dict[str, Any] = {}
+    if args.reps:
+        changes.update(reps=args.reps, scale_reps=args.reps)
+    if args.duration:
+        changes["duration_s"] = args.duration
+    if args.targets:
+        changes["targets"] = tuple(t.strip() for t in args.targets.split(",") if t.strip())
+    if args.concurrency:
+        changes["concurrencies"] = tuple(int(c) for c in args.concurrency.split(","))
+    if args.no_scale:
+        changes["scale"] = False
+    if args.no_soak:
+        changes["soak"] = False
+    if args.soak_time:
+        changes["soak_time_s"] = args.soak_time
+    return replace(plan, **changes)
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)  # unwinds through every finally: the processes are stopped
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    plan = plan_from(args)
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + ("-quick" if args.quick else "")
+    out_dir = RESULTS_DIR / stamp
+    out_dir.mkdir(parents=True, exist_ok=True)
+    log_file = (out_dir / "run.log").open("a")
+
+    def log(line: str) -> None:
+        text = f"{datetime.now().strftime('%H:%M:%S')} {line}"
+        print(text, flush=True)
+        log_file.write(text + "\n")
+        log_file.flush()
+
+    run = Run(plan, out_dir, log)
+    started = time.monotonic()
+    try:
+        run.execute()
+    finally:
+        run.close()
+        run.results["wall_seconds"] = round(time.monotonic() - started, 1)
+        (out_dir / "results.json").write_bytes(orjson.dumps(run.results, option=orjson.OPT_INDENT_2))
+        log(f"results: {out_dir / 'results.json'} ({run.results['wall_seconds']} s)")
+        log_file.close()
+    if not args.no_report:
+        from bench import report
+
+        written = report.write(run.results, quick=args.quick, out_dir=out_dir)
+        print(f"report: {', '.join(str(p) for p in written)}")
+    with contextlib.suppress(OSError):
+        latest = RESULTS_DIR / "latest"
+        if latest.is_symlink() or latest.exists():
+            latest.unlink()
+        latest.symlink_to(out_dir.name)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,132 @@
+"""The targets the same load is sent to: the upstream itself, the bare proxy, glasskey, LiteLLM.
+
+Each fake upstream serves one added latency; every proxy reaches them through one model name per
+latency (``MODELS``), so a single proxy process serves both and the model in the request body
+picks the upstream, as it does in production.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench.procs import Processes, Server, free_port
+from bench.seed import GatewaySeed, create_postgres_database, seed_gateway
+
+ROOT = Path(__file__).resolve().parent.parent
+# One catalog model per upstream latency (ms).
+MODELS = {0: "gpt-4o-mini", 50: "gpt-4.1-mini"}
+LITELLM_DIR = ROOT / "bench" / "peers" / "litellm"
+LITELLM_BIN = LITELLM_DIR / ".venv" / "bin" / "litellm"
+GLASSKEY_BIN = Path(sys.executable).parent / "glasskey"
+CHAT_PATH = "/v1/chat/completions"
+
+
+@dataclass
+class Target:
+    """Where one target listens, the keys its requests carry, and the process behind it."""
+
+    name: str
+    kind: str  # direct | bare | glasskey | litellm
+    servers: dict[int, Server]  # latency -> the process that serves it (one process for a proxy)
+    keys: tuple[str, ...] = ()
+    seed: GatewaySeed | None = None
+    postgres_database: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def url(self, latency_ms: int) -> str:
+        return self.servers[latency_ms].base_url + CHAT_PATH
+
+    @property
+    def process(self) -> Server:
+        return next(iter(self.servers.values()))
+
+
+def start_upstreams(procs: Processes, latencies: list[int]) -> Target:
+    servers = {}
+    for latency in latencies:
+        port = free_port()
+        argv = [sys.executable, "-m", "bench.upstream", "--port", str(port), "--latency-ms", str(latency)]
+        servers[latency] = procs.start(f"upstream-{latency}ms", argv, port, cwd=ROOT)
+    return Target("direct", "direct", servers)
+
+
+def _routes(upstreams: Target) -> dict[str, str]:
+    return {MODELS[latency]: server.base_url + "/v1" for latency, server in upstreams.servers.items()}
+
+
+def start_bare(procs: Processes, upstreams: Target, client_library: str = "httpx") -> Target:
+    """The bare proxy; ``bare`` with httpx as glasskey uses it, ``bare-httpx2`` with httpx2's pool."""
+    name = "bare" if client_library == "httpx" else f"bare-{client_library}"
+    port = free_port()
+    argv = [sys.executable, "-m", "bench.bare_proxy", "--port", str(port), "--client", client_library]
+    for model, url in _routes(upstreams).items():
+        argv += ["--route", f"{model}={url}"]
+    server = procs.start(name, argv, port, cwd=ROOT)
+    return Target(name, "bare", dict.fromkeys(upstreams.servers, server))
+
+
+def seed_glasskey(
+    name: str, upstreams: Target, data_dir: Path, *, postgres_database: str | None = None, load_keys: int = 16
+) -> Target:
+    """A seeded, not yet started glasskey target (SQLite in ``data_dir``, or a fresh PostgreSQL database)."""
+    if postgres_database is None:
+        url = f"sqlite:///{data_dir / 'glasskey.db'}"
+    else:
+        url = create_postgres_database(postgres_database)
+    seed = seed_gateway(url, data_dir, _routes(upstreams), load_keys)
+    return Target(name, "glasskey", {}, keys=seed.keys, seed=seed, postgres_database=postgres_database)
+
+
+def start_glasskey(procs: Processes, target: Target, latencies: list[int]) -> Target:
+    assert target.seed is not None
+    port = free_port()
+    env = target.seed.env(port, dict(os.environ))
+    server = procs.start(target.name, [str(GLASSKEY_BIN), "serve"], port, env=env, cwd=target.seed.data_dir)
+    target.servers = dict.fromkeys(latencies, server)
+    return target
+
+
+def litellm_installed() -> bool:
+    return LITELLM_BIN.exists()
+
+
+def litellm_version() -> str:
+    python = LITELLM_DIR / ".venv" / "bin" / "python"
+    code = "import importlib.metadata as m; print(m.version('litellm'))"
+    try:
+        return subprocess.run([str(python), "-c", code], capture_output=True, text=True, timeout=60).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+
+
+def start_litellm(procs: Processes, upstreams: Target) -> Target:
+    """LiteLLM's proxy, offline: local cost map, no database, one worker, a master key."""
+    port = free_port()
+    master_key = "sk-" + secrets.token_hex(24)
+    env = dict(os.environ)
+    env.update(
+        LITELLM_LOCAL_MODEL_COST_MAP="True",
+        LITELLM_MASTER_KEY=master_key,
+        LITELLM_LOG="ERROR",
+        BENCH_UPSTREAM_FAST=upstreams.servers.get(0, upstreams.process).base_url + "/v1",
+        BENCH_UPSTREAM_SLOW=upstreams.servers.get(50, upstreams.process).base_url + "/v1",
+    )
+    env.pop("DATABASE_URL", None)
+    argv = [
+        str(LITELLM_BIN),
+        "--config",
+        str(LITELLM_DIR / "config.yaml"),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--num_workers",
+        "1",
+    ]
+    server = procs.start("litellm", argv, port, env=env, cwd=LITELLM_DIR, timeout_s=180)
+    return Target("litellm", "litellm", dict.fromkeys(upstreams.servers, server), keys=(master_key,))
