@@ -12,8 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 from functools import partial
 from typing import Any, TypeVar
 
@@ -21,22 +20,21 @@ import anyio
 import anyio.to_thread
 from sqlalchemy import Connection
 
-from glasskey.errors import ClientError, GlasskeyError, NotFound, RouteError, UpstreamError, error_body
+from glasskey.errors import ClientError, GlasskeyError, RouteError, error_body
 from glasskey.gateway.embeddings import encode_embeddings
 from glasskey.gateway.outcomes import SSE_DONE, Emit, JSONOutcome, StreamOutcome, sse, upstream_error
 from glasskey.gateway.requests import check_chat_body, check_embeddings_body, parse_json_object
+from glasskey.gateway.run import Hold, Run
+from glasskey.gateway.settlement import settle_hold
+from glasskey.gateway.usage import estimate_tokens, text_of_body, text_of_delta, usage_from_openai
 from glasskey.keys import secret as key_secret
-from glasskey.keys.budget import hold_budget, settle_budget
+from glasskey.keys.budget import hold_budget
 from glasskey.keys.service import KeyRecord, bearer_token, find_by_public_id, verify_token
 from glasskey.ledger import (
     SYSTEM_REVENUE,
     InsufficientFunds,
-    TransferNotPending,
     create_pending,
-    create_posted,
     get_balance,
-    post_pending,
-    void_pending,
 )
 from glasskey.money import format_micros
 from glasskey.orgs.service import wallet_account_id
@@ -54,45 +52,6 @@ from glasskey.services import Services
 log = logging.getLogger("glasskey.gateway")
 T = TypeVar("T")
 BodyReader = Callable[[], Awaitable[bytes]]
-
-
-@dataclass
-class Hold:
-    transfer_id: str
-    amount_micros: int
-    budget_period: str
-    wallet_account_id: str
-    revenue_account_id: str
-
-
-@dataclass
-class Run:
-    """The state of one request as it moves through the lifecycle; it becomes the receipt."""
-
-    receipt: Receipt
-    started: float
-    key: KeyRecord | None = None
-    hold: Hold | None = None
-    finished: bool = False
-    retries: int = 0  # backup attempts holding a share of the retry budget
-    notes: list[str] = field(default_factory=list)
-    # The most the request can have read and written; usage above them is not believed.
-    max_input_tokens: int | None = None
-    max_output_tokens: int | None = None
-
-    def bounded(self, usage: Usage) -> Usage:
-        """Usage an upstream reported, made believable: never negative, never above the request's bounds."""
-        values = [usage.input_tokens, usage.output_tokens, usage.cached_tokens]
-        if min(values) < 0:
-            self.notes.append("negative_usage_clamped")
-        input_tokens, output_tokens, cached_tokens = (max(v, 0) for v in values)
-        if self.max_input_tokens is not None and input_tokens > self.max_input_tokens:
-            self.notes.append("input_usage_above_bound_clamped")
-            input_tokens = self.max_input_tokens
-        if self.max_output_tokens is not None and output_tokens > self.max_output_tokens:
-            self.notes.append("output_usage_above_bound_clamped")
-            output_tokens = self.max_output_tokens
-        return Usage(input_tokens, output_tokens, min(cached_tokens, input_tokens))
 
 
 class Lifecycle:
@@ -392,7 +351,7 @@ class Lifecycle:
         if usage is None:
             run.receipt.usage_source = "estimated"
             run.notes.append("usage_missing_estimated")
-            usage = Usage(chat_input_tokens(body).estimate, _estimate_tokens(_text_of_body(result.body)))
+            usage = Usage(chat_input_tokens(body).estimate, estimate_tokens(text_of_body(result.body)))
         else:
             run.receipt.usage_source = "provider_reported"
         charge = await self.settle(run, route, usage, status="succeeded", http_status=200)
@@ -479,9 +438,9 @@ class Lifecycle:
             while chunk is not None:
                 reported = chunk.get("usage")
                 if reported:
-                    usage = _usage_from_openai(reported)
+                    usage = usage_from_openai(reported)
                 for choice in chunk.get("choices") or ():
-                    text_parts.append(_text_of_delta(choice.get("delta") or {}))
+                    text_parts.append(text_of_delta(choice.get("delta") or {}))
                     finished = finished or choice.get("finish_reason") is not None
                 if include_usage or not (reported and not chunk.get("choices")):
                     if not include_usage:
@@ -518,7 +477,7 @@ class Lifecycle:
                     # Bill only what was generated: the text that reached us, counted conservatively.
                     run.receipt.usage_source = "estimated"
                     run.notes.append("usage_estimated_from_streamed_text")
-                    usage = Usage(chat_input_tokens(body).estimate, _estimate_tokens(text))
+                    usage = Usage(chat_input_tokens(body).estimate, estimate_tokens(text))
                 if failure is not None:
                     await self.settle(
                         run, route, usage, status="failed", http_status=failure.status_code, error=failure
@@ -568,7 +527,7 @@ class Lifecycle:
             if hold is None:
                 write_receipt(conn, receipt)
                 return 0
-            final = _settle_hold(conn, run, hold, receipt.charge_micros, now)
+            final = settle_hold(conn, run, hold, receipt.charge_micros, now)
             receipt.charge_micros = final
             receipt.flags = list(dict.fromkeys(run.notes))
             write_receipt(conn, receipt)
@@ -607,52 +566,6 @@ class Lifecycle:
         }
 
 
-def _settle_hold(conn: Connection, run: Run, hold: Hold, charge: int, now: datetime) -> int:
-    """Post or void the hold; if it is gone (expired, or its batch never committed), charge directly."""
-    key_id = run.receipt.key_id
-    try:
-        if charge > 0:
-            post_pending(conn, hold.transfer_id, charge, now)
-        else:
-            void_pending(conn, hold.transfer_id, now)
-    except NotFound:
-        # The hold's batch failed to commit, taking its budget hold with it.
-        run.notes.append("hold_lost_before_settlement")
-        return _charge_without_hold(conn, run, hold, charge, now)
-    except TransferNotPending:
-        # The sweep released both the wallet hold and the budget hold already.
-        run.notes.append("hold_expired_before_settlement")
-        return _charge_without_hold(conn, run, hold, charge, now)
-    if key_id is not None:
-        settle_budget(conn, key_id, hold.budget_period, hold.amount_micros, charge)
-    return charge
-
-
-def _charge_without_hold(conn: Connection, run: Run, hold: Hold, charge: int, now: datetime) -> int:
-    """A charge whose hold is gone: one posted transfer, still refused below the wallet's floor."""
-    if charge == 0:
-        return 0
-    try:
-        posted = create_posted(
-            conn,
-            debit_account_id=hold.wallet_account_id,
-            credit_account_id=hold.revenue_account_id,
-            amount_micros=charge,
-            now=now,
-            kind="charge",
-            request_id=run.receipt.request_id,
-            memo="charge without its hold",
-        )
-    except InsufficientFunds:
-        run.notes.append("unbilled_wallet_empty_without_hold")
-        run.receipt.transfer_id = None
-        return 0
-    run.receipt.transfer_id = posted.id
-    if run.receipt.key_id is not None:
-        settle_budget(conn, run.receipt.key_id, hold.budget_period, 0, charge)
-    return charge
-
-
 def _in_band(error: GlasskeyError, request_id: str) -> dict[str, Any]:
     body: dict[str, Any] = error_body(error, request_id)["error"]
     return body
@@ -669,30 +582,4 @@ def _disconnected() -> GlasskeyError:
     return ClientError("The client closed the connection before the stream ended", code="client_disconnected")
 
 
-def _usage_from_openai(usage: dict[str, Any]) -> Usage:
-    details = usage.get("prompt_tokens_details") or {}
-    return Usage(
-        input_tokens=int(usage.get("prompt_tokens") or 0),
-        output_tokens=int(usage.get("completion_tokens") or 0),
-        cached_tokens=int(details.get("cached_tokens") or 0),
-    )
-
-
-def _text_of_delta(delta: dict[str, Any]) -> str:
-    parts = [delta.get("content") or ""]
-    for call in delta.get("tool_calls") or ():
-        function = call.get("function") or {}
-        parts.append(function.get("name") or "")
-        parts.append(function.get("arguments") or "")
-    return "".join(parts)
-
-
-def _text_of_body(body: dict[str, Any]) -> str:
-    return "".join(_text_of_delta(choice.get("message") or {}) for choice in body.get("choices") or ())
-
-
-def _estimate_tokens(text: str) -> int:
-    return -(-len(text.encode()) // 3) if text else 0
-
-
-__all__ = ["Lifecycle", "Run", "UpstreamError"]
+__all__ = ["Hold", "Lifecycle", "Run"]
