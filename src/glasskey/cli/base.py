@@ -1,0 +1,155 @@
+"""The ``glasskey`` command group and what its verbs share: serve, demo, and the everyday admin verbs.
+
+Admin verbs open the database in this process and call the same domain functions as the admin
+API, so the CLI and the API cannot disagree. The one exception is ``routes health``: route health
+lives in the memory of the running server, so that verb asks the server's admin API. A wrong
+setting exits with status 2 and a message naming it; an expected domain failure (unknown org,
+reused idempotency key, unreachable gateway, ...) exits with 1.
+Secrets are printed only where a human must copy them: a new key, and the demo banner.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from decimal import InvalidOperation
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+import uvicorn
+from sqlalchemy import Connection
+
+from glasskey.app import build_app
+from glasskey.errors import GlasskeyError
+from glasskey.money import dollars_to_micros, format_usd
+from glasskey.services import Services, build_services
+from glasskey.settings import Settings, SettingsError, load_settings
+
+# The health board is one small JSON document; a gateway slower than this is itself the news.
+HEALTH_TIMEOUT_SECONDS = 10.0
+CommandFunction = TypeVar("CommandFunction", bound=Callable[..., Any])
+
+
+class SettingsProblem(click.ClickException):
+    exit_code = 2
+
+
+class GlasskeyGroup(click.Group):
+    """Turns expected failures anywhere below it into a one-line message instead of a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except SettingsError as exc:
+            raise SettingsProblem(str(exc)) from None
+        except GlasskeyError as exc:
+            raise click.ClickException(exc.message) from None
+
+
+class UsdType(click.ParamType[int]):
+    """A dollar amount given as text, parsed to integer micros without ever becoming a float."""
+
+    name = "usd"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            return value
+        try:
+            micros = dollars_to_micros(str(value).strip().removeprefix("$"))
+        except (ValueError, InvalidOperation):
+            self.fail(f"{value!r} is not a dollar amount with at most six decimals", param, ctx)
+        if micros < 0:
+            self.fail(f"{value!r} is negative; amounts given to glasskey never are", param, ctx)
+        return micros
+
+
+class IsoDatetimeType(click.ParamType[datetime]):
+    name = "iso8601"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> datetime:
+        if isinstance(value, datetime):
+            return value
+        try:
+            parsed = datetime.fromisoformat(str(value))
+        except ValueError:
+            self.fail(f"{value!r} is not an ISO 8601 date-time", param, ctx)
+        if parsed.tzinfo is None:
+            self.fail(f"{value!r} needs a time zone, e.g. {value}Z or {value}+00:00", param, ctx)
+        return parsed
+
+
+USD = UsdType()
+ISO_DATETIME = IsoDatetimeType()
+
+
+# --- helpers -----------------------------------------------------------------------------
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    cells = [[str(h) for h in headers]] + [["-" if c is None else str(c) for c in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells)
+
+
+def settings_of(ctx: click.Context) -> Settings:
+    config: Path | None = ctx.find_root().params.get("config")
+    return load_settings(config_file=config)
+
+
+def services_of(ctx: click.Context) -> Services:
+    services = build_services(settings_of(ctx))
+    ctx.call_on_close(services.db.dispose)
+    return services
+
+
+@contextmanager
+def writing(ctx: click.Context) -> Iterator[tuple[Services, Connection]]:
+    services = services_of(ctx)
+    with services.db.write() as conn:
+        yield services, conn
+
+
+@contextmanager
+def reading(ctx: click.Context) -> Iterator[tuple[Services, Connection]]:
+    services = services_of(ctx)
+    with services.db.read() as conn:
+        yield services, conn
+
+
+def run_server(services: Services) -> None:
+    settings = services.settings
+    config = uvicorn.Config(
+        build_app(services),
+        host=settings.host,
+        port=settings.port,
+        loop="uvloop" if importlib.util.find_spec("uvloop") else "auto",
+        http="httptools" if importlib.util.find_spec("httptools") else "auto",
+        access_log=False,
+        log_level=settings.log_level,
+    )
+    uvicorn.Server(config).run()
+
+
+# --- the command -------------------------------------------------------------------------
+
+
+@click.group(cls=GlasskeyGroup)
+@click.option(
+    "--config",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="GLASSKEY_CONFIG",
+    help="TOML settings file (also GLASSKEY_CONFIG); GLASSKEY_* variables override it.",
+)
+@click.version_option(package_name="glasskey")
+def main(config: Path | None) -> None:
+    """glasskey: an OpenAI-compatible AI token gateway whose API keys are not black boxes."""
+
+
+def per_mtok(prices: dict[str, int] | None) -> str:
+    if prices is None:
+        return "-"
+    input_usd, output_usd, cached_usd = (format_usd(prices[part]) for part in ("input", "output", "cached"))
+    return f"in {input_usd} / out {output_usd} / cached {cached_usd} per 1M tokens"

@@ -1,0 +1,164 @@
+"""``glasskey keys``: create, list, explain, revoke."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+import click
+
+from glasskey.cli.base import (
+    ISO_DATETIME,
+    USD,
+    main,
+    per_mtok,
+    reading,
+    table,
+    writing,
+)
+from glasskey.keys.explain import explain_key
+from glasskey.keys.policy import KeyPolicy
+from glasskey.keys.service import create_key, get_key, list_keys, revoke_key
+from glasskey.money import format_usd
+from glasskey.orgs.service import get_org
+
+# --- keys --------------------------------------------------------------------------------
+
+
+@main.group()
+def keys() -> None:
+    """API keys and what they may do."""
+
+
+@keys.command("create")
+@click.option("--org", "org_ref", required=True, help="Org name or id.")
+@click.option("--name", required=True)
+@click.option("--owner", default="", help="Who holds the key (a person, a script, an agent).")
+@click.option("--model", "models", multiple=True, help="An allowed model; repeat it. Default: every model.")
+@click.option("--settlement", type=click.Choice(["official", "routed"]), default="routed", show_default=True)
+@click.option("--lower-cost/--no-lower-cost", default=False, show_default=True, help="Try the cheapest route first.")
+@click.option("--backups/--no-backups", default=False, show_default=True, help="Fall back to backup routes.")
+@click.option("--budget-total", type=USD, default=None, help="Total spending limit in USD.")
+@click.option("--budget-daily", type=USD, default=None, help="Daily spending limit in USD.")
+@click.option("--rpm", type=click.IntRange(min=0), default=None, help="Requests per minute.")
+@click.option("--expires", type=ISO_DATETIME, default=None, help="Expiry, e.g. 2026-12-31T23:59:59Z.")
+@click.pass_context
+def keys_create(
+    ctx: click.Context,
+    org_ref: str,
+    name: str,
+    owner: str,
+    models: tuple[str, ...],
+    settlement: str,
+    lower_cost: bool,
+    backups: bool,
+    budget_total: int | None,
+    budget_daily: int | None,
+    rpm: int | None,
+    expires: datetime | None,
+) -> None:
+    """Create a key; its full secret is printed once."""
+    policy = KeyPolicy(
+        allowed_models=models or None,
+        settlement=settlement,
+        lower_cost_routes=lower_cost,
+        backup_routes=backups,
+        budget_total_micros=budget_total,
+        budget_daily_micros=budget_daily,
+        rpm_limit=rpm,
+        expires_at=expires,
+    )
+    with writing(ctx) as (services, conn):
+        org = get_org(conn, org_ref)
+        record, full_key = create_key(
+            conn, pepper=services.pepper, org_id=org.id, name=name, policy=policy, now=services.clock(), owner=owner
+        )
+    click.echo(f"created key {record.name} ({record.id}, {record.prefix}) in org {org.name}")
+    click.echo(full_key)
+    click.echo("Store it now: this full key is shown once and cannot be shown again.", err=True)
+
+
+@keys.command("list")
+@click.option("--org", "org_ref", default=None, help="Only this org's keys (name or id).")
+@click.pass_context
+def keys_list(ctx: click.Context, org_ref: str | None) -> None:
+    with reading(ctx) as (_, conn):
+        org_id = get_org(conn, org_ref).id if org_ref else None
+        records = list_keys(conn, org_id)
+    rows = [
+        (
+            k.id,
+            k.prefix,
+            k.name,
+            k.org_id,
+            k.policy.settlement,
+            k.status,
+            ",".join(k.policy.allowed_models) if k.policy.allowed_models is not None else "(all)",
+        )
+        for k in records
+    ]
+    click.echo(table(["ID", "PREFIX", "NAME", "ORG", "SETTLEMENT", "STATUS", "MODELS"], rows) if rows else "No keys.")
+
+
+def render_explanation(explanation: dict[str, Any]) -> str:
+    """The key's explanation for people: the same facts as ``GET /v1/key``, in words."""
+    key, wallet, budgets = explanation["key"], explanation["wallet"], explanation["budgets"]
+    rpm = explanation["rate_limit"]["requests_per_minute"]
+    lines = [
+        f"key {key['name']} ({key['id']}, {key['prefix']}), org {key['org_id']}, status {explanation['status']}",
+        f"settlement:        {explanation['settlement_in_words']}",
+        f"lower-cost routes: {explanation['lower_cost_routes_in_words']}",
+        f"backup routes:     {'on' if explanation['backup_routes'] else 'off'}",
+        f"wallet:            {wallet['kind']}, {format_usd(wallet['available_micros'])} available"
+        f" ({format_usd(wallet['posted_micros'])} posted, {format_usd(wallet['held_micros'])} held)",
+        f"allowed models:    {explanation['allowed_models_in_words']}",
+    ]
+    for model in explanation["models"]:
+        route = model["route"]
+        served = f"{route['provider']}/{route['upstream_model']} via {route['route_id']}" if route else "no route"
+        lines += [
+            f"  {model['model']}: {per_mtok(model['effective_price_per_mtok_micros'])}",
+            f"      official {per_mtok(model['official_price_per_mtok_micros'])}",
+            f"      served by {served}",
+            f"      backups: {model['backups_in_words']}",
+        ]
+    if explanation["unknown_allowed_models"]:
+        lines.append(f"  not in the catalog: {', '.join(explanation['unknown_allowed_models'])}")
+
+    def limit(value: int | None) -> str:
+        return "no limit" if value is None else format_usd(value)
+
+    lines += [
+        f"budget total:      {limit(budgets['total_micros'])}, spent {format_usd(budgets['total_spent_micros'])},"
+        f" held {format_usd(budgets['total_held_micros'])}",
+        f"budget daily:      {limit(budgets['daily_micros'])}, spent today {format_usd(budgets['today_spent_micros'])},"
+        f" held {format_usd(budgets['today_held_micros'])}",
+        f"rate limit:        {'none' if rpm is None else f'{rpm} requests per minute'}",
+        f"expires:           {explanation['expires_at'] or 'never'}",
+        f"receipts:          {explanation['receipts_url']}",
+        f"failures:          {explanation['failures_url']}",
+        f"admin receipts:    {explanation['admin_receipts_url']}",
+    ]
+    return "\n".join(lines)
+
+
+@keys.command("explain")
+@click.argument("key_ref", metavar="KEY_ID_OR_PREFIX")
+@click.option("--json", "as_json", is_flag=True, help="Print the raw explanation, as GET /v1/key returns it.")
+@click.pass_context
+def keys_explain(ctx: click.Context, key_ref: str, as_json: bool) -> None:
+    """What a key may call, what it will cost, which wallet pays, where its receipts are."""
+    with reading(ctx) as (services, conn):
+        explanation = explain_key(conn, services.settings, get_key(conn, key_ref), services.clock())
+    click.echo(json.dumps(explanation, indent=2) if as_json else render_explanation(explanation))
+
+
+@keys.command("revoke")
+@click.argument("key_ref", metavar="KEY_ID_OR_PREFIX")
+@click.pass_context
+def keys_revoke(ctx: click.Context, key_ref: str) -> None:
+    with writing(ctx) as (services, conn):
+        record = revoke_key(conn, key_ref, services.clock())
+    revoked_at = record.revoked_at.isoformat() if record.revoked_at else "-"
+    click.echo(f"revoked key {record.name} ({record.id}, {record.prefix}) at {revoked_at}")

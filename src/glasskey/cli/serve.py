@@ -1,0 +1,113 @@
+"""``glasskey serve``, ``demo``, ``db upgrade`` and ``orgs``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+from alembic.runtime.migration import MigrationContext
+
+from glasskey.cli.base import (
+    main,
+    reading,
+    run_server,
+    settings_of,
+    table,
+    writing,
+)
+from glasskey.demo import demo_settings, format_demo_banner, seed_demo
+from glasskey.orgs.service import create_org, list_orgs
+from glasskey.services import build_services
+from glasskey.settings import load_settings
+from glasskey.store.database import Database
+from glasskey.store.migrations import upgrade
+
+
+@main.command()
+@click.option("--host", default=None, help="Listen address (default: the host setting).")
+@click.option("--port", type=click.IntRange(1, 65535), default=None, help="Listen port (default: the port setting).")
+@click.pass_context
+def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
+    """Run the gateway, the admin API and the dashboard."""
+    overrides: dict[str, Any] = {k: v for k, v in (("host", host), ("port", port)) if v is not None}
+    settings = load_settings(config_file=ctx.find_root().params.get("config"), **overrides)
+    services = build_services(settings)
+    try:
+        run_server(services)
+    finally:
+        services.db.dispose()
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", envvar="GLASSKEY_HOST", show_default=True)
+@click.option("--port", type=click.IntRange(1, 65535), default=8787, envvar="GLASSKEY_PORT", show_default=True)
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("./glasskey-data"),
+    envvar="GLASSKEY_DATA_DIR",
+    show_default=True,
+    help="Where the SQLite database and the demo's glasskey.toml live.",
+)
+@click.option("--no-serve", is_flag=True, help="Seed and print the keys, then exit without serving.")
+@click.pass_context
+def demo(ctx: click.Context, host: str, port: int, data_dir: Path, no_serve: bool) -> None:
+    """Seed a demo org, wallets, simulated routes and two keys on SQLite, then serve."""
+    if ctx.find_root().params.get("config") is not None:
+        click.echo(f"note: demo mode reads {data_dir / 'glasskey.toml'}, not --config / GLASSKEY_CONFIG", err=True)
+    settings = demo_settings(data_dir, host, port)
+    services = build_services(settings)
+    try:
+        click.echo(format_demo_banner(seed_demo(services)))
+        if not no_serve:
+            run_server(services)
+    finally:
+        services.db.dispose()
+
+
+# --- db ----------------------------------------------------------------------------------
+
+
+@main.group()
+def db() -> None:
+    """The database schema."""
+
+
+@db.command("upgrade")
+@click.pass_context
+def db_upgrade(ctx: click.Context) -> None:
+    """Bring the database schema up to the newest revision."""
+    database = Database(settings_of(ctx).effective_database_url)
+    try:
+        upgrade(database)
+        with database.read() as conn:
+            revision = MigrationContext.configure(conn).get_current_revision()
+    finally:
+        database.dispose()
+    click.echo(f"database schema at revision {revision}")
+
+
+# --- orgs --------------------------------------------------------------------------------
+
+
+@main.group()
+def orgs() -> None:
+    """Teams that own wallets and keys."""
+
+
+@orgs.command("create")
+@click.argument("name")
+@click.pass_context
+def orgs_create(ctx: click.Context, name: str) -> None:
+    with writing(ctx) as (services, conn):
+        org = create_org(conn, name, services.clock())
+    click.echo(f"created org {org.name} ({org.id}) with empty credit and routed wallets")
+
+
+@orgs.command("list")
+@click.pass_context
+def orgs_list(ctx: click.Context) -> None:
+    with reading(ctx) as (_, conn):
+        rows = [(o.id, o.name, o.created_at.isoformat(timespec="seconds")) for o in list_orgs(conn)]
+    click.echo(table(["ID", "NAME", "CREATED"], rows) if rows else "No orgs.")
