@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 
 import pytest
@@ -18,23 +17,6 @@ from glasskey.services import build_services
 from glasskey.settings import load_settings
 
 KEY_LINE = re.compile(r"^gk-[a-z0-9]{12}-[A-Za-z0-9]{40}$", re.MULTILINE)
-
-
-@pytest.fixture(autouse=True)
-def clean_environment(monkeypatch):
-    """The tests control every GLASSKEY_* variable; none leaks in from the shell running them."""
-    for name in list(os.environ):
-        if name.startswith("GLASSKEY_"):
-            monkeypatch.delenv(name)
-
-
-@pytest.fixture
-def env(tmp_path) -> dict[str, str]:
-    return {
-        "GLASSKEY_DATA_DIR": str(tmp_path),
-        "GLASSKEY_ADMIN_TOKEN": "admin-token-for-tests-0123456789",
-        "GLASSKEY_KEY_PEPPER": "pepper-for-tests-0123456789abcdef",
-    }
 
 
 @pytest.fixture
