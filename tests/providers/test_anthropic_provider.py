@@ -7,13 +7,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import threading
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
-import httpx2
 import openai
 import pytest
 from anthropic.types import Message, RawMessageStreamEvent
@@ -57,6 +57,8 @@ from glasskey.providers.simulated import SimulatedProvider
 from glasskey.providers.sse import Event, SSEParser
 from glasskey.routing.routes import Route, create_route
 from glasskey.services import Services, build_services
+from scripted_upstream import Answer as Scripted
+from scripted_upstream import Seen, body_of, scripted_upstream
 
 CANARY = f"sk-ant-canary-{uuid.uuid4().hex}"
 MODEL = "claude-sonnet-4-5"  # served by the fake
@@ -491,13 +493,9 @@ def target(base_url: str, **options: Any) -> RouteTarget:
     return RouteTarget("rt-1", "anthropic", base_url, MODEL, CANARY, options)
 
 
-def streamed(status: int, content: bytes) -> Any:
-    """A MockTransport handler whose answer is streamed, as ``UpstreamHTTP`` reads it raw."""
-
-    async def chunks() -> AsyncIterator[bytes]:
-        yield content
-
-    return lambda request: httpx2.Response(status, content=chunks())
+def streamed(status: int, content: bytes) -> Callable[[Seen], Scripted]:
+    """A scripted upstream answer: ``status`` and ``content``, whatever was asked."""
+    return lambda request: Scripted(status, body_of(content))
 
 
 def test_messages_url_is_built_from_the_route_base_url():
@@ -509,20 +507,21 @@ def test_stream_chunks_are_yielded_before_the_upstream_finishes():
     raw = fixture("basic_response.sse").encode()
     head, tail = raw.split(b'"text":" there"', 1)
 
-    async def run() -> None:
-        release = asyncio.Event()
+    release = threading.Event()
 
-        async def upstream_body() -> AsyncIterator[bytes]:
-            yield head.rsplit(b"event:", 1)[0]
-            await release.wait()
-            yield b"event:" + head.rsplit(b"event:", 1)[1] + b'"text":" there"' + tail
+    async def upstream_body() -> AsyncIterator[bytes]:
+        yield head.rsplit(b"event:", 1)[0]
+        while not release.is_set():  # the upstream's loop is another thread's
+            await asyncio.sleep(0.005)
+        yield b"event:" + head.rsplit(b"event:", 1)[1] + b'"text":" there"' + tail
 
-        def handler(request: httpx2.Request) -> httpx2.Response:
-            assert request.headers["x-api-key"] == CANARY
-            return httpx2.Response(200, headers={"content-type": "text/event-stream"}, content=upstream_body())
+    def handler(request: Seen) -> Scripted:
+        assert request.headers["x-api-key"] == CANARY
+        return Scripted(200, upstream_body, {"content-type": "text/event-stream"})
 
-        http = UpstreamHTTP(transport=httpx2.MockTransport(handler))
-        stream = AnthropicProvider(http).stream_chat(target("https://api.anthropic.com"), {"messages": [user("Hi")]})
+    async def run(base_url: str) -> None:
+        http = UpstreamHTTP()
+        stream = AnthropicProvider(http).stream_chat(target(base_url), {"messages": [user("Hi")]})
         first = await anext(stream)
         second = await anext(stream)
         assert first["choices"][0]["delta"]["role"] == "assistant"
@@ -532,16 +531,16 @@ def test_stream_chunks_are_yielded_before_the_upstream_finishes():
         assert rest[-1]["usage"]["completion_tokens"] == 6
         await http.aclose()
 
-    asyncio.run(run())
+    with scripted_upstream(handler) as (base_url, _):
+        asyncio.run(run(base_url))
 
 
 def test_embeddings_are_refused_before_any_network_call():
-    def handler(request: httpx2.Request) -> httpx2.Response:
-        raise AssertionError("no request may be sent")
-
-    provider = AnthropicProvider(UpstreamHTTP(transport=httpx2.MockTransport(handler)))
-    with pytest.raises(ClientError) as caught:
-        asyncio.run(provider.embed(target("https://api.anthropic.com"), {"input": "hi"}))
+    with scripted_upstream(streamed(200, b"{}")) as (base_url, seen):
+        provider = AnthropicProvider(UpstreamHTTP())
+        with pytest.raises(ClientError) as caught:
+            asyncio.run(provider.embed(target(base_url), {"input": "hi"}))
+    assert seen == []
     assert caught.value.param == "model"
     assert "anthropic" in caught.value.message
 
@@ -550,9 +549,8 @@ def test_a_200_error_body_and_a_non_json_error_are_still_attributed():
     overloaded = json.dumps({"type": "error", "error": {"type": "overloaded_error", "message": "Busy"}}).encode()
     answers = [(200, overloaded), (502, f"<html>bad gateway for {CANARY}</html>".encode())]
     for answer, (status, error_type) in zip(answers, ((529, "overloaded_error"), (502, "upstream_error")), strict=True):
-        provider = AnthropicProvider(UpstreamHTTP(transport=httpx2.MockTransport(streamed(*answer))))
-        with pytest.raises(ProviderError) as caught:
-            asyncio.run(provider.chat(target("https://api.anthropic.com"), {"messages": [user("Hi")]}))
+        with scripted_upstream(streamed(*answer)) as (base_url, _), pytest.raises(ProviderError) as caught:
+            asyncio.run(AnthropicProvider(UpstreamHTTP()).chat(target(base_url), {"messages": [user("Hi")]}))
         assert (caught.value.status, caught.value.error_type) == (status, error_type)
         assert CANARY not in caught.value.message
 

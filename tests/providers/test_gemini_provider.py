@@ -13,6 +13,7 @@ import asyncio
 import base64
 import json
 import logging
+import threading
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,6 @@ from typing import Any
 
 import anyio
 import httpx
-import httpx2
 import openai
 import pytest
 from openai import OpenAI
@@ -61,6 +61,8 @@ from glasskey.providers.simulated import SimulatedProvider
 from glasskey.providers.sse import SSEParser
 from glasskey.routing.routes import Route, create_route, update_route
 from glasskey.services import Services, build_services
+from scripted_upstream import Answer as Scripted
+from scripted_upstream import Seen, scripted_upstream
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "gemini"
 CHAT_MODEL = "gemini-2.5-flash"
@@ -679,31 +681,33 @@ def test_many_embeddings_are_sent_in_batches(fake_server):
 
 def test_the_stream_is_forwarded_before_the_upstream_finishes():
     """A chunk comes out while the upstream is still holding the rest of its answer back."""
-    release = anyio.Event()
+    release = threading.Event()
     events = fixture_events("stream_text.sse")
     body_of_request = {"messages": [user("hi")]}
 
     async def body() -> AsyncIterator[bytes]:
         yield b"data: " + json.dumps(events[0]).encode() + b"\r\n\r\n"
-        await release.wait()
+        while not release.is_set():  # the upstream runs on another thread's loop
+            await asyncio.sleep(0.005)
         for event in events[1:]:
             yield b"data: " + json.dumps(event).encode() + b"\r\n\r\n"
 
-    def handler(request: httpx2.Request) -> httpx2.Response:
-        assert request.url.params.get("alt") == "sse" and "key" not in request.url.params
-        return httpx2.Response(200, headers={"content-type": "text/event-stream"}, content=body())
+    def handler(request: Seen) -> Scripted:
+        assert "alt=sse" in request.query and "key=" not in request.query
+        return Scripted(200, body, {"content-type": "text/event-stream"})
 
-    async def main() -> list[dict[str, Any]]:
-        http = UpstreamHTTP(transport=httpx2.MockTransport(handler))
+    async def main(base_url: str) -> list[dict[str, Any]]:
+        http = UpstreamHTTP()
         chunks = []
         with anyio.fail_after(5):
-            async for chunk in GeminiProvider(http).stream_chat(make_target("https://gemini.test"), body_of_request):
+            async for chunk in GeminiProvider(http).stream_chat(make_target(base_url), body_of_request):
                 chunks.append(chunk)
                 release.set()
         await http.aclose()
         return chunks
 
-    chunks = asyncio.run(main())
+    with scripted_upstream(handler) as (base_url, _):
+        chunks = asyncio.run(main(base_url))
     assert text_of(chunks) == "Once upon a time, a fox met a dog, and they became friends."
     assert chunks[-1]["usage"]["total_tokens"] == 68
 

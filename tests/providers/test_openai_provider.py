@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import httpx2
 import openai
 import pytest
+from multidict import CIMultiDict
 from openai import OpenAI
 from sqlalchemy import MetaData, select
 
@@ -66,6 +66,8 @@ from glasskey.providers.sse import Event, SSEParser
 from glasskey.routing.health import BreakerPolicy, HealthBoard
 from glasskey.routing.routes import Route, create_route, get_route, update_route
 from glasskey.services import Services, build_services
+from scripted_upstream import Answer as Scripted
+from scripted_upstream import body_of, scripted_upstream
 
 CREDENTIAL = "sk-test-7f3a9c0e5b1d4a2f8e6c0b9d"
 UPSTREAM_MODEL = "gpt-4o-mini-2024-07-18"
@@ -264,36 +266,24 @@ def test_a_cut_stream_from_a_host_that_counts_as_it_goes_ends_with_its_running_u
     assert chunks[2]["choices"] == [] and usage_of(chunks[2]["usage"]) == Usage(9, 1, 0)
 
 
-class _Streamed(httpx2.AsyncByteStream):
-    """A body that is streamed, as from a network (``UpstreamHTTP`` reads raw streams)."""
-
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        yield self.data
-
-
-def test_embeddings_through_a_mock_transport_decode_base64_and_read_a_total_only_usage():
+def test_embeddings_from_a_host_decode_base64_and_read_a_total_only_usage():
     import json
 
     packed = base64.b64encode(struct.pack("<2f", 0.5, -0.25)).decode()
-    seen: list[tuple[str, Any]] = []
-
-    def answer(request: httpx2.Request) -> httpx2.Response:
-        seen.append((str(request.url), json.loads(request.read())))
-        data = [{"object": "embedding", "index": 0, "embedding": packed}]
-        body = json.dumps({"object": "list", "data": data, "usage": {"total_tokens": 4}}).encode()
-        return httpx2.Response(200, headers={"content-type": "application/json"}, stream=_Streamed(body))
+    data = [{"object": "embedding", "index": 0, "embedding": packed}]
+    answer = json.dumps({"object": "list", "data": data, "usage": {"total_tokens": 4}}).encode()
 
     from glasskey.providers.base import RouteTarget
 
-    provider = OpenAICompatibleProvider(UpstreamHTTP(transport=httpx2.MockTransport(answer)))
-    target = RouteTarget("rt", "openai_compatible", "http://host.test/v1/", "e5", CREDENTIAL)
-    result = asyncio.run(provider.embed(target, {"model": "e", "input": "hi", "encoding_format": "base64"}))
+    with scripted_upstream(lambda request: Scripted(200, body_of(answer))) as (base_url, seen):
+        provider = OpenAICompatibleProvider(UpstreamHTTP())
+        target = RouteTarget("rt", "openai_compatible", f"{base_url}/v1/", "e5", CREDENTIAL)
+        result = asyncio.run(provider.embed(target, {"model": "e", "input": "hi", "encoding_format": "base64"}))
     assert result.body["data"][0]["embedding"] == [0.5, -0.25] and result.body["model"] == "e5"
     assert result.usage == Usage(4, 0)
-    assert seen == [("http://host.test/v1/embeddings", {"model": "e5", "input": "hi", "encoding_format": "float"})]
+    assert [(r.path, json.loads(r.body)) for r in seen] == [
+        ("/v1/embeddings", {"model": "e5", "input": "hi", "encoding_format": "float"})
+    ]
 
 
 def test_a_host_without_usage_ends_without_a_usage_chunk():
@@ -312,7 +302,7 @@ def test_invalid_json_mid_stream_is_a_cut():
 
 
 def upstream_error(status: int, body: bytes, **headers: str) -> UpstreamHTTPError:
-    return UpstreamHTTPError(status, httpx2.Headers(headers), body)
+    return UpstreamHTTPError(status, CIMultiDict(headers), body)
 
 
 @pytest.mark.parametrize(
