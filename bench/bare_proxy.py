@@ -1,10 +1,10 @@
 """A bare pass-through proxy on glasskey's own server stack: the floor of what Python can do here.
 
-Starlette on uvicorn (uvloop and httptools, one worker) with one pooled ``httpx.AsyncClient``,
-as glasskey runs. No auth and no accounting: it reads the body, parses it once (to learn the
-model, which picks the upstream, and whether a stream is asked for), forwards the body unchanged
-and streams the answer back as it arrives. Whatever glasskey costs above this is the price of
-its checks, its ledger and its receipts.
+Starlette on uvicorn (uvloop and httptools, one worker) with one pooled upstream client: aiohttp,
+as glasskey runs (``--client httpx`` or ``httpx2`` to compare clients). No auth and no
+accounting: it reads the body, parses it once (to learn the model, which picks the upstream, and
+whether a stream is asked for), forwards the body unchanged and streams the answer back as it
+arrives. Whatever glasskey costs above this is the price of its checks, its ledger and its receipts.
 
     python -m bench.bare_proxy --port 9100 --route gpt-4o-mini=http://127.0.0.1:9001/v1
 """
@@ -29,12 +29,59 @@ from starlette.routing import Route
 FORWARDED_HEADERS = {"content-type": "application/json"}
 
 
-def build_app(routes: dict[str, str], client_library: str = "httpx") -> Starlette:
+def build_aiohttp_app(routes: dict[str, str]) -> Starlette:
+    """The proxy on aiohttp's client, the one glasskey uses for its upstreams."""
+    import aiohttp
+
+    sessions: list[aiohttp.ClientSession] = []
+
+    def session() -> aiohttp.ClientSession:
+        if not sessions:
+            connector = aiohttp.TCPConnector(limit=256, limit_per_host=256)
+            sessions.append(aiohttp.ClientSession(connector=connector, trust_env=False))
+        return sessions[0]
+
+    async def chat_completions(request: Request) -> Response:
+        body = await request.body()
+        try:
+            parsed = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return Response(b'{"error":{"message":"bad JSON"}}', 400, media_type="application/json")
+        base_url = routes.get(str(parsed.get("model"))) if isinstance(parsed, dict) else None
+        if base_url is None:
+            return Response(b'{"error":{"message":"unknown model"}}', 404, media_type="application/json")
+        answer = await session().post(base_url + "/chat/completions", data=body, headers=FORWARDED_HEADERS)
+        content_type = answer.headers.get("content-type", "application/json")
+        if parsed.get("stream") is True:
+            return StreamingResponse(
+                answer.content.iter_any(),
+                answer.status,
+                media_type=content_type,
+                background=BackgroundTask(answer.release),
+            )
+        try:
+            content = await answer.read()
+        finally:
+            answer.release()
+        return Response(content, answer.status, media_type=content_type)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        for opened in sessions:
+            await opened.close()
+
+    return Starlette(routes=[Route("/v1/chat/completions", chat_completions, methods=["POST"])], lifespan=lifespan)
+
+
+def build_app(routes: dict[str, str], client_library: str = "aiohttp") -> Starlette:
     """The proxy app; ``routes`` maps a model name to its upstream base URL (ending in /v1).
 
-    ``client_library`` is ``httpx`` (what glasskey uses) or ``httpx2`` (same API, another pool), to
-    measure how much of the floor is the HTTP client's.
+    ``client_library`` is ``aiohttp`` (what glasskey uses), ``httpx`` or ``httpx2`` (same API,
+    another pool), to measure how much of the floor is the HTTP client's.
     """
+    if client_library == "aiohttp":
+        return build_aiohttp_app(routes)
     library: Any = importlib.import_module(client_library)
     client = library.AsyncClient(
         limits=library.Limits(max_connections=256, max_keepalive_connections=256),
@@ -90,7 +137,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--route", action="append", default=[], help="MODEL=UPSTREAM_BASE_URL; repeat it")
-    parser.add_argument("--client", choices=("httpx", "httpx2"), default="httpx", help="the upstream HTTP client")
+    parser.add_argument(
+        "--client", choices=("aiohttp", "httpx", "httpx2"), default="aiohttp", help="the upstream HTTP client"
+    )
     args = parser.parse_args(argv)
     app = build_app(parse_routes(args.route), args.client)
     uvicorn.run(

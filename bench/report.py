@@ -147,7 +147,8 @@ def _method(results: dict[str, Any]) -> list[str]:
         "(`stream_options.include_usage`) and `data: [DONE]`, each event its own HTTP chunk. One process per "
         "added latency (0 ms and 50 ms before the first byte).",
         "- **Targets**: `direct` is the upstream itself; `bare` (`bench/bare_proxy.py`) is Starlette on uvicorn "
-        "(uvloop, httptools, one worker) with one pooled `httpx.AsyncClient`, no auth and no accounting; "
+        "(uvloop, httptools, one worker) with one pooled aiohttp client (glasskey's upstream client), "
+        "no auth and no accounting; "
         "`bare-httpx2` is the same proxy with httpx2's client (same API, a reworked connection pool), to show how "
         "much of that floor is the HTTP client's; "
         "`glasskey-sqlite` and `glasskey-postgres` are `glasskey serve` seeded with one org, funded wallets, an "
