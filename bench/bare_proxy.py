@@ -29,6 +29,17 @@ from starlette.routing import Route
 FORWARDED_HEADERS = {"content-type": "application/json"}
 
 
+def upstream_of(body: bytes, routes: dict[str, str]) -> tuple[dict[str, Any], str | None]:
+    """The parsed body and the upstream base URL its model routes to (None: refuse it)."""
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return {}, None
+    if not isinstance(parsed, dict):
+        return {}, None
+    return parsed, routes.get(str(parsed.get("model")))
+
+
 def build_aiohttp_app(routes: dict[str, str]) -> Starlette:
     """The proxy on aiohttp's client, the one glasskey uses for its upstreams."""
     import aiohttp
@@ -43,13 +54,9 @@ def build_aiohttp_app(routes: dict[str, str]) -> Starlette:
 
     async def chat_completions(request: Request) -> Response:
         body = await request.body()
-        try:
-            parsed = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            return Response(b'{"error":{"message":"bad JSON"}}', 400, media_type="application/json")
-        base_url = routes.get(str(parsed.get("model"))) if isinstance(parsed, dict) else None
+        parsed, base_url = upstream_of(body, routes)
         if base_url is None:
-            return Response(b'{"error":{"message":"unknown model"}}', 404, media_type="application/json")
+            return Response(b'{"error":{"message":"bad JSON or unknown model"}}', 400, media_type="application/json")
         answer = await session().post(base_url + "/chat/completions", data=body, headers=FORWARDED_HEADERS)
         content_type = answer.headers.get("content-type", "application/json")
         if parsed.get("stream") is True:
@@ -91,13 +98,9 @@ def build_app(routes: dict[str, str], client_library: str = "aiohttp") -> Starle
 
     async def chat_completions(request: Request) -> Response:
         body = await request.body()
-        try:
-            parsed = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            return Response(b'{"error":{"message":"bad JSON"}}', 400, media_type="application/json")
-        base_url = routes.get(str(parsed.get("model"))) if isinstance(parsed, dict) else None
+        parsed, base_url = upstream_of(body, routes)
         if base_url is None:
-            return Response(b'{"error":{"message":"unknown model"}}', 404, media_type="application/json")
+            return Response(b'{"error":{"message":"bad JSON or unknown model"}}', 400, media_type="application/json")
         upstream = client.build_request("POST", base_url + "/chat/completions", content=body, headers=FORWARDED_HEADERS)
         answer = await client.send(upstream, stream=True)
         content_type = answer.headers.get("content-type", "application/json")
