@@ -185,9 +185,11 @@ class UpstreamHTTP:
         """POST and yield the SSE events of the answer as they arrive."""
         deadline = anyio.current_time() + timeouts.total_ms / 1000
         response = await self._open(provider, url, headers, body, timeouts)
+        read_to_the_end = False
         try:
             if response.status >= 300:
                 raw = await self._read_all(provider, response, timeouts)
+                read_to_the_end = True
                 raise UpstreamHTTPError(response.status, response.headers, raw[:65536])
             parser = SSEParser()
             size = 0
@@ -198,11 +200,16 @@ class UpstreamHTTP:
                         raise ProviderError(provider, 502, "the upstream stream is larger than the gateway accepts")
                     for event in parser.feed(chunk):
                         yield event
+                read_to_the_end = True
                 for event in parser.close():
                     yield event
         finally:
-            # An unfinished stream's connection cannot be reused: close it rather than release it.
-            response.close()
+            # A body read to its end gives its connection back to the pool; an unfinished one
+            # (the consumer stopped, or it failed) cannot be reused and is closed.
+            if read_to_the_end:
+                response.release()
+            else:
+                response.close()
 
 
 async def _with_gap(chunks: AsyncIterator[bytes], gap_ms: int, *, deadline: float = math.inf) -> AsyncIterator[bytes]:
