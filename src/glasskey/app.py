@@ -20,7 +20,7 @@ from starlette.responses import Response
 from starlette.routing import Mount, Route
 
 from glasskey import __version__
-from glasskey.admin.api import AdminAuthMiddleware, build_admin_app
+from glasskey.admin.api import admin_refusal, build_admin_app
 from glasskey.dashboard import build_dashboard
 from glasskey.errors import ClientError, GlasskeyError, NotFound, error_body
 from glasskey.gateway.http import JSONResponse, request_id_of, routes_v1
@@ -69,11 +69,10 @@ def build_app(services: Services) -> Starlette:
         return JSONResponse({"status": "ok"})
 
     admin_app = build_admin_app(services)
-    admin_guard = AdminAuthMiddleware(admin_app, admin_token=services.settings.admin_token)
 
     async def metrics(request: Request) -> Response:
         # Metrics name orgs and routes: they need the admin token (Prometheus sends it as a bearer).
-        refusal = admin_guard.refusal(request.headers.get("authorization"))
+        refusal = admin_refusal(services.settings.admin_token, request.headers.get("authorization"))
         if refusal is not None:
             raise refusal
         return Response(services.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")

@@ -7,6 +7,7 @@ a traceback.
 
 from __future__ import annotations
 
+import hmac
 import os
 import tomllib
 from pathlib import Path
@@ -58,6 +59,12 @@ class Settings(BaseModel):
     @property
     def effective_public_url(self) -> str:
         return self.public_url.rstrip("/") or f"http://{self.host}:{self.port}"
+
+
+def secret_matches(expected: SecretStr, sent: str) -> bool:
+    """Constant-time comparison of a presented secret (the admin token) with the configured one."""
+    # Bytes, because compare_digest refuses non-ASCII text, and a header or form may carry any.
+    return hmac.compare_digest(sent.encode(), expected.get_secret_value().encode())
 
 
 def _check_environment(environ: dict[str, str]) -> None:

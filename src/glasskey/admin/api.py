@@ -10,7 +10,6 @@ Every path needs the admin token except the OpenAPI document and its docs page.
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Callable
 from typing import Any
 
@@ -32,6 +31,7 @@ from glasskey.admin.routes import routes_router
 from glasskey.errors import AdminAuthError, ClientError, GlasskeyError, NotFound, error_body
 from glasskey.request_ids import RequestIdMiddleware
 from glasskey.services import Services
+from glasskey.settings import secret_matches
 
 # Where FastAPI puts a parameter in a validation error's location; the rest of it names the field.
 _PARAM_PLACES = ("body", "query", "path", "header", "cookie")
@@ -64,18 +64,22 @@ class AdminAuthMiddleware:
         await render_error(Request(scope), refusal)(scope, receive, send)
 
     def refusal(self, authorization: str | None) -> AdminAuthError | None:
-        challenge = {"WWW-Authenticate": "Bearer"}
-        scheme, _, token = (authorization or "").partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            return AdminAuthError(
-                "Missing admin token: send it as `Authorization: Bearer <admin token>`",
-                code="missing_admin_token",
-                headers=challenge,
-            )
-        # Bytes, because compare_digest refuses non-ASCII text, and a header may carry any latin-1.
-        if not hmac.compare_digest(token.strip().encode(), self.admin_token.get_secret_value().encode()):
-            return AdminAuthError("Incorrect admin token", headers=challenge)
-        return None
+        return admin_refusal(self.admin_token, authorization)
+
+
+def admin_refusal(admin_token: SecretStr, authorization: str | None) -> AdminAuthError | None:
+    """Why ``authorization`` does not carry the admin token, or None when it does."""
+    challenge = {"WWW-Authenticate": "Bearer"}
+    scheme, _, token = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return AdminAuthError(
+            "Missing admin token: send it as `Authorization: Bearer <admin token>`",
+            code="missing_admin_token",
+            headers=challenge,
+        )
+    if not secret_matches(admin_token, token.strip()):
+        return AdminAuthError("Incorrect admin token", headers=challenge)
+    return None
 
 
 def _path_below_mount(scope: Scope) -> str:

@@ -21,7 +21,7 @@ from starlette.responses import RedirectResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from glasskey.dashboard.refusals import CsrfRefused
-from glasskey.settings import Settings
+from glasskey.settings import Settings, secret_matches
 
 SESSION_COOKIE = "glasskey_session"
 SESSION_MAX_AGE_SECONDS = 12 * 60 * 60
@@ -41,8 +41,7 @@ def session_secret(settings: Settings) -> str:
 
 
 def admin_token_matches(settings: Settings, sent: str) -> bool:
-    # Bytes, because compare_digest refuses non-ASCII text and a form may carry any.
-    return hmac.compare_digest(sent.encode(), settings.admin_token.get_secret_value().encode())
+    return secret_matches(settings.admin_token, sent)
 
 
 def csrf_token(session: Session) -> str:

@@ -94,7 +94,6 @@ class Lifecycle:
         # The public id is not secret, and lets a failed login be traced to the key it named.
         run.receipt.key_public_id = key_secret.public_id_of(bearer_token(authorization))
         key = await self._verified_key(authorization)
-        run.key = key
         run.receipt.key_id = key.id
         run.receipt.org_id = key.org_id
         run.receipt.settlement = key.policy.settlement

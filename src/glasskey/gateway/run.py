@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from glasskey.keys.service import KeyRecord
 from glasskey.providers.base import Usage
 from glasskey.receipts.records import Receipt
 
@@ -24,7 +23,6 @@ class Run:
 
     receipt: Receipt
     started: float
-    key: KeyRecord | None = None
     hold: Hold | None = None
     finished: bool = False
     retries: int = 0  # backup attempts holding a share of the retry budget
