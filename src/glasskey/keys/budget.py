@@ -10,11 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import Connection, select, text
+from sqlalchemy import Connection, select
 
 from glasskey.errors import BudgetError
 from glasskey.keys.policy import KeyPolicy
 from glasskey.money import format_micros
+from glasskey.store.driver import DriverStatement
 from glasskey.store.tables import key_spend
 
 TOTAL = "total"
@@ -33,14 +34,14 @@ class Spend:
 # One statement per period: create the row holding the amount, or add to an existing row's hold
 # only if the budget allows it (the upsert's WHERE). Zero rows changed means the budget said no.
 _HOLD = {
-    limited: text(
+    limited: DriverStatement(
         "INSERT INTO key_spend (key_id, period, spent_micros, held_micros) VALUES (:key_id, :period, 0, :amount) "
         "ON CONFLICT (key_id, period) DO UPDATE SET held_micros = key_spend.held_micros + :amount"
         + (" WHERE key_spend.spent_micros + key_spend.held_micros + :amount <= :limit" if limited else "")
     )
     for limited in (True, False)
 }
-_SETTLE = text(
+_SETTLE = DriverStatement(
     "UPDATE key_spend SET held_micros = held_micros - :held, spent_micros = spent_micros + :charged "
     "WHERE key_id = :key_id AND period IN (:total, :day)"
 )
@@ -53,7 +54,7 @@ def hold_budget(conn: Connection, key_id: str, policy: KeyPolicy, amount_micros:
         params = {"key_id": key_id, "period": period, "amount": amount_micros, "limit": limit}
         # A first hold larger than the whole budget would insert unchecked; refuse it here.
         refused = limit is not None and amount_micros > limit
-        if refused or conn.execute(_HOLD[limit is not None], params).rowcount != 1:
+        if refused or _HOLD[limit is not None].execute(conn, params).rowcount != 1:
             label = "total" if period == TOTAL else "daily"
             raise BudgetError(
                 f"This request may cost up to ${format_micros(amount_micros)}, more than what is left "
@@ -65,8 +66,8 @@ def hold_budget(conn: Connection, key_id: str, policy: KeyPolicy, amount_micros:
 
 def settle_budget(conn: Connection, key_id: str, day: str, held_micros: int, charged_micros: int) -> None:
     """Release a hold taken by ``hold_budget`` and count what was actually charged."""
-    conn.execute(
-        _SETTLE, {"held": held_micros, "charged": charged_micros, "key_id": key_id, "total": TOTAL, "day": day}
+    _SETTLE.execute(
+        conn, {"held": held_micros, "charged": charged_micros, "key_id": key_id, "total": TOTAL, "day": day}
     )
 
 

@@ -9,15 +9,17 @@ overspend a wallet, on one process or many.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Connection, Row, and_, bindparam, or_, select, text, update
+from sqlalchemy import Connection, Row, and_, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from glasskey.errors import ClientError, InvariantViolation, NotFound, WalletError
 from glasskey.ids import new_id
-from glasskey.store.tables import accounts, transfers
+from glasskey.store.driver import DriverStatement
+from glasskey.store.tables import UTCDateTime, accounts, transfers, utc_datetime
 
 PENDING, POSTED, VOIDED, EXPIRED = "pending", "posted", "voided", "expired"
 
@@ -50,9 +52,24 @@ class Transfer:
     replayed: bool = False
 
     def row(self) -> dict[str, object]:
-        values = asdict(self)
-        values.pop("replayed")
-        return values
+        # Spelled out: dataclasses.asdict deep-copies, which costs more than the insert.
+        return {
+            "id": self.id,
+            "debit_account_id": self.debit_account_id,
+            "credit_account_id": self.credit_account_id,
+            "amount_micros": self.amount_micros,
+            "posted_amount_micros": self.posted_amount_micros,
+            "status": self.status,
+            "kind": self.kind,
+            "request_id": self.request_id,
+            "key_id": self.key_id,
+            "budget_period": self.budget_period,
+            "idempotency_key": self.idempotency_key,
+            "memo": self.memo,
+            "created_at": self.created_at,
+            "expires_at": self.expires_at,
+            "resolved_at": self.resolved_at,
+        }
 
     @classmethod
     def from_row(cls, row: Row[tuple[object, ...]], *, replayed: bool = False) -> Transfer:
@@ -77,40 +94,53 @@ class Transfer:
         )
 
 
-# The statements of every request, built once: building SQLAlchemy expressions per call costs
-# more than running them. Each is a single statement, so each takes its row lock atomically.
+# The statements of every request, written once and run on the driver connection (see
+# ``store.driver``). Each is a single statement, so each takes its row lock atomically.
 _FLOOR_OK = "(floor_micros IS NULL OR credits_posted - debits_posted - debits_pending - :amount >= floor_micros)"
 _DEBIT = {
-    True: text(f"UPDATE accounts SET debits_pending = debits_pending + :amount WHERE id = :id AND {_FLOOR_OK}"),
-    False: text(f"UPDATE accounts SET debits_posted = debits_posted + :amount WHERE id = :id AND {_FLOOR_OK}"),
+    True: DriverStatement(
+        f"UPDATE accounts SET debits_pending = debits_pending + :amount WHERE id = :id AND {_FLOOR_OK}"
+    ),
+    False: DriverStatement(
+        f"UPDATE accounts SET debits_posted = debits_posted + :amount WHERE id = :id AND {_FLOOR_OK}"
+    ),
 }
 _CREDIT = {
-    True: text("UPDATE accounts SET credits_pending = credits_pending + :amount WHERE id = :id"),
-    False: text("UPDATE accounts SET credits_posted = credits_posted + :amount WHERE id = :id"),
+    True: DriverStatement("UPDATE accounts SET credits_pending = credits_pending + :amount WHERE id = :id"),
+    False: DriverStatement("UPDATE accounts SET credits_posted = credits_posted + :amount WHERE id = :id"),
 }
-_RELEASE_DEBIT = text(
+_RELEASE_DEBIT = DriverStatement(
     "UPDATE accounts SET debits_pending = debits_pending - :held, debits_posted = debits_posted + :posted "
     "WHERE id = :id"
 )
-_RELEASE_CREDIT = text(
+_RELEASE_CREDIT = DriverStatement(
     "UPDATE accounts SET credits_pending = credits_pending - :held, credits_posted = credits_posted + :posted "
     "WHERE id = :id"
 )
-_RESOLVE = (
-    update(transfers)
-    .where(transfers.c.id == bindparam("transfer_id"), transfers.c.status == PENDING)
-    .values(
-        status=bindparam("new_status"),
-        posted_amount_micros=bindparam("posted_amount"),
-        resolved_at=bindparam("resolved"),
-    )
-    .returning(*transfers.c)
+_COLUMNS = (
+    "id, debit_account_id, credit_account_id, amount_micros, posted_amount_micros, status, kind, request_id, "
+    "key_id, budget_period, idempotency_key, memo, created_at, expires_at, resolved_at"
 )
-_INSERT = transfers.insert()
+_RESOLVE = DriverStatement(
+    "UPDATE transfers SET status = :new_status, posted_amount_micros = :posted_amount, resolved_at = :resolved "
+    f"WHERE id = :transfer_id AND status = 'pending' RETURNING {_COLUMNS}",
+    {"resolved": UTCDateTime()},
+)
+_INSERT = DriverStatement(
+    f"INSERT INTO transfers ({_COLUMNS}) VALUES (:id, :debit_account_id, :credit_account_id, :amount_micros, "
+    ":posted_amount_micros, :status, :kind, :request_id, :key_id, :budget_period, :idempotency_key, :memo, "
+    ":created_at, :expires_at, :resolved_at)",
+    {"created_at": UTCDateTime(), "expires_at": UTCDateTime(), "resolved_at": UTCDateTime()},
+)
+
+
+def _from_returned(row: tuple[Any, ...]) -> Transfer:
+    """A transfer from a driver row in ``_COLUMNS`` order."""
+    return Transfer(*row[:12], *(utc_datetime(value) for value in row[12:]))
 
 
 def _debit(conn: Connection, account_id: str, amount: int, *, pending: bool) -> None:
-    result = conn.execute(_DEBIT[pending], {"amount": amount, "id": account_id})
+    result = _DEBIT[pending].execute(conn, {"amount": amount, "id": account_id})
     if result.rowcount == 1:
         return
     if conn.scalar(select(accounts.c.id).where(accounts.c.id == account_id)) is None:
@@ -119,7 +149,7 @@ def _debit(conn: Connection, account_id: str, amount: int, *, pending: bool) -> 
 
 
 def _credit(conn: Connection, account_id: str, amount: int, *, pending: bool) -> None:
-    result = conn.execute(_CREDIT[pending], {"amount": amount, "id": account_id})
+    result = _CREDIT[pending].execute(conn, {"amount": amount, "id": account_id})
     if result.rowcount != 1:
         raise NotFound(f"account {account_id} does not exist")
 
@@ -166,7 +196,7 @@ def create_pending(
         expires_at=expires_at,
         resolved_at=None,
     )
-    conn.execute(_INSERT, transfer.row())
+    _INSERT.execute(conn, transfer.row())
     return transfer
 
 
@@ -241,19 +271,19 @@ def _replay(existing: Transfer, debit: str, credit: str, amount: int) -> Transfe
 
 def _resolve(conn: Connection, transfer_id: str, status: str, posted_amount: int | None, now: datetime) -> Transfer:
     """Move a pending transfer to ``status`` and release its hold (posting ``posted_amount``)."""
-    row = conn.execute(
-        _RESOLVE, {"transfer_id": transfer_id, "new_status": status, "posted_amount": posted_amount, "resolved": now}
-    ).first()
+    row = _RESOLVE.execute(
+        conn, {"transfer_id": transfer_id, "new_status": status, "posted_amount": posted_amount, "resolved": now}
+    ).fetchone()
     if row is None:
         current = get_transfer(conn, transfer_id)  # NotFound when it does not exist at all
         raise TransferNotPending(f"transfer {transfer_id} is {current.status}")
-    resolved = Transfer.from_row(row)
+    resolved = _from_returned(row)
     held, posted = resolved.amount_micros, posted_amount or 0
     if posted > held:
         # The caller's transaction rolls back: a charge above its hold is a bug, never money.
         raise InvariantViolation(f"posting {posted} above the hold of {held} on {transfer_id}")
-    conn.execute(_RELEASE_DEBIT, {"held": held, "posted": posted, "id": resolved.debit_account_id})
-    conn.execute(_RELEASE_CREDIT, {"held": held, "posted": posted, "id": resolved.credit_account_id})
+    _RELEASE_DEBIT.execute(conn, {"held": held, "posted": posted, "id": resolved.debit_account_id})
+    _RELEASE_CREDIT.execute(conn, {"held": held, "posted": posted, "id": resolved.credit_account_id})
     return resolved
 
 

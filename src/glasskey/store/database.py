@@ -48,11 +48,17 @@ class Database:
     @contextmanager
     def write(self) -> Iterator[Connection]:
         """One transaction that commits on success and rolls back on any exception."""
+        with self.engine.connect() as conn, self.transaction(conn):
+            yield conn
+
+    @contextmanager
+    def transaction(self, conn: Connection) -> Iterator[Connection]:
+        """A write transaction on a connection the caller keeps open (the group-commit writer's)."""
         if self._write_lock is None:
-            with self.engine.begin() as conn:
+            with conn.begin():
                 yield conn
             return
-        with self._write_lock, self.engine.connect() as conn:
+        with self._write_lock:
             conn.info["glasskey_write"] = True
             try:
                 with conn.begin():

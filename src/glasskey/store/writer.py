@@ -1,7 +1,7 @@
 """Group commit: many requests' ledger and receipt writes share one database transaction.
 
 A request hands its write (a function of a ``Connection``) to the writer and awaits it. One
-writer thread takes everything queued, runs each write inside its own savepoint — so one
+writer thread, on one connection it keeps, takes everything queued, runs each write inside its own savepoint — so one
 write's failure (an insufficient balance) rolls back only that write — and commits once. Each
 caller is answered only after the commit that carried its write, so a response is never sent
 for a hold, charge or receipt that a killed process could lose.
@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Connection
 
 from glasskey.store.database import Database
+from glasskey.store.driver import Savepoint
 
 log = logging.getLogger("glasskey.store.writer")
 T = TypeVar("T")
@@ -47,6 +48,7 @@ class GroupCommitWriter:
         self._queue: queue.SimpleQueue[_Job | object] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
+        self._conn: Connection | None = None
         self.batches = 0
         self.jobs = 0
 
@@ -79,10 +81,20 @@ class GroupCommitWriter:
         self._thread.join(timeout_seconds)
         self._thread = None
 
+    def _drop_connection(self) -> None:
+        # A connection whose transaction failed may be broken (a lost server): start afresh.
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except Exception:  # closing a broken connection may fail too; it is dropped either way
+                log.debug("closing the writer's connection failed", exc_info=True)
+            self._conn = None
+
     def _run(self) -> None:
         while True:
             first = self._queue.get()
             if first is _STOP:
+                self._drop_connection()
                 return
             batch: list[_Job] = [first]  # type: ignore[list-item]
             stop = False
@@ -97,15 +109,22 @@ class GroupCommitWriter:
                 batch.append(item)  # type: ignore[arg-type]
             self._commit(batch)
             if stop:
+                self._drop_connection()
                 return
+
+    def _connection(self) -> Connection:
+        # One connection for the writer's life: a checkout per batch costs more than a small batch.
+        if self._conn is None or self._conn.closed or self._conn.invalidated:
+            self._conn = self.db.engine.connect()
+        return self._conn
 
     def _commit(self, batch: list[_Job]) -> None:
         outcomes: list[tuple[_Job, Any, BaseException | None]] = []
         try:
-            with self.db.write() as conn:
+            with self.db.transaction(self._connection()) as conn:
                 for job in batch:
                     try:
-                        with conn.begin_nested():
+                        with Savepoint(conn):
                             result = job.work(conn)
                     except Exception as job_error:  # each job's own failure goes back to its caller only
                         outcome: tuple[_Job, Any, BaseException | None] = (job, None, job_error)
@@ -117,6 +136,7 @@ class GroupCommitWriter:
                         job.loop.call_soon_threadsafe(_settle_future, *outcome)
         except Exception as commit_error:  # the commit failed: none of the batch's writes happened
             log.exception("group commit of %d writes failed", len(batch))
+            self._drop_connection()
             outcomes = [(job, None, commit_error) for job in batch if job.durable]
         self.batches += 1
         self.jobs += len(batch)

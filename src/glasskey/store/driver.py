@@ -1,0 +1,80 @@
+"""Statements of the request path run on the database driver's own connection.
+
+Every request writes a handful of small statements (its hold, its settlement, its receipt).
+Through SQLAlchemy's execution machinery each costs about 100 µs of Python in the writer
+thread — ten times what SQLite takes to run it — and that Python holds the GIL the event loop
+needs. A ``DriverStatement`` is written once in SQL with ``:name`` parameters, translated once
+per dialect to the driver's parameter style, and run on the DB-API connection underneath the
+SQLAlchemy ``Connection``, inside the same transaction. Values of typed columns (timestamps,
+JSON) go through SQLAlchemy's own bind processors for the column type, so rows written here
+read back exactly like rows written through SQLAlchemy.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from sqlalchemy import Connection
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeEngine
+
+_PARAM = re.compile(r"(?<![:\w]):(\w+)")
+_STYLE = {"named": r":\1", "pyformat": r"%(\1)s"}
+
+Processor = Callable[[Any], Any]
+
+
+def _driver(conn: Connection) -> Any:
+    driver = conn.connection.driver_connection
+    if driver is None:
+        raise RuntimeError("the connection has no driver connection (it was closed)")
+    return driver
+
+
+class DriverStatement:
+    """One SQL statement with ``:name`` parameters, run on the DB-API connection."""
+
+    def __init__(self, sql: str, types: Mapping[str, TypeEngine[Any]] | None = None) -> None:
+        self.sql = sql
+        self.types = dict(types or {})
+        self._compiled: dict[str, tuple[str, dict[str, Processor]]] = {}
+
+    def _compile(self, dialect: Dialect) -> tuple[str, dict[str, Processor]]:
+        style = "named" if dialect.name == "sqlite" else dialect.paramstyle
+        if style not in _STYLE:
+            raise NotImplementedError(f"driver statements do not support the {style!r} parameter style")
+        processors: dict[str, Processor] = {}
+        for name, type_ in self.types.items():
+            process = type_.dialect_impl(dialect).bind_processor(dialect)
+            if process is not None:
+                processors[name] = process
+        compiled = (_PARAM.sub(_STYLE[style], self.sql), processors)
+        self._compiled[dialect.name] = compiled
+        return compiled
+
+    def execute(self, conn: Connection, params: dict[str, Any]) -> Any:
+        """Run on ``conn``'s driver connection (its open transaction); returns the DB-API cursor."""
+        compiled = self._compiled.get(conn.dialect.name) or self._compile(conn.dialect)
+        sql, processors = compiled
+        for name, process in processors.items():
+            if params[name] is not None:
+                params[name] = process(params[name])
+        return _driver(conn).execute(sql, params)
+
+
+class Savepoint:
+    """A savepoint on the driver connection: what SQLAlchemy's ``begin_nested`` does, at a tenth of the cost."""
+
+    def __init__(self, conn: Connection, name: str = "glasskey_job") -> None:
+        self.driver = _driver(conn)
+        self.name = name
+
+    def __enter__(self) -> None:
+        self.driver.execute(f"SAVEPOINT {self.name}")
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
+        if exc is not None:
+            self.driver.execute(f"ROLLBACK TO SAVEPOINT {self.name}")
+        self.driver.execute(f"RELEASE SAVEPOINT {self.name}")
