@@ -2,6 +2,7 @@
 
     python -m bench.cost                         # bare and glasskey-sqlite, c=1 and c=16, non-streaming
     python -m bench.cost --concurrency 16 --stream --seconds 5
+    python -m bench.cost --targets glasskey-sqlite,glasskey-postgres
 
 Throughput on this shared 2-core machine moves with whatever else runs; the CPU time a process
 spends per request (user + system, read from /proc before and after the load) moves far less, so
@@ -18,6 +19,7 @@ from pathlib import Path
 
 from bench.load import LoadSpec, run_load_sync
 from bench.procs import Processes
+from bench.seed import drop_postgres_database
 from bench.targets import MODELS, Target, seed_glasskey, start_bare, start_glasskey, start_upstreams
 
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -74,13 +76,19 @@ def main() -> None:
     names = args.targets.split(",")
     with tempfile.TemporaryDirectory(prefix="glasskey-cost-") as tmp:
         procs = Processes(Path(tmp) / "logs")
+        targets: list[Target] = []
         try:
             upstreams = start_upstreams(procs, [0])
-            targets = []
             if "bare" in names:
                 targets.append(start_bare(procs, upstreams))
             if "glasskey-sqlite" in names:
                 targets.append(start_glasskey(procs, seed_glasskey("glasskey-sqlite", upstreams, Path(tmp)), [0]))
+            if "glasskey-postgres" in names:
+                database = f"glasskey_cost_{os.getpid()}"
+                data_dir = Path(tmp) / "postgres"
+                data_dir.mkdir()
+                seeded = seed_glasskey("glasskey-postgres", upstreams, data_dir, postgres_database=database)
+                targets.append(start_glasskey(procs, seeded, [0]))
             for target in targets:
                 # One short load first, so pools, caches and prepared statements are warm.
                 run_load_sync(
@@ -90,6 +98,9 @@ def main() -> None:
                     measure(target, concurrency, args.stream, args.seconds)
         finally:
             procs.stop_all()
+            for target in targets:
+                if target.postgres_database:
+                    drop_postgres_database(target.postgres_database)
 
 
 if __name__ == "__main__":

@@ -2,8 +2,9 @@
 
     python -m bench.profile                       # c=64, 8 s, SQLite, non-streaming
     python -m bench.profile --concurrency 16 --stream --out /tmp/profile.svg
+    python -m bench.profile --postgres --thread glasskey-writer
 
-It starts the 0 ms fake upstream and a seeded glasskey on SQLite, as ``bench.run`` does, warms up,
+It starts the 0 ms fake upstream and a seeded glasskey on SQLite (or PostgreSQL), as ``bench.run`` does, warms up,
 then runs ``py-spy record`` on the gateway's process (all threads, including the writer) for the
 measured load. The output is a flame graph (``.svg``) or, with ``--format raw``, collapsed stacks
 that ``--top`` summarises as the functions holding most samples.
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import os
 import shutil
 import subprocess
 import sys
@@ -22,6 +24,7 @@ from pathlib import Path
 
 from bench.load import LoadResult, LoadSpec, run_load_sync
 from bench.procs import Processes
+from bench.seed import drop_postgres_database
 from bench.targets import MODELS, seed_glasskey, start_glasskey, start_upstreams
 
 
@@ -60,6 +63,7 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=40, help="functions to print (raw format)")
     parser.add_argument("--thread", default="MainThread", help="whose samples --top summarises")
     parser.add_argument("--native", action="store_true", help="include C frames (slower sampling)")
+    parser.add_argument("--postgres", action="store_true", help="glasskey on a fresh PostgreSQL database")
     args = parser.parse_args()
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -69,6 +73,8 @@ def main() -> None:
             result = _profile(procs, Path(tmp), args, py_spy)
         finally:
             procs.stop_all()
+            if args.postgres:
+                drop_postgres_database(f"glasskey_profile_{os.getpid()}")
     print(f"{result.throughput_rps:.1f} req/s, p50 {result.latency_ms.get('p50', 0):.2f} ms, errors {result.errors}")
     print(f"profile: {args.out}")
     if args.format == "raw":
@@ -78,7 +84,8 @@ def main() -> None:
 
 def _profile(procs: Processes, tmp: Path, args: argparse.Namespace, py_spy: str) -> LoadResult:
     upstreams = start_upstreams(procs, [0])
-    target = start_glasskey(procs, seed_glasskey("glasskey-sqlite", upstreams, tmp), [0])
+    database = f"glasskey_profile_{os.getpid()}" if args.postgres else None
+    target = start_glasskey(procs, seed_glasskey("glasskey", upstreams, tmp, postgres_database=database), [0])
     spec = LoadSpec(
         url=target.url(0),
         model=MODELS[0],

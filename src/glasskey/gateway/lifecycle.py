@@ -29,7 +29,7 @@ from glasskey.gateway.settlement import settle_hold
 from glasskey.gateway.usage import estimate_tokens, text_of_body, text_of_delta, usage_from_openai
 from glasskey.keys import secret as key_secret
 from glasskey.keys.budget import hold_budget
-from glasskey.keys.service import KeyRecord, bearer_token, find_by_public_id, verify_token
+from glasskey.keys.service import KeyRecord, bearer_token, find_by_public_id, verify_parsed
 from glasskey.ledger import (
     SYSTEM_REVENUE,
     InsufficientFunds,
@@ -81,19 +81,20 @@ class Lifecycle:
 
     # -- the steps ------------------------------------------------------------------------
 
-    async def _verified_key(self, authorization: str | None) -> KeyRecord:
+    async def _verified_key(self, authorization: str | None, run: Run | None = None) -> KeyRecord:
         """The key behind the request, from the one-second cache; the secret is checked every time."""
-        token = bearer_token(authorization)
-        public_id = key_secret.public_id_of(token)
+        parsed = key_secret.parse(bearer_token(authorization))
         record = None
-        if public_id is not None:
+        if parsed is not None:
+            public_id = parsed[0]
+            if run is not None:
+                # The public id is not secret, and lets a failed login be traced to the key it named.
+                run.receipt.key_public_id = public_id
             record = await self.services.cache.get(("key", public_id), partial(find_by_public_id, public_id=public_id))
-        return verify_token(token, pepper=self.services.pepper, now=self.services.clock(), lookup=lambda _: record)
+        return verify_parsed(parsed, record, pepper=self.services.pepper, now=self.services.clock())
 
     async def authenticate(self, run: Run, authorization: str | None) -> KeyRecord:
-        # The public id is not secret, and lets a failed login be traced to the key it named.
-        run.receipt.key_public_id = key_secret.public_id_of(bearer_token(authorization))
-        key = await self._verified_key(authorization)
+        key = await self._verified_key(authorization, run)
         run.receipt.key_id = key.id
         run.receipt.org_id = key.org_id
         run.receipt.settlement = key.policy.settlement

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 import string
 
@@ -26,17 +27,18 @@ def generate() -> tuple[str, str, str]:
     return f"{PREFIX}-{public_id}-{secret}", public_id, secret
 
 
+# One compiled match instead of a check per character: every request parses its key.
+_KEY_SHAPE = re.compile(
+    rf"{PREFIX}-([{re.escape(_PUBLIC_ALPHABET)}]{{{PUBLIC_ID_LENGTH}}})-([{re.escape(_SECRET_ALPHABET)}]{{{SECRET_LENGTH}}})"
+)
+
+
 def parse(full_key: str) -> tuple[str, str] | None:
     """``(public id, secret)``, or None when the text is not shaped like a glasskey key."""
-    parts = full_key.split("-")
-    if len(parts) != 3 or parts[0] != PREFIX:
+    match = _KEY_SHAPE.fullmatch(full_key)
+    if match is None:
         return None
-    public_id, secret = parts[1], parts[2]
-    if len(public_id) != PUBLIC_ID_LENGTH or len(secret) != SECRET_LENGTH:
-        return None
-    if not all(c in _PUBLIC_ALPHABET for c in public_id) or not all(c in _SECRET_ALPHABET for c in secret):
-        return None
-    return public_id, secret
+    return match.group(1), match.group(2)
 
 
 def hash_secret(pepper: str, secret: str) -> str:

@@ -194,11 +194,15 @@ def find_by_public_id(conn: Connection, public_id: str) -> KeyRecord | None:
 def verify_token(token: str, *, pepper: str, now: datetime, lookup: Callable[[str], KeyRecord | None]) -> KeyRecord:
     """The active key behind ``token``, found with ``lookup(public_id)``; failures echo nothing."""
     parsed = key_secret.parse(token)
+    record = lookup(parsed[0]) if parsed is not None else None
+    return verify_parsed(parsed, record, pepper=pepper, now=now)
+
+
+def verify_parsed(parsed: tuple[str, str] | None, record: KeyRecord | None, *, pepper: str, now: datetime) -> KeyRecord:
+    """``verify_token`` for a token already parsed and its record already looked up (the request path)."""
     if parsed is None:
         raise KeyError_("Incorrect API key provided", code="invalid_api_key")
-    public_id, secret = parsed
-    record = lookup(public_id)
-    if record is None or not key_secret.verify(pepper, secret, record.secret_hash):
+    if record is None or not key_secret.verify(pepper, parsed[1], record.secret_hash):
         raise KeyError_("Incorrect API key provided", code="invalid_api_key")
     check_usable(record, now)
     return record
