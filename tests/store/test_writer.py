@@ -89,3 +89,40 @@ def test_close_finishes_queued_writes(sqlite_db):
     assert count(sqlite_db) == 1
     with pytest.raises(AssertionError):
         assert writer._thread is not None
+
+
+def test_a_hold_and_the_settlement_queued_soon_after_share_one_commit(db):
+    writer = GroupCommitWriter(db, linger_seconds=1.0)
+
+    async def run() -> tuple[int, int]:
+        await writer.submit(insert_org("held"), durable=False)  # answered before its commit
+        seen_before_settlement = count(db)
+        await writer.submit(insert_org("settled"))
+        return seen_before_settlement, count(db)
+
+    try:
+        before, after = asyncio.run(run())
+    finally:
+        writer.close()
+    assert before == 0, "the hold's transaction stays open for the settlement"
+    assert after == 2
+    assert writer.batches == 1
+
+
+def test_a_lone_hold_is_committed_once_the_linger_runs_out(db):
+    writer = GroupCommitWriter(db, linger_seconds=0.05)
+
+    async def run() -> int:
+        await writer.submit(insert_org("held"), durable=False)
+        for _ in range(200):  # at most 2 s: the commit comes after the 50 ms linger
+            if count(db) == 1:
+                break
+            await asyncio.sleep(0.01)
+        return count(db)
+
+    try:
+        seen = asyncio.run(run())
+    finally:
+        writer.close()
+    assert seen == 1
+    assert writer.batches == 1
