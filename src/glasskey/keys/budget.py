@@ -15,6 +15,7 @@ from sqlalchemy import Connection, select
 from glasskey.errors import BudgetError
 from glasskey.keys.policy import KeyPolicy
 from glasskey.money import format_micros
+from glasskey.store import deferred
 from glasskey.store.driver import DriverStatement
 from glasskey.store.tables import key_spend
 
@@ -66,8 +67,8 @@ def hold_budget(conn: Connection, key_id: str, policy: KeyPolicy, amount_micros:
 
 def settle_budget(conn: Connection, key_id: str, day: str, held_micros: int, charged_micros: int) -> None:
     """Release a hold taken by ``hold_budget`` and count what was actually charged."""
-    _SETTLE.execute(
-        conn, {"held": held_micros, "charged": charged_micros, "key_id": key_id, "total": TOTAL, "day": day}
+    deferred.increment(
+        conn, _SETTLE, {"key_id": key_id, "total": TOTAL, "day": day}, {"held": held_micros, "charged": charged_micros}
     )
 
 

@@ -18,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 
 from glasskey.errors import ClientError, InvariantViolation, NotFound, WalletError
 from glasskey.ids import new_id
+from glasskey.store import deferred
 from glasskey.store.driver import DriverStatement
 from glasskey.store.tables import UTCDateTime, accounts, transfers, utc_datetime
 
@@ -149,9 +150,10 @@ def _debit(conn: Connection, account_id: str, amount: int, *, pending: bool) -> 
 
 
 def _credit(conn: Connection, account_id: str, amount: int, *, pending: bool) -> None:
-    result = _CREDIT[pending].execute(conn, {"amount": amount, "id": account_id})
-    if result.rowcount != 1:
-        raise NotFound(f"account {account_id} does not exist")
+    # A credit is never refused and nothing in a batch reads it back, so the writer applies a
+    # batch's credits of one account in one statement (store.deferred). The account was checked
+    # to exist when the debit side was chosen: accounts are never deleted.
+    deferred.increment(conn, _CREDIT[pending], {"id": account_id}, {"amount": amount})
 
 
 def _check_amount(amount_micros: int) -> None:
@@ -283,7 +285,7 @@ def _resolve(conn: Connection, transfer_id: str, status: str, posted_amount: int
         # The caller's transaction rolls back: a charge above its hold is a bug, never money.
         raise InvariantViolation(f"posting {posted} above the hold of {held} on {transfer_id}")
     _RELEASE_DEBIT.execute(conn, {"held": held, "posted": posted, "id": resolved.debit_account_id})
-    _RELEASE_CREDIT.execute(conn, {"held": held, "posted": posted, "id": resolved.credit_account_id})
+    deferred.increment(conn, _RELEASE_CREDIT, {"id": resolved.credit_account_id}, {"held": held, "posted": posted})
     return resolved
 
 

@@ -14,6 +14,7 @@ from sqlalchemy import Connection, select
 
 from glasskey.errors import ClientError, NotFound
 from glasskey.money import format_micros
+from glasskey.store import deferred
 from glasskey.store.driver import DriverStatement
 from glasskey.store.tables import receipts
 
@@ -85,7 +86,9 @@ _INSERT = DriverStatement(
 
 
 def write_receipt(conn: Connection, receipt: Receipt) -> None:
-    _INSERT.execute(conn, receipt.row())
+    # In the writer, a batch's receipts go in one executemany (store.deferred); the row is
+    # copied now, so later changes to the receipt object cannot reach it.
+    deferred.insert(conn, _INSERT, receipt.row())
 
 
 def _public(row: Any) -> dict[str, Any]:

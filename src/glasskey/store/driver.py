@@ -54,14 +54,31 @@ class DriverStatement:
         self._compiled[dialect.name] = compiled
         return compiled
 
-    def execute(self, conn: Connection, params: dict[str, Any]) -> Any:
-        """Run on ``conn``'s driver connection (its open transaction); returns the DB-API cursor."""
-        compiled = self._compiled.get(conn.dialect.name) or self._compile(conn.dialect)
-        sql, processors = compiled
+    def _prepared(self, conn: Connection, params: dict[str, Any]) -> str:
+        """The SQL for ``conn``'s dialect; ``params`` are converted in place."""
+        sql, processors = self._compiled.get(conn.dialect.name) or self._compile(conn.dialect)
         for name, process in processors.items():
             if params[name] is not None:
                 params[name] = process(params[name])
+        return sql
+
+    def execute(self, conn: Connection, params: dict[str, Any]) -> Any:
+        """Run on ``conn``'s driver connection (its open transaction); returns the DB-API cursor."""
+        sql = self._prepared(conn, params)
         return _driver(conn).execute(sql, params)
+
+    def executemany(self, conn: Connection, rows: list[dict[str, Any]]) -> None:
+        """Run once per row of ``rows``, in one driver call (one round trip where the driver can)."""
+        if not rows:
+            return
+        sql = ""
+        for row in rows:
+            sql = self._prepared(conn, row)
+        cursor = _driver(conn).cursor()
+        try:
+            cursor.executemany(sql, rows)
+        finally:
+            cursor.close()
 
 
 class Savepoint:

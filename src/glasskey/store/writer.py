@@ -22,7 +22,9 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Connection
 
+from glasskey.store import deferred
 from glasskey.store.database import Database
+from glasskey.store.deferred import Deferred
 from glasskey.store.driver import Savepoint
 
 log = logging.getLogger("glasskey.store.writer")
@@ -134,10 +136,11 @@ class GroupCommitWriter:
         running = True
         try:
             with self.db.transaction(self._connection()) as conn:
+                batch_writes = Deferred()
                 pending = [first]
                 while pending:
                     for job in pending:
-                        outcome = self._run_job(conn, job)
+                        outcome = self._run_job(conn, job, batch_writes)
                         if job.durable:
                             outcomes.append(outcome)
                         else:
@@ -148,6 +151,7 @@ class GroupCommitWriter:
                         running = False
                     elif not pending and not outcomes and len(batch) < self.max_batch:
                         pending, running = self._linger()
+                batch_writes.apply(conn)
         except Exception as commit_error:  # the commit failed: none of the batch's writes happened
             log.exception("group commit of %d writes failed", len(batch))
             self._drop_connection()
@@ -168,12 +172,18 @@ class GroupCommitWriter:
         return [item], True  # type: ignore[list-item]
 
     @staticmethod
-    def _run_job(conn: Connection, job: _Job) -> tuple[_Job, Any, BaseException | None]:
+    def _run_job(conn: Connection, job: _Job, batch_writes: Deferred) -> tuple[_Job, Any, BaseException | None]:
+        job_writes = Deferred()
+        deferred.collecting(conn, job_writes)
         try:
             with Savepoint(conn):
-                return job, job.work(conn), None
+                result = job.work(conn)
         except Exception as job_error:  # each job's own failure goes back to its caller only
-            return job, None, job_error
+            return job, None, job_error  # its deferred writes are dropped with its savepoint
+        finally:
+            deferred.collecting(conn, None)
+        batch_writes.merge(job_writes)
+        return job, result, None
 
 
 def _settle_future(job: _Job, result: Any, error: BaseException | None) -> None:

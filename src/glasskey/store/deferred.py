@@ -1,0 +1,83 @@
+"""Writes a group commit applies once per batch instead of once per request.
+
+Some writes of the request path need no answer and cannot be refused: crediting a system
+account (revenue has no floor), moving a key's held budget to spent, inserting a receipt. Inside
+the group-commit writer, such writes are collected per job and applied once, just before the
+commit: the increments of one row are summed into one ``UPDATE``, the inserts of one table go in
+one ``executemany``. A job that fails leaves nothing behind, as its savepoint does for its
+immediate writes. Outside the writer (tests, the CLI, the sweep) the same calls run at once.
+
+Only writes that nothing in the same batch reads back may be deferred: a batch reads wallet
+balances and pending transfers, never a revenue account, a receipt or a spent budget.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Connection
+
+from glasskey.store.driver import DriverStatement
+
+_INFO_KEY = "glasskey_deferred"
+
+Keys = tuple[tuple[str, Any], ...]
+
+
+class Deferred:
+    """The increments and inserts of one job or one batch, not yet applied."""
+
+    def __init__(self) -> None:
+        self.increments: dict[tuple[DriverStatement, Keys], dict[str, int]] = {}
+        self.inserts: dict[DriverStatement, list[dict[str, Any]]] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self.increments or self.inserts)
+
+    def add(self, statement: DriverStatement, keys: dict[str, Any], amounts: dict[str, int]) -> None:
+        sums = self.increments.setdefault((statement, tuple(keys.items())), dict.fromkeys(amounts, 0))
+        for name, amount in amounts.items():
+            sums[name] += amount
+
+    def insert(self, statement: DriverStatement, row: dict[str, Any]) -> None:
+        self.inserts.setdefault(statement, []).append(row)
+
+    def merge(self, other: Deferred) -> None:
+        for (statement, keys), amounts in other.increments.items():
+            self.add(statement, dict(keys), amounts)
+        for statement, rows in other.inserts.items():
+            self.inserts.setdefault(statement, []).extend(rows)
+
+    def apply(self, conn: Connection) -> None:
+        for (statement, keys), amounts in self.increments.items():
+            statement.execute(conn, {**dict(keys), **amounts})
+        for statement, rows in self.inserts.items():
+            statement.executemany(conn, rows)
+        self.increments.clear()
+        self.inserts.clear()
+
+
+def collecting(conn: Connection, deferred: Deferred | None) -> None:
+    """Collect ``conn``'s deferrable writes into ``deferred`` from now on (None: apply them at once)."""
+    if deferred is None:
+        conn.info.pop(_INFO_KEY, None)
+    else:
+        conn.info[_INFO_KEY] = deferred
+
+
+def increment(conn: Connection, statement: DriverStatement, keys: dict[str, Any], amounts: dict[str, int]) -> None:
+    """Run ``statement`` (an unconditional increment of one row) now, or once per batch in the writer."""
+    deferred: Deferred | None = conn.info.get(_INFO_KEY)
+    if deferred is None:
+        statement.execute(conn, {**keys, **amounts})
+    else:
+        deferred.add(statement, keys, amounts)
+
+
+def insert(conn: Connection, statement: DriverStatement, row: dict[str, Any]) -> None:
+    """Run ``statement`` (an insert nothing in the batch reads back) now, or in the batch's ``executemany``."""
+    deferred: Deferred | None = conn.info.get(_INFO_KEY)
+    if deferred is None:
+        statement.execute(conn, row)
+    else:
+        deferred.insert(statement, row)
