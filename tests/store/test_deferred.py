@@ -51,7 +51,7 @@ def test_in_the_writer_a_batch_applies_what_its_jobs_collected_and_drops_what_fa
         open_account(conn, account_id="acc_revenue", kind="revenue", now=NOW, floor_micros=None)
     writer = GroupCommitWriter(db)
 
-    async def run() -> list[object]:
+    async def run() -> tuple[BaseException | None, ...]:
         return await asyncio.gather(
             writer.submit(credit(1)),
             writer.submit(credit(100, fail=True)),
