@@ -292,6 +292,18 @@ def test_a_wallet_with_nothing_in_it_refuses_any_positive_hold(db: Database) -> 
     assert balances(db, wallet) == (0, 0, 0)
 
 
+def test_a_refused_direct_charge_leaves_no_transfer_even_when_its_transaction_goes_on(db: Database) -> None:
+    # Settlement catches this refusal and commits the rest of its work (the receipt).
+    _, wallet = funded_org(db, amount_micros=0)
+    with db.write() as conn, pytest.raises(InsufficientFunds):
+        create_posted(
+            conn, debit_account_id=wallet, credit_account_id=REVENUE, amount_micros=5, now=NOW, kind="adjustment"
+        )
+    assert transfer_count(db) == 0
+    assert balances(db, wallet) == (0, 0, 0)
+    assert_coherent(db)
+
+
 def test_holding_on_an_unknown_account_is_not_found(db: Database) -> None:
     with pytest.raises(NotFound), db.write() as conn:
         hold(conn, "wal_does_not_exist", 1)

@@ -222,6 +222,8 @@ def create_posted(
             return _replay(existing, debit_account_id, credit_account_id, amount_micros)
     transfer_id = new_id("tr")
     try:
+        # The row and both sides move together: a refused debit takes the row back with it,
+        # even when the caller catches the refusal and commits the rest of its work.
         with conn.begin_nested():
             conn.execute(
                 transfers.insert().values(
@@ -240,14 +242,14 @@ def create_posted(
                     resolved_at=now,
                 )
             )
+            _debit(conn, debit_account_id, amount_micros, pending=False)
+            _credit(conn, credit_account_id, amount_micros, pending=False)
     except IntegrityError:
         # A concurrent request with the same key won the insert; answer with its transfer.
         existing = _by_idempotency_key(conn, idempotency_key) if idempotency_key else None
         if existing is None:
             raise
         return _replay(existing, debit_account_id, credit_account_id, amount_micros)
-    _debit(conn, debit_account_id, amount_micros, pending=False)
-    _credit(conn, credit_account_id, amount_micros, pending=False)
     return get_transfer(conn, transfer_id)
 
 
