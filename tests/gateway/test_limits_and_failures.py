@@ -43,6 +43,34 @@ def test_total_budget_refuses_with_429_source_budget(gateway):
     gateway.audit_ok()
 
 
+def test_a_wallet_refusal_gives_back_the_budget_the_hold_had_taken(gateway):
+    services = gateway.services
+    now = services.clock()
+    key = gateway.new_key(name="budgeted", settlement="routed", budget_total_micros=1_000_000)
+    with services.db.read() as conn:
+        from glasskey.keys.service import get_key
+
+        record = get_key(conn, key.rsplit("-", 1)[0])
+        wallet = wallet_account_id(conn, gateway.org_id, "routed")
+        available = get_balance(conn, wallet).available_micros
+    with services.db.write() as conn:  # another request holds all but one micro of the wallet
+        create_pending(
+            conn,
+            debit_account_id=wallet,
+            credit_account_id=SYSTEM_REVENUE["routed"],
+            amount_micros=available - 1,
+            now=now,
+            expires_at=now + timedelta(seconds=60),
+        )
+    response = post(gateway, key)
+    assert response.status_code == 402
+    assert response.json()["error"]["source"] == "wallet"
+    with services.db.read() as conn:
+        assert get_spend(conn, record.id, TOTAL).held_micros == 0
+        assert get_balance(conn, wallet).available_micros == 1
+    gateway.audit_ok()
+
+
 def test_rate_limit_refuses_the_request_over_the_limit_with_retry_after(gateway):
     key = gateway.new_key(settlement="routed", rpm_limit=2)
     assert [post(gateway, key).status_code for _ in range(2)] == [200, 200]

@@ -8,7 +8,15 @@ import pytest
 
 from conftest_helpers import NOW
 from glasskey.errors import BudgetError
-from glasskey.keys.budget import TOTAL, Spend, day_period, get_spend, hold_budget, settle_budget
+from glasskey.keys.budget import (
+    TOTAL,
+    Spend,
+    day_period,
+    get_spend,
+    hold_budget,
+    release_budget_hold,
+    settle_budget,
+)
 from glasskey.keys.policy import KeyPolicy
 from glasskey.keys.service import KeyRecord, create_key
 from glasskey.orgs.service import create_org
@@ -73,6 +81,25 @@ def test_a_refused_daily_hold_leaves_the_total_untouched(db: Database) -> None:
     # The total row was raised before the daily one refused; the transaction undid it.
     assert spend(db, key, TOTAL) == Spend(0, 900_000)
     assert spend(db, key, TODAY) == Spend(0, 900_000)
+
+
+def test_a_refused_daily_hold_leaves_nothing_even_when_its_transaction_commits(db: Database) -> None:
+    # The group-commit writer runs holds without a savepoint: the refusal itself must undo the total.
+    key = budgeted_key(db, budget_total_micros=5_000_000, budget_daily_micros=1_000_000)
+    hold(db, key, 900_000)
+    with db.write() as conn, pytest.raises(BudgetError):
+        hold_budget(conn, key.id, key.policy, 200_000, NOW)
+    assert spend(db, key, TOTAL) == Spend(0, 900_000)
+    assert spend(db, key, TODAY) == Spend(0, 900_000)
+
+
+def test_releasing_a_budget_hold_gives_back_both_periods_at_once(db: Database) -> None:
+    key = budgeted_key(db, budget_total_micros=5_000_000)
+    with db.write() as conn:
+        period = hold_budget(conn, key.id, key.policy, 700_000, NOW)
+        release_budget_hold(conn, key.id, period, 700_000)
+    assert spend(db, key, TOTAL) == Spend(0, 0)
+    assert spend(db, key, TODAY) == Spend(0, 0)
 
 
 def test_settling_moves_the_charge_from_held_to_spent_and_frees_the_rest(db: Database) -> None:

@@ -126,3 +126,55 @@ def test_a_lone_hold_is_committed_once_the_linger_runs_out(db):
         writer.close()
     assert seen == 1
     assert writer.batches == 1
+
+
+def test_a_refusal_without_a_savepoint_fails_alone(db):
+    writer = GroupCommitWriter(db)
+
+    def refuse_cleanly(conn: Connection) -> None:
+        raise WalletError("refused before writing anything")
+
+    async def run() -> Any:
+        return await asyncio.gather(
+            writer.submit(insert_org("kept-1"), savepoint=False),
+            writer.submit(refuse_cleanly, savepoint=False),
+            writer.submit(insert_org("kept-2"), savepoint=False),
+            return_exceptions=True,
+        )
+
+    try:
+        results = asyncio.run(run())
+    finally:
+        writer.close()
+    assert results[0] == "kept-1" and results[2] == "kept-2"
+    assert isinstance(results[1], WalletError)
+    assert count(db) == 2
+
+
+def test_an_unexpected_failure_without_a_savepoint_rolls_back_its_whole_batch(db):
+    writer = GroupCommitWriter(db, linger_seconds=1.0)
+
+    def half_done(conn: Connection) -> None:
+        conn.execute(orgs.insert().values(id="half", name="half", created_at=NOW))
+        raise RuntimeError("a bug after a write")
+
+    async def run() -> Any:
+        # The hold-like write lingers, so all four land in one batch.
+        first = asyncio.ensure_future(writer.submit(insert_org("hold"), durable=False))
+        await asyncio.sleep(0.05)
+        return await asyncio.gather(
+            first,
+            writer.submit(insert_org("before"), savepoint=False),
+            writer.submit(half_done, savepoint=False),
+            writer.submit(insert_org("after")),
+            return_exceptions=True,
+        )
+
+    try:
+        results = asyncio.run(run())
+    finally:
+        writer.close()
+    assert results[0] == "hold"  # answered before the failure, as holds are
+    assert all(isinstance(r, RuntimeError) for r in results[1:]), results
+    assert count(db) == 0
+    assert writer.batches == 1

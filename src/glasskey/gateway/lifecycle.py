@@ -28,7 +28,7 @@ from glasskey.gateway.run import Hold, Run
 from glasskey.gateway.settlement import settle_hold
 from glasskey.gateway.usage import estimate_tokens, text_of_body, text_of_delta, usage_from_openai
 from glasskey.keys import secret as key_secret
-from glasskey.keys.budget import hold_budget
+from glasskey.keys.budget import hold_budget, release_budget_hold
 from glasskey.keys.service import KeyRecord, bearer_token, find_by_public_id, verify_parsed
 from glasskey.ledger import (
     SYSTEM_REVENUE,
@@ -68,8 +68,12 @@ class Lifecycle:
         return await anyio.to_thread.run_sync(work)
 
     async def _write(self, fn: Callable[[Connection], T]) -> T:
-        """A write of the request path, group-committed with other requests' writes."""
-        return await self.services.writer.submit(fn)
+        """A settlement, group-committed with other requests' writes.
+
+        Without a savepoint: a settlement refuses nothing (a lost or expired hold is charged
+        directly, in a savepoint of its own), so it never raises a refusal half done.
+        """
+        return await self.services.writer.submit(fn, savepoint=False)
 
     def _elapsed_ms(self, run: Run) -> int:
         return int((self.services.monotonic() - run.started) * 1000)
@@ -110,6 +114,8 @@ class Lifecycle:
         )
 
         def work(conn: Connection) -> Hold:
+            # Run without a savepoint (see GroupCommitWriter.submit): every refusal below leaves
+            # nothing behind, the budget hold being released at once when the wallet refuses.
             period = hold_budget(conn, key.id, key.policy, amount, now)
             try:
                 transfer = create_pending(
@@ -124,7 +130,10 @@ class Lifecycle:
                     budget_period=period,
                     memo=f"hold for {model}",
                 )
-            except InsufficientFunds:
+            except GlasskeyError as refusal:
+                release_budget_hold(conn, key.id, period, amount)
+                if not isinstance(refusal, InsufficientFunds):
+                    raise
                 available = get_balance(conn, wallet_id).available_micros
                 raise InsufficientFunds(
                     f"The {kind} wallet has ${format_micros(available)} available;"
@@ -142,7 +151,7 @@ class Lifecycle:
         # Once submitted, the hold is taken whatever happens to this request: wait for it, so
         # that a cancelled request still knows the hold it must release.
         with anyio.CancelScope(shield=True):
-            hold = await self.services.writer.submit(work, durable=False)
+            hold = await self.services.writer.submit(work, durable=False, savepoint=False)
         run.hold = hold
         run.receipt.hold_micros = amount
         run.receipt.transfer_id = hold.transfer_id

@@ -48,14 +48,24 @@ _SETTLE = DriverStatement(
 )
 
 
+_RELEASE_HELD = DriverStatement(
+    "UPDATE key_spend SET held_micros = held_micros - :amount WHERE key_id = :key_id AND period IN (:first, :second)"
+)
+
+
 def hold_budget(conn: Connection, key_id: str, policy: KeyPolicy, amount_micros: int, now: datetime) -> str:
-    """Reserve ``amount_micros`` of the key's budgets; returns the day period it was held in."""
+    """Reserve ``amount_micros`` of the key's budgets; returns the day period it was held in.
+
+    A refusal leaves nothing held (the group-commit writer runs holds without a savepoint).
+    """
     day = day_period(now)
     for period, limit in ((TOTAL, policy.budget_total_micros), (day, policy.budget_daily_micros)):
         params = {"key_id": key_id, "period": period, "amount": amount_micros, "limit": limit}
         # A first hold larger than the whole budget would insert unchecked; refuse it here.
         refused = limit is not None and amount_micros > limit
         if refused or _HOLD[limit is not None].execute(conn, params).rowcount != 1:
+            if period != TOTAL:
+                _release(conn, key_id, (TOTAL, TOTAL), amount_micros)  # the total was taken just now
             label = "total" if period == TOTAL else "daily"
             raise BudgetError(
                 f"This request may cost up to ${format_micros(amount_micros)}, more than what is left "
@@ -63,6 +73,16 @@ def hold_budget(conn: Connection, key_id: str, policy: KeyPolicy, amount_micros:
                 code=f"{label}_budget_exceeded",
             )
     return day
+
+
+def release_budget_hold(conn: Connection, key_id: str, day: str, amount_micros: int) -> None:
+    """Undo a ``hold_budget`` at once (not deferred), for a hold refused after it took the budget."""
+    _release(conn, key_id, (TOTAL, day), amount_micros)
+
+
+def _release(conn: Connection, key_id: str, periods: tuple[str, str], amount_micros: int) -> None:
+    params = {"amount": amount_micros, "key_id": key_id, "first": periods[0], "second": periods[1]}
+    _RELEASE_HELD.execute(conn, params)
 
 
 def settle_budget(conn: Connection, key_id: str, day: str, held_micros: int, charged_micros: int) -> None:

@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Connection
 
+from glasskey.errors import GlasskeyError
 from glasskey.store import deferred
 from glasskey.store.database import Database
 from glasskey.store.deferred import Deferred
@@ -41,6 +42,11 @@ class _Job:
     future: asyncio.Future[Any]
     loop: asyncio.AbstractEventLoop
     durable: bool
+    savepoint: bool
+
+
+class _BatchAborted(Exception):
+    """A job without a savepoint failed unexpectedly; the whole batch must be rolled back."""
 
 
 _STOP = object()
@@ -66,17 +72,22 @@ class GroupCommitWriter:
                 self._thread = threading.Thread(target=self._run, name="glasskey-writer", daemon=True)
                 self._thread.start()
 
-    async def submit(self, work: Callable[[Connection], T], *, durable: bool = True) -> T:
+    async def submit(self, work: Callable[[Connection], T], *, durable: bool = True, savepoint: bool = True) -> T:
         """Run ``work`` in the next group commit and return its result.
 
         ``durable`` writes are answered after their commit. Others are answered as soon as they
         have run inside the open transaction: a hold needs its floor check answered, not its
         commit, since nothing is acknowledged to the client on the strength of a hold alone.
+
+        Each write runs in its own savepoint, so that its failure undoes only its own writes.
+        ``savepoint=False`` spares the two statements (two round trips on PostgreSQL) for a write
+        that promises to leave nothing behind when it raises a ``GlasskeyError`` (a refusal); any
+        other exception from it rolls back its whole batch, and every write of the batch fails.
         """
         self._ensure_started()
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self._queue.put(_Job(work, future, loop, durable))
+        self._queue.put(_Job(work, future, loop, durable, savepoint))
         return await future
 
     def close(self, timeout_seconds: float = 10.0) -> None:
@@ -133,29 +144,36 @@ class GroupCommitWriter:
         """
         outcomes: list[tuple[_Job, Any, BaseException | None]] = []
         batch: list[_Job] = []
+        answered: set[int] = set()  # non-durable jobs already answered, by id()
         running = True
         try:
             with self.db.transaction(self._connection()) as conn:
                 batch_writes = Deferred()
                 pending = [first]
                 while pending:
+                    batch += pending
                     for job in pending:
                         outcome = self._run_job(conn, job, batch_writes)
                         if job.durable:
                             outcomes.append(outcome)
                         else:
+                            answered.add(id(job))
                             job.loop.call_soon_threadsafe(_settle_future, *outcome)
-                    batch += pending
                     pending, stopping = self._take(self.max_batch - len(batch))
                     if stopping:
                         running = False
                     elif not pending and not outcomes and len(batch) < self.max_batch:
                         pending, running = self._linger()
                 batch_writes.apply(conn)
-        except Exception as commit_error:  # the commit failed: none of the batch's writes happened
-            log.exception("group commit of %d writes failed", len(batch))
-            self._drop_connection()
-            outcomes = [(job, None, commit_error) for job in batch if job.durable]
+        except Exception as error:  # nothing of the batch was committed
+            cause: BaseException = error
+            if isinstance(error, _BatchAborted) and error.__cause__ is not None:
+                log.error("a write without its own savepoint failed; its batch of %d is rolled back", len(batch))
+                cause = error.__cause__
+            else:
+                log.exception("group commit of %d writes failed", len(batch))
+                self._drop_connection()
+            outcomes = [(job, None, cause) for job in batch if job.durable or id(job) not in answered]
         self.batches += 1
         self.jobs += len(batch)
         for job, result, failure in outcomes:
@@ -176,13 +194,22 @@ class GroupCommitWriter:
         job_writes = Deferred()
         deferred.collecting(conn, job_writes)
         try:
-            with Savepoint(conn):
+            if job.savepoint:
+                with Savepoint(conn):
+                    result = job.work(conn)
+            else:
                 result = job.work(conn)
-        except Exception as job_error:  # each job's own failure goes back to its caller only
-            return job, None, job_error  # its deferred writes are dropped with its savepoint
+        except GlasskeyError as refusal:  # a refusal goes back to its caller only
+            # With a savepoint, its writes are undone; without, the job promised to leave none.
+            return job, None, refusal
+        except Exception as job_error:
+            if not job.savepoint:
+                # Its writes may be half done and nothing can undo them alone: undo the batch.
+                raise _BatchAborted from job_error
+            return job, None, job_error
         finally:
             deferred.collecting(conn, None)
-        batch_writes.merge(job_writes)
+        batch_writes.merge(job_writes)  # a failed job's deferred writes are dropped with it
         return job, result, None
 
 
