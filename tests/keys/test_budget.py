@@ -49,8 +49,9 @@ def spend(db: Database, key: KeyRecord, period: str) -> Spend:
 def test_a_key_without_budgets_holds_anything_and_counts_it(db: Database) -> None:
     key = budgeted_key(db)
     assert hold(db, key, 10**12) == TODAY
-    assert spend(db, key, TOTAL) == Spend(spent_micros=0, held_micros=10**12)
-    assert spend(db, key, TODAY) == Spend(spent_micros=0, held_micros=10**12)
+    assert hold(db, key, 5) == TODAY  # the rows exist now: the hold adds to them
+    assert spend(db, key, TOTAL) == Spend(spent_micros=0, held_micros=10**12 + 5)
+    assert spend(db, key, TODAY) == Spend(spent_micros=0, held_micros=10**12 + 5)
 
 
 def test_a_key_that_never_spent_reports_zero_in_every_period(db: Database) -> None:

@@ -42,6 +42,13 @@ _HOLD = {
     )
     for limited in (True, False)
 }
+# A key without budgets (most keys) still counts what it holds and spends, both periods in one
+# statement: nothing can refuse it.
+_HOLD_UNLIMITED = DriverStatement(
+    "INSERT INTO key_spend (key_id, period, spent_micros, held_micros) "
+    "VALUES (:key_id, :total, 0, :amount), (:key_id, :day, 0, :amount) "
+    "ON CONFLICT (key_id, period) DO UPDATE SET held_micros = key_spend.held_micros + excluded.held_micros"
+)
 _SETTLE = DriverStatement(
     "UPDATE key_spend SET held_micros = held_micros - :held, spent_micros = spent_micros + :charged "
     "WHERE key_id = :key_id AND period IN (:total, :day)"
@@ -59,6 +66,9 @@ def hold_budget(conn: Connection, key_id: str, policy: KeyPolicy, amount_micros:
     A refusal leaves nothing held (the group-commit writer runs holds without a savepoint).
     """
     day = day_period(now)
+    if policy.budget_total_micros is None and policy.budget_daily_micros is None:
+        _HOLD_UNLIMITED.execute(conn, {"key_id": key_id, "total": TOTAL, "day": day, "amount": amount_micros})
+        return day
     for period, limit in ((TOTAL, policy.budget_total_micros), (day, policy.budget_daily_micros)):
         params = {"key_id": key_id, "period": period, "amount": amount_micros, "limit": limit}
         # A first hold larger than the whole budget would insert unchecked; refuse it here.
