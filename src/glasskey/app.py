@@ -1,8 +1,10 @@
 """The ASGI application: ``/v1`` for clients, ``/admin/api`` for operators, one error mapping.
 
 ``build_app(services)`` is the only place the pieces are put together. Every response
-carries ``x-request-id``; every ``GlasskeyError`` becomes the brief's error shape here and
-nowhere else.
+carries ``x-request-id``; every ``GlasskeyError`` becomes the brief's error shape through
+``gateway.http.error_response`` and nowhere else. The app it returns is the lean front door of
+``gateway.asgi``, which serves the two hot endpoints itself and hands everything else (and the
+lifespan) to the Starlette app built here.
 """
 
 from __future__ import annotations
@@ -22,8 +24,9 @@ from starlette.routing import Mount, Route
 from glasskey import __version__
 from glasskey.admin.api import admin_refusal, build_admin_app
 from glasskey.dashboard import build_dashboard
-from glasskey.errors import ClientError, GlasskeyError, NotFound, error_body
-from glasskey.gateway.http import JSONResponse, request_id_of, routes_v1
+from glasskey.errors import ClientError, GlasskeyError, NotFound
+from glasskey.gateway.asgi import GatewayApp
+from glasskey.gateway.http import JSONResponse, error_response, request_id_of, routes_v1
 from glasskey.gateway.lifecycle import Lifecycle
 from glasskey.gateway.sweeper import sweep_expired_holds
 from glasskey.request_ids import RequestIdMiddleware
@@ -35,7 +38,7 @@ SWEEP_INTERVAL_SECONDS = 30.0
 
 
 def render_error(request: Request, error: GlasskeyError) -> Response:
-    return JSONResponse(error_body(error, request_id_of(request)), status_code=error.status_code, headers=error.headers)
+    return error_response(error, request_id_of(request))
 
 
 async def _glasskey_error(request: Request, exc: Exception) -> Response:
@@ -52,7 +55,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     )
 
 
-def build_app(services: Services) -> Starlette:
+def build_app(services: Services) -> GatewayApp:
     lifecycle = Lifecycle(services)
 
     async def index(request: Request) -> Response:
@@ -106,7 +109,7 @@ def build_app(services: Services) -> Starlette:
     app.add_middleware(RequestIdMiddleware)
     app.state.services = services
     app.state.lifecycle = lifecycle
-    return app
+    return GatewayApp(app, lifecycle)
 
 
 async def _probe_forever(services: Services) -> None:

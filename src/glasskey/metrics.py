@@ -8,6 +8,7 @@ Per endpoint: requests by status and error source.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Generic, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
@@ -17,6 +18,26 @@ from glasskey.routing.health import CLOSED, HALF_OPEN, OPEN, HealthBoard
 
 LATENCY_BUCKETS_SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 BREAKER_VALUES = {CLOSED: 0, HALF_OPEN: 1, OPEN: 2}
+M = TypeVar("M", Counter, Histogram)
+
+
+class _Children(Generic[M]):
+    """A labelled metric's children by label values, looked up once each.
+
+    ``labels()`` checks its arguments, converts them and takes a lock on every call, and the
+    request path calls it several times per request; a child, once made, never changes. The
+    registry keeps every child forever anyway, so this map grows no further than it does.
+    """
+
+    def __init__(self, metric: M) -> None:
+        self.metric: M = metric
+        self._children: dict[tuple[str, ...], M] = {}
+
+    def __call__(self, *values: str) -> M:
+        child = self._children.get(values)
+        if child is None:
+            child = self._children[values] = self.metric.labels(*values)
+        return child
 
 
 class _BreakerCollector(Collector):
@@ -74,24 +95,30 @@ class Metrics:
             registry=self.registry,
         )
         self.registry.register(_BreakerCollector(board))
+        self._attempts = _Children(self.attempts)
+        self._errors = _Children(self.errors)
+        self._latency = _Children(self.latency)
+        self._ttft = _Children(self.ttft)
+        self._requests = _Children(self.requests)
+        self._charges = _Children(self.charges)
 
     def attempt(
         self, route_id: str, provider: str, *, ok: bool, latency_ms: int, error_class: str | None = None
     ) -> None:
-        self.attempts.labels(route_id, provider, "succeeded" if ok else "failed").inc()
+        self._attempts(route_id, provider, "succeeded" if ok else "failed").inc()
         if not ok:
-            self.errors.labels(route_id, error_class or "unknown").inc()
-        self.latency.labels(route_id).observe(latency_ms / 1000)
+            self._errors(route_id, error_class or "unknown").inc()
+        self._latency(route_id).observe(latency_ms / 1000)
 
     def first_token(self, route_id: str, ttft_ms: int) -> None:
-        self.ttft.labels(route_id).observe(ttft_ms / 1000)
+        self._ttft(route_id).observe(ttft_ms / 1000)
 
     def request(self, endpoint: str, http_status: int, source: str | None) -> None:
-        self.requests.labels(endpoint, str(http_status), source or "").inc()
+        self._requests(endpoint, str(http_status), source or "").inc()
 
     def charge(self, org_id: str, wallet_kind: str, micros: int) -> None:
         if micros > 0:
-            self.charges.labels(org_id, wallet_kind).inc(micros)
+            self._charges(org_id, wallet_kind).inc(micros)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

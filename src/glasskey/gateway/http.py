@@ -5,13 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import Receive
 
-from glasskey.errors import ClientError
+from glasskey.errors import ClientError, GlasskeyError, error_body
 from glasskey.gateway.lifecycle import Lifecycle
-from glasskey.gateway.outcomes import JSONOutcome
+from glasskey.gateway.outcomes import JSONOutcome, StreamOutcome
 from glasskey.gateway.requests import check_chat_body, parse_json_object
 from glasskey.gateway.streaming import RelayResponse
 from glasskey.keys.explain import explain_key
@@ -32,23 +33,47 @@ def request_id_of(request: Request) -> str:
     return str(request.scope["state"]["request_id"])
 
 
-async def read_body(request: Request, limit_bytes: int) -> bytes:
-    """The whole body, refusing (413) anything larger than the limit before reading it all."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit_bytes:
-        raise ClientError(
-            f"The request body is larger than {limit_bytes} bytes", code="body_too_large", status_code=413
-        )
+def error_response(error: GlasskeyError, request_id: str) -> JSONResponse:
+    """The one rendering of a ``GlasskeyError``: the brief's error shape, its status and headers."""
+    return JSONResponse(error_body(error, request_id), status_code=error.status_code, headers=error.headers)
+
+
+def outcome_response(outcome: JSONOutcome | StreamOutcome) -> Response | RelayResponse:
+    if isinstance(outcome, JSONOutcome):
+        return JSONResponse(outcome.body, status_code=outcome.status_code, headers=outcome.headers)
+    return RelayResponse(outcome.relay, outcome.headers)
+
+
+def _body_too_large(limit_bytes: int) -> ClientError:
+    return ClientError(f"The request body is larger than {limit_bytes} bytes", code="body_too_large", status_code=413)
+
+
+async def receive_body(receive: Receive, declared_length: str | None, limit_bytes: int) -> bytes:
+    """The whole body, refusing (413) anything larger than the limit before reading it all.
+
+    It reads the ASGI messages itself, as Starlette's ``Request.stream`` does (a disconnect
+    raises ``ClientDisconnect``), so the lean entry point and the Starlette routes share it.
+    """
+    if declared_length is not None and declared_length.isdigit() and int(declared_length) > limit_bytes:
+        raise _body_too_large(limit_bytes)
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit_bytes:
-            raise ClientError(
-                f"The request body is larger than {limit_bytes} bytes", code="body_too_large", status_code=413
-            )
-        chunks.append(chunk)
-    return b"".join(chunks)
+    while True:
+        message = await receive()
+        if message["type"] == "http.request":
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit_bytes:
+                raise _body_too_large(limit_bytes)
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        elif message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+
+
+async def read_body(request: Request, limit_bytes: int) -> bytes:
+    return await receive_body(request.receive, request.headers.get("content-length"), limit_bytes)
 
 
 def routes_v1(lifecycle: Lifecycle) -> list[Route]:
@@ -60,9 +85,7 @@ def routes_v1(lifecycle: Lifecycle) -> list[Route]:
         outcome = await lifecycle.chat(
             request_id, request.headers.get("authorization"), lambda: read_body(request, limit)
         )
-        if isinstance(outcome, JSONOutcome):
-            return JSONResponse(outcome.body, status_code=outcome.status_code, headers=outcome.headers)
-        return RelayResponse(outcome.relay, outcome.headers)  # type: ignore[return-value]
+        return outcome_response(outcome)  # type: ignore[return-value]
 
     async def embeddings(request: Request) -> Response:
         outcome = await lifecycle.embeddings(

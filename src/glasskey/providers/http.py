@@ -14,7 +14,6 @@ it, and any long fragment of it, from upstream text before it goes anywhere.
 from __future__ import annotations
 
 import asyncio
-import math
 import os
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
@@ -22,7 +21,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
-import anyio
 import orjson
 
 from glasskey.providers.base import ProviderError
@@ -42,13 +40,19 @@ class Timeouts:
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> Timeouts:
         """Per-route overrides: ``timeout_connect_ms``, ``timeout_first_byte_ms`` and so on."""
-        defaults = cls()
+        if options.keys().isdisjoint(TIMEOUT_OPTIONS):
+            return DEFAULT_TIMEOUTS  # most routes; it is frozen, so sharing it is safe
+        defaults = DEFAULT_TIMEOUTS
         return cls(
             connect_ms=int(options.get("timeout_connect_ms", defaults.connect_ms)),
             first_byte_ms=int(options.get("timeout_first_byte_ms", defaults.first_byte_ms)),
             chunk_gap_ms=int(options.get("timeout_chunk_gap_ms", defaults.chunk_gap_ms)),
             total_ms=int(options.get("timeout_total_ms", defaults.total_ms)),
         )
+
+
+DEFAULT_TIMEOUTS = Timeouts()
+TIMEOUT_OPTIONS = frozenset(("timeout_connect_ms", "timeout_first_byte_ms", "timeout_chunk_gap_ms", "timeout_total_ms"))
 
 
 class UpstreamHTTPError(Exception):
@@ -113,18 +117,39 @@ class UpstreamHTTP:
         self, *, max_response_bytes: int = MAX_RESPONSE_BYTES, environ: Mapping[str, str] | None = None
     ) -> None:
         self._sessions: dict[tuple[int, str], aiohttp.ClientSession] = {}
+        # Route URLs and connect timeouts are few; parsing and building them once saves every request.
+        self._origins: dict[str, str] = {}
+        self._client_timeouts: dict[int, aiohttp.ClientTimeout] = {}
         self.max_response_bytes = max_response_bytes
         self.environ = os.environ if environ is None else environ
 
     def _session(self, url: str) -> aiohttp.ClientSession:
+        origin = self._origins.get(url)
+        if origin is None:
+            if len(self._origins) >= MAX_REMEMBERED:
+                self._origins.clear()
+            origin = self._origins[url] = _origin(url)
         # A session belongs to the event loop that made it; tests run several loops in turn.
-        key = (id(asyncio.get_running_loop()), _origin(url))
+        key = (id(asyncio.get_running_loop()), origin)
         session = self._sessions.get(key)
         if session is None or session.closed:
             connector = aiohttp.TCPConnector(limit=256, limit_per_host=256, ttl_dns_cache=300)
-            session = aiohttp.ClientSession(connector=connector, trust_env=False, auto_decompress=True)
+            # No cookie jar: the pool serves every client, and an upstream's cookie must never ride on
+            # another client's request.
+            session = aiohttp.ClientSession(
+                connector=connector, trust_env=False, auto_decompress=True, cookie_jar=aiohttp.DummyCookieJar()
+            )
             self._sessions[key] = session
         return session
+
+    def _client_timeout(self, connect_ms: int) -> aiohttp.ClientTimeout:
+        timeout = self._client_timeouts.get(connect_ms)
+        if timeout is None:
+            if len(self._client_timeouts) >= MAX_REMEMBERED:
+                self._client_timeouts.clear()
+            timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_ms / 1000)
+            self._client_timeouts[connect_ms] = timeout
+        return timeout
 
     async def aclose(self) -> None:
         loop_id = id(asyncio.get_running_loop())
@@ -133,45 +158,50 @@ class UpstreamHTTP:
                 await session.close()
                 del self._sessions[key]
 
-    async def _open(
-        self, provider: str, url: str, headers: Mapping[str, str], body: Any, timeouts: Timeouts
+    async def _send(
+        self, url: str, headers: Mapping[str, str], body: Any, timeouts: Timeouts
     ) -> aiohttp.ClientResponse:
-        session = self._session(url)
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=timeouts.connect_ms / 1000)
-        with _attributed(provider):
-            # The first-byte clock starts when the request starts, connection setup included.
-            with anyio.fail_after(timeouts.first_byte_ms / 1000):
-                response = await session.post(
-                    url, data=orjson.dumps(body), headers=dict(headers), allow_redirects=False, timeout=timeout
-                )
-        return response
+        # aiohttp enforces the connect timeout itself; the first byte is the caller's timer.
+        return await self._session(url).post(
+            url,
+            data=orjson.dumps(body),
+            headers=headers,
+            allow_redirects=False,
+            timeout=self._client_timeout(timeouts.connect_ms),
+        )
 
-    async def _read_all(self, provider: str, response: aiohttp.ClientResponse, timeouts: Timeouts) -> bytes:
+    async def _read_all(self, provider: str, response: aiohttp.ClientResponse, clock: _Clock) -> bytes:
         chunks: list[bytes] = []
         size = 0
-        with _attributed(provider):
-            async for chunk in _with_gap(response.content.iter_any(), timeouts.chunk_gap_ms):
-                size += len(chunk)
-                if size > self.max_response_bytes:
-                    raise ProviderError(provider, 502, "the upstream response is larger than the gateway accepts")
-                chunks.append(chunk)
-        return b"".join(chunks)
+        content = response.content
+        while True:
+            # Once the whole body is in the buffer no read can wait, so no gap can open.
+            if not content.is_eof():
+                clock.arm(clock.chunk_gap_s, CHUNK_GAP)
+            chunk = await content.readany()
+            if not chunk:
+                return b"".join(chunks)
+            size += len(chunk)
+            if size > self.max_response_bytes:
+                raise ProviderError(provider, 502, "the upstream response is larger than the gateway accepts")
+            chunks.append(chunk)
 
     async def post_json(
         self, provider: str, url: str, *, headers: Mapping[str, str], body: Any, timeouts: Timeouts
     ) -> tuple[Any, Mapping[str, str]]:
         """POST a JSON body; the parsed 2xx answer, or ``UpstreamHTTPError``."""
-        with anyio.fail_after(timeouts.total_ms / 1000) as scope:
-            try:
-                response = await self._open(provider, url, headers, body, timeouts)
+        # One timer covers the whole exchange, moved from limit to limit: this coroutine never
+        # yields to anyone else's code, so the timer can only ever cancel this exchange.
+        clock = _Clock(timeouts)
+        try:
+            async with clock.start(clock.first_byte_s, FIRST_BYTE) as timer:
+                response = await self._send(url, headers, body, timeouts)
                 try:
-                    raw = await self._read_all(provider, response, timeouts)
+                    raw = await self._read_all(provider, response, clock)
                 finally:
                     response.release()
-            except TimeoutError:
-                if scope.cancel_called:
-                    raise _timeout(provider, "the whole request") from None
-                raise
+        except (TimeoutError, aiohttp.ClientError) as error:
+            raise _attributed(provider, error, clock.limit if timer.expired() else None) from None
         if response.status >= 300:
             raise UpstreamHTTPError(response.status, response.headers, raw[:65536])
         try:
@@ -182,27 +212,35 @@ class UpstreamHTTP:
     async def post_sse(
         self, provider: str, url: str, *, headers: Mapping[str, str], body: Any, timeouts: Timeouts
     ) -> AsyncIterator[Event]:
-        """POST and yield the SSE events of the answer as they arrive."""
-        deadline = anyio.current_time() + timeouts.total_ms / 1000
-        response = await self._open(provider, url, headers, body, timeouts)
+        """POST and yield the SSE events of the answer as they arrive.
+
+        The consumer runs between events, so each wait has a timer of its own rather than one
+        timer for the whole stream, which could fire while the consumer is busy elsewhere.
+        """
+        clock = _Clock(timeouts)
+        deadline = clock.deadline
+        try:
+            async with clock.start(clock.first_byte_s, FIRST_BYTE) as timer:
+                response = await self._send(url, headers, body, timeouts)
+        except (TimeoutError, aiohttp.ClientError) as error:
+            raise _attributed(provider, error, clock.limit if timer.expired() else None) from None
         read_to_the_end = False
         try:
             if response.status >= 300:
-                raw = await self._read_all(provider, response, timeouts)
+                raw = await self._read_waiting(provider, response, timeouts, deadline)
                 read_to_the_end = True
                 raise UpstreamHTTPError(response.status, response.headers, raw[:65536])
             parser = SSEParser()
             size = 0
-            with _attributed(provider):
-                async for chunk in _with_gap(response.content.iter_any(), timeouts.chunk_gap_ms, deadline=deadline):
-                    size += len(chunk)
-                    if size > self.max_response_bytes:
-                        raise ProviderError(provider, 502, "the upstream stream is larger than the gateway accepts")
-                    for event in parser.feed(chunk):
-                        yield event
-                read_to_the_end = True
-                for event in parser.close():
+            async for chunk in self._chunks(provider, response, timeouts, deadline):
+                size += len(chunk)
+                if size > self.max_response_bytes:
+                    raise ProviderError(provider, 502, "the upstream stream is larger than the gateway accepts")
+                for event in parser.feed(chunk):
                     yield event
+            read_to_the_end = True
+            for event in parser.close():
+                yield event
         finally:
             # A body read to its end gives its connection back to the pool; an unfinished one
             # (the consumer stopped, or it failed) cannot be reused and is closed.
@@ -211,42 +249,96 @@ class UpstreamHTTP:
             else:
                 response.close()
 
+    async def _read_waiting(
+        self, provider: str, response: aiohttp.ClientResponse, timeouts: Timeouts, deadline: float
+    ) -> bytes:
+        clock = _Clock(timeouts, deadline=deadline)
+        try:
+            async with clock.start(clock.chunk_gap_s, CHUNK_GAP) as timer:
+                return await self._read_all(provider, response, clock)
+        except (TimeoutError, aiohttp.ClientError) as error:
+            raise _attributed(provider, error, clock.limit if timer.expired() else None) from None
 
-async def _with_gap(chunks: AsyncIterator[bytes], gap_ms: int, *, deadline: float = math.inf) -> AsyncIterator[bytes]:
-    iterator = chunks.__aiter__()
-    while True:
-        wait = min(gap_ms / 1000, deadline - anyio.current_time())
-        if wait <= 0:
-            raise TimeoutError
-        with anyio.fail_after(wait):
+    async def _chunks(
+        self, provider: str, response: aiohttp.ClientResponse, timeouts: Timeouts, deadline: float
+    ) -> AsyncIterator[bytes]:
+        loop = asyncio.get_running_loop()
+        gap_s = timeouts.chunk_gap_ms / 1000
+        content = response.content
+        while True:
+            now = loop.time()
+            if now >= deadline:
+                raise _timeout(provider, TOTAL)
+            when, limit = now + gap_s, CHUNK_GAP
+            if when >= deadline:
+                when, limit = deadline, TOTAL
             try:
-                chunk = await iterator.__anext__()
-            except StopAsyncIteration:
+                async with asyncio.timeout_at(when) as timer:
+                    chunk = await content.readany()
+            except (TimeoutError, aiohttp.ClientError) as error:
+                raise _attributed(provider, error, limit if timer.expired() else None) from None
+            if not chunk:
                 return
-        yield chunk
+            yield chunk
 
 
-class _attributed:
-    """Turn network failures and timeouts into ``ProviderError`` naming the provider."""
+FIRST_BYTE = "first byte"
+CHUNK_GAP = "chunk gap"
+TOTAL = "the whole request"
+MAX_REMEMBERED = 1024
 
-    def __init__(self, provider: str) -> None:
-        self.provider = provider
 
-    def __enter__(self) -> None:
-        return None
+class _Clock:
+    """The timer of one exchange and the limit it stands for now, so that a timeout can be named.
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
-        if exc is None or isinstance(exc, ProviderError):
-            return
-        if isinstance(exc, TimeoutError):
-            raise _timeout(self.provider, type(exc).__name__) from None
-        if isinstance(exc, aiohttp.ClientError):
-            raise ProviderError(
-                self.provider,
-                502,
-                f"network error talking to the upstream: {type(exc).__name__}",
-                error_type="network_error",
-            ) from None
+    Each limit counts from the moment it is armed, but never past the whole request's deadline.
+    An ``asyncio.Timeout`` rather than anyio cancel scopes: on asyncio each scope costs several
+    times more, and a request would enter one per limit and per chunk. The timer cancels only its
+    own task and turns only its own cancellation into ``TimeoutError``, so an outer cancellation
+    (the client left) still arrives as a cancellation.
+    """
+
+    __slots__ = ("chunk_gap_s", "deadline", "first_byte_s", "limit", "timer")
+
+    def __init__(self, timeouts: Timeouts, *, deadline: float | None = None) -> None:
+        self.first_byte_s = timeouts.first_byte_ms / 1000
+        self.chunk_gap_s = timeouts.chunk_gap_ms / 1000
+        if deadline is None:
+            deadline = asyncio.get_running_loop().time() + timeouts.total_ms / 1000
+        self.deadline = deadline
+        self.limit = TOTAL
+        self.timer = asyncio.timeout_at(None)
+
+    def _until(self, seconds: float, limit: str) -> float:
+        when = asyncio.get_running_loop().time() + seconds
+        if when >= self.deadline:
+            when, limit = self.deadline, TOTAL
+        self.limit = limit
+        return when
+
+    def start(self, seconds: float, limit: str) -> asyncio.Timeout:
+        """The timer, set for its first limit: the one ``async with`` the exchange runs in."""
+        self.timer = asyncio.timeout_at(self._until(seconds, limit))
+        return self.timer
+
+    def arm(self, seconds: float, limit: str) -> None:
+        self.timer.reschedule(self._until(seconds, limit))
+
+
+def _attributed(provider: str, error: BaseException, limit: str | None) -> ProviderError:
+    """A network failure or timeout as ``ProviderError`` naming the provider (and the limit)."""
+    if limit is not None:
+        return _timeout(provider, limit)
+    if isinstance(error, aiohttp.ConnectionTimeoutError):
+        return _timeout(provider, "connect")
+    if isinstance(error, TimeoutError):
+        return _timeout(provider, type(error).__name__)
+    return ProviderError(
+        provider,
+        502,
+        f"network error talking to the upstream: {type(error).__name__}",
+        error_type="network_error",
+    )
 
 
 def _timeout(provider: str, what: str) -> ProviderError:

@@ -1,0 +1,102 @@
+"""The gateway's front door: the two hot endpoints go straight to their handlers, the rest to Starlette.
+
+Starlette's middleware stack, router and mounts cost the event loop more per request than a whole
+bare proxy does. ``POST /v1/chat/completions`` and ``POST /v1/embeddings`` are nearly all of the
+traffic, so they are dispatched here with what the stack would have given them and nothing else:
+a request id (and its ``x-request-id`` header), the body read under the same 413 limit, a
+``GlasskeyError`` rendered by the one error mapping, and anything unexpected answered with a 500
+in the same error shape (``internal_error``, the request id of its receipt) before the error goes
+on to the server.
+Every other path and method, and the lifespan, go to the Starlette app unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.datastructures import State
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from glasskey.errors import GlasskeyError, RouteError
+from glasskey.gateway.http import JSONResponse, error_response, receive_body
+from glasskey.gateway.lifecycle import BodyReader, Lifecycle
+from glasskey.gateway.outcomes import JSONOutcome, StreamOutcome
+from glasskey.gateway.streaming import RelayResponse
+from glasskey.ids import new_id
+from glasskey.request_ids import REQUEST_ID_HEADER
+
+Endpoint = Callable[[str, str | None, BodyReader], Awaitable[JSONOutcome | StreamOutcome]]
+_REQUEST_ID_HEADER_RAW = REQUEST_ID_HEADER.encode("latin-1")
+
+
+class GatewayApp:
+    """The ASGI app ``build_app`` returns; ``app`` is the Starlette app behind it."""
+
+    def __init__(self, app: Starlette, lifecycle: Lifecycle) -> None:
+        self.app = app
+        self.body_max_bytes = lifecycle.services.settings.request_body_max_bytes
+        self._endpoints: dict[str, Endpoint] = {
+            "/v1/chat/completions": lifecycle.chat,
+            "/v1/embeddings": lifecycle.embeddings,
+        }
+
+    @property
+    def state(self) -> State:
+        return self.app.state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # Under a root path Starlette's routing rules apply; that is never the hot path.
+        if scope["type"] == "http" and scope["method"] == "POST" and not scope.get("root_path"):
+            endpoint = self._endpoints.get(scope["path"])
+            if endpoint is not None:
+                await self._serve(endpoint, scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+    async def _serve(self, endpoint: Endpoint, scope: Scope, receive: Receive, send: Send) -> None:
+        request_id = new_id("req")
+        authorization: str | None = None
+        declared_length: str | None = None
+        # ASGI header names are lower case; the first of repeated headers wins, as in Starlette.
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                if authorization is None:
+                    authorization = value.decode("latin-1")
+            elif name == b"content-length" and declared_length is None:
+                declared_length = value.decode("latin-1")
+        limit = self.body_max_bytes
+
+        def read_body() -> Awaitable[bytes]:
+            return receive_body(receive, declared_length, limit)
+
+        response: Response
+        try:
+            outcome = await endpoint(request_id, authorization, read_body)
+        except GlasskeyError as error:
+            response = error_response(error, request_id)
+        except Exception:
+            # A bug. The lifecycle has already left the receipt; the client gets the brief's
+            # error shape with the request id that names it, and the server logs the error.
+            failure = RouteError("internal gateway error", code="internal_error", status_code=500)
+            await _send_with_id(error_response(failure, request_id), request_id, send)
+            raise
+        else:
+            if isinstance(outcome, StreamOutcome):
+                # The relay sends its own headers first; whatever fails after that cannot be
+                # rendered, and goes on to the server, which closes the connection.
+                headers = {**outcome.headers, REQUEST_ID_HEADER: request_id}
+                await RelayResponse(outcome.relay, headers)(scope, receive, send)
+                return
+            response = JSONResponse(outcome.body, status_code=outcome.status_code, headers=outcome.headers)
+        await _send_with_id(response, request_id, send)
+
+
+async def _send_with_id(response: Response, request_id: str, send: Send) -> None:
+    headers = [header for header in response.raw_headers if header[0] != _REQUEST_ID_HEADER_RAW]
+    headers.append((_REQUEST_ID_HEADER_RAW, request_id.encode("latin-1")))
+    start: dict[str, Any] = {"type": "http.response.start", "status": response.status_code, "headers": headers}
+    await send(start)
+    await send({"type": "http.response.body", "body": response.body})
