@@ -6,6 +6,7 @@ it instead of a transport mock, so they exercise the same HTTP client as product
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -28,6 +29,18 @@ class Answer:
     status: int
     chunks: Callable[[], AsyncIterator[bytes]]
     headers: dict[str, str] = field(default_factory=lambda: {"content-type": "application/json"})
+
+
+def slow_chunks(*parts: bytes, pause_seconds: float) -> Callable[[], AsyncIterator[bytes]]:
+    """A body sent in ``parts``, with a pause between each."""
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for index, part in enumerate(parts):
+            if index:
+                await asyncio.sleep(pause_seconds)
+            yield part
+
+    return chunks
 
 
 def body_of(*parts: bytes) -> Callable[[], AsyncIterator[bytes]]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import anyio
@@ -16,17 +16,7 @@ import pytest
 
 from glasskey.providers.base import ProviderError
 from glasskey.providers.http import Timeouts, UpstreamHTTP
-from scripted_upstream import Answer, Seen, body_of, scripted_upstream
-
-
-def slow_chunks(*parts: bytes, pause_seconds: float) -> Callable[[], AsyncIterator[bytes]]:
-    async def chunks() -> AsyncIterator[bytes]:
-        for index, part in enumerate(parts):
-            if index:
-                await asyncio.sleep(pause_seconds)
-            yield part
-
-    return chunks
+from scripted_upstream import Answer, Seen, body_of, scripted_upstream, slow_chunks
 
 
 def late_answer(pause_seconds: float) -> Callable[[Seen], Answer]:

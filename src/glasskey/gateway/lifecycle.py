@@ -43,6 +43,7 @@ from glasskey.pricing.metering import charge_for
 from glasskey.pricing.quote import Bounds, request_bounds
 from glasskey.pricing.tokens import chat_input_tokens
 from glasskey.providers.base import Provider, ProviderError, Usage
+from glasskey.providers.sse import before_wait
 from glasskey.receipts.records import Attempt, Receipt, write_receipt
 from glasskey.routing.health import counts_against_route
 from glasskey.routing.routes import Route, candidates
@@ -471,6 +472,8 @@ class Lifecycle:
             raise
         finally:
             with anyio.CancelScope(shield=True):
+                if "client_disconnected" not in run.notes:
+                    await before_wait()  # the end of the stream goes out before the settlement's commit
                 await _close(iterator)
                 if failure is None:
                     self._attempt_succeeded(run, route, began)

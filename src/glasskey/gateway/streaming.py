@@ -4,6 +4,9 @@ Starlette's ``StreamingResponse`` iterates a generator; when the client disconne
 generator may be abandoned at a ``yield`` and finalised later. Here the lifecycle's ``relay``
 is a plain coroutine that receives an ``emit`` function, and a disconnect cancels it, so its
 own ``finally`` (shielded) settles the hold and writes the receipt at once.
+
+What the relay emits is buffered and sent whenever the stream is about to wait (see
+``providers.sse.before_wait``): the events of one upstream read leave in one write.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import anyio
 from starlette.types import Receive, Scope, Send
 
 from glasskey.gateway.outcomes import Emit
+from glasskey.providers.sse import on_wait
 
 SSE_HEADERS = {"content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache"}
 
@@ -27,9 +31,16 @@ class RelayResponse:
         raw_headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in self.headers.items()]
         await send({"type": "http.response.start", "status": 200, "headers": raw_headers})
         disconnected = False
+        pending: list[bytes] = []
 
         async def emit(data: bytes) -> None:
-            await send({"type": "http.response.body", "body": data, "more_body": True})
+            pending.append(data)
+
+        async def flush() -> None:
+            if pending:
+                body = b"".join(pending)
+                pending.clear()
+                await send({"type": "http.response.body", "body": body, "more_body": True})
 
         async with anyio.create_task_group() as group:
 
@@ -43,7 +54,11 @@ class RelayResponse:
                         return
 
             group.start_soon(watch_disconnect)
-            await self.relay(emit)
+            on_wait(flush)  # in this task only: the relay and the upstream generators it drives
+            try:
+                await self.relay(emit)
+            finally:
+                on_wait(None)
             group.cancel_scope.cancel()
         if not disconnected:
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            await send({"type": "http.response.body", "body": b"".join(pending), "more_body": False})

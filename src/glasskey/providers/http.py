@@ -24,7 +24,7 @@ import aiohttp
 import orjson
 
 from glasskey.providers.base import ProviderError
-from glasskey.providers.sse import Event, SSEParser
+from glasskey.providers.sse import Event, SSEParser, before_wait
 
 MAX_RESPONSE_BYTES = 32 * 1024 * 1024
 SCRUB_FRAGMENT_CHARS = 8
@@ -238,6 +238,7 @@ class UpstreamHTTP:
                     raise ProviderError(provider, 502, "the upstream stream is larger than the gateway accepts")
                 for event in parser.feed(chunk):
                     yield event
+                await before_wait()  # the next read may wait: what was relayed goes out now
             read_to_the_end = True
             for event in parser.close():
                 yield event

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from glasskey.providers.base import ChatResult, EmbeddingResult, ProviderError, RouteTarget, StreamCut, Usage
+from glasskey.providers.sse import before_wait
 
 PROVIDER_NAME = "simulated"
 
@@ -338,6 +339,7 @@ class SimulatedProvider:
         async def pace() -> None:
             nonlocal first
             if not first and chunk_delay > 0:
+                await before_wait()  # what the relay holds goes out before the pause
                 await self._sleep(chunk_delay)
             first = False
 

@@ -1,0 +1,66 @@
+"""The stream relay buffers what it forwards and sends it whenever the stream is about to wait.
+
+Events parsed from one upstream read leave in one write; nothing stays in the buffer while the
+upstream is silent, so a client still sees each part of an answer as soon as the gateway has it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import MutableMapping
+from typing import Any
+
+from glasskey.gateway.streaming import RelayResponse
+from glasskey.providers.http import Timeouts, UpstreamHTTP
+from glasskey.providers.sse import before_wait, on_wait
+from scripted_upstream import Answer, scripted_upstream, slow_chunks
+
+SCOPE: dict[str, Any] = {"type": "http", "method": "POST", "path": "/v1/chat/completions", "headers": []}
+
+
+def test_what_is_emitted_goes_out_in_one_write_before_the_relay_waits() -> None:
+    sent: list[MutableMapping[str, Any]] = []
+    client_has_first_part = asyncio.Event()
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        sent.append(message)
+        if b"A" in message.get("body", b""):
+            client_has_first_part.set()
+
+    async def receive() -> dict[str, Any]:
+        await asyncio.sleep(3600)  # the client never leaves
+        return {"type": "http.disconnect"}
+
+    async def relay(emit: Any) -> None:
+        await emit(b"A")
+        await emit(b"B")
+        await before_wait()  # as the upstream reader does before each network read
+        # Were A and B still buffered, this would time out: the client must have them now.
+        await asyncio.wait_for(client_has_first_part.wait(), timeout=10)
+        await emit(b"C")
+
+    asyncio.run(RelayResponse(relay, {})(SCOPE, receive, send))
+    bodies = [(m["body"], m["more_body"]) for m in sent if m["type"] == "http.response.body"]
+    assert bodies == [(b"AB", True), (b"C", False)]
+
+
+def test_the_upstream_reader_asks_for_a_flush_after_each_network_read() -> None:
+    seen: list[str] = []
+
+    async def flush() -> None:
+        seen.append("flush")
+
+    async def read(base_url: str) -> None:
+        http = UpstreamHTTP()
+        on_wait(flush)
+        try:
+            async for event in http.post_sse("p", f"{base_url}/x", headers={}, body={}, timeouts=Timeouts()):
+                seen.append(event.data)
+        finally:
+            await http.aclose()
+
+    # Two events in one write, a pause, then a third: the pause lets the reads come apart.
+    chunks = slow_chunks(b"data: 1\n\ndata: 2\n\n", b"data: 3\n\n", pause_seconds=0.2)
+    with scripted_upstream(lambda request: Answer(200, chunks, {"content-type": "text/event-stream"})) as (url, _):
+        asyncio.run(read(url))
+    assert seen == ["1", "2", "flush", "3", "flush"]
