@@ -10,6 +10,7 @@ Secrets are printed only where a human must copy them: a new key, and the demo b
 
 from __future__ import annotations
 
+import gc
 import importlib.util
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -119,6 +120,19 @@ def reading(ctx: click.Context) -> Iterator[tuple[Services, Connection]]:
         yield services, conn
 
 
+# The collector tuned for a long-lived server: what start-up built lives as long as the process,
+# so it is frozen (no collection walks it again), and the young generation is large enough that
+# collections come every few hundred requests rather than every few. Measured with bench.cost at
+# c=16: about 5% more throughput and a lower p99 (52 ms instead of 66 ms at the median of three).
+GC_THRESHOLDS = (50_000, 20, 10)
+
+
+def tune_collector() -> None:
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+
+
 def run_server(services: Services) -> None:
     settings = services.settings
     config = uvicorn.Config(
@@ -130,6 +144,7 @@ def run_server(services: Services) -> None:
         access_log=False,
         log_level=settings.log_level,
     )
+    tune_collector()
     uvicorn.Server(config).run()
 
 
