@@ -7,8 +7,9 @@ actual charge from ``held`` to ``spent``. Concurrent requests therefore cannot o
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 from sqlalchemy import Connection, select
 
@@ -23,7 +24,12 @@ TOTAL = "total"
 
 
 def day_period(now: datetime) -> str:
-    return now.astimezone(UTC).strftime("%Y-%m-%d")
+    return _day_text(now.astimezone(UTC).date())
+
+
+@functools.lru_cache(maxsize=8)
+def _day_text(day: date) -> str:
+    return day.isoformat()
 
 
 @dataclass(frozen=True)

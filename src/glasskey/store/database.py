@@ -19,6 +19,9 @@ from sqlalchemy.engine import make_url
 
 from glasskey.store.tables import metadata
 
+# Whether this thread is opening a write transaction (SQLite takes the write lock up front then).
+_writing = threading.local()
+
 
 class Database:
     """Owns the engine; domain functions receive a ``Connection`` from ``read()`` or ``write()``."""
@@ -59,12 +62,12 @@ class Database:
                 yield conn
             return
         with self._write_lock:
-            conn.info["glasskey_write"] = True
+            _writing.active = True
             try:
                 with conn.begin():
                     yield conn
             finally:
-                conn.info.pop("glasskey_write", None)
+                _writing.active = False
 
     def create_all(self) -> None:
         """Create every table directly (tests); production uses ``upgrade()`` (Alembic)."""
@@ -91,4 +94,8 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.info.get("glasskey_write") else "BEGIN")
+        # On the driver connection: this runs for every transaction, and through SQLAlchemy's
+        # execution machinery the BEGIN alone cost more than a small batch's statements.
+        conn.connection.driver_connection.execute(  # type: ignore[union-attr]
+            "BEGIN IMMEDIATE" if getattr(_writing, "active", False) else "BEGIN"
+        )

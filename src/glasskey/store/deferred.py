@@ -13,13 +13,17 @@ balances and pending transfers, never a revenue account, a receipt or a spent bu
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from sqlalchemy import Connection
 
 from glasskey.store.driver import DriverStatement
 
-_INFO_KEY = "glasskey_deferred"
+# The collector of the current thread: only the writer thread sets one, and it writes on its own
+# connection alone. (A thread-local costs nothing next to ``Connection.info``, which SQLAlchemy
+# resolves through the pool on every access.)
+_current = threading.local()
 
 Keys = tuple[tuple[str, Any], ...]
 
@@ -57,17 +61,14 @@ class Deferred:
         self.inserts.clear()
 
 
-def collecting(conn: Connection, deferred: Deferred | None) -> None:
-    """Collect ``conn``'s deferrable writes into ``deferred`` from now on (None: apply them at once)."""
-    if deferred is None:
-        conn.info.pop(_INFO_KEY, None)
-    else:
-        conn.info[_INFO_KEY] = deferred
+def collecting(deferred: Deferred | None) -> None:
+    """Collect this thread's deferrable writes into ``deferred`` from now on (None: apply them at once)."""
+    _current.deferred = deferred
 
 
 def increment(conn: Connection, statement: DriverStatement, keys: dict[str, Any], amounts: dict[str, int]) -> None:
     """Run ``statement`` (an unconditional increment of one row) now, or once per batch in the writer."""
-    deferred: Deferred | None = conn.info.get(_INFO_KEY)
+    deferred: Deferred | None = getattr(_current, "deferred", None)
     if deferred is None:
         statement.execute(conn, {**keys, **amounts})
     else:
@@ -76,7 +77,7 @@ def increment(conn: Connection, statement: DriverStatement, keys: dict[str, Any]
 
 def insert(conn: Connection, statement: DriverStatement, row: dict[str, Any]) -> None:
     """Run ``statement`` (an insert nothing in the batch reads back) now, or in the batch's ``executemany``."""
-    deferred: Deferred | None = conn.info.get(_INFO_KEY)
+    deferred: Deferred | None = getattr(_current, "deferred", None)
     if deferred is None:
         statement.execute(conn, row)
     else:

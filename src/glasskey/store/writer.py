@@ -192,7 +192,7 @@ class GroupCommitWriter:
     @staticmethod
     def _run_job(conn: Connection, job: _Job, batch_writes: Deferred) -> tuple[_Job, Any, BaseException | None]:
         job_writes = Deferred()
-        deferred.collecting(conn, job_writes)
+        deferred.collecting(job_writes)
         try:
             if job.savepoint:
                 with Savepoint(conn):
@@ -208,7 +208,7 @@ class GroupCommitWriter:
                 raise _BatchAborted from job_error
             return job, None, job_error
         finally:
-            deferred.collecting(conn, None)
+            deferred.collecting(None)
         batch_writes.merge(job_writes)  # a failed job's deferred writes are dropped with it
         return job, result, None
 
