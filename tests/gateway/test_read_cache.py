@@ -40,6 +40,28 @@ def test_entries_are_served_from_memory_until_they_expire(sqlite_db):
     assert (cache.hits, cache.misses) == (1, 2)
 
 
+def test_an_entry_past_half_its_life_is_reloaded_in_the_background_while_it_is_served(sqlite_db):
+    clock = Clock()
+    cache = ReadCache(sqlite_db, ttl_seconds=1.0, clock=clock)
+    loads: list[int] = []
+
+    def load(conn) -> int:
+        loads.append(1)
+        return len(loads)
+
+    async def run() -> list[int]:
+        seen = [await cache.get("k", load)]
+        clock.now += 0.6
+        seen.append(await cache.get("k", load))  # still the first value: nobody waits on the reload
+        await cache._reloading["k"]
+        clock.now += 0.45  # the first value would have expired by now; the reloaded one has not
+        seen.append(await cache.get("k", load))
+        return seen
+
+    assert anyio.run(run) == [1, 1, 2]
+    assert (cache.misses, cache.reloads) == (1, 1)
+
+
 def test_the_cache_is_bounded(sqlite_db):
     cache = ReadCache(sqlite_db, ttl_seconds=60, max_entries=3)
 
