@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -178,3 +179,25 @@ def test_an_unexpected_failure_without_a_savepoint_rolls_back_its_whole_batch(db
     assert all(isinstance(r, RuntimeError) for r in results[1:]), results
     assert count(db) == 0
     assert writer.batches == 1
+
+
+def test_on_sqlite_the_wal_is_checkpointed_in_the_background_not_in_the_writers_commits(sqlite_db):
+    writer = GroupCommitWriter(sqlite_db)
+    writer.checkpoint_seconds = 0.02
+
+    async def run() -> None:
+        await writer.submit(insert_org("one"))
+
+    try:
+        asyncio.run(run())
+        assert writer._conn is not None
+        assert writer._conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 0
+        writer._conn.rollback()
+        for _ in range(200):  # at most 2 s
+            if writer.checkpoints:
+                break
+            time.sleep(0.01)
+    finally:
+        writer.close()
+    assert writer.checkpoints >= 1
+    assert writer._checkpointer is None, "closing the writer stops its checkpointer"

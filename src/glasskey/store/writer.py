@@ -34,6 +34,7 @@ MAX_BATCH = 512
 # How long a transaction of holds alone stays open for more writes: about one upstream round trip
 # on a fast route. Other writers of the process (the sweep, the admin API) wait at most this long.
 LINGER_SECONDS = 0.003
+CHECKPOINT_SECONDS = 0.5
 
 
 @dataclass
@@ -61,6 +62,10 @@ class GroupCommitWriter:
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
         self._conn: Connection | None = None
+        self.checkpoint_seconds = CHECKPOINT_SECONDS
+        self._checkpointer: threading.Thread | None = None
+        self._stop_checkpoints = threading.Event()
+        self.checkpoints = 0
         self.batches = 0
         self.jobs = 0
 
@@ -71,6 +76,27 @@ class GroupCommitWriter:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="glasskey-writer", daemon=True)
                 self._thread.start()
+                if self.db.dialect == "sqlite":
+                    self._stop_checkpoints.clear()
+                    self._checkpointer = threading.Thread(
+                        target=self._checkpoint_forever, name="glasskey-checkpointer", daemon=True
+                    )
+                    self._checkpointer.start()
+
+    def _checkpoint_forever(self) -> None:
+        """Copy the WAL into the database file in the background (SQLite).
+
+        SQLite otherwise checkpoints inside whichever commit pushes the WAL past 1,000 pages, with
+        an fsync: one request in a hundred then waited several milliseconds for it. The writer's
+        connection does not checkpoint; a PASSIVE checkpoint here never blocks its writes.
+        """
+        while not self._stop_checkpoints.wait(self.checkpoint_seconds):
+            try:
+                with self.db.engine.connect() as conn:
+                    conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+                self.checkpoints += 1
+            except Exception:  # a checkpoint missed is made up by the next one
+                log.warning("WAL checkpoint failed", exc_info=True)
 
     async def submit(self, work: Callable[[Connection], T], *, durable: bool = True, savepoint: bool = True) -> T:
         """Run ``work`` in the next group commit and return its result.
@@ -91,12 +117,16 @@ class GroupCommitWriter:
         return await future
 
     def close(self, timeout_seconds: float = 10.0) -> None:
-        """Finish what is queued, then stop the thread."""
+        """Finish what is queued, then stop the threads."""
         if self._thread is None:
             return
         self._queue.put(_STOP)
         self._thread.join(timeout_seconds)
         self._thread = None
+        if self._checkpointer is not None:
+            self._stop_checkpoints.set()
+            self._checkpointer.join(timeout_seconds)
+            self._checkpointer = None
 
     def _drop_connection(self) -> None:
         # A connection whose transaction failed may be broken (a lost server): start afresh.
@@ -120,6 +150,9 @@ class GroupCommitWriter:
         # One connection for the writer's life: a checkout per batch costs more than a small batch.
         if self._conn is None or self._conn.closed or self._conn.invalidated:
             self._conn = self.db.engine.connect()
+            if self.db.dialect == "sqlite":
+                self._conn.exec_driver_sql("PRAGMA wal_autocheckpoint=0")  # the checkpointer does it
+                self._conn.commit()
         return self._conn
 
     def _take(self, limit: int) -> tuple[list[_Job], bool]:
