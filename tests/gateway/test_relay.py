@@ -18,7 +18,7 @@ from scripted_upstream import Answer, scripted_upstream, slow_chunks
 SCOPE: dict[str, Any] = {"type": "http", "method": "POST", "path": "/v1/chat/completions", "headers": []}
 
 
-def test_what_is_emitted_goes_out_in_one_write_before_the_relay_waits() -> None:
+def test_the_first_event_goes_out_at_once_and_the_rest_in_one_write_before_the_relay_waits() -> None:
     sent: list[MutableMapping[str, Any]] = []
     client_has_first_part = asyncio.Event()
 
@@ -32,6 +32,7 @@ def test_what_is_emitted_goes_out_in_one_write_before_the_relay_waits() -> None:
         return {"type": "http.disconnect"}
 
     async def relay(emit: Any) -> None:
+        await emit(b"first")  # sent at once: the time to first token
         await emit(b"A")
         await emit(b"B")
         await before_wait()  # as the upstream reader does before each network read
@@ -41,7 +42,7 @@ def test_what_is_emitted_goes_out_in_one_write_before_the_relay_waits() -> None:
 
     asyncio.run(RelayResponse(relay, {})(SCOPE, receive, send))
     bodies = [(m["body"], m["more_body"]) for m in sent if m["type"] == "http.response.body"]
-    assert bodies == [(b"AB", True), (b"C", False)]
+    assert bodies == [(b"first", True), (b"AB", True), (b"C", False)]
 
 
 def test_the_upstream_reader_asks_for_a_flush_after_each_network_read() -> None:

@@ -5,8 +5,8 @@ generator may be abandoned at a ``yield`` and finalised later. Here the lifecycl
 is a plain coroutine that receives an ``emit`` function, and a disconnect cancels it, so its
 own ``finally`` (shielded) settles the hold and writes the receipt at once.
 
-What the relay emits is buffered and sent whenever the stream is about to wait (see
-``providers.sse.before_wait``): the events of one upstream read leave in one write.
+What the relay emits after its first event is buffered and sent whenever the stream is about to
+wait (see ``providers.sse.before_wait``): the events of one upstream read leave in one write.
 """
 
 from __future__ import annotations
@@ -32,9 +32,15 @@ class RelayResponse:
         await send({"type": "http.response.start", "status": 200, "headers": raw_headers})
         disconnected = False
         pending: list[bytes] = []
+        first = True
 
         async def emit(data: bytes) -> None:
-            pending.append(data)
+            nonlocal first
+            if first:  # the first event leaves at once: the time to first token is what clients feel
+                first = False
+                await send({"type": "http.response.body", "body": data, "more_body": True})
+            else:
+                pending.append(data)
 
         async def flush() -> None:
             if pending:
