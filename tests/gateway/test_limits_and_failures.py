@@ -9,6 +9,7 @@ import httpx
 
 from glasskey.gateway.sweeper import sweep_expired_holds
 from glasskey.keys.budget import TOTAL, get_spend, hold_budget
+from glasskey.keys.service import KeyRecord, get_key
 from glasskey.ledger import create_pending, get_balance
 from glasskey.ledger.accounts import SYSTEM_REVENUE
 from glasskey.orgs.service import wallet_account_id
@@ -43,16 +44,19 @@ def test_total_budget_refuses_with_429_source_budget(gateway):
     gateway.audit_ok()
 
 
+def budgeted_key(gateway, name: str) -> tuple[str, KeyRecord, str, int]:
+    """A routed key with a total budget: (full key, its record, its wallet account, available micros)."""
+    key = gateway.new_key(name=name, settlement="routed", budget_total_micros=1_000_000)
+    with gateway.services.db.read() as conn:
+        record = get_key(conn, key.rsplit("-", 1)[0])
+        wallet = wallet_account_id(conn, gateway.org_id, "routed")
+        return key, record, wallet, get_balance(conn, wallet).available_micros
+
+
 def test_a_wallet_refusal_gives_back_the_budget_the_hold_had_taken(gateway):
     services = gateway.services
     now = services.clock()
-    key = gateway.new_key(name="budgeted", settlement="routed", budget_total_micros=1_000_000)
-    with services.db.read() as conn:
-        from glasskey.keys.service import get_key
-
-        record = get_key(conn, key.rsplit("-", 1)[0])
-        wallet = wallet_account_id(conn, gateway.org_id, "routed")
-        available = get_balance(conn, wallet).available_micros
+    key, record, wallet, available = budgeted_key(gateway, "budgeted")
     with services.db.write() as conn:  # another request holds all but one micro of the wallet
         create_pending(
             conn,
@@ -132,13 +136,7 @@ def test_backup_route_serves_when_the_first_fails_and_only_it_is_charged(gateway
 def test_sweep_releases_a_stale_hold_and_the_budget_it_held(gateway):
     services = gateway.services
     now = services.clock()
-    key = gateway.new_key(name="crashed", settlement="routed", budget_total_micros=1_000_000)
-    with services.db.read() as conn:
-        from glasskey.keys.service import get_key
-
-        record = get_key(conn, key.rsplit("-", 1)[0])
-        wallet = wallet_account_id(conn, gateway.org_id, "routed")
-        before = get_balance(conn, wallet).available_micros
+    _, record, wallet, before = budgeted_key(gateway, "crashed")
     with services.db.write() as conn:
         period = hold_budget(conn, record.id, record.policy, 5_000, now)
         create_pending(

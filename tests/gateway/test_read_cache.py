@@ -20,34 +20,35 @@ class Clock:
         return self.now
 
 
-def test_entries_are_served_from_memory_until_they_expire(sqlite_db):
+def counting_cache(db) -> tuple[Clock, ReadCache, Callable[[Connection], int]]:
+    """A one-second cache on a controlled clock, and a load that returns how often it ran."""
     clock = Clock()
-    cache = ReadCache(sqlite_db, ttl_seconds=1.0, clock=clock)
     loads: list[int] = []
 
-    def load(conn) -> int:
+    def load(conn: Connection) -> int:
         loads.append(1)
         return len(loads)
 
-    async def get() -> int:
-        return await cache.get("k", load)
+    return clock, ReadCache(db, ttl_seconds=1.0, clock=clock), load
 
-    assert anyio.run(get) == 1
-    clock.now += 0.99
-    assert anyio.run(get) == 1
-    clock.now += 0.02
-    assert anyio.run(get) == 2
-    assert (cache.hits, cache.misses) == (1, 2)
+
+def test_entries_are_served_from_memory_until_they_expire(sqlite_db):
+    clock, cache, load = counting_cache(sqlite_db)
+
+    async def run() -> list[int]:
+        seen = [await cache.get("k", load)]
+        clock.now += 0.4  # young: served as it is, nothing reloaded
+        seen.append(await cache.get("k", load))
+        clock.now += 0.61  # expired: read again, and this request waits for it
+        seen.append(await cache.get("k", load))
+        return seen
+
+    assert anyio.run(run) == [1, 1, 2]
+    assert (cache.hits, cache.misses, cache.reloads) == (1, 2, 0)
 
 
 def test_an_entry_past_half_its_life_is_reloaded_in_the_background_while_it_is_served(sqlite_db):
-    clock = Clock()
-    cache = ReadCache(sqlite_db, ttl_seconds=1.0, clock=clock)
-    loads: list[int] = []
-
-    def load(conn) -> int:
-        loads.append(1)
-        return len(loads)
+    clock, cache, load = counting_cache(sqlite_db)
 
     async def run() -> list[int]:
         seen = [await cache.get("k", load)]
