@@ -35,9 +35,6 @@ class Deferred:
         self.increments: dict[tuple[DriverStatement, Keys], dict[str, int]] = {}
         self.inserts: dict[DriverStatement, list[dict[str, Any]]] = {}
 
-    def __bool__(self) -> bool:
-        return bool(self.increments or self.inserts)
-
     def add(self, statement: DriverStatement, keys: dict[str, Any], amounts: dict[str, int]) -> None:
         sums = self.increments.setdefault((statement, tuple(keys.items())), dict.fromkeys(amounts, 0))
         for name, amount in amounts.items():

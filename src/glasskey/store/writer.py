@@ -1,10 +1,12 @@
 """Group commit: many requests' ledger and receipt writes share one database transaction.
 
 A request hands its write (a function of a ``Connection``) to the writer and awaits it. One
-writer thread, on one connection it keeps, takes everything queued, runs each write inside its own savepoint — so one
-write's failure (an insufficient balance) rolls back only that write — and commits once. Each
-caller is answered only after the commit that carried its write, so a response is never sent
-for a hold, charge or receipt that a killed process could lose.
+writer thread, on one connection it keeps, takes everything queued, runs each write (in its own
+savepoint unless the write promises its refusals leave nothing behind, see ``submit``) so that
+one write's refusal (an insufficient balance) undoes only that write, applies the batch's
+deferred writes (``store.deferred``) and commits once. Each caller of a durable write is
+answered only after the commit that carried it, so a response is never sent for a charge or
+receipt that a killed process could lose.
 
 With a single writer per process, a commit is paid once per batch instead of once per request,
 and SQLite's single-writer lock is taken once per batch instead of contended per request.
