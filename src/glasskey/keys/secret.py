@@ -47,9 +47,3 @@ def hash_secret(pepper: str, secret: str) -> str:
 
 def verify(pepper: str, secret: str, stored_hash: str) -> bool:
     return hmac.compare_digest(hash_secret(pepper, secret), stored_hash)
-
-
-def public_id_of(text: str) -> str | None:
-    """The public id of something that looks like a key, for receipts of failed logins."""
-    parsed = parse(text)
-    return parsed[0] if parsed else None
