@@ -21,7 +21,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from glasskey.errors import GlasskeyError, RouteError
-from glasskey.gateway.http import JSONResponse, error_response, receive_body
+from glasskey.gateway.http import error_response, outcome_response, receive_body
 from glasskey.gateway.lifecycle import BodyReader, Lifecycle
 from glasskey.gateway.outcomes import JSONOutcome, StreamOutcome
 from glasskey.gateway.streaming import RelayResponse
@@ -84,13 +84,14 @@ class GatewayApp:
             await _send_with_id(error_response(failure, request_id), request_id, send)
             raise
         else:
-            if isinstance(outcome, StreamOutcome):
+            rendered = outcome_response(outcome)
+            if isinstance(rendered, RelayResponse):
                 # The relay sends its own headers first; whatever fails after that cannot be
                 # rendered, and goes on to the server, which closes the connection.
-                headers = {**outcome.headers, REQUEST_ID_HEADER: request_id}
-                await RelayResponse(outcome.relay, headers)(scope, receive, send)
+                rendered.headers[REQUEST_ID_HEADER] = request_id
+                await rendered(scope, receive, send)
                 return
-            response = JSONResponse(outcome.body, status_code=outcome.status_code, headers=outcome.headers)
+            response = rendered
         await _send_with_id(response, request_id, send)
 
 
