@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -185,3 +186,130 @@ def test_on_sqlite_the_wal_is_checkpointed_in_the_background_not_in_the_writers_
         writer.close()
     assert writer.checkpoints >= 1
     assert writer._checkpointer is None, "closing the writer stops its checkpointer"
+
+
+def on_thread(seen: list[int], work: Callable[[Connection], Any]) -> Callable[[Connection], Any]:
+    def recorded(conn: Connection) -> Any:
+        seen.append(threading.get_ident())
+        return work(conn)
+
+    return recorded
+
+
+def test_a_lone_requests_hold_and_settlement_run_on_the_loop_and_share_one_commit(sqlite_db):
+    writer = GroupCommitWriter(sqlite_db, linger_seconds=1.0)
+    threads: list[int] = []
+
+    async def run() -> tuple[int, int]:
+        await writer.submit(on_thread(threads, insert_org("held")), durable=False, lone=True)
+        seen_before_settlement = count(sqlite_db)
+        await writer.submit(on_thread(threads, insert_org("settled")), lone=True)
+        return seen_before_settlement, count(sqlite_db)
+
+    try:
+        before, after = asyncio.run(run())
+    finally:
+        writer.close()
+    assert threads == [threading.get_ident()] * 2, "no hand-off to the writer thread"
+    assert before == 0, "the hold's transaction stays open for the settlement"
+    assert after == 2, "the settlement is answered after its commit"
+    assert writer.batches == 1
+
+
+def test_a_lone_hold_on_the_loop_is_committed_by_a_timer_once_the_linger_runs_out(sqlite_db):
+    writer = GroupCommitWriter(sqlite_db, linger_seconds=0.05)
+
+    async def run() -> list[int]:
+        await writer.submit(insert_org("held"), durable=False, lone=True)
+        seen = [count(sqlite_db)]
+        await asyncio.sleep(0.3)
+        seen.append(count(sqlite_db))
+        return seen
+
+    try:
+        seen = asyncio.run(run())
+    finally:
+        writer.close()
+    assert seen == [0, 1]
+    assert writer.batches == 1
+
+
+def test_writes_of_the_loop_join_its_open_transaction_and_other_writers_wait_for_it(sqlite_db):
+    writer = GroupCommitWriter(sqlite_db, linger_seconds=1.0)
+    threads: list[int] = []
+
+    async def run() -> None:
+        await writer.submit(insert_org("lone-hold"), durable=False, lone=True)
+        # Not lone any more (another request came): still on the loop, in the open transaction.
+        await writer.submit(on_thread(threads, insert_org("second-hold")), durable=False)
+        # A write of this thread outside the writer ends the open transaction first, not a deadlock.
+        with sqlite_db.write() as conn:
+            conn.execute(orgs.insert().values(id="admin", name="admin", created_at=NOW))
+
+    try:
+        asyncio.run(run())
+        assert count(sqlite_db) == 3
+        # With nothing open, a write that is not lone goes to the writer thread.
+        asyncio.run(writer.submit(on_thread(threads, insert_org("queued"))))
+    finally:
+        writer.close()
+    assert threads[0] == threading.get_ident()
+    assert threads[1] != threading.get_ident()
+    assert count(sqlite_db) == 4
+
+
+def test_closing_the_writer_commits_the_transaction_a_finished_loop_left_open(sqlite_db):
+    writer = GroupCommitWriter(sqlite_db, linger_seconds=60.0)
+
+    async def run() -> None:
+        await writer.submit(insert_org("held"), durable=False, lone=True)
+
+    asyncio.run(run())  # the loop is gone; its timer will never fire
+    assert count(sqlite_db) == 0
+    writer.close()
+    assert count(sqlite_db) == 1
+
+
+def test_on_the_loop_a_refusal_fails_alone_and_a_bug_rolls_back_the_open_transaction(sqlite_db):
+    writer = GroupCommitWriter(sqlite_db, linger_seconds=1.0)
+
+    def half_done(conn: Connection) -> None:
+        conn.execute(orgs.insert().values(id="half", name="half", created_at=NOW))
+        raise RuntimeError("a bug after a write")
+
+    async def run() -> list[Any]:
+        results: list[Any] = [await writer.submit(insert_org("kept"), durable=False, lone=True)]
+        for work in (refuse_cleanly, insert_org("committed")):
+            try:
+                results.append(await writer.submit(work, savepoint=False, lone=True))
+            except WalletError as refusal:
+                results.append(refusal)
+        await writer.submit(insert_org("lost"), durable=False, lone=True)
+        try:
+            await writer.submit(half_done, savepoint=False, lone=True)
+        except RuntimeError as bug:
+            results.append(bug)
+        results.append(await writer.submit(insert_org("after"), lone=True))
+        return results
+
+    try:
+        results = asyncio.run(run())
+    finally:
+        writer.close()
+    assert results[0] == "kept" and isinstance(results[1], WalletError) and results[2] == "committed"
+    assert isinstance(results[3], RuntimeError) and results[4] == "after"
+    with sqlite_db.read() as conn:
+        assert sorted(conn.scalars(select(orgs.c.name))) == ["after", "committed", "kept"]
+
+
+def test_on_postgresql_a_lone_write_still_goes_to_the_writer_thread(db):
+    if db.dialect != "postgresql":
+        pytest.skip("the loop runs writes itself on SQLite only")
+    writer = GroupCommitWriter(db)
+    threads: list[int] = []
+    try:
+        asyncio.run(writer.submit(on_thread(threads, insert_org("one")), lone=True))
+    finally:
+        writer.close()
+    assert threads and threads[0] != threading.get_ident()
+    assert count(db) == 1

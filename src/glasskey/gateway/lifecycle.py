@@ -74,7 +74,11 @@ class Lifecycle:
         Without a savepoint: a settlement refuses nothing (a lost or expired hold is charged
         directly, in a savepoint of its own), so it never raises a refusal half done.
         """
-        return await self.services.writer.submit(fn, savepoint=False)
+        return await self.services.writer.submit(fn, savepoint=False, lone=self._alone())
+
+    def _alone(self) -> bool:
+        """Whether this is the only request the process is serving (its writes may skip the queue)."""
+        return self.services.retry_budget.in_flight <= 1
 
     def _elapsed_ms(self, run: Run) -> int:
         return int((self.services.monotonic() - run.started) * 1000)
@@ -152,7 +156,7 @@ class Lifecycle:
         # Once submitted, the hold is taken whatever happens to this request: wait for it, so
         # that a cancelled request still knows the hold it must release.
         with anyio.CancelScope(shield=True):
-            hold = await self.services.writer.submit(work, durable=False, savepoint=False)
+            hold = await self.services.writer.submit(work, durable=False, savepoint=False, lone=self._alone())
         run.hold = hold
         run.receipt.hold_micros = amount
         run.receipt.transfer_id = hold.transfer_id

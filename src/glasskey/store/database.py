@@ -9,12 +9,12 @@ balance-changing statement is a single conditional ``UPDATE`` that takes the row
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, Transaction, create_engine, event
 from sqlalchemy.engine import make_url
 
 from glasskey.store.tables import metadata
@@ -31,6 +31,9 @@ class Database:
         self.url = url
         self.dialect = parsed.get_backend_name()
         self._write_lock: threading.Lock | None = None
+        self._write_owner: int | None = None
+        # Set by the group-commit writer: ends the transaction it left open on the calling thread.
+        self.yield_write: Callable[[], None] | None = None
         kwargs: dict[str, Any] = {"echo": echo, "future": True}
         if self.dialect == "sqlite":
             if parsed.database and parsed.database != ":memory:":
@@ -57,17 +60,53 @@ class Database:
     @contextmanager
     def transaction(self, conn: Connection) -> Iterator[Connection]:
         """A write transaction on a connection the caller keeps open (the group-commit writer's)."""
-        if self._write_lock is None:
-            with conn.begin():
-                yield conn
-            return
-        with self._write_lock:
-            _writing.active = True
-            try:
-                with conn.begin():
-                    yield conn
-            finally:
-                _writing.active = False
+        transaction = self.begin_write(conn)
+        assert transaction is not None  # a blocking begin always begins
+        try:
+            yield conn
+        except BaseException:
+            self.end_write(transaction, commit=False)
+            raise
+        self.end_write(transaction, commit=True)
+
+    def begin_write(self, conn: Connection, *, blocking: bool = True) -> Transaction | None:
+        """Begin a write transaction on ``conn``; None if ``blocking`` is off and another write is open.
+
+        Ended by ``end_write``, which the caller must reach on every path (SQLite's process-wide
+        write lock is held until then).
+        """
+        lock = self._write_lock
+        if lock is None:
+            return conn.begin()
+        if blocking and self._write_owner == threading.get_ident() and self.yield_write is not None:
+            # This thread holds the lock for an open transaction of the group-commit writer (one it
+            # ran on the event loop): it ends that one first rather than wait for itself.
+            self.yield_write()
+        if not lock.acquire(blocking=blocking):
+            return None
+        self._write_owner = threading.get_ident()
+        # Only the BEGIN reads the flag: a read begun on this thread later stays a plain BEGIN.
+        _writing.active = True
+        try:
+            return conn.begin()
+        except BaseException:
+            self._write_owner = None
+            lock.release()
+            raise
+        finally:
+            _writing.active = False
+
+    def end_write(self, transaction: Transaction, *, commit: bool) -> None:
+        """Commit or roll back a transaction from ``begin_write``, and let the next writer in."""
+        try:
+            if commit:
+                transaction.commit()
+            else:
+                transaction.rollback()
+        finally:
+            if self._write_lock is not None:
+                self._write_owner = None
+                self._write_lock.release()
 
     def create_all(self) -> None:
         """Create every table directly (tests); production uses ``upgrade()`` (Alembic)."""

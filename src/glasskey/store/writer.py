@@ -10,6 +10,12 @@ receipt that a killed process could lose.
 
 With a single writer per process, a commit is paid once per batch instead of once per request,
 and SQLite's single-writer lock is taken once per batch instead of contended per request.
+
+A lone request (the only one the process is serving) gains nothing from a batch, and would pay
+four thread hand-offs for its hold and its settlement. On SQLite its writes run on the event loop
+itself when the writer is idle: the hold opens a transaction that stays open (as the writer's
+linger would keep it) until the settlement commits it or the linger runs out, on a loop timer.
+Writes submitted from that loop while it is open join it; the writer thread waits for it.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Transaction
 
 from glasskey.errors import GlasskeyError
 from glasskey.store import deferred
@@ -48,6 +54,16 @@ class _Job:
     savepoint: bool
 
 
+@dataclass
+class _Inline:
+    """A transaction of the writer's connection that the event loop opened for a lone request."""
+
+    loop: asyncio.AbstractEventLoop
+    transaction: Transaction
+    writes: Deferred
+    timer: asyncio.TimerHandle | None = None
+
+
 class _BatchAborted(Exception):
     """A job without a savepoint failed unexpectedly; the whole batch must be rolled back."""
 
@@ -64,6 +80,10 @@ class GroupCommitWriter:
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
         self._conn: Connection | None = None
+        # Whoever runs a transaction on ``_conn``: the writer thread, or a loop with ``_inline`` open.
+        self._conn_lock = threading.Lock()
+        self._inline: _Inline | None = None
+        db.yield_write = self._end_inline_here
         self.checkpoint_seconds = CHECKPOINT_SECONDS
         self._checkpointer: threading.Thread | None = None
         self._stop_checkpoints = threading.Event()
@@ -100,7 +120,9 @@ class GroupCommitWriter:
             except Exception:  # a checkpoint missed is made up by the next one
                 log.warning("WAL checkpoint failed", exc_info=True)
 
-    async def submit(self, work: Callable[[Connection], T], *, durable: bool = True, savepoint: bool = True) -> T:
+    async def submit(
+        self, work: Callable[[Connection], T], *, durable: bool = True, savepoint: bool = True, lone: bool = False
+    ) -> T:
         """Run ``work`` in the next group commit and return its result.
 
         ``durable`` writes are answered after their commit. Others are answered as soon as they
@@ -111,15 +133,105 @@ class GroupCommitWriter:
         ``savepoint=False`` spares the two statements (two round trips on PostgreSQL) for a write
         that promises to leave nothing behind when it raises a ``GlasskeyError`` (a refusal); any
         other exception from it rolls back its whole batch, and every write of the batch fails.
+
+        ``lone``: the caller is the only request in flight, so its write may run on the event loop
+        (see the module's docstring).
         """
         self._ensure_started()
         loop = asyncio.get_running_loop()
+        inline = self._inline
+        if inline is None and lone and self.db.dialect == "sqlite":
+            inline = self._open_inline(loop)
+        if inline is not None and inline.loop is loop:
+            result: T = self._run_inline(inline, work, durable, savepoint)
+            return result
         future: asyncio.Future[T] = loop.create_future()
         self._queue.put(_Job(work, future, loop, durable, savepoint))
         return await future
 
+    def _open_inline(self, loop: asyncio.AbstractEventLoop) -> _Inline | None:
+        """A transaction for a lone request's writes on the loop, if the writer is idle (else None)."""
+        if not self._queue.empty() or not self._conn_lock.acquire(blocking=False):
+            return None
+        try:
+            transaction = self.db.begin_write(self._connection(), blocking=False)
+        except BaseException:
+            self._conn_lock.release()
+            raise
+        if transaction is None:  # another write of the process is open: queue behind it
+            self._conn_lock.release()
+            return None
+        self._inline = _Inline(loop, transaction, Deferred())
+        return self._inline
+
+    def _run_inline(self, inline: _Inline, work: Callable[[Connection], T], durable: bool, savepoint: bool) -> T:
+        self.jobs += 1
+        try:
+            result, refusal = self._run_job(inline.transaction.connection, work, savepoint, inline.writes)
+        except _BatchAborted as aborted:
+            log.error("a write without its own savepoint failed; its transaction on the event loop is rolled back")
+            self._end_inline(commit=False)
+            raise aborted.__cause__ or aborted from None
+        if durable:
+            self._end_inline(commit=True)  # a refused write left nothing; the others' still commit
+        elif inline.timer is None:
+            inline.timer = inline.loop.call_later(self.linger_seconds, self._linger_over, inline)
+        if refusal is not None:
+            raise refusal
+        done: T = result
+        return done
+
+    def _linger_over(self, inline: _Inline) -> None:
+        if self._inline is inline:
+            try:
+                self._end_inline(commit=True)
+            except Exception:  # the holds in it are lost; their settlements charge without them
+                log.exception("committing the event loop's transaction failed")
+
+    def _end_inline(self, *, commit: bool) -> None:
+        """Commit (or roll back) the loop's open transaction and give the connection back."""
+        inline = self._inline
+        if inline is None:
+            return
+        self._inline = None
+        if inline.timer is not None and not inline.loop.is_closed():
+            inline.timer.cancel()
+        try:
+            try:
+                if commit:
+                    inline.writes.apply(inline.transaction.connection)
+            except BaseException:
+                self.db.end_write(inline.transaction, commit=False)
+                raise
+            self.db.end_write(inline.transaction, commit=commit)
+            self.batches += 1
+        except BaseException:
+            self._drop_connection()
+            raise
+        finally:
+            self._conn_lock.release()
+
+    def _end_inline_here(self) -> None:
+        """``Database.yield_write``: this thread is about to write; its own open transaction ends first."""
+        inline = self._inline
+        if inline is not None and _running_loop() is inline.loop:
+            self._linger_over(inline)
+
     def close(self, timeout_seconds: float = 10.0) -> None:
-        """Finish what is queued, then stop the threads."""
+        """Commit the loop's open transaction and finish what is queued, then stop the threads."""
+        inline = self._inline
+        if inline is not None:
+            if inline.loop.is_running() and _running_loop() is not inline.loop:
+                done = threading.Event()
+
+                def commit_there() -> None:
+                    self._linger_over(inline)
+                    done.set()
+
+                inline.loop.call_soon_threadsafe(commit_there)
+                done.wait(timeout_seconds)
+            else:
+                self._linger_over(inline)
         if self._thread is None:
             return
         self._queue.put(_STOP)
@@ -145,8 +257,10 @@ class GroupCommitWriter:
             first = self._queue.get()
             if first is _STOP:
                 break
-            running = self._commit(first)  # type: ignore[arg-type]
-        self._drop_connection()
+            with self._conn_lock:
+                running = self._commit(first)  # type: ignore[arg-type]
+        with self._conn_lock:
+            self._drop_connection()
 
     def _connection(self) -> Connection:
         # One connection for the writer's life: a checkout per batch costs more than a small batch.
@@ -188,12 +302,12 @@ class GroupCommitWriter:
                 while pending:
                     batch += pending
                     for job in pending:
-                        outcome = self._run_job(conn, job, batch_writes)
+                        result, refusal = self._run_job(conn, job.work, job.savepoint, batch_writes)
                         if job.durable:
-                            outcomes.append(outcome)
+                            outcomes.append((job, result, refusal))
                         else:
                             answered.add(id(job))
-                            job.loop.call_soon_threadsafe(_settle_future, *outcome)
+                            job.loop.call_soon_threadsafe(_settle_future, job, result, refusal)
                     pending, stopping = self._take(self.max_batch - len(batch))
                     if stopping:
                         running = False
@@ -225,27 +339,38 @@ class GroupCommitWriter:
         return [item], True  # type: ignore[list-item]
 
     @staticmethod
-    def _run_job(conn: Connection, job: _Job, batch_writes: Deferred) -> tuple[_Job, Any, BaseException | None]:
+    def _run_job(
+        conn: Connection, work: Callable[[Connection], Any], savepoint: bool, batch_writes: Deferred
+    ) -> tuple[Any, BaseException | None]:
+        """Run one write: its result, or the error that fails it alone (a refusal, or any error
+        inside its savepoint); ``_BatchAborted`` when its writes cannot be undone alone."""
         job_writes = Deferred()
         deferred.collecting(job_writes)
         try:
-            if job.savepoint:
+            if savepoint:
                 with Savepoint(conn):
-                    result = job.work(conn)
+                    result = work(conn)
             else:
-                result = job.work(conn)
+                result = work(conn)
         except GlasskeyError as refusal:  # a refusal goes back to its caller only
             # With a savepoint, its writes are undone; without, the job promised to leave none.
-            return job, None, refusal
+            return None, refusal
         except Exception as job_error:
-            if not job.savepoint:
+            if not savepoint:
                 # Its writes may be half done and nothing can undo them alone: undo the batch.
                 raise _BatchAborted from job_error
-            return job, None, job_error
+            return None, job_error
         finally:
             deferred.collecting(None)
         batch_writes.merge(job_writes)  # a failed job's deferred writes are dropped with it
-        return job, result, None
+        return result, None
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
 
 
 def _settle_future(job: _Job, result: Any, error: BaseException | None) -> None:
