@@ -6,6 +6,7 @@ from datetime import timedelta
 from typing import Any
 
 import httpx
+import pytest
 
 from glasskey.gateway.sweeper import sweep_expired_holds
 from glasskey.keys.budget import TOTAL, get_spend, hold_budget
@@ -44,20 +45,25 @@ def test_total_budget_refuses_with_429_source_budget(gateway):
     gateway.audit_ok()
 
 
-def budgeted_key(gateway, name: str) -> tuple[str, KeyRecord, str, int]:
+def budgeted_key(gateway, name: str, budget_total_micros: int | None = 1_000_000) -> tuple[str, KeyRecord, str, int]:
     """A routed key with a total budget: (full key, its record, its wallet account, available micros)."""
-    key = gateway.new_key(name=name, settlement="routed", budget_total_micros=1_000_000)
+    key = gateway.new_key(name=name, settlement="routed", budget_total_micros=budget_total_micros)
     with gateway.services.db.read() as conn:
         record = get_key(conn, key.rsplit("-", 1)[0])
         wallet = wallet_account_id(conn, gateway.org_id, "routed")
         return key, record, wallet, get_balance(conn, wallet).available_micros
 
 
-def test_a_wallet_refusal_gives_back_the_budget_the_hold_had_taken(gateway):
+@pytest.mark.parametrize("budget", [1_000_000, None], ids=["checked budget", "no budget"])
+def test_a_wallet_refusal_gives_back_the_budget_the_hold_had_taken(gateway, budget: int | None):
+    # A checked budget hold runs at once and is undone at once; an unchecked one (no limit) is
+    # counted with the batch's other changes, and is undone with them.
     services = gateway.services
     now = services.clock()
-    key, record, wallet, available = budgeted_key(gateway, "budgeted")
+    key, record, wallet, _ = budgeted_key(gateway, "budgeted", budget)
+    assert post(gateway, key).status_code == 200  # the key's spend rows exist from now on
     with services.db.write() as conn:  # another request holds all but one micro of the wallet
+        available = get_balance(conn, wallet).available_micros
         create_pending(
             conn,
             debit_account_id=wallet,

@@ -98,7 +98,7 @@ def test_releasing_a_budget_hold_gives_back_both_periods_at_once(db: Database) -
     key = budgeted_key(db, budget_total_micros=5_000_000)
     with db.write() as conn:
         period = hold_budget(conn, key.id, key.policy, 700_000, NOW)
-        release_budget_hold(conn, key.id, period, 700_000)
+        release_budget_hold(conn, key.id, key.policy, period, 700_000)
     assert spend(db, key, TOTAL) == Spend(0, 0)
     assert spend(db, key, TODAY) == Spend(0, 0)
 

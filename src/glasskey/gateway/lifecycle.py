@@ -136,7 +136,7 @@ class Lifecycle:
                     memo=f"hold for {model}",
                 )
             except GlasskeyError as refusal:
-                release_budget_hold(conn, key.id, period, amount)
+                release_budget_hold(conn, key.id, key.policy, period, amount)
                 if not isinstance(refusal, InsufficientFunds):
                     raise
                 available = get_balance(conn, wallet_id).available_micros

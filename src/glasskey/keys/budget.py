@@ -50,14 +50,13 @@ _HOLD = {
 }
 # A key without budgets (most keys) still counts what it holds and spends, both periods in one
 # statement: nothing can refuse it.
-_HOLD_UNLIMITED = DriverStatement(
+# Every unconditional change to a key's two counters (total and today) is this one upsert, so that
+# a batch's holds and settlements of one key sum into a single statement (store.deferred).
+_CHANGE = DriverStatement(
     "INSERT INTO key_spend (key_id, period, spent_micros, held_micros) "
-    "VALUES (:key_id, :total, 0, :amount), (:key_id, :day, 0, :amount) "
-    "ON CONFLICT (key_id, period) DO UPDATE SET held_micros = key_spend.held_micros + excluded.held_micros"
-)
-_SETTLE = DriverStatement(
-    "UPDATE key_spend SET held_micros = held_micros - :held, spent_micros = spent_micros + :charged "
-    "WHERE key_id = :key_id AND period IN (:total, :day)"
+    "VALUES (:key_id, :total, :spent, :held), (:key_id, :day, :spent, :held) "
+    "ON CONFLICT (key_id, period) DO UPDATE SET held_micros = key_spend.held_micros + excluded.held_micros, "
+    "spent_micros = key_spend.spent_micros + excluded.spent_micros"
 )
 
 
@@ -72,8 +71,9 @@ def hold_budget(conn: Connection, key_id: str, policy: KeyPolicy, amount_micros:
     A refusal leaves nothing held (the group-commit writer runs holds without a savepoint).
     """
     day = day_period(now)
-    if policy.budget_total_micros is None and policy.budget_daily_micros is None:
-        _HOLD_UNLIMITED.execute(conn, {"key_id": key_id, "total": TOTAL, "day": day, "amount": amount_micros})
+    if _unlimited(policy):
+        # Nothing to check, so nothing to wait for: counted with the batch's other changes.
+        _change(conn, key_id, day, held=amount_micros, spent=0)
         return day
     for period, limit in ((TOTAL, policy.budget_total_micros), (day, policy.budget_daily_micros)):
         params = {"key_id": key_id, "period": period, "amount": amount_micros, "limit": limit}
@@ -91,9 +91,21 @@ def hold_budget(conn: Connection, key_id: str, policy: KeyPolicy, amount_micros:
     return day
 
 
-def release_budget_hold(conn: Connection, key_id: str, day: str, amount_micros: int) -> None:
-    """Undo a ``hold_budget`` at once (not deferred), for a hold refused after it took the budget."""
-    _release(conn, key_id, (TOTAL, day), amount_micros)
+def release_budget_hold(conn: Connection, key_id: str, policy: KeyPolicy, day: str, amount_micros: int) -> None:
+    """Undo a ``hold_budget``, for a hold refused after it took the budget: at once when the hold
+    was checked (and so run at once), else with the hold it undoes."""
+    if _unlimited(policy):
+        _change(conn, key_id, day, held=-amount_micros, spent=0)
+    else:
+        _release(conn, key_id, (TOTAL, day), amount_micros)
+
+
+def _unlimited(policy: KeyPolicy) -> bool:
+    return policy.budget_total_micros is None and policy.budget_daily_micros is None
+
+
+def _change(conn: Connection, key_id: str, day: str, *, held: int, spent: int) -> None:
+    deferred.increment(conn, _CHANGE, {"key_id": key_id, "total": TOTAL, "day": day}, {"held": held, "spent": spent})
 
 
 def _release(conn: Connection, key_id: str, periods: tuple[str, str], amount_micros: int) -> None:
@@ -103,9 +115,7 @@ def _release(conn: Connection, key_id: str, periods: tuple[str, str], amount_mic
 
 def settle_budget(conn: Connection, key_id: str, day: str, held_micros: int, charged_micros: int) -> None:
     """Release a hold taken by ``hold_budget`` and count what was actually charged."""
-    deferred.increment(
-        conn, _SETTLE, {"key_id": key_id, "total": TOTAL, "day": day}, {"held": held_micros, "charged": charged_micros}
-    )
+    _change(conn, key_id, day, held=-held_micros, spent=charged_micros)
 
 
 def get_spend(conn: Connection, key_id: str, period: str) -> Spend:

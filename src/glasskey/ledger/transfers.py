@@ -106,16 +106,14 @@ _DEBIT = {
         f"UPDATE accounts SET debits_posted = debits_posted + :amount WHERE id = :id AND {_FLOOR_OK}"
     ),
 }
-_CREDIT = {
-    True: DriverStatement("UPDATE accounts SET credits_pending = credits_pending + :amount WHERE id = :id"),
-    False: DriverStatement("UPDATE accounts SET credits_posted = credits_posted + :amount WHERE id = :id"),
-}
-_RELEASE_DEBIT = DriverStatement(
-    "UPDATE accounts SET debits_pending = debits_pending - :held, debits_posted = debits_posted + :posted "
+# Every change to a credit side is this one increment, so that a batch's holds, postings and
+# releases of one (revenue) account sum into a single UPDATE (store.deferred).
+_CREDIT = DriverStatement(
+    "UPDATE accounts SET credits_pending = credits_pending + :pending, credits_posted = credits_posted + :posted "
     "WHERE id = :id"
 )
-_RELEASE_CREDIT = DriverStatement(
-    "UPDATE accounts SET credits_pending = credits_pending - :held, credits_posted = credits_posted + :posted "
+_RELEASE_DEBIT = DriverStatement(
+    "UPDATE accounts SET debits_pending = debits_pending - :held, debits_posted = debits_posted + :posted "
     "WHERE id = :id"
 )
 _COLUMNS = (
@@ -153,7 +151,8 @@ def _credit(conn: Connection, account_id: str, amount: int, *, pending: bool) ->
     # A credit is never refused and nothing in a batch reads it back, so the writer applies a
     # batch's credits of one account in one statement (store.deferred). The account was checked
     # to exist when the debit side was chosen: accounts are never deleted.
-    deferred.increment(conn, _CREDIT[pending], {"id": account_id}, {"amount": amount})
+    amounts = {"pending": amount, "posted": 0} if pending else {"pending": 0, "posted": amount}
+    deferred.increment(conn, _CREDIT, {"id": account_id}, amounts)
 
 
 def _check_amount(amount_micros: int) -> None:
@@ -287,7 +286,7 @@ def _resolve(conn: Connection, transfer_id: str, status: str, posted_amount: int
         # The caller's transaction rolls back: a charge above its hold is a bug, never money.
         raise InvariantViolation(f"posting {posted} above the hold of {held} on {transfer_id}")
     _RELEASE_DEBIT.execute(conn, {"held": held, "posted": posted, "id": resolved.debit_account_id})
-    deferred.increment(conn, _RELEASE_CREDIT, {"id": resolved.credit_account_id}, {"held": held, "posted": posted})
+    deferred.increment(conn, _CREDIT, {"id": resolved.credit_account_id}, {"pending": -held, "posted": posted})
     return resolved
 
 

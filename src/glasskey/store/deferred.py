@@ -1,7 +1,8 @@
 """Writes a group commit applies once per batch instead of once per request.
 
 Some writes of the request path need no answer and cannot be refused: crediting a system
-account (revenue has no floor), moving a key's held budget to spent, inserting a receipt. Inside
+account (revenue has no floor), a key's budget counters (moving held to spent; holding too, for
+a key without a budget to check), inserting a receipt. Inside
 the group-commit writer, such writes are collected per job and applied once, just before the
 commit: the increments of one row are summed into one ``UPDATE``, the inserts of one table go in
 one ``executemany``. A job that fails leaves nothing behind, as its savepoint does for its
@@ -50,12 +51,19 @@ class Deferred:
             self.inserts.setdefault(statement, []).extend(rows)
 
     def apply(self, conn: Connection) -> None:
-        for (statement, keys), amounts in self.increments.items():
+        # One order for every process (key budgets, then accounts, each by key), so that two
+        # PostgreSQL batches never lock the same rows in opposite orders.
+        for (statement, keys), amounts in sorted(self.increments.items(), key=_row_order):
             statement.execute(conn, {**dict(keys), **amounts})
         for statement, rows in self.inserts.items():
             statement.executemany(conn, rows)
         self.increments.clear()
         self.inserts.clear()
+
+
+def _row_order(item: tuple[tuple[DriverStatement, Keys], dict[str, int]]) -> tuple[str, str]:
+    (statement, keys), _ = item
+    return statement.sql, repr(keys)
 
 
 def collecting(deferred: Deferred | None) -> None:
