@@ -1,10 +1,11 @@
 """A bare pass-through proxy on glasskey's own server stack: the floor of what Python can do here.
 
-Starlette on uvicorn (uvloop and httptools, one worker) with one pooled upstream client: aiohttp,
-as glasskey runs (``--client httpx`` or ``httpx2`` to compare clients). No auth and no
-accounting: it reads the body, parses it once (to learn the model, which picks the upstream, and
-whether a stream is asked for), forwards the body unchanged and streams the answer back as it
-arrives. Whatever glasskey costs above this is the price of its checks, its ledger and its receipts.
+Starlette on uvicorn (uvloop and httptools, one worker) with one pooled upstream client: glasskey's
+own (``glasskey.providers.wire``), as glasskey runs (``--client aiohttp``, ``httpx`` or ``httpx2``
+to compare clients; aiohttp was glasskey's before). No auth and no accounting: it reads the body,
+parses it once (to learn the model, which picks the upstream, and whether a stream is asked for),
+forwards the body unchanged and streams the answer back as it arrives. Whatever glasskey costs
+above this is the price of its checks, its ledger and its receipts.
 
     python -m bench.bare_proxy --port 9100 --route gpt-4o-mini=http://127.0.0.1:9001/v1
 """
@@ -27,6 +28,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 FORWARDED_HEADERS = {"content-type": "application/json"}
+CLIENTS = ("wire", "aiohttp", "httpx", "httpx2")
 
 
 def upstream_of(body: bytes, routes: dict[str, str]) -> tuple[dict[str, Any], str | None]:
@@ -40,8 +42,47 @@ def upstream_of(body: bytes, routes: dict[str, str]) -> tuple[dict[str, Any], st
     return parsed, routes.get(str(parsed.get("model")))
 
 
+def build_wire_app(routes: dict[str, str]) -> Starlette:
+    """The proxy on glasskey's upstream client, used directly: the body goes out as it came, the
+    answer's bytes come back as they arrive (no JSON re-encoded, no SSE parsed)."""
+    from glasskey.providers import wire
+
+    client = wire.Client()
+
+    async def relay(answer: wire.Response) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in answer:
+                yield chunk
+        finally:
+            answer.release()  # back to the pool if read to the end, else closed
+
+    async def chat_completions(request: Request) -> Response:
+        body = await request.body()
+        parsed, base_url = upstream_of(body, routes)
+        if base_url is None:
+            return Response(b'{"error":{"message":"bad JSON or unknown model"}}', 400, media_type="application/json")
+        answer = await client.request(
+            "POST", base_url + "/chat/completions", headers=FORWARDED_HEADERS, body=body, connect_timeout_s=5.0
+        )
+        content_type = answer.headers.get("content-type", "application/json")
+        if parsed.get("stream") is True:
+            return StreamingResponse(relay(answer), answer.status, media_type=content_type)
+        try:
+            content = await answer.read()
+        finally:
+            answer.release()
+        return Response(content, answer.status, media_type=content_type)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        await client.aclose()
+
+    return Starlette(routes=[Route("/v1/chat/completions", chat_completions, methods=["POST"])], lifespan=lifespan)
+
+
 def build_aiohttp_app(routes: dict[str, str]) -> Starlette:
-    """The proxy on aiohttp's client, the one glasskey uses for its upstreams."""
+    """The proxy on aiohttp's client, glasskey's upstream client before ``wire``."""
     import aiohttp
 
     sessions: list[aiohttp.ClientSession] = []
@@ -81,12 +122,15 @@ def build_aiohttp_app(routes: dict[str, str]) -> Starlette:
     return Starlette(routes=[Route("/v1/chat/completions", chat_completions, methods=["POST"])], lifespan=lifespan)
 
 
-def build_app(routes: dict[str, str], client_library: str = "aiohttp") -> Starlette:
+def build_app(routes: dict[str, str], client_library: str = "wire") -> Starlette:
     """The proxy app; ``routes`` maps a model name to its upstream base URL (ending in /v1).
 
-    ``client_library`` is ``aiohttp`` (what glasskey uses), ``httpx`` or ``httpx2`` (same API,
-    another pool), to measure how much of the floor is the HTTP client's.
+    ``client_library`` is ``wire`` (what glasskey uses), ``aiohttp`` (what it used before),
+    ``httpx`` or ``httpx2`` (same API, another pool), to measure how much of the floor is the
+    HTTP client's.
     """
+    if client_library == "wire":
+        return build_wire_app(routes)
     if client_library == "aiohttp":
         return build_aiohttp_app(routes)
     library: Any = importlib.import_module(client_library)
@@ -141,7 +185,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--route", action="append", default=[], help="MODEL=UPSTREAM_BASE_URL; repeat it")
     parser.add_argument(
-        "--client", choices=("aiohttp", "httpx", "httpx2"), default="aiohttp", help="the upstream HTTP client"
+        "--client", choices=CLIENTS, default="wire", help="the upstream HTTP client (wire: glasskey's own)"
     )
     args = parser.parse_args(argv)
     app = build_app(parse_routes(args.route), args.client)

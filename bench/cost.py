@@ -80,8 +80,9 @@ def main() -> None:
         targets: list[Target] = []
         try:
             upstreams = start_upstreams(procs, [0])
-            if "bare" in names:
-                targets.append(start_bare(procs, upstreams))
+            for name, client_library in (("bare", "wire"), ("bare-aiohttp", "aiohttp"), ("bare-httpx2", "httpx2")):
+                if name in names:
+                    targets.append(start_bare(procs, upstreams, client_library))
             if "glasskey-sqlite" in names:
                 targets.append(start_glasskey(procs, seed_glasskey("glasskey-sqlite", upstreams, Path(tmp)), [0]))
             if "glasskey-postgres" in names:

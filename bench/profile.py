@@ -27,7 +27,6 @@ from bench.procs import Processes
 from bench.seed import drop_postgres_database
 from bench.targets import MODELS, seed_glasskey, start_glasskey, start_upstreams
 
-
 IDLE_FRAMES = ("Condition.wait", "select (selectors", "_run_once (asyncio/base_events.py:1", "Queue.get")
 
 

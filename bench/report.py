@@ -147,10 +147,11 @@ def _method(results: dict[str, Any]) -> list[str]:
         "(`stream_options.include_usage`) and `data: [DONE]`, each event its own HTTP chunk. One process per "
         "added latency (0 ms and 50 ms before the first byte).",
         "- **Targets**: `direct` is the upstream itself; `bare` (`bench/bare_proxy.py`) is Starlette on uvicorn "
-        "(uvloop, httptools, one worker) with one pooled aiohttp client (glasskey's upstream client), "
+        "(uvloop, httptools, one worker) with glasskey's own upstream client (`glasskey.providers.wire`, "
+        "HTTP/1.1 keep-alive on `asyncio.Protocol` with httptools), forwarding the body's bytes as they are, "
         "no auth and no accounting; "
-        "`bare-httpx2` is the same proxy with httpx2's client (same API, a reworked connection pool), to show how "
-        "much of that floor is the HTTP client's; "
+        "`bare-aiohttp` is the same proxy with aiohttp's client (glasskey's until this run's code), to show how "
+        "much of that floor is the HTTP client's (`bare-httpx2`, with httpx2's, can be added with `--targets`); "
         "`glasskey-sqlite` and `glasskey-postgres` are `glasskey serve` seeded with one org, funded wallets, an "
         "`openai_compatible` route per model to the fake upstream and 16 keys used in turn; `litellm` is LiteLLM's "
         "proxy (`bench/peers/`) with `LITELLM_LOCAL_MODEL_COST_MAP=True`, no database, one worker and a master key. "
@@ -224,6 +225,7 @@ def _ratios(results: dict[str, Any]) -> list[str]:
     cells = by_cell(results.get("matrix", []))
     pairs = [
         (GLASSKEY, "bare"),
+        (GLASSKEY, "bare-aiohttp"),
         (GLASSKEY, "bare-httpx2"),
         (GLASSKEY, "litellm"),
         ("glasskey-postgres", GLASSKEY),

@@ -73,7 +73,14 @@ class Plan:
     concurrencies: tuple[int, ...] = (1, 16, 64)
     latencies: tuple[int, ...] = (0, 50)
     streams: tuple[bool, ...] = (False, True)
-    targets: tuple[str, ...] = ("direct", "bare", "bare-httpx2", "glasskey-sqlite", "glasskey-postgres", "litellm")
+    targets: tuple[str, ...] = (
+        "direct",
+        "bare",
+        "bare-aiohttp",
+        "glasskey-sqlite",
+        "glasskey-postgres",
+        "litellm",
+    )
     calibration_s: float = 1.0
     scale: bool = True
     scale_keys: int = 10_000
@@ -168,6 +175,7 @@ class Run:
         targets = [upstreams] if "direct" in self.plan.targets else []
         starters: dict[str, Callable[[], Target]] = {
             "bare": lambda: start_bare(self.procs, upstreams),
+            "bare-aiohttp": lambda: start_bare(self.procs, upstreams, "aiohttp"),
             "bare-httpx2": lambda: start_bare(self.procs, upstreams, "httpx2"),
             "glasskey-sqlite": lambda: self.glasskey("glasskey-sqlite", upstreams),
             "glasskey-postgres": lambda: self.glasskey("glasskey-postgres", upstreams, postgres=True),

@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import os
+import ssl
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
-import aiohttp
 import orjson
 
+from glasskey.providers import wire
 from glasskey.providers.base import ProviderError
 from glasskey.providers.sse import Event, SSEParser, before_wait
 
@@ -101,89 +101,50 @@ def resolve_credential(credential: str | None, environ: Mapping[str, str]) -> st
     return credential
 
 
-def _origin(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}"
-
-
 class UpstreamHTTP:
-    """The pooled clients of one gateway process, keyed by event loop and upstream origin.
+    """The upstream connections of one gateway process: ``wire``'s pools, one per event loop and origin.
 
-    aiohttp, not httpx: on the hot path the HTTP client is most of the event loop's work, and
-    aiohttp's C-accelerated parser and connection pool cost a fraction of httpx's per request.
+    ``wire``, not aiohttp or httpx: on the hot path the HTTP client is most of the event loop's
+    work, and a keep-alive client on ``asyncio.Protocol`` with httptools parsing costs a fraction
+    of either per request. ``ssl_context`` replaces the default (verifying) TLS context: tests
+    trust their own certificate with it.
     """
 
     def __init__(
-        self, *, max_response_bytes: int = MAX_RESPONSE_BYTES, environ: Mapping[str, str] | None = None
+        self,
+        *,
+        max_response_bytes: int = MAX_RESPONSE_BYTES,
+        environ: Mapping[str, str] | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
-        self._sessions: dict[tuple[int, str], aiohttp.ClientSession] = {}
-        # Route URLs and connect timeouts are few; parsing and building them once saves every request.
-        self._origins: dict[str, str] = {}
-        self._client_timeouts: dict[int, aiohttp.ClientTimeout] = {}
+        self.client = wire.Client(ssl_context=ssl_context)
         self.max_response_bytes = max_response_bytes
         self.environ = os.environ if environ is None else environ
 
-    def _session(self, url: str) -> aiohttp.ClientSession:
-        origin = self._origins.get(url)
-        if origin is None:
-            if len(self._origins) >= MAX_REMEMBERED:
-                self._origins.clear()
-            origin = self._origins[url] = _origin(url)
-        # A session belongs to the event loop that made it; tests run several loops in turn.
-        key = (id(asyncio.get_running_loop()), origin)
-        session = self._sessions.get(key)
-        if session is None or session.closed:
-            connector = aiohttp.TCPConnector(limit=256, limit_per_host=256, ttl_dns_cache=300)
-            # No cookie jar: the pool serves every client, and an upstream's cookie must never ride on
-            # another client's request.
-            session = aiohttp.ClientSession(
-                connector=connector, trust_env=False, auto_decompress=True, cookie_jar=aiohttp.DummyCookieJar()
-            )
-            self._sessions[key] = session
-        return session
-
-    def _client_timeout(self, connect_ms: int) -> aiohttp.ClientTimeout:
-        timeout = self._client_timeouts.get(connect_ms)
-        if timeout is None:
-            if len(self._client_timeouts) >= MAX_REMEMBERED:
-                self._client_timeouts.clear()
-            timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_ms / 1000)
-            self._client_timeouts[connect_ms] = timeout
-        return timeout
-
     async def aclose(self) -> None:
-        loop_id = id(asyncio.get_running_loop())
-        for key, session in list(self._sessions.items()):
-            if key[0] == loop_id:
-                await session.close()
-                del self._sessions[key]
+        """Close every connection of the current event loop's pools."""
+        await self.client.aclose()
 
-    async def _send(
-        self, url: str, headers: Mapping[str, str], body: Any, timeouts: Timeouts
-    ) -> aiohttp.ClientResponse:
-        # aiohttp enforces the connect timeout itself; the first byte is the caller's timer.
-        return await self._session(url).post(
+    async def _send(self, url: str, headers: Mapping[str, str], body: Any, timeouts: Timeouts) -> wire.Response:
+        # The client enforces the connect timeout itself; the first byte is the caller's timer.
+        return await self.client.request(
+            "POST",
             url,
-            data=orjson.dumps(body),
             headers=headers,
-            allow_redirects=False,
-            timeout=self._client_timeout(timeouts.connect_ms),
+            body=orjson.dumps(body),
+            connect_timeout_s=timeouts.connect_ms / 1000,
+            body_bytes_max=self.max_response_bytes,
         )
 
-    async def _read_all(self, provider: str, response: aiohttp.ClientResponse, clock: _Clock) -> bytes:
+    async def _read_all(self, response: wire.Response, clock: _Clock) -> bytes:
         chunks: list[bytes] = []
-        size = 0
-        content = response.content
         while True:
-            # Once the whole body is in the buffer no read can wait, so no gap can open.
-            if not content.is_eof():
+            # A read that cannot wait cannot open a gap: only a waiting read is timed as one.
+            if not response.readable:
                 clock.arm(clock.chunk_gap_s, CHUNK_GAP)
-            chunk = await content.readany()
+            chunk = await response.read_chunk()
             if not chunk:
                 return b"".join(chunks)
-            size += len(chunk)
-            if size > self.max_response_bytes:
-                raise ProviderError(provider, 502, "the upstream response is larger than the gateway accepts")
             chunks.append(chunk)
 
     async def post_json(
@@ -197,10 +158,10 @@ class UpstreamHTTP:
             async with clock.start(clock.first_byte_s, FIRST_BYTE) as timer:
                 response = await self._send(url, headers, body, timeouts)
                 try:
-                    raw = await self._read_all(provider, response, clock)
+                    raw = await self._read_all(response, clock)
                 finally:
-                    response.release()
-        except (TimeoutError, aiohttp.ClientError) as error:
+                    response.release()  # back to the pool if read to the end, else closed
+        except (TimeoutError, wire.WireError) as error:
             raise _attributed(provider, error, clock.limit if timer.expired() else None) from None
         if response.status >= 300:
             raise UpstreamHTTPError(response.status, response.headers, raw[:65536])
@@ -222,8 +183,8 @@ class UpstreamHTTP:
         try:
             async with clock.start(clock.first_byte_s, FIRST_BYTE) as timer:
                 response = await self._send(url, headers, body, timeouts)
-        except (TimeoutError, aiohttp.ClientError) as error:
-            raise _attributed(provider, error, clock.limit if timer.expired() else None) from None
+        except (TimeoutError, wire.WireError) as error:
+            raise _attributed(provider, error, clock.limit if timer.expired() else None, "stream") from None
         read_to_the_end = False
         try:
             if response.status >= 300:
@@ -231,11 +192,7 @@ class UpstreamHTTP:
                 read_to_the_end = True
                 raise UpstreamHTTPError(response.status, response.headers, raw[:65536])
             parser = SSEParser()
-            size = 0
             async for chunk in self._chunks(provider, response, timeouts, deadline):
-                size += len(chunk)
-                if size > self.max_response_bytes:
-                    raise ProviderError(provider, 502, "the upstream stream is larger than the gateway accepts")
                 for event in parser.feed(chunk):
                     yield event
                 await before_wait()  # the next read may wait: what was relayed goes out now
@@ -250,22 +207,19 @@ class UpstreamHTTP:
             else:
                 response.close()
 
-    async def _read_waiting(
-        self, provider: str, response: aiohttp.ClientResponse, timeouts: Timeouts, deadline: float
-    ) -> bytes:
+    async def _read_waiting(self, provider: str, response: wire.Response, timeouts: Timeouts, deadline: float) -> bytes:
         clock = _Clock(timeouts, deadline=deadline)
         try:
             async with clock.start(clock.chunk_gap_s, CHUNK_GAP) as timer:
-                return await self._read_all(provider, response, clock)
-        except (TimeoutError, aiohttp.ClientError) as error:
+                return await self._read_all(response, clock)
+        except (TimeoutError, wire.WireError) as error:
             raise _attributed(provider, error, clock.limit if timer.expired() else None) from None
 
     async def _chunks(
-        self, provider: str, response: aiohttp.ClientResponse, timeouts: Timeouts, deadline: float
+        self, provider: str, response: wire.Response, timeouts: Timeouts, deadline: float
     ) -> AsyncIterator[bytes]:
         loop = asyncio.get_running_loop()
         gap_s = timeouts.chunk_gap_ms / 1000
-        content = response.content
         while True:
             now = loop.time()
             if now >= deadline:
@@ -274,10 +228,11 @@ class UpstreamHTTP:
             if when >= deadline:
                 when, limit = deadline, TOTAL
             try:
-                async with asyncio.timeout_at(when) as timer:
-                    chunk = await content.readany()
-            except (TimeoutError, aiohttp.ClientError) as error:
-                raise _attributed(provider, error, limit if timer.expired() else None) from None
+                # A read that returns at once (data already buffered) needs no timer set and cancelled.
+                async with asyncio.timeout_at(None if response.readable else when) as timer:
+                    chunk = await response.read_chunk()
+            except (TimeoutError, wire.WireError) as error:
+                raise _attributed(provider, error, limit if timer.expired() else None, "stream") from None
             if not chunk:
                 return
             yield chunk
@@ -286,7 +241,6 @@ class UpstreamHTTP:
 FIRST_BYTE = "first byte"
 CHUNK_GAP = "chunk gap"
 TOTAL = "the whole request"
-MAX_REMEMBERED = 1024
 
 
 class _Clock:
@@ -326,12 +280,14 @@ class _Clock:
         self.timer.reschedule(self._until(seconds, limit))
 
 
-def _attributed(provider: str, error: BaseException, limit: str | None) -> ProviderError:
+def _attributed(provider: str, error: BaseException, limit: str | None, what: str = "response") -> ProviderError:
     """A network failure or timeout as ``ProviderError`` naming the provider (and the limit)."""
     if limit is not None:
         return _timeout(provider, limit)
-    if isinstance(error, aiohttp.ConnectionTimeoutError):
+    if isinstance(error, wire.ConnectTimeout):
         return _timeout(provider, "connect")
+    if isinstance(error, wire.BodyTooLarge):
+        return ProviderError(provider, 502, f"the upstream {what} is larger than the gateway accepts")
     if isinstance(error, TimeoutError):
         return _timeout(provider, type(error).__name__)
     return ProviderError(
