@@ -61,6 +61,7 @@ def measure(target: Target, concurrency: int, stream: bool, seconds: float) -> N
         f"{target.name:16} c={concurrency:<3} {'stream' if stream else 'plain':6} {result.throughput_rps:8.1f} req/s"
         f"  p50 {result.latency_ms.get('p50', 0):7.2f} ms  p99 {result.latency_ms.get('p99', 0):7.2f} ms"
         f"  cpu {total_ms:.3f} ms/request  errors {result.errors}"
+        + (f"  ttfb p50 {result.ttfb_ms.get('p50', 0):.2f} ms" if stream else "")
     )
     for name, seconds_spent in sorted(spent.items(), key=lambda item: -item[1]):
         if seconds_spent * 1000 / served >= 0.01:

@@ -7,7 +7,7 @@ unfinished tail and yields each event once its blank line arrives (the WHATWG ru
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass
 
@@ -26,20 +26,27 @@ class SSEParser:
         self._event = ""
         self._data: list[str] = []
 
-    def feed(self, chunk: bytes) -> list[Event]:
-        self._buffer += chunk
-        if len(self._buffer) > MAX_EVENT_BYTES:
+    def feed(self, chunk: bytes) -> Iterator[Event]:
+        """The events ``chunk`` completes, each as soon as it is parsed.
+
+        A generator: when an upstream's answer arrives in one read (a fast host sends a whole
+        stream at once), the first event goes on before the rest of the read is parsed. The caller
+        consumes it to the end before feeding the next chunk.
+        """
+        buffer = self._buffer + chunk if self._buffer else chunk
+        if len(buffer) > MAX_EVENT_BYTES:
             raise ValueError("an upstream event is larger than the limit")
-        events: list[Event] = []
-        while True:
-            index = self._buffer.find(b"\n")
-            if index < 0:
-                return events
-            line = self._buffer[:index].rstrip(b"\r").decode("utf-8", errors="replace")
-            self._buffer = self._buffer[index + 1 :]
-            event = self._line(line)
+        self._buffer = b""
+        start = 0
+        find = buffer.find
+        while (index := find(b"\n", start)) >= 0:
+            # An offset instead of cutting the buffer after each line: one copy per read, not per line.
+            line = buffer[start:index]
+            start = index + 1
+            event = self._line(line.rstrip(b"\r").decode("utf-8", errors="replace"))
             if event is not None:
-                events.append(event)
+                yield event
+        self._buffer = buffer[start:]
 
     def _line(self, line: str) -> Event | None:
         if not line:
@@ -60,7 +67,7 @@ class SSEParser:
 
     def close(self) -> list[Event]:
         """Events still pending when the stream ends (a last event with no blank line)."""
-        events = self.feed(b"\n") if self._buffer else []
+        events = list(self.feed(b"\n")) if self._buffer else []
         tail = self._line("")
         return [*events, tail] if tail is not None else events
 
