@@ -407,7 +407,7 @@ def test_a_server_closing_mid_body_is_a_502_network_error(run: Run, stream: bool
 
 
 def test_an_idle_connection_past_its_keepalive_is_not_reused(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(wire, "KEEPALIVE_IDLE_S", 0.05)
+    monkeypatch.setattr(wire.pool, "KEEPALIVE_IDLE_S", 0.05)  # where the pool reads it
 
     async def scenario() -> Upstream:
         async with raw_upstream(keep_answering(answer(b"{}"))) as upstream:
