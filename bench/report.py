@@ -378,6 +378,33 @@ def _problems(results: dict[str, Any]) -> list[str]:
     return ["## What did not run", "", *lines, ""] if lines else []
 
 
+def _guarantee() -> list[str]:
+    return [
+        "## What an answer guarantees under group commit",
+        "",
+        'Writes are batched (`store/writer.py`; `docs/architecture.md`, "Writes"), and this is exactly what is '
+        "promised:",
+        "",
+        "- A non-streaming answer (any status) is sent only after the transaction holding its receipt, its "
+        "posted charge and its released hold has committed. A stream's `data: [DONE]` is sent only after the "
+        "same commit; the content before it goes out as it arrives, but a client has seen its stream succeed "
+        "only once `[DONE]` arrives.",
+        "- Committed means: on SQLite (WAL, `synchronous=NORMAL`) it survives the gateway process being killed "
+        "(SIGKILL, a crash, an OOM kill); a power loss or an operating-system crash can lose the transactions "
+        "committed since the last WAL sync (each checkpoint syncs, every 0.5 s in the background). On "
+        "PostgreSQL it is PostgreSQL's own commit (durable against both with its default "
+        "`synchronous_commit=on`).",
+        "- A hold is answered before its commit, because nothing is acknowledged on the strength of a hold "
+        "alone. A process killed with holds uncommitted loses them with their requests, which got no answer; "
+        "holds committed but never settled are released by the expiry sweep (`GLASSKEY_HOLD_TTL_SECONDS`).",
+        "- Tested by killing the gateway with SIGKILL under load (`tests/gateway/test_crash_durability.py`): "
+        "after a restart every request that got a 200 has its succeeded receipt and its posted charge, and "
+        "`audit()` passes once the sweep has run; and by delaying the settlement's commit in a stream "
+        "(`tests/gateway/test_relay.py`): `[DONE]` arrives only after the receipt is readable.",
+        "",
+    ]
+
+
 def _findings() -> list[str]:
     text = FINDINGS.read_text().strip() if FINDINGS.exists() else ""
     return ["## What limits it and what would lift it", "", text or "(to be written in `bench/findings.md`)", ""]
@@ -395,6 +422,7 @@ def render(results: dict[str, Any]) -> str:
         _machine(results),
         _reproduce(),
         _method(results),
+        _guarantee(),
         _calibration(results),
         _results(results),
         _ratios(results),

@@ -10,9 +10,14 @@ import asyncio
 from collections.abc import MutableMapping
 from typing import Any
 
+import httpx
+from sqlalchemy import select
+
+from gateway_fixtures import Gateway
 from glasskey.gateway.streaming import RelayResponse
 from glasskey.providers.http import Timeouts, UpstreamHTTP
 from glasskey.providers.sse import before_wait, on_wait
+from glasskey.store.tables import receipts
 from scripted_upstream import Answer, scripted_upstream, slow_chunks
 
 SCOPE: dict[str, Any] = {"type": "http", "method": "POST", "path": "/v1/chat/completions", "headers": []}
@@ -65,3 +70,35 @@ def test_the_upstream_reader_asks_for_a_flush_after_each_network_read() -> None:
     with scripted_upstream(lambda request: Answer(200, chunks, {"content-type": "text/event-stream"})) as (url, _):
         asyncio.run(read(url))
     assert seen == ["1", "2", "flush", "3", "flush"]
+
+
+def test_the_end_of_a_stream_is_sent_only_once_its_receipt_and_charge_are_committed(gateway: Gateway) -> None:
+    # A stream's success, for its client, is its `data: [DONE]`: like a JSON answer, it may only
+    # leave once the charge and the receipt are committed, or a killed process could lose them.
+    writer = gateway.services.writer
+    submit = writer.submit
+
+    async def slow_commits(work: Any, *, durable: bool = True, savepoint: bool = True, lone: bool = False) -> Any:
+        if durable:
+            await asyncio.sleep(0.3)
+        return await submit(work, durable=durable, savepoint=savepoint, lone=lone)
+
+    writer.submit = slow_commits  # type: ignore[method-assign]
+    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 20, "stream": True}
+    found_at_the_end: Any = None
+    with httpx.stream(
+        "POST", f"{gateway.v1}/chat/completions", json=body, headers={"authorization": f"Bearer {gateway.routed_key}"}
+    ) as response:
+        request_id = response.headers["x-request-id"]
+        lines = []
+        for line in response.iter_lines():
+            lines.append(line)
+            if line == "data: [DONE]":
+                with gateway.services.db.read() as conn:
+                    found_at_the_end = conn.execute(
+                        select(receipts.c.status, receipts.c.charge_micros).where(receipts.c.request_id == request_id)
+                    ).first()
+    assert lines.count("data: [DONE]") == 1
+    assert found_at_the_end is not None, "the client saw the end before the receipt existed"
+    assert found_at_the_end.status == "succeeded" and found_at_the_end.charge_micros > 0
+    gateway.audit_ok()

@@ -446,6 +446,7 @@ class Lifecycle:
         usage: Usage | None = None
         text_parts: list[str] = []
         finished = False
+        relayed = False  # the upstream's stream reached its end and all of it went to the client
         failure: GlasskeyError | None = None
         try:
             chunk: dict[str, Any] | None = first
@@ -461,7 +462,7 @@ class Lifecycle:
                         chunk.pop("usage", None)
                     await emit(sse(chunk))
                 chunk = await anext(iterator, None)
-            await emit(SSE_DONE)
+            relayed = True
         except ProviderError as error:
             self._attempt_failed(run, route, began, error)
             failure = upstream_error(error)
@@ -477,7 +478,7 @@ class Lifecycle:
         finally:
             with anyio.CancelScope(shield=True):
                 if "client_disconnected" not in run.notes:
-                    await before_wait()  # the end of the stream goes out before the settlement's commit
+                    await before_wait()  # what was relayed goes out before the settlement's commit
                 await _close(iterator)
                 if failure is None:
                     self._attempt_succeeded(run, route, began)
@@ -502,6 +503,10 @@ class Lifecycle:
                     await self.settle(run, route, usage, status="failed", http_status=499, error=_disconnected())
                 else:
                     await self.settle(run, route, usage, status="succeeded", http_status=200)
+                    if relayed:
+                        # The end of the stream is the client's success: it leaves only once the
+                        # charge and the receipt are committed, as a JSON answer does.
+                        await emit(SSE_DONE)
 
     # -- settlement -----------------------------------------------------------------------
 
