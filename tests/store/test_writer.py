@@ -270,6 +270,25 @@ def test_closing_the_writer_commits_the_transaction_a_finished_loop_left_open(sq
     assert count(sqlite_db) == 1
 
 
+def test_a_transaction_a_finished_loop_left_open_blocks_neither_the_next_loop_nor_a_plain_write(sqlite_db):
+    writer = GroupCommitWriter(sqlite_db, linger_seconds=60.0)
+
+    async def hold(name: str) -> None:
+        await writer.submit(insert_org(name), durable=False, lone=True)
+
+    try:
+        asyncio.run(hold("first"))
+        # The next loop's write (not lone: it would go to the writer thread) ends it first.
+        asyncio.run(asyncio.wait_for(writer.submit(insert_org("second")), timeout=10))
+        assert count(sqlite_db) == 2
+        asyncio.run(hold("third"))
+        with sqlite_db.write() as conn:  # on the same thread, with no loop running
+            conn.execute(orgs.insert().values(id="plain", name="plain", created_at=NOW))
+    finally:
+        writer.close()
+    assert count(sqlite_db) == 4
+
+
 def test_on_the_loop_a_refusal_fails_alone_and_a_bug_rolls_back_the_open_transaction(sqlite_db):
     writer = GroupCommitWriter(sqlite_db, linger_seconds=1.0)
 

@@ -140,6 +140,9 @@ class GroupCommitWriter:
         self._ensure_started()
         loop = asyncio.get_running_loop()
         inline = self._inline
+        if inline is not None and inline.loop is not loop and not inline.loop.is_running():
+            self._linger_over(inline)  # a loop that stopped left it open: its timer will never fire
+            inline = self._inline
         if inline is None and lone and self.db.dialect == "sqlite":
             inline = self._open_inline(loop)
         if inline is not None and inline.loop is loop:
@@ -214,7 +217,7 @@ class GroupCommitWriter:
     def _end_inline_here(self) -> None:
         """``Database.yield_write``: this thread is about to write; its own open transaction ends first."""
         inline = self._inline
-        if inline is not None and _running_loop() is inline.loop:
+        if inline is not None and (_running_loop() is inline.loop or not inline.loop.is_running()):
             self._linger_over(inline)
 
     def close(self, timeout_seconds: float = 10.0) -> None:
