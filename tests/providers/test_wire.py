@@ -137,6 +137,16 @@ async def post(client: wire.Client, url: str, body: bytes = b"{}") -> tuple[int,
         response.release()
 
 
+async def refused(http: UpstreamHTTP, url: str, *, stream: bool) -> ProviderError:
+    """The ``ProviderError`` a JSON call (or a stream, read to its end) fails with."""
+    with pytest.raises(ProviderError) as caught:
+        if stream:
+            [event async for event in http.post_sse("p", url, headers={}, body={}, timeouts=Timeouts())]
+        else:
+            await http.post_json("p", url, headers={}, body={}, timeouts=Timeouts())
+    return caught.value
+
+
 # -- framing -------------------------------------------------------------------------------
 
 
@@ -364,16 +374,9 @@ def test_a_request_that_got_part_of_an_answer_is_never_retried(partial: bytes, s
         async with raw_upstream(serve) as upstream:
             http = UpstreamHTTP()
             await http.post_json("p", upstream.url(), headers={}, body={}, timeouts=Timeouts())
-            with pytest.raises(ProviderError) as caught:
-                if stream:
-                    [
-                        event
-                        async for event in http.post_sse("p", upstream.url(), headers={}, body={}, timeouts=Timeouts())
-                    ]
-                else:
-                    await http.post_json("p", upstream.url(), headers={}, body={}, timeouts=Timeouts())
+            caught = await refused(http, upstream.url(), stream=stream)
             await http.aclose()
-            return caught.value, upstream
+            return caught, upstream
 
     error, upstream = asyncio.run(scenario())
     assert (error.status, error.error_type) == (502, "network_error")
@@ -390,16 +393,9 @@ def test_a_server_closing_mid_body_is_a_502_network_error(run: Run, stream: bool
     async def scenario() -> ProviderError:
         async with raw_upstream(serve) as upstream:
             http = UpstreamHTTP()
-            with pytest.raises(ProviderError) as caught:
-                if stream:
-                    [
-                        event
-                        async for event in http.post_sse("p", upstream.url(), headers={}, body={}, timeouts=Timeouts())
-                    ]
-                else:
-                    await http.post_json("p", upstream.url(), headers={}, body={}, timeouts=Timeouts())
+            caught = await refused(http, upstream.url(), stream=stream)
             await http.aclose()
-            return caught.value
+            return caught
 
     error = run(scenario())
     assert (error.status, error.error_type) == (502, "network_error")
