@@ -48,10 +48,9 @@ _HOLD = {
     )
     for limited in (True, False)
 }
-# A key without budgets (most keys) still counts what it holds and spends, both periods in one
-# statement: nothing can refuse it.
-# Every unconditional change to a key's two counters (total and today) is this one upsert, so that
-# a batch's holds and settlements of one key sum into a single statement (store.deferred).
+# Every unconditional change to a key's two counters (total and today) is this one upsert: a
+# settlement, and the hold of a key without budgets (most keys), which nothing can refuse. A
+# batch's changes of one key sum into a single statement (store.deferred).
 _CHANGE = DriverStatement(
     "INSERT INTO key_spend (key_id, period, spent_micros, held_micros) "
     "VALUES (:key_id, :total, :spent, :held), (:key_id, :day, :spent, :held) "

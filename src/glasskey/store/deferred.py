@@ -2,14 +2,16 @@
 
 Some writes of the request path need no answer and cannot be refused: crediting a system
 account (revenue has no floor), a key's budget counters (moving held to spent; holding too, for
-a key without a budget to check), inserting a receipt. Inside
-the group-commit writer, such writes are collected per job and applied once, just before the
-commit: the increments of one row are summed into one ``UPDATE``, the inserts of one table go in
-one ``executemany``. A job that fails leaves nothing behind, as its savepoint does for its
-immediate writes. Outside the writer (tests, the CLI, the sweep) the same calls run at once.
+a key without a budget to check), inserting a receipt. Inside the group-commit writer, such
+writes are collected per job and applied once, just before the commit: the increments of one
+row are summed into one ``UPDATE``, the inserts of one table go in one ``executemany``. A job
+that fails leaves nothing behind, as its savepoint does for its immediate writes. Outside the
+writer (tests, the CLI, the sweep) the same calls run at once.
 
 Only writes that nothing in the same batch reads back may be deferred: a batch reads wallet
-balances and pending transfers, never a revenue account, a receipt or a spent budget.
+balances and pending transfers, never a revenue account or a receipt. It reads a key's budget
+only to check a key that has one, and then conservatively: a deferred settlement only ever lowers
+what is held and spent together.
 """
 
 from __future__ import annotations
