@@ -10,6 +10,7 @@ from bench.analysis import ORDER, by_cell, cell_median, difference, paired, targ
 COLORS = {
     "direct": "#777777",
     "bare": "#1f77b4",
+    "bare-aiohttp": "#ff7f0e",
     "bare-httpx2": "#9467bd",
     "glasskey-sqlite": "#2ca02c",
     "glasskey-postgres": "#17becf",
