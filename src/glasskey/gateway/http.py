@@ -19,7 +19,7 @@ from glasskey.keys.explain import explain_key
 from glasskey.pricing.catalog import list_models
 from glasskey.pricing.quote import quote_request
 from glasskey.receipts.records import get_receipt, list_receipts
-from glasskey.routing.selection import routes_for_key
+from glasskey.routing.selection import routes_for_key_by_model
 
 
 class JSONResponse(Response):
@@ -98,10 +98,11 @@ def routes_v1(lifecycle: Lifecycle) -> list[Route]:
 
         def work(conn: Any) -> list[dict[str, Any]]:
             data = []
+            by_model = routes_for_key_by_model(conn, key, services.health)
             for model in list_models(conn):
                 if not key.policy.allows(model.name):
                     continue
-                routes = routes_for_key(conn, key, model.name, services.health)
+                routes = by_model.get(model.name)
                 if not routes:
                     continue
                 prices = routes[0].prices

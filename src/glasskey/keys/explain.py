@@ -18,7 +18,7 @@ from glasskey.orgs.service import get_wallet
 from glasskey.pricing.catalog import list_models
 from glasskey.routing.health import HealthBoard
 from glasskey.routing.routes import Route
-from glasskey.routing.selection import MAX_ATTEMPTS, routes_for_key
+from glasskey.routing.selection import MAX_ATTEMPTS, routes_for_key_by_model
 from glasskey.settings import Settings
 
 
@@ -42,9 +42,8 @@ def _health(route: Route, board: HealthBoard | None) -> dict[str, Any]:
 
 
 def _model_view(
-    conn: Connection, key: KeyRecord, name: str, official: dict[str, int], board: HealthBoard | None
+    key: KeyRecord, name: str, routes: list[Route], official: dict[str, int], board: HealthBoard | None
 ) -> dict[str, Any]:
-    routes = routes_for_key(conn, key, name, board)
     usable = routes[:MAX_ATTEMPTS] if key.policy.backup_routes else routes[:1]
     primary = usable[0] if usable else None
     backups = usable[1:]
@@ -79,8 +78,9 @@ def explain_key(
     catalog = {m.name: m for m in list_models(conn)}
     names = sorted(catalog) if policy.allowed_models is None else [n for n in policy.allowed_models if n in catalog]
     models = []
+    routes = routes_for_key_by_model(conn, key, board)
     for name in names:
-        view = _model_view(conn, key, name, catalog[name].official_prices.as_dict(), board)
+        view = _model_view(key, name, routes.get(name, []), catalog[name].official_prices.as_dict(), board)
         if policy.allowed_models is not None or view["callable"]:
             models.append(view)
     unknown = [n for n in policy.allowed_models or () if n not in catalog]

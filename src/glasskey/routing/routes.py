@@ -182,5 +182,19 @@ def candidates(conn: Connection, model: str, settlement: str) -> list[Route]:
     rows = conn.execute(
         select(routes).where(routes.c.model == model, routes.c.settlement == settlement, routes.c.enabled.is_(True))
     )
-    found = [_route(row) for row in rows]
-    return sorted(found, key=lambda r: (r.priority, -r.weight, r.prices.output_per_mtok_micros, r.id))
+    return sorted((_route(row) for row in rows), key=_tried_order)
+
+
+def candidates_by_model(conn: Connection, settlement: str) -> dict[str, list[Route]]:
+    """Every model's ``candidates`` for this settlement, in one query (listings of all models)."""
+    found: dict[str, list[Route]] = {}
+    for row in conn.execute(select(routes).where(routes.c.settlement == settlement, routes.c.enabled.is_(True))):
+        route = _route(row)
+        found.setdefault(route.model, []).append(route)
+    for model_routes in found.values():
+        model_routes.sort(key=_tried_order)
+    return found
+
+
+def _tried_order(route: Route) -> tuple[int, int, int, str]:
+    return (route.priority, -route.weight, route.prices.output_per_mtok_micros, route.id)

@@ -20,7 +20,7 @@ from glasskey.keys.policy import KeyPolicy
 from glasskey.keys.service import KeyRecord
 from glasskey.pricing.catalog import Model, get_model
 from glasskey.routing.health import OPEN, HealthBoard
-from glasskey.routing.routes import Route, candidates
+from glasskey.routing.routes import Route, candidates, candidates_by_model
 
 MAX_ATTEMPTS = 3
 
@@ -70,8 +70,13 @@ def check_model_allowed(conn: Connection, key: KeyRecord, model_name: str) -> Mo
     return get_model(conn, model_name)
 
 
-def routes_for_key(conn: Connection, key: KeyRecord, model_name: str, board: HealthBoard | None = None) -> list[Route]:
-    return order_routes(candidates(conn, model_name, key.policy.settlement), key.policy, board)
+def routes_for_key_by_model(
+    conn: Connection, key: KeyRecord, board: HealthBoard | None = None
+) -> dict[str, list[Route]]:
+    """Every model's routes for this key, in the order they would be tried, from one query (a model
+    without a route is absent): listings of all models ask once, not once per model."""
+    found = candidates_by_model(conn, key.policy.settlement)
+    return {model: order_routes(model_routes, key.policy, board) for model, model_routes in found.items()}
 
 
 def selection_from(
