@@ -160,20 +160,22 @@ def gateway_any_db(request: pytest.FixtureRequest, tmp_path) -> Iterator[Gateway
         yield from _gateway(build_services(make_settings(tmp_path, database_url=url)))
 
 
+def simulated_route(route_id: str, model: str, prices: Prices, **fields: Any) -> Route:
+    """A routed route of ``model`` to the built-in simulated provider, at cost ``prices``."""
+    return Route(
+        id=route_id,
+        model=model,
+        provider="simulated",
+        base_url="",
+        upstream_model=model,
+        settlement=fields.pop("settlement", "routed"),
+        prices=prices,
+        costs=prices,
+        **fields,
+    )
+
+
 def add_embedding_route(services: Services, model: str = "text-embedding-3-small") -> None:
     with services.db.write() as conn:
-        prices = get_model(conn, model).official_prices
-        create_route(
-            conn,
-            Route(
-                id=f"rt-{model}",
-                model=model,
-                provider="simulated",
-                base_url="",
-                upstream_model=model,
-                settlement="routed",
-                prices=prices,
-                costs=prices,
-            ),
-            services.clock(),
-        )
+        route = simulated_route(f"rt-{model}", model, get_model(conn, model).official_prices)
+        create_route(conn, route, services.clock())

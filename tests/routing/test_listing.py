@@ -7,11 +7,11 @@ from typing import Any
 from sqlalchemy import event
 
 from conftest_helpers import make_settings
-from gateway_fixtures import MODELS, seed
+from gateway_fixtures import MODELS, seed, simulated_route
 from glasskey.keys.secret import parse
 from glasskey.keys.service import find_by_public_id
 from glasskey.pricing.catalog import Prices
-from glasskey.routing.routes import Route, create_route, update_route
+from glasskey.routing.routes import create_route, update_route
 from glasskey.routing.selection import routes_for_key_by_model, select_routes
 from glasskey.services import build_services
 
@@ -24,21 +24,8 @@ def test_every_models_routes_come_from_one_query_in_the_order_each_would_be_trie
         with services.db.write() as conn:
             for name in MODELS:  # a second, cheaper route per model, and a disabled one
                 for suffix, priority in (("cheap", 5), ("off", 0)):
-                    create_route(
-                        conn,
-                        Route(
-                            id=f"rt-{name}-{suffix}",
-                            model=name,
-                            provider="simulated",
-                            base_url="",
-                            upstream_model=name,
-                            settlement="routed",
-                            prices=Prices(1, 1, 1),
-                            costs=Prices(1, 1, 1),
-                            priority=priority,
-                        ),
-                        now,
-                    )
+                    route = simulated_route(f"rt-{name}-{suffix}", name, Prices(1, 1, 1), priority=priority)
+                    create_route(conn, route, now)
                 update_route(conn, f"rt-{name}-off", enabled=False)
         parsed = parse(seeded["routed_key"])
         assert parsed is not None
