@@ -15,9 +15,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 import uvicorn
@@ -42,6 +42,41 @@ def upstream_of(body: bytes, routes: dict[str, str]) -> tuple[dict[str, Any], st
     return parsed, routes.get(str(parsed.get("model")))
 
 
+REFUSED = Response(b'{"error":{"message":"bad JSON or unknown model"}}', 400, media_type="application/json")
+
+
+class Answer(Protocol):
+    """What wire's and aiohttp's answers share: a status, the whole body, and a release."""
+
+    status: int
+
+    async def read(self) -> bytes: ...
+
+    def release(self) -> Any: ...
+
+
+async def whole_answer(answer: Answer, content_type: str) -> Response:
+    """A non-streaming answer, read whole; its connection goes back to the pool."""
+    try:
+        content = await answer.read()
+    finally:
+        answer.release()
+    return Response(content, answer.status, media_type=content_type)
+
+
+def proxy_app(
+    chat_completions: Callable[[Request], Awaitable[Response]], close: Callable[[], Awaitable[None]]
+) -> Starlette:
+    """The proxy's one route, and its upstream client closed when the server stops."""
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        await close()
+
+    return Starlette(routes=[Route("/v1/chat/completions", chat_completions, methods=["POST"])], lifespan=lifespan)
+
+
 def build_wire_app(routes: dict[str, str]) -> Starlette:
     """The proxy on glasskey's upstream client, used directly: the body goes out as it came, the
     answer's bytes come back as they arrive (no JSON re-encoded, no SSE parsed)."""
@@ -60,25 +95,16 @@ def build_wire_app(routes: dict[str, str]) -> Starlette:
         body = await request.body()
         parsed, base_url = upstream_of(body, routes)
         if base_url is None:
-            return Response(b'{"error":{"message":"bad JSON or unknown model"}}', 400, media_type="application/json")
+            return REFUSED
         answer = await client.request(
             "POST", base_url + "/chat/completions", headers=FORWARDED_HEADERS, body=body, connect_timeout_s=5.0
         )
         content_type = answer.headers.get("content-type", "application/json")
         if parsed.get("stream") is True:
             return StreamingResponse(relay(answer), answer.status, media_type=content_type)
-        try:
-            content = await answer.read()
-        finally:
-            answer.release()
-        return Response(content, answer.status, media_type=content_type)
+        return await whole_answer(answer, content_type)
 
-    @asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        yield
-        await client.aclose()
-
-    return Starlette(routes=[Route("/v1/chat/completions", chat_completions, methods=["POST"])], lifespan=lifespan)
+    return proxy_app(chat_completions, client.aclose)
 
 
 def build_aiohttp_app(routes: dict[str, str]) -> Starlette:
@@ -97,7 +123,7 @@ def build_aiohttp_app(routes: dict[str, str]) -> Starlette:
         body = await request.body()
         parsed, base_url = upstream_of(body, routes)
         if base_url is None:
-            return Response(b'{"error":{"message":"bad JSON or unknown model"}}', 400, media_type="application/json")
+            return REFUSED
         answer = await session().post(base_url + "/chat/completions", data=body, headers=FORWARDED_HEADERS)
         content_type = answer.headers.get("content-type", "application/json")
         if parsed.get("stream") is True:
@@ -107,19 +133,13 @@ def build_aiohttp_app(routes: dict[str, str]) -> Starlette:
                 media_type=content_type,
                 background=BackgroundTask(answer.release),
             )
-        try:
-            content = await answer.read()
-        finally:
-            answer.release()
-        return Response(content, answer.status, media_type=content_type)
+        return await whole_answer(answer, content_type)
 
-    @asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        yield
+    async def close() -> None:
         for opened in sessions:
             await opened.close()
 
-    return Starlette(routes=[Route("/v1/chat/completions", chat_completions, methods=["POST"])], lifespan=lifespan)
+    return proxy_app(chat_completions, close)
 
 
 def build_app(routes: dict[str, str], client_library: str = "wire") -> Starlette:
@@ -144,7 +164,7 @@ def build_app(routes: dict[str, str], client_library: str = "wire") -> Starlette
         body = await request.body()
         parsed, base_url = upstream_of(body, routes)
         if base_url is None:
-            return Response(b'{"error":{"message":"bad JSON or unknown model"}}', 400, media_type="application/json")
+            return REFUSED
         upstream = client.build_request("POST", base_url + "/chat/completions", content=body, headers=FORWARDED_HEADERS)
         answer = await client.send(upstream, stream=True)
         content_type = answer.headers.get("content-type", "application/json")
@@ -161,12 +181,7 @@ def build_app(routes: dict[str, str], client_library: str = "wire") -> Starlette
             await answer.aclose()
         return Response(content, answer.status_code, media_type=content_type)
 
-    @asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        yield
-        await client.aclose()
-
-    return Starlette(routes=[Route("/v1/chat/completions", chat_completions, methods=["POST"])], lifespan=lifespan)
+    return proxy_app(chat_completions, client.aclose)
 
 
 def parse_routes(values: list[str]) -> dict[str, str]:
