@@ -105,21 +105,10 @@ def seed(
                 official.cached_per_mtok_micros * 6 // 10,
             )
             for settlement, prices in (("official", official), ("routed", routed)):
-                create_route(
-                    conn,
-                    Route(
-                        id=f"rt-{name}-{settlement}",
-                        model=name,
-                        provider="simulated",
-                        base_url="",
-                        upstream_model=name,
-                        settlement=settlement,
-                        prices=prices,
-                        costs=prices,
-                        options=dict(route_options or {}),
-                    ),
-                    now,
+                route = simulated_route(
+                    f"rt-{name}-{settlement}", name, prices, settlement=settlement, options=dict(route_options or {})
                 )
+                create_route(conn, route, now)
         _, routed_key = create_key(
             conn,
             pepper=services.pepper,
