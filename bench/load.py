@@ -140,6 +140,7 @@ class RawConnection(asyncio.Protocol):
         self.first_byte: float | None = None
         self.ended = 0.0
         self.closed = False
+        self.keep_alive = True
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement asyncio.Transport without subclassing it.
@@ -166,6 +167,8 @@ class RawConnection(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         self.ended = time.perf_counter()
+        # Asked here: once the message is complete the parser resets, and then always says no.
+        self.keep_alive = self.parser.should_keep_alive()
         if self.waiter is not None and not self.waiter.done():
             self.waiter.set_result(None)
 
@@ -188,7 +191,7 @@ class RawConnection(asyncio.Protocol):
             return Outcome(started, time.perf_counter(), self.first_byte, kind)
         finally:
             timer.cancel()
-        if not self.parser.should_keep_alive():
+        if not self.keep_alive:
             self.transport.close()
             self.closed = True
         error = _judge(self.parser.get_status_code(), b"".join(self.body), stream)
