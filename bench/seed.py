@@ -42,6 +42,10 @@ class GatewaySeed:
     org_id: str
     keys: tuple[str, ...]
 
+    def settings(self) -> Settings:
+        """glasskey's settings for this seed, to build its services in the current process."""
+        return _settings(self.database_url, self.data_dir, self.admin_token, self.key_pepper)
+
     def env(self, port: int, base: dict[str, str]) -> dict[str, str]:
         """The environment of ``glasskey serve`` for this seed (any other GLASSKEY_* removed)."""
         env = {k: v for k, v in base.items() if not k.startswith("GLASSKEY_")}

@@ -304,6 +304,23 @@ def test_a_refused_direct_charge_leaves_no_transfer_even_when_its_transaction_go
     assert_coherent(db)
 
 
+def test_a_refused_hold_changes_nothing_even_when_its_transaction_goes_on(db: Database) -> None:
+    # The group-commit writer runs holds without a savepoint and commits the batch after a refusal.
+    _, wallet = funded_org(db)
+    before = transfer_count(db)
+    with db.write() as conn:
+        with pytest.raises(InsufficientFunds):
+            hold(conn, wallet, 1_000_001)
+        with pytest.raises(NotFound):
+            hold(conn, "wal_does_not_exist", 1)
+        kept = hold(conn, wallet, 1_000_000)
+    assert transfer_count(db) == before + 1
+    assert balances(db, wallet) == (1_000_000, 1_000_000, 0)
+    with db.read() as conn:
+        assert get_transfer(conn, kept.id).status == "pending"
+    assert_coherent(db)
+
+
 def test_holding_on_an_unknown_account_is_not_found(db: Database) -> None:
     with pytest.raises(NotFound), db.write() as conn:
         hold(conn, "wal_does_not_exist", 1)

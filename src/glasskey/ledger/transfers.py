@@ -133,18 +133,51 @@ _INSERT = DriverStatement(
 )
 
 
+# PostgreSQL answers every statement over a round trip that the writer waits for, so there a hold's
+# debit and its transfer row are one statement, and so are a settlement's resolve and its release:
+# a data-modifying WITH does the second part only if the first found its row. (SQLite, in-process,
+# has no such statements and no round trips to save; it runs the two statements.)
+_TIMESTAMP = "TIMESTAMP WITH TIME ZONE"
+_HOLD_ONE_TRIP = DriverStatement(
+    "WITH debited AS (UPDATE accounts SET debits_pending = debits_pending + :amount_micros "
+    "WHERE id = :debit_account_id AND "
+    "(floor_micros IS NULL OR credits_posted - debits_posted - debits_pending - :amount_micros >= floor_micros) "
+    f"RETURNING id) INSERT INTO transfers ({_COLUMNS}) SELECT :id, :debit_account_id, :credit_account_id, "
+    "CAST(:amount_micros AS BIGINT), CAST(:posted_amount_micros AS BIGINT), :status, :kind, :request_id, :key_id, "
+    f"CAST(:budget_period AS VARCHAR), CAST(:idempotency_key AS VARCHAR), :memo, CAST(:created_at AS {_TIMESTAMP}), "
+    f"CAST(:expires_at AS {_TIMESTAMP}), CAST(:resolved_at AS {_TIMESTAMP}) FROM debited",
+    {"created_at": UTCDateTime(), "expires_at": UTCDateTime(), "resolved_at": UTCDateTime()},
+)
+_RESOLVE_ONE_TRIP = DriverStatement(
+    "WITH resolved AS (UPDATE transfers SET status = :new_status, "
+    "posted_amount_micros = CAST(:posted_amount AS BIGINT), resolved_at = :resolved "
+    f"WHERE id = :transfer_id AND status = 'pending' AND :posted <= amount_micros RETURNING {_COLUMNS}), "
+    "released AS (UPDATE accounts SET debits_pending = debits_pending - resolved.amount_micros, "
+    "debits_posted = debits_posted + :posted FROM resolved WHERE accounts.id = resolved.debit_account_id) "
+    "SELECT * FROM resolved",
+    {"resolved": UTCDateTime()},
+)
+
+
+def _one_trip(conn: Connection) -> bool:
+    return conn.dialect.name == "postgresql"
+
+
 def _from_returned(row: tuple[Any, ...]) -> Transfer:
     """A transfer from a driver row in ``_COLUMNS`` order."""
     return Transfer(*row[:12], *(utc_datetime(value) for value in row[12:]))
 
 
 def _debit(conn: Connection, account_id: str, amount: int, *, pending: bool) -> None:
-    result = _DEBIT[pending].execute(conn, {"amount": amount, "id": account_id})
-    if result.rowcount == 1:
-        return
+    if _DEBIT[pending].execute(conn, {"amount": amount, "id": account_id}).rowcount != 1:
+        raise _refusal(conn, account_id, amount)
+
+
+def _refusal(conn: Connection, account_id: str, amount: int) -> NotFound | InsufficientFunds:
+    """Why a debit changed no row."""
     if conn.scalar(select(accounts.c.id).where(accounts.c.id == account_id)) is None:
-        raise NotFound(f"account {account_id} does not exist")
-    raise InsufficientFunds(f"insufficient balance in account {account_id} for {amount} micros")
+        return NotFound(f"account {account_id} does not exist")
+    return InsufficientFunds(f"insufficient balance in account {account_id} for {amount} micros")
 
 
 def _credit(conn: Connection, account_id: str, amount: int, *, pending: bool) -> None:
@@ -178,8 +211,6 @@ def create_pending(
 ) -> Transfer:
     """Hold ``amount_micros`` on the debit account until posted, voided or expired."""
     _check_amount(amount_micros)
-    _debit(conn, debit_account_id, amount_micros, pending=True)
-    _credit(conn, credit_account_id, amount_micros, pending=True)
     transfer = Transfer(
         id=new_id("tr"),
         debit_account_id=debit_account_id,
@@ -197,7 +228,13 @@ def create_pending(
         expires_at=expires_at,
         resolved_at=None,
     )
-    _INSERT.execute(conn, transfer.row())
+    if _one_trip(conn):
+        if _HOLD_ONE_TRIP.execute(conn, transfer.row()).rowcount != 1:
+            raise _refusal(conn, debit_account_id, amount_micros)  # neither the debit nor the row happened
+    else:
+        _debit(conn, debit_account_id, amount_micros, pending=True)
+        _INSERT.execute(conn, transfer.row())
+    _credit(conn, credit_account_id, amount_micros, pending=True)
     return transfer
 
 
@@ -274,20 +311,31 @@ def _replay(existing: Transfer, debit: str, credit: str, amount: int) -> Transfe
 
 def _resolve(conn: Connection, transfer_id: str, status: str, posted_amount: int | None, now: datetime) -> Transfer:
     """Move a pending transfer to ``status`` and release its hold (posting ``posted_amount``)."""
-    row = _RESOLVE.execute(
-        conn, {"transfer_id": transfer_id, "new_status": status, "posted_amount": posted_amount, "resolved": now}
-    ).fetchone()
+    posted = posted_amount or 0
+    params = {"transfer_id": transfer_id, "new_status": status, "posted_amount": posted_amount, "resolved": now}
+    one_trip = _one_trip(conn)
+    if one_trip:
+        row = _RESOLVE_ONE_TRIP.execute(conn, {**params, "posted": posted}).fetchone()
+    else:
+        row = _RESOLVE.execute(conn, params).fetchone()
     if row is None:
         current = get_transfer(conn, transfer_id)  # NotFound when it does not exist at all
+        if current.status == PENDING:  # only the one-trip statement leaves it so: it checks the amount first
+            raise _above_hold(posted, current.amount_micros, transfer_id)
         raise TransferNotPending(f"transfer {transfer_id} is {current.status}")
     resolved = _from_returned(row)
-    held, posted = resolved.amount_micros, posted_amount or 0
+    held = resolved.amount_micros
     if posted > held:
-        # The caller's transaction rolls back: a charge above its hold is a bug, never money.
-        raise InvariantViolation(f"posting {posted} above the hold of {held} on {transfer_id}")
-    _RELEASE_DEBIT.execute(conn, {"held": held, "posted": posted, "id": resolved.debit_account_id})
+        raise _above_hold(posted, held, transfer_id)
+    if not one_trip:
+        _RELEASE_DEBIT.execute(conn, {"held": held, "posted": posted, "id": resolved.debit_account_id})
     deferred.increment(conn, _CREDIT, {"id": resolved.credit_account_id}, {"pending": -held, "posted": posted})
     return resolved
+
+
+def _above_hold(posted: int, held: int, transfer_id: str) -> InvariantViolation:
+    # The caller's transaction rolls back: a charge above its hold is a bug, never money.
+    return InvariantViolation(f"posting {posted} above the hold of {held} on {transfer_id}")
 
 
 def post_pending(conn: Connection, transfer_id: str, amount_micros: int, now: datetime) -> Transfer:
