@@ -29,7 +29,7 @@ lint: install
 test: lint
 	$(BIN)/pytest
 
-# The benchmark harness (bench/run.py): about 20 minutes on 2 cores, everything on loopback; it
+# The benchmark harness (bench/run.py): 12–20 minutes on 2 cores, everything on loopback; it
 # rewrites docs/performance.md. `make bench BENCH_ARGS=--quick` is a 2-minute smoke run.
 bench: install
 	$(BIN)/python -m bench.run $(BENCH_ARGS)

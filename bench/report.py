@@ -122,9 +122,12 @@ def _reproduce() -> list[str]:
         "",
         "```bash",
         "bench/peers/install_litellm.sh         # once: LiteLLM's proxy in its own venv, so it is compared too",
-        "make bench                             # the full run (about 20 minutes); rewrites this file and its chart",
+        "make bench                             # the full run (12–20 minutes); rewrites this file and its chart",
         "make bench BENCH_ARGS=--quick          # a 2-minute smoke check; its report goes to bench/results/<time>/",
         ".venv/bin/python -m bench.report       # rewrite this file from bench/results/latest/results.json",
+        ".venv/bin/python -m bench.cost         # CPU per request of each proxy and thread (for A/B comparisons)",
+        ".venv/bin/python -m bench.accounting   # the lifecycle's accounting alone, in-process, without HTTP",
+        ".venv/bin/python -m bench.profile      # a py-spy profile of glasskey under load",
         "```",
         "",
         "`python -m bench.run --help` lists the options (`--targets`, `--concurrency`, `--reps`, `--duration`, "
@@ -150,8 +153,9 @@ def _method(results: dict[str, Any]) -> list[str]:
         "(uvloop, httptools, one worker) with glasskey's own upstream client (`glasskey.providers.wire`, "
         "HTTP/1.1 keep-alive on `asyncio.Protocol` with httptools), forwarding the body's bytes as they are, "
         "no auth and no accounting; "
-        "`bare-aiohttp` is the same proxy with aiohttp's client (glasskey's until this run's code), to show how "
-        "much of that floor is the HTTP client's (`bare-httpx2`, with httpx2's, can be added with `--targets`); "
+        "`bare-aiohttp` is the same proxy with aiohttp's client (glasskey's before its own, `providers/wire`), "
+        "to show how much of that floor is the HTTP client's "
+        "(`bare-httpx2`, with httpx2's, can be added with `--targets`); "
         "`glasskey-sqlite` and `glasskey-postgres` are `glasskey serve` seeded with one org, funded wallets, an "
         "`openai_compatible` route per model to the fake upstream and 16 keys used in turn; `litellm` is LiteLLM's "
         "proxy (`bench/peers/`) with `LITELLM_LOCAL_MODEL_COST_MAP=True`, no database, one worker and a master key. "
