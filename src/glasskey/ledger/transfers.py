@@ -95,9 +95,14 @@ class Transfer:
         )
 
 
+def _floor_ok(amount: str) -> str:
+    """The condition under which a debit of the parameter ``amount`` keeps the account above its floor."""
+    return f"(floor_micros IS NULL OR credits_posted - debits_posted - debits_pending - :{amount} >= floor_micros)"
+
+
 # The statements of every request, written once and run on the driver connection (see
 # ``store.driver``). Each is a single statement, so each takes its row lock atomically.
-_FLOOR_OK = "(floor_micros IS NULL OR credits_posted - debits_posted - debits_pending - :amount >= floor_micros)"
+_FLOOR_OK = _floor_ok("amount")
 _DEBIT = {
     True: DriverStatement(
         f"UPDATE accounts SET debits_pending = debits_pending + :amount WHERE id = :id AND {_FLOOR_OK}"
@@ -140,8 +145,7 @@ _INSERT = DriverStatement(
 _TIMESTAMP = "TIMESTAMP WITH TIME ZONE"
 _HOLD_ONE_TRIP = DriverStatement(
     "WITH debited AS (UPDATE accounts SET debits_pending = debits_pending + :amount_micros "
-    "WHERE id = :debit_account_id AND "
-    "(floor_micros IS NULL OR credits_posted - debits_posted - debits_pending - :amount_micros >= floor_micros) "
+    f"WHERE id = :debit_account_id AND {_floor_ok('amount_micros')} "
     f"RETURNING id) INSERT INTO transfers ({_COLUMNS}) SELECT :id, :debit_account_id, :credit_account_id, "
     "CAST(:amount_micros AS BIGINT), CAST(:posted_amount_micros AS BIGINT), :status, :kind, :request_id, :key_id, "
     f"CAST(:budget_period AS VARCHAR), CAST(:idempotency_key AS VARCHAR), :memo, CAST(:created_at AS {_TIMESTAMP}), "

@@ -59,11 +59,7 @@ class Deferred:
         # statement go in one executemany: a single round trip on PostgreSQL (psycopg pipelines it).
         ordered = sorted(self.increments.items(), key=_row_order)
         for statement, group in itertools.groupby(ordered, key=lambda item: item[0][0]):
-            rows = [{**dict(keys), **amounts} for (_, keys), amounts in group]
-            if len(rows) == 1:
-                statement.execute(conn, rows[0])
-            else:
-                statement.executemany(conn, rows)
+            statement.executemany(conn, [{**dict(keys), **amounts} for (_, keys), amounts in group])
         for statement, rows in self.inserts.items():
             statement.executemany(conn, rows)
         self.increments.clear()

@@ -69,7 +69,9 @@ class DriverStatement:
 
     def executemany(self, conn: Connection, rows: list[dict[str, Any]]) -> None:
         """Run once per row of ``rows``, in one driver call (one round trip where the driver can)."""
-        if not rows:
+        if len(rows) <= 1:
+            if rows:  # one row needs no cursor of its own (a lone request's batch: every group)
+                self.execute(conn, rows[0])
             return
         sql = ""
         for row in rows:
