@@ -28,10 +28,14 @@ from glasskey.ledger import (
     get_transfer,
     list_transfers,
     post_pending,
+    send_pending,
+    send_post_pending,
+    send_void_pending,
     void_pending,
 )
 from glasskey.orgs.service import create_org, get_wallet, list_wallets, top_up
 from glasskey.store.database import Database
+from glasskey.store.driver import Pipeline, sending
 from glasskey.store.tables import transfers
 
 REVENUE = SYSTEM_REVENUE["official"]
@@ -447,3 +451,58 @@ def test_transfers_keep_their_instants_whatever_the_time_zone_of_the_clock(db: D
     with db.write() as conn:
         expired = expire_pending(conn, NOW)
     assert [t.id for t in expired] == [transfer.id]
+
+
+def test_holds_and_settlements_sent_in_one_pipeline_are_checked_in_order(db: Database) -> None:
+    # The group-commit writer sends a batch's holds together and reads their answers afterwards.
+    _, wallet = funded_org(db)
+    posted = hold_in(db, wallet, 100_000)
+    voided = hold_in(db, wallet, 100_000)
+    with db.write() as conn:
+        void_pending(conn, voided.id, NOW)
+    before = transfer_count(db)
+    pipeline = Pipeline()
+    with db.write() as conn:
+        sending(pipeline)
+        try:
+            fits = send_pending(
+                conn,
+                debit_account_id=wallet,
+                credit_account_id=REVENUE,
+                amount_micros=500_000,
+                now=NOW,
+                expires_at=NOW + HOLD_TTL,
+                kind="adjustment",
+            )
+            too_much = send_pending(
+                conn,
+                debit_account_id=wallet,
+                credit_account_id=REVENUE,
+                amount_micros=400_001,
+                now=NOW,
+                expires_at=NOW + HOLD_TTL,
+                kind="adjustment",
+            )
+            posting = send_post_pending(conn, posted.id, 60_000, NOW)
+            voiding_again = send_void_pending(conn, voided.id, NOW)
+        finally:
+            sending(None)
+        pipeline.flush(conn)
+        held = fits()
+        with pytest.raises(InsufficientFunds):
+            too_much()
+        assert posting().status == "posted"
+        with pytest.raises(TransferNotPending):
+            voiding_again()
+    assert transfer_count(db) == before + 1
+    # 1,000,000 less 60,000 posted; 500,000 held by the hold that fit
+    assert balances(db, wallet) == (940_000, 500_000, 440_000)
+    with db.read() as conn:
+        assert get_transfer(conn, held.id).status == "pending"
+        assert get_transfer(conn, posted.id).posted_amount_micros == 60_000
+    assert_coherent(db)
+
+
+def hold_in(db: Database, account_id: str, amount_micros: int) -> Transfer:
+    with db.write() as conn:
+        return hold(conn, account_id, amount_micros)

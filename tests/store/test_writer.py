@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
+import psycopg
 import pytest
 from sqlalchemy import Connection, func, select
 
 from conftest_helpers import NOW
 from glasskey.errors import WalletError
+from glasskey.store import deferred
 from glasskey.store.database import Database
-from glasskey.store.tables import orgs
-from glasskey.store.writer import GroupCommitWriter
+from glasskey.store.driver import DriverStatement
+from glasskey.store.tables import UTCDateTime, orgs
+from glasskey.store.writer import GroupCommitWriter, Later
 
 
 def insert_org(name: str) -> Callable[[Connection], str]:
@@ -332,3 +336,101 @@ def test_on_postgresql_a_lone_write_still_goes_to_the_writer_thread(db):
         writer.close()
     assert threads and threads[0] != threading.get_ident()
     assert count(db) == 1
+
+
+INSERT_ORG = DriverStatement(
+    "INSERT INTO orgs (id, name, created_at) VALUES (:id, :name, :created_at)", {"created_at": UTCDateTime()}
+)
+
+
+def send_org(name: str) -> Callable[[Connection], Later[int]]:
+    """A write that sends its insert and reads the answer in its ``Later``."""
+
+    def work(conn: Connection) -> Later[int]:
+        sent = INSERT_ORG.send(conn, {"id": name, "name": name, "created_at": NOW})
+        return Later(lambda: int(sent.cursor.rowcount))
+
+    return work
+
+
+def in_one_take(writer: GroupCommitWriter, *works: tuple[Callable[[Connection], Any], bool]) -> list[Any]:
+    """Submit ``works`` (each with its savepoint flag) so that the writer takes them together.
+
+    The writer is kept off its connection until all are queued; it then runs the first of them
+    alone (a batch starts with one write) and takes the rest at once."""
+
+    async def run() -> list[Any]:
+        writer._conn_lock.acquire()
+        try:
+            first = asyncio.ensure_future(writer.submit(insert_org("opener"), durable=False))
+            rest = [asyncio.ensure_future(writer.submit(work, savepoint=savepoint)) for work, savepoint in works]
+            await asyncio.sleep(0)  # every submit has queued its job
+        finally:
+            writer._conn_lock.release()
+        return await asyncio.gather(first, *rest, return_exceptions=True)
+
+    try:
+        return asyncio.run(run())[1:]
+    finally:
+        writer.close()
+
+
+def test_writes_taken_together_send_their_statements_in_one_pipeline(db):
+    def counts_orgs(conn: Connection) -> int:
+        return count_in(conn)
+
+    results = in_one_take(GroupCommitWriter(db), (send_org("sent"), False), (counts_orgs, False))
+    assert results[0] == 1  # the Later read its insert's answer
+    # The opener committed nothing yet. On PostgreSQL the insert waits in the pipeline until
+    # every write taken has run its first part; SQLite runs it at once.
+    assert results[1] == (1 if db.dialect == "postgresql" else 2)
+    assert count(db) == 2
+
+
+def count_in(conn: Connection) -> int:
+    return int(conn.scalar(select(func.count()).select_from(orgs)) or 0)
+
+
+def test_a_refusal_in_a_later_drops_the_deferred_writes_of_both_parts_of_its_write(db):
+    def refused_later(conn: Connection) -> Later[None]:
+        deferred.insert(conn, INSERT_ORG, {"id": "first-part", "name": "first-part", "created_at": NOW})
+
+        def rest() -> None:
+            deferred.insert(conn, INSERT_ORG, {"id": "rest", "name": "rest", "created_at": NOW})
+            raise WalletError("refused after the pipeline")
+
+        return Later(rest)
+
+    results = in_one_take(GroupCommitWriter(db), (refused_later, False), (send_org("kept"), False))
+    assert isinstance(results[0], WalletError)
+    assert results[1] == 1
+    with db.read() as conn:
+        assert sorted(conn.scalars(select(orgs.c.name))) == ["kept", "opener"]
+
+
+def test_a_write_in_a_savepoint_runs_what_it_sends_inside_it(db):
+    def refused_after_sending(conn: Connection) -> Later[None]:
+        INSERT_ORG.send(conn, {"id": "undone", "name": "undone", "created_at": NOW})
+
+        def rest() -> None:
+            raise WalletError("refused after sending")
+
+        return Later(rest)
+
+    results = in_one_take(GroupCommitWriter(db), (refused_after_sending, True), (send_org("kept"), False))
+    assert isinstance(results[0], WalletError)
+    assert results[1] == 1
+    with db.read() as conn:
+        assert sorted(conn.scalars(select(orgs.c.name))) == ["kept", "opener"]
+
+
+def test_an_error_in_the_pipeline_fails_every_write_of_its_batch(db):
+    def duplicate(conn: Connection) -> Later[None]:
+        INSERT_ORG.send(conn, {"id": "twice", "name": "twice", "created_at": NOW})
+        INSERT_ORG.send(conn, {"id": "twice", "name": "twice", "created_at": NOW})
+        return Later(lambda: None)
+
+    results = in_one_take(GroupCommitWriter(db), (send_org("lost"), False), (duplicate, False))
+    integrity_errors = (sqlite3.IntegrityError, psycopg.IntegrityError)
+    assert all(isinstance(result, integrity_errors) for result in results), results
+    assert count(db) == 0, "the opener, answered before its commit as holds are, is rolled back too"

@@ -25,7 +25,7 @@ from glasskey.gateway.embeddings import encode_embeddings
 from glasskey.gateway.outcomes import SSE_DONE, Emit, JSONOutcome, StreamOutcome, sse, upstream_error
 from glasskey.gateway.requests import check_chat_body, check_embeddings_body, parse_json_object
 from glasskey.gateway.run import Hold, Run
-from glasskey.gateway.settlement import settle_hold
+from glasskey.gateway.settlement import send_settlement
 from glasskey.gateway.usage import estimate_tokens, text_of_body, text_of_delta, usage_from_openai
 from glasskey.keys import secret as key_secret
 from glasskey.keys.budget import hold_budget, release_budget_hold
@@ -33,8 +33,8 @@ from glasskey.keys.service import KeyRecord, bearer_token, find_by_public_id, ve
 from glasskey.ledger import (
     SYSTEM_REVENUE,
     InsufficientFunds,
-    create_pending,
     get_balance,
+    send_pending,
 )
 from glasskey.money import format_micros
 from glasskey.orgs.service import wallet_account_id
@@ -49,6 +49,7 @@ from glasskey.routing.health import counts_against_route
 from glasskey.routing.routes import Route, candidates
 from glasskey.routing.selection import Selection, check_allowed, selection_from
 from glasskey.services import Services
+from glasskey.store.writer import Later
 
 log = logging.getLogger("glasskey.gateway")
 T = TypeVar("T")
@@ -68,7 +69,7 @@ class Lifecycle:
 
         return await anyio.to_thread.run_sync(work)
 
-    async def _write(self, fn: Callable[[Connection], T]) -> T:
+    async def _write(self, fn: Callable[[Connection], Later[T]]) -> T:
         """A settlement, group-committed with other requests' writes.
 
         Without a savepoint: a settlement refuses nothing (a lost or expired hold is charged
@@ -118,40 +119,46 @@ class Lifecycle:
             ("wallet", key.org_id, kind), partial(wallet_account_id, org_id=key.org_id, kind=kind)
         )
 
-        def work(conn: Connection) -> Hold:
+        def work(conn: Connection) -> Later[Hold]:
             # Run without a savepoint (see GroupCommitWriter.submit): every refusal below leaves
             # nothing behind, the budget hold being released at once when the wallet refuses.
             period = hold_budget(conn, key.id, key.policy, amount, now)
-            try:
-                transfer = create_pending(
-                    conn,
-                    debit_account_id=wallet_id,
-                    credit_account_id=SYSTEM_REVENUE[key.policy.settlement],
-                    amount_micros=amount,
-                    now=now,
-                    expires_at=expires_at,
-                    request_id=run.receipt.request_id,
-                    key_id=key.id,
-                    budget_period=period,
-                    memo=f"hold for {model}",
-                )
-            except GlasskeyError as refusal:
-                release_budget_hold(conn, key.id, key.policy, period, amount)
-                if not isinstance(refusal, InsufficientFunds):
-                    raise
-                available = get_balance(conn, wallet_id).available_micros
-                raise InsufficientFunds(
-                    f"The {kind} wallet has ${format_micros(available)} available;"
-                    f" this request may cost up to ${format_micros(amount)}. Top up the wallet or lower max_tokens.",
-                    code="insufficient_balance",
-                ) from None
-            return Hold(
-                transfer_id=transfer.id,
+            taking = send_pending(
+                conn,
+                debit_account_id=wallet_id,
+                credit_account_id=SYSTEM_REVENUE[key.policy.settlement],
                 amount_micros=amount,
+                now=now,
+                expires_at=expires_at,
+                request_id=run.receipt.request_id,
+                key_id=key.id,
                 budget_period=period,
-                wallet_account_id=wallet_id,
-                revenue_account_id=transfer.credit_account_id,
+                memo=f"hold for {model}",
             )
+
+            def taken() -> Hold:
+                try:
+                    transfer = taking()
+                except GlasskeyError as refusal:
+                    release_budget_hold(conn, key.id, key.policy, period, amount)
+                    if not isinstance(refusal, InsufficientFunds):
+                        raise
+                    available = get_balance(conn, wallet_id).available_micros
+                    raise InsufficientFunds(
+                        f"The {kind} wallet has ${format_micros(available)} available;"
+                        f" this request may cost up to ${format_micros(amount)}."
+                        " Top up the wallet or lower max_tokens.",
+                        code="insufficient_balance",
+                    ) from None
+                return Hold(
+                    transfer_id=transfer.id,
+                    amount_micros=amount,
+                    budget_period=period,
+                    wallet_account_id=wallet_id,
+                    revenue_account_id=transfer.credit_account_id,
+                )
+
+            return Later(taken)
 
         # Once submitted, the hold is taken whatever happens to this request: wait for it, so
         # that a cancelled request still knows the hold it must release.
@@ -544,15 +551,17 @@ class Lifecycle:
         receipt.flags = list(dict.fromkeys(run.notes))
         now = self.services.clock()
 
-        def work(conn: Connection) -> int:
-            if hold is None:
+        def work(conn: Connection) -> Later[int]:
+            settling = send_settlement(conn, run, hold, receipt.charge_micros, now) if hold is not None else None
+
+            def settled() -> int:
+                final = settling() if settling is not None else 0
+                receipt.charge_micros = final
+                receipt.flags = list(dict.fromkeys(run.notes))
                 write_receipt(conn, receipt)
-                return 0
-            final = settle_hold(conn, run, hold, receipt.charge_micros, now)
-            receipt.charge_micros = final
-            receipt.flags = list(dict.fromkeys(run.notes))
-            write_receipt(conn, receipt)
-            return final
+                return final
+
+            return Later(settled)
 
         with anyio.CancelScope(shield=True):
             charged = await self._write(work)

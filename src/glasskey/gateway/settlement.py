@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 
 from sqlalchemy import Connection
@@ -9,28 +10,44 @@ from sqlalchemy import Connection
 from glasskey.errors import NotFound
 from glasskey.gateway.run import Hold, Run
 from glasskey.keys.budget import settle_budget
-from glasskey.ledger import InsufficientFunds, TransferNotPending, create_posted, post_pending, void_pending
+from glasskey.ledger import (
+    InsufficientFunds,
+    TransferNotPending,
+    create_posted,
+    send_post_pending,
+    send_void_pending,
+)
 
 
 def settle_hold(conn: Connection, run: Run, hold: Hold, charge: int, now: datetime) -> int:
     """Post or void the hold; if it is gone (expired, or its batch never committed), charge directly."""
-    key_id = run.receipt.key_id
-    try:
-        if charge > 0:
-            post_pending(conn, hold.transfer_id, charge, now)
-        else:
-            void_pending(conn, hold.transfer_id, now)
-    except NotFound:
-        # The hold's batch failed to commit, taking its budget hold with it.
-        run.notes.append("hold_lost_before_settlement")
-        return charge_without_hold(conn, run, hold, charge, now)
-    except TransferNotPending:
-        # The sweep released both the wallet hold and the budget hold already.
-        run.notes.append("hold_expired_before_settlement")
-        return charge_without_hold(conn, run, hold, charge, now)
-    if key_id is not None:
-        settle_budget(conn, key_id, hold.budget_period, hold.amount_micros, charge)
-    return charge
+    return send_settlement(conn, run, hold, charge, now)()
+
+
+def send_settlement(conn: Connection, run: Run, hold: Hold, charge: int, now: datetime) -> Callable[[], int]:
+    """``settle_hold``, its statement sent in the writer's pipeline: call the result for the charge."""
+    if charge > 0:
+        resolving = send_post_pending(conn, hold.transfer_id, charge, now)
+    else:
+        resolving = send_void_pending(conn, hold.transfer_id, now)
+
+    def settled() -> int:
+        key_id = run.receipt.key_id
+        try:
+            resolving()
+        except NotFound:
+            # The hold's batch failed to commit, taking its budget hold with it.
+            run.notes.append("hold_lost_before_settlement")
+            return charge_without_hold(conn, run, hold, charge, now)
+        except TransferNotPending:
+            # The sweep released both the wallet hold and the budget hold already.
+            run.notes.append("hold_expired_before_settlement")
+            return charge_without_hold(conn, run, hold, charge, now)
+        if key_id is not None:
+            settle_budget(conn, key_id, hold.budget_period, hold.amount_micros, charge)
+        return charge
+
+    return settled
 
 
 def charge_without_hold(conn: Connection, run: Run, hold: Hold, charge: int, now: datetime) -> int:

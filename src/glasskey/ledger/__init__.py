@@ -19,6 +19,9 @@ from glasskey.ledger.transfers import (
     get_transfer,
     list_transfers,
     post_pending,
+    send_pending,
+    send_post_pending,
+    send_void_pending,
     void_pending,
 )
 
@@ -40,5 +43,8 @@ __all__ = [
     "list_transfers",
     "open_account",
     "post_pending",
+    "send_pending",
+    "send_post_pending",
+    "send_void_pending",
     "void_pending",
 ]

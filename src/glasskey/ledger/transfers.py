@@ -9,6 +9,7 @@ overspend a wallet, on one process or many.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -19,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from glasskey.errors import ClientError, InvariantViolation, NotFound, WalletError
 from glasskey.ids import new_id
 from glasskey.store import deferred
-from glasskey.store.driver import DriverStatement
+from glasskey.store.driver import DriverStatement, Sent
 from glasskey.store.tables import UTCDateTime, accounts, transfers, utc_datetime
 
 PENDING, POSTED, VOIDED, EXPIRED = "pending", "posted", "voided", "expired"
@@ -214,6 +215,37 @@ def create_pending(
     memo: str = "",
 ) -> Transfer:
     """Hold ``amount_micros`` on the debit account until posted, voided or expired."""
+    return send_pending(
+        conn,
+        debit_account_id=debit_account_id,
+        credit_account_id=credit_account_id,
+        amount_micros=amount_micros,
+        now=now,
+        expires_at=expires_at,
+        kind=kind,
+        request_id=request_id,
+        key_id=key_id,
+        budget_period=budget_period,
+        memo=memo,
+    )()
+
+
+def send_pending(
+    conn: Connection,
+    *,
+    debit_account_id: str,
+    credit_account_id: str,
+    amount_micros: int,
+    now: datetime,
+    expires_at: datetime,
+    kind: str = "charge",
+    request_id: str | None = None,
+    key_id: str | None = None,
+    budget_period: str | None = None,
+    memo: str = "",
+) -> Callable[[], Transfer]:
+    """``create_pending``, its statement sent in the writer's pipeline (``DriverStatement.send``):
+    call the result, once the pipeline has run, for the transfer or the refusal."""
     _check_amount(amount_micros)
     transfer = Transfer(
         id=new_id("tr"),
@@ -232,14 +264,22 @@ def create_pending(
         expires_at=expires_at,
         resolved_at=None,
     )
+    sent: Sent | None = None
+    debited = False
     if _one_trip(conn):
-        if _HOLD_ONE_TRIP.execute(conn, transfer.row()).rowcount != 1:
-            raise _refusal(conn, debit_account_id, amount_micros)  # neither the debit nor the row happened
+        sent = _HOLD_ONE_TRIP.send(conn, transfer.row())
     else:
-        _debit(conn, debit_account_id, amount_micros, pending=True)
-        _INSERT.execute(conn, transfer.row())
-    _credit(conn, credit_account_id, amount_micros, pending=True)
-    return transfer
+        debited = _DEBIT[True].execute(conn, {"amount": amount_micros, "id": debit_account_id}).rowcount == 1
+        if debited:
+            _INSERT.execute(conn, transfer.row())
+
+    def taken() -> Transfer:
+        if not (debited or (sent is not None and sent.cursor.rowcount == 1)):
+            raise _refusal(conn, debit_account_id, amount_micros)  # neither the debit nor the row happened
+        _credit(conn, credit_account_id, amount_micros, pending=True)
+        return transfer
+
+    return taken
 
 
 def create_posted(
@@ -315,25 +355,38 @@ def _replay(existing: Transfer, debit: str, credit: str, amount: int) -> Transfe
 
 def _resolve(conn: Connection, transfer_id: str, status: str, posted_amount: int | None, now: datetime) -> Transfer:
     """Move a pending transfer to ``status`` and release its hold (posting ``posted_amount``)."""
+    return _send_resolve(conn, transfer_id, status, posted_amount, now)()
+
+
+def _send_resolve(
+    conn: Connection, transfer_id: str, status: str, posted_amount: int | None, now: datetime
+) -> Callable[[], Transfer]:
     posted = posted_amount or 0
     params = {"transfer_id": transfer_id, "new_status": status, "posted_amount": posted_amount, "resolved": now}
     one_trip = _one_trip(conn)
+    sent: Sent | None = None
+    row = None
     if one_trip:
-        row = _RESOLVE_ONE_TRIP.execute(conn, {**params, "posted": posted}).fetchone()
+        sent = _RESOLVE_ONE_TRIP.send(conn, {**params, "posted": posted})
     else:
         row = _RESOLVE.execute(conn, params).fetchone()
-    if row is None:
-        current = get_transfer(conn, transfer_id)  # NotFound when it does not exist at all
-        if current.status == PENDING:  # only the one-trip statement leaves it so: it checks the amount first
-            raise _above_hold(posted, current.amount_micros, transfer_id)
-        raise TransferNotPending(f"transfer {transfer_id} is {current.status}")
-    resolved = _from_returned(row)
-    held = resolved.amount_micros
-    if posted > held:
-        raise _above_hold(posted, held, transfer_id)
-    if not one_trip:
-        _RELEASE_DEBIT.execute(conn, {"held": held, "posted": posted, "id": resolved.debit_account_id})
-    deferred.increment(conn, _CREDIT, {"id": resolved.credit_account_id}, {"pending": -held, "posted": posted})
+
+    def resolved() -> Transfer:
+        found = sent.cursor.fetchone() if sent is not None else row
+        if found is None:
+            current = get_transfer(conn, transfer_id)  # NotFound when it does not exist at all
+            if current.status == PENDING:  # only the one-trip statement leaves it so: it checks the amount first
+                raise _above_hold(posted, current.amount_micros, transfer_id)
+            raise TransferNotPending(f"transfer {transfer_id} is {current.status}")
+        transfer = _from_returned(found)
+        held = transfer.amount_micros
+        if posted > held:
+            raise _above_hold(posted, held, transfer_id)
+        if not one_trip:
+            _RELEASE_DEBIT.execute(conn, {"held": held, "posted": posted, "id": transfer.debit_account_id})
+        deferred.increment(conn, _CREDIT, {"id": transfer.credit_account_id}, {"pending": -held, "posted": posted})
+        return transfer
+
     return resolved
 
 
@@ -344,13 +397,23 @@ def _above_hold(posted: int, held: int, transfer_id: str) -> InvariantViolation:
 
 def post_pending(conn: Connection, transfer_id: str, amount_micros: int, now: datetime) -> Transfer:
     """Post ``amount_micros`` (at most the hold) and release the rest of the hold."""
+    return send_post_pending(conn, transfer_id, amount_micros, now)()
+
+
+def send_post_pending(conn: Connection, transfer_id: str, amount_micros: int, now: datetime) -> Callable[[], Transfer]:
+    """``post_pending``, its statement sent in the writer's pipeline (see ``send_pending``)."""
     _check_amount(amount_micros)
-    return _resolve(conn, transfer_id, POSTED, amount_micros, now)
+    return _send_resolve(conn, transfer_id, POSTED, amount_micros, now)
 
 
 def void_pending(conn: Connection, transfer_id: str, now: datetime) -> Transfer:
     """Release the whole hold; nothing is charged."""
-    return _resolve(conn, transfer_id, VOIDED, None, now)
+    return send_void_pending(conn, transfer_id, now)()
+
+
+def send_void_pending(conn: Connection, transfer_id: str, now: datetime) -> Callable[[], Transfer]:
+    """``void_pending``, its statement sent in the writer's pipeline (see ``send_pending``)."""
+    return _send_resolve(conn, transfer_id, VOIDED, None, now)
 
 
 def expire_pending(conn: Connection, now: datetime, *, limit: int = 1000) -> list[Transfer]:

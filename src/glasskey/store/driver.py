@@ -8,11 +8,17 @@ per dialect to the driver's parameter style, and run on the DB-API connection un
 SQLAlchemy ``Connection``, inside the same transaction. Values of typed columns (timestamps,
 JSON) go through SQLAlchemy's own bind processors for the column type, so rows written here
 read back exactly like rows written through SQLAlchemy.
+
+On PostgreSQL each statement is a round trip that the writer waits for, with the GIL given up and
+taken back. A write that needs no answer before the others have run ``send``s its statement
+instead: inside the group-commit writer the statements a batch sends go to the server together in
+one pipeline (one wait), and each write reads its answer afterwards (see ``store.writer.Later``).
 """
 
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -24,6 +30,9 @@ _PARAM = re.compile(r"(?<![:\w]):(\w+)")
 _STYLE = {"named": r":\1", "pyformat": r"%(\1)s"}
 
 Processor = Callable[[Any], Any]
+
+# The pipeline of the current thread: only the writer thread sets one (see ``sending``).
+_current = threading.local()
 
 
 def _driver(conn: Connection) -> Any:
@@ -67,6 +76,16 @@ class DriverStatement:
         sql = self._prepared(conn, params)
         return _driver(conn).execute(sql, params)
 
+    def send(self, conn: Connection, params: dict[str, Any]) -> Sent:
+        """Run in the writer's pipeline if one is collecting (PostgreSQL), else at once; its answer is
+        the returned ``Sent``'s cursor, there once the pipeline has been flushed."""
+        pipeline: Pipeline | None = getattr(_current, "pipeline", None)
+        if pipeline is None or conn.dialect.name != "postgresql":
+            return Sent(self.execute(conn, params))
+        sent = Sent()
+        pipeline.statements.append((sent, self._prepared(conn, params), params))
+        return sent
+
     def executemany(self, conn: Connection, rows: list[dict[str, Any]]) -> None:
         """Run once per row of ``rows``, in one driver call (one round trip where the driver can)."""
         if len(rows) <= 1:
@@ -81,6 +100,47 @@ class DriverStatement:
             cursor.executemany(sql, rows)
         finally:
             cursor.close()
+
+
+class Sent:
+    """A statement sent with ``DriverStatement.send``; its DB-API cursor once it has run."""
+
+    __slots__ = ("_cursor",)
+
+    def __init__(self, cursor: Any = None) -> None:
+        self._cursor = cursor
+
+    @property
+    def cursor(self) -> Any:
+        if self._cursor is None:
+            raise RuntimeError("the statement was sent but its pipeline was never flushed")
+        return self._cursor
+
+
+class Pipeline:
+    """The statements several writes ``send``, run together when the writer flushes them."""
+
+    def __init__(self) -> None:
+        self.statements: list[tuple[Sent, str, dict[str, Any]]] = []
+
+    def flush(self, conn: Connection) -> None:
+        """Run every statement sent, in the order sent, waiting once for all their answers.
+
+        An error in any of them raises here, and the statements after it did not run: the
+        transaction can only be rolled back (the writer fails the whole batch).
+        """
+        if not self.statements:
+            return
+        statements, self.statements = self.statements, []
+        driver = _driver(conn)
+        with driver.pipeline():
+            for sent, sql, params in statements:
+                sent._cursor = driver.execute(sql, params)
+
+
+def sending(pipeline: Pipeline | None) -> None:
+    """Collect this thread's ``send``s into ``pipeline`` from now on (None: run them at once)."""
+    _current.pipeline = pipeline
 
 
 class Savepoint:

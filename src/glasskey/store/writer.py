@@ -16,6 +16,11 @@ four thread hand-offs for its hold and its settlement. On SQLite its writes run 
 itself when the writer is idle: the hold opens a transaction that stays open (as the writer's
 linger would keep it) until the settlement commits it or the linger runs out, on a loop timer.
 Writes submitted from that loop while it is open join it; the writer thread waits for it.
+
+On PostgreSQL every statement is a round trip. A write without a savepoint may ``send`` its
+statements (``DriverStatement.send``) and return a ``Later``: the writer runs the first part of
+every write it has taken, flushes what they sent as one pipeline, then runs each ``Later`` to read
+its answers. A batch of holds then waits for the server once, not once per hold.
 """
 
 from __future__ import annotations
@@ -26,15 +31,16 @@ import queue
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from functools import partial
+from typing import Any, Generic, TypeVar, overload
 
 from sqlalchemy import Connection, Transaction
 
 from glasskey.errors import GlasskeyError
-from glasskey.store import deferred
+from glasskey.store import deferred, driver
 from glasskey.store.database import Database
 from glasskey.store.deferred import Deferred
-from glasskey.store.driver import Savepoint
+from glasskey.store.driver import Pipeline, Savepoint
 
 log = logging.getLogger("glasskey.store.writer")
 T = TypeVar("T")
@@ -43,6 +49,17 @@ MAX_BATCH = 512
 # on a fast route. Other writers of the process (the sweep, the admin API) wait at most this long.
 LINGER_SECONDS = 0.003
 CHECKPOINT_SECONDS = 0.5
+
+
+@dataclass(frozen=True)
+class Later(Generic[T]):
+    """What a write returns once it has sent its statements: the rest of it, which reads their answers.
+
+    ``rest`` runs in the same job, after the writer has flushed the batch's pipeline: its refusal
+    fails the job alone, and the job's deferred writes of both parts stand or fall together.
+    """
+
+    rest: Callable[[], T]
 
 
 @dataclass
@@ -120,9 +137,29 @@ class GroupCommitWriter:
             except Exception:  # a checkpoint missed is made up by the next one
                 log.warning("WAL checkpoint failed", exc_info=True)
 
+    @overload
+    async def submit(
+        self,
+        work: Callable[[Connection], Later[T]],
+        *,
+        durable: bool = True,
+        savepoint: bool = True,
+        lone: bool = False,
+    ) -> T: ...
+
+    @overload
     async def submit(
         self, work: Callable[[Connection], T], *, durable: bool = True, savepoint: bool = True, lone: bool = False
-    ) -> T:
+    ) -> T: ...
+
+    async def submit(
+        self,
+        work: Callable[[Connection], Any],
+        *,
+        durable: bool = True,
+        savepoint: bool = True,
+        lone: bool = False,
+    ) -> Any:
         """Run ``work`` in the next group commit and return its result.
 
         ``durable`` writes are answered after their commit. Others are answered as soon as they
@@ -136,6 +173,9 @@ class GroupCommitWriter:
 
         ``lone``: the caller is the only request in flight, so its write may run on the event loop
         (see the module's docstring).
+
+        ``work`` may return a ``Later`` (see the module's docstring); its caller gets what the
+        ``Later`` returns.
         """
         self._ensure_started()
         loop = asyncio.get_running_loop()
@@ -146,9 +186,8 @@ class GroupCommitWriter:
         if inline is None and lone and self.db.dialect == "sqlite":
             inline = self._open_inline(loop)
         if inline is not None and inline.loop is loop:
-            result: T = self._run_inline(inline, work, durable, savepoint)
-            return result
-        future: asyncio.Future[T] = loop.create_future()
+            return self._run_inline(inline, work, durable, savepoint)
+        future: asyncio.Future[Any] = loop.create_future()
         self._queue.put(_Job(work, future, loop, durable, savepoint))
         return await future
 
@@ -167,10 +206,10 @@ class GroupCommitWriter:
         self._inline = _Inline(loop, transaction, Deferred())
         return self._inline
 
-    def _run_inline(self, inline: _Inline, work: Callable[[Connection], T], durable: bool, savepoint: bool) -> T:
+    def _run_inline(self, inline: _Inline, work: Callable[[Connection], Any], durable: bool, savepoint: bool) -> Any:
         self.jobs += 1
         try:
-            result, refusal = self._run_job(inline.transaction.connection, work, savepoint, inline.writes)
+            [(result, refusal)] = self._run_jobs(inline.transaction.connection, [(work, savepoint)], inline.writes)
         except _BatchAborted as aborted:
             log.error("a write without its own savepoint failed; its transaction on the event loop is rolled back")
             self._end_inline(commit=False)
@@ -181,8 +220,7 @@ class GroupCommitWriter:
             inline.timer = inline.loop.call_later(self.linger_seconds, self._linger_over, inline)
         if refusal is not None:
             raise refusal
-        done: T = result
-        return done
+        return result
 
     def _linger_over(self, inline: _Inline) -> None:
         if self._inline is inline:
@@ -304,8 +342,8 @@ class GroupCommitWriter:
                 pending = [first]
                 while pending:
                     batch += pending
-                    for job in pending:
-                        result, refusal = self._run_job(conn, job.work, job.savepoint, batch_writes)
+                    ran = self._run_jobs(conn, [(job.work, job.savepoint) for job in pending], batch_writes)
+                    for job, (result, refusal) in zip(pending, ran, strict=True):
                         if job.durable:
                             outcomes.append((job, result, refusal))
                         else:
@@ -341,20 +379,48 @@ class GroupCommitWriter:
             return [], False
         return [item], True  # type: ignore[list-item]
 
+    @classmethod
+    def _run_jobs(
+        cls, conn: Connection, works: list[tuple[Callable[[Connection], Any], bool]], batch_writes: Deferred
+    ) -> list[tuple[Any, BaseException | None]]:
+        """Run writes (each with whether it has a savepoint): the first part of each, then the
+        pipeline of what they sent, then the ``Later`` of each that returned one. Each write's
+        result, or the error that fails it alone; ``_BatchAborted`` when one's writes cannot be
+        undone alone. A write's deferred writes join the batch's only if it succeeded."""
+        pipeline = Pipeline()
+        started = []
+        for work, savepoint in works:
+            writes = Deferred()
+            # A write in a savepoint runs its statements at once, inside it.
+            driver.sending(None if savepoint else pipeline)
+            try:
+                started.append((cls._run_job(conn, partial(work, conn), savepoint, writes), writes))
+            finally:
+                driver.sending(None)
+        pipeline.flush(conn)
+        outcomes: list[tuple[Any, BaseException | None]] = []
+        for (result, refusal), writes in started:
+            if refusal is None and isinstance(result, Later):
+                result, refusal = cls._run_job(conn, result.rest, False, writes)
+            if refusal is None:
+                batch_writes.merge(writes)  # a failed job's deferred writes are dropped with it
+            outcomes.append((result, refusal))
+        return outcomes
+
     @staticmethod
     def _run_job(
-        conn: Connection, work: Callable[[Connection], Any], savepoint: bool, batch_writes: Deferred
+        conn: Connection, work: Callable[[], Any], savepoint: bool, job_writes: Deferred
     ) -> tuple[Any, BaseException | None]:
-        """Run one write: its result, or the error that fails it alone (a refusal, or any error
-        inside its savepoint); ``_BatchAborted`` when its writes cannot be undone alone."""
-        job_writes = Deferred()
+        """Run one write, or one part of it, collecting its deferred writes into ``job_writes``."""
         deferred.collecting(job_writes)
         try:
             if savepoint:
                 with Savepoint(conn):
-                    result = work(conn)
+                    result = work()
+                    if isinstance(result, Later):  # what it sent ran at once: finish inside the savepoint
+                        result = result.rest()
             else:
-                result = work(conn)
+                result = work()
         except GlasskeyError as refusal:  # a refusal goes back to its caller only
             # With a savepoint, its writes are undone; without, the job promised to leave none.
             return None, refusal
@@ -365,7 +431,6 @@ class GroupCommitWriter:
             return None, job_error
         finally:
             deferred.collecting(None)
-        batch_writes.merge(job_writes)  # a failed job's deferred writes are dropped with it
         return result, None
 
 
