@@ -78,10 +78,10 @@ def test_the_end_of_a_stream_is_sent_only_once_its_receipt_and_charge_are_commit
     writer = gateway.services.writer
     submit = writer.submit
 
-    async def slow_commits(work: Any, *, durable: bool = True, savepoint: bool = True, lone: bool = False) -> Any:
+    async def slow_commits(work: Any, *, durable: bool = True, **options: Any) -> Any:
         if durable:
             await asyncio.sleep(0.3)
-        return await submit(work, durable=durable, savepoint=savepoint, lone=lone)
+        return await submit(work, durable=durable, **options)
 
     writer.submit = slow_commits  # type: ignore[method-assign]
     body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 20, "stream": True}

@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import anyio
 import psycopg
 import pytest
 from sqlalchemy import Connection, func, select
@@ -434,3 +435,89 @@ def test_an_error_in_the_pipeline_fails_every_write_of_its_batch(db):
     integrity_errors = (sqlite3.IntegrityError, psycopg.IntegrityError)
     assert all(isinstance(result, integrity_errors) for result in results), results
     assert count(db) == 0, "the opener, answered before its commit as holds are, is rolled back too"
+
+
+def test_a_caller_cancelled_while_it_waits_out_its_write_still_gets_the_outcome(db):
+    # A request must know the hold it took, even if it is cancelled while the hold is written.
+    writer = GroupCommitWriter(db)
+    seen: list[object] = []
+
+    async def caller() -> None:
+        seen.append(await writer.submit(insert_org("held"), durable=False, wait_out_cancellation=True))
+        seen.append("after the write")
+        await asyncio.sleep(0)  # the cancellation arrives here
+        seen.append("never")
+
+    async def run() -> asyncio.Task[None]:
+        writer._conn_lock.acquire()  # the write waits until the caller has been cancelled
+        task = asyncio.ensure_future(caller())
+        await asyncio.sleep(0.01)
+        task.cancel("the client left")
+        await asyncio.sleep(0.01)
+        writer._conn_lock.release()
+        with pytest.raises(asyncio.CancelledError, match="the client left"):
+            await task
+        return task
+
+    try:
+        task = asyncio.run(run())
+    finally:
+        writer.close()
+    assert seen == ["held", "after the write"]
+    assert task.cancelled()
+    assert count(db) == 1
+
+
+def test_an_anyio_cancel_scope_cancelled_while_its_task_waits_out_a_write_still_ends_quietly(db):
+    writer = GroupCommitWriter(db)
+    seen: list[object] = []
+
+    async def caller() -> None:
+        seen.append(await writer.submit(insert_org("held"), durable=False, wait_out_cancellation=True))
+        await asyncio.sleep(1)  # cancelled here, by the scope
+
+    async def run() -> None:
+        writer._conn_lock.acquire()
+        # The scope keeps cancelling a task that is still waiting, until the write is let through.
+        threading.Timer(0.05, writer._conn_lock.release).start()
+        async with anyio.create_task_group() as group:
+            group.start_soon(caller)
+            await asyncio.sleep(0.01)
+            group.cancel_scope.cancel()
+        seen.append("the scope absorbed its cancellation")
+
+    try:
+        asyncio.run(run())
+    finally:
+        writer.close()
+    assert seen == ["held", "the scope absorbed its cancellation"]
+    assert count(db) == 1
+
+
+def test_a_refusal_waited_out_through_a_cancellation_is_raised_and_the_cancellation_still_arrives(db):
+    writer = GroupCommitWriter(db)
+    seen: list[object] = []
+
+    async def caller() -> None:
+        try:
+            await writer.submit(refuse_cleanly, savepoint=False, wait_out_cancellation=True)
+        except WalletError as refusal:
+            seen.append(type(refusal).__name__)
+        await asyncio.sleep(0)
+        seen.append("never")
+
+    async def run() -> None:
+        writer._conn_lock.acquire()
+        task = asyncio.ensure_future(caller())
+        await asyncio.sleep(0.01)
+        task.cancel()
+        await asyncio.sleep(0.01)
+        writer._conn_lock.release()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    try:
+        asyncio.run(run())
+    finally:
+        writer.close()
+    assert seen == ["WalletError"]

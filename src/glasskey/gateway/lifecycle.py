@@ -73,9 +73,10 @@ class Lifecycle:
         """A settlement, group-committed with other requests' writes.
 
         Without a savepoint: a settlement refuses nothing (a lost or expired hold is charged
-        directly, in a savepoint of its own), so it never raises a refusal half done.
+        directly, in a savepoint of its own), so it never raises a refusal half done. A request
+        cancelled meanwhile still learns what was charged.
         """
-        return await self.services.writer.submit(fn, savepoint=False, lone=self._alone())
+        return await self.services.writer.submit(fn, savepoint=False, lone=self._alone(), wait_out_cancellation=True)
 
     def _alone(self) -> bool:
         """Whether this is the only request the process is serving (its writes may skip the queue)."""
@@ -162,8 +163,9 @@ class Lifecycle:
 
         # Once submitted, the hold is taken whatever happens to this request: wait for it, so
         # that a cancelled request still knows the hold it must release.
-        with anyio.CancelScope(shield=True):
-            hold = await self.services.writer.submit(work, durable=False, savepoint=False, lone=self._alone())
+        hold = await self.services.writer.submit(
+            work, durable=False, savepoint=False, lone=self._alone(), wait_out_cancellation=True
+        )
         run.hold = hold
         run.receipt.hold_micros = amount
         run.receipt.transfer_id = hold.transfer_id
@@ -563,8 +565,7 @@ class Lifecycle:
 
             return Later(settled)
 
-        with anyio.CancelScope(shield=True):
-            charged = await self._write(work)
+        charged = await self._write(work)
         run.finished = True
         metrics = self.services.metrics
         metrics.request(receipt.endpoint, receipt.http_status, receipt.error_source)
