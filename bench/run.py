@@ -393,6 +393,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-scale", action="store_true")
     parser.add_argument("--no-soak", action="store_true")
     parser.add_argument("--soak-time", type=float, help="upper bound of the soak run in seconds")
+    parser.add_argument("--soak-requests", type=int, help="requests of the soak run (100,000 by default)")
+    parser.add_argument("--soak-step", type=int, help="requests between two samples of the soak's memory")
     parser.add_argument("--no-report", action="store_true", help="keep docs/performance.md as it is")
     return parser.parse_args(argv)
 
@@ -414,6 +416,10 @@ def plan_from(args: argparse.Namespace) -> Plan:
         changes["soak"] = False
     if args.soak_time:
         changes["soak_time_s"] = args.soak_time
+    if args.soak_requests:
+        changes["soak_requests"] = args.soak_requests
+    if args.soak_step:
+        changes["soak_step"] = args.soak_step
     return replace(plan, **changes)
 
 

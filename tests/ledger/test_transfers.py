@@ -6,6 +6,7 @@ Holds here are ``adjustment`` transfers: a posted ``charge`` needs a receipt (se
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -52,7 +53,13 @@ def funded_org(db: Database, name: str = "acme", amount_micros: int = 1_000_000)
 
 
 def hold(conn: Connection, account_id: str, amount_micros: Any, *, expires_at: datetime | None = None) -> Transfer:
-    return create_pending(
+    return send_hold(conn, account_id, amount_micros, expires_at=expires_at)()
+
+
+def send_hold(
+    conn: Connection, account_id: str, amount_micros: Any, *, expires_at: datetime | None = None
+) -> Callable[[], Transfer]:
+    return send_pending(
         conn,
         debit_account_id=account_id,
         credit_account_id=REVENUE,
@@ -465,24 +472,8 @@ def test_holds_and_settlements_sent_in_one_pipeline_are_checked_in_order(db: Dat
     with db.write() as conn:
         sending(pipeline)
         try:
-            fits = send_pending(
-                conn,
-                debit_account_id=wallet,
-                credit_account_id=REVENUE,
-                amount_micros=500_000,
-                now=NOW,
-                expires_at=NOW + HOLD_TTL,
-                kind="adjustment",
-            )
-            too_much = send_pending(
-                conn,
-                debit_account_id=wallet,
-                credit_account_id=REVENUE,
-                amount_micros=400_001,
-                now=NOW,
-                expires_at=NOW + HOLD_TTL,
-                kind="adjustment",
-            )
+            fits = send_hold(conn, wallet, 500_000)
+            too_much = send_hold(conn, wallet, 400_001)
             posting = send_post_pending(conn, posted.id, 60_000, NOW)
             voiding_again = send_void_pending(conn, voided.id, NOW)
         finally:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, ParamSpec
 
 from sqlalchemy import Connection, Row, and_, or_, select
 from sqlalchemy.exc import IntegrityError
@@ -24,6 +24,7 @@ from glasskey.store.driver import DriverStatement, Sent
 from glasskey.store.tables import UTCDateTime, accounts, transfers, utc_datetime
 
 PENDING, POSTED, VOIDED, EXPIRED = "pending", "posted", "voided", "expired"
+P = ParamSpec("P")
 
 
 class InsufficientFunds(WalletError):
@@ -200,36 +201,6 @@ def _check_amount(amount_micros: int) -> None:
         raise ClientError("amounts are never negative")
 
 
-def create_pending(
-    conn: Connection,
-    *,
-    debit_account_id: str,
-    credit_account_id: str,
-    amount_micros: int,
-    now: datetime,
-    expires_at: datetime,
-    kind: str = "charge",
-    request_id: str | None = None,
-    key_id: str | None = None,
-    budget_period: str | None = None,
-    memo: str = "",
-) -> Transfer:
-    """Hold ``amount_micros`` on the debit account until posted, voided or expired."""
-    return send_pending(
-        conn,
-        debit_account_id=debit_account_id,
-        credit_account_id=credit_account_id,
-        amount_micros=amount_micros,
-        now=now,
-        expires_at=expires_at,
-        kind=kind,
-        request_id=request_id,
-        key_id=key_id,
-        budget_period=budget_period,
-        memo=memo,
-    )()
-
-
 def send_pending(
     conn: Connection,
     *,
@@ -244,8 +215,11 @@ def send_pending(
     budget_period: str | None = None,
     memo: str = "",
 ) -> Callable[[], Transfer]:
-    """``create_pending``, its statement sent in the writer's pipeline (``DriverStatement.send``):
-    call the result, once the pipeline has run, for the transfer or the refusal."""
+    """Hold ``amount_micros`` on the debit account until posted, voided or expired.
+
+    Its statement is sent in the writer's pipeline, if one collects (``DriverStatement.send``): call
+    the result, once the pipeline has run, for the transfer or the refusal. ``create_pending`` does
+    both at once."""
     _check_amount(amount_micros)
     transfer = Transfer(
         id=new_id("tr"),
@@ -395,25 +369,29 @@ def _above_hold(posted: int, held: int, transfer_id: str) -> InvariantViolation:
     return InvariantViolation(f"posting {posted} above the hold of {held} on {transfer_id}")
 
 
-def post_pending(conn: Connection, transfer_id: str, amount_micros: int, now: datetime) -> Transfer:
-    """Post ``amount_micros`` (at most the hold) and release the rest of the hold."""
-    return send_post_pending(conn, transfer_id, amount_micros, now)()
-
-
 def send_post_pending(conn: Connection, transfer_id: str, amount_micros: int, now: datetime) -> Callable[[], Transfer]:
-    """``post_pending``, its statement sent in the writer's pipeline (see ``send_pending``)."""
+    """Post ``amount_micros`` (at most the hold) and release the rest of the hold; sent as ``send_pending`` is."""
     _check_amount(amount_micros)
     return _send_resolve(conn, transfer_id, POSTED, amount_micros, now)
 
 
-def void_pending(conn: Connection, transfer_id: str, now: datetime) -> Transfer:
-    """Release the whole hold; nothing is charged."""
-    return send_void_pending(conn, transfer_id, now)()
-
-
 def send_void_pending(conn: Connection, transfer_id: str, now: datetime) -> Callable[[], Transfer]:
-    """``void_pending``, its statement sent in the writer's pipeline (see ``send_pending``)."""
+    """Release the whole hold, charging nothing; sent as ``send_pending`` is."""
     return _send_resolve(conn, transfer_id, VOIDED, None, now)
+
+
+def _at_once(send: Callable[P, Callable[[], Transfer]]) -> Callable[P, Transfer]:
+    """The write ``send`` sends, run at once and answered: for callers outside the writer's pipeline."""
+
+    def run(*args: P.args, **kwargs: P.kwargs) -> Transfer:
+        return send(*args, **kwargs)()
+
+    return run
+
+
+create_pending = _at_once(send_pending)
+post_pending = _at_once(send_post_pending)
+void_pending = _at_once(send_void_pending)
 
 
 def expire_pending(conn: Connection, now: datetime, *, limit: int = 1000) -> list[Transfer]:
