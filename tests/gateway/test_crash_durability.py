@@ -26,8 +26,9 @@ from glasskey.services import build_services
 from glasskey.store.tables import receipts, transfers
 
 
-def test_sigkill_during_load_loses_no_acknowledged_request(tmp_path):
-    settings = make_settings(tmp_path)
+def test_sigkill_during_load_loses_no_acknowledged_request(tmp_path, database_url):
+    # On PostgreSQL the writer pipelines a batch's holds and settlements (see store.writer.Later).
+    settings = make_settings(tmp_path, database_url=database_url)
     services = build_services(settings)
     seeded = seed(services)
     services.close()
@@ -38,6 +39,7 @@ def test_sigkill_during_load_loses_no_acknowledged_request(tmp_path):
         "GLASSKEY_ADMIN_TOKEN": settings.admin_token.get_secret_value(),
         "GLASSKEY_KEY_PEPPER": settings.key_pepper.get_secret_value(),
         "GLASSKEY_PORT": str(port),
+        "GLASSKEY_DATABASE_URL": database_url,
     }
     server = subprocess.Popen(
         [sys.executable, "-c", "from glasskey.cli import main; main()", "serve"],
