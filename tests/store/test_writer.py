@@ -7,6 +7,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -521,3 +522,34 @@ def test_a_refusal_waited_out_through_a_cancellation_is_raised_and_the_cancellat
     finally:
         writer.close()
     assert seen == ["WalletError"]
+
+
+@pytest.mark.parametrize("restarts", [True, False])
+def test_on_sqlite_the_wal_starts_over_once_it_is_large_so_it_stays_bounded(sqlite_db, restarts: bool):
+    # Under steady writes a PASSIVE checkpoint never catches up with the last commit, and SQLite
+    # never starts the WAL over by itself: it grew without end (3 GB after 100,000 requests).
+    bound = 1024 * 1024
+    writer = GroupCommitWriter(sqlite_db)
+    writer.checkpoint_seconds = 0.01
+    if restarts:
+        writer.wal_restart_bytes = bound // 4
+    wal = Path(f"{sqlite_db.engine.url.database}-wal")
+    largest = 0
+
+    async def run() -> None:
+        nonlocal largest
+        for batch in range(300):
+            await asyncio.gather(*(writer.submit(insert_org(f"org-{batch}-{i}")) for i in range(10)))
+            largest = max(largest, wal.stat().st_size)
+
+    try:
+        asyncio.run(run())
+    finally:
+        writer.close()
+    assert count(sqlite_db) == 3000
+    if restarts:
+        assert writer.wal_restarts >= 1
+        assert largest < bound
+    else:  # the control: the same writes without a restart take the WAL past the bound
+        assert writer.wal_restarts == 0
+        assert largest > bound

@@ -19,6 +19,10 @@ from sqlalchemy.engine import make_url
 
 from glasskey.store.tables import metadata
 
+BUSY_TIMEOUT_MS = 30_000
+# What SQLite truncates its WAL file back to once the WAL starts over (store.writer restarts it).
+WAL_SIZE_LIMIT_BYTES = 64 * 1024 * 1024
+
 # Whether this thread is opening a write transaction (SQLite takes the write lock up front then).
 _writing = threading.local()
 
@@ -128,7 +132,8 @@ def _configure_sqlite(engine: Engine) -> None:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        cursor.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT_BYTES}")
         cursor.close()
 
     @event.listens_for(engine, "begin")
