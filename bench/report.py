@@ -131,7 +131,8 @@ def _reproduce() -> list[str]:
         "```",
         "",
         "`python -m bench.run --help` lists the options (`--targets`, `--concurrency`, `--reps`, `--duration`, "
-        "`--no-scale`, `--no-soak`, `--soak-time`). PostgreSQL is expected at `root@127.0.0.1:5432` (trust auth); the "
+        "`--no-scale`, `--no-soak`, `--soak-time`, `--soak-requests`, `--soak-step`). PostgreSQL is expected at "
+        "`root@127.0.0.1:5432` (trust auth); the "
         "run creates a fresh database per target and drops it at the end. Everything listens on 127.0.0.1 and is "
         "stopped by process id, also on errors and Ctrl-C. Raw results and every server's log stay in "
         "`bench/results/<time>/` (not committed).",
@@ -401,7 +402,8 @@ def _guarantee() -> list[str]:
         "- A hold is answered before its commit, because nothing is acknowledged on the strength of a hold "
         "alone. A process killed with holds uncommitted loses them with their requests, which got no answer; "
         "holds committed but never settled are released by the expiry sweep (`GLASSKEY_HOLD_TTL_SECONDS`).",
-        "- Tested by killing the gateway with SIGKILL under load (`tests/gateway/test_crash_durability.py`): "
+        "- Tested by killing the gateway with SIGKILL under load, on SQLite and on PostgreSQL "
+        "(`tests/gateway/test_crash_durability.py`): "
         "after a restart every request that got a 200 has its succeeded receipt and its posted charge, and "
         "`audit()` passes once the sweep has run; and by delaying the settlement's commit in a stream "
         "(`tests/gateway/test_relay.py`): `[DONE]` arrives only after the receipt is readable.",
