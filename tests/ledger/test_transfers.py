@@ -36,8 +36,10 @@ from glasskey.ledger import (
 )
 from glasskey.orgs.service import create_org, get_wallet, list_wallets, top_up
 from glasskey.store.database import Database
+from glasskey.store.deferred import Deferred
 from glasskey.store.driver import Pipeline, sending
 from glasskey.store.tables import transfers
+from glasskey.store.writer import GroupCommitWriter, Later
 
 REVENUE = SYSTEM_REVENUE["official"]
 HOLD_TTL = timedelta(minutes=15)
@@ -497,3 +499,24 @@ def test_holds_and_settlements_sent_in_one_pipeline_are_checked_in_order(db: Dat
 def hold_in(db: Database, account_id: str, amount_micros: int) -> Transfer:
     with db.write() as conn:
         return hold(conn, account_id, amount_micros)
+
+
+def test_a_settlement_releases_its_hold_before_the_next_write_of_its_batch_holds(db: Database) -> None:
+    # The writer runs the first part of every write it has taken before any write's Later: what a
+    # settlement frees must be free by then, or a hold after it in the batch is refused for nothing.
+    _, wallet = funded_org(db)
+    first = hold_in(db, wallet, 800_000)
+
+    def settle(conn: Connection) -> Later[Transfer]:
+        return Later(send_post_pending(conn, first.id, 100_000, NOW))
+
+    def hold_the_rest(conn: Connection) -> Later[Transfer]:
+        return Later(send_hold(conn, wallet, 900_000))
+
+    batch = Deferred()
+    with db.write() as conn:
+        outcomes = GroupCommitWriter._run_jobs(conn, [(settle, False), (hold_the_rest, False)], batch)
+        batch.apply(conn)
+    assert [refusal for _, refusal in outcomes] == [None, None]
+    assert balances(db, wallet) == (900_000, 900_000, 0)
+    assert_coherent(db)

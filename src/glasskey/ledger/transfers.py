@@ -337,13 +337,17 @@ def _send_resolve(
 ) -> Callable[[], Transfer]:
     posted = posted_amount or 0
     params = {"transfer_id": transfer_id, "new_status": status, "posted_amount": posted_amount, "resolved": now}
-    one_trip = _one_trip(conn)
     sent: Sent | None = None
     row = None
-    if one_trip:
+    if _one_trip(conn):
         sent = _RESOLVE_ONE_TRIP.send(conn, {**params, "posted": posted})
     else:
+        # Both statements now: the wallet's hold is released before the batch's next write runs
+        # (a hold on the same wallet may need what this frees), as the one-trip statement does.
         row = _RESOLVE.execute(conn, params).fetchone()
+        hold = _from_returned(row) if row is not None else None
+        if hold is not None and posted <= hold.amount_micros:
+            _RELEASE_DEBIT.execute(conn, {"held": hold.amount_micros, "posted": posted, "id": hold.debit_account_id})
 
     def resolved() -> Transfer:
         found = sent.cursor.fetchone() if sent is not None else row
@@ -356,8 +360,6 @@ def _send_resolve(
         held = transfer.amount_micros
         if posted > held:
             raise _above_hold(posted, held, transfer_id)
-        if not one_trip:
-            _RELEASE_DEBIT.execute(conn, {"held": held, "posted": posted, "id": transfer.debit_account_id})
         deferred.increment(conn, _CREDIT, {"id": transfer.credit_account_id}, {"pending": -held, "posted": posted})
         return transfer
 
