@@ -19,13 +19,11 @@ from glasskey.ledger import (
 )
 
 
-def settle_hold(conn: Connection, run: Run, hold: Hold, charge: int, now: datetime) -> int:
-    """Post or void the hold; if it is gone (expired, or its batch never committed), charge directly."""
-    return send_settlement(conn, run, hold, charge, now)()
-
-
 def send_settlement(conn: Connection, run: Run, hold: Hold, charge: int, now: datetime) -> Callable[[], int]:
-    """``settle_hold``, its statement sent in the writer's pipeline: call the result for the charge."""
+    """Post or void the hold; if it is gone (expired, or its batch never committed), charge directly.
+
+    Its statement is sent in the writer's pipeline (``ledger.send_pending``): call the result, once
+    the pipeline has run, for what was charged."""
     if charge > 0:
         resolving = send_post_pending(conn, hold.transfer_id, charge, now)
     else:
