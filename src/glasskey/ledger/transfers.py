@@ -338,25 +338,28 @@ def _send_resolve(
     posted = posted_amount or 0
     params = {"transfer_id": transfer_id, "new_status": status, "posted_amount": posted_amount, "resolved": now}
     sent: Sent | None = None
-    row = None
+    resolving: Transfer | None = None
     if _one_trip(conn):
         sent = _RESOLVE_ONE_TRIP.send(conn, {**params, "posted": posted})
     else:
         # Both statements now: the wallet's hold is released before the batch's next write runs
         # (a hold on the same wallet may need what this frees), as the one-trip statement does.
         row = _RESOLVE.execute(conn, params).fetchone()
-        hold = _from_returned(row) if row is not None else None
-        if hold is not None and posted <= hold.amount_micros:
-            _RELEASE_DEBIT.execute(conn, {"held": hold.amount_micros, "posted": posted, "id": hold.debit_account_id})
+        resolving = _from_returned(row) if row is not None else None
+        if resolving is not None and posted <= resolving.amount_micros:
+            release = {"held": resolving.amount_micros, "posted": posted, "id": resolving.debit_account_id}
+            _RELEASE_DEBIT.execute(conn, release)
 
     def resolved() -> Transfer:
-        found = sent.cursor.fetchone() if sent is not None else row
-        if found is None:
+        transfer = resolving
+        if sent is not None:
+            row = sent.cursor.fetchone()
+            transfer = _from_returned(row) if row is not None else None
+        if transfer is None:
             current = get_transfer(conn, transfer_id)  # NotFound when it does not exist at all
             if current.status == PENDING:  # only the one-trip statement leaves it so: it checks the amount first
                 raise _above_hold(posted, current.amount_micros, transfer_id)
             raise TransferNotPending(f"transfer {transfer_id} is {current.status}")
-        transfer = _from_returned(found)
         held = transfer.amount_micros
         if posted > held:
             raise _above_hold(posted, held, transfer_id)
