@@ -16,6 +16,12 @@ client can tell who caused it::
 
 Broken invariants are not ``GlasskeyError``: they raise ``InvariantViolation`` and are
 never turned into a client response by this module.
+
+Retry advice is part of the mapping, decided from ``source`` and ``code`` alone: the official
+OpenAI SDKs retry 408, 409, 429 and 5xx unless told ``x-should-retry: false``, so a refusal that
+will never succeed by retrying (a spent budget, no enabled route, a revoked key, a model not
+allowed, a bad body) says so, and a transient one (a rate limit, open breakers) carries
+``retry-after``. Every code the gateway can return is listed in ``docs/errors.md``.
 """
 
 from __future__ import annotations
@@ -50,8 +56,13 @@ class GlasskeyError(Exception):
         if status_code is not None:
             self.status_code = status_code
         self.param = param
-        self.headers = headers or {}
+        self.own_headers = headers or {}
         self.details = details or {}
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """The HTTP headers of this error: the retry advice of its code, then its own."""
+        return {**retry_advice(self.source, self.code), **self.own_headers}
 
 
 class ClientError(GlasskeyError):
@@ -119,6 +130,24 @@ class AdminAuthError(GlasskeyError):
 
 class InvariantViolation(AssertionError):
     """A broken promise of the ledger or the receipts: a bug, never a client's fault."""
+
+
+# Refusals that no retry can turn into a success. Sources ``client``, ``key``, ``model`` and
+# ``wallet`` are never transient (a top-up or a policy change is a person's act, not a wait).
+_NEVER_TRANSIENT_SOURCES = frozenset({"client", "key", "model", "wallet"})
+_PERMANENT_CODES = frozenset({"total_budget_exceeded", "daily_budget_exceeded", "budget_exceeded", "no_route"})
+# Every route's breaker is open: a breaker half-opens after its cooldown, so this passes. One
+# second is the shortest honest wait from the code alone; the lifecycle may give a better one.
+_TRANSIENT_RETRY_AFTER_SECONDS = {"no_healthy_route": "1", "rate_limit_exceeded": "1"}
+
+
+def retry_advice(source: str, code: str | None) -> dict[str, str]:
+    """``x-should-retry: false`` for a permanent refusal, a default ``retry-after`` for a transient one."""
+    if source in _NEVER_TRANSIENT_SOURCES or code in _PERMANENT_CODES:
+        return {"x-should-retry": "false"}
+    if code in _TRANSIENT_RETRY_AFTER_SECONDS:
+        return {"retry-after": _TRANSIENT_RETRY_AFTER_SECONDS[code]}
+    return {}
 
 
 def error_body(error: GlasskeyError, request_id: str) -> dict[str, Any]:
