@@ -8,10 +8,10 @@ Per endpoint: requests by status and error source.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from glasskey.routing.health import CLOSED, HALF_OPEN, OPEN, HealthBoard
@@ -51,6 +51,35 @@ class _BreakerCollector(Collector):
         for route_id in self.board.route_ids():
             gauge.add_metric([route_id], BREAKER_VALUES[self.board.state(route_id)])
         yield gauge
+
+
+class WriterCounts(Protocol):
+    """What the group-commit writer counts (``store.writer``), read at scrape time."""
+
+    batches: int
+    jobs: int
+    isolated_batches: int
+    isolated_failures: int
+
+
+class _WriterCollector(Collector):
+    def __init__(self, writer: WriterCounts) -> None:
+        self.writer = writer
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        writer = self.writer
+        yield CounterMetricFamily("glasskey_writer_batches", "Group commits run", value=writer.batches)
+        yield CounterMetricFamily("glasskey_writer_writes", "Writes run in group commits", value=writer.jobs)
+        yield CounterMetricFamily(
+            "glasskey_writer_isolated_batches",
+            "Group commits that failed and were retried write by write, so only the guilty write failed",
+            value=writer.isolated_batches,
+        )
+        yield CounterMetricFamily(
+            "glasskey_writer_isolated_failures",
+            "Writes that failed alone after their group commit failed",
+            value=writer.isolated_failures,
+        )
 
 
 class Metrics:
@@ -101,6 +130,9 @@ class Metrics:
         self._ttft = _Children(self.ttft)
         self._requests = _Children(self.requests)
         self._charges = _Children(self.charges)
+
+    def watch_writer(self, writer: WriterCounts) -> None:
+        self.registry.register(_WriterCollector(writer))
 
     def attempt(
         self, route_id: str, provider: str, *, ok: bool, latency_ms: int, error_class: str | None = None

@@ -53,6 +53,7 @@ class Services:
         self.metrics = Metrics(self.health)
         self.cache = ReadCache(self.db, ttl_seconds=self.settings.cache_ttl_ms / 1000)
         self.writer = GroupCommitWriter(self.db)
+        self.metrics.watch_writer(self.writer)
 
     def close(self) -> None:
         """Finish queued writes and release the database."""

@@ -71,9 +71,35 @@ class Receipt:
     def row(self) -> dict[str, Any]:
         # A shallow copy: dataclasses.asdict deep-copies every value, which costs more than the insert.
         values = dict(self.__dict__)
-        values["attempts"] = [dict(a.__dict__) for a in self.attempts]
+        values["attempts"] = [_storable_attempt(a.__dict__) for a in self.attempts]
         values["flags"] = list(self.flags)
+        # The texts a client or an upstream chose: a NUL (refused by PostgreSQL) or a lone surrogate
+        # (refused by both drivers) must cost this receipt a character, never its batch its commit.
+        for name in _CHOSEN_TEXTS:
+            text = values[name]
+            if text and (not text.isascii() or "\x00" in text):
+                values[name] = storable_text(text)
         return values
+
+
+# Receipt fields whose text comes from outside glasskey (a request body, a bearer token, an upstream).
+_CHOSEN_TEXTS = ("requested_model", "key_public_id", "upstream_model", "error_message")
+
+
+def storable_text(text: str) -> str:
+    """``text`` as every supported database stores it: NUL and unpaired surrogates replaced by U+FFFD."""
+    text = text.replace("\x00", "\ufffd")
+    if not text.isascii():
+        text = text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+    return text
+
+
+def _storable_attempt(attempt: dict[str, Any]) -> dict[str, Any]:
+    values = dict(attempt)
+    message = values.get("error_message")
+    if message is not None:
+        values["error_message"] = storable_text(message)
+    return values
 
 
 _COLUMNS = [column.name for column in receipts.columns if column.name != "seq"]
@@ -141,7 +167,7 @@ def list_receipts(
         (receipts.c.error_source, error_source),
     ):
         if value is not None:
-            query = query.where(column == value)
+            query = query.where(column == storable_text(value))
     if cursor:
         try:
             before = int(cursor)

@@ -116,6 +116,9 @@ class GroupCommitWriter:
         self.checkpoints = 0
         self.batches = 0
         self.jobs = 0
+        # Batches that failed and were retried write by write, and the writes that then failed alone.
+        self.isolated_batches = 0
+        self.isolated_failures = 0
 
     def _ensure_started(self) -> None:
         if self._thread is not None:
@@ -405,19 +408,40 @@ class GroupCommitWriter:
                         pending, running = self._linger()
                 batch_writes.apply(conn)
         except Exception as error:  # nothing of the batch was committed
-            cause: BaseException = error
             if isinstance(error, _BatchAborted) and error.__cause__ is not None:
                 log.error("a write without its own savepoint failed; its batch of %d is rolled back", len(batch))
-                cause = error.__cause__
             else:
-                log.exception("group commit of %d writes failed", len(batch))
+                log.warning("group commit of %d writes failed; each is retried alone", len(batch), exc_info=True)
                 self._drop_connection()
-            outcomes = [(job, None, cause) for job in batch if job.durable or id(job) not in answered]
+            # One write must never fail the others: each one not yet answered runs again in a
+            # transaction of its own, so only the guilty one fails. A hold already answered cannot
+            # run again (it would take a second hold under another id): it is lost, and its
+            # settlement charges without it (``hold_lost_before_settlement``).
+            retried = [job for job in batch if job.durable or id(job) not in answered]
+            self.isolated_batches += 1
+            outcomes = [(job, *self._commit_alone(job)) for job in retried]
+            self.isolated_failures += sum(1 for _, _, failure in outcomes if failure is not None)
         self.batches += 1
         self.jobs += len(batch)
         for job, result, failure in outcomes:
             job.loop.call_soon_threadsafe(_settle_future, job, result, failure)
         return running
+
+    def _commit_alone(self, job: _Job) -> tuple[Any, BaseException | None]:
+        """Run one write in a transaction of its own: its result, or the error that fails it alone."""
+        try:
+            with self.db.transaction(self._connection()) as conn:
+                writes = Deferred()
+                [(result, refusal)] = self._run_jobs(conn, [(job.work, job.savepoint)], writes)
+                writes.apply(conn)
+        except _BatchAborted as aborted:
+            log.error("a write failed alone after its batch failed", exc_info=aborted.__cause__)
+            return None, aborted.__cause__ or aborted
+        except Exception as error:
+            log.error("a write failed alone after its batch failed", exc_info=error)
+            self._drop_connection()
+            return None, error
+        return result, refusal
 
     def _linger(self) -> tuple[list[_Job], bool]:
         try:
