@@ -30,6 +30,26 @@ from typing import Any, Literal
 
 Source = Literal["client", "key", "model", "wallet", "budget", "route", "upstream"]
 
+# An error message is shown to the client and stored on the receipt: whatever built it, it is
+# bounded and carries no NUL (PostgreSQL refuses NUL in text, and one refused row must never
+# fail a request). Client values echoed in a message go through ``shown`` first.
+MESSAGE_MAX_CHARS = 2000
+SHOWN_MAX_CHARS = 80
+
+
+def storable(text: str, limit: int = MESSAGE_MAX_CHARS) -> str:
+    """``text`` cut to ``limit`` characters (marked with an ellipsis), with NUL escaped."""
+    text = text.replace("\x00", "\\u0000")
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def shown(value: object, limit: int = SHOWN_MAX_CHARS) -> str:
+    """A client's value as an error message may echo it: cut short, control characters escaped."""
+    text = value if isinstance(value, str) else repr(value)
+    cut = text[:limit]
+    escaped = "".join(c if c.isprintable() else repr(c)[1:-1] for c in cut)
+    return escaped + (f"… ({len(text)} characters)" if len(text) > limit else "")
+
 
 class GlasskeyError(Exception):
     """An expected failure, safe to show to the caller (it never carries a secret)."""
@@ -49,13 +69,14 @@ class GlasskeyError(Exception):
         headers: dict[str, str] | None = None,
         details: dict[str, Any] | None = None,
     ) -> None:
+        message = storable(message)
         super().__init__(message)
         self.message = message
         if code is not None:
             self.code = code
         if status_code is not None:
             self.status_code = status_code
-        self.param = param
+        self.param = storable(param, SHOWN_MAX_CHARS) if param is not None else None
         self.own_headers = headers or {}
         self.details = details or {}
 
