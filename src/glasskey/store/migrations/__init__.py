@@ -7,6 +7,7 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 
+import glasskey.research.tables  # noqa: F401  (its tables live on the shared metadata the migrations build)
 from glasskey.store.database import Database
 
 HERE = Path(__file__).parent
