@@ -50,7 +50,7 @@ def login(db: Database, token: str, *, at: timedelta = timedelta(0)) -> KeyRecor
 def test_create_key_returns_the_full_key_once_with_its_record(db: Database) -> None:
     policy = KeyPolicy(
         allowed_models=("gpt-4o-mini", "claude-sonnet-4-5"),
-        settlement="official",
+        settlement="routed",
         lower_cost_routes=True,
         budget_total_micros=5_000_000,
         budget_daily_micros=1_000_000,

@@ -68,6 +68,46 @@ def _model_view(
     }
 
 
+def _lower_cost_words(settlement: str, lower_cost_routes: bool) -> str:
+    # Selection orders by price only for routed keys; an official key says so rather than "on".
+    if settlement != "routed":
+        return "off: an official key is served in the operator's priority order at list price"
+    if lower_cost_routes:
+        return "on: the cheapest healthy route is tried first"
+    return "off: routes are tried in the operator's priority order"
+
+
+def settlement_in_words(settlement: str, models: list[dict[str, Any]], vendors: dict[str, str]) -> str:
+    """The settlement in words, told from the routes that would serve (``models`` are model views),
+    never from the settlement's name alone: an official key served by the simulated provider is
+    not served by any vendor."""
+    wallet = (
+        "official Credit, paid from the credit wallet"
+        if settlement == "official"
+        else ("routed balance, paid from the routed wallet")
+    )
+    served = [view for view in models if view["route"] is not None]
+    if not served:
+        return f"{wallet}; no route serves this key's models yet, so no request can run"
+    by_provider: dict[str, list[str]] = {}
+    for view in served:
+        by_provider.setdefault(view["route"]["provider"], []).append(view["model"])
+    if set(by_provider) == {"simulated"}:
+        who = "glasskey's built-in simulated provider (no vendor is called; answers are generated)"
+    elif all(view["route"]["provider"] == vendors.get(view["model"]) for view in served):
+        who = "each model's own vendor (" + ", ".join(sorted(by_provider)) + ")"
+    else:
+        who = "; ".join(f"{provider} for {', '.join(names)}" for provider, names in sorted(by_provider.items()))
+    at_list = [v for v in served if v["effective_price_per_mtok_micros"] == v["official_price_per_mtok_micros"]]
+    if len(at_list) == len(served):
+        price = "at list price"
+    elif not at_list:
+        price = "below list price"
+    else:
+        price = f"at each route's price (list price for {', '.join(v['model'] for v in at_list)})"
+    return f"{wallet}: served by {who}, {price}"
+
+
 def explain_key(
     conn: Connection, settings: Settings, key: KeyRecord, now: datetime, board: HealthBoard | None = None
 ) -> dict[str, Any]:
@@ -85,11 +125,7 @@ def explain_key(
             models.append(view)
     unknown = [n for n in policy.allowed_models or () if n not in catalog]
     total, today = get_spend(conn, key.id, TOTAL), get_spend(conn, key.id, day_period(now))
-    settlement_words = (
-        "official Credit: served by each model's own vendor at list price, paid from the credit wallet"
-        if policy.settlement == "official"
-        else "routed balance: served by lower-cost channels, paid from the routed wallet"
-    )
+    settlement_words = settlement_in_words(policy.settlement, models, {n: m.vendor for n, m in catalog.items()})
     return {
         "object": "key.explanation",
         "key": key.public(),
@@ -101,9 +137,7 @@ def explain_key(
         "settlement": policy.settlement,  # 2
         "settlement_in_words": settlement_words,
         "lower_cost_routes": policy.lower_cost_routes,  # 3
-        "lower_cost_routes_in_words": "on: the cheapest healthy route is tried first"
-        if policy.lower_cost_routes
-        else "off: routes are tried in the operator's priority order",
+        "lower_cost_routes_in_words": _lower_cost_words(policy.settlement, policy.lower_cost_routes),
         "backup_routes": policy.backup_routes,
         "backup_routes_in_words": (
             "on: if a route fails before answering, the next route of the same settlement is tried "

@@ -91,7 +91,14 @@ def _policy_values(policy: KeyPolicy) -> dict[str, Any]:
 
 
 def _check_policy(conn: Connection, policy: KeyPolicy) -> None:
-    """A policy may only name models the catalog knows: a typo would silently allow nothing."""
+    """A policy may only say what will happen: models the catalog knows (a typo would silently
+    allow nothing), and lower-cost routes only where selection applies them (routed keys)."""
+    if policy.lower_cost_routes and policy.settlement != "routed":
+        raise ClientError(
+            "lower-cost routes apply only to routed keys: an official key is always served by the "
+            "operator's priority order at list price; turn lower_cost_routes off or settle routed",
+            param="lower_cost_routes",
+        )
     if policy.allowed_models is None:
         return
     known = set(conn.scalars(select(models.c.name).where(models.c.name.in_(policy.allowed_models))))

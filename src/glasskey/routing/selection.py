@@ -53,7 +53,8 @@ def order_routes(routes: list[Route], policy: KeyPolicy, board: HealthBoard | No
 
 
 def check_allowed(key: KeyRecord, model_name: str) -> None:
-    """403 when the key's policy does not name the model (asked before whether it exists)."""
+    """403 when the key's policy does not name the model; ask it once the model is known to exist,
+    so an unknown model is a 404 for every key (an allow-list says nothing about the catalog)."""
     if not key.policy.allows(model_name):
         raise ModelError(
             f"The model `{model_name}` is not allowed for key {key.prefix}; "
@@ -65,9 +66,10 @@ def check_allowed(key: KeyRecord, model_name: str) -> None:
 
 
 def check_model_allowed(conn: Connection, key: KeyRecord, model_name: str) -> Model:
-    """The catalog model, if this key may call it (404 unknown, 403 not allowed)."""
+    """The catalog model, if this key may call it (404 unknown, then 403 not allowed)."""
+    model = get_model(conn, model_name)
     check_allowed(key, model_name)
-    return get_model(conn, model_name)
+    return model
 
 
 def routes_for_key_by_model(
@@ -83,6 +85,7 @@ def selection_from(
     model: Model, routes: list[Route], key: KeyRecord, *, kind: str = "chat", board: HealthBoard | None = None
 ) -> Selection:
     """Order ``routes`` (the model's candidates for the key's settlement) and pick the usable ones."""
+    check_allowed(key, model.name)
     if model.kind != kind:
         raise ModelError(
             f"The model `{model.name}` is a {model.kind} model and cannot serve this endpoint",

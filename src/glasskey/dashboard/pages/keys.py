@@ -56,7 +56,7 @@ def key_state(key: KeyRecord, now: datetime) -> str:
 def draft_values(form: FormData | None) -> dict[str, Any]:
     """The create form's fields as the form shows them (defaults for a blank form)."""
     if form is None:
-        return {"models_mode": "some", "models": [], "settlement": "routed", "lower_cost_routes": True}
+        return {"models_mode": "some", "models": [], "settlement": "routed", "lower_cost_routes": False}
     values: dict[str, Any] = {name: form_text(form, name) for name in DRAFT_FIELDS if name != "model"}
     values["models"] = [m for m in form.getlist("model") if isinstance(m, str)]
     values["lower_cost_routes"] = values["lower_cost_routes"] == "on"
