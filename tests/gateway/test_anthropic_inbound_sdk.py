@@ -1,0 +1,400 @@
+"""The gateway's ``/v1/messages``, driven by the official ``anthropic`` SDK given only a base URL.
+
+Three routes end at three upstreams, so an Anthropic-format request is served by each kind of
+provider: ``gpt-4o-mini`` by the fake OpenAI (which checks each translated body against the
+``openai`` SDK's request types), ``claude-sonnet-4-5`` by the fake Anthropic (checked against the
+``anthropic`` SDK's request types), ``gemini-2.5-flash`` by the built-in simulated provider.
+After every test the ledger is audited: receipt charges equal posted ledger charges.
+"""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import anthropic
+import httpx
+import pytest
+from anthropic import Anthropic
+
+from conftest_helpers import make_settings
+from fake_anthropic import DEFAULT_REPLY, FakeAnthropic
+from fake_openai import FakeOpenAI
+from gateway_fixtures import ServerThread
+from glasskey.app import build_app
+from glasskey.keys.policy import KeyPolicy
+from glasskey.keys.service import create_key
+from glasskey.ledger import audit
+from glasskey.orgs.service import create_org, top_up
+from glasskey.pricing.catalog import get_model
+from glasskey.receipts.records import get_receipt
+from glasskey.routing.routes import Route, create_route
+from glasskey.services import Services, build_services
+
+CREDENTIAL = f"sk-upstream-{uuid.uuid4().hex}"
+OPENAI_MODEL, ANTHROPIC_MODEL, SIMULATED_MODEL = "gpt-4o-mini", "claude-sonnet-4-5", "gemini-2.5-flash"
+MODELS = (OPENAI_MODEL, ANTHROPIC_MODEL, SIMULATED_MODEL)
+WEATHER_TOOL: Any = {
+    "name": "get_weather",
+    "description": "The weather in a city",
+    "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+}
+PNG = base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"\x00" * 16).decode()
+
+
+@dataclass
+class Stack:
+    services: Services
+    url: str
+    org_id: str
+    key: str
+    fake_openai: FakeOpenAI
+    fake_anthropic: FakeAnthropic
+
+    def sdk(self, key: str | None = None, **options: Any) -> Anthropic:
+        return Anthropic(
+            base_url=self.url, api_key=key or self.key, max_retries=options.pop("max_retries", 0), **options
+        )
+
+    def new_key(self, org_id: str | None = None, **policy: Any) -> str:
+        with self.services.db.write() as conn:
+            _, full = create_key(
+                conn,
+                pepper=self.services.pepper,
+                org_id=org_id or self.org_id,
+                name="anthropic sdk",
+                policy=KeyPolicy(**{"settlement": "routed", "lower_cost_routes": True, **policy}),
+                now=self.services.clock(),
+            )
+        return full
+
+    def receipt(self, request_id: str) -> dict[str, Any]:
+        with self.services.db.read() as conn:
+            found: dict[str, Any] = get_receipt(conn, request_id)
+        return found
+
+    def receipts_of(self, key: str) -> list[dict[str, Any]]:
+        response = httpx.get(f"{self.url}/v1/receipts", headers={"authorization": f"Bearer {key}"})
+        assert response.status_code == 200
+        data: list[dict[str, Any]] = response.json()["data"]
+        return data
+
+
+@pytest.fixture(scope="module")
+def module_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    fake_openai = FakeOpenAI(credential=CREDENTIAL)
+    fake_anthropic = FakeAnthropic(api_key=CREDENTIAL)
+    services = build_services(make_settings(tmp_path_factory.mktemp("anthropic-inbound")))
+    with ServerThread(fake_openai.app) as openai_server, ServerThread(fake_anthropic.app) as anthropic_server:
+        now = services.clock()
+        upstreams = {
+            OPENAI_MODEL: ("openai", f"{openai_server.base_url}/v1"),
+            ANTHROPIC_MODEL: ("anthropic", anthropic_server.base_url),
+            SIMULATED_MODEL: ("simulated", ""),
+        }
+        with services.db.write() as conn:
+            org = create_org(conn, "anthropic-sdk-users", now)
+            top_up(conn, org.id, "routed", 500_000_000, now)
+            for model, (provider, base_url) in upstreams.items():
+                prices = get_model(conn, model).official_prices
+                route = Route(
+                    id=f"rt-{model}",
+                    model=model,
+                    provider=provider,
+                    base_url=base_url,
+                    upstream_model=model,
+                    settlement="routed",
+                    prices=prices,
+                    costs=prices,
+                    credential=CREDENTIAL if provider != "simulated" else None,
+                    forced_circuit="closed",  # these tests fail on purpose; breakers are tested elsewhere
+                )
+                create_route(conn, route, now)
+        with ServerThread(build_app(services)) as gateway:
+            stack = Stack(services, gateway.base_url, org.id, "", fake_openai, fake_anthropic)
+            stack.key = stack.new_key(allowed_models=MODELS)
+            yield stack
+        fake_anthropic.closing.set()
+    services.close()
+
+
+@pytest.fixture
+def stack(module_stack: Stack) -> Iterator[Stack]:
+    module_stack.fake_openai.requests.clear()
+    module_stack.fake_anthropic.reset()
+    yield module_stack
+    with module_stack.services.db.read() as conn:
+        report = audit(conn)
+    report.raise_if_broken()
+    assert report.receipt_charges_micros == report.posted_charges_micros
+
+
+def user(text: str) -> Any:
+    return [{"role": "user", "content": text}]
+
+
+# -- create and stream ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_create_is_served_by_every_provider_charged_and_receipted(stack: Stack, model: str):
+    raw = stack.sdk().messages.with_raw_response.create(
+        model=model, max_tokens=200, system="Be brief.", messages=user("Say hello")
+    )
+    message = raw.parse()
+    assert message.type == "message" and message.role == "assistant"
+    assert message.model == model
+    assert message.content[0].type == "text" and message.content[0].text
+    assert message.stop_reason == "end_turn"
+    assert message.usage.input_tokens > 0 and message.usage.output_tokens > 0
+    request_id = raw.headers["x-request-id"]
+    assert raw.headers["request-id"] == request_id == message.id.removeprefix("msg_")
+    receipt = stack.receipt(request_id)
+    assert receipt["status"] == "succeeded"
+    assert receipt["provider"] == {"gpt-4o-mini": "openai", "claude-sonnet-4-5": "anthropic"}.get(model, "simulated")
+    assert receipt["charge_micros"] == int(raw.headers["x-glasskey-charge-micros"]) > 0
+    cache = message.usage.cache_read_input_tokens or 0
+    assert receipt["input_tokens"] == message.usage.input_tokens + cache + (
+        message.usage.cache_creation_input_tokens or 0
+    )
+    assert receipt["output_tokens"] == message.usage.output_tokens
+
+
+def test_the_anthropic_route_gets_the_system_prompt_and_user_id_and_answers_its_text(stack: Stack):
+    message = stack.sdk().messages.create(
+        model=ANTHROPIC_MODEL,
+        max_tokens=100,
+        system=[{"type": "text", "text": "Be brief.", "cache_control": {"type": "ephemeral"}}],
+        messages=user("Say hello #fake:cache"),
+        metadata={"user_id": "user-42"},
+        stop_sequences=["never"],
+    )
+    (received,) = stack.fake_anthropic.received
+    assert received.body["system"] == "Be brief."
+    assert received.body["metadata"] == {"user_id": "user-42"}
+    assert received.body["stop_sequences"] == ["never"]
+    assert message.content[0].type == "text" and message.content[0].text == DEFAULT_REPLY
+    reported = stack.fake_anthropic.answers[0].usage
+    assert message.usage.cache_read_input_tokens == reported["cache_read_input_tokens"] > 0
+    assert message.usage.cache_creation_input_tokens == reported["cache_creation_input_tokens"] > 0
+    assert message.usage.input_tokens == reported["input_tokens"]
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_a_stream_carries_the_same_answer_and_usage_and_bills_once(stack: Stack, model: str):
+    sdk = stack.sdk()
+    whole = sdk.messages.create(model=model, max_tokens=200, messages=user("Tell a story"))
+    with sdk.messages.stream(model=model, max_tokens=200, messages=user("Tell a story")) as stream:
+        texts = list(stream.text_stream)
+        final = stream.get_final_message()
+        request_id = stream.response.headers["x-request-id"]
+    assert "".join(texts) == whole.content[0].text == final.content[0].text  # type: ignore[union-attr]
+    assert len(texts) > 1
+    assert final.stop_reason == "end_turn"
+    assert final.usage.output_tokens == whole.usage.output_tokens
+    assert final.usage.input_tokens == whole.usage.input_tokens
+    receipt = stack.receipt(request_id)
+    assert receipt["stream"] is True and receipt["status"] == "succeeded"
+    assert receipt["charge_micros"] == stack.receipt(whole.id.removeprefix("msg_"))["charge_micros"] > 0
+
+
+def test_stream_events_come_in_the_messages_api_order(stack: Stack):
+    response = httpx.post(
+        f"{stack.url}/v1/messages",
+        headers={"x-api-key": stack.key, "anthropic-version": "2023-06-01"},
+        json={"model": OPENAI_MODEL, "max_tokens": 50, "stream": True, "messages": user("hi")},
+    )
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/event-stream")
+    names = [line.removeprefix("event: ") for line in response.text.splitlines() if line.startswith("event: ")]
+    assert names[:3] == ["message_start", "ping", "content_block_start"]
+    assert set(names[3:-3]) == {"content_block_delta"}
+    assert names[-3:] == ["content_block_stop", "message_delta", "message_stop"]
+
+
+# -- tools, images, thinking ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("model", [OPENAI_MODEL, ANTHROPIC_MODEL])
+def test_a_tool_round_trip(stack: Stack, model: str):
+    sdk = stack.sdk()
+    question = user("What is the weather in Paris?")
+    first = sdk.messages.create(
+        model=model, max_tokens=200, messages=question, tools=[WEATHER_TOOL], tool_choice={"type": "auto"}
+    )
+    assert first.stop_reason == "tool_use"
+    call = next(block for block in first.content if block.type == "tool_use")
+    assert call.name == "get_weather" and isinstance(call.input, dict) and call.input
+    history: Any = [
+        *question,
+        {"role": "assistant", "content": [block.model_dump(exclude_none=True) for block in first.content]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": call.id, "content": "21 degrees"}]},
+    ]
+    second = sdk.messages.create(model=model, max_tokens=200, messages=history, tools=[WEATHER_TOOL])
+    assert second.stop_reason == "end_turn"
+    assert "21 degrees" in second.content[0].text  # type: ignore[union-attr]
+
+
+def test_a_streamed_tool_call_arrives_as_input_json_deltas(stack: Stack):
+    with stack.sdk().messages.stream(
+        model=OPENAI_MODEL, max_tokens=200, messages=user("Weather?"), tools=[WEATHER_TOOL]
+    ) as stream:
+        kinds = [(event.type, getattr(getattr(event, "delta", None), "type", None)) for event in stream]
+        final = stream.get_final_message()
+    assert ("content_block_delta", "input_json_delta") in kinds
+    call = next(block for block in final.content if block.type == "tool_use")
+    assert call.name == "get_weather" and call.input  # the deltas join into the tool's JSON input
+    assert final.stop_reason == "tool_use"
+
+
+def test_an_image_reaches_the_upstream_as_a_data_url(stack: Stack):
+    image: Any = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG}}
+    message = stack.sdk().messages.create(
+        model=OPENAI_MODEL,
+        max_tokens=100,
+        messages=[{"role": "user", "content": [image, {"type": "text", "text": "What is this?"}]}],
+    )
+    assert message.content[0].text.startswith("I see 1 images")  # type: ignore[union-attr]
+    sent = stack.fake_openai.requests[-1].body["messages"][0]["content"]
+    assert sent[0] == {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG}"}}
+
+
+def test_a_parameter_no_route_can_carry_is_a_400_naming_it_with_a_receipt(stack: Stack):
+    with pytest.raises(anthropic.BadRequestError) as caught:
+        stack.sdk().messages.create(model=OPENAI_MODEL, max_tokens=10, messages=user("x"), extra_body={"top_k": 5})
+    error = caught.value.body["error"]  # type: ignore[index]
+    assert error["type"] == "invalid_request_error" and error["source"] == "client"
+    assert "`top_k`" in error["message"] and error["details"]["param"] == "top_k"
+    assert stack.receipt(error["request_id"])["error_source"] == "client"
+
+
+# -- token counting and the model list ------------------------------------------------------
+
+
+def test_count_tokens_answers_an_estimate_without_a_charge_or_receipt(stack: Stack):
+    key = stack.new_key(allowed_models=MODELS)
+    sdk = stack.sdk(key)
+    short = sdk.messages.count_tokens(model=OPENAI_MODEL, messages=user("hi"))
+    long = sdk.messages.count_tokens(model=OPENAI_MODEL, system="Be brief.", messages=user("hi " * 200))
+    assert 0 < short.input_tokens < long.input_tokens
+    assert stack.receipts_of(key) == []
+    with pytest.raises(anthropic.PermissionDeniedError):
+        stack.sdk(stack.new_key(allowed_models=(OPENAI_MODEL,))).messages.count_tokens(
+            model=ANTHROPIC_MODEL, messages=user("hi")
+        )
+
+
+def test_the_model_list_is_in_anthropics_shape_for_the_anthropic_sdk_only(stack: Stack):
+    key = stack.new_key(allowed_models=(OPENAI_MODEL, ANTHROPIC_MODEL))
+    page = stack.sdk(key).models.list()
+    assert sorted(model.id for model in page.data) == [ANTHROPIC_MODEL, OPENAI_MODEL]
+    assert all(model.type == "model" for model in page.data)
+    openai_shape = httpx.get(f"{stack.url}/v1/models", headers={"authorization": f"Bearer {key}"}).json()
+    assert openai_shape["object"] == "list" and openai_shape["data"][0]["object"] == "model"
+
+
+# -- keys, versions and errors --------------------------------------------------------------
+
+
+def test_the_key_may_come_as_x_api_key_or_as_a_bearer_token(stack: Stack):
+    by_bearer = Anthropic(base_url=stack.url, auth_token=stack.key, max_retries=0)
+    assert by_bearer.messages.create(model=SIMULATED_MODEL, max_tokens=20, messages=user("hi")).content
+
+
+@pytest.mark.parametrize("version", ["2023-06-01", anthropic._constants.ANTHROPIC_API_VERSION])
+def test_the_classic_and_the_sdks_current_anthropic_version_both_work(stack: Stack, version: str):
+    sdk = stack.sdk(default_headers={"anthropic-version": version})
+    raw = sdk.messages.with_raw_response.create(model=OPENAI_MODEL, max_tokens=20, messages=user("hi"))
+    assert raw.http_request.headers["anthropic-version"] == version
+    assert raw.parse().content
+
+
+def test_a_malformed_anthropic_version_is_a_400_in_anthropics_shape(stack: Stack):
+    with pytest.raises(anthropic.BadRequestError) as caught:
+        stack.sdk(default_headers={"anthropic-version": "latest"}).messages.create(
+            model=OPENAI_MODEL, max_tokens=20, messages=user("hi")
+        )
+    assert caught.value.body["error"]["details"]["param"] == "anthropic-version"  # type: ignore[index]
+
+
+def test_an_unknown_key_is_an_authentication_error_with_source_and_request_id(stack: Stack):
+    bogus = "gk-aaaaaaaaaaaa-" + "b" * 40
+    with pytest.raises(anthropic.AuthenticationError) as caught:
+        stack.sdk(bogus, max_retries=2).messages.create(model=OPENAI_MODEL, max_tokens=20, messages=user("x"))
+    error = caught.value
+    assert error.type == "authentication_error"
+    assert error.body["error"]["source"] == "key"  # type: ignore[index]
+    assert error.request_id == error.response.headers["x-request-id"] == error.body["error"]["request_id"]  # type: ignore[index]
+    assert "b" * 40 not in error.response.text
+    assert stack.receipt(error.request_id)["error_source"] == "key"
+
+
+def test_a_model_not_allowed_is_permission_denied_and_an_unknown_one_not_found(stack: Stack):
+    narrow = stack.sdk(stack.new_key(allowed_models=(OPENAI_MODEL,)), max_retries=2)
+    with pytest.raises(anthropic.PermissionDeniedError) as denied:
+        narrow.messages.create(model=ANTHROPIC_MODEL, max_tokens=20, messages=user("x"))
+    assert denied.value.type == "permission_error"
+    assert denied.value.body["error"]["source"] == "model"  # type: ignore[index]
+    with pytest.raises(anthropic.NotFoundError) as unknown:
+        stack.sdk(stack.new_key(), max_retries=2).messages.create(
+            model="claude-9000", max_tokens=20, messages=user("x")
+        )
+    assert unknown.value.type == "not_found_error"
+    assert "claude-9000" in unknown.value.body["error"]["message"]  # type: ignore[index]
+
+
+def test_an_empty_wallet_is_payment_required_and_the_sdk_retries_make_one_receipt(stack: Stack):
+    with stack.services.db.write() as conn:
+        poor = create_org(conn, f"poor-{uuid.uuid4().hex[:6]}", stack.services.clock())
+    key = stack.new_key(org_id=poor.id)
+    with pytest.raises(anthropic.PaymentRequiredError) as caught:
+        stack.sdk(key, max_retries=3).messages.create(model=OPENAI_MODEL, max_tokens=20, messages=user("x"))
+    error = caught.value
+    assert error.type == "billing_error" and error.error_code == "insufficient_balance"
+    assert error.body["error"]["source"] == "wallet"  # type: ignore[index]
+    assert error.response.headers["x-should-retry"] == "false"
+    assert len(stack.receipts_of(key)) == 1  # max_retries=3, one request: a lasting refusal is not retried
+
+
+def test_a_spent_budget_is_a_rate_limit_error_that_the_sdk_does_not_retry(stack: Stack):
+    key = stack.new_key(budget_total_micros=1)
+    with pytest.raises(anthropic.RateLimitError) as caught:
+        stack.sdk(key, max_retries=3).messages.create(model=OPENAI_MODEL, max_tokens=20, messages=user("x"))
+    assert caught.value.body["error"]["source"] == "budget"  # type: ignore[index]
+    assert len(stack.receipts_of(key)) == 1
+
+
+def test_an_upstream_refusal_is_attributed_to_the_upstream(stack: Stack):
+    with pytest.raises(anthropic.InternalServerError) as caught:
+        stack.sdk().messages.create(model=OPENAI_MODEL, max_tokens=20, messages=user("x [fake:status=500]"))
+    error = caught.value.body["error"]  # type: ignore[index]
+    assert (error["source"], error["details"]["provider"], error["details"]["upstream_status"]) == (
+        "upstream",
+        "openai",
+        500,
+    )
+
+
+# -- a stream cut mid-answer -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("model", "directive"), [(OPENAI_MODEL, "[fake:cut=3]"), (ANTHROPIC_MODEL, "#fake:cut=3")])
+def test_a_stream_cut_mid_answer_ends_with_an_error_event_and_a_failed_receipt(
+    stack: Stack, model: str, directive: str
+):
+    texts: list[str] = []
+    with (
+        pytest.raises(anthropic.APIStatusError) as caught,
+        stack.sdk().messages.stream(model=model, max_tokens=200, messages=user(f"Tell a story {directive}")) as stream,
+    ):
+        for text in stream.text_stream:
+            texts.append(text)
+    assert texts  # the answer had begun before the cut
+    error = caught.value.body["error"]  # type: ignore[index]
+    assert error["type"] == "api_error" and error["source"] == "upstream"
+    receipt = stack.receipt(error["request_id"])
+    assert receipt["status"] == "failed" and receipt["error_source"] == "upstream"
+    assert receipt["stream"] is True
