@@ -34,6 +34,8 @@ from glasskey.gateway.sweeper import sweep_expired_holds
 from glasskey.request_ids import RequestIdMiddleware
 from glasskey.research.http import routes_research
 from glasskey.research.runner import JobRunner
+from glasskey.research.http import routes_research
+from glasskey.research.runner import JobRunner
 from glasskey.routing.probes import probe_idle_routes
 from glasskey.services import Services
 
@@ -104,6 +106,8 @@ def build_app(services: Services) -> GatewayApp:
         *routes_anthropic(lifecycle),
         # The Gemini API's /v1beta paths, and its POST /v1/models/{model}:method before the /v1 mount.
         *gemini_routes(lifecycle),
+        # The research assistant's /v1/research paths, before the /v1 mount that would answer 404.
+        Mount("/v1/research", routes=routes_research(lifecycle, JobRunner(services, lifecycle))),
         # The research assistant's /v1/research paths, before the /v1 mount that would answer 404.
         Mount("/v1/research", routes=routes_research(lifecycle, JobRunner(services, lifecycle))),
         Mount("/v1", routes=routes_v1(lifecycle)),

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from glasskey.providers.base import ChatResult, EmbeddingResult, ProviderError, RouteTarget, StreamCut, Usage
+from glasskey.providers.simulated_research import research_answer
 from glasskey.providers.sse import before_wait
 
 PROVIDER_NAME = "simulated"
@@ -215,6 +216,10 @@ def _answer(target: RouteTarget, body: dict[str, Any]) -> _Answer:
     fill_to_max = target.options.get("output_tokens") == "max"
     stops = _stop_sequences(body.get("stop"))
     n = max(1, int(body.get("n") or 1))
+    # The research assistant's steps get answers of the shape they ask for (simulated_research).
+    research = research_answer(messages, cap, count_tokens)
+    if research is not None:
+        return _Answer((_Choice(research, "stop", count_tokens(research)),), count_prompt_tokens(messages))
 
     choices: list[_Choice] = []
     for index in range(n):

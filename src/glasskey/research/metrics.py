@@ -174,6 +174,7 @@ def table_text(table: MetricsTable) -> str:
     lines = [
         f"Data window: {table.start} to {table.end}, {table.points} aligned {table.frequency} points; "
         f"risk-free rate {percent(table.risk_free_rate)} a year.",
+        "",
         "| symbol | total return | annualised return | annualised volatility | max drawdown | Sharpe | source |",
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]

@@ -37,6 +37,9 @@ research_jobs = Table(
     Column("deep_model", String(200), nullable=False),
     Column("depth", String(16), nullable=False),
     Column("risk_free_rate", String(32), nullable=False),
+    # The data window asked for (ISO dates, inclusive); None takes every aligned date.
+    Column("window_start", String(10), nullable=True),
+    Column("window_end", String(10), nullable=True),
     # queued, running, succeeded, failed, cancelled, capped
     Column("status", String(16), nullable=False),
     Column("step", String(16), nullable=True),

@@ -45,6 +45,8 @@ def upgrade() -> None:
         sa.Column("deep_model", sa.String(length=200), nullable=False),
         sa.Column("depth", sa.String(length=16), nullable=False),
         sa.Column("risk_free_rate", sa.String(length=32), nullable=False),
+        sa.Column("window_start", sa.String(length=10), nullable=True),
+        sa.Column("window_end", sa.String(length=10), nullable=True),
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("step", sa.String(length=16), nullable=True),
         sa.Column("confirmed_max_micros", sa.BigInteger(), nullable=False),

@@ -1,0 +1,192 @@
+"""The ``/v1/research`` endpoints, key-authenticated: parse, call one domain function, render.
+
+A key sees only its own files and jobs. Preflight moves no money. Creating a job re-runs the
+preflight and refuses before any call when a model is not allowed (403 ``model``), the wallet
+cannot cover the maximum (402 ``wallet``) or a budget would be passed (429 ``budget``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from typing import Any, TypeVar
+
+import anyio
+import anyio.to_thread
+import orjson
+from sqlalchemy import Connection
+from starlette.datastructures import UploadFile
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+from glasskey.errors import ClientError, WalletError
+from glasskey.gateway.http import JSONResponse, read_body
+from glasskey.gateway.lifecycle import Lifecycle
+from glasskey.gateway.requests import parse_json_object
+from glasskey.keys.service import KeyRecord
+from glasskey.research import jobs
+from glasskey.research.inputs import FILE_MAX_BYTES, INPUTS_MAX, input_error
+from glasskey.research.preflight import JobSpec, Prepared, preflight, prepare, refusal_error
+from glasskey.research.runner import JobRunner
+
+T = TypeVar("T")
+EVENTS_POLL_SECONDS = 0.25
+EVENTS_MAX_SECONDS = 6 * 3600  # a watcher is let go after this, whatever the job does
+JOB_BODY_MAX_BYTES = 64 * 1024
+
+
+def sse_event(name: str, payload: dict[str, Any]) -> bytes:
+    return b"event: " + name.encode() + b"\ndata: " + orjson.dumps(payload) + b"\n\n"
+
+
+def routes_research(lifecycle: Lifecycle, runner: JobRunner) -> list[Route]:
+    services = lifecycle.services
+
+    async def write(fn: Callable[[Connection], T]) -> T:
+        def work() -> T:
+            with services.db.write() as conn:
+                return fn(conn)
+
+        return await anyio.to_thread.run_sync(work)
+
+    async def key_of(request: Request) -> KeyRecord:
+        return await lifecycle.key_of(request.headers.get("authorization"))
+
+    async def planned(request: Request, key: KeyRecord) -> tuple[dict[str, Any], Prepared, dict[str, Any]]:
+        body = parse_json_object(await read_body(request, JOB_BODY_MAX_BYTES))
+        spec = JobSpec.parse(body)
+        files = await lifecycle.read(lambda conn: jobs.get_files(conn, key.id, spec.file_ids))
+        prepared = prepare(spec, files)
+        now = services.clock()
+        result = await lifecycle.read(lambda conn: preflight(conn, key, prepared, services.health, now))
+        return body, prepared, result
+
+    async def upload(request: Request) -> Response:
+        key = await key_of(request)
+        length = request.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > INPUTS_MAX * (FILE_MAX_BYTES + 4096):
+            raise input_error(f"the upload is over the limit of {INPUTS_MAX} files of {FILE_MAX_BYTES} bytes")
+        async with request.form(max_files=INPUTS_MAX, max_fields=INPUTS_MAX) as form:
+            uploads = [
+                (v.filename or "", await v.read(FILE_MAX_BYTES + 1))
+                for _, v in form.multi_items()
+                if isinstance(v, UploadFile)
+            ]
+        if not uploads:
+            raise ClientError("send the files as multipart/form-data parts named `file`", param="file")
+        now = services.clock()
+        stored = await write(lambda conn: [jobs.store_file(conn, key.id, name, data, now) for name, data in uploads])
+        return JSONResponse({"object": "list", "data": [f.public() for f in stored]}, status_code=201)
+
+    async def preflight_endpoint(request: Request) -> Response:
+        key = await key_of(request)
+        _, _, result = await planned(request, key)
+        if result["refused_by"] == "wallet":
+            raise WalletError(f"The research job is not admitted: {result['reason']}", details={"preflight": result})
+        return JSONResponse(result)
+
+    async def create(request: Request) -> Response:
+        key = await key_of(request)
+        body, prepared, result = await planned(request, key)
+        refusal = refusal_error(result)
+        if refusal is not None:
+            raise refusal
+        confirmed = body.get("max_charge_micros")
+        if isinstance(confirmed, bool) or not isinstance(confirmed, int) or confirmed < 0:
+            raise ClientError(
+                "`max_charge_micros` (the most the job may charge, as confirmed after the preflight) must be a "
+                f"non-negative integer; the preflight's maximum is {result['cost']['max_micros']}",
+                param="max_charge_micros",
+            )
+        now = services.clock()
+        job_id = await write(
+            lambda conn: jobs.create_job(
+                conn, key_id=key.id, org_id=key.org_id, plan=prepared.plan, files=prepared.files,
+                risk_free_rate=prepared.spec.risk_free_rate,
+                window=(prepared.spec.window_start, prepared.spec.window_end), confirmed_max_micros=confirmed,
+                planned_max_micros=result["cost"]["max_micros"],
+                planned_estimate_micros=result["cost"]["estimated_micros"],
+                expected_ms=(result["runtime"]["p50_ms"], result["runtime"]["p90_ms"]),
+                call_max_micros=[c["max_charge_micros"] for c in result["plan"]["calls"]], now=now,
+            )
+        )  # fmt: skip
+        runner.start(job_id, request.headers.get("authorization") or "")
+        status = await lifecycle.read(lambda conn: jobs.job_status(conn, job_id, key.id, services.clock()))
+        return JSONResponse({**status, "preflight": result}, status_code=201)
+
+    async def list_endpoint(request: Request) -> Response:
+        key = await key_of(request)
+        now = services.clock()
+
+        def work(conn: Connection) -> list[dict[str, Any]]:
+            return [jobs.job_status(conn, row.id, key.id, now) for row in jobs.list_jobs(conn, key.id)]
+
+        return JSONResponse({"object": "list", "data": await lifecycle.read(work)})
+
+    async def show(request: Request) -> Response:
+        key = await key_of(request)
+        job_id = request.path_params["job_id"]
+        return JSONResponse(await lifecycle.read(lambda conn: jobs.job_status(conn, job_id, key.id, services.clock())))
+
+    async def cancel(request: Request) -> Response:
+        key = await key_of(request)
+        job_id = request.path_params["job_id"]
+        await runner.cancel(job_id, key.id)
+        return JSONResponse(await lifecycle.read(lambda conn: jobs.job_status(conn, job_id, key.id, services.clock())))
+
+    async def resume(request: Request) -> Response:
+        key = await key_of(request)
+        job_id = request.path_params["job_id"]
+        row = await lifecycle.read(lambda conn: jobs.job_row(conn, job_id, key.id))
+        if row.status in jobs.FINISHED:
+            raise ClientError(f"job {job_id} is {row.status}; only an unfinished job resumes", code="job_finished")
+        if not runner.running(job_id):
+            runner.start(job_id, request.headers.get("authorization") or "")
+        return JSONResponse(await lifecycle.read(lambda conn: jobs.job_status(conn, job_id, key.id, services.clock())))
+
+    async def events(request: Request) -> Response:
+        key = await key_of(request)
+        job_id = request.path_params["job_id"]
+        first = await lifecycle.read(lambda conn: jobs.job_status(conn, job_id, key.id, services.clock()))
+
+        async def stream() -> AsyncIterator[bytes]:
+            status, last = first, None
+            deadline = services.monotonic() + EVENTS_MAX_SECONDS
+            while True:
+                seen = {k: v for k, v in status.items() if k != "elapsed_ms"}
+                if seen != last:
+                    yield sse_event("progress", status)
+                    last = seen
+                if status["status"] in jobs.FINISHED or services.monotonic() > deadline:
+                    yield sse_event("end", {"id": job_id, "status": status["status"], "report": status["report"]})
+                    return
+                await anyio.sleep(EVENTS_POLL_SECONDS)
+                status = await lifecycle.read(lambda conn: jobs.job_status(conn, job_id, key.id, services.clock()))
+
+        return StreamingResponse(stream(), media_type="text/event-stream", headers={"cache-control": "no-cache"})
+
+    async def report(request: Request) -> Response:
+        key = await key_of(request)
+        job_id = request.path_params["job_id"]
+        fmt = request.path_params.get("fmt", "json")
+        row = await lifecycle.read(lambda conn: jobs.job_row(conn, job_id, key.id))
+        if row.report is None:
+            raise ClientError(f"job {job_id} has no report yet (status {row.status})", code="report_not_ready")
+        if fmt == "md":
+            return Response(row.report["markdown"], media_type="text/markdown; charset=utf-8")
+        if fmt != "json":
+            raise ClientError("a report is `.md` or `.json`", code="unknown_format")
+        return JSONResponse(row.report)
+
+    return [
+        Route("/files", upload, methods=["POST"]),
+        Route("/preflight", preflight_endpoint, methods=["POST"]),
+        Route("/jobs", create, methods=["POST"]),
+        Route("/jobs", list_endpoint, methods=["GET"]),
+        Route("/jobs/{job_id}", show, methods=["GET"]),
+        Route("/jobs/{job_id}/events", events, methods=["GET"]),
+        Route("/jobs/{job_id}/cancel", cancel, methods=["POST"]),
+        Route("/jobs/{job_id}/resume", resume, methods=["POST"]),
+        Route("/jobs/{job_id}/report", report, methods=["GET"]),
+        Route("/jobs/{job_id}/report.{fmt}", report, methods=["GET"]),
+    ]
