@@ -31,6 +31,8 @@ from glasskey.gateway.http import JSONResponse, error_response, request_id_of, r
 from glasskey.gateway.lifecycle import Lifecycle
 from glasskey.gateway.sweeper import sweep_expired_holds
 from glasskey.request_ids import RequestIdMiddleware
+from glasskey.research.http import routes_research
+from glasskey.research.runner import JobRunner
 from glasskey.routing.probes import probe_idle_routes
 from glasskey.services import Services
 
@@ -99,6 +101,8 @@ def build_app(services: Services) -> GatewayApp:
         Route("/metrics", metrics),
         # Full /v1 paths of the Anthropic Messages API, before the /v1 mount that would answer 404.
         *routes_anthropic(lifecycle),
+        # The research assistant's /v1/research paths, before the /v1 mount that would answer 404.
+        Mount("/v1/research", routes=routes_research(lifecycle, JobRunner(services, lifecycle))),
         Mount("/v1", routes=routes_v1(lifecycle)),
     ]
     routes.append(Mount("/admin/api", app=admin_app))
