@@ -29,8 +29,31 @@ class StreamOutcome:
     headers: dict[str, str] = field(default_factory=dict)
 
 
+# orjson refuses integers beyond 64 bits and nesting past 254 levels. A chunk is the upstream's
+# data: whatever it holds, it must not end the relay, so one that will not serialise is relayed
+# with such integers clamped and such depths cut (the usage it carries was already bounded).
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+SSE_DEPTH_MAX = 200
+
+
 def sse(payload: dict[str, Any]) -> bytes:
-    return b"data: " + orjson.dumps(payload) + b"\n\n"
+    try:
+        return b"data: " + orjson.dumps(payload) + b"\n\n"
+    except TypeError:
+        return b"data: " + orjson.dumps(serialisable(payload), default=str) + b"\n\n"
+
+
+def serialisable(value: Any, depth: int = 0) -> Any:
+    """``value`` with every integer clamped to 64 bits and anything deeper than 200 levels as null."""
+    if depth > SSE_DEPTH_MAX:
+        return None
+    if isinstance(value, dict):
+        return {str(key): serialisable(item, depth + 1) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [serialisable(item, depth + 1) for item in value]
+    if isinstance(value, int) and not isinstance(value, bool):
+        return max(_INT64_MIN, min(_INT64_MAX, value))
+    return value
 
 
 SSE_DONE = b"data: [DONE]\n\n"

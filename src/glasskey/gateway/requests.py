@@ -1,8 +1,21 @@
 """Parsing and checking client request bodies, once, before anything else runs.
 
-Bodies are parsed with orjson into plain dicts; only the fields the gateway acts on are
-checked. Fields that would let a client pick the upstream (``api_base``, ``base_url`` ...) are
-refused: only operators choose where requests go.
+Bodies are parsed with orjson into plain dicts (orjson already refuses invalid UTF-8, lone
+surrogates, NaN and nesting deeper than 1024). Then one walk over the whole body refuses, with a
+400 ``source: client``:
+
+* a NUL character in any string or key: PostgreSQL cannot store it, and a row it refuses must
+  never reach the database (it would fail the request's receipt, and its batch with it);
+* nesting deeper than ``BODY_DEPTH_MAX`` (64): orjson serialises at most 254 levels, and no real
+  request needs more than a few;
+* a field that would let a client choose or configure the upstream (``api_base``, ``base_url``,
+  ``api_key``, ...: ``UPSTREAM_FIELDS``) at any depth, whatever its case, ``_`` or ``-``
+  (``API_BASE``, ``extra_body.api_base``, ``metadata.baseURL``). Only operators choose where and
+  how glasskey connects. JSON Schemas the client defines for the model (tool ``parameters``,
+  ``response_format.json_schema.schema``) are exempt from the name rule: a tool may well take an
+  ``api_key`` argument, and a schema never configures a connection.
+
+Then each endpoint's fields are checked against their bounds (``gateway.parameters``).
 """
 
 from __future__ import annotations
@@ -11,40 +24,125 @@ from typing import Any
 
 import orjson
 
-from glasskey.errors import ClientError
+from glasskey.errors import ClientError, shown
+from glasskey.gateway import parameters as p
 
-FORBIDDEN_FIELDS = ("api_base", "base_url", "api_key", "api_version", "custom_llm_provider", "upstream_url")
-MAX_CHOICES = 8
+BODY_DEPTH_MAX = 64
+# Compared after lower-casing and dropping ``_`` and ``-``: ``api_base``, ``API-BASE`` and
+# ``apiBase`` are one name. These are the connection settings of the OpenAI SDKs, LiteLLM and
+# the clouds' SDKs, any of which an OpenAI-compatible host behind a route might honour.
+UPSTREAM_FIELDS = (
+    "api_base",
+    "base_url",
+    "api_key",
+    "api_version",
+    "api_type",
+    "custom_llm_provider",
+    "upstream_url",
+    "organization",
+    "extra_headers",
+    "headers",
+    "proxy",
+    "proxy_url",
+    "azure_ad_token",
+    "azure_endpoint",
+    "aws_access_key_id",
+    "aws_secret_access_key",
+    "aws_session_token",
+    "aws_region_name",
+    "vertex_project",
+    "vertex_location",
+    "vertex_credentials",
+)
+_UPSTREAM_NAMES = {name.replace("_", ""): name for name in UPSTREAM_FIELDS}
+
+
+def _plain(name: str) -> str:
+    return name.lower().replace("_", "").replace("-", "")
 
 
 def parse_json_object(raw: bytes) -> dict[str, Any]:
     try:
         body = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        raise ClientError("The request body is not valid JSON", code="invalid_json") from None
+    except orjson.JSONDecodeError as error:
+        raise ClientError(f"The request body is not valid JSON: {shown(str(error))}", code="invalid_json") from None
     if not isinstance(body, dict):
         raise ClientError("The request body must be a JSON object", code="invalid_json")
-    for name in FORBIDDEN_FIELDS:
-        if name in body:
-            raise ClientError(f"`{name}` is not accepted: upstreams are chosen by the gateway's operator", param=name)
+    check_body_text(body)
     return body
 
 
-def _positive_int(body: dict[str, Any], name: str, *, maximum: int | None = None) -> None:
-    value = body.get(name)
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ClientError(f"`{name}` must be a positive integer", param=name)
-    if maximum is not None and value > maximum:
-        raise ClientError(f"`{name}` must be at most {maximum}", param=name)
+def _schemas(body: dict[str, Any]) -> set[int]:
+    """The ids of the JSON Schemas the client wrote for the model (exempt from the name rule)."""
+    found: list[Any] = []
+    tools, functions = body.get("tools"), body.get("functions")
+    for tool in tools if isinstance(tools, list) else ():
+        if isinstance(tool, dict):
+            function = tool.get("function")
+            if isinstance(function, dict):
+                found.append(function.get("parameters"))
+            custom = tool.get("custom")
+            if isinstance(custom, dict):
+                found.append(custom.get("format"))
+    for function in functions if isinstance(functions, list) else ():
+        if isinstance(function, dict):
+            found.append(function.get("parameters"))
+    response_format = body.get("response_format")
+    if isinstance(response_format, dict) and isinstance(response_format.get("json_schema"), dict):
+        found.append(response_format["json_schema"].get("schema"))
+    return {id(node) for node in found if isinstance(node, dict)}
+
+
+def _where(path: str, key: Any) -> str:
+    return f"{path}.{key}" if path else str(key)
+
+
+def _nul(where: str) -> ClientError:
+    return ClientError(
+        f"`{shown(where)}` contains a NUL character (\\u0000), which glasskey does not accept in any text",
+        param=where,
+    )
+
+
+def _upstream_field(where: str, name: str) -> ClientError:
+    return ClientError(
+        f"`{shown(where)}` is not accepted: `{name}` would choose or configure the upstream,"
+        " and only the gateway's operator does that",
+        param=where,
+    )
+
+
+def check_body_text(body: dict[str, Any]) -> None:
+    """One pass over every key and value: no NUL, no depth past 64, no upstream-choosing field."""
+    schemas = _schemas(body)
+    # An explicit stack: a recursive walk would let a deep body exhaust Python's own stack.
+    stack: list[tuple[Any, int, bool, str]] = [(body, 1, True, "")]
+    while stack:
+        node, depth, names_checked, path = stack.pop()
+        if depth > BODY_DEPTH_MAX:
+            raise ClientError(
+                f"The request body is nested deeper than {BODY_DEPTH_MAX} levels (at `{shown(path)}`)", param=path
+            )
+        if isinstance(node, dict):
+            names_checked = names_checked and id(node) not in schemas
+            items: Any = node.items()
+        else:
+            items = enumerate(node)
+        for key, value in items:
+            if isinstance(key, str):
+                if "\x00" in key:
+                    raise _nul(path or "body")
+                if names_checked and (name := _UPSTREAM_NAMES.get(_plain(key))) is not None:
+                    raise _upstream_field(_where(path, key), name)
+            if isinstance(value, str):
+                if "\x00" in value:
+                    raise _nul(_where(path, key))
+            elif isinstance(value, dict | list):
+                stack.append((value, depth + 1, names_checked, _where(path, key)))
 
 
 def check_model_field(body: dict[str, Any]) -> str:
-    model = body.get("model")
-    if not isinstance(model, str) or not model:
-        raise ClientError("`model` is required and must be a string", param="model", code="missing_model")
-    return model
+    return p.check_model_name(body.get("model"))
 
 
 def check_chat_body(body: dict[str, Any]) -> None:
@@ -55,21 +153,25 @@ def check_chat_body(body: dict[str, Any]) -> None:
     for index, message in enumerate(messages):
         if not isinstance(message, dict) or not isinstance(message.get("role"), str):
             raise ClientError(f"`messages[{index}]` must be an object with a `role`", param=f"messages[{index}]")
-    if "stream" in body and not isinstance(body["stream"], bool):
-        raise ClientError("`stream` must be a boolean", param="stream")
+    p.check_bounds(body, p.CHAT_BOUNDS)
     options = body.get("stream_options")
     if options is not None and not isinstance(options, dict):
         raise ClientError("`stream_options` must be an object", param="stream_options")
-    _positive_int(body, "max_tokens")
-    _positive_int(body, "max_completion_tokens")
-    _positive_int(body, "n", maximum=MAX_CHOICES)
+    if options and options.get("include_usage") is not None and not isinstance(options["include_usage"], bool):
+        raise ClientError("`stream_options.include_usage` must be true or false", param="stream_options")
+    p.check_text(body, "user", p.USER_MAX_CHARS)
+    p.check_metadata(body)
+    p.check_stop(body)
+    p.check_logit_bias(body)
+    p.check_list(body, "tools", p.TOOLS_MAX)
+    p.check_list(body, "functions", p.TOOLS_MAX)
 
 
 def check_embeddings_body(body: dict[str, Any]) -> None:
     check_model_field(body)
-    value = body.get("input")
-    if isinstance(value, str) and value:
-        return
-    if isinstance(value, list) and value:
-        return
-    raise ClientError("`input` must be a non-empty string or array", param="input")
+    p.check_embedding_input(body.get("input"))
+    p.check_bounds(body, p.EMBEDDINGS_BOUNDS)
+    p.check_text(body, "user", p.USER_MAX_CHARS)
+    encoding_format = body.get("encoding_format")
+    if encoding_format is not None and encoding_format not in ("float", "base64"):
+        raise ClientError("`encoding_format` must be `float` or `base64`", param="encoding_format")

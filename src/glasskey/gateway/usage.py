@@ -4,29 +4,51 @@ from __future__ import annotations
 
 from typing import Any
 
-from glasskey.providers.base import Usage
+from glasskey.providers.base import Usage, token_count
 
 
-def usage_from_openai(usage: dict[str, Any]) -> Usage:
-    details = usage.get("prompt_tokens_details") or {}
-    return Usage(
-        input_tokens=int(usage.get("prompt_tokens") or 0),
-        output_tokens=int(usage.get("completion_tokens") or 0),
-        cached_tokens=int(details.get("cached_tokens") or 0),
-    )
+def usage_from_openai(usage: Any) -> Usage | None:
+    """OpenAI usage as ``Usage``; None when its prompt or completion count is not a count.
+
+    Counts are clamped to ``TOKEN_COUNT_MAX``; a string, fraction, boolean or object where a
+    count belongs means the upstream reported nothing usable, and the gateway estimates instead.
+    """
+    if not isinstance(usage, dict):
+        return None
+    input_tokens = token_count(usage.get("prompt_tokens"))
+    output_tokens = token_count(usage.get("completion_tokens"))
+    if input_tokens is None or output_tokens is None:
+        return None
+    details = usage.get("prompt_tokens_details")
+    cached = token_count(details.get("cached_tokens")) if isinstance(details, dict) else None
+    return Usage(input_tokens=input_tokens, output_tokens=output_tokens, cached_tokens=cached or 0)
 
 
-def text_of_delta(delta: dict[str, Any]) -> str:
-    parts = [delta.get("content") or ""]
-    for call in delta.get("tool_calls") or ():
-        function = call.get("function") or {}
-        parts.append(function.get("name") or "")
-        parts.append(function.get("arguments") or "")
+def text_of_delta(delta: Any) -> str:
+    """The text a delta (or message) carries, for estimates; anything that is not text counts as none."""
+    if not isinstance(delta, dict):
+        return ""
+    parts = [_text(delta.get("content"))]
+    calls = delta.get("tool_calls")
+    for call in calls if isinstance(calls, list) else ():
+        function = call.get("function") if isinstance(call, dict) else None
+        if isinstance(function, dict):
+            parts.append(_text(function.get("name")))
+            parts.append(_text(function.get("arguments")))
     return "".join(parts)
 
 
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
 def text_of_body(body: dict[str, Any]) -> str:
-    return "".join(text_of_delta(choice.get("message") or {}) for choice in body.get("choices") or ())
+    choices = body.get("choices")
+    return "".join(
+        text_of_delta(choice.get("message"))
+        for choice in (choices if isinstance(choices, list) else ())
+        if isinstance(choice, dict)
+    )
 
 
 def estimate_tokens(text: str) -> int:

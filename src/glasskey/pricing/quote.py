@@ -13,11 +13,12 @@ from typing import Any
 
 from sqlalchemy import Connection
 
+from glasskey.errors import ClientError
 from glasskey.keys.budget import TOTAL, day_period, get_spend
 from glasskey.keys.service import KeyRecord
 from glasskey.money import charge_micros, format_micros
 from glasskey.orgs.service import get_wallet
-from glasskey.pricing.catalog import Prices
+from glasskey.pricing.catalog import Model, Prices
 from glasskey.pricing.metering import max_charge
 from glasskey.pricing.tokens import (
     ESTIMATED_OUTPUT_TOKENS,
@@ -91,11 +92,27 @@ class Bounds:
     route_max_charge_micros: int  # on the route that would serve it first
 
 
+def check_output_cap(body: dict[str, Any], model: Model) -> None:
+    """A request may not ask for more output than its model can write (OpenAI answers 400 too).
+
+    Refused rather than lowered: the body goes upstream as the client sent it, and a hold is
+    only honest if the upstream is asked for no more than the hold covers.
+    """
+    for name in ("max_completion_tokens", "max_tokens"):
+        requested = body.get(name)
+        if isinstance(requested, int) and not isinstance(requested, bool) and requested > model.max_output_tokens:
+            raise ClientError(
+                f"`{name}` is {requested:,}; {model.name} writes at most {model.max_output_tokens:,} tokens",
+                param=name,
+            )
+
+
 def request_bounds(selection: Selection, body: dict[str, Any], *, endpoint: str = "chat") -> Bounds:
     if endpoint == "embeddings":
         tokens = embedding_input_tokens(body)
         output_max = output_estimate = 0
     else:
+        check_output_cap(body, selection.model)
         tokens = chat_input_tokens(body)
         output_max = max_output_tokens(body, selection.model.max_output_tokens)
         output_estimate = min(output_max, ESTIMATED_OUTPUT_TOKENS)

@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 
 from glasskey.errors import ClientError
-from glasskey.providers.base import StreamCut, Usage
+from glasskey.providers.base import StreamCut, Usage, token_count
 
 PROVIDER_NAME = "anthropic"
 API_VERSION = "2023-06-01"
@@ -352,14 +352,9 @@ def _output_format(response_format: Any) -> dict[str, Any] | None:
 
 
 def _count(value: Any) -> int:
-    """A token count as reported; a missing or malformed one counts as 0 (negatives pass through)."""
-    if isinstance(value, bool):
-        return 0
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float):
-        return int(value)
-    return 0
+    """A token count as reported, within ``TOKEN_COUNT_MAX``; a missing or malformed one counts as 0
+    (negatives pass through, for the gateway to flag)."""
+    return token_count(value) or 0
 
 
 def usage_to_openai(usage: dict[str, Any]) -> tuple[dict[str, Any], Usage]:

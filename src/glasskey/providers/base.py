@@ -29,6 +29,36 @@ class RouteTarget:
         return f"RouteTarget(route_id={self.route_id!r}, provider={self.provider!r}, model={self.upstream_model!r})"
 
 
+# A token count an upstream reports is believed up to a trillion tokens: far above any real
+# request (the gateway then bounds it by the request's own maximum), and far inside the 64-bit
+# integers that orjson, the database and every client can hold, even summed.
+TOKEN_COUNT_MAX = 10**12
+_DIGITS_MAX = 20
+
+
+def token_count(value: Any, *, strings: bool = False) -> int | None:
+    """A reported token count as an int within +-``TOKEN_COUNT_MAX``, or None if it is not a count.
+
+    Whole floats (``12.0``, ``1e40``) count, clamped; booleans, fractions, objects and arrays do
+    not; strings of digits count only when ``strings`` (proto3 JSON writes int64 as strings).
+    Negative counts are kept so that the gateway can flag them (``Run.bounded``).
+    """
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, float):
+        if value != value or not value.is_integer():  # NaN, or a fraction of a token
+            return None
+        value = int(max(-TOKEN_COUNT_MAX, min(TOKEN_COUNT_MAX, value)))
+    elif isinstance(value, str) and strings:
+        text = value.strip()
+        if not (0 < len(text) <= _DIGITS_MAX and text.lstrip("-").isdigit()):
+            return None
+        value = int(text)
+    if not isinstance(value, int):
+        return None
+    return max(-TOKEN_COUNT_MAX, min(TOKEN_COUNT_MAX, value))
+
+
 @dataclass(frozen=True)
 class Usage:
     input_tokens: int

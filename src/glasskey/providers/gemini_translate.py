@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 import orjson
 
 from glasskey.errors import ClientError
-from glasskey.providers.base import StreamCut, Usage
+from glasskey.providers.base import StreamCut, Usage, token_count
 
 PROVIDER_NAME = "gemini"
 
@@ -322,18 +322,9 @@ def finish_reason(gemini_reason: Any, has_tool_calls: bool) -> str:
 
 
 def _count(metadata: Mapping[str, Any], name: str) -> int:
-    """A token count as reported; proto3 JSON omits zeros, so a missing count is 0."""
-    value = metadata.get(name)
-    if isinstance(value, bool):
-        return 0
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str):
-        try:
-            return int(value)
-        except ValueError:
-            return 0
-    return 0
+    """A token count as reported, within ``TOKEN_COUNT_MAX``; proto3 JSON omits zeros (so a missing
+    count is 0) and may write counts as strings of digits."""
+    return token_count(metadata.get(name), strings=True) or 0
 
 
 def usage_of(metadata: Mapping[str, Any]) -> tuple[dict[str, Any], Usage]:
@@ -346,11 +337,11 @@ def usage_of(metadata: Mapping[str, Any]) -> tuple[dict[str, Any], Usage]:
     cached = _count(metadata, "cachedContentTokenCount")
     thoughts = _count(metadata, "thoughtsTokenCount")
     completion = _count(metadata, "candidatesTokenCount") + thoughts
-    total = metadata.get("totalTokenCount")
+    total = token_count(metadata.get("totalTokenCount"))
     body = {
         "prompt_tokens": prompt,
         "completion_tokens": completion,
-        "total_tokens": total if isinstance(total, int) and not isinstance(total, bool) else prompt + completion,
+        "total_tokens": prompt + completion if total is None else total,
         "prompt_tokens_details": {"cached_tokens": cached},
         "completion_tokens_details": {"reasoning_tokens": thoughts},
     }

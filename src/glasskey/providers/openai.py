@@ -27,7 +27,15 @@ from typing import Any
 import anyio
 import orjson
 
-from glasskey.providers.base import ChatResult, EmbeddingResult, ProviderError, RouteTarget, StreamCut, Usage
+from glasskey.providers.base import (
+    ChatResult,
+    EmbeddingResult,
+    ProviderError,
+    RouteTarget,
+    StreamCut,
+    Usage,
+    token_count,
+)
 from glasskey.providers.http import Timeouts, UpstreamHTTP, UpstreamHTTPError, resolve_credential, scrub
 from glasskey.providers.sse import Event
 
@@ -63,23 +71,26 @@ def embeddings_request(body: Mapping[str, Any], upstream_model: str) -> dict[str
 
 
 def _count(value: Any) -> int | None:
-    """A token count as an int, or None when the upstream sent something that is not a count."""
-    if isinstance(value, bool):
+    return token_count(value)
+
+
+def _counts(details: Any) -> dict[str, int] | None:
+    """A ``*_tokens_details`` object with its counts only (anything else an upstream put there goes)."""
+    if not isinstance(details, dict):
         return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
-        return int(value)
-    return None
+    return {name: count for name, value in details.items() if (count := _count(value)) is not None}
 
 
 def usage_body(reported: Any) -> dict[str, Any] | None:
-    """The upstream's usage as OpenAI usage with integer counts, or None if it has no counts.
+    """The upstream's usage as OpenAI usage of bounded integer counts, or None if it has no counts.
 
-    A usage object missing its prompt or completion count is treated as no usage at all, so the
-    gateway estimates (and flags) the request instead of billing a silent zero. Negative and
-    impossible numbers are kept: the gateway bounds and flags them. DeepSeek-style
-    ``prompt_cache_hit_tokens`` fills ``prompt_tokens_details.cached_tokens`` when that is absent.
+    A usage object missing its prompt or completion count (or sending a string, a fraction, a
+    boolean or an object there) is treated as no usage at all, so the gateway estimates (and
+    flags) the request instead of billing a silent zero. Counts are clamped to
+    ``TOKEN_COUNT_MAX`` and only counts are kept, so the usage always serialises again when it
+    is relayed; negative and impossible numbers are kept for the gateway to bound and flag.
+    DeepSeek-style ``prompt_cache_hit_tokens`` fills ``prompt_tokens_details.cached_tokens``
+    when that is absent.
     """
     if not isinstance(reported, dict):
         return None
@@ -87,14 +98,22 @@ def usage_body(reported: Any) -> dict[str, Any] | None:
     completion = _count(reported.get("completion_tokens"))
     if prompt is None or completion is None:
         return None
-    body = {**reported, "prompt_tokens": prompt, "completion_tokens": completion}
+    body: dict[str, Any] = {
+        name: count
+        for name, value in reported.items()
+        if not name.endswith("_details") and (count := _count(value)) is not None
+    }
+    body.update(prompt_tokens=prompt, completion_tokens=completion)
     total = _count(reported.get("total_tokens"))
     body["total_tokens"] = prompt + completion if total is None else total
-    details = reported.get("prompt_tokens_details")
-    cached = _count(details.get("cached_tokens")) if isinstance(details, dict) else None
+    for name in ("prompt_tokens_details", "completion_tokens_details"):
+        details = _counts(reported.get(name))
+        if details is not None:
+            body[name] = details
+    cached = (body.get("prompt_tokens_details") or {}).get("cached_tokens")
     hits = _count(reported.get("prompt_cache_hit_tokens"))
     if cached is None and hits is not None:
-        body["prompt_tokens_details"] = {**(details if isinstance(details, dict) else {}), "cached_tokens": hits}
+        body["prompt_tokens_details"] = {**body.get("prompt_tokens_details", {}), "cached_tokens": hits}
     return body
 
 
@@ -243,7 +262,10 @@ async def translate_stream(
             )
         _with_model(chunk, upstream_model)
         choices = chunk.get("choices")
-        choices = choices if isinstance(choices, list) else []
+        # Only objects are choices: whatever else a host sends there would break whoever reads them.
+        choices = [choice for choice in choices if isinstance(choice, dict)] if isinstance(choices, list) else []
+        if "choices" in chunk:
+            chunk["choices"] = choices
         reported = chunk.get("usage")
         if reported is not None:
             usage = usage_body(reported)
@@ -256,8 +278,6 @@ async def translate_stream(
                 continue  # a usage-only chunk goes out last, once the stream is known to be whole
             chunk["usage"] = None
         for choice in choices:
-            if not isinstance(choice, dict):
-                continue
             # A host that leaves out ``index`` has one choice.
             index = choice.get("index", 0)
             index = index if isinstance(index, int) else 0
@@ -340,7 +360,10 @@ class OpenAIProvider:
         payload = await self._post(target, "chat/completions", chat_request(body, target.upstream_model, stream=False))
         if not isinstance(payload.get("choices"), list):
             raise ProviderError(self.name, 502, "the upstream answer has no choices", error_type="invalid_response")
-        return ChatResult(body=_with_model(payload, target.upstream_model), usage=usage_of(payload.get("usage")))
+        usage = usage_body(payload.get("usage"))
+        if "usage" in payload:
+            payload["usage"] = usage  # the client sees the counts that were billed, bounded
+        return ChatResult(body=_with_model(payload, target.upstream_model), usage=usage_of(usage))
 
     async def stream_chat(self, target: RouteTarget, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
         credential = self._credential(target)

@@ -32,7 +32,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from glasskey.providers.base import ChatResult, EmbeddingResult, ProviderError, RouteTarget, StreamCut, Usage
-from glasskey.providers.simulated_research import research_answer
 from glasskey.providers.sse import before_wait
 
 PROVIDER_NAME = "simulated"
@@ -54,6 +53,13 @@ _WORDS: tuple[str, ...] = (
     "use", "very", "view", "way", "we", "well", "what", "when", "will", "with", "word", "work",
     "year", "yet", "you", "your",
 )  # fmt: skip
+
+# Its own limits, like any upstream's: the gateway's edge checks tighter bounds first, and these
+# keep a direct caller (a test, the demo) from asking it for unbounded work.
+DIMENSIONS_MAX = 8192
+EMBEDDING_NUMBERS_MAX = 2**20  # inputs x dimensions in one answer
+GENERATED_TOKENS_MAX = 131_072  # per choice
+CHOICES_MAX = 128
 
 _MIN_NATURAL_TOKENS = 20
 _MAX_NATURAL_TOKENS = 120
@@ -205,7 +211,7 @@ def _max_tokens(body: dict[str, Any]) -> int | None:
     for key in ("max_completion_tokens", "max_tokens"):
         value = body.get(key)
         if value is not None:
-            return max(0, int(value))
+            return max(0, min(int(value), GENERATED_TOKENS_MAX))
     return None
 
 
@@ -215,11 +221,7 @@ def _answer(target: RouteTarget, body: dict[str, Any]) -> _Answer:
     cap = _max_tokens(body)
     fill_to_max = target.options.get("output_tokens") == "max"
     stops = _stop_sequences(body.get("stop"))
-    n = max(1, int(body.get("n") or 1))
-    # The research assistant's steps get answers of the shape they ask for (simulated_research).
-    research = research_answer(messages, cap, count_tokens)
-    if research is not None:
-        return _Answer((_Choice(research, "stop", count_tokens(research)),), count_prompt_tokens(messages))
+    n = max(1, min(int(body.get("n") or 1), CHOICES_MAX))
 
     choices: list[_Choice] = []
     for index in range(n):
@@ -272,6 +274,14 @@ class SimulatedProvider:
         raw = body.get("input")
         items = raw if isinstance(raw, list) and raw and not isinstance(raw[0], int) else [raw]
         dimensions = int(body.get("dimensions") or target.options.get("dimensions", 256))
+        if not 1 <= dimensions <= DIMENSIONS_MAX or dimensions * len(items) > EMBEDDING_NUMBERS_MAX:
+            raise ProviderError(
+                PROVIDER_NAME,
+                400,
+                f"the simulated provider answers 1 to {DIMENSIONS_MAX} dimensions and at most"
+                f" {EMBEDDING_NUMBERS_MAX:,} numbers per request",
+                error_type="invalid_request_error",
+            )
         data = []
         tokens = 0
         for index, item in enumerate(items):
