@@ -13,6 +13,9 @@ Routes steer it through ``RouteTarget.options``:
 * ``timeout`` (bool): wait ``timeout_ms`` (default 30000) and then fail as a 504 timeout.
 * ``cut_stream_after_chunks`` (int): streams break after that many content chunks.
 
+It refuses what OpenAI refuses and calls tools as ``simulated_requests`` says, so the demo
+shows a whole tool round trip and no request passes here that a real upstream would refuse.
+
 All waiting goes through the injected ``sleep`` so tests run instantly, and all chance (error
 draws, completion ids) comes from a ``random.Random`` owned by the instance, so a seeded provider
 replays the same run. The text itself depends only on the request: same model and messages,
@@ -32,6 +35,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from glasskey.providers.base import ChatResult, EmbeddingResult, ProviderError, RouteTarget, StreamCut, Usage
+from glasskey.providers.simulated_requests import check_chat_body, tool_calls_for
 from glasskey.providers.sse import before_wait
 
 PROVIDER_NAME = "simulated"
@@ -129,6 +133,12 @@ class _Choice:
     content: str
     finish_reason: str
     completion_tokens: int
+    tool_calls: tuple[dict[str, Any], ...] = ()
+
+    def message(self) -> dict[str, Any]:
+        if self.tool_calls:
+            return {"role": "assistant", "content": None, "refusal": None, "tool_calls": list(self.tool_calls)}
+        return {"role": "assistant", "content": self.content, "refusal": None}
 
 
 @dataclass(frozen=True)
@@ -225,6 +235,11 @@ def _answer(target: RouteTarget, body: dict[str, Any]) -> _Answer:
 
     choices: list[_Choice] = []
     for index in range(n):
+        calls = tool_calls_for(body, index)
+        if calls is not None:
+            spoken = sum(count_tokens(c["function"]["name"] + c["function"]["arguments"]) for c in calls)
+            choices.append(_Choice("", "tool_calls", spoken, tuple(calls)))
+            continue
         # Each choice gets its own stream of randomness, so n > 1 gives different answers.
         seed = hashlib.sha256(digest + index.to_bytes(4, "big")).digest()
         rng = random.Random(int.from_bytes(seed[:8], "big"))
@@ -301,6 +316,7 @@ class SimulatedProvider:
         return EmbeddingResult(body=response, usage=usage)
 
     async def chat(self, target: RouteTarget, body: dict[str, Any]) -> ChatResult:
+        check_chat_body(body)
         await self._before_first_byte(target)
         answer = _answer(target, body)
         response = {
@@ -311,7 +327,7 @@ class SimulatedProvider:
             "choices": [
                 {
                     "index": index,
-                    "message": {"role": "assistant", "content": choice.content, "refusal": None},
+                    "message": choice.message(),
                     "logprobs": None,
                     "finish_reason": choice.finish_reason,
                 }
@@ -324,6 +340,7 @@ class SimulatedProvider:
 
     async def stream_chat(self, target: RouteTarget, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
         """Yield the answer as chunks; failures other than the cut surface before the first chunk."""
+        check_chat_body(body)
         await self._before_first_byte(target)
         answer = _answer(target, body)
         options = target.options
@@ -358,8 +375,20 @@ class SimulatedProvider:
                 await self._sleep(chunk_delay)
             first = False
 
-        for index in range(len(answer.choices)):
+        for index, c in enumerate(answer.choices):
             await pace()
+            if c.tool_calls:
+                # OpenAI streams a tool call as its id and name first, then its arguments.
+                calls = [
+                    {"index": i, "id": call["id"], "type": "function", "function": {"name": call["function"]["name"]}}
+                    for i, call in enumerate(c.tool_calls)
+                ]
+                yield chunk([choice(index, {"role": "assistant", "content": None, "tool_calls": calls})])
+                for i, call in enumerate(c.tool_calls):
+                    await pace()
+                    arguments = {"index": i, "function": {"arguments": call["function"]["arguments"]}}
+                    yield chunk([choice(index, {"tool_calls": [arguments]})])
+                continue
             yield chunk([choice(index, {"role": "assistant", "content": ""})])
 
         # With n > 1 the choices take turns, as OpenAI interleaves them.
