@@ -296,6 +296,19 @@ def test_the_model_list_is_in_anthropics_shape_for_the_anthropic_sdk_only(stack:
     assert openai_shape["object"] == "list" and openai_shape["data"][0]["object"] == "model"
 
 
+def test_the_key_explanation_names_the_anthropic_base_url(stack: Stack):
+    explained = httpx.get(
+        f"{stack.url}/v1/key", headers={"x-api-key": stack.key, "authorization": f"Bearer {stack.key}"}
+    )
+    public_url = stack.services.settings.effective_public_url
+    assert explained.json()["base_urls"]["anthropic"] == {
+        "base_url": public_url,
+        "env": "ANTHROPIC_BASE_URL",
+        "example": f'Anthropic(base_url="{public_url}", api_key=KEY)',
+    }
+    assert explained.json()["base_urls"]["openai"]["base_url"] == f"{public_url}/v1"
+
+
 # -- keys, versions and errors --------------------------------------------------------------
 
 

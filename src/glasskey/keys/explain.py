@@ -108,6 +108,19 @@ def settlement_in_words(settlement: str, models: list[dict[str, Any]], vendors: 
     return f"{wallet}: served by {who}, {price}"
 
 
+def sdk_base_urls(base: str) -> dict[str, dict[str, str]]:
+    """Where each official SDK reaches the gateway with this same key, unchanged but for its base URL."""
+    return {
+        "openai": {"base_url": f"{base}/v1", "example": f'OpenAI(base_url="{base}/v1", api_key=KEY)'},
+        # The Anthropic SDK adds /v1/messages itself; Claude Code reads ANTHROPIC_BASE_URL.
+        "anthropic": {
+            "base_url": base,
+            "env": "ANTHROPIC_BASE_URL",
+            "example": f'Anthropic(base_url="{base}", api_key=KEY)',
+        },
+    }
+
+
 def explain_key(
     conn: Connection, settings: Settings, key: KeyRecord, now: datetime, board: HealthBoard | None = None
 ) -> dict[str, Any]:
@@ -157,6 +170,7 @@ def explain_key(
         "receipts_url": f"{base}/v1/receipts",  # 7
         "failures_url": f"{base}/v1/receipts?status=failed",  # 8
         "admin_receipts_url": f"{base}/admin/api/receipts?key_id={key.id}",
+        "base_urls": sdk_base_urls(base),
         "budgets": {
             "total_micros": policy.budget_total_micros,
             "total_spent_micros": total.spent_micros,
