@@ -1,0 +1,61 @@
+"""Fixtures of the standing attack suite: gateways shared by a module, and routes to fake upstreams.
+
+Starting a gateway costs far more than one request, so the bad-input matrix shares one gateway
+per engine for the whole module (``hostile_gateway``). Each case leaves at most a refused
+request behind, which is what the matrix asserts is harmless.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from conftest_helpers import make_settings, postgres_schema_url
+from gateway_fixtures import Gateway, _gateway
+from glasskey.pricing.catalog import Prices, get_model
+from glasskey.routing.routes import Route, create_route
+from glasskey.services import build_services
+from glasskey.store.tables import receipts
+
+COMPATIBLE_MODEL = "gpt-4o"  # not among the seeded simulated routes, so its only route is the one added
+ROUTE_CREDENTIAL = "sk-route-credential-0123456789abcdef"
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def hostile_gateway(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    """One gateway per engine for a whole module (simulated routes, a routed and an official key)."""
+    tmp_path = tmp_path_factory.mktemp(f"hostile-{request.param}")
+    if request.param == "sqlite":
+        yield from _gateway(build_services(make_settings(tmp_path)))
+        return
+    for url in postgres_schema_url():
+        yield from _gateway(build_services(make_settings(tmp_path, database_url=url)))
+
+
+def add_compatible_route(gateway: Gateway, base_url: str, *, credential: str | None = ROUTE_CREDENTIAL) -> str:
+    """An ``openai_compatible`` route of ``COMPATIBLE_MODEL`` to ``base_url``; returns a key for it."""
+    services = gateway.services
+    with services.db.write() as conn:
+        official = get_model(conn, COMPATIBLE_MODEL).official_prices
+        prices = Prices(official.input_per_mtok_micros, official.output_per_mtok_micros, 0)
+        route = Route(
+            id=f"rt-compatible-{len(base_url)}-{abs(hash(base_url)) % 10_000}",
+            model=COMPATIBLE_MODEL,
+            provider="openai_compatible",
+            base_url=base_url,
+            upstream_model="upstream-model",
+            settlement="routed",
+            prices=prices,
+            costs=prices,
+            credential=credential,
+        )
+        create_route(conn, route, services.clock())
+    return gateway.new_key(allowed_models=(COMPATIBLE_MODEL,), settlement="routed")
+
+
+def receipt_of(gateway: Gateway, request_id: str) -> Any:
+    with gateway.services.db.read() as conn:
+        return conn.execute(select(receipts).where(receipts.c.request_id == request_id)).first()
