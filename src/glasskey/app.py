@@ -27,6 +27,7 @@ from glasskey.dashboard import build_dashboard
 from glasskey.errors import ClientError, GlasskeyError, NotFound
 from glasskey.gateway.anthropic_api import routes_anthropic
 from glasskey.gateway.asgi import GatewayApp
+from glasskey.gateway.gemini_api import gemini_routes
 from glasskey.gateway.http import JSONResponse, error_response, request_id_of, routes_v1
 from glasskey.gateway.lifecycle import Lifecycle
 from glasskey.gateway.sweeper import sweep_expired_holds
@@ -101,6 +102,8 @@ def build_app(services: Services) -> GatewayApp:
         Route("/metrics", metrics),
         # Full /v1 paths of the Anthropic Messages API, before the /v1 mount that would answer 404.
         *routes_anthropic(lifecycle),
+        # The Gemini API's /v1beta paths, and its POST /v1/models/{model}:method before the /v1 mount.
+        *gemini_routes(lifecycle),
         # The research assistant's /v1/research paths, before the /v1 mount that would answer 404.
         Mount("/v1/research", routes=routes_research(lifecycle, JobRunner(services, lifecycle))),
         Mount("/v1", routes=routes_v1(lifecycle)),

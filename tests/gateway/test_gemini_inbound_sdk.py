@@ -1,0 +1,444 @@
+"""The Gemini API of the gateway, driven by the official ``google-genai`` SDK given only a base URL.
+
+One gateway serves every provider's route, each ending at that provider's fake upstream (which
+checks what it gets against its own SDK's types): ``gemini-2.5-flash`` at the fake Gemini,
+``gpt-4o-mini`` at the fake OpenAI, ``claude-sonnet-4-5`` at the fake Anthropic, ``gpt-4o`` at the
+built-in simulated provider. Every test ends with the ledger audit.
+"""
+
+from __future__ import annotations
+
+import base64
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+from google import genai
+from google.genai import errors, types
+from sqlalchemy import func, select
+
+from conftest_helpers import make_settings
+from fake_anthropic import FakeAnthropic
+from fake_gemini import FAKE_API_KEY, FakeGemini
+from fake_openai import FakeOpenAI
+from gateway_fixtures import ServerThread
+from glasskey.app import build_app
+from glasskey.errors import NotFound
+from glasskey.keys.policy import KeyPolicy
+from glasskey.keys.service import create_key
+from glasskey.ledger import audit
+from glasskey.orgs.service import create_org, top_up
+from glasskey.pricing.catalog import get_model
+from glasskey.receipts.records import get_receipt
+from glasskey.routing.routes import Route, create_route
+from glasskey.services import Services, build_services
+from glasskey.store.tables import receipts
+
+OPENAI_CREDENTIAL = "sk-fake-openai-credential-0123456789"
+ANTHROPIC_CREDENTIAL = "sk-ant-fake-credential-0123456789"
+# Each chat model and the fake upstream (provider) that serves it, with the prompt that makes
+# that fake call a tool and the word its answer to a tool result contains.
+PROVIDERS = {
+    "gemini-2.5-flash": "gemini",
+    "gpt-4o-mini": "openai",
+    "claude-sonnet-4-5": "anthropic",
+    "gpt-4o": "simulated",
+}
+TOOL_PROMPTS = {
+    "gemini-2.5-flash": "What is the weather in Paris? [[tool:get_weather]]",
+    "gpt-4o-mini": "What is the weather in Paris?",
+    "claude-sonnet-4-5": "What is the weather in Paris?",
+}
+WEATHER = types.Tool(
+    function_declarations=[
+        types.FunctionDeclaration(
+            name="get_weather",
+            description="The weather now",
+            parameters_json_schema={
+                "type": "object",
+                "properties": {"location": {"type": "string"}, "unit": {"type": "string"}},
+                "required": ["location"],
+            },
+        )
+    ]
+)
+PNG = b"\x89PNG\r\n\x1a\nfake-image-bytes"
+
+
+@dataclass
+class Stack:
+    services: Services
+    base_url: str
+    key: str
+    org_id: str
+    gemini: FakeGemini
+
+    def client(self, key: str | None = None, **options: Any) -> genai.Client:
+        return genai.Client(api_key=key or self.key, http_options=types.HttpOptions(base_url=self.base_url, **options))
+
+    def receipt(self, request_id: str) -> dict[str, Any]:
+        with self.services.db.read() as conn:
+            return get_receipt(conn, request_id)
+
+    def settled_receipt(self, request_id: str) -> dict[str, Any]:
+        """The receipt of a stream that failed in band: the client hears of it before it is written."""
+        deadline = time.monotonic() + 5
+        while True:
+            try:
+                return self.receipt(request_id)
+            except NotFound:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
+
+    def receipt_count(self) -> int:
+        with self.services.db.read() as conn:
+            return int(conn.execute(select(func.count()).select_from(receipts)).scalar_one())
+
+    def new_key(self, org_id: str | None = None, **policy: Any) -> str:
+        with self.services.db.write() as conn:
+            _, key = create_key(
+                conn,
+                pepper=self.services.pepper,
+                org_id=org_id or self.org_id,
+                name="gemini sdk",
+                policy=KeyPolicy(**policy),
+                now=self.services.clock(),
+            )
+        return key
+
+
+def _routes(conn: Any, urls: dict[str, str]) -> Iterator[Route]:
+    upstreams = {
+        "gemini": (urls["gemini"], FAKE_API_KEY),
+        "openai": (f"{urls['openai']}/v1", OPENAI_CREDENTIAL),
+        "anthropic": (urls["anthropic"], ANTHROPIC_CREDENTIAL),
+        "simulated": ("", None),
+    }
+    served = {**PROVIDERS, "gemini-embedding-001": "gemini", "text-embedding-3-small": "openai"}
+    for model, provider in served.items():
+        prices = get_model(conn, model).official_prices
+        base_url, credential = upstreams[provider]
+        yield Route(
+            id=f"rt-{model}",
+            model=model,
+            provider=provider,
+            base_url=base_url,
+            upstream_model=model,
+            settlement="routed",
+            prices=prices,
+            costs=prices,
+            credential=credential,
+        )
+
+
+@pytest.fixture(scope="module")
+def module_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    gemini, openai, anthropic = (
+        FakeGemini(),
+        FakeOpenAI(credential=OPENAI_CREDENTIAL),
+        FakeAnthropic(ANTHROPIC_CREDENTIAL),
+    )
+    services = build_services(make_settings(tmp_path_factory.mktemp("gemini-sdk")))
+    with ServerThread(gemini.app) as g, ServerThread(openai.app) as o, ServerThread(anthropic.app) as a:
+        openai.base_url = o.base_url
+        now = services.clock()
+        with services.db.write() as conn:
+            org = create_org(conn, "acme", now)
+            top_up(conn, org.id, "routed", 500_000_000, now)
+            for route in _routes(conn, {"gemini": g.base_url, "openai": o.base_url, "anthropic": a.base_url}):
+                create_route(conn, route, now)
+        with ServerThread(build_app(services)) as gateway:
+            stack = Stack(services, gateway.base_url, "", org.id, gemini)
+            stack.key = stack.new_key(settlement="routed", lower_cost_routes=True)
+            yield stack
+        anthropic.closing.set()
+    services.db.dispose()
+
+
+@pytest.fixture
+def stack(module_stack: Stack) -> Iterator[Stack]:
+    yield module_stack
+    health = module_stack.services.health
+    for route_id in health.route_ids():
+        # The failures a test provoked must not open a breaker for the next test: a forced state
+        # that the next request lifts starts the breaker closed again.
+        health.force(route_id, "closed")
+    with module_stack.services.db.read() as conn:
+        report = audit(conn)
+    report.raise_if_broken()
+    assert report.receipt_charges_micros == report.posted_charges_micros
+
+
+def request_id_of(response: types.GenerateContentResponse) -> str:
+    assert response.sdk_http_response is not None and response.sdk_http_response.headers is not None
+    return response.sdk_http_response.headers["x-request-id"]
+
+
+# -- generate and stream ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("model", list(PROVIDERS))
+def test_generate_is_served_by_every_provider_billed_and_receipted(stack: Stack, model: str):
+    client = stack.client()  # kept: a Client closes its connection pool once it is collected
+    response = client.models.generate_content(
+        model=model,
+        contents="Say hello",
+        config=types.GenerateContentConfig(system_instruction="Be brief.", max_output_tokens=200, temperature=0.2),
+    )
+    assert response.text
+    assert response.candidates is not None and response.candidates[0].finish_reason == types.FinishReason.STOP
+    usage = response.usage_metadata
+    assert usage is not None and usage.prompt_token_count and usage.candidates_token_count
+    receipt = stack.receipt(request_id_of(response))
+    assert receipt["status"] == "succeeded"
+    assert receipt["provider"] == PROVIDERS[model]
+    assert receipt["requested_model"] == model
+    assert receipt["input_tokens"] == usage.prompt_token_count
+    assert receipt["charge_micros"] > 0
+    headers = response.sdk_http_response.headers if response.sdk_http_response else {}
+    assert headers and int(headers["x-glasskey-charge-micros"]) == receipt["charge_micros"]
+
+
+@pytest.mark.parametrize("model", list(PROVIDERS))
+def test_a_stream_matches_the_whole_answer_and_ends_with_usage(stack: Stack, model: str):
+    client = stack.client()
+    whole = client.models.generate_content(model=model, contents="Tell a story")
+    chunks = list(client.models.generate_content_stream(model=model, contents="Tell a story"))
+    assert "".join(chunk.text or "" for chunk in chunks) == whole.text
+    last = chunks[-1]
+    assert last.candidates and last.candidates[0].finish_reason == types.FinishReason.STOP
+    assert last.usage_metadata is not None and whole.usage_metadata is not None
+    assert last.usage_metadata.candidates_token_count == whole.usage_metadata.candidates_token_count
+    receipt = stack.receipt(request_id_of(last))
+    assert receipt["stream"] is True and receipt["status"] == "succeeded"
+    assert receipt["charge_micros"] == stack.receipt(request_id_of(whole))["charge_micros"] > 0
+
+
+@pytest.mark.parametrize("model", list(TOOL_PROMPTS))
+def test_a_tool_round_trip(stack: Stack, model: str):
+    client = stack.client()
+    config = types.GenerateContentConfig(tools=[WEATHER])
+    question = types.Content(role="user", parts=[types.Part(text=TOOL_PROMPTS[model])])
+    first = client.models.generate_content(model=model, contents=[question], config=config)
+    assert first.function_calls and first.function_calls[0].name == "get_weather"
+    assert first.function_calls[0].args  # each fake sends its own arguments, as an object
+    assert first.candidates and first.candidates[0].content
+    answer = types.Part.from_function_response(name="get_weather", response={"temperature": "21 degrees"})
+    second = client.models.generate_content(
+        model=model,
+        contents=[question, first.candidates[0].content, types.Content(role="user", parts=[answer])],
+        config=config,
+    )
+    assert second.text and "21 degrees" in second.text
+
+
+@pytest.mark.parametrize("model", ["gemini-2.5-flash", "gpt-4o-mini"])
+def test_an_inline_image_reaches_the_upstream(stack: Stack, model: str):
+    client = stack.client()
+    text_only = client.models.generate_content(model=model, contents="What is this?")
+    with_image = client.models.generate_content(
+        model=model, contents=[types.Part.from_bytes(data=PNG, mime_type="image/png"), "What is this?"]
+    )
+    assert text_only.usage_metadata and with_image.usage_metadata
+    assert (with_image.usage_metadata.prompt_token_count or 0) > (text_only.usage_metadata.prompt_token_count or 0)
+    if model == "gemini-2.5-flash":
+        sent = stack.gemini.last.body["contents"][0]["parts"][0]
+        assert sent == {"inlineData": {"mimeType": "image/png", "data": base64.b64encode(PNG).decode()}}
+    else:
+        assert with_image.text and "I see 1 images" in with_image.text
+
+
+def test_count_tokens_answers_without_a_receipt(stack: Stack):
+    before = stack.receipt_count()
+    client = stack.client()
+    short = client.models.count_tokens(model="gemini-2.5-flash", contents="hello")
+    long = client.models.count_tokens(model="gpt-4o-mini", contents="hello " * 200)
+    assert short.total_tokens and long.total_tokens and long.total_tokens > short.total_tokens
+    assert stack.receipt_count() == before
+
+
+@pytest.mark.parametrize("model", ["gemini-embedding-001", "text-embedding-3-small"])
+def test_embeddings_one_and_in_batches(stack: Stack, model: str):
+    client = stack.client()
+    result = client.models.embed_content(model=model, contents=["first text", "second text"])
+    assert result.embeddings and len(result.embeddings) == 2
+    assert all(embedding.values for embedding in result.embeddings)
+    one = httpx.post(
+        f"{stack.base_url}/v1beta/models/{model}:embedContent",
+        json={"content": {"parts": [{"text": "first text"}]}},
+        headers={"x-goog-api-key": stack.key},
+    )
+    assert one.status_code == 200, one.text
+    assert one.json()["embedding"]["values"] == result.embeddings[0].values
+    assert stack.receipt(one.headers["x-request-id"])["status"] == "succeeded"
+
+
+def test_the_model_list_in_gemini_shape_and_the_openai_list_unchanged(stack: Stack):
+    client = stack.client(api_version="v1beta")
+    names = {model.name for model in client.models.list()}
+    assert {"models/gemini-2.5-flash", "models/gpt-4o-mini", "models/gemini-embedding-001"} <= names
+    one = client.models.get(model="gemini-2.5-flash")
+    assert one.supported_actions and "generateContent" in one.supported_actions
+    openai_list = httpx.get(f"{stack.base_url}/v1/models", headers={"authorization": f"Bearer {stack.key}"})
+    assert openai_list.json()["object"] == "list"
+    assert "gpt-4o-mini" in {model["id"] for model in openai_list.json()["data"]}
+
+
+# -- errors -----------------------------------------------------------------------------------
+
+
+def google_error(caught: errors.APIError) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Google's error object as the SDK got it, and the gateway's detail inside it."""
+    body = caught.details
+    assert isinstance(body, dict) and set(body["error"]) == {"code", "message", "status", "details"}
+    [info] = [d for d in body["error"]["details"] if d["@type"].endswith("google.rpc.ErrorInfo")]
+    [glasskey] = [d for d in body["error"]["details"] if d["@type"] == "type.googleapis.com/glasskey.v1.Error"]
+    assert info["metadata"]["request_id"] == glasskey["request_id"]
+    assert info["metadata"]["source"] == glasskey["source"]
+    return body["error"], glasskey
+
+
+def empty_wallet_key(stack: Stack) -> str:
+    with stack.services.db.write() as conn:
+        org = create_org(conn, f"broke-{stack.receipt_count()}", stack.services.clock())
+    return stack.new_key(org_id=org.id, settlement="routed", lower_cost_routes=True)
+
+
+@pytest.mark.parametrize(
+    ("case", "status", "status_name", "source", "exception"),
+    [
+        ("unknown key", 401, "UNAUTHENTICATED", "key", errors.ClientError),
+        ("model not allowed", 403, "PERMISSION_DENIED", "model", errors.ClientError),
+        ("unknown model", 404, "NOT_FOUND", "model", errors.ClientError),
+        ("empty wallet", 402, "FAILED_PRECONDITION", "wallet", errors.ClientError),
+        ("spent budget", 429, "RESOURCE_EXHAUSTED", "budget", errors.ClientError),
+        ("upstream failure", 502, "UNAVAILABLE", "upstream", errors.ServerError),
+        ("untranslatable field", 400, "INVALID_ARGUMENT", "client", errors.ClientError),
+    ],
+)
+def test_every_error_class_in_googles_shape(stack, case, status, status_name, source, exception):
+    key, model, prompt, config = stack.key, "gemini-2.5-flash", "hello", types.GenerateContentConfig()
+    if case == "unknown key":
+        key = "gk-aaaaaaaaaaaa-" + "b" * 40
+    elif case == "model not allowed":
+        key = stack.new_key(allowed_models=("gpt-4o-mini",), lower_cost_routes=True)
+    elif case == "unknown model":
+        model = "gemini-0-nonexistent"
+    elif case == "empty wallet":
+        key = empty_wallet_key(stack)
+    elif case == "spent budget":
+        key = stack.new_key(lower_cost_routes=True, budget_total_micros=1)
+    elif case == "upstream failure":
+        prompt = "hello [[error:500]]"
+    else:
+        config = types.GenerateContentConfig(top_k=5)
+    client = stack.client(key)
+    with pytest.raises(exception) as caught:
+        client.models.generate_content(model=model, contents=prompt, config=config)
+    assert caught.value.code == status and caught.value.status == status_name
+    error, glasskey = google_error(caught.value)
+    assert error["code"] == status and glasskey["source"] == source
+    assert caught.value.response.headers["x-request-id"] == glasskey["request_id"]
+    receipt = stack.receipt(glasskey["request_id"])
+    assert receipt["status"] == "failed" and receipt["error_source"] == source and receipt["charge_micros"] == 0
+    if case == "untranslatable field":
+        [bad] = [d for d in error["details"] if d["@type"].endswith("google.rpc.BadRequest")]
+        assert bad["fieldViolations"][0]["field"] == "generationConfig.topK"
+    if case == "unknown key":
+        assert "b" * 40 not in caught.value.response.text
+
+
+@pytest.mark.parametrize(("case", "status"), [("empty wallet", 402), ("not allowed", 403), ("unknown model", 404)])
+def test_sdk_retries_do_not_multiply_receipts_of_a_permanent_refusal(stack, case, status):
+    retrying = types.HttpRetryOptions(attempts=4, initial_delay=0.01, max_delay=0.02, jitter=0)
+    key, model = stack.key, "gemini-2.5-flash"
+    if case == "empty wallet":
+        key = empty_wallet_key(stack)
+    elif case == "not allowed":
+        key = stack.new_key(allowed_models=("gpt-4o-mini",), lower_cost_routes=True)
+    else:
+        model = "gemini-0-nonexistent"
+    client = stack.client(key, retry_options=retrying)
+    before = stack.receipt_count()
+    with pytest.raises(errors.ClientError) as caught:
+        client.models.generate_content(model=model, contents="hello")
+    assert caught.value.code == status
+    assert stack.receipt_count() == before + 1
+
+
+def test_a_transient_upstream_failure_is_retried_by_the_sdk_with_one_receipt_a_try(stack):
+    retrying = types.HttpRetryOptions(attempts=3, initial_delay=0.01, max_delay=0.02, jitter=0)
+    client = stack.client(retry_options=retrying)
+    before = stack.receipt_count()
+    with pytest.raises(errors.ServerError):
+        client.models.generate_content(model="gemini-2.5-flash", contents="hello [[error:503]]")
+    assert stack.receipt_count() == before + 3
+
+
+@pytest.mark.parametrize(
+    ("model", "prompt"), [("gemini-2.5-flash", "story [[cut:2]]"), ("gpt-4o-mini", "story [fake:cut=2]")]
+)
+def test_a_stream_cut_mid_answer_raises_in_the_sdk_and_bills_only_what_was_sent(stack, model, prompt):
+    client = stack.client()
+    received: list[types.GenerateContentResponse] = []
+    with pytest.raises(errors.ServerError) as caught:
+        for chunk in client.models.generate_content_stream(model=model, contents=prompt):
+            received.append(chunk)
+    assert received and "".join(chunk.text or "" for chunk in received)
+    error, glasskey = google_error(caught.value)
+    assert error["code"] == 502 and glasskey["source"] == "upstream"
+    receipt = stack.settled_receipt(glasskey["request_id"])
+    assert receipt["status"] == "failed" and receipt["stream"] is True
+    assert receipt["charge_micros"] > 0  # the words that reached the client are paid for
+
+
+def test_unknown_methods_and_paths_answer_in_googles_shape(stack):
+    headers = {"x-goog-api-key": stack.key}
+    for url in ("/v1beta/models/gemini-2.5-flash:predict", "/v1beta/files", "/v1/models/gemini-2.5-flash:predict"):
+        response = httpx.post(f"{stack.base_url}{url}", json={}, headers=headers)
+        assert response.status_code == 404, url
+        assert response.json()["error"]["status"] == "NOT_FOUND"
+    not_sse = httpx.post(
+        f"{stack.base_url}/v1beta/models/gemini-2.5-flash:streamGenerateContent",
+        json={"contents": [{"parts": [{"text": "hi"}]}]},
+        headers=headers,
+    )
+    assert not_sse.status_code == 400 and "alt=sse" in not_sse.json()["error"]["message"]
+    openai_404 = httpx.get(f"{stack.base_url}/v1/models/gemini-2.5-flash", headers=headers)
+    assert openai_404.status_code == 404 and "type" in openai_404.json()["error"]
+
+
+def test_the_key_in_the_query_is_never_logged_nor_stored(stack, caplog):
+    caplog.set_level("DEBUG")
+    key = stack.new_key(lower_cost_routes=True)
+    secret = key.rsplit("-", 1)[1]
+    body = {"contents": [{"parts": [{"text": "hello"}]}]}
+    base = f"{stack.base_url}/v1beta/models"
+    before = stack.receipt_count()
+    answers = [
+        httpx.post(f"{base}/gemini-2.5-flash:generateContent", params={"key": key}, json=body),
+        httpx.post(f"{base}/gemini-2.5-flash:streamGenerateContent", params={"key": key, "alt": "sse"}, json=body),
+        httpx.post(f"{base}/gemini-0-nonexistent:generateContent", params={"key": key}, json=body),
+        httpx.post(f"{base}/gemini-2.5-flash:generateContent", params={"key": key}, json={"contents": "x"}),
+        httpx.post(f"{base}/gemini-2.5-flash:nothing", params={"key": key}, json=body),
+        httpx.get(f"{base}", params={"key": key}),
+    ]
+    assert [a.status_code for a in answers] == [200, 200, 404, 400, 404, 200]
+    assert answers[1].text.startswith("data: ")
+    for answer in answers:
+        assert secret not in answer.text
+    # The test's own client logs its URLs (with the key) in this thread: that shows the capture
+    # works at DEBUG. The gateway serves from its server thread, and logs nothing of the key.
+    mine = threading.get_ident()
+    assert any(secret in record.getMessage() for record in caplog.records if record.thread == mine)
+    assert not [r.getMessage() for r in caplog.records if r.thread != mine and secret in r.getMessage()]
+    with stack.services.db.read() as conn:
+        rows = [dict(row._mapping) for row in conn.execute(select(receipts))]
+    # Four reached the lifecycle (the bad body too, refused before its key was read).
+    assert len(rows) == before + 4
+    assert secret not in repr(rows)
