@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -37,6 +38,7 @@ def models() -> None:
 @models.command("list")
 @click.pass_context
 def models_list(ctx: click.Context) -> None:
+    """Every model of the catalog: vendor, kind, official prices per 1M tokens and their date."""
     with reading(ctx) as (_, conn):
         found = list_models(conn)
     rows = [
@@ -59,7 +61,7 @@ def models_list(ctx: click.Context) -> None:
 @click.option("--input", "input_price", type=USD, required=True, help="USD per 1M input tokens.")
 @click.option("--output", "output_price", type=USD, required=True, help="USD per 1M output tokens.")
 @click.option("--cached", "cached_price", type=USD, required=True, help="USD per 1M cached input tokens.")
-@click.option("--source", default="operator override", show_default=True)
+@click.option("--source", default="operator override", show_default=True, help="Where the price comes from.")
 @click.pass_context
 def models_set_price(
     ctx: click.Context, model: str, input_price: int, output_price: int, cached_price: int, source: str
@@ -183,8 +185,13 @@ def routes_list(ctx: click.Context, model: str | None) -> None:
 
 @routes.command("add")
 @click.option("--model", required=True, help="The public model name the route serves.")
-@click.option("--provider", type=click.Choice(PROVIDERS), required=True)
-@click.option("--settlement", type=click.Choice(SETTLEMENTS), required=True)
+@click.option("--provider", type=click.Choice(PROVIDERS), required=True, help="The upstream API family.")
+@click.option(
+    "--settlement",
+    type=click.Choice(SETTLEMENTS),
+    required=True,
+    help="official: served to official keys at list price; routed: to routed keys.",
+)
 @click.option("--upstream-model", required=True, help="The model name the upstream knows.")
 @click.option("--base-url", default="", help="The upstream's http(s) base URL (not needed for simulated).")
 @click.option("--credential", default=None, help="The upstream API key (prefer --credential-env).")
@@ -192,7 +199,9 @@ def routes_list(ctx: click.Context, model: str | None) -> None:
 @_prices_options("price", "default: the model's official price")
 @_prices_options("cost", "what the operator pays; default: the route's price")
 @click.option("--priority", type=int, default=100, show_default=True, help="Lower is tried first.")
-@click.option("--weight", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option(
+    "--weight", type=click.IntRange(min=1), default=1, show_default=True, help="Among equal priorities, higher first."
+)
 @click.option(
     "--option", "options", type=ROUTE_OPTION, multiple=True, help="A route option, e.g. timeout_total_ms=60000."
 )
@@ -249,11 +258,11 @@ def routes_add(
 @click.argument("route_id")
 @click.option("--enable/--disable", "enabled", default=None, help="Let requests use the route, or not.")
 @click.option("--priority", type=int, default=None, help="Lower is tried first.")
-@click.option("--weight", type=click.IntRange(min=1), default=None)
+@click.option("--weight", type=click.IntRange(min=1), default=None, help="Among equal priorities, higher first.")
 @_prices_options("price", "parts left out keep their value")
 @_prices_options("cost", "parts left out keep their value")
-@click.option("--base-url", default=None)
-@click.option("--upstream-model", default=None)
+@click.option("--base-url", default=None, help="A new upstream base URL.")
+@click.option("--upstream-model", default=None, help="A new upstream model name.")
 @click.option("--credential", default=None, help="Replace the upstream API key (prefer --credential-env).")
 @click.option("--credential-env", default=None, metavar="VAR", help="Read the upstream key from $VAR instead.")
 @click.option("--option", "options", type=ROUTE_OPTION, multiple=True, help="Set a route option; name=null removes it.")
@@ -320,7 +329,7 @@ def routes_set(
 @click.argument("route_id")
 @click.pass_context
 def routes_disable(ctx: click.Context, route_id: str) -> None:
-    """Stop sending requests to a route (``routes set ROUTE_ID --enable`` brings it back)."""
+    """Stop sending requests to a route (routes set ROUTE_ID --enable brings it back)."""
     with writing(ctx) as (_, conn):
         route = update_route(conn, route_id, enabled=False)
     click.echo(f"disabled route {route.id} ({route.settlement} {route.model} via {route.provider})")
@@ -405,8 +414,13 @@ def render_health(body: dict[str, Any], base_url: str) -> str:
 @click.pass_context
 def routes_health(ctx: click.Context, url: str | None, model: str | None, as_json: bool) -> None:
     """Ask the running gateway for its route health board: circuits, success rates, latency, errors."""
-    # Health lives in the memory of the server that served the traffic, so it is asked, not the database.
-    settings = settings_of(ctx)
-    base_url = (url or settings.effective_public_url).rstrip("/")
-    body = _fetch_health(base_url, settings.admin_token.get_secret_value(), model)
+    # Health lives in the memory of the server that served the traffic, so it is asked, not the database;
+    # given --url and GLASSKEY_ADMIN_TOKEN, no other setting is needed (nor read).
+    token = os.environ.get("GLASSKEY_ADMIN_TOKEN")
+    if url is None or not token:
+        settings = settings_of(ctx)
+        url = url or settings.effective_public_url
+        token = settings.admin_token.get_secret_value()
+    base_url = url.rstrip("/")
+    body = _fetch_health(base_url, token, model)
     click.echo(json.dumps(body, indent=2) if as_json else render_health(body, base_url))
