@@ -29,6 +29,8 @@ from glasskey.settings import Settings, load_settings
 ORG_NAME = "bench"
 # Enough for millions of requests at these prices: a run never meets the wallet's floor.
 WALLET_MICROS = 1_000_000 * 1_000_000
+# Route credentials of the bench are sealed with this fixed key (its data is thrown away after a run).
+ENCRYPTION_KEY = "YmVuY2gtZW5jcnlwdGlvbi1rZXktMDEyMzQ1Njc4OWE="
 POSTGRES_ADMIN_URL = "postgresql://root@127.0.0.1:5432/postgres"
 POSTGRES_URL = "postgresql+psycopg://root@127.0.0.1:5432/{name}"
 
@@ -54,6 +56,9 @@ class GatewaySeed:
             GLASSKEY_DATABASE_URL=self.database_url,
             GLASSKEY_ADMIN_TOKEN=self.admin_token,
             GLASSKEY_KEY_PEPPER=self.key_pepper,
+            GLASSKEY_ENCRYPTION_KEY=ENCRYPTION_KEY,
+            # The fake upstreams listen on loopback.
+            GLASSKEY_ALLOW_PRIVATE_UPSTREAMS="true",
             GLASSKEY_HOST="127.0.0.1",
             GLASSKEY_PORT=str(port),
             GLASSKEY_LOG_LEVEL="warning",
@@ -63,7 +68,13 @@ class GatewaySeed:
 
 def _settings(database_url: str, data_dir: Path, admin_token: str, key_pepper: str) -> Settings:
     return load_settings(
-        environ={}, data_dir=data_dir, database_url=database_url, admin_token=admin_token, key_pepper=key_pepper
+        environ={},
+        data_dir=data_dir,
+        database_url=database_url,
+        admin_token=admin_token,
+        key_pepper=key_pepper,
+        encryption_key=ENCRYPTION_KEY,
+        allow_private_upstreams=True,
     )
 
 

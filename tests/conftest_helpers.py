@@ -19,6 +19,8 @@ from glasskey.settings import Settings, load_settings
 
 POSTGRES_URL = os.environ.get("GLASSKEY_TEST_POSTGRES_URL", "postgresql+psycopg://root@127.0.0.1:5432/test")
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+# A fixed Fernet key (base64 of "test-encryption-key-0123456789ab"): route credentials of tests are sealed with it.
+TEST_ENCRYPTION_KEY = "dGVzdC1lbmNyeXB0aW9uLWtleS0wMTIzNDU2Nzg5YWI="
 
 
 def _postgres_available() -> bool:
@@ -66,6 +68,9 @@ def make_settings(tmp_path, **overrides) -> Settings:
         "data_dir": tmp_path,
         "admin_token": "admin-token-for-tests-0123456789",
         "key_pepper": "pepper-for-tests-0123456789abcdef",
+        "encryption_key": TEST_ENCRYPTION_KEY,
+        # The fake upstreams of the tests listen on loopback.
+        "allow_private_upstreams": True,
         # Tests change routes and keys between requests; the one-second cache has tests of its own.
         "cache_ttl_ms": 0,
         **overrides,

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import secrets
 from pathlib import Path
 
 import pytest
+from cryptography.fernet import Fernet
 from sqlalchemy.engine import make_url
 
 from glasskey.settings import Settings, SettingsError, load_settings
 
 ADMIN_TOKEN = "admin-token-never-printed-0123456789"
 PEPPER = "pepper-never-printed-0123456789abcdef"
-SECRETS = {"GLASSKEY_ADMIN_TOKEN": ADMIN_TOKEN, "GLASSKEY_KEY_PEPPER": PEPPER}
+ENCRYPTION_KEY = "dGVzdC1lbmNyeXB0aW9uLWtleS0wMTIzNDU2Nzg5YWI="
+SECRETS = {
+    "GLASSKEY_ADMIN_TOKEN": ADMIN_TOKEN,
+    "GLASSKEY_KEY_PEPPER": PEPPER,
+    "GLASSKEY_ENCRYPTION_KEY": ENCRYPTION_KEY,
+}
 
 
 def test_defaults_listen_on_localhost_8787_with_sqlite_in_the_data_dir(tmp_path: Path) -> None:
@@ -55,6 +62,7 @@ def test_a_toml_file_sets_settings_and_the_environment_and_overrides_win_over_it
     config = tmp_path / "glasskey.toml"
     config.write_text(
         f'port = 7000\nhost = "10.0.0.1"\nlog_level = "debug"\nadmin_token = "{ADMIN_TOKEN}"\nkey_pepper = "{PEPPER}"\n'
+        f'encryption_key = "{ENCRYPTION_KEY}"\n'
     )
     from_file = load_settings(config, environ={})
     assert (from_file.port, from_file.host, from_file.log_level) == (7000, "10.0.0.1", "debug")
@@ -128,3 +136,53 @@ def test_settings_are_frozen() -> None:
     with pytest.raises(ValueError):
         settings.port = 1  # type: ignore[misc]
     assert isinstance(settings, Settings)
+
+
+@pytest.mark.parametrize(
+    "weak",
+    [
+        "admin-token-of-31-characters-00",  # one short of 32
+        "a" * 40,
+        "ab" * 20,
+        "0123456789" * 4,
+        "passwordpasswordpasswordpassword",
+    ],
+)
+def test_a_weak_admin_token_stops_start_up_naming_the_setting(weak: str) -> None:
+    with pytest.raises(SettingsError) as caught:
+        load_settings(environ={**SECRETS, "GLASSKEY_ADMIN_TOKEN": weak})
+    assert "GLASSKEY_ADMIN_TOKEN" in str(caught.value)
+    assert weak not in str(caught.value)
+
+
+def test_a_generated_admin_token_is_strong_enough() -> None:
+    for _ in range(20):
+        token = secrets.token_urlsafe(32)
+        assert load_settings(environ={**SECRETS, "GLASSKEY_ADMIN_TOKEN": token}).admin_token.get_secret_value() == token
+
+
+@pytest.mark.parametrize("value", ["", "not-a-fernet-key", "c2hvcnQ="])
+def test_an_encryption_key_that_is_not_a_fernet_key_stops_start_up(value: str) -> None:
+    with pytest.raises(SettingsError, match="GLASSKEY_ENCRYPTION_KEY") as caught:
+        load_settings(environ={**SECRETS, "GLASSKEY_ENCRYPTION_KEY": value})
+    assert "not-a-fernet-key" not in str(caught.value)
+
+
+def test_the_encryption_key_is_required() -> None:
+    environ = {name: value for name, value in SECRETS.items() if name != "GLASSKEY_ENCRYPTION_KEY"}
+    with pytest.raises(SettingsError, match="GLASSKEY_ENCRYPTION_KEY"):
+        load_settings(environ=environ)
+
+
+def test_previous_encryption_keys_follow_the_current_one() -> None:
+    previous = [Fernet.generate_key().decode() for _ in range(2)]
+    settings = load_settings(environ={**SECRETS, "GLASSKEY_PREVIOUS_ENCRYPTION_KEYS": " , ".join(previous)})
+    assert settings.encryption_keys == [ENCRYPTION_KEY, *previous]
+    assert ENCRYPTION_KEY not in repr(settings) and previous[0] not in repr(settings)
+    with pytest.raises(SettingsError, match="GLASSKEY_PREVIOUS_ENCRYPTION_KEYS"):
+        load_settings(environ={**SECRETS, "GLASSKEY_PREVIOUS_ENCRYPTION_KEYS": previous[0] + ",oops"})
+
+
+def test_private_upstreams_are_refused_unless_allowed() -> None:
+    assert load_settings(environ=SECRETS).allow_private_upstreams is False
+    assert load_settings(environ={**SECRETS, "GLASSKEY_ALLOW_PRIVATE_UPSTREAMS": "true"}).allow_private_upstreams

@@ -1,8 +1,11 @@
 """Demo mode: a gateway on SQLite with one org, two funded wallets, simulated routes and two keys.
 
-``demo_settings`` generates the admin token and key pepper once and keeps them in
-``<data_dir>/glasskey.toml``: the pepper is what key hashes are checked against, so a fresh
-pepper on every start would silently invalidate every key created before. ``seed_demo`` is safe
+``demo_settings`` generates the admin token, key pepper and encryption key once and keeps them in
+``<data_dir>/glasskey.toml`` (0600, in a 0700 directory): the pepper is what key hashes are checked
+against and the encryption key what route credentials are sealed with, so fresh ones on every
+start would silently invalidate every key and route credential created before. A file written by
+an older demo, without an encryption key, gets one appended. The demo allows private upstreams:
+it is a local trial, where a self-hosted model on loopback is the likely second route. ``seed_demo`` is safe
 to run on every start: it funds the org and creates routes only once, but always issues two
 fresh keys, because a key's full secret can never be shown again after its creation.
 """
@@ -10,17 +13,21 @@ fresh keys, because a key's full secret can never be shown again after its creat
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import secrets
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+from glasskey.data_dir import prepare_data_dir
 from glasskey.errors import NotFound
 from glasskey.keys.policy import KeyPolicy
 from glasskey.keys.service import KeyRecord, create_key
 from glasskey.money import dollars_to_micros, format_usd
 from glasskey.orgs.service import Org, Wallet, create_org, get_org, list_wallets, top_up
 from glasskey.pricing.catalog import Prices, get_model
+from glasskey.routing.credentials import CredentialVault
 from glasskey.routing.routes import Route, create_route, list_routes
 from glasskey.services import Services
 from glasskey.settings import Settings, load_settings
@@ -82,11 +89,31 @@ def write_demo_settings_file(path: Path, data_dir: Path) -> None:
         f"data_dir = {_toml_string(str(data_dir.resolve()))}\n"
         f"admin_token = {_toml_string(secrets.token_urlsafe(32))}\n"
         f"key_pepper = {_toml_string(secrets.token_urlsafe(32))}\n"
+        f"{_encryption_key_line()}"
+        "allow_private_upstreams = true\n"
     )
     # O_EXCL: two demos starting at once must not each write (and trust) different secrets.
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as handle:
         handle.write(text)
+
+
+def _encryption_key_line() -> str:
+    return f"encryption_key = {_toml_string(CredentialVault.generate_key())}\n"
+
+
+def add_encryption_key(path: Path) -> None:
+    """Append an encryption key to a settings file written before the demo made one."""
+    # The lock: two demos starting at once must not both append one (a key given twice is invalid TOML).
+    with path.open("a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        handle.seek(0)
+        try:
+            if "encryption_key" in tomllib.loads(handle.read()):
+                return
+        except tomllib.TOMLDecodeError:
+            return  # loading the settings says what is wrong with the file
+        handle.write("# added by a newer glasskey: seals route credentials at rest\n" + _encryption_key_line())
 
 
 def demo_settings(data_dir: Path, host: str, port: int, *, environ: dict[str, str] | None = None) -> Settings:
@@ -95,12 +122,14 @@ def demo_settings(data_dir: Path, host: str, port: int, *, environ: dict[str, st
     Raises ``SettingsError`` when the file or the environment holds a wrong setting.
     """
     data_dir = Path(data_dir)
-    data_dir.mkdir(parents=True, exist_ok=True)
+    prepare_data_dir(data_dir, create_database=False)
     path = data_dir / SETTINGS_FILE
     if not path.exists():
         # If another process wrote it first, its secrets are the ones to use.
         with contextlib.suppress(FileExistsError):
             write_demo_settings_file(path, data_dir)
+    else:
+        add_encryption_key(path)
     return load_settings(config_file=path, environ=environ, data_dir=data_dir, host=host, port=port)
 
 

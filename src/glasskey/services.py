@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from glasskey.cache import ReadCache
+from glasskey.data_dir import prepare_data_dir
 from glasskey.keys.ratelimit import RateLimiter
 from glasskey.keys.shared_ratelimit import RedisRateLimiter
 from glasskey.ledger import ensure_system_accounts
@@ -22,8 +23,11 @@ from glasskey.providers.base import Provider
 from glasskey.providers.gemini import GeminiProvider
 from glasskey.providers.http import UpstreamHTTP
 from glasskey.providers.openai import OpenAICompatibleProvider, OpenAIProvider
+from glasskey.providers.sealed import sealed_providers
 from glasskey.providers.simulated import SimulatedProvider
+from glasskey.routing.credentials import CredentialVault
 from glasskey.routing.health import HealthBoard, RetryBudget
+from glasskey.routing.stored_checks import check_stored_routes
 from glasskey.settings import Settings
 from glasskey.store.database import Database
 from glasskey.store.migrations import upgrade
@@ -48,8 +52,10 @@ class Services:
     metrics: Metrics = field(init=False)
     cache: ReadCache = field(init=False)
     writer: GroupCommitWriter = field(init=False)
+    vault: CredentialVault = field(init=False)
 
     def __post_init__(self) -> None:
+        self.vault = CredentialVault(self.settings.encryption_keys)
         self.metrics = Metrics(self.health)
         self.cache = ReadCache(self.db, ttl_seconds=self.settings.cache_ttl_ms / 1000)
         self.writer = GroupCommitWriter(self.db)
@@ -79,7 +85,13 @@ def default_providers(http: UpstreamHTTP) -> dict[str, Provider]:
 def build_services(
     settings: Settings, *, providers: dict[str, Provider] | None = None, migrate: bool = True
 ) -> Services:
-    """Open the database, bring its schema up to date, and seed the catalog and system accounts."""
+    """Open the database, bring its schema up to date, and seed the catalog and system accounts.
+
+    The SQLite data directory is made private before the engine first opens the file; stored
+    routes are checked (credentials sealed, refused upstreams reported) before anything is served.
+    """
+    if not settings.database_url:
+        prepare_data_dir(settings.data_dir, create_database=True)
     db = Database(settings.effective_database_url)
     http = UpstreamHTTP()
     limiter = RedisRateLimiter(settings.redis_url) if settings.redis_url else RateLimiter()
@@ -90,9 +102,12 @@ def build_services(
         upstream_http=http,
         rate_limiter=limiter,
     )
+    # Every provider, also one a caller passed in, opens sealed credentials just before its call.
+    services.providers = sealed_providers(services.providers, services.vault)
     if migrate:
-        upgrade(db)
+        upgrade(db, vault=services.vault)
     with db.write() as conn:
         ensure_system_accounts(conn, services.clock())
         sync_catalog(conn)
+        check_stored_routes(conn, services.vault, allow_private=settings.allow_private_upstreams)
     return services

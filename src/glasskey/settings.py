@@ -13,7 +13,10 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from cryptography.fernet import Fernet
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, ValidationInfo, field_validator
+
+from glasskey.secret_strength import weakness_of
 
 ENV_PREFIX = "GLASSKEY_"
 # Variables that configure the process around the settings rather than the settings themselves.
@@ -42,6 +45,13 @@ class Settings(BaseModel):
     redis_url: str = Field(default="", description="share rate limits across processes; empty keeps them local")
     probe_interval_seconds: int = Field(default=0, ge=0, description="active probes of idle routes; 0 is off")
     log_level: str = "info"
+    encryption_key: SecretStr = Field(description="Fernet key sealing route credentials at rest (docs/security.md)")
+    previous_encryption_keys: SecretStr = Field(
+        default=SecretStr(""), description="comma-separated keys still opened during a key rotation"
+    )
+    allow_private_upstreams: bool = Field(
+        default=False, description="let routes reach loopback and private addresses (never link-local or metadata)"
+    )
 
     @field_validator("admin_token", "key_pepper")
     @classmethod
@@ -49,6 +59,36 @@ class Settings(BaseModel):
         if len(value.get_secret_value()) < 16:
             raise ValueError("must be at least 16 characters")
         return value
+
+    @field_validator("admin_token")
+    @classmethod
+    def _admin_token_strong(cls, value: SecretStr) -> SecretStr:
+        weakness = weakness_of(value.get_secret_value())
+        if weakness is not None:
+            raise ValueError(weakness)
+        return value
+
+    @field_validator("encryption_key", "previous_encryption_keys")
+    @classmethod
+    def _fernet_keys(cls, value: SecretStr, info: ValidationInfo) -> SecretStr:
+        keys = value.get_secret_value().split(",")
+        if info.field_name == "previous_encryption_keys":
+            keys = [key for key in keys if key.strip()]  # none is the usual case
+        for key in keys:
+            try:
+                Fernet(key.strip())
+            except ValueError:
+                # Fernet's own message is kept out: some versions quote part of the value.
+                raise ValueError(
+                    "must be 32 url-safe base64 bytes, as `glasskey routes generate-encryption-key` prints"
+                ) from None
+        return value
+
+    @property
+    def encryption_keys(self) -> list[str]:
+        """The key that seals, then the previous ones that may still open (a rotation in progress)."""
+        previous = [key.strip() for key in self.previous_encryption_keys.get_secret_value().split(",")]
+        return [self.encryption_key.get_secret_value().strip(), *(key for key in previous if key)]
 
     @property
     def effective_database_url(self) -> str:

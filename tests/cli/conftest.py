@@ -21,4 +21,6 @@ def env(tmp_path) -> dict[str, str]:
         "GLASSKEY_DATA_DIR": str(tmp_path),
         "GLASSKEY_ADMIN_TOKEN": "admin-token-for-tests-0123456789",
         "GLASSKEY_KEY_PEPPER": "pepper-for-tests-0123456789abcdef",
+        "GLASSKEY_ENCRYPTION_KEY": "dGVzdC1lbmNyeXB0aW9uLWtleS0wMTIzNDU2Nzg5YWI=",
+        "GLASSKEY_ALLOW_PRIVATE_UPSTREAMS": "true",
     }

@@ -138,14 +138,16 @@ def test_a_credential_is_stored_but_never_printed(run, services, outputs):
     assert both.exit_code == 2
 
     with services.db.read() as conn:
-        assert get_route(conn, route_id).credential == CANARY + "-rotated"
+        stored = get_route(conn, route_id).credential
+    assert CANARY not in (stored or "")  # sealed at rest
+    assert services.vault.open(stored) == CANARY + "-rotated"
     assert outputs and not any(CANARY in output for output in outputs)
 
 
 def test_a_credential_from_the_environment_is_stored_as_a_reference(run, services):
     route_id = add_route(run, "--credential-env", "CHEAP_UPSTREAM_KEY")
     with services.db.read() as conn:
-        assert get_route(conn, route_id).credential == "env:CHEAP_UPSTREAM_KEY"
+        assert services.vault.open(get_route(conn, route_id).credential) == "env:CHEAP_UPSTREAM_KEY"
 
 
 # --- set and disable ------------------------------------------------------------------------
@@ -236,7 +238,7 @@ def test_health_asks_the_running_gateway_for_its_board(run, services, outputs):
         assert re.search(rf"^{route_id}\s+gpt-4o-mini\s+routed\s+open \(forced\)", forced, re.MULTILINE)
 
         refused = run("routes", "health", "--url", server.base_url,
-                      extra_env={"GLASSKEY_ADMIN_TOKEN": "not-the-servers-token-0123"})  # fmt: skip
+                      extra_env={"GLASSKEY_ADMIN_TOKEN": "not-the-servers-token-0123456789abcdef"})  # fmt: skip
         assert refused.exit_code == 1
         assert "refused the admin token" in refused.stderr
 

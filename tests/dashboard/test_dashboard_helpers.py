@@ -129,7 +129,7 @@ def test_the_session_secret_is_derived_from_the_admin_token_and_never_is_it(tmp_
     secret = session_secret(settings)
     assert secret == session_secret(make_settings(tmp_path))
     assert settings.admin_token.get_secret_value() not in secret
-    assert secret != session_secret(make_settings(tmp_path, admin_token="another-admin-token-0123456789"))
+    assert secret != session_secret(make_settings(tmp_path, admin_token="another-admin-token-0123456789abcdef"))
     assert secret != session_secret(make_settings(tmp_path, key_pepper="another-pepper-0123456789abcdef"))
 
 

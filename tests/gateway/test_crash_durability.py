@@ -38,6 +38,8 @@ def test_sigkill_during_load_loses_no_acknowledged_request(tmp_path, database_ur
         "GLASSKEY_DATA_DIR": str(tmp_path),
         "GLASSKEY_ADMIN_TOKEN": settings.admin_token.get_secret_value(),
         "GLASSKEY_KEY_PEPPER": settings.key_pepper.get_secret_value(),
+        "GLASSKEY_ENCRYPTION_KEY": settings.encryption_key.get_secret_value(),
+        "GLASSKEY_ALLOW_PRIVATE_UPSTREAMS": "true",
         "GLASSKEY_PORT": str(port),
         "GLASSKEY_DATABASE_URL": database_url,
     }

@@ -24,13 +24,31 @@ from glasskey.admin.common import (
     model_view,
 )
 from glasskey.pricing.catalog import get_model, list_models, set_official_prices
-from glasskey.routing.routes import Route, create_route, get_route, list_routes, update_route
+from glasskey.routing.routes import (
+    Route,
+    changes_for_storing,
+    create_route,
+    for_storing,
+    get_route,
+    list_routes,
+    update_route,
+)
 from glasskey.services import Services
 
 Provider = Literal["openai", "anthropic", "gemini", "openai_compatible", "simulated"]
 Priority = Annotated[StrictInt, Field(description="lower is tried first")]
 Weight = Annotated[StrictInt, Field(ge=1, description="share among routes of equal priority")]
-BaseUrl = Annotated[str, Field(max_length=500, description="the upstream's http(s) base URL")]
+BaseUrl = Annotated[
+    str,
+    Field(
+        max_length=500,
+        description=(
+            "the upstream's http(s) base URL; refused with `upstream_address_refused`: a user name or password "
+            "in it, link-local and cloud metadata addresses, and loopback or private addresses unless the "
+            "gateway's `allow_private_upstreams` setting is on (docs/security.md)"
+        ),
+    ),
+]
 UpstreamModel = Annotated[str, Field(min_length=1, max_length=200, description="the model name the upstream knows")]
 Credential = Annotated[str | None, Field(description="the upstream API key; stored, never shown again in full")]
 Options = Annotated[RouteOptionsBody, Field(description="provider-specific settings and per-route timeouts")]
@@ -150,8 +168,9 @@ def routes_router(services: Services) -> APIRouter:
         responses=error_responses(404),
     )
     def create(body: CreateRouteBody) -> dict[str, Any]:
+        route = for_storing(body.route(), services.vault, allow_private=services.settings.allow_private_upstreams)
         with services.db.write() as conn:
-            return create_route(conn, body.route(), services.clock()).public()
+            return create_route(conn, route, services.clock()).public()
 
     @router.get(
         "/routes/{route_id}",
@@ -177,8 +196,11 @@ def routes_router(services: Services) -> APIRouter:
         responses=error_responses(404),
     )
     def update(route_id: str, body: UpdateRouteBody) -> dict[str, Any]:
+        changes = changes_for_storing(
+            body.changes(), services.vault, allow_private=services.settings.allow_private_upstreams
+        )
         with services.db.write() as conn:
-            route = update_route(conn, route_id, **body.changes())
+            route = update_route(conn, route_id, **changes)
         services.health.sync_forced(route.id, route.forced_circuit)
         return route.public()
 

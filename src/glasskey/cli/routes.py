@@ -25,7 +25,18 @@ from glasskey.cli.base import (
 )
 from glasskey.money import format_usd
 from glasskey.pricing.catalog import Prices, get_model, list_models, set_official_prices
-from glasskey.routing.routes import PROVIDERS, SETTLEMENTS, Route, create_route, get_route, list_routes, update_route
+from glasskey.routing.credentials import CredentialVault, reseal_stored_credentials
+from glasskey.routing.routes import (
+    PROVIDERS,
+    SETTLEMENTS,
+    Route,
+    changes_for_storing,
+    create_route,
+    for_storing,
+    get_route,
+    list_routes,
+    update_route,
+)
 
 # --- models ------------------------------------------------------------------------------
 
@@ -228,21 +239,26 @@ def routes_add(
         official = get_model(conn, model).official_prices
         route_prices = _with_prices(official, prices["price_input"], prices["price_output"], prices["price_cached"])
         route_costs = _with_prices(route_prices, prices["cost_input"], prices["cost_output"], prices["cost_cached"])
+        allow_private = services.settings.allow_private_upstreams
         route = create_route(
             conn,
-            Route(
-                id="",
-                model=model,
-                provider=provider,
-                base_url=base_url,
-                upstream_model=upstream_model,
-                settlement=settlement,
-                prices=route_prices,
-                costs=route_costs,
-                priority=priority,
-                weight=weight,
-                options=route_options,
-                credential=secret,
+            for_storing(
+                Route(
+                    id="",
+                    model=model,
+                    provider=provider,
+                    base_url=base_url,
+                    upstream_model=upstream_model,
+                    settlement=settlement,
+                    prices=route_prices,
+                    costs=route_costs,
+                    priority=priority,
+                    weight=weight,
+                    options=route_options,
+                    credential=secret,
+                ),
+                services.vault,
+                allow_private=allow_private,
             ),
             services.clock(),
         )
@@ -305,7 +321,8 @@ def routes_set(
         changes["forced_circuit"] = FORCE_CHOICES[force]
     if not changes and not options and all(value is None for value in prices.values()):
         raise click.UsageError("nothing to change: give at least one setting")
-    with writing(ctx) as (_, conn):
+    with writing(ctx) as (services, conn):
+        changes = changes_for_storing(changes, services.vault, allow_private=services.settings.allow_private_upstreams)
         current = get_route(conn, route_id)
         if options:
             merged = {**current.options, **dict(options)}
@@ -333,6 +350,28 @@ def routes_disable(ctx: click.Context, route_id: str) -> None:
     with writing(ctx) as (_, conn):
         route = update_route(conn, route_id, enabled=False)
     click.echo(f"disabled route {route.id} ({route.settlement} {route.model} via {route.provider})")
+
+
+@routes.command("rotate-encryption-key")
+@click.pass_context
+def routes_rotate_encryption_key(ctx: click.Context) -> None:
+    """Re-seal every route credential under the current encryption_key (see docs/security.md).
+
+    First put the new key in encryption_key and the old one in previous_encryption_keys, and restart
+    every gateway process (each then opens both); run this; then remove the old key and restart.
+    All or nothing: a credential that no configured key opens stops it, and nothing changes.
+    """
+    with writing(ctx) as (services, conn):
+        count = reseal_stored_credentials(conn, services.vault)
+    click.echo(f"re-sealed {count} route credential(s) under the current encryption key")
+    if services.settings.previous_encryption_keys.get_secret_value().strip():
+        click.echo("previous_encryption_keys can now be removed (then restart the gateway)", err=True)
+
+
+@routes.command("generate-encryption-key")
+def routes_generate_encryption_key() -> None:
+    """Print a new random encryption key, for encryption_key (GLASSKEY_ENCRYPTION_KEY)."""
+    click.echo(CredentialVault.generate_key())
 
 
 def _fetch_health(base_url: str, admin_token: str, model: str | None) -> dict[str, Any]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +16,12 @@ from glasskey.cli.base import (
     table,
     writing,
 )
+from glasskey.data_dir import prepare_data_dir
 from glasskey.demo import demo_settings, format_demo_banner, seed_demo
 from glasskey.orgs.service import create_org, list_orgs
+from glasskey.routing.credentials import CredentialVault
 from glasskey.services import build_services
+from glasskey.settings import load_settings
 from glasskey.store.database import Database
 from glasskey.store.migrations import upgrade
 
@@ -31,7 +33,7 @@ from glasskey.store.migrations import upgrade
 def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
     """Run the gateway, the admin API and the dashboard."""
     overrides: dict[str, Any] = {k: v for k, v in (("host", host), ("port", port)) if v is not None}
-    settings = settings_of(ctx, **overrides)
+    settings = load_settings(config_file=ctx.find_root().params.get("config"), **overrides)
     services = build_services(settings)
     try:
         run_server(services)
@@ -39,27 +41,9 @@ def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
         services.db.dispose()
 
 
-def port_taken(host: str, port: int) -> bool:
-    """Whether ``host:port`` cannot be listened on now (bound the way uvicorn binds it)."""
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError:
-            return True
-    return False
-
-
 @main.command()
-@click.option("--host", default="127.0.0.1", envvar="GLASSKEY_HOST", show_default=True, help="Listen address.")
-@click.option(
-    "--port",
-    type=click.IntRange(1, 65535),
-    default=8787,
-    envvar="GLASSKEY_PORT",
-    show_default=True,
-    help="Listen port; a port already taken stops the demo before it seeds anything.",
-)
+@click.option("--host", default="127.0.0.1", envvar="GLASSKEY_HOST", show_default=True)
+@click.option("--port", type=click.IntRange(1, 65535), default=8787, envvar="GLASSKEY_PORT", show_default=True)
 @click.option(
     "--data-dir",
     type=click.Path(file_okay=False, path_type=Path),
@@ -72,9 +56,6 @@ def port_taken(host: str, port: int) -> bool:
 @click.pass_context
 def demo(ctx: click.Context, host: str, port: int, data_dir: Path, no_serve: bool) -> None:
     """Seed a demo org, wallets, simulated routes and two keys on SQLite, then serve."""
-    if not no_serve and port_taken(host, port):
-        # Before anything is seeded or printed: export lines for someone else's server would mislead.
-        raise click.ClickException(f"port {port} is taken on {host}: use --port")
     if ctx.find_root().params.get("config") is not None:
         click.echo(f"note: demo mode reads {data_dir / 'glasskey.toml'}, not --config / GLASSKEY_CONFIG", err=True)
     settings = demo_settings(data_dir, host, port)
@@ -99,11 +80,15 @@ def db() -> None:
 @click.pass_context
 def db_upgrade(ctx: click.Context) -> None:
     """Bring the database schema up to the newest revision."""
-    database = Database(settings_of(ctx).effective_database_url)
+    settings = settings_of(ctx)
+    if not settings.database_url:
+        prepare_data_dir(settings.data_dir, create_database=True)
+    database = Database(settings.effective_database_url)
     try:
-        upgrade(database)
+        # With the vault, revision 0003 seals the route credentials stored in plaintext.
+        upgrade(database, vault=CredentialVault(settings.encryption_keys))
         with database.read() as conn:
-            revision = MigrationContext.configure(conn).get_current_revision()
+            revision = ", ".join(MigrationContext.configure(conn).get_current_heads())
     finally:
         database.dispose()
     click.echo(f"database schema at revision {revision}")
@@ -121,7 +106,6 @@ def orgs() -> None:
 @click.argument("name")
 @click.pass_context
 def orgs_create(ctx: click.Context, name: str) -> None:
-    """Create an org with empty credit and routed wallets (top them up with wallets topup)."""
     with writing(ctx) as (services, conn):
         org = create_org(conn, name, services.clock())
     click.echo(f"created org {org.name} ({org.id}) with empty credit and routed wallets")
@@ -130,7 +114,6 @@ def orgs_create(ctx: click.Context, name: str) -> None:
 @orgs.command("list")
 @click.pass_context
 def orgs_list(ctx: click.Context) -> None:
-    """Every org, oldest first."""
     with reading(ctx) as (_, conn):
         rows = [(o.id, o.name, o.created_at.isoformat(timespec="seconds")) for o in list_orgs(conn)]
     click.echo(table(["ID", "NAME", "CREATED"], rows) if rows else "No orgs.")

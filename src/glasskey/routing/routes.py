@@ -2,7 +2,8 @@
 
 A route's price to the user is what receipts charge; its cost to the operator is what the
 operator pays upstream (their difference is the margin). The credential never leaves the
-server: ``Route.public()`` masks it for every API.
+server: ``Route.credential`` is the stored, sealed form (``routing.credentials``), opened only by
+the provider wrapper when a request runs, and ``Route.public()`` shows only its mask.
 """
 
 from __future__ import annotations
@@ -17,19 +18,14 @@ from glasskey.errors import ClientError, NotFound
 from glasskey.ids import new_id
 from glasskey.pricing.catalog import Prices, get_model
 from glasskey.providers.base import RouteTarget
+from glasskey.routing.credentials import CredentialVault, shown_credential
+from glasskey.routing.upstream_address import check_upstream_url
 from glasskey.store.tables import routes
 
 SETTLEMENTS = ("official", "routed")
 PROVIDERS = ("openai", "anthropic", "gemini", "openai_compatible", "simulated")
 TIMEOUT_OPTIONS = ("timeout_connect_ms", "timeout_first_byte_ms", "timeout_chunk_gap_ms", "timeout_total_ms")
 TIMEOUT_MAX_MS = 3_600_000
-
-
-def mask_secret(secret: str | None) -> str | None:
-    """``sk-abcdef123456 -> "sk-…3456"``: enough to recognise, never enough to use."""
-    if not secret:
-        return None
-    return f"{secret[:3]}…{secret[-4:]}" if len(secret) >= 12 else "…"
 
 
 @dataclass(frozen=True)
@@ -74,7 +70,7 @@ class Route:
             "enabled": self.enabled,
             "options": self.options,
             "forced_circuit": self.forced_circuit,
-            "credential": mask_secret(self.credential),
+            "credential": shown_credential(self.credential),
         }
 
 
@@ -143,6 +139,27 @@ def _values(route: Route) -> dict[str, Any]:
         "options": route.options,
         "forced_circuit": route.forced_circuit,
     }
+
+
+def for_storing(route: Route, vault: CredentialVault, *, allow_private: bool) -> Route:
+    """A route an operator sent (admin API, CLI), made ready to store: its base URL checked against
+    the upstream address policy, its plaintext credential sealed."""
+    return replace(
+        route,
+        **changes_for_storing(
+            {"base_url": route.base_url, "credential": route.credential}, vault, allow_private=allow_private
+        ),
+    )
+
+
+def changes_for_storing(changes: dict[str, Any], vault: CredentialVault, *, allow_private: bool) -> dict[str, Any]:
+    """``update_route`` changes an operator sent, checked and sealed as ``for_storing`` does."""
+    checked = dict(changes)
+    if checked.get("base_url"):  # an empty one is refused by ``_validate`` unless the route is simulated
+        check_upstream_url(checked["base_url"], allow_private)
+    if checked.get("credential") is not None:
+        checked["credential"] = vault.seal(checked["credential"])
+    return checked
 
 
 def create_route(conn: Connection, route: Route, now: datetime) -> Route:

@@ -22,5 +22,10 @@ def alembic_config(db: Database) -> Config:
     return config
 
 
-def upgrade(db: Database, revision: str = "head") -> None:
-    command.upgrade(alembic_config(db), revision)
+def upgrade(db: Database, revision: str = "heads", *, vault: object | None = None) -> None:
+    """Migrate to ``revision`` (every head: independent branches, such as 0003 and 0005, both apply);
+    ``vault`` (a ``routing.credentials.CredentialVault``) lets 0003 seal the route credentials of an
+    existing database (without it, the next start seals them)."""
+    config = alembic_config(db)
+    config.attributes["credential_vault"] = vault
+    command.upgrade(config, revision)
