@@ -23,7 +23,8 @@ from starlette.routing import Route
 
 from glasskey.errors import GlasskeyError, ModelError, NotFound
 from glasskey.gateway.gemini_answers import StreamAnswer, embed_response, generate_response, google_error, model_entry
-from glasskey.gateway.gemini_inbound import chat_body, embedding_body, fields, unsupported
+from glasskey.gateway.gemini_inbound import chat_body, embedding_body
+from glasskey.gateway.gemini_inbound_config import fields, unsupported
 from glasskey.gateway.http import JSONResponse, read_body, request_id_of
 from glasskey.gateway.lifecycle import Lifecycle
 from glasskey.gateway.outcomes import Emit, JSONOutcome, StreamOutcome
