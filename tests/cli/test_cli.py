@@ -151,7 +151,7 @@ def test_keys_create_list_explain_revoke_round_trip(run):
     assert raw["settlement"] == "official" and raw["backup_routes"] is True
 
     assert "revoked key research-bot" in ok(run("keys", "revoke", prefix))
-    assert re.search(r"research-bot\s+\S+\s+official\s+revoked", ok(run("keys", "list")))
+    assert re.search(r"research-bot\s+\S+\s+acme\s+official\s+revoked", ok(run("keys", "list")))
 
 
 def test_keys_create_rejects_money_it_cannot_represent(run):

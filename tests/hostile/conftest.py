@@ -7,9 +7,13 @@ request behind, which is what the matrix asserts is harmless.
 
 from __future__ import annotations
 
+import asyncio
+import json
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy import select
 
@@ -59,3 +63,43 @@ def add_compatible_route(gateway: Gateway, base_url: str, *, credential: str | N
 def receipt_of(gateway: Gateway, request_id: str) -> Any:
     with gateway.services.db.read() as conn:
         return conn.execute(select(receipts).where(receipts.c.request_id == request_id)).first()
+
+
+@dataclass(frozen=True)
+class Call:
+    """One request of a batch: method, path under ``/v1``, a JSON value or raw bytes, headers."""
+
+    method: str
+    path: str
+    content: bytes | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    label: str = ""
+
+
+def call(method: str, path: str, body: Any = None, *, key: str | None = None, label: str = "") -> Call:
+    """A call with ``body`` written as JSON by the standard library (it writes any integer)."""
+    content = body if isinstance(body, bytes) or body is None else json.dumps(body).encode()
+    headers = {"content-type": "application/json"}
+    if key is not None:
+        headers["authorization"] = f"Bearer {key}"
+    return Call(method, path, content, headers, label)
+
+
+def send_all(gateway: Gateway, calls: list[Call], concurrency: int = 16) -> list[httpx.Response]:
+    """Send ``calls`` concurrently on kept-alive connections; the answers come back in order."""
+
+    async def run() -> list[httpx.Response]:
+        limit = asyncio.Semaphore(concurrency)
+        async with httpx.AsyncClient(base_url=gateway.v1, timeout=60) as client:
+
+            async def one(item: Call) -> httpx.Response:
+                async with limit:
+                    response = await client.request(
+                        item.method, item.path.lstrip("/"), content=item.content, headers=item.headers
+                    )
+                    await response.aread()
+                    return response
+
+            return list(await asyncio.gather(*(one(item) for item in calls)))
+
+    return asyncio.run(run())

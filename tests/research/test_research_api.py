@@ -1,30 +1,141 @@
-"""The research API end to end: preflight, a job's run, its report and its receipts."""
+"""The research API end to end: preflight, a job's run, its report, its receipts and its refusals."""
 
 from __future__ import annotations
 
 import httpx
-from helpers import auth, job_body, upload_samples, wait_finished
+from research_helpers import SAMPLES, auth, job_body, sample_bytes, upload, upload_samples, wait_finished
+from sqlalchemy import select
 
 from glasskey.research import NOTICE
+from glasskey.research.jobs import StoredFile
+from glasskey.research.preflight import JobSpec, prepare
+from glasskey.store.tables import receipts, transfers
 
 
-def test_a_job_runs_to_a_report_with_its_receipts(gateway):
+def preflight(gateway, key, body):
+    return httpx.post(f"{gateway.v1}/research/preflight", headers=auth(key), json=body, timeout=30)
+
+
+def create(gateway, key, body):
+    return httpx.post(f"{gateway.v1}/research/jobs", headers=auth(key), json=body, timeout=30)
+
+
+def ledger_rows(gateway, request_ids):
+    with gateway.services.db.read() as conn:
+        found = list(conn.execute(select(transfers).where(transfers.c.request_id.in_(request_ids))))
+        charged = list(conn.execute(select(receipts).where(receipts.c.request_id.in_(request_ids))))
+    return found, charged
+
+
+def job_call_ids(gateway, job_id):
+    from glasskey.research.jobs import job_calls
+
+    with gateway.services.db.read() as conn:
+        return [c.id for c in job_calls(conn, job_id)]
+
+
+def count_transfers(gateway, key_id=None):
+    with gateway.services.db.read() as conn:
+        return len(list(conn.execute(select(transfers.c.id).where(transfers.c.kind == "charge"))))
+
+
+def test_a_job_runs_to_a_report_whose_receipts_equal_the_ledger(gateway_any_db):
+    gateway = gateway_any_db
     key = gateway.routed_key
     ids = upload_samples(gateway.v1, key)
-    preflight = httpx.post(f"{gateway.v1}/research/preflight", headers=auth(key), json=job_body(ids)).json()
-    assert preflight["admitted"] is True, preflight
-    assert preflight["notice"] == NOTICE
-    created = httpx.post(
-        f"{gateway.v1}/research/jobs",
-        headers=auth(key),
-        json=job_body(ids, max_charge_micros=preflight["cost"]["max_micros"]),
-    )
+    checked = preflight(gateway, key, job_body(ids)).json()
+    assert checked["admitted"] is True and checked["notice"] == NOTICE
+    created = create(gateway, key, job_body(ids, max_charge_micros=checked["cost"]["max_micros"]))
     assert created.status_code == 201, created.text
     job = wait_finished(gateway.v1, key, created.json()["id"])
     assert job["status"] == "succeeded", job
     report = httpx.get(f"{gateway.v1}/research/jobs/{job['id']}/report.json", headers=auth(key)).json()
     markdown = httpx.get(f"{gateway.v1}/research/jobs/{job['id']}/report.md", headers=auth(key)).text
     assert markdown.startswith(f"> **{NOTICE}**") and markdown.rstrip().endswith(f"> **{NOTICE}**")
-    assert report["total_charge_micros"] == job["spent_micros"] > 0
-    assert len(report["receipts"]) == job["calls_planned"]
+    assert "[doc: apple_2005_2010.md, chunk 1]" in markdown
+    # Every call has its receipt and its posted transfer; the report's total is the ledger's.
+    found, charged = ledger_rows(gateway, [r["request_id"] for r in report["receipts"]])
+    posted = sum(t.posted_amount_micros for t in found if t.status == "posted")
+    assert len(charged) == len(report["receipts"]) == job["calls_planned"] == 3
+    assert report["total_charge_micros"] == job["spent_micros"] == posted > 0
+    assert all(t.status == "posted" for t in found)
+    assert job["spent_micros"] <= job["confirmed_max_micros"]
     gateway.audit_ok()
+
+
+def test_the_preflight_cost_is_the_sum_of_the_quotes_of_its_calls(gateway):
+    key = gateway.routed_key
+    ids = upload_samples(gateway.v1, key)
+    body = job_body(ids, depth="standard")
+    checked = preflight(gateway, key, body).json()
+    files = [StoredFile(i, name, "prices" if name.endswith(".csv") else "document", "", 0, sample_bytes(name))
+             for i, name in zip(ids, SAMPLES, strict=True)]  # fmt: skip
+    plan = prepare(JobSpec.parse(body), files).plan
+    quotes = [httpx.post(f"{gateway.v1}/quote", headers=auth(key), json=call.body).json() for call in plan.calls]
+    assert len(quotes) == len(checked["plan"]["calls"]) == 5  # two passes over two chunks, one analysis
+    assert checked["cost"]["estimated_micros"] == sum(q["estimated_charge_micros"] for q in quotes)
+    assert checked["cost"]["max_micros"] == sum(q["max_charge_micros"] for q in quotes)
+    assert [c["max_charge_micros"] for c in checked["plan"]["calls"]] == [q["max_charge_micros"] for q in quotes]
+    assert "no latency measured yet" in " ".join(checked["runtime"]["how"])
+    assert count_transfers(gateway) == 0  # a preflight moves no money
+
+
+def test_a_key_not_allowed_the_deep_model_is_told_and_refused_before_any_charge(gateway):
+    key = gateway.new_key(allowed_models=("gpt-4o-mini",), settlement="routed")
+    ids = upload_samples(gateway.v1, key)
+    checked = preflight(gateway, key, job_body(ids))
+    assert checked.status_code == 200
+    deep = checked.json()["models"][1]
+    assert checked.json()["admitted"] is False and checked.json()["refused_by"] == "model"
+    assert deep["allowed"] is False and deep["refused_by"] == "policy.allowed_models"
+    assert deep["alternatives"] == ["gpt-4o-mini"]
+    refused = create(gateway, key, job_body(ids, max_charge_micros=10**9))
+    assert refused.status_code == 403 and refused.json()["error"]["source"] == "model"
+    assert count_transfers(gateway) == 0
+    gateway.audit_ok()
+
+
+def test_a_wallet_that_cannot_cover_the_maximum_is_402_at_preflight_and_confirm(gateway):
+    from glasskey.keys.policy import KeyPolicy
+    from glasskey.keys.service import create_key
+    from glasskey.orgs.service import create_org
+
+    with gateway.services.db.write() as conn:
+        org = create_org(conn, "broke", gateway.services.clock())
+        _, key = create_key(conn, pepper=gateway.services.pepper, org_id=org.id, name="k", policy=KeyPolicy(),
+                            now=gateway.services.clock())  # fmt: skip
+    ids = upload_samples(gateway.v1, key)
+    checked = preflight(gateway, key, job_body(ids))
+    assert checked.status_code == 402 and checked.json()["error"]["source"] == "wallet"
+    assert checked.json()["error"]["preflight"]["cost"]["max_micros"] > 0
+    refused = create(gateway, key, job_body(ids, max_charge_micros=1))
+    assert refused.status_code == 402 and refused.json()["error"]["source"] == "wallet"
+    assert count_transfers(gateway) == 0
+
+
+def test_bad_input_is_a_400_naming_the_file_line_and_column(gateway):
+    key = gateway.routed_key
+    bad = upload(gateway.v1, key, {"prices.csv": b"date,symbol,close\n2020-01-01,AAA,1\n2020-02-30,AAA,2\n"})
+    assert bad.status_code == 201  # uploads are stored as they are; reading them is the job's
+    checked = preflight(gateway, key, job_body([bad.json()["data"][0]["id"]]))
+    error = checked.json()["error"]
+    assert checked.status_code == 400 and error["source"] == "client"
+    assert (error["file"], error["line"], error["column"]) == ("prices.csv", 3, "date")
+    unknown = upload(gateway.v1, key, {"deck.pptx": b"x"})
+    assert unknown.status_code == 400 and unknown.json()["error"]["file"] == "deck.pptx"
+    empty = preflight(gateway, key, {"question": " ", "inputs": []})
+    assert empty.status_code == 400 and empty.json()["error"]["param"] == "question"
+
+
+def test_a_key_sees_only_its_own_files_and_jobs(gateway):
+    key = gateway.routed_key
+    other = gateway.new_key(settlement="routed")
+    ids = upload_samples(gateway.v1, key)
+    checked = preflight(gateway, key, job_body(ids)).json()
+    job = create(gateway, key, job_body(ids, max_charge_micros=checked["cost"]["max_micros"])).json()
+    wait_finished(gateway.v1, key, job["id"])
+    assert httpx.get(f"{gateway.v1}/research/jobs/{job['id']}", headers=auth(other)).status_code == 404
+    assert httpx.get(f"{gateway.v1}/research/jobs", headers=auth(other)).json()["data"] == []
+    assert [j["id"] for j in httpx.get(f"{gateway.v1}/research/jobs", headers=auth(key)).json()["data"]] == [job["id"]]
+    stolen = preflight(gateway, other, job_body(ids))
+    assert stolen.status_code == 400 and "no uploaded file" in stolen.json()["error"]["message"]

@@ -11,23 +11,26 @@ Secrets are printed only where a human must copy them: a new key, and the demo b
 from __future__ import annotations
 
 import gc
+import importlib
 import importlib.util
+import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from decimal import InvalidOperation
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
-import uvicorn
-from sqlalchemy import Connection
 
-from glasskey.app import build_app
 from glasskey.errors import GlasskeyError
 from glasskey.money import dollars_to_micros, format_usd
-from glasskey.services import Services, build_services
-from glasskey.settings import Settings, SettingsError, load_settings
+
+if TYPE_CHECKING:
+    from sqlalchemy import Connection
+
+    from glasskey.services import Services
+    from glasskey.settings import Settings
 
 # The health board is one small JSON document; a gateway slower than this is itself the news.
 HEALTH_TIMEOUT_SECONDS = 10.0
@@ -42,6 +45,9 @@ class GlasskeyGroup(click.Group):
     """Turns expected failures anywhere below it into a one-line message instead of a traceback."""
 
     def invoke(self, ctx: click.Context) -> Any:
+        # Only a command that runs reads settings (pydantic and its validators); ``--help`` never does.
+        from glasskey.settings import SettingsError
+
         try:
             return super().invoke(ctx)
         except SettingsError as exc:
@@ -50,10 +56,55 @@ class GlasskeyGroup(click.Group):
             raise click.ClickException(exc.message) from None
 
 
+# Each top-level command: the module that defines it, and its one-line help. A module is imported
+# only when one of its commands runs, so ``glasskey --help`` loads neither the database stack nor
+# the web framework (bench/cli_startup.py measures it); tests hold the help lines to the modules'.
+LAZY_COMMANDS: dict[str, tuple[str, str]] = {
+    "serve": ("glasskey.cli.serve", "Run the gateway, the admin API and the dashboard."),
+    "demo": ("glasskey.cli.serve", "Seed a demo org, wallets, simulated routes and two keys on SQLite, then serve."),
+    "db": ("glasskey.cli.serve", "The database schema."),
+    "orgs": ("glasskey.cli.serve", "Teams that own wallets and keys."),
+    "keys": ("glasskey.cli.keys", "API keys and what they may do."),
+    "wallets": ("glasskey.cli.ledger", "An org's credit and routed balances."),
+    "receipts": ("glasskey.cli.ledger", "What each request did and what it cost."),
+    "models": ("glasskey.cli.routes", "The model catalog and its official prices."),
+    "routes": ("glasskey.cli.routes", "Ways to serve a model: provider, settlement, prices, priority, health."),
+    "research": ("glasskey.cli.research", "Research jobs on a key's quick and deep models (not financial advice)."),
+}
+
+
+class LazyGroup(GlasskeyGroup):
+    """The top-level group: a command's module is imported the first time the command is asked for."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(LAZY_COMMANDS) | set(self.commands))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in LAZY_COMMANDS:
+            # Importing the module registers its commands on this group (``@main.group()``).
+            importlib.import_module(LAZY_COMMANDS[cmd_name][0])
+        return super().get_command(ctx, cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = []
+        for name in self.list_commands(ctx):
+            loaded = self.commands.get(name)
+            if loaded is not None:
+                rows.append((name, loaded.get_short_help_str(formatter.width)))
+            else:
+                rows.append((name, LAZY_COMMANDS[name][1]))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
 class UsdType(click.ParamType[int]):
     """A dollar amount given as text, parsed to integer micros without ever becoming a float."""
 
     name = "usd"
+
+    def __init__(self, *, positive: bool = False) -> None:
+        self.positive = positive
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
         if isinstance(value, int):
@@ -62,6 +113,8 @@ class UsdType(click.ParamType[int]):
             micros = dollars_to_micros(str(value).strip().removeprefix("$"))
         except (ValueError, InvalidOperation):
             self.fail(f"{value!r} is not a dollar amount with at most six decimals", param, ctx)
+        if self.positive and micros <= 0:
+            self.fail(f"{value!r}: the amount must be positive, e.g. 10 or 0.50", param, ctx)
         if micros < 0:
             self.fail(f"{value!r} is negative; amounts given to glasskey never are", param, ctx)
         return micros
@@ -83,6 +136,7 @@ class IsoDatetimeType(click.ParamType[datetime]):
 
 
 USD = UsdType()
+POSITIVE_USD = UsdType(positive=True)
 ISO_DATETIME = IsoDatetimeType()
 
 
@@ -95,12 +149,35 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells)
 
 
-def settings_of(ctx: click.Context) -> Settings:
-    config: Path | None = ctx.find_root().params.get("config")
-    return load_settings(config_file=config)
+DATA_DIR_DEFAULT = Path("./glasskey-data")
+SETTINGS_FILE_NAME = "glasskey.toml"
+
+
+def settings_file(config: Path | None, environ: dict[str, str] | None = None) -> Path | None:
+    """The settings file the CLI reads, in this order: ``--config``, ``GLASSKEY_CONFIG``, then
+    ``glasskey.toml`` in the data directory (``GLASSKEY_DATA_DIR``, default ``./glasskey-data``)
+    if it exists, which is where ``glasskey demo`` keeps its secrets. ``GLASSKEY_*`` variables
+    override what the file says."""
+    env = os.environ if environ is None else environ
+    if config is not None:
+        return config
+    if env.get("GLASSKEY_CONFIG"):
+        return Path(env["GLASSKEY_CONFIG"])
+    found = Path(env.get("GLASSKEY_DATA_DIR") or DATA_DIR_DEFAULT) / SETTINGS_FILE_NAME
+    return found if found.is_file() else None
+
+
+def settings_of(ctx: click.Context, **overrides: Any) -> Settings:
+    from glasskey.settings import load_settings  # see GlasskeyGroup.invoke
+
+    return load_settings(config_file=settings_file(ctx.find_root().params.get("config")), **overrides)
 
 
 def services_of(ctx: click.Context) -> Services:
+    # Imported when a verb runs, not when the CLI starts: ``--help`` never pays for the database
+    # stack, the providers and the web framework (see LAZY_COMMANDS).
+    from glasskey.services import build_services
+
     services = build_services(settings_of(ctx))
     ctx.call_on_close(services.db.dispose)
     return services
@@ -134,6 +211,11 @@ def tune_collector() -> None:
 
 
 def run_server(services: Services) -> None:
+    # Imported here for the same reason as in services_of: only serving needs them.
+    import uvicorn
+
+    from glasskey.app import build_app
+
     settings = services.settings
     config = uvicorn.Config(
         build_app(services),
@@ -151,12 +233,13 @@ def run_server(services: Services) -> None:
 # --- the command -------------------------------------------------------------------------
 
 
-@click.group(cls=GlasskeyGroup)
+@click.group(cls=LazyGroup)
 @click.option(
     "--config",
     type=click.Path(dir_okay=False, path_type=Path),
     envvar="GLASSKEY_CONFIG",
-    help="TOML settings file (also GLASSKEY_CONFIG); GLASSKEY_* variables override it.",
+    help="TOML settings file (also GLASSKEY_CONFIG). Default: glasskey.toml in the data directory"
+    " (GLASSKEY_DATA_DIR, else ./glasskey-data) if it exists. GLASSKEY_* variables override it.",
 )
 @click.version_option(package_name="glasskey")
 def main(config: Path | None) -> None:

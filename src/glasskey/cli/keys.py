@@ -1,4 +1,4 @@
-"""``glasskey keys``: create, list, explain, revoke."""
+"""``glasskey keys``: create, list, explain, set, revoke."""
 
 from __future__ import annotations
 
@@ -19,9 +19,19 @@ from glasskey.cli.base import (
 )
 from glasskey.keys.explain import explain_key
 from glasskey.keys.policy import KeyPolicy
-from glasskey.keys.service import create_key, get_key, list_keys, revoke_key
+from glasskey.keys.service import REVOKED, create_key, get_key, list_keys, revoke_key, update_key
 from glasskey.money import format_usd
-from glasskey.orgs.service import get_org
+from glasskey.orgs.service import get_org, list_orgs
+
+# `keys set --budget-total none` clears a limit, as `null` does in the admin API's PATCH.
+CLEAR = "none"
+
+
+class Cleared:
+    """What an option given as ``none`` becomes (an option not given stays ``None``)."""
+
+
+CLEARED = Cleared()
 
 # --- keys --------------------------------------------------------------------------------
 
@@ -33,11 +43,23 @@ def keys() -> None:
 
 @keys.command("create")
 @click.option("--org", "org_ref", required=True, help="Org name or id.")
-@click.option("--name", required=True)
+@click.option("--name", required=True, help="A name people recognise the key by.")
 @click.option("--owner", default="", help="Who holds the key (a person, a script, an agent).")
 @click.option("--model", "models", multiple=True, help="An allowed model; repeat it. Default: every model.")
-@click.option("--settlement", type=click.Choice(["official", "routed"]), default="routed", show_default=True)
-@click.option("--lower-cost/--no-lower-cost", default=False, show_default=True, help="Try the cheapest route first.")
+@click.option(
+    "--settlement",
+    type=click.Choice(["official", "routed"]),
+    default="routed",
+    show_default=True,
+    help="official: official routes at list price, from the credit wallet; routed: routed routes, from the routed"
+    " wallet.",
+)
+@click.option(
+    "--lower-cost/--no-lower-cost",
+    default=False,
+    show_default=True,
+    help="Try the cheapest route first (routed keys only).",
+)
 @click.option("--backups/--no-backups", default=False, show_default=True, help="Fall back to backup routes.")
 @click.option("--budget-total", type=USD, default=None, help="Total spending limit in USD.")
 @click.option("--budget-daily", type=USD, default=None, help="Daily spending limit in USD.")
@@ -83,22 +105,23 @@ def keys_create(
 @click.option("--org", "org_ref", default=None, help="Only this org's keys (name or id).")
 @click.pass_context
 def keys_list(ctx: click.Context, org_ref: str | None) -> None:
+    """Every key (or one org's) with its settlement, status and allowed models; never a secret."""
     with reading(ctx) as (_, conn):
         org_id = get_org(conn, org_ref).id if org_ref else None
         records = list_keys(conn, org_id)
+        org_names = {org.id: org.name for org in list_orgs(conn)}
     rows = [
         (
-            k.id,
-            k.prefix,
             k.name,
-            k.org_id,
+            k.prefix,
+            org_names.get(k.org_id, k.org_id),
             k.policy.settlement,
             k.status,
             ",".join(k.policy.allowed_models) if k.policy.allowed_models is not None else "(all)",
         )
         for k in records
     ]
-    click.echo(table(["ID", "PREFIX", "NAME", "ORG", "SETTLEMENT", "STATUS", "MODELS"], rows) if rows else "No keys.")
+    click.echo(table(["NAME", "PREFIX", "ORG", "SETTLEMENT", "STATUS", "MODELS"], rows) if rows else "No keys.")
 
 
 def render_explanation(explanation: dict[str, Any]) -> str:
@@ -158,7 +181,78 @@ def keys_explain(ctx: click.Context, key_ref: str, as_json: bool) -> None:
 @click.argument("key_ref", metavar="KEY_ID_OR_PREFIX")
 @click.pass_context
 def keys_revoke(ctx: click.Context, key_ref: str) -> None:
+    """Revoke a key: its next request is refused (within the cache TTL of a running gateway)."""
     with writing(ctx) as (services, conn):
+        before = get_key(conn, key_ref)
         record = revoke_key(conn, key_ref, services.clock())
     revoked_at = record.revoked_at.isoformat() if record.revoked_at else "-"
-    click.echo(f"revoked key {record.name} ({record.id}, {record.prefix}) at {revoked_at}")
+    if before.status == REVOKED:
+        click.echo(f"key {record.name} ({record.prefix}) was already revoked, at {revoked_at}; nothing changed")
+        return
+    click.echo(f"revoked key {record.name} ({record.prefix}) at {revoked_at}")
+
+
+class ClearableType(click.ParamType[Any]):
+    """A value of ``inner``, or ``none`` to clear the setting (``null`` in the admin API)."""
+
+    def __init__(self, inner: click.ParamType[Any]) -> None:
+        self.inner = inner
+        self.name = f"{inner.name}|{CLEAR}"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, str) and value.strip().lower() == CLEAR:
+            return CLEARED
+        return self.inner.convert(value, param, ctx)
+
+
+@keys.command("set")
+@click.argument("key_ref", metavar="KEY_ID_OR_PREFIX")
+@click.option("--name", default=None, help="A new name.")
+@click.option("--owner", default=None, help="Who holds the key now.")
+@click.option("--model", "models", multiple=True, help="Replace the allowed models; repeat it.")
+@click.option("--all-models", is_flag=True, help="Allow every model in the catalog.")
+@click.option("--settlement", type=click.Choice(["official", "routed"]), default=None, help="Change the settlement.")
+@click.option("--lower-cost/--no-lower-cost", default=None, help="Try the cheapest route first (routed keys only).")
+@click.option("--backups/--no-backups", default=None, help="Fall back to backup routes.")
+@click.option("--budget-total", type=ClearableType(USD), default=None, help="Total limit in USD; none clears it.")
+@click.option("--budget-daily", type=ClearableType(USD), default=None, help="Daily limit in USD; none clears it.")
+@click.option(
+    "--rpm", type=ClearableType(click.IntRange(min=0)), default=None, help="Requests per minute; none clears it."
+)
+@click.option(
+    "--expires", type=ClearableType(ISO_DATETIME), default=None, help="Expiry (ISO 8601); none: never expires."
+)
+@click.pass_context
+def keys_set(
+    ctx: click.Context,
+    /,
+    key_ref: str,
+    name: str | None,
+    owner: str | None,
+    models: tuple[str, ...],
+    all_models: bool,
+    settlement: str | None,
+    lower_cost: bool | None,
+    backups: bool | None,
+    **limits: Any,
+) -> None:
+    """Change a key's name, owner or policy: every field the admin API's PATCH can change; only those given change."""
+    if models and all_models:
+        raise click.UsageError("give --model or --all-models, not both")
+    policy: dict[str, Any] = {
+        field: value
+        for field, value in (("settlement", settlement), ("lower_cost_routes", lower_cost), ("backup_routes", backups))
+        if value is not None
+    }
+    if models or all_models:
+        policy["allowed_models"] = models or None
+    fields = {"budget_total": "budget_total_micros", "budget_daily": "budget_daily_micros", "rpm": "rpm_limit"}
+    fields["expires"] = "expires_at"
+    for option, value in limits.items():
+        if value is not None:
+            policy[fields[option]] = None if value is CLEARED else value
+    if not policy and name is None and owner is None:
+        raise click.UsageError("nothing to change: give at least one setting")
+    with writing(ctx) as (_, conn):
+        record = update_key(conn, key_ref, name=name, owner=owner, **policy)
+    click.echo(f"updated key {record.name} ({record.prefix})")

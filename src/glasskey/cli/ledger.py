@@ -7,16 +7,18 @@ import json
 import click
 
 from glasskey.cli.base import (
-    USD,
+    POSITIVE_USD,
     main,
     reading,
     table,
     writing,
 )
-from glasskey.keys.service import get_key
+from glasskey.keys.service import get_key, list_keys
 from glasskey.money import format_usd
 from glasskey.orgs.service import WALLET_KINDS, get_org, get_wallet, list_wallets, top_up
 from glasskey.receipts.records import MAX_PAGE, get_receipt, list_receipts
+
+RECEIPT_STATUSES = ("succeeded", "failed")
 
 # --- wallets -----------------------------------------------------------------------------
 
@@ -30,6 +32,7 @@ def wallets() -> None:
 @click.argument("org_ref", metavar="ORG")
 @click.pass_context
 def wallets_show(ctx: click.Context, org_ref: str) -> None:
+    """An org's two wallets: posted, held and available balances (ORG is a name or an id)."""
     with reading(ctx) as (_, conn):
         org = get_org(conn, org_ref)
         found = list_wallets(conn, org.id)
@@ -46,13 +49,16 @@ def wallets_show(ctx: click.Context, org_ref: str) -> None:
     click.echo(table(["WALLET", "POSTED", "HELD", "AVAILABLE"], rows))
 
 
-@wallets.command("topup")
+# ignore_unknown_options: a negative amount ("-1") reaches the amount's check (and its message)
+# instead of being read as an unknown option.
+@wallets.command("topup", context_settings={"ignore_unknown_options": True})
 @click.argument("org_ref", metavar="ORG")
 @click.argument("kind", type=click.Choice(WALLET_KINDS))
-@click.argument("amount", metavar="AMOUNT_USD", type=USD)
+@click.argument("amount", metavar="AMOUNT_USD", type=POSITIVE_USD)
 @click.option("--idempotency-key", default=None, help="Retrying with the same key moves the money only once.")
 @click.pass_context
 def wallets_topup(ctx: click.Context, org_ref: str, kind: str, amount: int, idempotency_key: str | None) -> None:
+    """Add AMOUNT_USD (positive, at most six decimals) to an org's credit or routed wallet."""
     with writing(ctx) as (services, conn):
         org = get_org(conn, org_ref)
         transfer = top_up(conn, org.id, kind, amount, services.clock(), idempotency_key=idempotency_key)
@@ -71,24 +77,26 @@ def receipts() -> None:
 
 
 @receipts.command("list")
-@click.option("--key", "key_ref", default=None, help="Key id or prefix.")
-@click.option("--org", "org_ref", default=None, help="Org name or id.")
-@click.option("--status", default=None, help="succeeded or failed.")
-@click.option("--model", default=None, help="Requested model.")
-@click.option("--limit", type=click.IntRange(1, MAX_PAGE), default=20, show_default=True)
+@click.option("--key", "key_ref", default=None, help="Only this key's receipts (key id or prefix).")
+@click.option("--org", "org_ref", default=None, help="Only this org's receipts (name or id).")
+@click.option("--status", type=click.Choice(RECEIPT_STATUSES), default=None, help="Only succeeded or failed requests.")
+@click.option("--model", default=None, help="Only requests for this model.")
+@click.option("--limit", type=click.IntRange(1, MAX_PAGE), default=20, show_default=True, help="At most this many.")
 @click.pass_context
 def receipts_list(
     ctx: click.Context, key_ref: str | None, org_ref: str | None, status: str | None, model: str | None, limit: int
 ) -> None:
+    """Receipts, newest first: time, request id, key, model, status, tokens, charge, who caused a failure."""
     with reading(ctx) as (_, conn):
         key_id = get_key(conn, key_ref).id if key_ref else None
         org_id = get_org(conn, org_ref).id if org_ref else None
         page = list_receipts(conn, key_id=key_id, org_id=org_id, status=status, model=model, limit=limit)
+        key_names = {k.id: k.name for k in list_keys(conn, org_id)}
     rows = [
         (
             r["created_at"][:19].replace("T", " "),
             r["request_id"],
-            r["key"],
+            key_names.get(r["key_id"] or "", r["key"]),
             r["requested_model"],
             r["status"],
             f"{r['input_tokens']}/{r['output_tokens']}",
@@ -108,9 +116,10 @@ def receipts_list(
 
 @receipts.command("show")
 @click.argument("request_id")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the receipt as GET /v1/receipts/{id} returns it.")
 @click.pass_context
 def receipts_show(ctx: click.Context, request_id: str, as_json: bool) -> None:
+    """One receipt: what the request asked, which routes it tried, what it cost, and why it failed."""
     with reading(ctx) as (_, conn):
         receipt = get_receipt(conn, request_id)
     if as_json:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,6 @@ from glasskey.demo import demo_settings, format_demo_banner, seed_demo
 from glasskey.orgs.service import create_org, list_orgs
 from glasskey.routing.credentials import CredentialVault
 from glasskey.services import build_services
-from glasskey.settings import load_settings
 from glasskey.store.database import Database
 from glasskey.store.migrations import upgrade
 
@@ -33,7 +33,7 @@ from glasskey.store.migrations import upgrade
 def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
     """Run the gateway, the admin API and the dashboard."""
     overrides: dict[str, Any] = {k: v for k, v in (("host", host), ("port", port)) if v is not None}
-    settings = load_settings(config_file=ctx.find_root().params.get("config"), **overrides)
+    settings = settings_of(ctx, **overrides)
     services = build_services(settings)
     try:
         run_server(services)
@@ -41,9 +41,27 @@ def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
         services.db.dispose()
 
 
+def port_taken(host: str, port: int) -> bool:
+    """Whether ``host:port`` cannot be listened on now (bound the way uvicorn binds it)."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
 @main.command()
-@click.option("--host", default="127.0.0.1", envvar="GLASSKEY_HOST", show_default=True)
-@click.option("--port", type=click.IntRange(1, 65535), default=8787, envvar="GLASSKEY_PORT", show_default=True)
+@click.option("--host", default="127.0.0.1", envvar="GLASSKEY_HOST", show_default=True, help="Listen address.")
+@click.option(
+    "--port",
+    type=click.IntRange(1, 65535),
+    default=8787,
+    envvar="GLASSKEY_PORT",
+    show_default=True,
+    help="Listen port; a port already taken stops the demo before it seeds anything.",
+)
 @click.option(
     "--data-dir",
     type=click.Path(file_okay=False, path_type=Path),
@@ -56,6 +74,9 @@ def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
 @click.pass_context
 def demo(ctx: click.Context, host: str, port: int, data_dir: Path, no_serve: bool) -> None:
     """Seed a demo org, wallets, simulated routes and two keys on SQLite, then serve."""
+    if not no_serve and port_taken(host, port):
+        # Before anything is seeded or printed: export lines for someone else's server would mislead.
+        raise click.ClickException(f"port {port} is taken on {host}: use --port")
     if ctx.find_root().params.get("config") is not None:
         click.echo(f"note: demo mode reads {data_dir / 'glasskey.toml'}, not --config / GLASSKEY_CONFIG", err=True)
     settings = demo_settings(data_dir, host, port)
@@ -106,6 +127,7 @@ def orgs() -> None:
 @click.argument("name")
 @click.pass_context
 def orgs_create(ctx: click.Context, name: str) -> None:
+    """Create an org with empty credit and routed wallets (top them up with wallets topup)."""
     with writing(ctx) as (services, conn):
         org = create_org(conn, name, services.clock())
     click.echo(f"created org {org.name} ({org.id}) with empty credit and routed wallets")
@@ -114,6 +136,7 @@ def orgs_create(ctx: click.Context, name: str) -> None:
 @orgs.command("list")
 @click.pass_context
 def orgs_list(ctx: click.Context) -> None:
+    """Every org, oldest first."""
     with reading(ctx) as (_, conn):
         rows = [(o.id, o.name, o.created_at.isoformat(timespec="seconds")) for o in list_orgs(conn)]
     click.echo(table(["ID", "NAME", "CREATED"], rows) if rows else "No orgs.")

@@ -316,7 +316,7 @@ class JobRunner:
         """The planned call's id if it was never sent; otherwise a new try, so no id is sent twice."""
         fresh = next((t for t in tries if t.status == "planned"), None)
         if fresh is not None:
-            tries.remove(fresh)
+            tries[tries.index(fresh)] = _Try(fresh.id, fresh.try_number, "sent")
             await self._write(lambda conn: jobs.set_call(conn, fresh.id, max_charge_micros=maximum))
             return str(fresh.id)
         number = max((t.try_number for t in tries), default=0) + 1

@@ -1,0 +1,127 @@
+"""What ``POST /v1/messages`` costs next to ``POST /v1/chat/completions``, in-process, on one route.
+
+    python -m bench.native_overhead                  # 300 requests per endpoint, SQLite
+    python -m bench.native_overhead --requests 2000
+
+Both endpoints are called through the ASGI app ``build_app`` returns, in this process (httpx's
+``ASGITransport``: no socket, no server), one request at a time, with the same key, model and
+``simulated`` route (no upstream latency), JSON and streamed. So the difference between two rows is
+the Anthropic endpoint's own cost: the Starlette routing that ``/v1/chat/completions`` skips (it is
+served by the lean front door of ``gateway/asgi.py``), and the translation both ways. The pure
+translation is also timed alone. Figures are wall time (median) and this process's CPU time per
+request; the machine is shared, so compare rows of one run, not runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shutil
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench.seed import seed_gateway
+from glasskey.app import build_app
+from glasskey.gateway.anthropic_inbound import to_chat_body
+from glasskey.gateway.anthropic_inbound_reply import to_message
+from glasskey.gateway.anthropic_inbound_stream import MessageStream
+from glasskey.gateway.outcomes import SSE_DONE, sse
+from glasskey.routing.routes import list_routes, update_route
+from glasskey.services import Services, build_services
+
+MODEL = "gpt-4o-mini"
+PROMPT = [{"role": "user", "content": "Say hello in one short sentence, please."}]
+CASES: dict[str, tuple[str, dict[str, Any]]] = {
+    "chat.completions": ("/v1/chat/completions", {"model": MODEL, "messages": PROMPT, "max_tokens": 64}),
+    "messages": ("/v1/messages", {"model": MODEL, "messages": PROMPT, "max_tokens": 64}),
+    "chat.completions stream": (
+        "/v1/chat/completions",
+        {
+            "model": MODEL,
+            "messages": PROMPT,
+            "max_tokens": 64,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        },
+    ),
+    "messages stream": ("/v1/messages", {"model": MODEL, "messages": PROMPT, "max_tokens": 64, "stream": True}),
+}
+
+
+def seeded_services(data_dir: Path) -> tuple[Services, str]:
+    """``bench.seed``'s gateway (SQLite, a funded org, a key), its ``MODEL`` route turned ``simulated``."""
+    seed = seed_gateway(f"sqlite:///{data_dir / 'glasskey.db'}", data_dir, {MODEL: "http://127.0.0.1:9/v1"}, 1)
+    services = build_services(seed.settings())
+    with services.db.write() as conn:
+        (route,) = list_routes(conn, MODEL)
+        update_route(conn, route.id, provider="simulated", base_url="", credential=None)
+    return services, seed.keys[0]
+
+
+async def measure(services: Services, key: str, requests: int) -> dict[str, tuple[float, float]]:
+    """Per case: (median wall milliseconds, CPU microseconds) per request.
+
+    The cases take turns, one request each, so a drift of the machine or of the database over the
+    run weighs on every case alike.
+    """
+    transport = httpx.ASGITransport(app=build_app(services))
+    headers = {"authorization": f"Bearer {key}", "anthropic-version": "2023-06-01"}
+    walls: dict[str, list[float]] = {name: [] for name in CASES}
+    cpus: dict[str, float] = dict.fromkeys(CASES, 0.0)
+    async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
+        for round_number in range(20 + requests):  # 20 rounds warm caches and pages before counting
+            for name, (path, body) in CASES.items():
+                cpu, began = time.process_time(), time.perf_counter()
+                response = await client.post(path, json=body, headers=headers)
+                wall, cpu = time.perf_counter() - began, time.process_time() - cpu
+                response.raise_for_status()
+                if round_number >= 20:
+                    walls[name].append(wall)
+                    cpus[name] += cpu
+    return {name: (statistics.median(walls[name]) * 1000, cpus[name] / requests * 1e6) for name in CASES}
+
+
+def translation_cost_us(repeats: int) -> float:
+    """The pure translation of one streamed request both ways (body, 12 chunks, usage, done), in microseconds."""
+    body = {"model": MODEL, "messages": PROMPT, "max_tokens": 64, "stream": True}
+    chunk = {"id": "c", "object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"content": " word"}}]}
+    lines = [sse(chunk)] * 12 + [
+        sse({"choices": [], "usage": {"prompt_tokens": 12, "completion_tokens": 12}}),
+        SSE_DONE,
+    ]
+    completion = {"choices": [{"message": {"content": "Hello."}, "finish_reason": "stop"}], "usage": {}}
+    began = time.perf_counter()
+    for _ in range(repeats):
+        to_chat_body(body)
+        stream = MessageStream("msg_bench", MODEL)
+        for line in lines:
+            stream.feed(line)
+        to_message(completion, message_id="msg_bench", model=MODEL)
+    return (time.perf_counter() - began) / repeats * 1e6
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=300)
+    args = parser.parse_args()
+    data_dir = Path(tempfile.mkdtemp(prefix="glasskey-native-"))
+    try:
+        services, key = seeded_services(data_dir)
+        try:
+            results = asyncio.run(measure(services, key, args.requests))
+        finally:
+            services.close()
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)
+    for name, (wall_ms, cpu_us) in results.items():
+        print(f"{name:<24} {wall_ms:6.2f} ms median  CPU {cpu_us:6.0f} us/request")
+    print(f"{'translation alone':<24} {translation_cost_us(2000):6.1f} us/request (stream both ways)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,163 @@
+"""The runner's promises: the cap, cancellation, malformed answers, live events, figures from data."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from typing import Any
+
+import httpx
+from sqlalchemy import select, update
+
+from glasskey.providers.base import ChatResult, RouteTarget, Usage
+from glasskey.providers.simulated import SimulatedProvider
+from glasskey.research.jobs import job_calls
+from glasskey.store.tables import routes, transfers
+from research_helpers import auth, job_body, upload_samples, wait_finished
+
+
+def start_job(gateway, key, **extra):
+    ids = upload_samples(gateway.v1, key)
+    checked = httpx.post(f"{gateway.v1}/research/preflight", headers=auth(key), json=job_body(ids)).json()
+    body = job_body(ids, **{"max_charge_micros": checked["cost"]["max_micros"], **extra})
+    created = httpx.post(f"{gateway.v1}/research/jobs", headers=auth(key), json=body)
+    assert created.status_code == 201, created.text
+    return created.json()
+
+
+def calls_of(gateway, job_id):
+    with gateway.services.db.read() as conn:
+        return job_calls(conn, job_id)
+
+
+def charge_transfers(gateway, request_ids):
+    with gateway.services.db.read() as conn:
+        return list(conn.execute(select(transfers).where(transfers.c.request_id.in_(request_ids))))
+
+
+def test_the_cap_stops_the_job_before_a_call_that_could_pass_it(gateway):
+    key = gateway.routed_key
+    job = start_job(gateway, key, max_charge_micros=700)  # room for the two map calls' maxima, not the analysis
+    done = wait_finished(gateway.v1, key, job["id"])
+    assert done["status"] == "capped", done
+    assert "confirmed maximum of 700 micros" in done["error"]
+    calls = calls_of(gateway, job["id"])
+    analysis = [c for c in calls if c.step == "analysis"]
+    assert [c.status for c in analysis] == ["planned"]  # never sent: no receipt, no hold
+    assert charge_transfers(gateway, [analysis[0].id]) == []
+    assert 0 < done["spent_micros"] <= 700
+    report = httpx.get(f"{gateway.v1}/research/jobs/{job['id']}/report.md", headers=auth(key)).text
+    assert "status **capped**" in report and "The analysis step did not run." in report
+    gateway.audit_ok()
+
+
+def test_cancel_stops_calls_in_flight_and_voids_their_holds(gateway):
+    with gateway.services.db.write() as conn:
+        conn.execute(update(routes).values(options={"latency_ms": 5000}))
+    key = gateway.routed_key
+    job = start_job(gateway, key)
+    deadline = time.monotonic() + 10
+    while not any(c.status == "running" for c in calls_of(gateway, job["id"])):
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    cancelled = httpx.post(f"{gateway.v1}/research/jobs/{job['id']}/cancel", headers=auth(key), timeout=30).json()
+    assert cancelled["status"] == "cancelled" and cancelled["spent_micros"] == 0
+    calls = calls_of(gateway, job["id"])
+    sent = [c.id for c in calls if c.status == "cancelled"]
+    assert sent and all(c.status in ("cancelled", "planned") for c in calls)
+    held = charge_transfers(gateway, sent)
+    assert held and all(t.status == "voided" for t in held)
+    report = httpx.get(f"{gateway.v1}/research/jobs/{job['id']}/report.json", headers=auth(key)).json()
+    assert report["status"] == "cancelled" and report["total_charge_micros"] == 0
+    assert all(r["status"] == "failed" for r in report["receipts"])
+    gateway.audit_ok()
+
+
+class MalformedMap(SimulatedProvider):
+    """Answers every map request with prose instead of JSON."""
+
+    async def chat(self, target: RouteTarget, body: dict[str, Any]) -> ChatResult:
+        result = await super().chat(target, body)
+        if "[glasskey research: map]" in body["messages"][0]["content"]:
+            result.body["choices"][0]["message"]["content"] = "Sure! Here are the claims: none."
+        return result
+
+
+def test_a_malformed_map_answer_is_retried_once_then_the_step_fails_visibly(gateway):
+    gateway.services.providers["simulated"] = MalformedMap()
+    key = gateway.routed_key
+    job = start_job(gateway, key)
+    done = wait_finished(gateway.v1, key, job["id"])
+    assert done["status"] == "failed" and "malformed" in done["error"]
+    assert next(s for s in done["steps"] if s["name"] == "map")["status"] == "failed"
+    maps = [c for c in calls_of(gateway, job["id"]) if c.step == "map"]
+    first = [c for c in maps if c.position == 0]
+    assert [(c.try_number, c.status) for c in first] == [(1, "malformed"), (2, "malformed")]
+    assert "not JSON" in first[0].error
+    gateway.audit_ok()
+
+
+class InventedNumbers(SimulatedProvider):
+    """A deep model that states figures of its own."""
+
+    async def chat(self, target: RouteTarget, body: dict[str, Any]) -> ChatResult:
+        result = await super().chat(target, body)
+        if "[glasskey research: analysis]" in body["messages"][0]["content"]:
+            text = "AAPL returned 999.99% a year with a Sharpe of 12.34."
+            result.body["choices"][0]["message"]["content"] = text
+            return ChatResult(body=result.body, usage=Usage(10, 10))
+        return result
+
+
+def test_a_model_stating_other_numbers_cannot_change_the_reports_figures(gateway):
+    key = gateway.routed_key
+    honest = wait_finished(gateway.v1, key, start_job(gateway, key)["id"])
+    gateway.services.providers["simulated"] = InventedNumbers()
+    lying = wait_finished(gateway.v1, key, start_job(gateway, key)["id"])
+    reports = [
+        httpx.get(f"{gateway.v1}/research/jobs/{j['id']}/report.json", headers=auth(key)).json()
+        for j in (honest, lying)
+    ]
+    assert reports[0]["figures"] == reports[1]["figures"] is not None
+    assert reports[1]["analysis"]["flagged_numbers"] == ["999.99%", "12.34"]
+    assert "999.99" not in json.dumps(reports[1]["figures"])
+
+
+def test_events_are_well_formed_sse_ending_with_the_report(gateway):
+    key = gateway.routed_key
+    job = start_job(gateway, key)
+    events = []
+    with httpx.stream("GET", f"{gateway.v1}/research/jobs/{job['id']}/events", headers=auth(key), timeout=30) as r:
+        assert r.headers["content-type"].startswith("text/event-stream")
+        block: list[str] = []
+        for line in r.iter_lines():
+            if line:
+                block.append(line)
+                continue
+            assert block[0].startswith("event: ") and block[1].startswith("data: ") and len(block) == 2
+            events.append((block[0][7:], json.loads(block[1][6:])))
+            block = []
+    assert events[0][0] == "progress" and events[-1][0] == "end"
+    assert events[-1][1]["status"] == "succeeded" and events[-1][1]["report"].endswith("/report")
+    progress = [e for name, e in events if name == "progress"]
+    assert progress[-1]["calls_done"] == progress[-1]["calls_planned"] == 3
+    spends = [e["spent_micros"] for e in progress]
+    assert spends == sorted(spends)  # spend so far only grows
+
+
+def test_two_jobs_run_side_by_side_without_mixing_their_money(gateway):
+    key = gateway.routed_key
+    results = []
+
+    def run():
+        results.append(wait_finished(gateway.v1, key, start_job(gateway, key)["id"]))
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [r["status"] for r in results] == ["succeeded", "succeeded"]
+    assert results[0]["spent_micros"] == results[1]["spent_micros"] > 0  # same inputs, same deterministic answers
+    gateway.audit_ok()
