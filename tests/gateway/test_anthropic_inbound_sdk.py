@@ -1,15 +1,17 @@
 """The gateway's ``/v1/messages``, driven by the official ``anthropic`` SDK given only a base URL.
 
-Three routes end at three upstreams, so an Anthropic-format request is served by each kind of
+Four routes end at four upstreams, so an Anthropic-format request is served by each kind of
 provider: ``gpt-4o-mini`` by the fake OpenAI (which checks each translated body against the
 ``openai`` SDK's request types), ``claude-sonnet-4-5`` by the fake Anthropic (checked against the
-``anthropic`` SDK's request types), ``gemini-2.5-flash`` by the built-in simulated provider.
+``anthropic`` SDK's request types), ``gemini-2.5-flash`` by the fake Gemini (checked against the
+``google-genai`` SDK's types), ``gpt-4o`` by the built-in simulated provider.
 After every test the ledger is audited: receipt charges equal posted ledger charges.
 """
 
 from __future__ import annotations
 
 import base64
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,9 +24,11 @@ from anthropic import Anthropic
 
 from conftest_helpers import make_settings
 from fake_anthropic import DEFAULT_REPLY, FakeAnthropic
+from fake_gemini import FakeGemini
 from fake_openai import FakeOpenAI
 from gateway_fixtures import ServerThread
 from glasskey.app import build_app
+from glasskey.errors import NotFound
 from glasskey.keys.policy import KeyPolicy
 from glasskey.keys.service import create_key
 from glasskey.ledger import audit
@@ -35,8 +39,14 @@ from glasskey.routing.routes import Route, create_route
 from glasskey.services import Services, build_services
 
 CREDENTIAL = f"sk-upstream-{uuid.uuid4().hex}"
-OPENAI_MODEL, ANTHROPIC_MODEL, SIMULATED_MODEL = "gpt-4o-mini", "claude-sonnet-4-5", "gemini-2.5-flash"
-MODELS = (OPENAI_MODEL, ANTHROPIC_MODEL, SIMULATED_MODEL)
+OPENAI_MODEL, ANTHROPIC_MODEL, GEMINI_MODEL, SIMULATED_MODEL = (
+    "gpt-4o-mini",
+    "claude-sonnet-4-5",
+    "gemini-2.5-flash",
+    "gpt-4o",
+)
+MODELS = (OPENAI_MODEL, ANTHROPIC_MODEL, GEMINI_MODEL, SIMULATED_MODEL)
+PROVIDERS = {OPENAI_MODEL: "openai", ANTHROPIC_MODEL: "anthropic", GEMINI_MODEL: "gemini", SIMULATED_MODEL: "simulated"}
 WEATHER_TOOL: Any = {
     "name": "get_weather",
     "description": "The weather in a city",
@@ -76,6 +86,18 @@ class Stack:
             found: dict[str, Any] = get_receipt(conn, request_id)
         return found
 
+    def settled_receipt(self, request_id: str) -> dict[str, Any]:
+        """The receipt of a stream that ended in an error: the lifecycle sends the error event before
+        its settlement commits, so the receipt may follow the client's error by a moment."""
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                return self.receipt(request_id)
+            except NotFound:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
+
     def receipts_of(self, key: str) -> list[dict[str, Any]]:
         response = httpx.get(f"{self.url}/v1/receipts", headers={"authorization": f"Bearer {key}"})
         assert response.status_code == 200
@@ -87,18 +109,25 @@ class Stack:
 def module_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     fake_openai = FakeOpenAI(credential=CREDENTIAL)
     fake_anthropic = FakeAnthropic(api_key=CREDENTIAL)
+    fake_gemini = FakeGemini(api_key=CREDENTIAL)
     services = build_services(make_settings(tmp_path_factory.mktemp("anthropic-inbound")))
-    with ServerThread(fake_openai.app) as openai_server, ServerThread(fake_anthropic.app) as anthropic_server:
+    with (
+        ServerThread(fake_openai.app) as openai_server,
+        ServerThread(fake_anthropic.app) as anthropic_server,
+        ServerThread(fake_gemini.app) as gemini_server,
+    ):
         now = services.clock()
-        upstreams = {
-            OPENAI_MODEL: ("openai", f"{openai_server.base_url}/v1"),
-            ANTHROPIC_MODEL: ("anthropic", anthropic_server.base_url),
-            SIMULATED_MODEL: ("simulated", ""),
+        base_urls = {
+            OPENAI_MODEL: f"{openai_server.base_url}/v1",
+            ANTHROPIC_MODEL: anthropic_server.base_url,
+            GEMINI_MODEL: gemini_server.base_url,
+            SIMULATED_MODEL: "",
         }
         with services.db.write() as conn:
             org = create_org(conn, "anthropic-sdk-users", now)
             top_up(conn, org.id, "routed", 500_000_000, now)
-            for model, (provider, base_url) in upstreams.items():
+            for model, base_url in base_urls.items():
+                provider = PROVIDERS[model]
                 prices = get_model(conn, model).official_prices
                 route = Route(
                     id=f"rt-{model}",
@@ -154,7 +183,7 @@ def test_create_is_served_by_every_provider_charged_and_receipted(stack: Stack, 
     assert raw.headers["request-id"] == request_id == message.id.removeprefix("msg_")
     receipt = stack.receipt(request_id)
     assert receipt["status"] == "succeeded"
-    assert receipt["provider"] == {"gpt-4o-mini": "openai", "claude-sonnet-4-5": "anthropic"}.get(model, "simulated")
+    assert receipt["provider"] == PROVIDERS[model]
     assert receipt["charge_micros"] == int(raw.headers["x-glasskey-charge-micros"]) > 0
     cache = message.usage.cache_read_input_tokens or 0
     assert receipt["input_tokens"] == message.usage.input_tokens + cache + (
@@ -394,7 +423,10 @@ def test_an_upstream_refusal_is_attributed_to_the_upstream(stack: Stack):
 # -- a stream cut mid-answer -----------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("model", "directive"), [(OPENAI_MODEL, "[fake:cut=3]"), (ANTHROPIC_MODEL, "#fake:cut=3")])
+@pytest.mark.parametrize(
+    ("model", "directive"),
+    [(OPENAI_MODEL, "[fake:cut=3]"), (ANTHROPIC_MODEL, "#fake:cut=3"), (GEMINI_MODEL, "[[cut:3]]")],
+)
 def test_a_stream_cut_mid_answer_ends_with_an_error_event_and_a_failed_receipt(
     stack: Stack, model: str, directive: str
 ):
@@ -408,6 +440,6 @@ def test_a_stream_cut_mid_answer_ends_with_an_error_event_and_a_failed_receipt(
     assert texts  # the answer had begun before the cut
     error = caught.value.body["error"]  # type: ignore[index]
     assert error["type"] == "api_error" and error["source"] == "upstream"
-    receipt = stack.receipt(error["request_id"])
+    receipt = stack.settled_receipt(error["request_id"])
     assert receipt["status"] == "failed" and receipt["error_source"] == "upstream"
     assert receipt["stream"] is True
