@@ -1,8 +1,8 @@
 """A bare pass-through proxy on glasskey's own server stack: the floor of what Python can do here.
 
-Starlette on uvicorn (uvloop and httptools, one worker) with one pooled upstream client: glasskey's
-own (``glasskey.providers.wire``), as glasskey runs (``--client aiohttp``, ``httpx`` or ``httpx2``
-to compare clients; aiohttp was glasskey's before). No auth and no accounting: it reads the body,
+Starlette on uvicorn (uvloop and httptools, one worker) with one pooled upstream client: aiohttp
+set up as glasskey runs it (``glasskey.providers.upstream_client``; ``--client aiohttp`` for aiohttp
+as it comes, ``httpx`` or ``httpx2`` to compare clients). No auth and no accounting: it reads the body,
 parses it once (to learn the model, which picks the upstream, and whether a stream is asked for),
 forwards the body unchanged and streams the answer back as it arrives. Whatever glasskey costs
 above this is the price of its checks, its ledger and its receipts.
@@ -28,7 +28,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 FORWARDED_HEADERS = {"content-type": "application/json"}
-CLIENTS = ("wire", "aiohttp", "httpx", "httpx2")
+CLIENTS = ("glasskey", "aiohttp", "httpx", "httpx2")
 
 
 def upstream_of(body: bytes, routes: dict[str, str]) -> tuple[dict[str, Any], str | None]:
@@ -46,7 +46,7 @@ REFUSED = Response(b'{"error":{"message":"bad JSON or unknown model"}}', 400, me
 
 
 class Answer(Protocol):
-    """What wire's and aiohttp's answers share: a status, the whole body, and a release."""
+    """What an aiohttp answer offers the proxy: a status, the whole body, and a release."""
 
     status: int
 
@@ -77,38 +77,38 @@ def proxy_app(
     return Starlette(routes=[Route("/v1/chat/completions", chat_completions, methods=["POST"])], lifespan=lifespan)
 
 
-def build_wire_app(routes: dict[str, str]) -> Starlette:
-    """The proxy on glasskey's upstream client, used directly: the body goes out as it came, the
-    answer's bytes come back as they arrive (no JSON re-encoded, no SSE parsed)."""
-    from glasskey.providers import wire
+def build_glasskey_app(routes: dict[str, str]) -> Starlette:
+    """The proxy on glasskey's upstream client as glasskey sets it up (``providers.upstream_client``:
+    aiohttp with capped headers, happy eyeballs, no cookies, no proxy), used directly: the body goes
+    out as it came, the answer's bytes come back as they arrive (no JSON re-encoded, no SSE parsed)."""
+    from multidict import CIMultiDict
 
-    client = wire.Client()
+    from glasskey.providers.upstream_client import Sessions
 
-    async def relay(answer: wire.Response) -> AsyncIterator[bytes]:
-        try:
-            async for chunk in answer:
-                yield chunk
-        finally:
-            answer.release()  # back to the pool if read to the end, else closed
+    sessions = Sessions(ssl_context=None, proxy=None)
+    headers = CIMultiDict(FORWARDED_HEADERS)
 
     async def chat_completions(request: Request) -> Response:
         body = await request.body()
         parsed, base_url = upstream_of(body, routes)
         if base_url is None:
             return REFUSED
-        answer = await client.request(
-            "POST", base_url + "/chat/completions", headers=FORWARDED_HEADERS, body=body, connect_timeout_s=5.0
-        )
+        answer = await sessions.post(base_url + "/chat/completions", headers, body, 5_000)
         content_type = answer.headers.get("content-type", "application/json")
         if parsed.get("stream") is True:
-            return StreamingResponse(relay(answer), answer.status, media_type=content_type)
+            return StreamingResponse(
+                answer.content.iter_any(),
+                answer.status,
+                media_type=content_type,
+                background=BackgroundTask(answer.release),
+            )
         return await whole_answer(answer, content_type)
 
-    return proxy_app(chat_completions, client.aclose)
+    return proxy_app(chat_completions, sessions.aclose)
 
 
 def build_aiohttp_app(routes: dict[str, str]) -> Starlette:
-    """The proxy on aiohttp's client, glasskey's upstream client before ``wire``."""
+    """The proxy on aiohttp's client as it comes (its default session, no cookie jar, no proxy)."""
     import aiohttp
 
     sessions: list[aiohttp.ClientSession] = []
@@ -142,15 +142,15 @@ def build_aiohttp_app(routes: dict[str, str]) -> Starlette:
     return proxy_app(chat_completions, close)
 
 
-def build_app(routes: dict[str, str], client_library: str = "wire") -> Starlette:
+def build_app(routes: dict[str, str], client_library: str = "glasskey") -> Starlette:
     """The proxy app; ``routes`` maps a model name to its upstream base URL (ending in /v1).
 
-    ``client_library`` is ``wire`` (what glasskey uses), ``aiohttp`` (what it used before),
+    ``client_library`` is ``glasskey`` (aiohttp as glasskey sets it up), ``aiohttp`` (as it comes),
     ``httpx`` or ``httpx2`` (same API, another pool), to measure how much of the floor is the
     HTTP client's.
     """
-    if client_library == "wire":
-        return build_wire_app(routes)
+    if client_library == "glasskey":
+        return build_glasskey_app(routes)
     if client_library == "aiohttp":
         return build_aiohttp_app(routes)
     library: Any = importlib.import_module(client_library)
@@ -200,7 +200,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--route", action="append", default=[], help="MODEL=UPSTREAM_BASE_URL; repeat it")
     parser.add_argument(
-        "--client", choices=CLIENTS, default="wire", help="the upstream HTTP client (wire: glasskey's own)"
+        "--client", choices=CLIENTS, default="glasskey", help="the upstream HTTP client (glasskey: as glasskey runs it)"
     )
     args = parser.parse_args(argv)
     app = build_app(parse_routes(args.route), args.client)

@@ -81,7 +81,7 @@ def main() -> None:
         targets: list[Target] = []
         try:
             upstreams = start_upstreams(procs, [0])
-            for name, client_library in (("bare", "wire"), ("bare-aiohttp", "aiohttp"), ("bare-httpx2", "httpx2")):
+            for name, client_library in (("bare", "glasskey"), ("bare-aiohttp", "aiohttp"), ("bare-httpx2", "httpx2")):
                 if name in names:
                     targets.append(start_bare(procs, upstreams, client_library))
             if "glasskey-sqlite" in names:

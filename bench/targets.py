@@ -59,10 +59,10 @@ def _routes(upstreams: Target) -> dict[str, str]:
     return {MODELS[latency]: server.base_url + "/v1" for latency, server in upstreams.servers.items()}
 
 
-def start_bare(procs: Processes, upstreams: Target, client_library: str = "wire") -> Target:
-    """The bare proxy; ``bare`` with glasskey's own upstream client (``wire``), ``bare-aiohttp``
-    with aiohttp's (glasskey's before it), ``bare-httpx2`` with httpx2's pool."""
-    name = "bare" if client_library == "wire" else f"bare-{client_library}"
+def start_bare(procs: Processes, upstreams: Target, client_library: str = "glasskey") -> Target:
+    """The bare proxy; ``bare`` with glasskey's upstream client (aiohttp as glasskey sets it up),
+    ``bare-aiohttp`` with aiohttp as it comes, ``bare-httpx2`` with httpx2's pool."""
+    name = "bare" if client_library == "glasskey" else f"bare-{client_library}"
     port = free_port()
     argv = [sys.executable, "-m", "bench.bare_proxy", "--port", str(port), "--client", client_library]
     for model, url in _routes(upstreams).items():

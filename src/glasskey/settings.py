@@ -12,6 +12,7 @@ import os
 import tomllib
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from cryptography.fernet import Fernet
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, ValidationInfo, field_validator
@@ -45,6 +46,11 @@ class Settings(BaseModel):
     redis_url: str = Field(default="", description="share rate limits across processes; empty keeps them local")
     probe_interval_seconds: int = Field(default=0, ge=0, description="active probes of idle routes; 0 is off")
     log_level: str = "info"
+    upstream_proxy: SecretStr = Field(
+        default=SecretStr(""),
+        description="an http:// or https:// proxy URL every upstream call goes through; empty: none, "
+        "and HTTPS_PROXY in the environment is never read (a URL may carry the proxy's credentials)",
+    )
     encryption_key: SecretStr = Field(description="Fernet key sealing route credentials at rest (docs/security.md)")
     previous_encryption_keys: SecretStr = Field(
         default=SecretStr(""), description="comma-separated keys still opened during a key rotation"
@@ -52,6 +58,14 @@ class Settings(BaseModel):
     allow_private_upstreams: bool = Field(
         default=False, description="let routes reach loopback and private addresses (never link-local or metadata)"
     )
+
+    @field_validator("upstream_proxy")
+    @classmethod
+    def _proxy_url(cls, value: SecretStr) -> SecretStr:
+        url = value.get_secret_value()
+        if url and (not url.startswith(("http://", "https://")) or not urlsplit(url).hostname):
+            raise ValueError("must be an http:// or https:// URL (or empty for no proxy)")
+        return value
 
     @field_validator("admin_token", "key_pepper")
     @classmethod

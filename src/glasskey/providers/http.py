@@ -1,4 +1,4 @@
-"""HTTP to upstreams: one pooled client per origin, four timeouts, a size cap, no redirects.
+"""HTTP to upstreams: aiohttp behind one facade, four timeouts, a size cap, no redirects.
 
 * ``connect``: opening the connection;
 * ``first byte``: from starting the request (connection included) to the response headers;
@@ -9,6 +9,8 @@ Failures of the network or of a timeout become ``ProviderError`` (502 or 504) na
 provider; a non-2xx answer is handed to the provider adapter as ``UpstreamHTTPError`` so it can
 read the upstream's own error format. No message ever carries the credential: ``scrub`` removes
 it, and any long fragment of it, from upstream text before it goes anywhere.
+
+How the client is set up (pool, headers cap, proxy, TLS, compression) is ``providers.upstream_client``.
 """
 
 from __future__ import annotations
@@ -20,13 +22,24 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
 import orjson
 
-from glasskey.providers import wire
 from glasskey.providers.base import ProviderError
 from glasskey.providers.sse import Event, SSEParser, before_wait
+from glasskey.providers.upstream_client import (
+    BodyTooLarge,
+    InvalidRequest,
+    Sessions,
+    TruncatedBody,
+    attributed,
+    ended_cleanly,
+    request_headers,
+    timed_out,
+)
 
 MAX_RESPONSE_BYTES = 32 * 1024 * 1024
+ERROR_BODY_BYTES_MAX = 65536  # what of a non-2xx answer the provider adapter sees
 SCRUB_FRAGMENT_CHARS = 8
 
 
@@ -101,13 +114,15 @@ def resolve_credential(credential: str | None, environ: Mapping[str, str]) -> st
     return credential
 
 
-class UpstreamHTTP:
-    """The upstream connections of one gateway process: ``wire``'s pools, one per event loop and origin.
+UPSTREAM_FAILURES = (TimeoutError, aiohttp.ClientError, BodyTooLarge, TruncatedBody, InvalidRequest)
 
-    ``wire``, not aiohttp or httpx: on the hot path the HTTP client is most of the event loop's
-    work, and a keep-alive client on ``asyncio.Protocol`` with httptools parsing costs a fraction
-    of either per request. ``ssl_context`` replaces the default (verifying) TLS context: tests
-    trust their own certificate with it.
+
+class UpstreamHTTP:
+    """The upstream connections of one gateway process: an aiohttp session per event loop.
+
+    ``ssl_context`` replaces the default (verifying) TLS context: tests trust their own
+    certificate with it. ``proxy`` (the ``GLASSKEY_UPSTREAM_PROXY`` setting) sends every upstream
+    call through that HTTP proxy; without it no proxy is used, whatever the environment says.
     """
 
     def __init__(
@@ -116,36 +131,51 @@ class UpstreamHTTP:
         max_response_bytes: int = MAX_RESPONSE_BYTES,
         environ: Mapping[str, str] | None = None,
         ssl_context: ssl.SSLContext | None = None,
+        proxy: str | None = None,
     ) -> None:
-        self.client = wire.Client(ssl_context=ssl_context)
+        self.sessions = Sessions(ssl_context=ssl_context, proxy=proxy or None)
         self.max_response_bytes = max_response_bytes
         self.environ = os.environ if environ is None else environ
 
     async def aclose(self) -> None:
-        """Close every connection of the current event loop's pools."""
-        await self.client.aclose()
+        """Close every connection of the current event loop's session."""
+        await self.sessions.aclose()
 
-    async def _send(self, url: str, headers: Mapping[str, str], body: Any, timeouts: Timeouts) -> wire.Response:
-        # The client enforces the connect timeout itself; the first byte is the caller's timer.
-        return await self.client.request(
-            "POST",
-            url,
-            headers=headers,
-            body=orjson.dumps(body),
-            connect_timeout_s=timeouts.connect_ms / 1000,
-            body_bytes_max=self.max_response_bytes,
-        )
+    async def _send(
+        self, url: str, headers: Mapping[str, str], body: Any, timeouts: Timeouts
+    ) -> aiohttp.ClientResponse:
+        # aiohttp enforces the connect timeout itself; the first byte is the caller's timer. A POST
+        # is never sent twice: aiohttp retries a dropped kept-alive connection for idempotent
+        # methods only (RFC 9112 9.3.1.1), and test_upstream_http proves it for ours.
+        response = await self.sessions.post(url, request_headers(headers), orjson.dumps(body), timeouts.connect_ms)
+        length = response.content_length
+        if length is not None and length > self.max_response_bytes:
+            response.close()  # refused before a byte of the body is read or held
+            raise BodyTooLarge
+        return response
 
-    async def _read_all(self, response: wire.Response, clock: _Clock) -> bytes:
+    async def _read_all(self, response: aiohttp.ClientResponse, clock: _Clock) -> bytes:
         chunks: list[bytes] = []
-        while True:
-            # A read that cannot wait cannot open a gap: only a waiting read is timed as one.
-            if not response.readable:
-                clock.arm(clock.chunk_gap_s, CHUNK_GAP)
-            chunk = await response.read_chunk()
-            if not chunk:
-                return b"".join(chunks)
-            chunks.append(chunk)
+        size = 0
+        content = response.content
+        try:
+            while True:
+                # Once the whole body is in the buffer no read can wait, so no gap can open.
+                if not content.is_eof():
+                    clock.arm(clock.chunk_gap_s, CHUNK_GAP)
+                chunk = await content.readany()
+                if not chunk:
+                    if not ended_cleanly(response):
+                        raise TruncatedBody
+                    return b"".join(chunks)
+                size += len(chunk)
+                if size > self.max_response_bytes:
+                    raise BodyTooLarge
+                chunks.append(chunk)
+        finally:
+            # A failure's traceback keeps this frame alive as long as the error lives (a receipt,
+            # a log record): it must not keep the body too.
+            chunks.clear()
 
     async def post_json(
         self, provider: str, url: str, *, headers: Mapping[str, str], body: Any, timeouts: Timeouts
@@ -161,10 +191,10 @@ class UpstreamHTTP:
                     raw = await self._read_all(response, clock)
                 finally:
                     response.release()  # back to the pool if read to the end, else closed
-        except (TimeoutError, wire.WireError) as error:
-            raise _attributed(provider, error, clock.limit if timer.expired() else None) from None
+        except UPSTREAM_FAILURES as error:
+            raise attributed(provider, error, clock.limit if timer.expired() else None) from None
         if response.status >= 300:
-            raise UpstreamHTTPError(response.status, response.headers, raw[:65536])
+            raise UpstreamHTTPError(response.status, response.headers, raw[:ERROR_BODY_BYTES_MAX])
         try:
             return orjson.loads(raw), response.headers
         except orjson.JSONDecodeError:
@@ -183,23 +213,34 @@ class UpstreamHTTP:
         try:
             async with clock.start(clock.first_byte_s, FIRST_BYTE) as timer:
                 response = await self._send(url, headers, body, timeouts)
-        except (TimeoutError, wire.WireError) as error:
-            raise _attributed(provider, error, clock.limit if timer.expired() else None, "stream") from None
+        except UPSTREAM_FAILURES as error:
+            raise attributed(provider, error, clock.limit if timer.expired() else None, "stream") from None
         read_to_the_end = False
+        parser = SSEParser()
         try:
             if response.status >= 300:
                 raw = await self._read_waiting(provider, response, timeouts, deadline)
                 read_to_the_end = True
-                raise UpstreamHTTPError(response.status, response.headers, raw[:65536])
-            parser = SSEParser()
+                raise UpstreamHTTPError(response.status, response.headers, raw[:ERROR_BODY_BYTES_MAX])
+            size = 0
             async for chunk in self._chunks(provider, response, timeouts, deadline):
-                for event in parser.feed(chunk):
-                    yield event
+                size += len(chunk)
+                if size > self.max_response_bytes:
+                    raise attributed(provider, BodyTooLarge(), None, "stream")
+                event_too_large = False
+                try:
+                    for event in parser.feed(chunk):
+                        yield event
+                except ValueError:  # one event larger than the parser holds
+                    event_too_large = True  # raised below, so the error keeps no parser buffer alive
+                if event_too_large:
+                    raise attributed(provider, BodyTooLarge(), None, "stream")
                 await before_wait()  # the next read may wait: what was relayed goes out now
             read_to_the_end = True
             for event in parser.close():
                 yield event
         finally:
+            parser = SSEParser()  # an unfinished event is dropped, not kept by the error's traceback
             # A body read to its end gives its connection back to the pool; an unfinished one
             # (the consumer stopped, or it failed) cannot be reused and is closed.
             if read_to_the_end:
@@ -207,32 +248,37 @@ class UpstreamHTTP:
             else:
                 response.close()
 
-    async def _read_waiting(self, provider: str, response: wire.Response, timeouts: Timeouts, deadline: float) -> bytes:
+    async def _read_waiting(
+        self, provider: str, response: aiohttp.ClientResponse, timeouts: Timeouts, deadline: float
+    ) -> bytes:
         clock = _Clock(timeouts, deadline=deadline)
         try:
             async with clock.start(clock.chunk_gap_s, CHUNK_GAP) as timer:
                 return await self._read_all(response, clock)
-        except (TimeoutError, wire.WireError) as error:
-            raise _attributed(provider, error, clock.limit if timer.expired() else None) from None
+        except UPSTREAM_FAILURES as error:
+            raise attributed(provider, error, clock.limit if timer.expired() else None) from None
 
     async def _chunks(
-        self, provider: str, response: wire.Response, timeouts: Timeouts, deadline: float
+        self, provider: str, response: aiohttp.ClientResponse, timeouts: Timeouts, deadline: float
     ) -> AsyncIterator[bytes]:
         loop = asyncio.get_running_loop()
         gap_s = timeouts.chunk_gap_ms / 1000
+        content = response.content
         while True:
             now = loop.time()
             if now >= deadline:
-                raise _timeout(provider, TOTAL)
+                raise timed_out(provider, TOTAL)
             when, limit = now + gap_s, CHUNK_GAP
             if when >= deadline:
                 when, limit = deadline, TOTAL
             try:
-                # A read that returns at once (data already buffered) needs no timer set and cancelled.
-                async with asyncio.timeout_at(None if response.readable else when) as timer:
-                    chunk = await response.read_chunk()
-            except (TimeoutError, wire.WireError) as error:
-                raise _attributed(provider, error, limit if timer.expired() else None, "stream") from None
+                # A body already whole in the buffer needs no timer set and cancelled.
+                async with asyncio.timeout_at(None if content.is_eof() else when) as timer:
+                    chunk = await content.readany()
+                    if not chunk and not ended_cleanly(response):
+                        raise TruncatedBody
+            except UPSTREAM_FAILURES as error:
+                raise attributed(provider, error, limit if timer.expired() else None, "stream") from None
             if not chunk:
                 return
             yield chunk
@@ -278,25 +324,3 @@ class _Clock:
 
     def arm(self, seconds: float, limit: str) -> None:
         self.timer.reschedule(self._until(seconds, limit))
-
-
-def _attributed(provider: str, error: BaseException, limit: str | None, what: str = "response") -> ProviderError:
-    """A network failure or timeout as ``ProviderError`` naming the provider (and the limit)."""
-    if limit is not None:
-        return _timeout(provider, limit)
-    if isinstance(error, wire.ConnectTimeout):
-        return _timeout(provider, "connect")
-    if isinstance(error, wire.BodyTooLarge):
-        return ProviderError(provider, 502, f"the upstream {what} is larger than the gateway accepts")
-    if isinstance(error, TimeoutError):
-        return _timeout(provider, type(error).__name__)
-    return ProviderError(
-        provider,
-        502,
-        f"network error talking to the upstream: {type(error).__name__}",
-        error_type="network_error",
-    )
-
-
-def _timeout(provider: str, what: str) -> ProviderError:
-    return ProviderError(provider, 504, f"the upstream timed out ({what})", error_type="timeout", timeout=True)

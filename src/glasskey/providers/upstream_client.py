@@ -1,0 +1,192 @@
+"""How glasskey's upstream HTTP client (aiohttp) is set up, and how its failures are named.
+
+One ``aiohttp.ClientSession`` per event loop, shared by every route and provider, set up for a
+gateway that forwards paid requests:
+
+* **never a POST twice**: aiohttp resends a request on a kept-alive connection the server
+  dropped only for idempotent methods (RFC 9112 9.3.1.1); glasskey only sends POST, so a request
+  that may have reached the upstream is never sent again (``test_upstream_http`` counts it);
+* **bounded headers**: at most ``HEADERS_MAX`` header lines of at most ``HEADER_FIELD_BYTES_MAX``
+  bytes each, about 1 MiB in all; an answer past that is a 502;
+* **TLS cut short**: a body delimited by the end of the connection counts only if the TLS session
+  ended with close_notify; a bare TCP close is a truncation, a 502 (asyncio hides the difference,
+  so the ``ssl_object`` of the connection is asked once the body has ended);
+* **happy eyeballs**: a host with several addresses gets a connection attempt on the next one
+  every ``HAPPY_EYEBALLS_DELAY_S``, so a broken IPv6 route costs a quarter second, not the whole
+  connect timeout;
+* **proxy only when asked**: ``trust_env=False`` always, so ``HTTPS_PROXY``, ``HTTP_PROXY`` and
+  ``.netrc`` in the environment are never read; ``GLASSKEY_UPSTREAM_PROXY`` names the proxy;
+* **compression**: gzip and deflate, brotli (the ``brotli`` package) and zstd (``backports.zstd``
+  before Python 3.14) are accepted and undone in bounded pieces as the body is read, so the
+  caller's size cap applies to the decompressed body and a decompression bomb is a 502;
+* no redirects followed, no cookies kept (the pool serves every client: one client's cookie
+  must never ride on another's request).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import Mapping
+
+import aiohttp
+from aiohttp.connector import Connection
+from multidict import CIMultiDict
+
+from glasskey.providers.base import ProviderError
+
+CONNECTIONS_MAX = 4096  # in all, open and opening
+CONNECTIONS_PER_HOST_MAX = 256
+KEEPALIVE_IDLE_S = 15.0  # an idle connection older than this is closed rather than reused
+HAPPY_EYEBALLS_DELAY_S = 0.25
+HEADERS_MAX = 128
+HEADER_FIELD_BYTES_MAX = 8190  # one header line (and the status line)
+CONNECT_TIMEOUTS_REMEMBERED = 64
+NO_BODY_STATUSES = frozenset((204, 304))
+
+
+class BodyTooLarge(Exception):
+    """The (decompressed) body is larger than the gateway accepts."""
+
+
+class TruncatedBody(Exception):
+    """A body delimited by the end of a TLS connection ended without the TLS session's close_notify."""
+
+
+class InvalidRequest(Exception):
+    """A request that cannot be sent as it is (a header value holding a line break)."""
+
+
+class UpstreamResponse(aiohttp.ClientResponse):
+    """aiohttp's answer, with the TLS session it came over, asked at the end of the body."""
+
+    tls: ssl.SSLObject | None = None
+
+    async def start(self, connection: Connection) -> aiohttp.ClientResponse:
+        # Before the headers are read: a short body may end, and its connection close, before
+        # the caller ever sees this answer.
+        transport = connection.transport
+        self.tls = transport.get_extra_info("ssl_object") if transport is not None else None
+        return await super().start(connection)
+
+
+def ended_cleanly(response: aiohttp.ClientResponse) -> bool:
+    """Whether a body that has just ended was whole: always, unless it was delimited by the end of
+    a TLS connection that closed without close_notify."""
+    tls = response.tls if isinstance(response, UpstreamResponse) else None
+    if tls is None or response.content_length is not None or response.status in NO_BODY_STATUSES:
+        return True
+    if "chunked" in response.headers.get("transfer-encoding", "").lower():
+        return True
+    # The connection is closed (that is how this body ended), so nothing else reads this session.
+    try:
+        tls.read(1)
+    except ssl.SSLZeroReturnError:
+        return True  # close_notify: the server ended the session on purpose
+    except ssl.SSLError:
+        return False  # no close_notify (want-read) or a broken session
+    return False
+
+
+def request_headers(headers: Mapping[str, str]) -> CIMultiDict[str]:
+    """The caller's headers, with the JSON content type unless the caller named one."""
+    sent = CIMultiDict(headers)
+    sent.setdefault("content-type", "application/json")
+    return sent
+
+
+class Sessions:
+    """The aiohttp session of each event loop: a session belongs to the loop that made it."""
+
+    def __init__(self, *, ssl_context: ssl.SSLContext | None, proxy: str | None) -> None:
+        self.ssl_context = ssl_context
+        self.proxy = proxy
+        self._sessions: dict[int, tuple[asyncio.AbstractEventLoop, aiohttp.ClientSession]] = {}
+        # Connect timeouts are few (one per route setting); building each once saves every request.
+        self._timeouts: dict[int, aiohttp.ClientTimeout] = {}
+
+    def session(self) -> aiohttp.ClientSession:
+        loop = asyncio.get_running_loop()
+        found = self._sessions.get(id(loop))
+        if found is not None and found[0] is loop and not found[1].closed:
+            return found[1]
+        # Tests run one loop after another; the sessions of a finished loop can only be dropped.
+        for key, (old_loop, _) in list(self._sessions.items()):
+            if old_loop.is_closed():
+                del self._sessions[key]
+        connector = aiohttp.TCPConnector(
+            limit=CONNECTIONS_MAX,
+            limit_per_host=CONNECTIONS_PER_HOST_MAX,
+            keepalive_timeout=KEEPALIVE_IDLE_S,
+            happy_eyeballs_delay=HAPPY_EYEBALLS_DELAY_S,
+            ssl=self.ssl_context if self.ssl_context is not None else True,
+        )
+        session = aiohttp.ClientSession(
+            connector=connector,
+            trust_env=False,
+            proxy=self.proxy,
+            cookie_jar=aiohttp.DummyCookieJar(),
+            auto_decompress=True,
+            max_line_size=HEADER_FIELD_BYTES_MAX,
+            max_field_size=HEADER_FIELD_BYTES_MAX,
+            max_headers=HEADERS_MAX,
+            response_class=UpstreamResponse,
+        )
+        self._sessions[id(loop)] = (loop, session)
+        return session
+
+    def timeout(self, connect_ms: int) -> aiohttp.ClientTimeout:
+        timeout = self._timeouts.get(connect_ms)
+        if timeout is None:
+            if len(self._timeouts) >= CONNECT_TIMEOUTS_REMEMBERED:
+                self._timeouts.clear()
+            timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_ms / 1000)
+            self._timeouts[connect_ms] = timeout
+        return timeout
+
+    async def post(self, url: str, headers: CIMultiDict[str], body: bytes, connect_ms: int) -> aiohttp.ClientResponse:
+        """Send a POST and return its answer once the headers are in (any status: no redirects)."""
+        try:
+            return await self.session().post(
+                url, data=body, headers=headers, allow_redirects=False, timeout=self.timeout(connect_ms)
+            )
+        except aiohttp.ClientError:
+            raise  # some of them are ValueErrors too (a certificate that fails verification)
+        except ValueError:
+            # A header aiohttp refuses to write (a CR or LF that would smuggle another header in).
+            raise InvalidRequest from None
+
+    async def aclose(self) -> None:
+        """Close this loop's session and every connection it holds."""
+        found = self._sessions.pop(id(asyncio.get_running_loop()), None)
+        if found is not None:
+            await found[1].close()
+
+
+def attributed(provider: str, error: BaseException, limit: str | None, what: str = "response") -> ProviderError:
+    """A network failure or timeout as ``ProviderError`` naming the provider (and the limit)."""
+    if limit is not None:
+        return timed_out(provider, limit)
+    if isinstance(error, aiohttp.ConnectionTimeoutError):
+        return timed_out(provider, "connect")
+    if isinstance(error, BodyTooLarge):
+        return ProviderError(provider, 502, f"the upstream {what} is larger than the gateway accepts")
+    if isinstance(error, TruncatedBody):
+        return ProviderError(
+            provider,
+            502,
+            f"the upstream {what} was cut short (TLS closed without close_notify)",
+            error_type="network_error",
+        )
+    if isinstance(error, TimeoutError):
+        return timed_out(provider, type(error).__name__)
+    return ProviderError(
+        provider,
+        502,
+        f"network error talking to the upstream: {type(error).__name__}",
+        error_type="network_error",
+    )
+
+
+def timed_out(provider: str, what: str) -> ProviderError:
+    return ProviderError(provider, 504, f"the upstream timed out ({what})", error_type="timeout", timeout=True)
