@@ -278,12 +278,16 @@ def test_embeddings_one_and_in_batches(stack: Stack, model: str):
     assert stack.receipt(one.headers["x-request-id"])["status"] == "succeeded"
 
 
-def test_the_model_list_in_gemini_shape_and_the_openai_list_unchanged(stack: Stack):
-    client = stack.client(api_version="v1beta")
+@pytest.mark.parametrize("api_version", ["v1", "v1beta"])
+def test_the_model_list_in_gemini_shape_and_the_openai_list_unchanged(stack: Stack, api_version: str):
+    client = stack.client(api_version=api_version)
     names = {model.name for model in client.models.list()}
     assert {"models/gemini-2.5-flash", "models/gpt-4o-mini", "models/gemini-embedding-001"} <= names
     one = client.models.get(model="gemini-2.5-flash")
     assert one.supported_actions and "generateContent" in one.supported_actions
+    with pytest.raises(errors.ClientError) as caught:
+        client.models.get(model="gemini-0-nonexistent")
+    assert caught.value.code == 404 and caught.value.status == "NOT_FOUND"
     openai_list = httpx.get(f"{stack.base_url}/v1/models", headers={"authorization": f"Bearer {stack.key}"})
     assert openai_list.json()["object"] == "list"
     assert "gpt-4o-mini" in {model["id"] for model in openai_list.json()["data"]}
@@ -409,8 +413,12 @@ def test_unknown_methods_and_paths_answer_in_googles_shape(stack):
         headers=headers,
     )
     assert not_sse.status_code == 400 and "alt=sse" in not_sse.json()["error"]["message"]
-    openai_404 = httpx.get(f"{stack.base_url}/v1/models/gemini-2.5-flash", headers=headers)
+    # GET /v1/models/{model} is Gemini's for a Google client only; the OpenAI API has no such path.
+    bearer = {"authorization": f"Bearer {stack.key}"}
+    openai_404 = httpx.get(f"{stack.base_url}/v1/models/gemini-2.5-flash", headers=bearer)
     assert openai_404.status_code == 404 and "type" in openai_404.json()["error"]
+    gemini = httpx.get(f"{stack.base_url}/v1/models/gemini-2.5-flash", headers=headers)
+    assert gemini.status_code == 200 and gemini.json()["name"] == "models/gemini-2.5-flash"
 
 
 def test_the_key_in_the_query_is_never_logged_nor_stored(stack, caplog):
@@ -442,3 +450,17 @@ def test_the_key_in_the_query_is_never_logged_nor_stored(stack, caplog):
     # Four reached the lifecycle (the bad body too, refused before its key was read).
     assert len(rows) == before + 4
     assert secret not in repr(rows)
+
+
+def test_the_key_explanation_names_the_gemini_base_url_which_the_sdk_reads_from_its_variable(stack, monkeypatch):
+    explained = httpx.get(f"{stack.base_url}/v1/key", headers={"authorization": f"Bearer {stack.key}"}).json()
+    public_url = stack.services.settings.effective_public_url
+    assert explained["base_urls"]["gemini"] == {
+        "base_url": public_url,
+        "env": "GOOGLE_GEMINI_BASE_URL",
+        "example": f'genai.Client(api_key=KEY, http_options={{"base_url": "{public_url}"}})',
+    }
+    monkeypatch.setenv("GOOGLE_GEMINI_BASE_URL", stack.base_url)
+    client = genai.Client(api_key=stack.key)
+    response = client.models.generate_content(model="gpt-4o", contents="hello")
+    assert response.text and stack.receipt(request_id_of(response))["status"] == "succeeded"

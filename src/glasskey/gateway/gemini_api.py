@@ -3,7 +3,8 @@
 ``POST /v1beta/models/{model}:{method}`` (and the same under ``/v1``, where ``google-genai``
 sends it when given a base URL) for ``generateContent``, ``streamGenerateContent?alt=sse``,
 ``countTokens``, ``embedContent`` and ``batchEmbedContents``; ``GET /v1beta/models`` and
-``GET /v1beta/models/{model}``. ``GET /v1/models`` stays the OpenAI model list.
+``GET /v1beta/models/{model}``, and under ``/v1`` for callers sending ``x-goog-api-key`` only:
+``GET /v1/models`` stays the OpenAI model list for everyone else.
 
 The key comes in ``x-goog-api-key`` or ``?key=`` (or a bearer header) and is handed to the
 lifecycle as a bearer token; it is never logged and never written anywhere, and no URL with its
@@ -19,7 +20,8 @@ from typing import Any
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import Match, Route
+from starlette.types import Scope
 
 from glasskey.errors import GlasskeyError, ModelError, NotFound
 from glasskey.gateway.gemini_answers import StreamAnswer, embed_response, generate_response, google_error, model_entry
@@ -42,6 +44,19 @@ def authorization_of(request: Request) -> str | None:
     """The key as the lifecycle takes it: Google's header, then ``?key=``, then a bearer header."""
     key = request.headers.get("x-goog-api-key") or request.query_params.get("key")
     return f"Bearer {key}" if key else request.headers.get("authorization")
+
+
+class GoogleClientRoute(Route):
+    """A route that matches only callers sending ``x-goog-api-key``; any other falls through to the next.
+
+    ``google-genai`` given a base URL lists models at ``GET /v1/models``, where OpenAI's SDK lists
+    them too: the Google SDK always sends its key in this header, and OpenAI's never does.
+    """
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        if scope["type"] != "http" or not any(name == b"x-goog-api-key" for name, _ in scope["headers"]):
+            return Match.NONE, {}
+        return super().matches(scope)
 
 
 def in_google_shape(handler: Handler) -> Handler:
@@ -155,5 +170,7 @@ def gemini_routes(lifecycle: Lifecycle) -> list[Route]:
         Route("/v1/models/{target}", model_method, methods=["POST"]),
         Route("/v1beta/models", models, methods=["GET"]),
         Route("/v1beta/models/{model}", model, methods=["GET"]),
+        GoogleClientRoute("/v1/models", models, methods=["GET"]),
+        GoogleClientRoute("/v1/models/{model}", model, methods=["GET"]),
         Route("/v1beta/{path:path}", unknown, methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),
     ]

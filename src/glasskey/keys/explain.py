@@ -118,6 +118,12 @@ def sdk_base_urls(base: str) -> dict[str, dict[str, str]]:
             "env": "ANTHROPIC_BASE_URL",
             "example": f'Anthropic(base_url="{base}", api_key=KEY)',
         },
+        # google-genai adds /v1/models/{model}:generateContent itself (or /v1beta with that api_version).
+        "gemini": {
+            "base_url": base,
+            "env": "GOOGLE_GEMINI_BASE_URL",
+            "example": f'genai.Client(api_key=KEY, http_options={{"base_url": "{base}"}})',
+        },
     }
 
 
