@@ -216,6 +216,16 @@ def set_call(conn: Connection, call_id: str, **values: Any) -> None:
     conn.execute(update(research_calls).where(research_calls.c.id == call_id).values(**values))
 
 
+def abandon_calls(conn: Connection, job_id: str) -> int:
+    """Mark the calls a dead process left in flight; their holds expire, their ids are not reused."""
+    result = conn.execute(
+        update(research_calls)
+        .where(research_calls.c.job_id == job_id, research_calls.c.status == "running")
+        .values(status="abandoned", error="in flight when the process running the job stopped")
+    )
+    return int(result.rowcount or 0)
+
+
 def request_cancel(conn: Connection, job_id: str, key_id: str | None) -> Any:
     row = job_row(conn, job_id, key_id)
     if row.status not in FINISHED:

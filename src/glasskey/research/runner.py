@@ -127,6 +127,8 @@ class JobRunner:
             row.window_end,
         )
         prepared = prepare(spec, files)
+        # A call left "running" was in flight in a process that died: its id is never sent again.
+        await self._write(lambda conn: jobs.abandon_calls(conn, job_id))
         spent = await self.lifecycle.read(lambda conn: jobs.job_spend_micros(conn, job_id))
         budget = Budget(row.confirmed_max_micros, spent)
         now = self.services.clock()

@@ -1,0 +1,123 @@
+"""Kill -9 the gateway mid-job, start it again, resume: no call is sent or charged twice, audit clean."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import timedelta
+
+import httpx
+from pydantic import SecretStr
+from sqlalchemy import select, update
+
+from conftest_helpers import make_settings
+from gateway_fixtures import free_port, seed
+from glasskey.gateway.sweeper import sweep_expired_holds
+from glasskey.ledger import audit
+from glasskey.research.jobs import job_calls
+from glasskey.services import build_services
+from glasskey.settings import Settings
+from glasskey.store.database import Database
+from glasskey.store.tables import receipts, routes, transfers
+from research_helpers import auth, job_body, upload_samples, wait_finished
+
+
+def server_env(settings: Settings, port: int) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GLASSKEY_")}
+    for name in settings.model_fields_set:
+        value = getattr(settings, name)
+        text = value.get_secret_value() if isinstance(value, SecretStr) else str(value)
+        env[f"GLASSKEY_{name.upper()}"] = "true" if value is True else text
+    return {**env, "GLASSKEY_PORT": str(port)}
+
+
+def start_server(env: dict[str, str]) -> subprocess.Popen[bytes]:
+    server = subprocess.Popen(
+        [sys.executable, "-c", "from glasskey.cli import main; main()", "serve"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(f"http://127.0.0.1:{env['GLASSKEY_PORT']}/healthz")
+            return server
+        except httpx.TransportError:
+            time.sleep(0.05)
+    server.kill()
+    raise AssertionError("the gateway did not start")
+
+
+def test_a_job_killed_mid_run_resumes_without_sending_or_charging_a_call_twice(tmp_path):
+    settings = make_settings(tmp_path)
+    services = build_services(settings)
+    seeded = seed(services)
+    with services.db.write() as conn:  # the deep model's call takes long enough to be killed in flight
+        conn.execute(update(routes).where(routes.c.model == "claude-sonnet-4-5").values(options={"latency_ms": 30000}))
+    services.close()
+    key = seeded["routed_key"]
+    port = free_port()
+    env = server_env(settings, port)
+    v1 = f"http://127.0.0.1:{port}/v1"
+    db = Database(settings.effective_database_url)
+    server = start_server(env)
+    try:
+        ids = upload_samples(v1, key)
+        checked = httpx.post(f"{v1}/research/preflight", headers=auth(key), json=job_body(ids)).json()
+        job = httpx.post(
+            f"{v1}/research/jobs",
+            headers=auth(key),
+            json=job_body(ids, max_charge_micros=checked["cost"]["max_micros"]),
+        ).json()
+        deadline = time.monotonic() + 20
+        while True:
+            with db.read() as conn:
+                calls = job_calls(conn, job["id"])
+            if any(c.step == "analysis" and c.status == "running" for c in calls):
+                break
+            assert time.monotonic() < deadline, [c.status for c in calls]
+            time.sleep(0.02)
+        server.send_signal(signal.SIGKILL)
+        server.wait(timeout=10)
+    finally:
+        if server.poll() is None:
+            server.kill()
+    with db.write() as conn:
+        conn.execute(update(routes).values(options={}))
+        crashed = next(c for c in job_calls(conn, job["id"]) if c.step == "analysis")
+        held = list(conn.execute(select(transfers).where(transfers.c.request_id == crashed.id)))
+    assert [t.status for t in held] == ["pending"]  # the dead process's hold, not yet expired
+
+    server = start_server(env)
+    try:
+        resumed = httpx.post(f"{v1}/research/jobs/{job['id']}/resume", headers=auth(key))
+        assert resumed.status_code == 200, resumed.text
+        done = wait_finished(v1, key, job["id"])
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=20)
+    assert done["status"] == "succeeded", done
+    with db.write() as conn:
+        calls = job_calls(conn, job["id"])
+        assert [(c.step, c.try_number, c.status) for c in calls] == [
+            ("map", 1, "succeeded"),
+            ("map", 1, "succeeded"),
+            ("analysis", 1, "abandoned"),
+            ("analysis", 2, "succeeded"),
+        ]
+        sent = [c.id for c in calls]
+        receipted = [
+            r.request_id for r in conn.execute(select(receipts.c.request_id).where(receipts.c.request_id.in_(sent)))
+        ]
+        assert sorted(receipted) == sorted(c.id for c in calls if c.status == "succeeded")
+        # The killed call's hold expires like any hold of a dead process, and the ledger then audits clean.
+        sweep_expired_holds(conn, services.clock() + timedelta(seconds=settings.hold_ttl_seconds + 1))
+        report = audit(conn)
+    report.raise_if_broken()
+    assert report.receipt_charges_micros == report.posted_charges_micros
+    assert done["spent_micros"] == sum(c.charge_micros for c in calls if c.status == "succeeded")
+    db.dispose()
