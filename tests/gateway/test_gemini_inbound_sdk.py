@@ -375,6 +375,23 @@ def test_sdk_retries_do_not_multiply_receipts_of_a_permanent_refusal(stack, case
     assert stack.receipt_count() == before + 1
 
 
+def test_the_sdk_retries_a_429_by_status_alone_even_a_spent_budget_and_no_try_is_charged(stack):
+    """google-genai ignores ``x-should-retry``: each try of a spent budget is a receipt (docs/providers.md)."""
+    retrying = types.HttpRetryOptions(attempts=3, initial_delay=0.01, max_delay=0.02, jitter=0)
+    key = stack.new_key(lower_cost_routes=True, budget_total_micros=1)
+    client = stack.client(key, retry_options=retrying)
+    before = stack.receipt_count()
+    with pytest.raises(errors.ClientError) as caught:
+        client.models.generate_content(model="gemini-2.5-flash", contents="hello")
+    assert caught.value.code == 429 and caught.value.response.headers["x-should-retry"] == "false"
+    assert stack.receipt_count() == before + 3
+    with stack.services.db.read() as conn:
+        charged = conn.execute(
+            select(func.sum(receipts.c.charge_micros)).where(receipts.c.key_public_id == key.split("-")[1])
+        )
+        assert not charged.scalar_one()
+
+
 def test_a_transient_upstream_failure_is_retried_by_the_sdk_with_one_receipt_a_try(stack):
     retrying = types.HttpRetryOptions(attempts=3, initial_delay=0.01, max_delay=0.02, jitter=0)
     client = stack.client(retry_options=retrying)
