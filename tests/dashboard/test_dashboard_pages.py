@@ -174,7 +174,7 @@ def test_the_same_top_up_form_sent_twice_adds_the_money_once(gateway: Gateway, d
     assert micros_after(after, 'id="wallet-credit"') == [57_250_000]
     assert "already made" in after  # the second flash
     refused = dashboard.post("/wallets/topup", {**form, "amount": "-1", "idempotency_key": "other"})
-    assert "The top-up was not made" in dashboard.client.get(refused.headers["location"]).text
+    assert refused.status_code == 400 and "The top-up was not made" in refused.text
 
 
 def test_receipts_filter_total_and_export_as_csv(gateway: Gateway, dashboard: Dashboard) -> None:

@@ -65,6 +65,17 @@ def duration_ms(value: int | float | None) -> str:
     return f"{int(value):,} ms"
 
 
+def ago(seconds: float | None) -> str:
+    """How long ago, for people: ``70 s ago``, ``5 min ago``, ``2 h ago``."""
+    if seconds is None:
+        return "-"
+    if seconds < 120:
+        return f"{int(seconds)} s ago"
+    if seconds < 7200:
+        return f"{int(seconds // 60)} min ago"
+    return f"{int(seconds // 3600)} h ago"
+
+
 def pretty(value: Any) -> str:
     """Words for plain values: booleans as on/off, ``None`` as a dash."""
     if value is True:
@@ -93,6 +104,7 @@ def install(env: Environment) -> None:
         when=when,
         day=day,
         ms=duration_ms,
+        ago=ago,
         pretty=pretty,
         words=words,
     )

@@ -36,9 +36,10 @@ def _route_view(route: Route, board: HealthBoard | None) -> dict[str, Any]:
 
 def _health(route: Route, board: HealthBoard | None) -> dict[str, Any]:
     if board is None:
-        return {"circuit": "unknown", "success_rate": None, "requests": 0}
+        return {"circuit": "unknown", "success_rate": None, "requests": 0, "last_failure": None}
     snapshot = board.snapshot(route.id)
-    return {key: snapshot[key] for key in ("circuit", "success_rate", "requests", "latency_ms", "reopens_in_seconds")}
+    shown = ("circuit", "success_rate", "requests", "latency_ms", "reopens_in_seconds", "last_failure")
+    return {key: snapshot[key] for key in shown}
 
 
 def _model_view(

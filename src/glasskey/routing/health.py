@@ -10,7 +10,8 @@ token, in a sliding window. The breaker of a route:
   close it; one failure opens it again for another cooldown.
 
 An operator may force a breaker ``open`` or ``closed``; the force holds until it is lifted. A
-single error never disables a route for good. The board lives in one process: its clock is
+single error never disables a route for good. The last failure is kept beyond the window (its
+class and how long ago), so a quiet route that failed a minute ago does not look untouched. The board lives in one process: its clock is
 injected so tests drive it (``time.monotonic`` in production).
 """
 
@@ -65,6 +66,7 @@ class RouteHealth:
     probes_in_flight: int = 0
     probe_successes: int = 0
     forced: str | None = None
+    last_failure: Sample | None = None
 
     def _trim(self, now: float) -> None:
         horizon = now - self.policy.window_seconds
@@ -103,6 +105,8 @@ class RouteHealth:
         was_half_open = self.current_state(now) == HALF_OPEN and self.forced is None
         if was_half_open:
             self.probes_in_flight = max(0, self.probes_in_flight - 1)
+        if not sample.ok:
+            self.last_failure = sample
         if sample.ok:
             self.consecutive_failures = 0
             if was_half_open:
@@ -151,6 +155,12 @@ class RouteHealth:
             "reopens_in_seconds": max(0.0, round(self.opened_at + self.policy.cooldown_seconds - now, 3))
             if state == OPEN and self.forced is None
             else None,
+            "last_failure": None
+            if self.last_failure is None
+            else {
+                "error_class": self.last_failure.error_class or "unknown",
+                "seconds_ago": round(max(0.0, now - self.last_failure.at), 1),
+            },
         }
 
 

@@ -55,18 +55,29 @@ def routes(dash: Dashboard) -> list[Route]:
 
     async def wallets_page(request: Request) -> Response:
         params = request.query_params
-        kind = params.get("kind", "routed")
-        if kind not in WALLET_KINDS:
-            kind = "routed"
         before_text = params.get("before")
         try:
             before = datetime.fromisoformat(before_text) if before_text else None
         except ValueError:
             raise ClientError("`before` is not a time this page made", param="before") from None
+        return await render_wallets(request, params.get("org"), params.get("kind", "routed"), before)
+
+    async def render_wallets(
+        request: Request,
+        org_ref: str | None,
+        kind: str,
+        before: datetime | None = None,
+        *,
+        refused: dict[str, Any] | None = None,
+        status_code: int = 200,
+    ) -> Response:
+        """The wallets page; ``refused`` carries a refused top-up's field errors and values, shown by its form."""
+        if kind not in WALLET_KINDS:
+            kind = "routed"
 
         def work(conn: Connection) -> dict[str, Any]:
             orgs = list_orgs(conn)
-            org = choose_org(orgs, params.get("org"))
+            org = choose_org(orgs, org_ref)
             context: dict[str, Any] = {"nav": "wallets", "orgs": orgs, "org": org, "kind": kind}
             if org is None:
                 return context
@@ -90,16 +101,18 @@ def routes(dash: Dashboard) -> list[Route]:
                 "idempotency_key": secrets.token_urlsafe(16),
             }
 
-        return dash.render(request, "wallets.html", await dash.read(work))
+        context = {**await dash.read(work), "topup_errors": {}, "topup_values": {}, **(refused or {})}
+        return dash.render(request, "wallets.html", context, status_code=status_code)
 
     async def add_top_up(request: Request) -> Response:
         form = await read_form(request)
         draft = read_top_up_form(form)
         if isinstance(draft, dict):
-            problems = "; ".join(f"{name}: {message}" for name, message in draft.items())
-            flash(request, f"The top-up was not made. {problems}.")
-            back = {"org": form_text(form, "org_id"), "kind": form_text(form, "kind") or "routed"}
-            return redirect("/wallets?" + urlencode(back))
+            # Shown as errors next to their fields, with what was typed, never as a notice of success.
+            values = {name: form_text(form, name) for name in ("amount", "memo")}
+            refused = {"topup_errors": draft, "topup_values": values}
+            kind = form_text(form, "kind") or "routed"
+            return await render_wallets(request, form_text(form, "org_id"), kind, refused=refused, status_code=400)
 
         def work(conn: Connection) -> tuple[Org, bool]:
             org = get_org(conn, draft.org_id)
