@@ -15,12 +15,15 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
 import anthropic
 import httpx
 import pytest
 from anthropic import Anthropic
+from starlette.applications import Starlette
+from starlette.testclient import TestClient
 
 from conftest_helpers import make_settings
 from fake_anthropic import DEFAULT_REPLY, FakeAnthropic
@@ -29,12 +32,14 @@ from fake_openai import FakeOpenAI
 from gateway_fixtures import ServerThread
 from glasskey.app import build_app
 from glasskey.errors import NotFound
+from glasskey.gateway.anthropic_api import routes_anthropic
 from glasskey.keys.policy import KeyPolicy
 from glasskey.keys.service import create_key
 from glasskey.ledger import audit
 from glasskey.orgs.service import create_org, top_up
 from glasskey.pricing.catalog import get_model
 from glasskey.receipts.records import get_receipt
+from glasskey.request_ids import RequestIdMiddleware
 from glasskey.routing.routes import Route, create_route
 from glasskey.services import Services, build_services
 
@@ -291,6 +296,33 @@ def test_an_image_reaches_the_upstream_as_a_data_url(stack: Stack):
     assert sent[0] == {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG}"}}
 
 
+def test_documents_and_image_urls_reach_an_anthropic_route_as_blocks(stack: Stack):
+    pdf = base64.b64encode(b"%PDF-1.4 fake").decode()
+    content: Any = [
+        {"type": "document", "source": {"type": "base64", "media_type": "application/pdf", "data": pdf}},
+        {"type": "image", "source": {"type": "url", "url": "https://example.com/cat.png"}},
+        {"type": "text", "text": "Compare them."},
+    ]
+    message = stack.sdk().messages.create(
+        model=ANTHROPIC_MODEL, max_tokens=100, messages=[{"role": "user", "content": content}]
+    )
+    assert message.content[0].text.startswith("I see 1 images (url)")  # type: ignore[union-attr]
+    sent = stack.fake_anthropic.received[-1].body["messages"][0]["content"]
+    assert sent[0] == {"type": "document", "source": {"type": "base64", "media_type": "application/pdf", "data": pdf}}
+    assert sent[1] == {"type": "image", "source": {"type": "url", "url": "https://example.com/cat.png"}}
+
+
+def test_anthropic_beta_is_accepted_and_not_passed_on(stack: Stack):
+    message = stack.sdk().messages.create(
+        model=ANTHROPIC_MODEL,
+        max_tokens=50,
+        messages=user("hi"),
+        extra_headers={"anthropic-beta": "context-1m-2025-08-07"},
+    )
+    assert message.content
+    assert "anthropic-beta" not in stack.fake_anthropic.received[-1].headers
+
+
 def test_a_parameter_no_route_can_carry_is_a_400_naming_it_with_a_receipt(stack: Stack):
     with pytest.raises(anthropic.BadRequestError) as caught:
         stack.sdk().messages.create(model=OPENAI_MODEL, max_tokens=10, messages=user("x"), extra_body={"top_k": 5})
@@ -443,3 +475,18 @@ def test_a_stream_cut_mid_answer_ends_with_an_error_event_and_a_failed_receipt(
     receipt = stack.settled_receipt(error["request_id"])
     assert receipt["status"] == "failed" and receipt["error_source"] == "upstream"
     assert receipt["stream"] is True
+
+
+def test_a_bug_behind_the_endpoint_is_a_500_in_anthropics_shape():
+    async def broken_chat(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("a bug")
+
+    settings = SimpleNamespace(request_body_max_bytes=1 << 20)
+    lifecycle: Any = SimpleNamespace(services=SimpleNamespace(settings=settings), chat=broken_chat)
+    app = Starlette(routes=routes_anthropic(lifecycle))
+    app.add_middleware(RequestIdMiddleware)
+    response = TestClient(app).post("/v1/messages", json={"model": "m", "max_tokens": 1, "messages": user("x")})
+    assert response.status_code == 500
+    error = response.json()["error"]
+    assert (error["type"], error["details"]["error_code"]) == ("api_error", "internal_error")
+    assert error["request_id"] == response.headers["x-request-id"] == response.headers["request-id"]
