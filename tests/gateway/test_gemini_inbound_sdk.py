@@ -66,6 +66,7 @@ WEATHER = types.Tool(
         )
     ]
 )
+FALLBACK_MODEL = "gpt-4.1-mini"
 PNG = b"\x89PNG\r\n\x1a\nfake-image-bytes"
 
 
@@ -132,6 +133,22 @@ def _routes(conn: Any, urls: dict[str, str]) -> Iterator[Route]:
             settlement="routed",
             prices=prices,
             costs=prices,
+            credential=credential,
+        )
+    # gpt-4.1-mini: a gemini route first, an openai route as its backup (for keys that allow backups).
+    prices = get_model(conn, FALLBACK_MODEL).official_prices
+    for priority, provider, upstream_model in ((10, "gemini", "gemini-2.5-flash"), (20, "openai", FALLBACK_MODEL)):
+        base_url, credential = upstreams[provider]
+        yield Route(
+            id=f"rt-fallback-{provider}",
+            model=FALLBACK_MODEL,
+            provider=provider,
+            base_url=base_url,
+            upstream_model=upstream_model,
+            settlement="routed",
+            prices=prices,
+            costs=prices,
+            priority=priority,
             credential=credential,
         )
 
@@ -291,6 +308,21 @@ def test_the_model_list_in_gemini_shape_and_the_openai_list_unchanged(stack: Sta
     openai_list = httpx.get(f"{stack.base_url}/v1/models", headers={"authorization": f"Bearer {stack.key}"})
     assert openai_list.json()["object"] == "list"
     assert "gpt-4o-mini" in {model["id"] for model in openai_list.json()["data"]}
+
+
+def test_a_failed_route_falls_back_before_the_first_byte_in_json_and_in_a_stream(stack: Stack):
+    client = stack.client(stack.new_key(backup_routes=True))
+    prompt = "hello [[error:503]]"  # the fake Gemini fails it; the fake OpenAI reads no such directive
+    whole = client.models.generate_content(model=FALLBACK_MODEL, contents=prompt)
+    chunks = list(client.models.generate_content_stream(model=FALLBACK_MODEL, contents=prompt))
+    assert whole.text and "".join(chunk.text or "" for chunk in chunks) == whole.text
+    for response in (whole, chunks[-1]):
+        receipt = stack.receipt(request_id_of(response))
+        assert [(a["route_id"], a["status"]) for a in receipt["attempts"]] == [
+            ("rt-fallback-gemini", "failed"),
+            ("rt-fallback-openai", "succeeded"),
+        ]
+        assert receipt["provider"] == "openai" and receipt["status"] == "succeeded" and receipt["charge_micros"] > 0
 
 
 # -- errors -----------------------------------------------------------------------------------
