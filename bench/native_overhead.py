@@ -1,4 +1,4 @@
-"""What ``POST /v1/messages`` costs next to ``POST /v1/chat/completions``, in-process, on one route.
+"""What ``POST /v1/messages`` and Gemini's ``generateContent`` cost next to ``POST /v1/chat/completions``.
 
     python -m bench.native_overhead                  # 300 requests per endpoint, SQLite
     python -m bench.native_overhead --requests 2000
@@ -6,9 +6,9 @@
 Both endpoints are called through the ASGI app ``build_app`` returns, in this process (httpx's
 ``ASGITransport``: no socket, no server), one request at a time, with the same key, model and
 ``simulated`` route (no upstream latency), JSON and streamed. So the difference between two rows is
-the Anthropic endpoint's own cost: the Starlette routing that ``/v1/chat/completions`` skips (it is
-served by the lean front door of ``gateway/asgi.py``), and the translation both ways. The pure
-translation is also timed alone. Figures are wall time (median) and this process's CPU time per
+the Anthropic (or Gemini) endpoint's own cost: the Starlette routing that ``/v1/chat/completions``
+skips (it is served by the lean front door of ``gateway/asgi.py``), and the translation both ways.
+The pure translations are also timed alone. Figures are wall time (median) and this process's CPU time per
 request; the machine is shared, so compare rows of one run, not runs.
 """
 
@@ -30,12 +30,18 @@ from glasskey.app import build_app
 from glasskey.gateway.anthropic_inbound import to_chat_body
 from glasskey.gateway.anthropic_inbound_reply import to_message
 from glasskey.gateway.anthropic_inbound_stream import MessageStream
+from glasskey.gateway.gemini_answers import StreamAnswer, generate_response
+from glasskey.gateway.gemini_inbound import chat_body
 from glasskey.gateway.outcomes import SSE_DONE, sse
 from glasskey.routing.routes import list_routes, update_route
 from glasskey.services import Services, build_services
 
 MODEL = "gpt-4o-mini"
 PROMPT = [{"role": "user", "content": "Say hello in one short sentence, please."}]
+GEMINI_BODY = {
+    "contents": [{"role": "user", "parts": [{"text": PROMPT[0]["content"]}]}],
+    "generationConfig": {"maxOutputTokens": 64},
+}
 CASES: dict[str, tuple[str, dict[str, Any]]] = {
     "chat.completions": ("/v1/chat/completions", {"model": MODEL, "messages": PROMPT, "max_tokens": 64}),
     "messages": ("/v1/messages", {"model": MODEL, "messages": PROMPT, "max_tokens": 64}),
@@ -50,6 +56,8 @@ CASES: dict[str, tuple[str, dict[str, Any]]] = {
         },
     ),
     "messages stream": ("/v1/messages", {"model": MODEL, "messages": PROMPT, "max_tokens": 64, "stream": True}),
+    "generateContent": (f"/v1beta/models/{MODEL}:generateContent", GEMINI_BODY),
+    "generateContent stream": (f"/v1beta/models/{MODEL}:streamGenerateContent?alt=sse", GEMINI_BODY),
 }
 
 
@@ -105,6 +113,23 @@ def translation_cost_us(repeats: int) -> float:
     return (time.perf_counter() - began) / repeats * 1e6
 
 
+def gemini_translation_cost_us(repeats: int) -> float:
+    """The same for the Gemini API: the request, 12 chunks, usage, done, and a whole answer."""
+    chunk = {"id": "c", "object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"content": " word"}}]}
+    finish = {"id": "c", "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+    usage = {"id": "c", "choices": [], "usage": {"prompt_tokens": 12, "completion_tokens": 12, "total_tokens": 24}}
+    lines = [sse(chunk)] * 12 + [sse(finish), sse(usage), SSE_DONE]
+    completion = {"id": "c", "choices": [{"index": 0, "message": {"content": "Hello."}, "finish_reason": "stop"}]}
+    began = time.perf_counter()
+    for _ in range(repeats):
+        chat_body(MODEL, GEMINI_BODY, stream=True)
+        answer = StreamAnswer()
+        for line in lines:
+            answer.feed(line)
+        generate_response(completion)
+    return (time.perf_counter() - began) / repeats * 1e6
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=300)
@@ -121,6 +146,7 @@ def main() -> None:
     for name, (wall_ms, cpu_us) in results.items():
         print(f"{name:<24} {wall_ms:6.2f} ms median  CPU {cpu_us:6.0f} us/request")
     print(f"{'translation alone':<24} {translation_cost_us(2000):6.1f} us/request (stream both ways)")
+    print(f"{'gemini translation alone':<24} {gemini_translation_cost_us(2000):6.1f} us/request (stream both ways)")
 
 
 if __name__ == "__main__":
