@@ -27,7 +27,7 @@ from glasskey.store.tables import receipts, transfers
 
 
 def test_sigkill_during_load_loses_no_acknowledged_request(tmp_path, database_url):
-    # On PostgreSQL the writer pipelines a batch's holds and settlements (see store.writer.Later).
+    # On PostgreSQL the writer pipelines a batch's holds and settlements (see store.batch.Batch.send).
     settings = make_settings(tmp_path, database_url=database_url)
     services = build_services(settings)
     seeded = seed(services)

@@ -6,7 +6,6 @@ Holds here are ``adjustment`` transfers: a posted ``charge`` needs a receipt (se
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -16,9 +15,13 @@ from sqlalchemy import Connection, func, select
 from conftest_helpers import NOW
 from glasskey.errors import ClientError, InvariantViolation, NotFound
 from glasskey.ledger import (
+    POSTED,
     SYSTEM_REVENUE,
     SYSTEM_TOPUP_SOURCE,
+    VOIDED,
+    CreatePending,
     InsufficientFunds,
+    ResolvePending,
     Transfer,
     TransferNotPending,
     audit,
@@ -28,18 +31,15 @@ from glasskey.ledger import (
     get_balance,
     get_transfer,
     list_transfers,
+    pending_transfer,
     post_pending,
-    send_pending,
-    send_post_pending,
-    send_void_pending,
     void_pending,
 )
 from glasskey.orgs.service import create_org, get_wallet, list_wallets, top_up
+from glasskey.store.batch import Batch
 from glasskey.store.database import Database
-from glasskey.store.deferred import Deferred
-from glasskey.store.driver import Pipeline, sending
 from glasskey.store.tables import transfers
-from glasskey.store.writer import GroupCommitWriter, Later
+from glasskey.store.writer import _run_writes
 
 REVENUE = SYSTEM_REVENUE["official"]
 HOLD_TTL = timedelta(minutes=15)
@@ -55,20 +55,22 @@ def funded_org(db: Database, name: str = "acme", amount_micros: int = 1_000_000)
 
 
 def hold(conn: Connection, account_id: str, amount_micros: Any, *, expires_at: datetime | None = None) -> Transfer:
-    return send_hold(conn, account_id, amount_micros, expires_at=expires_at)()
+    command = hold_command(account_id, amount_micros, expires_at=expires_at)
+    batch = Batch.now(conn)
+    command.send(batch)
+    return command.finish(batch)
 
 
-def send_hold(
-    conn: Connection, account_id: str, amount_micros: Any, *, expires_at: datetime | None = None
-) -> Callable[[], Transfer]:
-    return send_pending(
-        conn,
-        debit_account_id=account_id,
-        credit_account_id=REVENUE,
-        amount_micros=amount_micros,
-        now=NOW,
-        expires_at=expires_at or NOW + HOLD_TTL,
-        kind="adjustment",
+def hold_command(account_id: str, amount_micros: Any, *, expires_at: datetime | None = None) -> CreatePending:
+    return CreatePending(
+        pending_transfer(
+            debit_account_id=account_id,
+            credit_account_id=REVENUE,
+            amount_micros=amount_micros,
+            now=NOW,
+            expires_at=expires_at or NOW + HOLD_TTL,
+            kind="adjustment",
+        )
     )
 
 
@@ -470,23 +472,23 @@ def test_holds_and_settlements_sent_in_one_pipeline_are_checked_in_order(db: Dat
     with db.write() as conn:
         void_pending(conn, voided.id, NOW)
     before = transfer_count(db)
-    pipeline = Pipeline()
     with db.write() as conn:
-        sending(pipeline)
-        try:
-            fits = send_hold(conn, wallet, 500_000)
-            too_much = send_hold(conn, wallet, 400_001)
-            posting = send_post_pending(conn, posted.id, 60_000, NOW)
-            voiding_again = send_void_pending(conn, voided.id, NOW)
-        finally:
-            sending(None)
-        pipeline.flush(conn)
-        held = fits()
+        batch = Batch.group(conn)
+        fits = hold_command(wallet, 500_000)
+        too_much = hold_command(wallet, 400_001)
+        posting = ResolvePending(posted.id, POSTED, 60_000, NOW)
+        voiding_again = ResolvePending(voided.id, VOIDED, None, NOW)
+        commands: list[CreatePending | ResolvePending] = [fits, too_much, posting, voiding_again]
+        for command in commands:
+            command.send(batch)
+        batch.flush()
+        held = fits.finish(batch)
         with pytest.raises(InsufficientFunds):
-            too_much()
-        assert posting().status == "posted"
+            too_much.finish(batch)
+        assert posting.finish(batch).status == "posted"
         with pytest.raises(TransferNotPending):
-            voiding_again()
+            voiding_again.finish(batch)
+        batch.apply()
     assert transfer_count(db) == before + 1
     # 1,000,000 less 60,000 posted; 500,000 held by the hold that fit
     assert balances(db, wallet) == (940_000, 500_000, 440_000)
@@ -502,21 +504,17 @@ def hold_in(db: Database, account_id: str, amount_micros: int) -> Transfer:
 
 
 def test_a_settlement_releases_its_hold_before_the_next_write_of_its_batch_holds(db: Database) -> None:
-    # The writer runs the first part of every write it has taken before any write's Later: what a
+    # The writer sends every write it has taken before any write finishes: what a
     # settlement frees must be free by then, or a hold after it in the batch is refused for nothing.
     _, wallet = funded_org(db)
     first = hold_in(db, wallet, 800_000)
 
-    def settle(conn: Connection) -> Later[Transfer]:
-        return Later(send_post_pending(conn, first.id, 100_000, NOW))
-
-    def hold_the_rest(conn: Connection) -> Later[Transfer]:
-        return Later(send_hold(conn, wallet, 900_000))
-
-    batch = Deferred()
+    settle = ResolvePending(first.id, POSTED, 100_000, NOW)
+    hold_the_rest = hold_command(wallet, 900_000)
     with db.write() as conn:
-        outcomes = GroupCommitWriter._run_jobs(conn, [(settle, False), (hold_the_rest, False)], batch)
-        batch.apply(conn)
+        batch = Batch.group(conn)
+        outcomes = _run_writes(batch, [settle, hold_the_rest])
+        batch.apply()
     assert [refusal for _, refusal in outcomes] == [None, None]
     assert balances(db, wallet) == (900_000, 900_000, 0)
     assert_coherent(db)

@@ -19,33 +19,73 @@ from conftest_helpers import NOW
 from glasskey.errors import WalletError
 from glasskey.metrics import Metrics
 from glasskey.routing.health import HealthBoard
-from glasskey.store import deferred
+from glasskey.store.batch import Batch
 from glasskey.store.database import Database
-from glasskey.store.driver import DriverStatement
+from glasskey.store.driver import DriverStatement, Sent
 from glasskey.store.tables import UTCDateTime, orgs
-from glasskey.store.writer import GroupCommitWriter, Later
+from glasskey.store.writer import GroupCommitWriter
+
+INSERT_ORG = DriverStatement(
+    "INSERT INTO orgs (id, name, created_at) VALUES (:id, :name, :created_at)", {"created_at": UTCDateTime()}
+)
 
 
-def insert_org(name: str) -> Callable[[Connection], str]:
-    def work(conn: Connection) -> str:
-        conn.execute(orgs.insert().values(id=name, name=name, created_at=NOW))
+class Run:
+    """A write that does all its work in ``finish``: ``work(batch)``'s result is the write's."""
+
+    def __init__(self, work: Callable[[Batch], Any]) -> None:
+        self.work = work
+        self.threads: list[int] = []
+
+    def send(self, batch: Batch) -> None:
+        self.threads.append(threading.get_ident())
+
+    def finish(self, batch: Batch) -> Any:
+        return self.work(batch)
+
+
+def insert_org(name: str) -> Run:
+    def work(batch: Batch) -> str:
+        batch.conn.execute(orgs.insert().values(id=name, name=name, created_at=NOW))
         return name
 
-    return work
+    return Run(work)
 
 
-def refuse_cleanly(conn: Connection) -> None:
-    raise WalletError("refused before writing anything")
+def refuse_cleanly() -> Run:
+    def work(batch: Batch) -> None:
+        raise WalletError("refused before writing anything")
+
+    return Run(work)
 
 
-def refuse(conn: Connection) -> None:
-    conn.execute(orgs.insert().values(id="doomed", name="doomed", created_at=NOW))
-    raise WalletError("refused on purpose")
+class SendOrg:
+    """A write that sends its insert and reads the answer once the pipeline has run."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.sent: Sent | None = None
+
+    def send(self, batch: Batch) -> None:
+        self.sent = batch.send(INSERT_ORG, {"id": self.name, "name": self.name, "created_at": NOW})
+
+    def finish(self, batch: Batch) -> int:
+        assert self.sent is not None
+        return int(self.sent.cursor.rowcount)
 
 
 def count(db: Database) -> int:
     with db.read() as conn:
-        return int(conn.scalar(select(func.count()).select_from(orgs)) or 0)
+        return count_in(conn)
+
+
+def count_in(conn: Connection) -> int:
+    return int(conn.scalar(select(func.count()).select_from(orgs)) or 0)
+
+
+def names(db: Database) -> list[str]:
+    with db.read() as conn:
+        return sorted(conn.scalars(select(orgs.c.name)))
 
 
 def test_concurrent_writes_are_batched_and_each_is_committed_before_it_is_answered(db):
@@ -55,33 +95,30 @@ def test_concurrent_writes_are_batched_and_each_is_committed_before_it_is_answer
     async def one(index: int) -> str:
         name = await writer.submit(insert_org(f"org-{index}"))
         seen_at_answer.append(count(db))  # another connection already sees the committed row
-        return name
+        return str(name)
 
     async def run() -> list[str]:
         return await asyncio.gather(*(one(i) for i in range(300)))
 
     try:
-        names = asyncio.run(run())
+        result = asyncio.run(run())
     finally:
         writer.close()
-    assert sorted(names) == sorted(f"org-{i}" for i in range(300))
+    assert sorted(result) == sorted(f"org-{i}" for i in range(300))
     assert count(db) == 300
     assert min(seen_at_answer) >= 1
     assert writer.jobs == 300
     assert writer.batches < 300, "writes that arrive together share a commit"
 
 
-@pytest.mark.parametrize("savepoint", [True, False])
-def test_a_refused_write_fails_alone(db, savepoint: bool):
-    # In its own savepoint a refusal may have written first; without one it promises it did not.
-    refusal = refuse if savepoint else refuse_cleanly
+def test_a_refused_write_fails_alone(db):
     writer = GroupCommitWriter(db)
 
     async def run() -> Any:
         return await asyncio.gather(
-            writer.submit(insert_org("kept-1"), savepoint=savepoint),
-            writer.submit(refusal, savepoint=savepoint),
-            writer.submit(insert_org("kept-2"), savepoint=savepoint),
+            writer.submit(insert_org("kept-1")),
+            writer.submit(refuse_cleanly()),
+            writer.submit(insert_org("kept-2")),
             return_exceptions=True,
         )
 
@@ -91,8 +128,8 @@ def test_a_refused_write_fails_alone(db, savepoint: bool):
         writer.close()
     assert results[0] == "kept-1" and results[2] == "kept-2"
     assert isinstance(results[1], WalletError)
-    with db.read() as conn:
-        assert sorted(conn.scalars(select(orgs.c.name))) == ["kept-1", "kept-2"]
+    assert names(db) == ["kept-1", "kept-2"]
+    assert writer.isolated_batches == 0, "a refusal is no failure of the batch"
 
 
 def test_close_finishes_queued_writes(sqlite_db):
@@ -104,8 +141,18 @@ def test_close_finishes_queued_writes(sqlite_db):
     asyncio.run(run())
     writer.close()
     assert count(sqlite_db) == 1
-    with pytest.raises(AssertionError):
-        assert writer._thread is not None
+    assert writer._thread is None
+
+
+def test_every_write_runs_on_the_writer_thread(db):
+    writer = GroupCommitWriter(db)
+    write = insert_org("one")
+    try:
+        asyncio.run(writer.submit(write))
+    finally:
+        writer.close()
+    assert write.threads and write.threads[0] != threading.get_ident()
+    assert count(db) == 1
 
 
 def test_a_hold_and_the_settlement_queued_soon_after_share_one_commit(db):
@@ -145,11 +192,11 @@ def test_a_lone_hold_is_committed_once_the_linger_runs_out(db):
     assert writer.batches == 1
 
 
-def test_an_unexpected_failure_without_a_savepoint_fails_alone_after_its_batch_is_retried(db):
+def test_an_unexpected_failure_fails_alone_after_its_batch_is_retried_write_by_write(db):
     writer = GroupCommitWriter(db, linger_seconds=1.0)
 
-    def half_done(conn: Connection) -> None:
-        conn.execute(orgs.insert().values(id="half", name="half", created_at=NOW))
+    def half_done(batch: Batch) -> None:
+        batch.conn.execute(orgs.insert().values(id="half", name="half", created_at=NOW))
         raise RuntimeError("a bug after a write")
 
     async def run() -> Any:
@@ -158,8 +205,8 @@ def test_an_unexpected_failure_without_a_savepoint_fails_alone_after_its_batch_i
         await asyncio.sleep(0.05)
         return await asyncio.gather(
             first,
-            writer.submit(insert_org("before"), savepoint=False),
-            writer.submit(half_done, savepoint=False),
+            writer.submit(insert_org("before")),
+            writer.submit(Run(half_done)),
             writer.submit(insert_org("after")),
             return_exceptions=True,
         )
@@ -168,22 +215,24 @@ def test_an_unexpected_failure_without_a_savepoint_fails_alone_after_its_batch_i
         results = asyncio.run(run())
     finally:
         writer.close()
-    # The hold was answered before the failure, as holds are; its batch rolled back, and a hold
-    # cannot be taken again under the same answer, so it is lost (its settlement charges without it).
+    # The hold was answered before the failure, as holds are; it ran again, alone, and stands.
     assert results[0] == "hold"
     assert results[1] == "before" and results[3] == "after", results
     assert isinstance(results[2], RuntimeError)
-    with db.read() as conn:
-        assert sorted(conn.scalars(select(orgs.c.name))) == ["after", "before"]
+    assert names(db) == ["after", "before", "hold"]
     assert writer.isolated_batches == 1
     assert writer.isolated_failures == 1
 
 
-def poisoned_receipt(conn: Connection) -> str:
-    """A deferred insert that the database refuses only when the batch applies it."""
-    deferred.insert(conn, INSERT_ORG, {"id": "poison", "name": "z\x00", "created_at": NOW})
-    deferred.insert(conn, INSERT_ORG, {"id": "poison", "name": "twice", "created_at": NOW})
-    return "poison"
+class PoisonedReceipt:
+    """Deferred inserts that the database refuses only when the batch applies them."""
+
+    def send(self, batch: Batch) -> None:
+        batch.insert(INSERT_ORG, {"id": "poison", "name": "z\x00", "created_at": NOW})
+        batch.insert(INSERT_ORG, {"id": "poison", "name": "twice", "created_at": NOW})
+
+    def finish(self, batch: Batch) -> str:
+        return "poison"
 
 
 @pytest.mark.parametrize("durable_hold", [False, True])
@@ -197,8 +246,8 @@ def test_one_write_that_the_database_refuses_never_fails_the_rest_of_its_batch(d
         await asyncio.sleep(0.05)
         return await asyncio.gather(
             first,
-            *(writer.submit(insert_org(f"good-{i}"), savepoint=False) for i in range(5)),
-            writer.submit(poisoned_receipt, savepoint=False),
+            *(writer.submit(insert_org(f"good-{i}")) for i in range(5)),
+            writer.submit(PoisonedReceipt()),
             *(writer.submit(insert_org(f"late-{i}")) for i in range(5)),
             return_exceptions=True,
         )
@@ -209,11 +258,8 @@ def test_one_write_that_the_database_refuses_never_fails_the_rest_of_its_batch(d
         writer.close()
     failed = [r for r in results if isinstance(r, BaseException)]
     assert len(failed) == 1 and results[6] is failed[0], results
-    names = {f"good-{i}" for i in range(5)} | {f"late-{i}" for i in range(5)}
-    with db.read() as conn:
-        stored = set(conn.scalars(select(orgs.c.name)))
-    assert names <= stored
-    assert "twice" not in stored
+    expected = {"held"} | {f"good-{i}" for i in range(5)} | {f"late-{i}" for i in range(5)}
+    assert set(names(db)) == expected
     assert writer.isolated_failures == 1
     metrics = Metrics(HealthBoard(time.monotonic))
     metrics.watch_writer(writer)
@@ -222,7 +268,8 @@ def test_one_write_that_the_database_refuses_never_fails_the_rest_of_its_batch(d
 
 def test_on_sqlite_the_wal_is_checkpointed_in_the_background_not_in_the_writers_commits(sqlite_db):
     writer = GroupCommitWriter(sqlite_db)
-    writer.checkpoint_seconds = 0.02
+    assert writer.checkpointer is not None
+    writer.checkpointer.checkpoint_seconds = 0.02
 
     async def run() -> None:
         await writer.submit(insert_org("one"))
@@ -233,178 +280,17 @@ def test_on_sqlite_the_wal_is_checkpointed_in_the_background_not_in_the_writers_
         assert writer._conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 0
         writer._conn.rollback()
         for _ in range(200):  # at most 2 s
-            if writer.checkpoints:
+            if writer.checkpointer.checkpoints:
                 break
             time.sleep(0.01)
     finally:
         writer.close()
-    assert writer.checkpoints >= 1
-    assert writer._checkpointer is None, "closing the writer stops its checkpointer"
+    assert writer.checkpointer.checkpoints >= 1
+    assert not writer.checkpointer.running, "closing the writer stops its checkpointer"
 
 
-def on_thread(seen: list[int], work: Callable[[Connection], Any]) -> Callable[[Connection], Any]:
-    def recorded(conn: Connection) -> Any:
-        seen.append(threading.get_ident())
-        return work(conn)
-
-    return recorded
-
-
-def test_a_lone_requests_hold_and_settlement_run_on_the_loop_and_share_one_commit(sqlite_db):
-    writer = GroupCommitWriter(sqlite_db, linger_seconds=1.0)
-    threads: list[int] = []
-
-    async def run() -> tuple[int, int]:
-        await writer.submit(on_thread(threads, insert_org("held")), durable=False, lone=True)
-        seen_before_settlement = count(sqlite_db)
-        await writer.submit(on_thread(threads, insert_org("settled")), lone=True)
-        return seen_before_settlement, count(sqlite_db)
-
-    try:
-        before, after = asyncio.run(run())
-    finally:
-        writer.close()
-    assert threads == [threading.get_ident()] * 2, "no hand-off to the writer thread"
-    assert before == 0, "the hold's transaction stays open for the settlement"
-    assert after == 2, "the settlement is answered after its commit"
-    assert writer.batches == 1
-
-
-def test_a_lone_hold_on_the_loop_is_committed_by_a_timer_once_the_linger_runs_out(sqlite_db):
-    writer = GroupCommitWriter(sqlite_db, linger_seconds=0.05)
-
-    async def run() -> list[int]:
-        await writer.submit(insert_org("held"), durable=False, lone=True)
-        seen = [count(sqlite_db)]
-        await asyncio.sleep(0.3)
-        seen.append(count(sqlite_db))
-        return seen
-
-    try:
-        seen = asyncio.run(run())
-    finally:
-        writer.close()
-    assert seen == [0, 1]
-    assert writer.batches == 1
-
-
-def test_writes_of_the_loop_join_its_open_transaction_and_other_writers_wait_for_it(sqlite_db):
-    writer = GroupCommitWriter(sqlite_db, linger_seconds=1.0)
-    threads: list[int] = []
-
-    async def run() -> None:
-        await writer.submit(insert_org("lone-hold"), durable=False, lone=True)
-        # Not lone any more (another request came): still on the loop, in the open transaction.
-        await writer.submit(on_thread(threads, insert_org("second-hold")), durable=False)
-        # A write of this thread outside the writer ends the open transaction first, not a deadlock.
-        with sqlite_db.write() as conn:
-            conn.execute(orgs.insert().values(id="admin", name="admin", created_at=NOW))
-
-    try:
-        asyncio.run(run())
-        assert count(sqlite_db) == 3
-        # With nothing open, a write that is not lone goes to the writer thread.
-        asyncio.run(writer.submit(on_thread(threads, insert_org("queued"))))
-    finally:
-        writer.close()
-    assert threads[0] == threading.get_ident()
-    assert threads[1] != threading.get_ident()
-    assert count(sqlite_db) == 4
-
-
-def test_closing_the_writer_commits_the_transaction_a_finished_loop_left_open(sqlite_db):
-    writer = GroupCommitWriter(sqlite_db, linger_seconds=60.0)
-
-    async def run() -> None:
-        await writer.submit(insert_org("held"), durable=False, lone=True)
-
-    asyncio.run(run())  # the loop is gone; its timer will never fire
-    assert count(sqlite_db) == 0
-    writer.close()
-    assert count(sqlite_db) == 1
-
-
-def test_a_transaction_a_finished_loop_left_open_blocks_neither_the_next_loop_nor_a_plain_write(sqlite_db):
-    writer = GroupCommitWriter(sqlite_db, linger_seconds=60.0)
-
-    async def hold(name: str) -> None:
-        await writer.submit(insert_org(name), durable=False, lone=True)
-
-    try:
-        asyncio.run(hold("first"))
-        # The next loop's write (not lone: it would go to the writer thread) ends it first.
-        asyncio.run(asyncio.wait_for(writer.submit(insert_org("second")), timeout=10))
-        assert count(sqlite_db) == 2
-        asyncio.run(hold("third"))
-        with sqlite_db.write() as conn:  # on the same thread, with no loop running
-            conn.execute(orgs.insert().values(id="plain", name="plain", created_at=NOW))
-    finally:
-        writer.close()
-    assert count(sqlite_db) == 4
-
-
-def test_on_the_loop_a_refusal_fails_alone_and_a_bug_rolls_back_the_open_transaction(sqlite_db):
-    writer = GroupCommitWriter(sqlite_db, linger_seconds=1.0)
-
-    def half_done(conn: Connection) -> None:
-        conn.execute(orgs.insert().values(id="half", name="half", created_at=NOW))
-        raise RuntimeError("a bug after a write")
-
-    async def run() -> list[Any]:
-        results: list[Any] = [await writer.submit(insert_org("kept"), durable=False, lone=True)]
-        for work in (refuse_cleanly, insert_org("committed")):
-            try:
-                results.append(await writer.submit(work, savepoint=False, lone=True))
-            except WalletError as refusal:
-                results.append(refusal)
-        await writer.submit(insert_org("lost"), durable=False, lone=True)
-        try:
-            await writer.submit(half_done, savepoint=False, lone=True)
-        except RuntimeError as bug:
-            results.append(bug)
-        results.append(await writer.submit(insert_org("after"), lone=True))
-        return results
-
-    try:
-        results = asyncio.run(run())
-    finally:
-        writer.close()
-    assert results[0] == "kept" and isinstance(results[1], WalletError) and results[2] == "committed"
-    assert isinstance(results[3], RuntimeError) and results[4] == "after"
-    with sqlite_db.read() as conn:
-        assert sorted(conn.scalars(select(orgs.c.name))) == ["after", "committed", "kept"]
-
-
-def test_on_postgresql_a_lone_write_still_goes_to_the_writer_thread(db):
-    if db.dialect != "postgresql":
-        pytest.skip("the loop runs writes itself on SQLite only")
-    writer = GroupCommitWriter(db)
-    threads: list[int] = []
-    try:
-        asyncio.run(writer.submit(on_thread(threads, insert_org("one")), lone=True))
-    finally:
-        writer.close()
-    assert threads and threads[0] != threading.get_ident()
-    assert count(db) == 1
-
-
-INSERT_ORG = DriverStatement(
-    "INSERT INTO orgs (id, name, created_at) VALUES (:id, :name, :created_at)", {"created_at": UTCDateTime()}
-)
-
-
-def send_org(name: str) -> Callable[[Connection], Later[int]]:
-    """A write that sends its insert and reads the answer in its ``Later``."""
-
-    def work(conn: Connection) -> Later[int]:
-        sent = INSERT_ORG.send(conn, {"id": name, "name": name, "created_at": NOW})
-        return Later(lambda: int(sent.cursor.rowcount))
-
-    return work
-
-
-def in_one_take(writer: GroupCommitWriter, *works: tuple[Callable[[Connection], Any], bool]) -> list[Any]:
-    """Submit ``works`` (each with its savepoint flag) so that the writer takes them together.
+def in_one_take(writer: GroupCommitWriter, *writes: Any) -> list[Any]:
+    """Submit ``writes`` so that the writer takes them together.
 
     The writer is kept off its connection until all are queued; it then runs the first of them
     alone (a batch starts with one write) and takes the rest at once."""
@@ -413,7 +299,7 @@ def in_one_take(writer: GroupCommitWriter, *works: tuple[Callable[[Connection], 
         writer._conn_lock.acquire()
         try:
             first = asyncio.ensure_future(writer.submit(insert_org("opener"), durable=False))
-            rest = [asyncio.ensure_future(writer.submit(work, savepoint=savepoint)) for work, savepoint in works]
+            rest = [asyncio.ensure_future(writer.submit(write)) for write in writes]
             await asyncio.sleep(0)  # every submit has queued its job
         finally:
             writer._conn_lock.release()
@@ -426,69 +312,53 @@ def in_one_take(writer: GroupCommitWriter, *works: tuple[Callable[[Connection], 
 
 
 def test_writes_taken_together_send_their_statements_in_one_pipeline(db):
-    def counts_orgs(conn: Connection) -> int:
-        return count_in(conn)
+    counted: list[int] = []
 
-    results = in_one_take(GroupCommitWriter(db), (send_org("sent"), False), (counts_orgs, False))
-    assert results[0] == 1  # the Later read its insert's answer
+    class CountsOrgs:
+        def send(self, batch: Batch) -> None:
+            counted.append(count_in(batch.conn))
+
+        def finish(self, batch: Batch) -> None:
+            return None
+
+    results = in_one_take(GroupCommitWriter(db), SendOrg("sent"), CountsOrgs())
+    assert results[0] == 1  # the write read its insert's answer after the flush
     # The opener committed nothing yet. On PostgreSQL the insert waits in the pipeline until
-    # every write taken has run its first part; SQLite runs it at once.
-    assert results[1] == (1 if db.dialect == "postgresql" else 2)
+    # every write taken has sent its statements; SQLite runs it at once.
+    assert counted == [1 if db.dialect == "postgresql" else 2]
     assert count(db) == 2
 
 
-def count_in(conn: Connection) -> int:
-    return int(conn.scalar(select(func.count()).select_from(orgs)) or 0)
+def test_a_refusal_in_finish_drops_the_deferred_writes_of_its_write(db):
+    class RefusedLater:
+        def send(self, batch: Batch) -> None:
+            batch.insert(INSERT_ORG, {"id": "first-part", "name": "first-part", "created_at": NOW})
 
-
-def test_a_refusal_in_a_later_drops_the_deferred_writes_of_both_parts_of_its_write(db):
-    def refused_later(conn: Connection) -> Later[None]:
-        deferred.insert(conn, INSERT_ORG, {"id": "first-part", "name": "first-part", "created_at": NOW})
-
-        def rest() -> None:
-            deferred.insert(conn, INSERT_ORG, {"id": "rest", "name": "rest", "created_at": NOW})
+        def finish(self, batch: Batch) -> None:
+            batch.insert(INSERT_ORG, {"id": "rest", "name": "rest", "created_at": NOW})
             raise WalletError("refused after the pipeline")
 
-        return Later(rest)
-
-    results = in_one_take(GroupCommitWriter(db), (refused_later, False), (send_org("kept"), False))
+    results = in_one_take(GroupCommitWriter(db), RefusedLater(), SendOrg("kept"))
     assert isinstance(results[0], WalletError)
     assert results[1] == 1
-    with db.read() as conn:
-        assert sorted(conn.scalars(select(orgs.c.name))) == ["kept", "opener"]
-
-
-def test_a_write_in_a_savepoint_runs_what_it_sends_inside_it(db):
-    def refused_after_sending(conn: Connection) -> Later[None]:
-        INSERT_ORG.send(conn, {"id": "undone", "name": "undone", "created_at": NOW})
-
-        def rest() -> None:
-            raise WalletError("refused after sending")
-
-        return Later(rest)
-
-    results = in_one_take(GroupCommitWriter(db), (refused_after_sending, True), (send_org("kept"), False))
-    assert isinstance(results[0], WalletError)
-    assert results[1] == 1
-    with db.read() as conn:
-        assert sorted(conn.scalars(select(orgs.c.name))) == ["kept", "opener"]
+    assert names(db) == ["kept", "opener"]
 
 
 def test_an_error_in_the_pipeline_fails_only_the_write_that_caused_it(db):
-    def duplicate(conn: Connection) -> Later[None]:
-        INSERT_ORG.send(conn, {"id": "twice", "name": "twice", "created_at": NOW})
-        INSERT_ORG.send(conn, {"id": "twice", "name": "twice", "created_at": NOW})
-        return Later(lambda: None)
+    class Duplicate:
+        def send(self, batch: Batch) -> None:
+            batch.send(INSERT_ORG, {"id": "twice", "name": "twice", "created_at": NOW})
+            batch.send(INSERT_ORG, {"id": "twice", "name": "twice", "created_at": NOW})
 
-    results = in_one_take(GroupCommitWriter(db), (send_org("kept"), False), (duplicate, False))
+        def finish(self, batch: Batch) -> None:
+            return None
+
+    results = in_one_take(GroupCommitWriter(db), SendOrg("kept"), Duplicate())
     integrity_errors = (sqlite3.IntegrityError, psycopg.IntegrityError)
     assert results[0] == 1, results
     assert isinstance(results[1], integrity_errors), results
-    with db.read() as conn:
-        # The opener, answered before its commit as holds are, is lost with the failed batch on
-        # PostgreSQL (the pipeline fails as a whole); on SQLite the duplicate fails in its savepoint-less
-        # first part and aborts the batch too.
-        assert "kept" in set(conn.scalars(select(orgs.c.name)))
+    # The opener (answered before its commit, as holds are) and the other write ran again alone.
+    assert names(db) == ["kept", "opener"]
 
 
 def test_a_caller_cancelled_while_it_waits_out_its_write_still_gets_the_outcome(db):
@@ -497,7 +367,7 @@ def test_a_caller_cancelled_while_it_waits_out_its_write_still_gets_the_outcome(
     seen: list[object] = []
 
     async def caller() -> None:
-        seen.append(await writer.submit(insert_org("held"), durable=False, wait_out_cancellation=True))
+        seen.append(await writer.submit(insert_org("held"), durable=False))
         seen.append("after the write")
         await asyncio.sleep(0)  # the cancellation arrives here
         seen.append("never")
@@ -527,7 +397,7 @@ def test_an_anyio_cancel_scope_cancelled_while_its_task_waits_out_a_write_still_
     seen: list[object] = []
 
     async def caller() -> None:
-        seen.append(await writer.submit(insert_org("held"), durable=False, wait_out_cancellation=True))
+        seen.append(await writer.submit(insert_org("held"), durable=False))
         await asyncio.sleep(1)  # cancelled here, by the scope
 
     async def run() -> None:
@@ -554,7 +424,7 @@ def test_a_refusal_waited_out_through_a_cancellation_is_raised_and_the_cancellat
 
     async def caller() -> None:
         try:
-            await writer.submit(refuse_cleanly, savepoint=False, wait_out_cancellation=True)
+            await writer.submit(refuse_cleanly())
         except WalletError as refusal:
             seen.append(type(refusal).__name__)
         await asyncio.sleep(0)
@@ -583,9 +453,11 @@ def test_on_sqlite_the_wal_starts_over_once_it_is_large_so_it_stays_bounded(sqli
     # never starts the WAL over by itself: it grew without end (3 GB after 100,000 requests).
     bound = 1024 * 1024
     writer = GroupCommitWriter(sqlite_db)
-    writer.checkpoint_seconds = 0.01
+    checkpointer = writer.checkpointer
+    assert checkpointer is not None
+    checkpointer.checkpoint_seconds = 0.01
     if restarts:
-        writer.wal_restart_bytes = bound // 4
+        checkpointer.wal_restart_bytes = bound // 4
     wal = Path(f"{sqlite_db.engine.url.database}-wal")
     largest = 0
 
@@ -601,8 +473,8 @@ def test_on_sqlite_the_wal_starts_over_once_it_is_large_so_it_stays_bounded(sqli
         writer.close()
     assert count(sqlite_db) == 3000
     if restarts:
-        assert writer.wal_restarts >= 1
+        assert checkpointer.wal_restarts >= 1
         assert largest < bound
     else:  # the control: the same writes without a restart take the WAL past the bound
-        assert writer.wal_restarts == 0
+        assert checkpointer.wal_restarts == 0
         assert largest > bound

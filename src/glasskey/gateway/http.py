@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive
@@ -51,8 +51,8 @@ def _body_too_large(limit_bytes: int) -> ClientError:
 async def receive_body(receive: Receive, declared_length: str | None, limit_bytes: int) -> bytes:
     """The whole body, refusing (413) anything larger than the limit before reading it all.
 
-    It reads the ASGI messages itself, as Starlette's ``Request.stream`` does (a disconnect
-    raises ``ClientDisconnect``), so the lean entry point and the Starlette routes share it.
+    It reads the ASGI messages itself, as Starlette's ``Request.stream`` does, so the lean entry
+    point and the Starlette routes share it; a disconnect is the client's ``client_disconnected``.
     """
     if declared_length is not None and declared_length.isdigit() and int(declared_length) > limit_bytes:
         raise _body_too_large(limit_bytes)
@@ -69,7 +69,12 @@ async def receive_body(receive: Receive, declared_length: str | None, limit_byte
             if not message.get("more_body", False):
                 return chunks[0] if len(chunks) == 1 else b"".join(chunks)
         elif message["type"] == "http.disconnect":
-            raise ClientDisconnect()
+            # The client's doing, not the route's: its receipt says so, and it is no gateway error.
+            raise ClientError(
+                "The client closed the connection before its request body arrived",
+                code="client_disconnected",
+                status_code=499,
+            )
 
 
 async def read_body(request: Request, limit_bytes: int) -> bytes:

@@ -16,7 +16,7 @@ from sqlalchemy import Connection, select
 from glasskey.errors import BudgetError
 from glasskey.keys.policy import KeyPolicy
 from glasskey.money import format_micros
-from glasskey.store import deferred
+from glasskey.store.batch import Batch
 from glasskey.store.driver import DriverStatement
 from glasskey.store.tables import key_spend
 
@@ -50,7 +50,7 @@ _HOLD = {
 }
 # Every unconditional change to a key's two counters (total and today) is this one upsert: a
 # settlement, and the hold of a key without budgets (most keys), which nothing can refuse. A
-# batch's changes of one key sum into a single statement (store.deferred).
+# batch's changes of one key sum into a single statement (Batch.increment).
 _CHANGE = DriverStatement(
     "INSERT INTO key_spend (key_id, period, spent_micros, held_micros) "
     "VALUES (:key_id, :total, :spent, :held), (:key_id, :day, :spent, :held) "
@@ -64,23 +64,26 @@ _RELEASE_HELD = DriverStatement(
 )
 
 
-def hold_budget(conn: Connection, key_id: str, policy: KeyPolicy, amount_micros: int, now: datetime) -> str:
+def hold_budget(
+    target: Batch | Connection, key_id: str, policy: KeyPolicy, amount_micros: int, now: datetime
+) -> str:
     """Reserve ``amount_micros`` of the key's budgets; returns the day period it was held in.
 
-    A refusal leaves nothing held (the group-commit writer runs holds without a savepoint).
+    A refusal (``BudgetError``) leaves nothing held: a write of the group-commit writer promises it.
     """
+    batch = Batch.of(target)
     day = day_period(now)
     if _unlimited(policy):
         # Nothing to check, so nothing to wait for: counted with the batch's other changes.
-        _change(conn, key_id, day, held=amount_micros, spent=0)
+        _change(batch, key_id, day, held=amount_micros, spent=0)
         return day
     for period, limit in ((TOTAL, policy.budget_total_micros), (day, policy.budget_daily_micros)):
         params = {"key_id": key_id, "period": period, "amount": amount_micros, "limit": limit}
         # A first hold larger than the whole budget would insert unchecked; refuse it here.
         refused = limit is not None and amount_micros > limit
-        if refused or _HOLD[limit is not None].execute(conn, params).rowcount != 1:
+        if refused or batch.execute(_HOLD[limit is not None], params).rowcount != 1:
             if period != TOTAL:
-                _release(conn, key_id, (TOTAL, TOTAL), amount_micros)  # the total was taken just now
+                _release(batch, key_id, (TOTAL, TOTAL), amount_micros)  # the total was taken just now
             label = "total" if period == TOTAL else "daily"
             raise BudgetError(
                 f"This request may cost up to ${format_micros(amount_micros)}, more than what is left "
@@ -90,31 +93,34 @@ def hold_budget(conn: Connection, key_id: str, policy: KeyPolicy, amount_micros:
     return day
 
 
-def release_budget_hold(conn: Connection, key_id: str, policy: KeyPolicy, day: str, amount_micros: int) -> None:
+def release_budget_hold(
+    target: Batch | Connection, key_id: str, policy: KeyPolicy, day: str, amount_micros: int
+) -> None:
     """Undo a ``hold_budget``, for a hold refused after it took the budget: at once when the hold
     was checked (and so run at once), else with the hold it undoes."""
+    batch = Batch.of(target)
     if _unlimited(policy):
-        _change(conn, key_id, day, held=-amount_micros, spent=0)
+        _change(batch, key_id, day, held=-amount_micros, spent=0)
     else:
-        _release(conn, key_id, (TOTAL, day), amount_micros)
+        _release(batch, key_id, (TOTAL, day), amount_micros)
 
 
 def _unlimited(policy: KeyPolicy) -> bool:
     return policy.budget_total_micros is None and policy.budget_daily_micros is None
 
 
-def _change(conn: Connection, key_id: str, day: str, *, held: int, spent: int) -> None:
-    deferred.increment(conn, _CHANGE, {"key_id": key_id, "total": TOTAL, "day": day}, {"held": held, "spent": spent})
+def _change(batch: Batch, key_id: str, day: str, *, held: int, spent: int) -> None:
+    batch.increment(_CHANGE, {"key_id": key_id, "total": TOTAL, "day": day}, {"held": held, "spent": spent})
 
 
-def _release(conn: Connection, key_id: str, periods: tuple[str, str], amount_micros: int) -> None:
+def _release(batch: Batch, key_id: str, periods: tuple[str, str], amount_micros: int) -> None:
     params = {"amount": amount_micros, "key_id": key_id, "first": periods[0], "second": periods[1]}
-    _RELEASE_HELD.execute(conn, params)
+    batch.execute(_RELEASE_HELD, params)
 
 
-def settle_budget(conn: Connection, key_id: str, day: str, held_micros: int, charged_micros: int) -> None:
+def settle_budget(target: Batch | Connection, key_id: str, day: str, held_micros: int, charged_micros: int) -> None:
     """Release a hold taken by ``hold_budget`` and count what was actually charged."""
-    _change(conn, key_id, day, held=-held_micros, spent=charged_micros)
+    _change(Batch.of(target), key_id, day, held=-held_micros, spent=charged_micros)
 
 
 def get_spend(conn: Connection, key_id: str, period: str) -> Spend:

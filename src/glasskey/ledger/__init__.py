@@ -10,7 +10,11 @@ from glasskey.ledger.accounts import (
 )
 from glasskey.ledger.audit import AuditReport, audit
 from glasskey.ledger.transfers import (
+    POSTED,
+    VOIDED,
+    CreatePending,
     InsufficientFunds,
+    ResolvePending,
     Transfer,
     TransferNotPending,
     create_pending,
@@ -18,19 +22,21 @@ from glasskey.ledger.transfers import (
     expire_pending,
     get_transfer,
     list_transfers,
+    pending_transfer,
     post_pending,
-    send_pending,
-    send_post_pending,
-    send_void_pending,
     void_pending,
 )
 
 __all__ = [
+    "POSTED",
     "SYSTEM_REVENUE",
     "SYSTEM_TOPUP_SOURCE",
+    "VOIDED",
     "AuditReport",
     "Balance",
+    "CreatePending",
     "InsufficientFunds",
+    "ResolvePending",
     "Transfer",
     "TransferNotPending",
     "audit",
@@ -42,9 +48,7 @@ __all__ = [
     "get_transfer",
     "list_transfers",
     "open_account",
+    "pending_transfer",
     "post_pending",
-    "send_pending",
-    "send_post_pending",
-    "send_void_pending",
     "void_pending",
 ]

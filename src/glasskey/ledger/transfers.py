@@ -9,30 +9,31 @@ overspend a wallet, on one process or many.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, ParamSpec
+from typing import Any
 
 from sqlalchemy import Connection, Row, and_, or_, select
 from sqlalchemy.exc import IntegrityError
 
-from glasskey.errors import ClientError, InvariantViolation, NotFound, WalletError
+from glasskey.errors import ClientError, GlasskeyError, InvariantViolation, NotFound, WalletError
 from glasskey.ids import new_id
-from glasskey.store import deferred
+from glasskey.store.batch import Batch
 from glasskey.store.driver import DriverStatement, Sent
 from glasskey.store.tables import UTCDateTime, accounts, transfers, utc_datetime
 
 PENDING, POSTED, VOIDED, EXPIRED = "pending", "posted", "voided", "expired"
-P = ParamSpec("P")
 
 
 class InsufficientFunds(WalletError):
     """The debit would take the account below its floor."""
 
 
-class TransferNotPending(Exception):
+class TransferNotPending(GlasskeyError):
     """The transfer was already posted, voided or expired (or its hold has run out)."""
+
+    status_code = 409
+    code = "transfer_not_pending"
 
 
 @dataclass(frozen=True)
@@ -114,7 +115,7 @@ _DEBIT = {
     ),
 }
 # Every change to a credit side is this one increment, so that a batch's holds, postings and
-# releases of one (revenue) account sum into a single UPDATE (store.deferred).
+# releases of one (revenue) account sum into a single UPDATE (Batch.increment).
 _CREDIT = DriverStatement(
     "UPDATE accounts SET credits_pending = credits_pending + :pending, credits_posted = credits_posted + :posted "
     "WHERE id = :id"
@@ -174,9 +175,9 @@ def _from_returned(row: tuple[Any, ...]) -> Transfer:
     return Transfer(*row[:12], *(utc_datetime(value) for value in row[12:]))
 
 
-def _debit(conn: Connection, account_id: str, amount: int, *, pending: bool) -> None:
-    if _DEBIT[pending].execute(conn, {"amount": amount, "id": account_id}).rowcount != 1:
-        raise _refusal(conn, account_id, amount)
+def _debit(batch: Batch, account_id: str, amount: int, *, pending: bool) -> None:
+    if batch.execute(_DEBIT[pending], {"amount": amount, "id": account_id}).rowcount != 1:
+        raise _refusal(batch.conn, account_id, amount)
 
 
 def _refusal(conn: Connection, account_id: str, amount: int) -> NotFound | InsufficientFunds:
@@ -186,12 +187,12 @@ def _refusal(conn: Connection, account_id: str, amount: int) -> NotFound | Insuf
     return InsufficientFunds(f"insufficient balance in account {account_id} for {amount} micros")
 
 
-def _credit(conn: Connection, account_id: str, amount: int, *, pending: bool) -> None:
+def _credit(batch: Batch, account_id: str, amount: int, *, pending: bool) -> None:
     # A credit is never refused and nothing in a batch reads it back, so the writer applies a
-    # batch's credits of one account in one statement (store.deferred). The account was checked
+    # batch's credits of one account in one statement (Batch.increment). The account was checked
     # to exist when the debit side was chosen: accounts are never deleted.
     amounts = {"pending": amount, "posted": 0} if pending else {"pending": 0, "posted": amount}
-    deferred.increment(conn, _CREDIT, {"id": account_id}, amounts)
+    batch.increment(_CREDIT, {"id": account_id}, amounts)
 
 
 def _check_amount(amount_micros: int) -> None:
@@ -201,8 +202,7 @@ def _check_amount(amount_micros: int) -> None:
         raise ClientError("amounts are never negative")
 
 
-def send_pending(
-    conn: Connection,
+def pending_transfer(
     *,
     debit_account_id: str,
     credit_account_id: str,
@@ -214,14 +214,10 @@ def send_pending(
     key_id: str | None = None,
     budget_period: str | None = None,
     memo: str = "",
-) -> Callable[[], Transfer]:
-    """Hold ``amount_micros`` on the debit account until posted, voided or expired.
-
-    Its statement is sent in the writer's pipeline, if one collects (``DriverStatement.send``): call
-    the result, once the pipeline has run, for the transfer or the refusal. ``create_pending`` does
-    both at once."""
+) -> Transfer:
+    """The transfer a ``CreatePending`` takes: its id is chosen here, once, so the command can run again."""
     _check_amount(amount_micros)
-    transfer = Transfer(
+    return Transfer(
         id=new_id("tr"),
         debit_account_id=debit_account_id,
         credit_account_id=credit_account_id,
@@ -238,26 +234,51 @@ def send_pending(
         expires_at=expires_at,
         resolved_at=None,
     )
-    sent: Sent | None = None
-    debited = False
-    if _one_trip(conn):
-        sent = _HOLD_ONE_TRIP.send(conn, transfer.row())
-    else:
-        debited = _DEBIT[True].execute(conn, {"amount": amount_micros, "id": debit_account_id}).rowcount == 1
-        if debited:
-            _INSERT.execute(conn, transfer.row())
 
-    def taken() -> Transfer:
-        if not (debited or (sent is not None and sent.cursor.rowcount == 1)):
-            raise _refusal(conn, debit_account_id, amount_micros)  # neither the debit nor the row happened
-        _credit(conn, credit_account_id, amount_micros, pending=True)
+
+class CreatePending:
+    """Hold ``transfer.amount_micros`` on the debit account until it is posted, voided or expired.
+
+    ``send`` debits the account's pending side (refused by the same statement below its floor) and
+    inserts the transfer row; ``finish`` reads whether it happened, and raises the refusal
+    (``InsufficientFunds``, ``NotFound``) if not, having written nothing.
+    """
+
+    def __init__(self, transfer: Transfer) -> None:
+        self.transfer = transfer
+        self._sent: Sent | None = None
+        self._debited = False
+
+    def send(self, batch: Batch) -> None:
+        transfer = self.transfer
+        if _one_trip(batch.conn):
+            self._sent = batch.send(_HOLD_ONE_TRIP, transfer.row())
+            return
+        debit = {"amount": transfer.amount_micros, "id": transfer.debit_account_id}
+        self._debited = batch.execute(_DEBIT[True], debit).rowcount == 1
+        if self._debited:
+            batch.execute(_INSERT, transfer.row())
+
+    def finish(self, batch: Batch) -> Transfer:
+        transfer = self.transfer
+        sent = self._sent
+        if not (self._debited or (sent is not None and sent.cursor.rowcount == 1)):
+            # Neither the debit nor the row happened.
+            raise _refusal(batch.conn, transfer.debit_account_id, transfer.amount_micros)
+        _credit(batch, transfer.credit_account_id, transfer.amount_micros, pending=True)
         return transfer
 
-    return taken
+
+def create_pending(conn: Connection, **fields: Any) -> Transfer:
+    """A ``CreatePending`` run at once, outside the writer (``pending_transfer`` takes ``fields``)."""
+    command = CreatePending(pending_transfer(**fields))
+    batch = Batch.now(conn)
+    command.send(batch)
+    return command.finish(batch)
 
 
 def create_posted(
-    conn: Connection,
+    target: Connection | Batch,
     *,
     debit_account_id: str,
     credit_account_id: str,
@@ -270,6 +291,8 @@ def create_posted(
 ) -> Transfer:
     """Move money in one step (a top-up). A replayed ``idempotency_key`` returns the first transfer."""
     _check_amount(amount_micros)
+    batch = target if isinstance(target, Batch) else Batch.now(target)
+    conn = batch.conn
     if idempotency_key is not None:
         existing = _by_idempotency_key(conn, idempotency_key)
         if existing is not None:
@@ -296,8 +319,8 @@ def create_posted(
                     resolved_at=now,
                 )
             )
-            _debit(conn, debit_account_id, amount_micros, pending=False)
-            _credit(conn, credit_account_id, amount_micros, pending=False)
+            _debit(batch, debit_account_id, amount_micros, pending=False)
+            _credit(batch, credit_account_id, amount_micros, pending=False)
     except IntegrityError:
         # A concurrent request with the same key won the insert; answer with its transfer.
         existing = _by_idempotency_key(conn, idempotency_key) if idempotency_key else None
@@ -327,46 +350,66 @@ def _replay(existing: Transfer, debit: str, credit: str, amount: int) -> Transfe
     return existing
 
 
-def _resolve(conn: Connection, transfer_id: str, status: str, posted_amount: int | None, now: datetime) -> Transfer:
-    """Move a pending transfer to ``status`` and release its hold (posting ``posted_amount``)."""
-    return _send_resolve(conn, transfer_id, status, posted_amount, now)()
+class ResolvePending:
+    """Post ``posted_amount`` of a pending transfer (at most its hold) or void it, releasing the hold.
 
+    ``send`` resolves the row and releases the debit account's pending side (one statement on
+    PostgreSQL); ``finish`` reads the answer, credits the other side, and raises
+    ``TransferNotPending`` (it was already resolved or expired) or ``NotFound``, having written nothing.
+    """
 
-def _send_resolve(
-    conn: Connection, transfer_id: str, status: str, posted_amount: int | None, now: datetime
-) -> Callable[[], Transfer]:
-    posted = posted_amount or 0
-    params = {"transfer_id": transfer_id, "new_status": status, "posted_amount": posted_amount, "resolved": now}
-    sent: Sent | None = None
-    resolving: Transfer | None = None
-    if _one_trip(conn):
-        sent = _RESOLVE_ONE_TRIP.send(conn, {**params, "posted": posted})
-    else:
+    def __init__(self, transfer_id: str, status: str, posted_amount: int | None, now: datetime) -> None:
+        if posted_amount is not None:
+            _check_amount(posted_amount)
+        self.transfer_id = transfer_id
+        self.status = status
+        self.posted_amount = posted_amount
+        self.now = now
+        self._sent: Sent | None = None
+        self._resolved: Transfer | None = None
+
+    @property
+    def _posted(self) -> int:
+        return self.posted_amount or 0
+
+    def send(self, batch: Batch) -> None:
+        params = {
+            "transfer_id": self.transfer_id,
+            "new_status": self.status,
+            "posted_amount": self.posted_amount,
+            "resolved": self.now,
+        }
+        if _one_trip(batch.conn):
+            self._sent = batch.send(_RESOLVE_ONE_TRIP, {**params, "posted": self._posted})
+            return
         # Both statements now: the wallet's hold is released before the batch's next write runs
         # (a hold on the same wallet may need what this frees), as the one-trip statement does.
-        row = _RESOLVE.execute(conn, params).fetchone()
-        resolving = _from_returned(row) if row is not None else None
-        if resolving is not None and posted <= resolving.amount_micros:
-            release = {"held": resolving.amount_micros, "posted": posted, "id": resolving.debit_account_id}
-            _RELEASE_DEBIT.execute(conn, release)
+        row = batch.execute(_RESOLVE, params).fetchone()
+        self._resolved = _from_returned(row) if row is not None else None
+        if self._resolved is not None and self._posted <= self._resolved.amount_micros:
+            release = {
+                "held": self._resolved.amount_micros,
+                "posted": self._posted,
+                "id": self._resolved.debit_account_id,
+            }
+            batch.execute(_RELEASE_DEBIT, release)
 
-    def resolved() -> Transfer:
-        transfer = resolving
-        if sent is not None:
-            row = sent.cursor.fetchone()
+    def finish(self, batch: Batch) -> Transfer:
+        transfer = self._resolved
+        if self._sent is not None:
+            row = self._sent.cursor.fetchone()
             transfer = _from_returned(row) if row is not None else None
+        posted = self._posted
         if transfer is None:
-            current = get_transfer(conn, transfer_id)  # NotFound when it does not exist at all
+            current = get_transfer(batch.conn, self.transfer_id)  # NotFound when it does not exist at all
             if current.status == PENDING:  # only the one-trip statement leaves it so: it checks the amount first
-                raise _above_hold(posted, current.amount_micros, transfer_id)
-            raise TransferNotPending(f"transfer {transfer_id} is {current.status}")
+                raise _above_hold(posted, current.amount_micros, self.transfer_id)
+            raise TransferNotPending(f"transfer {self.transfer_id} is {current.status}")
         held = transfer.amount_micros
         if posted > held:
-            raise _above_hold(posted, held, transfer_id)
-        deferred.increment(conn, _CREDIT, {"id": transfer.credit_account_id}, {"pending": -held, "posted": posted})
+            raise _above_hold(posted, held, self.transfer_id)
+        batch.increment(_CREDIT, {"id": transfer.credit_account_id}, {"pending": -held, "posted": posted})
         return transfer
-
-    return resolved
 
 
 def _above_hold(posted: int, held: int, transfer_id: str) -> InvariantViolation:
@@ -374,29 +417,20 @@ def _above_hold(posted: int, held: int, transfer_id: str) -> InvariantViolation:
     return InvariantViolation(f"posting {posted} above the hold of {held} on {transfer_id}")
 
 
-def send_post_pending(conn: Connection, transfer_id: str, amount_micros: int, now: datetime) -> Callable[[], Transfer]:
-    """Post ``amount_micros`` (at most the hold) and release the rest of the hold; sent as ``send_pending`` is."""
-    _check_amount(amount_micros)
-    return _send_resolve(conn, transfer_id, POSTED, amount_micros, now)
+def _resolve_now(conn: Connection, command: ResolvePending) -> Transfer:
+    batch = Batch.now(conn)
+    command.send(batch)
+    return command.finish(batch)
 
 
-def send_void_pending(conn: Connection, transfer_id: str, now: datetime) -> Callable[[], Transfer]:
-    """Release the whole hold, charging nothing; sent as ``send_pending`` is."""
-    return _send_resolve(conn, transfer_id, VOIDED, None, now)
+def post_pending(conn: Connection, transfer_id: str, amount_micros: int, now: datetime) -> Transfer:
+    """Post ``amount_micros`` (at most the hold) and release the rest of the hold, at once."""
+    return _resolve_now(conn, ResolvePending(transfer_id, POSTED, amount_micros, now))
 
 
-def _at_once(send: Callable[P, Callable[[], Transfer]]) -> Callable[P, Transfer]:
-    """The write ``send`` sends, run at once and answered: for callers outside the writer's pipeline."""
-
-    def run(*args: P.args, **kwargs: P.kwargs) -> Transfer:
-        return send(*args, **kwargs)()
-
-    return run
-
-
-create_pending = _at_once(send_pending)
-post_pending = _at_once(send_post_pending)
-void_pending = _at_once(send_void_pending)
+def void_pending(conn: Connection, transfer_id: str, now: datetime) -> Transfer:
+    """Release the whole hold, charging nothing, at once."""
+    return _resolve_now(conn, ResolvePending(transfer_id, VOIDED, None, now))
 
 
 def expire_pending(conn: Connection, now: datetime, *, limit: int = 1000) -> list[Transfer]:
@@ -415,7 +449,7 @@ def expire_pending(conn: Connection, now: datetime, *, limit: int = 1000) -> lis
     expired = []
     for transfer_id in stale:
         try:
-            expired.append(_resolve(conn, transfer_id, EXPIRED, None, now))
+            expired.append(_resolve_now(conn, ResolvePending(transfer_id, EXPIRED, None, now)))
         except TransferNotPending:
             continue
     return expired

@@ -14,7 +14,7 @@ from sqlalchemy import Connection, select
 
 from glasskey.errors import ClientError, NotFound
 from glasskey.money import format_micros
-from glasskey.store import deferred
+from glasskey.store.batch import Batch
 from glasskey.store.driver import DriverStatement
 from glasskey.store.tables import receipts
 
@@ -111,10 +111,14 @@ _INSERT = DriverStatement(
 )
 
 
-def write_receipt(conn: Connection, receipt: Receipt) -> None:
-    # In the writer, a batch's receipts go in one executemany (store.deferred); the row is
-    # copied now, so later changes to the receipt object cannot reach it.
-    deferred.insert(conn, _INSERT, receipt.row())
+def write_receipt(target: Batch | Connection, receipt: Receipt) -> None:
+    """Insert ``receipt`` as it is now (its row is copied: later changes to it cannot reach it)."""
+    insert_receipt_row(Batch.of(target), receipt.row())
+
+
+def insert_receipt_row(batch: Batch, row: dict[str, Any]) -> None:
+    """Insert a ``Receipt.row()``: in the writer, with its batch's other receipts in one executemany."""
+    batch.insert(_INSERT, row)
 
 
 def _public(row: Any) -> dict[str, Any]:

@@ -9,7 +9,7 @@ balance-changing statement is a single conditional ``UPDATE`` that takes the row
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -22,9 +22,9 @@ from glasskey.store.tables import metadata
 BUSY_TIMEOUT_MS = 30_000
 # What SQLite truncates its WAL file back to once the WAL starts over (store.writer restarts it).
 WAL_SIZE_LIMIT_BYTES = 64 * 1024 * 1024
-
-# Whether this thread is opening a write transaction (SQLite takes the write lock up front then).
-_writing = threading.local()
+# The execution option that marks a connection's transactions as writes (SQLite then takes the
+# write lock up front, with BEGIN IMMEDIATE).
+WRITE_OPTION = "glasskey_write"
 
 
 class Database:
@@ -35,9 +35,6 @@ class Database:
         self.url = url
         self.dialect = parsed.get_backend_name()
         self._write_lock: threading.Lock | None = None
-        self._write_owner: int | None = None
-        # Set by the group-commit writer: ends the transaction it left open on the calling thread.
-        self.yield_write: Callable[[], None] | None = None
         kwargs: dict[str, Any] = {"echo": echo, "future": True}
         if self.dialect == "sqlite":
             if parsed.database and parsed.database != ":memory:":
@@ -65,7 +62,6 @@ class Database:
     def transaction(self, conn: Connection) -> Iterator[Connection]:
         """A write transaction on a connection the caller keeps open (the group-commit writer's)."""
         transaction = self.begin_write(conn)
-        assert transaction is not None  # a blocking begin always begins
         try:
             yield conn
         except BaseException:
@@ -73,8 +69,8 @@ class Database:
             raise
         self.end_write(transaction, commit=True)
 
-    def begin_write(self, conn: Connection, *, blocking: bool = True) -> Transaction | None:
-        """Begin a write transaction on ``conn``; None if ``blocking`` is off and another write is open.
+    def begin_write(self, conn: Connection) -> Transaction:
+        """Begin a write transaction on ``conn``.
 
         Ended by ``end_write``, which the caller must reach on every path (SQLite's process-wide
         write lock is held until then).
@@ -82,23 +78,13 @@ class Database:
         lock = self._write_lock
         if lock is None:
             return conn.begin()
-        if blocking and self._write_owner == threading.get_ident() and self.yield_write is not None:
-            # This thread holds the lock for an open transaction of the group-commit writer (one it
-            # ran on the event loop): it ends that one first rather than wait for itself.
-            self.yield_write()
-        if not lock.acquire(blocking=blocking):
-            return None
-        self._write_owner = threading.get_ident()
-        # Only the BEGIN reads the flag: a read begun on this thread later stays a plain BEGIN.
-        _writing.active = True
+        lock.acquire()
         try:
-            return conn.begin()
+            # The option stays on this Connection object: every transaction it begins is a write.
+            return conn.execution_options(**{WRITE_OPTION: True}).begin()
         except BaseException:
-            self._write_owner = None
             lock.release()
             raise
-        finally:
-            _writing.active = False
 
     def end_write(self, transaction: Transaction, *, commit: bool) -> None:
         """Commit or roll back a transaction from ``begin_write``, and let the next writer in."""
@@ -109,7 +95,6 @@ class Database:
                 transaction.rollback()
         finally:
             if self._write_lock is not None:
-                self._write_owner = None
                 self._write_lock.release()
 
     def create_all(self) -> None:
@@ -141,5 +126,5 @@ def _configure_sqlite(engine: Engine) -> None:
         # On the driver connection: this runs for every transaction, and through SQLAlchemy's
         # execution machinery the BEGIN alone cost more than a small batch's statements.
         conn.connection.driver_connection.execute(  # type: ignore[union-attr]
-            "BEGIN IMMEDIATE" if getattr(_writing, "active", False) else "BEGIN"
+            "BEGIN IMMEDIATE" if conn.get_execution_options().get(WRITE_OPTION) else "BEGIN"
         )

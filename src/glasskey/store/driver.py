@@ -9,16 +9,15 @@ SQLAlchemy ``Connection``, inside the same transaction. Values of typed columns 
 JSON) go through SQLAlchemy's own bind processors for the column type, so rows written here
 read back exactly like rows written through SQLAlchemy.
 
-On PostgreSQL each statement is a round trip that the writer waits for, with the GIL given up and
-taken back. A write that needs no answer before the others have run ``send``s its statement
-instead: inside the group-commit writer the statements a batch sends go to the server together in
-one pipeline (one wait), and each write reads its answer afterwards (see ``store.writer.Later``).
+On PostgreSQL each statement is a round trip. A write that needs no answer before the others have
+run sends its statement through its ``store.batch.Batch`` instead: the statements of a group commit
+go to the server together in one pipeline (one wait), and each write reads its ``Sent`` answer
+afterwards.
 """
 
 from __future__ import annotations
 
 import re
-import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -31,11 +30,9 @@ _STYLE = {"named": r":\1", "pyformat": r"%(\1)s"}
 
 Processor = Callable[[Any], Any]
 
-# The pipeline of the current thread: only the writer thread sets one (see ``sending``).
-_current = threading.local()
 
-
-def _driver(conn: Connection) -> Any:
+def driver_connection(conn: Connection) -> Any:
+    """The DB-API connection under ``conn`` (inside its open transaction)."""
     driver = conn.connection.driver_connection
     if driver is None:
         raise RuntimeError("the connection has no driver connection (it was closed)")
@@ -63,7 +60,7 @@ class DriverStatement:
         self._compiled[dialect.name] = compiled
         return compiled
 
-    def _prepared(self, conn: Connection, params: dict[str, Any]) -> str:
+    def prepared(self, conn: Connection, params: dict[str, Any]) -> str:
         """The SQL for ``conn``'s dialect; ``params`` are converted in place."""
         sql, processors = self._compiled.get(conn.dialect.name) or self._compile(conn.dialect)
         for name, process in processors.items():
@@ -73,18 +70,8 @@ class DriverStatement:
 
     def execute(self, conn: Connection, params: dict[str, Any]) -> Any:
         """Run on ``conn``'s driver connection (its open transaction); returns the DB-API cursor."""
-        sql = self._prepared(conn, params)
-        return _driver(conn).execute(sql, params)
-
-    def send(self, conn: Connection, params: dict[str, Any]) -> Sent:
-        """Run in the writer's pipeline if one is collecting (PostgreSQL), else at once; its answer is
-        the returned ``Sent``'s cursor, there once the pipeline has been flushed."""
-        pipeline: Pipeline | None = getattr(_current, "pipeline", None)
-        if pipeline is None or conn.dialect.name != "postgresql":
-            return Sent(self.execute(conn, params))
-        sent = Sent()
-        pipeline.statements.append((sent, self._prepared(conn, params), params))
-        return sent
+        sql = self.prepared(conn, params)
+        return driver_connection(conn).execute(sql, params)
 
     def executemany(self, conn: Connection, rows: list[dict[str, Any]]) -> None:
         """Run once per row of ``rows``, in one driver call (one round trip where the driver can)."""
@@ -94,8 +81,8 @@ class DriverStatement:
             return
         sql = ""
         for row in rows:
-            sql = self._prepared(conn, row)
-        cursor = _driver(conn).cursor()
+            sql = self.prepared(conn, row)
+        cursor = driver_connection(conn).cursor()
         try:
             cursor.executemany(sql, rows)
         finally:
@@ -103,7 +90,7 @@ class DriverStatement:
 
 
 class Sent:
-    """A statement sent with ``DriverStatement.send``; its DB-API cursor once it has run."""
+    """A statement sent through a ``Batch``; its DB-API cursor once it has run."""
 
     __slots__ = ("_cursor",)
 
@@ -116,44 +103,6 @@ class Sent:
             raise RuntimeError("the statement was sent but its pipeline was never flushed")
         return self._cursor
 
-
-class Pipeline:
-    """The statements several writes ``send``, run together when the writer flushes them."""
-
-    def __init__(self) -> None:
-        self.statements: list[tuple[Sent, str, dict[str, Any]]] = []
-
-    def flush(self, conn: Connection) -> None:
-        """Run every statement sent, in the order sent, waiting once for all their answers.
-
-        An error in any of them raises here, and the statements after it did not run: the
-        transaction can only be rolled back (the writer fails the whole batch).
-        """
-        if not self.statements:
-            return
-        statements, self.statements = self.statements, []
-        driver = _driver(conn)
-        with driver.pipeline():
-            for sent, sql, params in statements:
-                sent._cursor = driver.execute(sql, params)
-
-
-def sending(pipeline: Pipeline | None) -> None:
-    """Collect this thread's ``send``s into ``pipeline`` from now on (None: run them at once)."""
-    _current.pipeline = pipeline
-
-
-class Savepoint:
-    """A savepoint on the driver connection: what SQLAlchemy's ``begin_nested`` does, at a tenth of the cost."""
-
-    def __init__(self, conn: Connection, name: str = "glasskey_job") -> None:
-        self.driver = _driver(conn)
-        self.name = name
-
-    def __enter__(self) -> None:
-        self.driver.execute(f"SAVEPOINT {self.name}")
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
-        if exc is not None:
-            self.driver.execute(f"ROLLBACK TO SAVEPOINT {self.name}")
-        self.driver.execute(f"RELEASE SAVEPOINT {self.name}")
+    @cursor.setter
+    def cursor(self, cursor: Any) -> None:
+        self._cursor = cursor

@@ -1,0 +1,120 @@
+"""The relay of one stream: the upstream's chunks to the client, then the settlement, then ``[DONE]``.
+
+The stream is past its first chunk when the relay starts (``fallback.open_stream``), so nothing
+here falls back. Whatever ends the relay — the upstream's end, its failure mid-answer, the client
+leaving, a bug — the stream is settled for what was generated, in a shielded scope. The end of the
+stream is the client's success: ``data: [DONE]`` leaves only once the charge and the receipt are
+committed, as a JSON answer does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+
+from glasskey.errors import ClientError, GlasskeyError, RouteError, error_body
+from glasskey.gateway.fallback import Fallback, close_stream
+from glasskey.gateway.outcomes import SSE_DONE, Emit, sse, upstream_error
+from glasskey.gateway.run import Run
+from glasskey.gateway.usage import estimate_tokens, text_of_delta, usage_from_openai
+from glasskey.pricing.tokens import chat_input_tokens
+from glasskey.providers.base import ProviderError, Usage
+from glasskey.providers.sse import before_wait
+from glasskey.routing.routes import Route
+
+Settle = Callable[..., Awaitable[int]]
+
+
+@dataclass
+class Relay:
+    """Everything a stream's relay needs, handed over explicitly by the lifecycle."""
+
+    run: Run
+    route: Route
+    began: float
+    body: dict[str, Any]
+    iterator: AsyncIterator[dict[str, Any]]
+    first: dict[str, Any]
+    fallback: Fallback
+    settle: Settle
+
+    async def __call__(self, emit: Emit) -> None:
+        run = self.run
+        include_usage = _includes_usage(self.body)
+        usage: Usage | None = None
+        text_parts: list[str] = []
+        finished = False
+        relayed = False  # the upstream's stream reached its end and all of it went to the client
+        failure: GlasskeyError | None = None
+        try:
+            chunk: dict[str, Any] | None = self.first
+            while chunk is not None:
+                reported = chunk.get("usage")
+                if reported:
+                    usage = usage_from_openai(reported) or usage
+                choices = chunk.get("choices")
+                for choice in choices if isinstance(choices, list) else ():
+                    if isinstance(choice, dict):
+                        text_parts.append(text_of_delta(choice.get("delta")))
+                        finished = finished or choice.get("finish_reason") is not None
+                if include_usage or not (reported and not choices):
+                    if not include_usage:
+                        chunk.pop("usage", None)
+                    await emit(sse(chunk))
+                chunk = await anext(self.iterator, None)
+            relayed = True
+        except ProviderError as error:
+            self.fallback.failed(run, self.route, self.began, error)
+            failure = upstream_error(error)
+            failure.message = f"The upstream stream broke mid-answer: {failure.message}"
+            await emit(sse({"error": error_body(failure, run.receipt.request_id)["error"]}))
+        except anyio.get_cancelled_exc_class():
+            run.notes.append("client_disconnected")
+            raise
+        except Exception:
+            # A bug while relaying: the request failed, and the receipt must say so.
+            failure = RouteError("internal gateway error while streaming", code="internal_error", status_code=500)
+            raise
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self._end(emit, usage, "".join(text_parts), finished, relayed, failure)
+
+    async def _end(
+        self, emit: Emit, usage: Usage | None, text: str, finished: bool, relayed: bool, failure: GlasskeyError | None
+    ) -> None:
+        run = self.run
+        disconnected = "client_disconnected" in run.notes
+        if not disconnected:
+            await before_wait()  # what was relayed goes out before the settlement's commit
+        await close_stream(self.iterator)
+        if failure is None:
+            self.fallback.succeeded(run, self.route, self.began)
+        if not text and (failure is not None or not finished):
+            # Zero output with an error or no finish reason costs nothing, whatever was reported.
+            if usage is not None:
+                run.notes.append("reported_usage_not_billed_no_output")
+            usage = Usage(0, 0)
+        elif usage is not None:
+            run.receipt.usage_source = "provider_reported"
+        else:
+            # Bill only what was generated: the text that reached us, counted conservatively.
+            run.receipt.usage_source = "estimated"
+            run.notes.append("usage_estimated_from_streamed_text")
+            usage = Usage(chat_input_tokens(self.body).estimate, estimate_tokens(text))
+        if failure is not None:
+            await self.settle(run, self.route, usage, status="failed", http_status=failure.status_code, error=failure)
+        elif disconnected:
+            left = ClientError("The client closed the connection before the stream ended", code="client_disconnected")
+            await self.settle(run, self.route, usage, status="failed", http_status=499, error=left)
+        else:
+            await self.settle(run, self.route, usage, status="succeeded", http_status=200)
+            if relayed:
+                await emit(SSE_DONE)
+
+
+def _includes_usage(body: dict[str, Any]) -> bool:
+    options = body.get("stream_options")
+    return isinstance(options, dict) and bool(options.get("include_usage"))

@@ -1,0 +1,163 @@
+"""A ``Batch``: the transaction a write runs in, and what each of its statements does with it.
+
+Ledger, budget and receipt functions take a batch as their first argument and say, by the
+method they call, what happens to each statement:
+
+* ``execute``: run now, answered now (a conditional update whose answer decides the next step);
+* ``send``: run with the batch's pipeline (PostgreSQL: every write of a group commit sends its
+  statements, the writer flushes them as one pipeline, one wait for the server), or at once where
+  there is no pipeline; its answer is the returned ``Sent``, read after ``flush``;
+* ``increment`` and ``insert``: writes that need no answer and cannot be refused, applied once at
+  the end of the batch (the increments of one row summed into one ``UPDATE``, the inserts of one
+  table in one ``executemany``), or at once outside the writer.
+
+``Batch.now(conn)`` is the batch of a caller outside the writer (the CLI, the sweep, the admin
+API, tests): everything runs at once on its connection. The group-commit writer gives each write
+its own ``job()`` view of one batch, so a write that fails drops its deferred writes with it.
+
+Only writes that nothing in the same batch reads back may be deferred: a batch reads wallet
+balances and pending transfers, never a revenue account or a receipt. It reads a key's budget only
+to check a key that has one, and then conservatively: a deferred settlement only ever lowers what
+is held and spent together.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+from sqlalchemy import Connection
+
+from glasskey.store.driver import DriverStatement, Sent, driver_connection
+
+Keys = tuple[tuple[str, Any], ...]
+
+
+class Deferred:
+    """The increments and inserts of one write or one batch, not yet applied."""
+
+    def __init__(self) -> None:
+        self.increments: dict[tuple[DriverStatement, Keys], dict[str, int]] = {}
+        self.inserts: dict[DriverStatement, list[dict[str, Any]]] = {}
+
+    def add(self, statement: DriverStatement, keys: dict[str, Any], amounts: dict[str, int]) -> None:
+        sums = self.increments.setdefault((statement, tuple(keys.items())), dict.fromkeys(amounts, 0))
+        for name, amount in amounts.items():
+            sums[name] += amount
+
+    def insert(self, statement: DriverStatement, row: dict[str, Any]) -> None:
+        self.inserts.setdefault(statement, []).append(row)
+
+    def merge(self, other: Deferred) -> None:
+        for (statement, keys), amounts in other.increments.items():
+            self.add(statement, dict(keys), amounts)
+        for statement, rows in other.inserts.items():
+            self.inserts.setdefault(statement, []).extend(rows)
+
+    def apply(self, conn: Connection) -> None:
+        # One order for every process (key budgets, then accounts, each by key), so that two
+        # PostgreSQL batches never lock the same rows in opposite orders. The rows of one
+        # statement go in one executemany: a single round trip on PostgreSQL (psycopg pipelines it).
+        ordered = sorted(self.increments.items(), key=_row_order)
+        for statement, group in itertools.groupby(ordered, key=lambda item: item[0][0]):
+            statement.executemany(conn, [{**dict(keys), **amounts} for (_, keys), amounts in group])
+        for statement, rows in self.inserts.items():
+            statement.executemany(conn, rows)
+        self.increments.clear()
+        self.inserts.clear()
+
+
+def _row_order(item: tuple[tuple[DriverStatement, Keys], dict[str, int]]) -> tuple[str, str]:
+    (statement, keys), _ = item
+    return statement.sql, repr(keys)
+
+
+class Pipeline:
+    """The statements the writes of one batch ``send``, run together when the writer flushes them."""
+
+    def __init__(self) -> None:
+        self.statements: list[tuple[Sent, str, dict[str, Any]]] = []
+
+    def flush(self, conn: Connection) -> None:
+        """Run every statement sent, in the order sent, waiting once for all their answers.
+
+        An error in any of them raises here, and the statements after it did not run: the
+        transaction can only be rolled back (the writer then retries its writes one by one).
+        """
+        if not self.statements:
+            return
+        statements, self.statements = self.statements, []
+        driver = driver_connection(conn)
+        with driver.pipeline():
+            for sent, sql, params in statements:
+                sent.cursor = driver.execute(sql, params)
+
+
+class Batch:
+    """One transaction's connection, with where its sent and deferred statements go."""
+
+    __slots__ = ("conn", "pipeline", "writes")
+
+    def __init__(self, conn: Connection, *, pipeline: Pipeline | None = None, writes: Deferred | None = None) -> None:
+        self.conn = conn
+        self.pipeline = pipeline
+        self.writes = writes
+
+    @classmethod
+    def now(cls, conn: Connection) -> Batch:
+        """A caller outside the writer: every statement runs at once, in the caller's transaction."""
+        return cls(conn)
+
+    @classmethod
+    def of(cls, target: Connection | Batch) -> Batch:
+        """``target`` itself, or the batch of a caller outside the writer on that connection."""
+        return target if isinstance(target, Batch) else cls(target)
+
+    @classmethod
+    def group(cls, conn: Connection) -> Batch:
+        """The batch of one group commit: a pipeline on PostgreSQL, deferred writes everywhere."""
+        pipeline = Pipeline() if conn.dialect.name == "postgresql" else None
+        return cls(conn, pipeline=pipeline, writes=Deferred())
+
+    def job(self) -> Batch:
+        """A view for one write: the same transaction and pipeline, deferred writes of its own."""
+        return Batch(self.conn, pipeline=self.pipeline, writes=Deferred() if self.writes is not None else None)
+
+    def execute(self, statement: DriverStatement, params: dict[str, Any]) -> Any:
+        """Run now and answer now; returns the DB-API cursor."""
+        return statement.execute(self.conn, params)
+
+    def send(self, statement: DriverStatement, params: dict[str, Any]) -> Sent:
+        """Run with the batch's pipeline if it has one, else at once; the answer is ``Sent.cursor``."""
+        if self.pipeline is None:
+            return Sent(statement.execute(self.conn, params))
+        sent = Sent()
+        self.pipeline.statements.append((sent, statement.prepared(self.conn, params), params))
+        return sent
+
+    def increment(self, statement: DriverStatement, keys: dict[str, Any], amounts: dict[str, int]) -> None:
+        """An unconditional increment of one row: at the end of the batch, summed with its others."""
+        if self.writes is None:
+            statement.execute(self.conn, {**keys, **amounts})
+        else:
+            self.writes.add(statement, keys, amounts)
+
+    def insert(self, statement: DriverStatement, row: dict[str, Any]) -> None:
+        """An insert nothing in the batch reads back: at the end of the batch, in one executemany."""
+        if self.writes is None:
+            statement.execute(self.conn, row)
+        else:
+            self.writes.insert(statement, row)
+
+    def flush(self) -> None:
+        if self.pipeline is not None:
+            self.pipeline.flush(self.conn)
+
+    def keep(self, job: Batch) -> None:
+        """A write of this batch succeeded: its deferred writes join the batch's."""
+        if self.writes is not None and job.writes is not None:
+            self.writes.merge(job.writes)
+
+    def apply(self) -> None:
+        if self.writes is not None:
+            self.writes.apply(self.conn)
