@@ -312,6 +312,29 @@ def test_documents_and_image_urls_reach_an_anthropic_route_as_blocks(stack: Stac
     assert sent[1] == {"type": "image", "source": {"type": "url", "url": "https://example.com/cat.png"}}
 
 
+@pytest.mark.parametrize("model", [ANTHROPIC_MODEL, OPENAI_MODEL])
+def test_a_request_shaped_like_claude_codes_is_served(stack: Stack, model: str):
+    # Cache breakpoints, thinking, a user id and a beta header: each is accepted, none breaks a route.
+    cached: Any = {"type": "ephemeral"}
+    tool: Any = {**WEATHER_TOOL, "cache_control": cached}
+    with stack.sdk().messages.stream(
+        model=model,
+        max_tokens=2000,
+        system=[{"type": "text", "text": "You are a coding agent.", "cache_control": cached}],
+        messages=[
+            {"role": "user", "content": [{"type": "text", "text": "Weather in Paris?", "cache_control": cached}]}
+        ],
+        tools=[tool],
+        thinking={"type": "enabled", "budget_tokens": 1024},
+        metadata={"user_id": "user_abc_session_1"},
+        extra_headers={"anthropic-beta": "interleaved-thinking-2025-05-14"},
+    ) as stream:
+        final = stream.get_final_message()
+    assert final.stop_reason == "tool_use"
+    sent = stack.fake_anthropic.received[-1].body if model == ANTHROPIC_MODEL else stack.fake_openai.requests[-1].body
+    assert "thinking" not in sent and "reasoning_effort" not in sent and "cache_control" not in str(sent)
+
+
 def test_anthropic_beta_is_accepted_and_not_passed_on(stack: Stack):
     message = stack.sdk().messages.create(
         model=ANTHROPIC_MODEL,

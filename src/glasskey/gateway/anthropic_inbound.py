@@ -21,9 +21,8 @@ from glasskey.providers.anthropic_translate import IMAGE_MEDIA_TYPES
 INBOUND_API = "the Anthropic Messages API"
 # ``anthropic-version`` is a date; any published one is accepted, a malformed one is refused.
 VERSION_PATTERN = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-# ``thinking.budget_tokens`` up to each bound becomes that OpenAI ``reasoning_effort``.
-REASONING_EFFORTS: tuple[tuple[int, str], ...] = ((4096, "low"), (16384, "medium"))
-EFFORTS = ("low", "medium", "high")
+# ``output_config.effort`` values accepted (and, like ``thinking``, not sent: see ``_reasoning``).
+EFFORTS = ("low", "medium", "high", "max")
 
 # Parameters whose only effect is on Anthropic's own delivery (caching, routing inside Anthropic):
 # the OpenAI shape has no place for them, and the answer is the same without them.
@@ -268,16 +267,20 @@ def _tool_choice(choice: Any, has_tools: bool) -> dict[str, Any]:
 
 
 def _reasoning(thinking: Any, output_config: Any) -> dict[str, Any]:
-    """``thinking`` and ``output_config`` as OpenAI's ``reasoning_effort`` and ``response_format``."""
+    """``output_config.format`` as OpenAI's ``response_format``; ``thinking`` and ``output_config.effort``
+    are checked and not sent.
+
+    The OpenAI shape's only reasoning knob, ``reasoning_effort``, is refused by the ``anthropic``
+    provider (Claude's thinking needs its signed blocks sent back, which that shape cannot carry),
+    so sending it would turn every thinking request to a Claude route into a 400. Without it each
+    route reasons as it does by default, and the answer is the same kind of answer.
+    """
     translated: dict[str, Any] = {}
     kind = thinking.get("type") if isinstance(thinking, dict) else None
     if kind == "enabled":
         budget = thinking.get("budget_tokens") if isinstance(thinking, dict) else None
         if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
             raise ClientError("`thinking.budget_tokens` must be a positive integer", param="thinking.budget_tokens")
-        translated["reasoning_effort"] = next(
-            (effort for bound, effort in REASONING_EFFORTS if budget <= bound), "high"
-        )
     elif thinking is not None and kind not in ("disabled", "adaptive"):
         raise ClientError("`thinking.type` must be enabled, adaptive or disabled", param="thinking")
     if output_config is None:
@@ -286,8 +289,8 @@ def _reasoning(thinking: Any, output_config: Any) -> dict[str, Any]:
         raise ClientError("`output_config` must be an object", param="output_config")
     for name, value in output_config.items():
         if name == "effort" and value in EFFORTS:
-            translated["reasoning_effort"] = value
-        elif name == "format" and isinstance(value, dict) and value.get("type") == "json_schema":
+            continue
+        if name == "format" and isinstance(value, dict) and value.get("type") == "json_schema":
             schema = value.get("schema")
             if not isinstance(schema, dict):
                 raise ClientError("`output_config.format.schema` must be an object", param="output_config.format")
