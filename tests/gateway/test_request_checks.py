@@ -7,6 +7,7 @@ endpoint on both engines.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -259,3 +260,14 @@ def test_max_tokens_above_the_models_own_maximum_is_refused() -> None:
     with pytest.raises(ClientError) as caught:
         check_output_cap({"max_completion_tokens": 16_385}, model)
     assert caught.value.param == "max_completion_tokens" and "16,384" in caught.value.message
+
+
+def test_the_documented_bounds_table_names_every_bounded_parameter_and_upstream_field() -> None:
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "errors.md").read_text()
+    section = doc.split("## Request parameter bounds", 1)[1]
+    for name in [*p.CHAT_BOUNDS, *p.EMBEDDINGS_BOUNDS, *UPSTREAM_FIELDS, "metadata", "stop", "logit_bias", "tools"]:
+        assert f"`{name}`" in section, name
+    for number in ("64 levels", "1 to 200 characters", "1 to 8", "0 to 20", "1 to 8,192", "2,048", "10^12"):
+        assert number in section, number
+    assert p.CHOICES_MAX == 8 and p.EMBEDDING_DIMENSIONS_MAX == 8192 and p.EMBEDDING_INPUTS_MAX == 2048
+    assert p.MODEL_NAME_MAX_CHARS == 200 and BODY_DEPTH_MAX == 64
