@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import httpx
-from research_helpers import SAMPLES, auth, job_body, sample_bytes, upload, upload_samples, wait_finished
 from sqlalchemy import select
 
 from glasskey.research import NOTICE
 from glasskey.research.jobs import StoredFile
 from glasskey.research.preflight import JobSpec, prepare
 from glasskey.store.tables import receipts, transfers
+from research_helpers import SAMPLES, auth, job_body, sample_bytes, upload, upload_samples, wait_finished
 
 
 def preflight(gateway, key, body):
@@ -139,3 +139,13 @@ def test_a_key_sees_only_its_own_files_and_jobs(gateway):
     assert [j["id"] for j in httpx.get(f"{gateway.v1}/research/jobs", headers=auth(key)).json()["data"]] == [job["id"]]
     stolen = preflight(gateway, other, job_body(ids))
     assert stolen.status_code == 400 and "no uploaded file" in stolen.json()["error"]["message"]
+
+
+def test_an_unknown_model_is_a_404_before_any_charge(gateway):
+    key = gateway.new_key(settlement="routed")  # every model allowed: the catalog is what refuses
+    ids = upload_samples(gateway.v1, key)
+    checked = preflight(gateway, key, job_body(ids, deep_model="no-such-model")).json()
+    assert checked["admitted"] is False and checked["models"][1]["refused_by"] == "catalog"
+    refused = create(gateway, key, job_body(ids, deep_model="no-such-model", max_charge_micros=10**6))
+    assert refused.status_code == 404 and refused.json()["error"]["source"] == "model"
+    assert count_transfers(gateway) == 0

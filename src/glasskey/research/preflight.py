@@ -360,6 +360,9 @@ def refusal_error(result: dict[str, Any]) -> GlasskeyError | None:
         return None
     message = f"The research job is not admitted: {result['reason']}"
     if source == "model":
+        unknown = any(m["refused_by"] == "catalog" for m in result["models"])
+        if unknown:
+            return ModelError(message, code="model_not_found", status_code=404)
         return ModelError(message, code="model_not_allowed", status_code=403)
     if source == "route":
         return RouteError(message, code="no_route")
