@@ -120,28 +120,13 @@ def _routes(conn: Any, urls: dict[str, str]) -> Iterator[Route]:
         "anthropic": (urls["anthropic"], ANTHROPIC_CREDENTIAL),
         "simulated": ("", None),
     }
-    served = {**PROVIDERS, "gemini-embedding-001": "gemini", "text-embedding-3-small": "openai"}
-    for model, provider in served.items():
+
+    def route(route_id: str, model: str, provider: str, upstream_model: str, priority: int = 100) -> Route:
         prices = get_model(conn, model).official_prices
         base_url, credential = upstreams[provider]
-        yield Route(
-            id=f"rt-{model}",
+        return Route(
+            id=route_id,
             model=model,
-            provider=provider,
-            base_url=base_url,
-            upstream_model=model,
-            settlement="routed",
-            prices=prices,
-            costs=prices,
-            credential=credential,
-        )
-    # gpt-4.1-mini: a gemini route first, an openai route as its backup (for keys that allow backups).
-    prices = get_model(conn, FALLBACK_MODEL).official_prices
-    for priority, provider, upstream_model in ((10, "gemini", "gemini-2.5-flash"), (20, "openai", FALLBACK_MODEL)):
-        base_url, credential = upstreams[provider]
-        yield Route(
-            id=f"rt-fallback-{provider}",
-            model=FALLBACK_MODEL,
             provider=provider,
             base_url=base_url,
             upstream_model=upstream_model,
@@ -151,6 +136,13 @@ def _routes(conn: Any, urls: dict[str, str]) -> Iterator[Route]:
             priority=priority,
             credential=credential,
         )
+
+    served = {**PROVIDERS, "gemini-embedding-001": "gemini", "text-embedding-3-small": "openai"}
+    for model, provider in served.items():
+        yield route(f"rt-{model}", model, provider, model)
+    # gpt-4.1-mini: a gemini route first, an openai route as its backup (for keys that allow backups).
+    yield route("rt-fallback-gemini", FALLBACK_MODEL, "gemini", "gemini-2.5-flash", priority=10)
+    yield route("rt-fallback-openai", FALLBACK_MODEL, "openai", FALLBACK_MODEL, priority=20)
 
 
 @pytest.fixture(scope="module")

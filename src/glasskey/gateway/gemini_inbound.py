@@ -126,19 +126,7 @@ def _assistant(parts: list[dict[str, Any]], where: str, turn: int, calls: _Calls
     for position, part in enumerate(parts):
         at = f"{where}.parts[{position}]"
         if "functionCall" in part:
-            call = fields(part["functionCall"], f"{at}.functionCall", frozenset({"id", "name", "args"}))
-            name = as_text(call.get("name"), f"{at}.functionCall.name")
-            call_id = str(call.get("id") or f"call_{turn}_{position}")
-            calls.called(call_id, name)
-            tool_call: dict[str, Any] = {
-                "id": call_id,
-                "type": "function",
-                "function": {"name": name, "arguments": orjson.dumps(call.get("args", {})).decode()},
-            }
-            if "thoughtSignature" in part:
-                # Where Google's OpenAI-compatible endpoint carries it; Gemini routes send it back.
-                tool_call["extra_content"] = {"google": {"thought_signature": part["thoughtSignature"]}}
-            tool_calls.append(tool_call)
+            tool_calls.append(_tool_call(part, at, f"call_{turn}_{position}", calls))
         elif "text" in part and not part.get("thought"):
             texts.append(as_text(part["text"], f"{at}.text"))
         elif not part.get("thought"):
@@ -151,6 +139,26 @@ def _assistant(parts: list[dict[str, Any]], where: str, turn: int, calls: _Calls
     return message
 
 
+def _tool_call(part: dict[str, Any], where: str, default_id: str, calls: _Calls) -> dict[str, Any]:
+    call = fields(part["functionCall"], f"{where}.functionCall", frozenset({"id", "name", "args"}))
+    name = as_text(call.get("name"), f"{where}.functionCall.name")
+    call_id = str(call.get("id") or default_id)
+    calls.called(call_id, name)
+    arguments = orjson.dumps(call.get("args", {})).decode()
+    tool_call: dict[str, Any] = {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
+    if "thoughtSignature" in part:
+        # Where Google's OpenAI-compatible endpoint carries it; Gemini routes send it back.
+        tool_call["extra_content"] = {"google": {"thought_signature": part["thoughtSignature"]}}
+    return tool_call
+
+
+def _tool_answer(part: dict[str, Any], where: str, calls: _Calls) -> dict[str, Any]:
+    response = fields(part["functionResponse"], f"{where}.functionResponse", frozenset({"id", "name", "response"}))
+    name = as_text(response.get("name"), f"{where}.functionResponse.name")
+    call_id = calls.answer(response.get("id"), name, f"{where}.functionResponse")
+    return {"role": "tool", "tool_call_id": call_id, "content": orjson.dumps(response.get("response", {})).decode()}
+
+
 def _user(parts: list[dict[str, Any]], where: str, calls: _Calls) -> list[dict[str, Any]]:
     """Tool messages for the function responses, then one user message for everything else."""
     answers: list[dict[str, Any]] = []
@@ -158,11 +166,7 @@ def _user(parts: list[dict[str, Any]], where: str, calls: _Calls) -> list[dict[s
     for position, part in enumerate(parts):
         at = f"{where}.parts[{position}]"
         if "functionResponse" in part:
-            response = fields(part["functionResponse"], f"{at}.functionResponse", frozenset({"id", "name", "response"}))
-            name = as_text(response.get("name"), f"{at}.functionResponse.name")
-            call_id = calls.answer(response.get("id"), name, f"{at}.functionResponse")
-            answer = orjson.dumps(response.get("response", {})).decode()
-            answers.append({"role": "tool", "tool_call_id": call_id, "content": answer})
+            answers.append(_tool_answer(part, at, calls))
         elif "text" in part:
             content.append({"type": "text", "text": as_text(part["text"], f"{at}.text")})
         elif "inlineData" in part:
