@@ -114,3 +114,16 @@ def test_a_served_gateway_answers_the_hot_path_over_http(gateway: Gateway) -> No
     assert response.headers["content-length"] == str(len(response.content))
     assert response.json()["choices"]
     assert response.headers["x-glasskey-charge-micros"].isdigit()
+
+
+def test_under_a_root_path_the_hot_endpoints_have_the_same_one_door(client: Any) -> None:
+    test_client, seeded = client
+    headers = {"authorization": f"Bearer {seeded['routed_key']}"}
+    with TestClient(test_client.app, root_path="/gateway", raise_server_exceptions=False) as rooted:
+        served = rooted.post("/v1/chat/completions", json=chat_body(), headers=headers)
+        refused = rooted.get("/v1/embeddings")
+    assert served.status_code == 200
+    assert served.headers["x-glasskey-charge-micros"].isdigit()
+    assert refused.status_code == 405
+    assert refused.json()["error"]["code"] == "http_405"
+    assert refused.headers["allow"] == "POST"

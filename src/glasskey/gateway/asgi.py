@@ -1,4 +1,4 @@
-"""The gateway's front door: the two hot endpoints go straight to their handlers, the rest to Starlette.
+"""The gateway's one front door for the two hot endpoints; every other path goes to Starlette.
 
 Starlette's middleware stack, router and mounts cost the event loop more per request than a whole
 bare proxy does. ``POST /v1/chat/completions`` and ``POST /v1/embeddings`` are nearly all of the
@@ -7,7 +7,8 @@ a request id (and its ``x-request-id`` header), the body read under the same 413
 ``GlasskeyError`` rendered by the one error mapping, and anything unexpected answered with a 500
 in the same error shape (``internal_error``, the request id of its receipt) before the error goes
 on to the server.
-Every other path and method, and the lifespan, go to the Starlette app unchanged.
+They have no other door: any other method on them is a 405 in the same error shape, under a root
+path too. Every other path, and the lifespan, go to the Starlette app unchanged.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from starlette.datastructures import State
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from glasskey.errors import GlasskeyError, RouteError
+from glasskey.errors import ClientError, GlasskeyError, RouteError
 from glasskey.gateway.http import error_response, outcome_response, receive_body
 from glasskey.gateway.lifecycle import BodyReader, Lifecycle
 from glasskey.gateway.outcomes import JSONOutcome, StreamOutcome
@@ -48,11 +49,16 @@ class GatewayApp:
         return self.app.state
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        # Under a root path Starlette's routing rules apply; that is never the hot path.
-        if scope["type"] == "http" and scope["method"] == "POST" and not scope.get("root_path"):
-            endpoint = self._endpoints.get(scope["path"])
+        if scope["type"] == "http":
+            path, root_path = scope["path"], scope.get("root_path", "")
+            if root_path and path.startswith(root_path):
+                path = path[len(root_path) :]
+            endpoint = self._endpoints.get(path)
             if endpoint is not None:
-                await self._serve(endpoint, scope, receive, send)
+                if scope["method"] == "POST":
+                    await self._serve(endpoint, scope, receive, send)
+                else:
+                    await _refuse_method(scope["method"], path, send)
                 return
         await self.app(scope, receive, send)
 
@@ -93,6 +99,14 @@ class GatewayApp:
                 return
             response = rendered
         await _send_with_id(response, request_id, send)
+
+
+async def _refuse_method(method: str, path: str, send: Send) -> None:
+    request_id = new_id("req")
+    refusal = ClientError(f"{path} answers POST only, not {method}", code="http_405", status_code=405)
+    response = error_response(refusal, request_id)
+    response.headers["allow"] = "POST"
+    await _send_with_id(response, request_id, send)
 
 
 async def _send_with_id(response: Response, request_id: str, send: Send) -> None:

@@ -1,4 +1,8 @@
-"""The ``/v1`` endpoints: parse, call one domain function, render. Nothing else lives here."""
+"""The ``/v1`` endpoints but the two hot ones: parse, call one domain function, render.
+
+``POST /v1/chat/completions`` and ``POST /v1/embeddings`` have one door, ``gateway.asgi``; the
+rendering they share with these endpoints (errors, outcomes, the body limit) lives here.
+"""
 
 from __future__ import annotations
 
@@ -85,19 +89,6 @@ def routes_v1(lifecycle: Lifecycle) -> list[Route]:
     services = lifecycle.services
     limit = services.settings.request_body_max_bytes
 
-    async def chat_completions(request: Request) -> Response:
-        request_id = request_id_of(request)
-        outcome = await lifecycle.chat(
-            request_id, request.headers.get("authorization"), lambda: read_body(request, limit)
-        )
-        return outcome_response(outcome)  # type: ignore[return-value]
-
-    async def embeddings(request: Request) -> Response:
-        outcome = await lifecycle.embeddings(
-            request_id_of(request), request.headers.get("authorization"), lambda: read_body(request, limit)
-        )
-        return JSONResponse(outcome.body, status_code=outcome.status_code, headers=outcome.headers)
-
     async def models(request: Request) -> Response:
         key = await lifecycle.key_of(request.headers.get("authorization"))
 
@@ -136,10 +127,10 @@ def routes_v1(lifecycle: Lifecycle) -> list[Route]:
         return JSONResponse(body)
 
     async def quote(request: Request) -> Response:
-        raw = await read_body(request, limit)
-        body = parse_json_object(raw)
-        check_chat_body(body)
+        # The key first, as on every endpoint: a keyless request is 401 whatever its body.
         record = await lifecycle.key_of(request.headers.get("authorization"))
+        body = parse_json_object(await read_body(request, limit))
+        check_chat_body(body)
         result, _ = await lifecycle.read(
             lambda conn: quote_request(conn, record, body, services.clock(), board=services.health)
         )
@@ -171,8 +162,6 @@ def routes_v1(lifecycle: Lifecycle) -> list[Route]:
         return JSONResponse(await lifecycle.read(lambda conn: get_receipt(conn, request_id, key_id=record.id)))
 
     return [
-        Route("/chat/completions", chat_completions, methods=["POST"]),
-        Route("/embeddings", embeddings, methods=["POST"]),
         Route("/models", models, methods=["GET"]),
         Route("/key", key, methods=["GET"]),
         Route("/quote", quote, methods=["POST"]),
