@@ -8,6 +8,7 @@ built-in simulated provider. Every test ends with the ledger audit.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import threading
 import time
@@ -505,3 +506,22 @@ def test_the_key_explanation_names_the_gemini_base_url_which_the_sdk_reads_from_
     client = genai.Client(api_key=stack.key)
     response = client.models.generate_content(model="gpt-4o", contents="hello")
     assert response.text and stack.receipt(request_id_of(response))["status"] == "succeeded"
+
+
+@pytest.mark.filterwarnings("ignore:Inheritance class AiohttpClientSession:DeprecationWarning")  # the SDK's own
+def test_the_async_client_streams_and_raises_a_cut_the_same_way(stack: Stack):
+    client = stack.client()
+
+    async def main() -> tuple[str, errors.APIError]:
+        stream = await client.aio.models.generate_content_stream(model="gemini-2.5-flash", contents="Tell a story")
+        text = "".join([chunk.text or "" async for chunk in stream])
+        cut = await client.aio.models.generate_content_stream(model="gemini-2.5-flash", contents="story [[cut:2]]")
+        with pytest.raises(errors.ServerError) as caught:
+            async for _ in cut:
+                pass
+        await client.aio.aclose()
+        return text, caught.value
+
+    text, error = asyncio.run(main())
+    assert text == client.models.generate_content(model="gemini-2.5-flash", contents="Tell a story").text
+    assert error.code == 502 and google_error(error)[1]["source"] == "upstream"
