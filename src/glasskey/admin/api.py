@@ -23,6 +23,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from glasskey.admin.common import error_responses
+from glasskey.admin.docs import add_docs_page
 from glasskey.admin.health import health_router
 from glasskey.admin.keys import keys_router
 from glasskey.admin.orgs import orgs_router
@@ -166,7 +167,7 @@ def build_admin_app(services: Services) -> FastAPI:
             "`{error: {message, type, code, param, request_id, source}}`; every response has `x-request-id`."
         ),
         openapi_url="/openapi.json",
-        docs_url="/docs",
+        docs_url=None,  # add_docs_page serves it, with Swagger UI from the package (no CDN)
         redoc_url=None,
         responses=error_responses(400, 401),
     )
@@ -196,4 +197,5 @@ def build_admin_app(services: Services) -> FastAPI:
     ):
         app.include_router(router)
     app.openapi = _documented(app)  # type: ignore[method-assign]
+    add_docs_page(app)
     return app

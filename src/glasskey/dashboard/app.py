@@ -17,6 +17,7 @@ from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from glasskey.admin.docs import SWAGGER_UI_ASSETS, SWAGGER_UI_DIRECTORY
 from glasskey.dashboard.auth import SESSION_COOKIE, SESSION_MAX_AGE_SECONDS, SignInGate, session_secret
 from glasskey.dashboard.pages import failures, keys, overview, receipts, routes, signin, wallets
 from glasskey.dashboard.refusals import PageNotFound, Refusal
@@ -105,8 +106,14 @@ def build_dashboard(services: Services) -> Starlette:
     for area in (signin, overview, keys, wallets, receipts, failures, routes):
         page_routes.extend(area.routes(dash))
     static = StaticFiles(packages=[("glasskey.dashboard", "static")])
+    # Swagger UI for /admin/api/docs, from its wheel: every page works offline.
+    swagger_ui = StaticFiles(directory=SWAGGER_UI_DIRECTORY)
     app = Starlette(
-        routes=[*page_routes, Mount("/static", app=static, name="static")],
+        routes=[
+            *page_routes,
+            Mount(SWAGGER_UI_ASSETS, app=swagger_ui, name="swagger-ui"),
+            Mount("/static", app=static, name="static"),
+        ],
         exception_handlers={
             Refusal: on_refusal,
             GlasskeyError: on_glasskey_error,
