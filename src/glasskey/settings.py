@@ -48,8 +48,8 @@ class Settings(BaseModel):
     log_level: str = "info"
     upstream_proxy: SecretStr = Field(
         default=SecretStr(""),
-        description="an http:// or https:// proxy URL every upstream call goes through; empty: none, "
-        "and HTTPS_PROXY in the environment is never read (a URL may carry the proxy's credentials)",
+        description="an http:// proxy URL every upstream call goes through (https:// upstreams in a CONNECT "
+        "tunnel); empty: none, and HTTPS_PROXY in the environment is never read (it may carry credentials)",
     )
     encryption_key: SecretStr = Field(description="Fernet key sealing route credentials at rest (docs/security.md)")
     previous_encryption_keys: SecretStr = Field(
@@ -63,8 +63,9 @@ class Settings(BaseModel):
     @classmethod
     def _proxy_url(cls, value: SecretStr) -> SecretStr:
         url = value.get_secret_value()
-        if url and (not url.startswith(("http://", "https://")) or not urlsplit(url).hostname):
-            raise ValueError("must be an http:// or https:// URL (or empty for no proxy)")
+        # TLS to the proxy itself (an https:// proxy) is not offered: uvloop cannot run TLS inside TLS.
+        if url and (not url.startswith("http://") or not urlsplit(url).hostname):
+            raise ValueError("must be an http:// URL (or empty for no proxy)")
         return value
 
     @field_validator("admin_token", "key_pepper")

@@ -800,6 +800,8 @@ def test_the_proxy_setting_is_an_http_url_read_from_glasskey_upstream_proxy(tmp_
     assert base.upstream_proxy.get_secret_value() == ""  # none unless the operator asks
     with pytest.raises(SettingsError, match="GLASSKEY_UPSTREAM_PROXY"):
         load_settings(environ={"GLASSKEY_UPSTREAM_PROXY": "socks5://proxy:1080"}, **values)
+    with pytest.raises(SettingsError, match="GLASSKEY_UPSTREAM_PROXY"):
+        load_settings(environ={"GLASSKEY_UPSTREAM_PROXY": "https://proxy:3128"}, **values)
 
 
 # -- memory: a body over the cap is refused, and what was read of it is let go -------------------
