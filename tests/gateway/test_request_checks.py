@@ -271,3 +271,17 @@ def test_the_documented_bounds_table_names_every_bounded_parameter_and_upstream_
         assert number in section, number
     assert p.CHOICES_MAX == 8 and p.EMBEDDING_DIMENSIONS_MAX == 8192 and p.EMBEDDING_INPUTS_MAX == 2048
     assert p.MODEL_NAME_MAX_CHARS == 200 and BODY_DEPTH_MAX == 64
+
+
+def test_schemas_in_the_anthropic_and_gemini_native_shapes_are_exempt_too() -> None:
+    schema = {"type": "object", "properties": {"api_key": {"type": "string"}}}
+    anthropic = {"model": "m", "max_tokens": 5, "tools": [{"name": "f", "input_schema": schema}]}
+    parse_json_object(orjson.dumps(anthropic))
+    gemini = {
+        "contents": [],
+        "tools": [{"functionDeclarations": [{"name": "f", "parameters": schema, "response": schema}]}],
+        "generationConfig": {"responseSchema": schema, "response_json_schema": schema},
+    }
+    parse_json_object(orjson.dumps(gemini))
+    with pytest.raises(ClientError):
+        parse_json_object(orjson.dumps({**gemini, "generationConfig": {"api_base": "x"}}))

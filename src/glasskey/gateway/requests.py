@@ -55,6 +55,17 @@ UPSTREAM_FIELDS = (
     "vertex_credentials",
 )
 _UPSTREAM_NAMES = {name.replace("_", ""): name for name in UPSTREAM_FIELDS}
+# Gemini's schema fields, in the camelCase and snake_case that its JSON accepts alike.
+_GEMINI_SCHEMA_FIELDS = (
+    "parameters",
+    "response",
+    "parametersJsonSchema",
+    "parameters_json_schema",
+    "responseSchema",
+    "response_schema",
+    "responseJsonSchema",
+    "response_json_schema",
+)
 
 
 def _plain(name: str) -> str:
@@ -73,23 +84,36 @@ def parse_json_object(raw: bytes) -> dict[str, Any]:
 
 
 def _schemas(body: dict[str, Any]) -> set[int]:
-    """The ids of the JSON Schemas the client wrote for the model (exempt from the name rule)."""
+    """The ids of the JSON Schemas the client wrote for the model (exempt from the name rule).
+
+    In OpenAI's shape (tool ``function.parameters``, a custom tool's ``format``, ``functions``,
+    ``response_format.json_schema.schema``), Anthropic's (a tool's ``input_schema``) and
+    Gemini's (``functionDeclarations[].parameters``, ``generationConfig.responseSchema``), since
+    the native endpoints parse their bodies here too.
+    """
     found: list[Any] = []
     tools, functions = body.get("tools"), body.get("functions")
     for tool in tools if isinstance(tools, list) else ():
-        if isinstance(tool, dict):
-            function = tool.get("function")
-            if isinstance(function, dict):
-                found.append(function.get("parameters"))
-            custom = tool.get("custom")
-            if isinstance(custom, dict):
-                found.append(custom.get("format"))
+        if not isinstance(tool, dict):
+            continue
+        found.append(tool.get("input_schema"))
+        for name in ("function", "custom"):
+            inner = tool.get(name)
+            if isinstance(inner, dict):
+                found.extend((inner.get("parameters"), inner.get("format")))
+        declarations = tool.get("functionDeclarations", tool.get("function_declarations"))
+        for declaration in declarations if isinstance(declarations, list) else ():
+            if isinstance(declaration, dict):
+                found.extend(declaration.get(name) for name in _GEMINI_SCHEMA_FIELDS)
     for function in functions if isinstance(functions, list) else ():
         if isinstance(function, dict):
             found.append(function.get("parameters"))
     response_format = body.get("response_format")
     if isinstance(response_format, dict) and isinstance(response_format.get("json_schema"), dict):
         found.append(response_format["json_schema"].get("schema"))
+    config = body.get("generationConfig", body.get("generation_config"))
+    if isinstance(config, dict):
+        found.extend(config.get(name) for name in _GEMINI_SCHEMA_FIELDS)
     return {id(node) for node in found if isinstance(node, dict)}
 
 

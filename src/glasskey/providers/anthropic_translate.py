@@ -21,7 +21,7 @@ from typing import Any
 
 import orjson
 
-from glasskey.errors import ClientError
+from glasskey.errors import ClientError, shown
 from glasskey.providers.base import StreamCut, Usage, token_count
 
 PROVIDER_NAME = "anthropic"
@@ -178,7 +178,7 @@ def _conversation(raw: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]
         elif role == "tool":
             append("user", [_tool_result(message, where)])
         else:
-            raise refuse(f"{where}.role", f"the role {role!r} has no Anthropic equivalent; use tools")
+            raise refuse(f"{where}.role", f"the role {shown(role)!r} has no Anthropic equivalent; use tools")
     for message in messages:
         # Anthropic wants a user turn's tool results before anything else in it.
         if message["role"] == "user":
@@ -204,7 +204,7 @@ def _text_blocks(content: Any, where: str) -> list[dict[str, Any]]:
 def _text_part(part: Any, where: str) -> list[dict[str, Any]]:
     kind = part.get("type") if isinstance(part, dict) else None
     if kind not in ("text", "refusal") or not isinstance(part.get(kind), str):
-        raise refuse(where, f"only text parts are accepted here, not {kind!r}")
+        raise refuse(where, f"only text parts are accepted here, not {shown(kind)!r}")
     return [{"type": "text", "text": part[kind]}] if part[kind] else []
 
 
@@ -232,7 +232,7 @@ def _image(image: Any, where: str) -> dict[str, Any]:
     media_type, data = _data_url(url, f"{where}.url")
     media_type = "image/jpeg" if media_type == "image/jpg" else media_type
     if media_type not in IMAGE_MEDIA_TYPES:
-        raise refuse(f"{where}.url", f"images must be {', '.join(IMAGE_MEDIA_TYPES)}, not {media_type}")
+        raise refuse(f"{where}.url", f"images must be {', '.join(IMAGE_MEDIA_TYPES)}, not {shown(media_type)}")
     return {"type": "image", "source": {"type": "base64", "media_type": media_type, "data": data}}
 
 
@@ -242,7 +242,7 @@ def _document(file: Any, where: str) -> dict[str, Any]:
         raise refuse(where, "files must be sent inline as `file_data` (uploaded file ids live at OpenAI)")
     media_type, data = _data_url(data_url, f"{where}.file_data")
     if media_type != "application/pdf":
-        raise refuse(f"{where}.file_data", f"inline files must be PDF, not {media_type}")
+        raise refuse(f"{where}.file_data", f"inline files must be PDF, not {shown(media_type)}")
     return {"type": "document", "source": {"type": "base64", "media_type": media_type, "data": data}}
 
 
@@ -345,7 +345,7 @@ def _output_format(response_format: Any) -> dict[str, Any] | None:
         if not isinstance(schema, dict):
             raise ClientError("`response_format.json_schema.schema` is required", param="response_format")
         return {"type": "json_schema", "schema": schema}
-    raise refuse("response_format", f"{kind!r} has no Anthropic equivalent; send a json_schema")
+    raise refuse("response_format", f"{shown(kind)!r} has no Anthropic equivalent; send a json_schema")
 
 
 # -- response -----------------------------------------------------------------------------
