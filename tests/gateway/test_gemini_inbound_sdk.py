@@ -205,7 +205,7 @@ def test_generate_is_served_by_every_provider_billed_and_receipted(stack: Stack,
     usage = response.usage_metadata
     assert usage is not None and usage.prompt_token_count and usage.candidates_token_count
     receipt = stack.receipt(request_id_of(response))
-    assert receipt["status"] == "succeeded"
+    assert receipt["status"] == "succeeded" and receipt["endpoint"] == "gemini.generate_content"
     assert receipt["provider"] == PROVIDERS[model]
     assert receipt["requested_model"] == model
     assert receipt["input_tokens"] == usage.prompt_token_count
@@ -226,6 +226,7 @@ def test_a_stream_matches_the_whole_answer_and_ends_with_usage(stack: Stack, mod
     assert last.usage_metadata.candidates_token_count == whole.usage_metadata.candidates_token_count
     receipt = stack.receipt(request_id_of(last))
     assert receipt["stream"] is True and receipt["status"] == "succeeded"
+    assert receipt["endpoint"] == "gemini.generate_content"
     assert receipt["charge_micros"] == stack.receipt(request_id_of(whole))["charge_micros"] > 0
 
 
@@ -285,7 +286,8 @@ def test_embeddings_one_and_in_batches(stack: Stack, model: str):
     )
     assert one.status_code == 200, one.text
     assert one.json()["embedding"]["values"] == result.embeddings[0].values
-    assert stack.receipt(one.headers["x-request-id"])["status"] == "succeeded"
+    receipt = stack.receipt(one.headers["x-request-id"])
+    assert receipt["status"] == "succeeded" and receipt["endpoint"] == "gemini.embed_content"
 
 
 @pytest.mark.parametrize("api_version", ["v1", "v1beta"])
@@ -375,6 +377,7 @@ def test_every_error_class_in_googles_shape(stack, case, status, status_name, so
     assert caught.value.response.headers["x-request-id"] == glasskey["request_id"]
     receipt = stack.receipt(glasskey["request_id"])
     assert receipt["status"] == "failed" and receipt["error_source"] == source and receipt["charge_micros"] == 0
+    assert receipt["endpoint"] == "gemini.generate_content"
     if case == "untranslatable field":
         [bad] = [d for d in error["details"] if d["@type"].endswith("google.rpc.BadRequest")]
         assert bad["fieldViolations"][0]["field"] == "generationConfig.topK"

@@ -38,6 +38,9 @@ from glasskey.routing.selection import check_model_allowed, routes_for_key_by_mo
 
 Handler = Callable[[Request], Awaitable[Response]]
 EMBED_METHODS = ("embedContent", "batchEmbedContents")
+# The inbound API each receipt records (streamed or not, one or a batch: the receipt says which).
+GENERATE_ENDPOINT = "gemini.generate_content"
+EMBED_ENDPOINT = "gemini.embed_content"
 
 
 def authorization_of(request: Request) -> str | None:
@@ -99,7 +102,9 @@ def gemini_routes(lifecycle: Lifecycle) -> list[Route]:
             raw = parse_json_object(await read_body(request, limit))
             return orjson.dumps(chat_body(model, raw, stream=stream))
 
-        outcome = await lifecycle.chat(request_id_of(request), authorization_of(request), body)
+        outcome = await lifecycle.chat(
+            request_id_of(request), authorization_of(request), body, endpoint=GENERATE_ENDPOINT
+        )
         if isinstance(outcome, StreamOutcome):
             return RelayResponse(translated_relay(outcome.relay), outcome.headers)  # type: ignore[return-value]
         return JSONResponse(generate_response(outcome.body), status_code=outcome.status_code, headers=outcome.headers)
@@ -123,7 +128,9 @@ def gemini_routes(lifecycle: Lifecycle) -> list[Route]:
             raw = parse_json_object(await read_body(request, limit))
             return orjson.dumps(embedding_body(model, raw, batch=batch))
 
-        outcome: JSONOutcome = await lifecycle.embeddings(request_id_of(request), authorization_of(request), body)
+        outcome: JSONOutcome = await lifecycle.embeddings(
+            request_id_of(request), authorization_of(request), body, endpoint=EMBED_ENDPOINT
+        )
         return JSONResponse(embed_response(outcome.body, batch=batch), headers=outcome.headers)
 
     @in_google_shape
