@@ -376,6 +376,12 @@ def test_the_model_list_is_in_anthropics_shape_for_the_anthropic_sdk_only(stack:
     page = stack.sdk(key).models.list()
     assert sorted(model.id for model in page.data) == [ANTHROPIC_MODEL, OPENAI_MODEL]
     assert all(model.type == "model" for model in page.data)
+    one = stack.sdk(key).models.retrieve(ANTHROPIC_MODEL)
+    assert (one.id, one.type) == (ANTHROPIC_MODEL, "model")
+    with pytest.raises(anthropic.PermissionDeniedError):
+        stack.sdk(key).models.retrieve(SIMULATED_MODEL)
+    with pytest.raises(anthropic.NotFoundError):
+        stack.sdk(key).models.retrieve("claude-9000")
     openai_shape = httpx.get(f"{stack.url}/v1/models", headers={"authorization": f"Bearer {key}"}).json()
     assert openai_shape["object"] == "list" and openai_shape["data"][0]["object"] == "model"
 

@@ -1,8 +1,9 @@
 """The Anthropic Messages API on the gateway's keys: thin endpoints over the lifecycle and the translation.
 
 * ``POST /v1/messages`` (JSON or ``stream: true``) and ``POST /v1/messages/count_tokens``;
-* ``GET /v1/models`` in Anthropic's shape when the caller sends ``anthropic-version`` (the Anthropic
-  SDK always does); without it the route does not match and the OpenAI listing answers.
+* ``GET /v1/models`` and ``GET /v1/models/{id}`` in Anthropic's shape when the caller sends
+  ``anthropic-version`` (the Anthropic SDK always does); without it these routes do not match and
+  the OpenAI listing answers.
 
 The key may come as ``x-api-key`` (the Anthropic SDK) or ``Authorization: Bearer``. A request is
 translated into an OpenAI chat body inside the lifecycle's ``read_body``, so a refused translation
@@ -24,7 +25,7 @@ from starlette.responses import Response
 from starlette.routing import Match, Route
 from starlette.types import Scope
 
-from glasskey.errors import GlasskeyError, RouteError
+from glasskey.errors import GlasskeyError, NotFound, RouteError
 from glasskey.gateway.anthropic_inbound import check_version, to_chat_body
 from glasskey.gateway.anthropic_inbound_reply import error_body, error_headers, to_message
 from glasskey.gateway.anthropic_inbound_stream import MessageStream
@@ -97,6 +98,16 @@ def anthropic_models(conn: Connection, key: KeyRecord, health: HealthBoard) -> d
     return {"data": data, "has_more": False, "first_id": first, "last_id": last}
 
 
+def anthropic_model(conn: Connection, key: KeyRecord, health: HealthBoard, model_id: str) -> dict[str, Any]:
+    """One model of that listing (``GET /v1/models/{id}``); 404 unknown, 403 not allowed, 404 without a route."""
+    check_model_allowed(conn, key, model_id)
+    listing: list[dict[str, Any]] = anthropic_models(conn, key, health)["data"]
+    found = [entry for entry in listing if entry["id"] == model_id]
+    if not found:
+        raise NotFound(f"The model `{model_id}` has no chat route this key may use")
+    return found[0]
+
+
 def _error_response(error: GlasskeyError, request_id: str) -> Response:
     body, headers = error_body(error, request_id), error_headers(error, request_id)
     return JSONResponse(body, status_code=error.status_code, headers=headers)
@@ -162,8 +173,14 @@ def routes_anthropic(lifecycle: Lifecycle) -> list[Route]:
         key = await lifecycle.key_of(authorization_of(request))
         return JSONResponse(await lifecycle.read(lambda conn: anthropic_models(conn, key, services.health)))
 
+    async def model(request: Request) -> Response:
+        key = await lifecycle.key_of(authorization_of(request))
+        model_id = str(request.path_params["model_id"])
+        return JSONResponse(await lifecycle.read(lambda conn: anthropic_model(conn, key, services.health, model_id)))
+
     return [
         Route("/v1/messages", _in_anthropic_shape(messages), methods=["POST"]),
         Route("/v1/messages/count_tokens", _in_anthropic_shape(count_tokens), methods=["POST"]),
         AnthropicOnlyRoute("/v1/models", _in_anthropic_shape(models), methods=["GET"]),
+        AnthropicOnlyRoute("/v1/models/{model_id:path}", _in_anthropic_shape(model), methods=["GET"]),
     ]
