@@ -13,6 +13,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from glasskey.errors import storable
+
 
 @dataclass(frozen=True)
 class RouteTarget:
@@ -28,6 +30,9 @@ class RouteTarget:
     def __repr__(self) -> str:  # the credential never appears in a repr, log line or traceback
         return f"RouteTarget(route_id={self.route_id!r}, provider={self.provider!r}, model={self.upstream_model!r})"
 
+
+PROVIDER_MESSAGE_MAX_CHARS = 500
+PROVIDER_ERROR_TYPE_MAX_CHARS = 100
 
 # A token count an upstream reports is believed up to a trillion tokens: far above any real
 # request (the gateway then bounds it by the request's own maximum), and far inside the 64-bit
@@ -93,11 +98,13 @@ class ProviderError(Exception):
         retry_after: str | None = None,
         timeout: bool = False,
     ) -> None:
+        # An upstream's words end up on the receipt: bounded, and never a NUL the database refuses.
+        message = storable(message, PROVIDER_MESSAGE_MAX_CHARS)
         super().__init__(message)
         self.provider = provider
         self.status = status
         self.message = message
-        self.error_type = error_type
+        self.error_type = storable(error_type, PROVIDER_ERROR_TYPE_MAX_CHARS)
         self.retry_after = retry_after
         self.timeout = timeout
 
