@@ -188,6 +188,7 @@ def test_create_is_served_by_every_provider_charged_and_receipted(stack: Stack, 
     assert raw.headers["request-id"] == request_id == message.id.removeprefix("msg_")
     receipt = stack.receipt(request_id)
     assert receipt["status"] == "succeeded"
+    assert receipt["endpoint"] == "anthropic.messages"
     assert receipt["provider"] == PROVIDERS[model]
     assert receipt["charge_micros"] == int(raw.headers["x-glasskey-charge-micros"]) > 0
     cache = message.usage.cache_read_input_tokens or 0
@@ -232,6 +233,7 @@ def test_a_stream_carries_the_same_answer_and_usage_and_bills_once(stack: Stack,
     assert final.usage.input_tokens == whole.usage.input_tokens
     receipt = stack.receipt(request_id)
     assert receipt["stream"] is True and receipt["status"] == "succeeded"
+    assert receipt["endpoint"] == "anthropic.messages"
     assert receipt["charge_micros"] == stack.receipt(whole.id.removeprefix("msg_"))["charge_micros"] > 0
 
 
@@ -432,7 +434,8 @@ def test_an_unknown_key_is_an_authentication_error_with_source_and_request_id(st
     assert error.body["error"]["source"] == "key"  # type: ignore[index]
     assert error.request_id == error.response.headers["x-request-id"] == error.body["error"]["request_id"]  # type: ignore[index]
     assert "b" * 40 not in error.response.text
-    assert stack.receipt(error.request_id)["error_source"] == "key"
+    failed = stack.receipt(error.request_id)
+    assert (failed["error_source"], failed["endpoint"]) == ("key", "anthropic.messages")
 
 
 def test_a_model_not_allowed_is_permission_denied_and_an_unknown_one_not_found(stack: Stack):

@@ -42,6 +42,8 @@ from glasskey.routing.selection import check_model_allowed, routes_for_key_by_mo
 
 log = logging.getLogger("glasskey.gateway")
 VERSION_HEADER = "anthropic-version"
+# The inbound API as receipts and metrics name it.
+ENDPOINT = "anthropic.messages"
 # Anthropic's listing wants a creation time; the catalog has none, so every model shows the epoch.
 CREATED_AT = "1970-01-01T00:00:00Z"
 Handler = Callable[[Request], Awaitable[Response]]
@@ -139,7 +141,7 @@ def routes_anthropic(lifecycle: Lifecycle) -> list[Route]:
     async def messages(request: Request) -> Response:
         request_id = request_id_of(request)
         body = MessagesBody(request, limit)
-        outcome = await lifecycle.chat(request_id, authorization_of(request), body.read)
+        outcome = await lifecycle.chat(request_id, authorization_of(request), body.read, endpoint=ENDPOINT)
         message_id = f"msg_{request_id}"
         headers = {**outcome.headers, "request-id": request_id}
         if isinstance(outcome, JSONOutcome):
