@@ -29,8 +29,9 @@ from glasskey.keys.service import create_key
 from glasskey.orgs.service import create_org, top_up
 from glasskey.pricing.catalog import get_model
 from glasskey.research import jobs
-from glasskey.research.preflight import JobSpec, Prepared, preflight, prepare
+from glasskey.research.preflight import preflight
 from glasskey.research.runner import JobRunner
+from glasskey.research.spec import JobSpec, Prepared, prepare
 from glasskey.routing.routes import Route, create_route
 from glasskey.services import Services, build_services
 from glasskey.settings import load_settings

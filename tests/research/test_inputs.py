@@ -15,7 +15,7 @@ from glasskey.research.inputs import (
     read_document,
 )
 from glasskey.research.jobs import StoredFile
-from glasskey.research.preflight import JobSpec, prepare
+from glasskey.research.spec import JobSpec, prepare
 
 
 def refused(name: str, text: str) -> ClientError:

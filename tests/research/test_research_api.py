@@ -7,7 +7,7 @@ from sqlalchemy import select
 
 from glasskey.research import NOTICE
 from glasskey.research.jobs import StoredFile
-from glasskey.research.preflight import JobSpec, prepare
+from glasskey.research.spec import JobSpec, prepare
 from glasskey.store.tables import receipts, transfers
 from research_helpers import SAMPLES, auth, job_body, sample_bytes, upload, upload_samples, wait_finished
 

@@ -161,3 +161,32 @@ def test_two_jobs_run_side_by_side_without_mixing_their_money(gateway):
     assert [r["status"] for r in results] == ["succeeded", "succeeded"]
     assert results[0]["spent_micros"] == results[1]["spent_micros"] > 0  # same inputs, same deterministic answers
     gateway.audit_ok()
+
+
+def test_a_key_revoked_mid_run_fails_the_job_visibly_and_leaves_the_ledger_clean(gateway):
+    from glasskey.keys.service import find_by_public_id, revoke_key
+    from glasskey.research.jobs import job_status
+
+    with gateway.services.db.write() as conn:
+        conn.execute(update(routes).where(routes.c.model == "gpt-4o-mini").values(options={"latency_ms": 1500}))
+    key = gateway.new_key(settlement="routed")
+    job = start_job(gateway, key, depth="thorough")  # 6 map calls: 4 in flight, 2 waiting
+    deadline = time.monotonic() + 10
+    while sum(c.status == "running" for c in calls_of(gateway, job["id"])) < 4:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    with gateway.services.db.write() as conn:
+        record = find_by_public_id(conn, key.split("-")[1])
+        assert record is not None
+        revoke_key(conn, record.id, gateway.services.clock())
+    deadline = time.monotonic() + 20
+    while True:
+        with gateway.services.db.read() as conn:
+            status = job_status(conn, job["id"], None, gateway.services.clock())
+        if status["status"] != "running":
+            break
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert status["status"] == "failed" and "refused by the gateway (key)" in status["error"]
+    assert next(s for s in status["steps"] if s["name"] == "map")["status"] == "failed"
+    gateway.audit_ok()

@@ -26,8 +26,9 @@ from glasskey.gateway.requests import parse_json_object
 from glasskey.keys.service import KeyRecord
 from glasskey.research import jobs
 from glasskey.research.inputs import FILE_MAX_BYTES, INPUTS_MAX, input_error
-from glasskey.research.preflight import JobSpec, Prepared, preflight, prepare, refusal_error
+from glasskey.research.preflight import preflight, refusal_error
 from glasskey.research.runner import JobRunner
+from glasskey.research.spec import JobSpec, Prepared, prepare
 
 T = TypeVar("T")
 EVENTS_POLL_SECONDS = 0.25

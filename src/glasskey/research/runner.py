@@ -23,7 +23,7 @@ import asyncio
 import inspect
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -37,45 +37,14 @@ from glasskey.keys.service import KeyRecord
 from glasskey.pricing.quote import quote_request
 from glasskey.research import jobs
 from glasskey.research.answers import MalformedAnswer, answer_text, claims_text, parse_map_answer
+from glasskey.research.cap import Budget, Capped, StepFailed, first_expected
 from glasskey.research.plan import MAP_PARALLELISM, PlannedCall, analysis_body
-from glasskey.research.preflight import JobSpec, Prepared, prepare
 from glasskey.research.report import render_report
+from glasskey.research.spec import JobSpec, Prepared, prepare
 from glasskey.services import Services
 
 log = logging.getLogger("glasskey.research")
 MAP_TRIES = 2
-
-
-class Capped(Exception):
-    """The next call would take the job past its confirmed maximum."""
-
-
-class StepFailed(Exception):
-    """A step could not finish; the message says which call and why."""
-
-
-@dataclass
-class Budget:
-    """The job's money as the cap sees it: charged so far plus the maxima of calls in flight."""
-
-    confirmed_max_micros: int
-    spent_micros: int
-    reserved_micros: int = 0
-    lock: anyio.Lock = field(default_factory=anyio.Lock)
-
-    async def reserve(self, maximum: int, label: str) -> None:
-        async with self.lock:
-            if self.spent_micros + self.reserved_micros + maximum > self.confirmed_max_micros:
-                raise Capped(
-                    f"the next call ({label}) may cost up to {maximum} micros; with {self.spent_micros} spent and "
-                    f"{self.reserved_micros} reserved it could pass the confirmed maximum of "
-                    f"{self.confirmed_max_micros} micros, so it was not started"
-                )
-            self.reserved_micros += maximum
-
-    def settle(self, maximum: int, charged: int) -> None:
-        self.reserved_micros -= maximum
-        self.spent_micros += charged
 
 
 class JobRunner:
@@ -152,6 +121,11 @@ class JobRunner:
             status, note = "capped", str(capped)
         except StepFailed as failed:
             status, note = "failed", str(failed)
+        except GlasskeyError as error:  # e.g. the key or a model's permission changed mid-run
+            status, note = "failed", f"{error.source}: {error.message}"
+        except Exception:  # the job's task is an outermost edge: its failure must be visible on the job
+            log.exception("research job %s failed", job_id)
+            status, note = "failed", "internal error in the research runner (see the gateway's log)"
         except asyncio.CancelledError:
             status, note = "cancelled", "cancelled at the person's request"
             with anyio.CancelScope(shield=True):
@@ -201,9 +175,13 @@ class JobRunner:
             async with anyio.create_task_group() as group:
                 for call in planned:
                     group.start_soon(one, call)
-        except* Capped as group_error:
-            await self._step(job_id, "map", "failed", str(group_error.exceptions[0]))
-            raise group_error.exceptions[0] from None
+        except BaseExceptionGroup as group_error:
+            # One call's cap, refusal or failure ends the step; it is raised as itself, not as a group.
+            first = first_expected(group_error)
+            if first is None:
+                raise
+            await self._step(job_id, "map", "failed", str(first))
+            raise first from None
         if failure:
             await self._step(job_id, "map", "failed", failure[0])
             raise StepFailed(f"step map failed: {failure[0]}")
