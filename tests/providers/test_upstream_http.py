@@ -70,7 +70,7 @@ def test_an_answer_in_slow_pieces_within_every_limit_arrives_whole(stream: bool)
 
     async def scenario() -> Any:
         async with raw_upstream(silent_after(CHUNKED_HEAD, *pieces, pause_s=0.05)) as upstream:
-            return await call(UpstreamHTTP(), upstream.url(), stream=stream, timeouts=timeouts)
+            return await call_once(upstream.url(), stream=stream, timeouts=timeouts)
 
     assert asyncio.run(scenario()) == (['{"a": 1}', '{"b": 2}'] if stream else {"a": 1})
 
@@ -123,6 +123,15 @@ async def call(http: UpstreamHTTP, url: str, *, stream: bool = False, timeouts: 
         return [event.data async for event in http.post_sse("p", url, headers={}, body={}, timeouts=timeouts)]
     payload, _ = await http.post_json("p", url, headers={}, body={}, timeouts=timeouts)
     return payload
+
+
+async def call_once(url: str, *, stream: bool = False, timeouts: Timeouts = DEFAULT) -> Any:
+    """``call`` on a client of its own, closed after."""
+    http = UpstreamHTTP()
+    try:
+        return await call(http, url, stream=stream, timeouts=timeouts)
+    finally:
+        await http.aclose()
 
 
 async def refused(http: UpstreamHTTP, url: str, *, stream: bool, timeouts: Timeouts = DEFAULT) -> ProviderError:
@@ -231,7 +240,7 @@ def test_an_informational_answer_is_skipped_for_the_real_one(run: Run) -> None:
 
     async def scenario() -> Any:
         async with raw_upstream(keep_answering(reply)) as upstream:
-            return await call(UpstreamHTTP(), upstream.url())
+            return await call_once(upstream.url())
 
     assert run(scenario()) == {"ok": 1}
 
@@ -566,7 +575,7 @@ def test_a_compressed_answer_is_decompressed(run: Run, encoding: str, compress: 
 
     async def scenario() -> tuple[Any, bytes]:
         async with raw_upstream(keep_answering(reply)) as upstream:
-            return await call(UpstreamHTTP(), upstream.url()), upstream.requests[0]
+            return await call_once(upstream.url()), upstream.requests[0]
 
     payload, request = run(scenario())
     assert payload == {"a": 1}
@@ -581,7 +590,7 @@ def test_a_gzip_stream_is_decompressed_as_it_arrives(run: Run) -> None:
 
     async def scenario() -> Any:
         async with raw_upstream(silent_after(head + chunked(first)[:-5], chunked(second), pause_s=0.05)) as upstream:
-            return await call(UpstreamHTTP(), upstream.url(), stream=True)
+            return await call_once(upstream.url(), stream=True)
 
     assert run(scenario()) == ['{"a": 1}', '{"b": 2}', "[DONE]"]
 
@@ -718,7 +727,7 @@ def test_a_host_whose_first_address_never_answers_is_reached_on_the_next_within_
     async def scenario(port: int) -> tuple[Any, float]:
         async with raw_upstream(keep_answering(answer(b'{"ok": 1}')), port=port) as upstream:
             started = time.monotonic()
-            payload = await call(UpstreamHTTP(), upstream.url(host="dual.test"), timeouts=Timeouts(connect_ms=3_000))
+            payload = await call_once(upstream.url(host="dual.test"), timeouts=Timeouts(connect_ms=3_000))
             return payload, time.monotonic() - started
 
     with unanswering_socket(socket.AF_INET6, "::1") as port:
@@ -737,7 +746,7 @@ def test_https_proxy_in_the_environment_is_ignored(monkeypatch: pytest.MonkeyPat
             monkeypatch.setenv("HTTP_PROXY", proxy.url(path=""))
             monkeypatch.setenv("ALL_PROXY", proxy.url(path=""))
             async with raw_upstream(keep_answering(answer(b'{"direct": 1}'))) as upstream:
-                payload = await call(UpstreamHTTP(), upstream.url(host="localhost"))
+                payload = await call_once(upstream.url(host="localhost"))
                 return payload, len(upstream.requests), len(proxy.requests)
 
     assert asyncio.run(scenario()) == ({"direct": 1}, 1, 0)
