@@ -59,6 +59,7 @@ def test_a_job_runs_to_a_report_whose_receipts_equal_the_ledger(gateway_any_db):
     assert len(charged) == len(report["receipts"]) == job["calls_planned"] == 3
     assert report["total_charge_micros"] == job["spent_micros"] == posted > 0
     assert all(t.status == "posted" for t in found)
+    assert {r.endpoint for r in charged} == {"research"}
     assert job["spent_micros"] <= job["confirmed_max_micros"]
     gateway.audit_ok()
 

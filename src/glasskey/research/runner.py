@@ -20,7 +20,6 @@ created it, or the one a person resumes it in.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -45,6 +44,7 @@ from glasskey.services import Services
 
 log = logging.getLogger("glasskey.research")
 MAP_TRIES = 2
+ENDPOINT = "research"
 
 
 class JobRunner:
@@ -308,11 +308,8 @@ class JobRunner:
         async def read_body() -> bytes:
             return raw
 
-        chat: Any = self.lifecycle.chat
-        # The lead is adding an ``endpoint`` keyword so receipts say "research"; use it once it exists.
-        if "endpoint" in inspect.signature(chat).parameters:
-            return chat(call_id, authorization, read_body, endpoint="research")  # type: ignore[no-any-return]
-        return chat(call_id, authorization, read_body)  # type: ignore[no-any-return]
+        # Receipts of the job's calls say endpoint "research", so they can be told from a person's own.
+        return self.lifecycle.chat(call_id, authorization, read_body, endpoint=ENDPOINT)
 
     async def _finish(
         self,
