@@ -30,7 +30,7 @@ from glasskey.gateway.anthropic_inbound import check_version, to_chat_body
 from glasskey.gateway.anthropic_inbound_reply import error_body, error_headers, stop_reason, to_message
 from glasskey.gateway.anthropic_inbound_stream import MessageStream
 from glasskey.gateway.outcomes import SSE_DONE, sse
-from glasskey.providers.anthropic_translate import StreamTranslator
+from glasskey.providers.anthropic_translate import StreamTranslator, from_message
 from glasskey.providers.sse import SSEParser
 
 EVENTS: TypeAdapter[Any] = TypeAdapter(RawMessageStreamEvent)
@@ -253,6 +253,19 @@ def test_reasoning_and_tool_calls_become_thinking_and_tool_use_blocks():
     assert [block.type for block in message.content] == ["thinking", "tool_use"]
     assert message.content[1].input == {"a": 1}  # type: ignore[union-attr]
     assert message.stop_reason == "tool_use"
+
+
+@pytest.mark.parametrize("cache", [(0, 0), (120, 30)])
+def test_a_recorded_message_comes_back_after_a_round_trip_through_the_openai_shape(cache: tuple[int, int]):
+    recorded = orjson.loads(fixture("message_00.json"))
+    recorded["usage"].update(cache_read_input_tokens=cache[0], cache_creation_input_tokens=cache[1])
+    completion, _ = from_message(recorded, created=0)  # what the anthropic provider hands the lifecycle
+    back = Message.model_validate(to_message(completion, message_id=recorded["id"], model=recorded["model"]))
+    original = Message.model_validate(recorded)
+    assert back.content == original.content
+    assert back.stop_reason == original.stop_reason
+    for name in ("input_tokens", "output_tokens", "cache_read_input_tokens", "cache_creation_input_tokens"):
+        assert getattr(back.usage, name) == getattr(original.usage, name)
 
 
 @pytest.mark.parametrize(
