@@ -758,7 +758,7 @@ def test_the_operators_proxy_carries_every_upstream_call() -> None:
             raw_upstream(keep_answering(answer(b'{"via": "proxy"}'))) as proxy,
             raw_upstream(keep_answering(answer(b'{"via": "direct"}'))) as upstream,
         ):
-            http = UpstreamHTTP(proxy=proxy.url(path=""))
+            http = UpstreamHTTP(proxy=f"http://operator:s3cret@127.0.0.1:{proxy.port}")
             payload = await call(http, upstream.url(host="localhost"))
             await http.aclose()
             return payload, proxy.requests, len(upstream.requests)
@@ -766,6 +766,9 @@ def test_the_operators_proxy_carries_every_upstream_call() -> None:
     payload, proxied, direct = asyncio.run(scenario())
     assert (payload, direct) == ({"via": "proxy"}, 0)
     assert proxied[0].split(b"\r\n")[0].startswith(b"POST http://localhost:")  # absolute form: a proxy request
+    # The proxy's credentials, from its URL, go to the proxy alone.
+    fields = dict(line.split(b": ", 1) for line in proxied[0].split(b"\r\n\r\n")[0].split(b"\r\n")[1:])
+    assert fields[b"Proxy-Authorization"] == b"Basic b3BlcmF0b3I6czNjcmV0"
 
 
 def test_an_https_upstream_goes_through_the_operators_proxy_in_a_connect_tunnel(tls_upstream: TLSUpstream) -> None:
