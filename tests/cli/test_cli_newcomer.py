@@ -166,3 +166,14 @@ def test_the_demo_refuses_a_taken_port_before_printing_anything(tmp_path):
     assert result.stdout == ""
     assert f"port {port} is taken on 127.0.0.1: use --port" in result.stderr
     assert not (tmp_path / "d").exists()  # nothing seeded
+
+
+def test_a_route_option_its_provider_does_not_read_is_refused(env) -> None:
+    result = CliRunner().invoke(
+        main,
+        ["routes", "add", "--model", "gpt-4o-mini", "--provider", "simulated", "--settlement", "routed",
+         "--upstream-model", "gpt-4o-mini", "--option", "fail_rate=1"],
+        env=env,
+    )  # fmt: skip
+    assert result.exit_code == 1
+    assert "unknown option(s) fail_rate for a simulated route" in result.stderr and "error_rate" in result.stderr

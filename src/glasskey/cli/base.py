@@ -69,7 +69,10 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "receipts": ("glasskey.cli.ledger", "What each request did and what it cost."),
     "models": ("glasskey.cli.routes", "The model catalog and its official prices."),
     "routes": ("glasskey.cli.routes", "Ways to serve a model: provider, settlement, prices, priority, health."),
-    "research": ("glasskey.cli.research", "Research jobs on a key's quick and deep models (not financial advice)."),
+    "research": (
+        "glasskey.cli.research",
+        "Research jobs on a key's quick and deep models (research support, not financial advice).",
+    ),
 }
 
 

@@ -70,7 +70,12 @@ def job_options(function: Any) -> Any:
             click.argument(
                 "files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
             ),
-            click.option("--depth", type=click.Choice(["quick", "standard", "thorough"]), default="standard"),
+            click.option(
+                "--depth",
+                type=click.Choice(["quick", "standard", "thorough"]),
+                default="standard",
+                help="How many model calls the plan makes (quick, standard or thorough).",
+            ),
             click.option("--quick-model", default=None, help="Default: the gateway's (gpt-4o-mini)."),
             click.option("--deep-model", default=None, help="Default: the gateway's (claude-sonnet-4-5)."),
             click.option("--start", default=None, help="First date of the data window, YYYY-MM-DD."),
@@ -224,8 +229,8 @@ def _print_report(gateway: Gateway, job_id: str, save: Path | None) -> None:
 @research.command("show")
 @click.argument("job_id")
 @click.option("--report", "report_format", type=click.Choice(["md", "json"]), default=None, help="Print the report.")
-@click.option("--url", default=None)
-@click.option("--key", default=None)
+@click.option("--url", default=None, help="The gateway's /v1 URL (GLASSKEY_URL).")
+@click.option("--key", default=None, help="The key that ran the job (GLASSKEY_KEY).")
 def research_show(job_id: str, report_format: str | None, url: str | None, key: str | None) -> None:
     """A job's status, steps and spend; or its report."""
     gateway = Gateway(url, key)
@@ -245,8 +250,8 @@ def research_show(job_id: str, report_format: str | None, url: str | None, key: 
 
 
 @research.command("list")
-@click.option("--url", default=None)
-@click.option("--key", default=None)
+@click.option("--url", default=None, help="The gateway's /v1 URL (GLASSKEY_URL).")
+@click.option("--key", default=None, help="The key that ran the job (GLASSKEY_KEY).")
 def research_list(url: str | None, key: str | None) -> None:
     """This key's jobs, newest first."""
     jobs = Gateway(url, key).call("GET", "/jobs").json()["data"]
@@ -259,8 +264,8 @@ def research_list(url: str | None, key: str | None) -> None:
 
 @research.command("cancel")
 @click.argument("job_id")
-@click.option("--url", default=None)
-@click.option("--key", default=None)
+@click.option("--url", default=None, help="The gateway's /v1 URL (GLASSKEY_URL).")
+@click.option("--key", default=None, help="The key that ran the job (GLASSKEY_KEY).")
 def research_cancel(job_id: str, url: str | None, key: str | None) -> None:
     """Stop a job: calls in flight are cancelled and their holds voided."""
     job = Gateway(url, key).call("POST", f"/jobs/{job_id}/cancel").json()
@@ -269,8 +274,8 @@ def research_cancel(job_id: str, url: str | None, key: str | None) -> None:
 
 @research.command("resume")
 @click.argument("job_id")
-@click.option("--url", default=None)
-@click.option("--key", default=None)
+@click.option("--url", default=None, help="The gateway's /v1 URL (GLASSKEY_URL).")
+@click.option("--key", default=None, help="The key that ran the job (GLASSKEY_KEY).")
 def research_resume(job_id: str, url: str | None, key: str | None) -> None:
     """Resume an unfinished job (after a crash) from its last answered call; no call is sent twice."""
     gateway = Gateway(url, key)

@@ -18,6 +18,7 @@ from glasskey.errors import ClientError, NotFound
 from glasskey.ids import new_id
 from glasskey.pricing.catalog import Prices, get_model
 from glasskey.providers.base import RouteTarget
+from glasskey.providers.options import check_options_for
 from glasskey.routing.credentials import CredentialVault, shown_credential
 from glasskey.routing.upstream_address import check_upstream_url
 from glasskey.store.tables import routes
@@ -102,6 +103,7 @@ def _validate(route: Route) -> None:
         raise ClientError(f"settlement must be one of {', '.join(SETTLEMENTS)}", param="settlement")
     if route.provider not in PROVIDERS:
         raise ClientError(f"provider must be one of {', '.join(PROVIDERS)}", param="provider")
+    check_options_for(route.provider, route.options)
     if route.provider not in ("simulated",) and not route.base_url.startswith(("http://", "https://")):
         raise ClientError("base_url must be an http(s) URL", param="base_url")
     for prices in (route.prices, route.costs):
