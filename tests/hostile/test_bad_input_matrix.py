@@ -146,7 +146,7 @@ def test_every_bad_body_on_every_endpoint_is_a_json_4xx_from_the_client(
             assert response.status_code == 413 and error["code"] == "body_too_large"
 
 
-def test_every_refused_chat_and_embeddings_request_leaves_a_receipt_blaming_the_client(
+def test_every_refused_chat_and_embeddings_request_leaves_a_receipt_of_its_key_blaming_the_client(
     answered: tuple[Gateway, list[Call], list[httpx.Response]],
 ) -> None:
     gateway, calls, responses = answered
@@ -157,7 +157,7 @@ def test_every_refused_chat_and_embeddings_request_leaves_a_receipt_blaming_the_
     }
     with gateway.services.db.read() as conn:
         rows = conn.execute(
-            select(receipts.c.request_id, receipts.c.status, receipts.c.error_source).where(
+            select(receipts.c.request_id, receipts.c.status, receipts.c.error_source, receipts.c.key_id).where(
                 receipts.c.request_id.in_(list(expected))
             )
         ).all()
@@ -165,6 +165,8 @@ def test_every_refused_chat_and_embeddings_request_leaves_a_receipt_blaming_the_
     missing = sorted(label for request_id, label in expected.items() if request_id not in found)
     assert not missing, f"no receipt for {missing[:10]}"
     assert {(row.status, row.error_source) for row in rows} == {("failed", "client")}
+    # The key was checked first, so each refusal is on the key's own receipts.
+    assert len({row.key_id for row in rows}) == 1 and rows[0].key_id is not None
 
 
 def test_after_the_matrix_the_gateway_still_serves_and_the_ledger_is_coherent(
@@ -238,24 +240,17 @@ def test_a_request_without_a_valid_key_is_a_401_from_the_key(hostile_gateway: Ga
         assert_json_error(response, item.label, source="key")
 
 
-@pytest.mark.xfail(
-    reason="until the lifecycle authenticates before it parses the body (issue 14): today a bad body"
-    " without a key is a 400 from the client; both are JSON 4xx with a source, never a 500",
-    strict=False,
-)
 def test_a_bad_body_without_a_key_is_a_401_whatever_the_body(hostile_gateway: Gateway) -> None:
+    # The key is checked before the body is read (issue 14), so no body can turn a 401 into a 400.
     calls = [
         Call("POST", path, raw, {"content-type": "application/json"}, f"{endpoint}:{name}")
         for endpoint, (path, valid) in BODY_ENDPOINTS.items()
-        if endpoint != "quote"
         for name, raw in raw_cases(valid).items()
         if name != "too_large"
     ]
-    responses = send_all(hostile_gateway, calls)
-    for item, response in zip(calls, responses, strict=True):
-        assert_json_error(response, item.label)  # holds today too
-    for item, response in zip(calls, responses, strict=True):
+    for item, response in zip(calls, send_all(hostile_gateway, calls), strict=True):
         assert response.status_code == 401, (item.label, response.text[:300])
+        assert_json_error(response, item.label, source="key")
 
 
 def test_a_nul_in_a_receipt_path_is_answered_in_json(hostile_gateway: Gateway) -> None:
