@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import pydantic
 import pytest
 from google import genai
 from google.genai import errors, types
@@ -262,6 +264,30 @@ def test_an_inline_image_reaches_the_upstream(stack: Stack, model: str):
         assert sent == {"inlineData": {"mimeType": "image/png", "data": base64.b64encode(PNG).decode()}}
     else:
         assert with_image.text and "I see 1 images" in with_image.text
+
+
+def test_thinking_and_a_json_schema_reach_a_gemini_route_and_thought_tokens_come_back(stack: Stack):
+    class City(pydantic.BaseModel):
+        name: str
+        population: int
+
+    client = stack.client()
+    config = types.GenerateContentConfig(
+        thinking_config=types.ThinkingConfig(thinking_budget=5000),
+        response_mime_type="application/json",
+        response_schema=City,
+    )
+    prompt = "A city [[thoughts:40]]"
+    response = client.models.generate_content(model="gemini-2.5-flash", contents=prompt, config=config)
+    sent = stack.gemini.last.body["generationConfig"]
+    # 5000 tokens of budget is OpenAI's "medium" effort, which the gemini provider asks as 8192.
+    assert sent["thinkingConfig"] == {"thinkingBudget": 8192}
+    assert sent["responseMimeType"] == "application/json"
+    assert sent["responseJsonSchema"]["properties"]["population"]["type"] == "integer"
+    assert response.usage_metadata is not None and response.usage_metadata.thoughts_token_count == 40
+    assert response.text and json.loads(response.text)
+    receipt = stack.receipt(request_id_of(response))
+    assert receipt["output_tokens"] == 40 + (response.usage_metadata.candidates_token_count or 0)
 
 
 def test_count_tokens_answers_without_a_receipt(stack: Stack):
