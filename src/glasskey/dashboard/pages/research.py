@@ -1,0 +1,69 @@
+"""Research: every research job (the operator sees all keys'), a live job page, and its report.
+
+Read-only: a job runs with a person's key, which the dashboard never holds, so jobs are started
+from the API or the CLI. A running job's page reloads itself every few seconds (a meta refresh:
+the pages run no script of their own). The report's figures, chart and receipts are drawn from
+the job's stored report, which the runner rendered from the computed table.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from markupsafe import Markup
+from sqlalchemy import Connection
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from glasskey.dashboard.web import Dashboard
+from glasskey.research import NOTICE
+from glasskey.research.jobs import FINISHED, job_row, job_status, list_jobs
+from glasskey.research.metrics import percent, ratio
+
+JOBS_SHOWN = 100
+REFRESH_SECONDS = 2
+
+
+def routes(dash: Dashboard) -> list[Route]:
+    services = dash.services
+
+    async def jobs_page(request: Request) -> Response:
+        def work(conn: Connection) -> list[dict[str, Any]]:
+            now = services.clock()
+            return [job_status(conn, row.id, None, now) for row in list_jobs(conn, None, JOBS_SHOWN)]
+
+        return dash.render(
+            request, "research.html", {"nav": "research", "jobs": await dash.read(work), "notice": NOTICE}
+        )
+
+    async def job_page(request: Request) -> Response:
+        job_id = request.path_params["job_id"]
+
+        def work(conn: Connection) -> dict[str, Any]:
+            return {
+                "job": job_status(conn, job_id, None, services.clock()),
+                "report": job_row(conn, job_id, None).report,
+            }
+
+        context = await dash.read(work)
+        report = context["report"]
+        return dash.render(
+            request,
+            "research_job.html",
+            {
+                "nav": "research",
+                "notice": NOTICE,
+                "refresh": REFRESH_SECONDS if context["job"]["status"] not in FINISHED else None,
+                "percent": percent,
+                "ratio": ratio,
+                # The SVG is glasskey's own drawing of the computed series (symbols escaped in it).
+                "chart": Markup(report["chart_svg"]) if report and report.get("chart_svg") else None,
+                **context,
+            },
+        )
+
+    return [
+        Route("/research", jobs_page, methods=["GET"]),
+        Route("/research/{job_id}", job_page, methods=["GET"]),
+    ]
