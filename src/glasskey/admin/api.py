@@ -1,11 +1,13 @@
-"""The admin API application: admin-token authentication, request ids, and the one error rendering.
+"""The admin API application: authentication, role checks, request ids, and the one error rendering.
 
 ``build_admin_app`` returns a FastAPI application meant to be mounted at ``/admin/api``; its
 routes are declared relative to that mount and its OpenAPI document is ``/openapi.json`` below
 it. The endpoints themselves live in one router per domain (orgs, keys, routes, health, receipts) and
 only parse, call a domain function and render.
 
-Every path needs the admin token except the OpenAPI document and its docs page.
+Every path needs the admin token or a person's access token (``admin.authentication``) except the
+OpenAPI document, its docs page, sign-in and accepting an invitation; what each role may call is
+the one table of ``admin.access``, checked by a dependency before every endpoint runs.
 """
 
 from __future__ import annotations
@@ -13,23 +15,28 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.exceptions import RequestValidationError
 from fastapi.requests import Request
 from fastapi.responses import JSONResponse
 from pydantic import SecretStr
-from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
-from starlette.types import ASGIApp, Receive, Scope, Send
 
-from glasskey.admin.common import error_responses
+from glasskey.admin.access import error_responses, guard
+from glasskey.admin.audit_log import audit_router
+from glasskey.admin.authentication import AdminAuthentication
 from glasskey.admin.docs import add_docs_page
 from glasskey.admin.health import health_router
+from glasskey.admin.invitations import invitations_router
 from glasskey.admin.keys import keys_router
+from glasskey.admin.members import members_router
+from glasskey.admin.my_keys import my_keys_router
 from glasskey.admin.orgs import orgs_router
+from glasskey.admin.people import people_router
 from glasskey.admin.receipts import receipts_router
 from glasskey.admin.routes import routes_router
 from glasskey.errors import AdminAuthError, ClientError, GlasskeyError, NotFound, error_body
+from glasskey.people.throttle import build_throttle
 from glasskey.request_ids import RequestIdMiddleware
 from glasskey.services import Services
 from glasskey.settings import secret_matches
@@ -37,35 +44,7 @@ from glasskey.settings import secret_matches
 # Where FastAPI puts a parameter in a validation error's location; the rest of it names the field.
 _PARAM_PLACES = ("body", "query", "path", "header", "cookie")
 
-# Below the mount, these answer without the token: they describe the API and hold no data, and a
-# browser cannot attach a bearer token to the docs page's own fetch of the document.
-PUBLIC_PATHS = frozenset({"/openapi.json", "/docs", "/docs/oauth2-redirect"})
 SECURITY_SCHEME = "adminToken"
-
-
-class AdminAuthMiddleware:
-    """Refuses any request without the admin token before its body is read or its path routed.
-
-    Checking here rather than in a FastAPI dependency means an unauthenticated client never makes
-    the server parse a body, and learns nothing about which paths exist.
-    """
-
-    def __init__(self, app: ASGIApp, *, admin_token: SecretStr) -> None:
-        self.app = app
-        self.admin_token = admin_token
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or _path_below_mount(scope) in PUBLIC_PATHS:
-            await self.app(scope, receive, send)
-            return
-        refusal = self.refusal(Headers(scope=scope).get("authorization"))
-        if refusal is None:
-            await self.app(scope, receive, send)
-            return
-        await render_error(Request(scope), refusal)(scope, receive, send)
-
-    def refusal(self, authorization: str | None) -> AdminAuthError | None:
-        return admin_refusal(self.admin_token, authorization)
 
 
 def admin_refusal(admin_token: SecretStr, authorization: str | None) -> AdminAuthError | None:
@@ -81,13 +60,6 @@ def admin_refusal(admin_token: SecretStr, authorization: str | None) -> AdminAut
     if not secret_matches(admin_token, token.strip()):
         return AdminAuthError("Incorrect admin token", headers=challenge)
     return None
-
-
-def _path_below_mount(scope: Scope) -> str:
-    """The path as this app's routes see it: without the prefix of the mount it sits under."""
-    path: str = scope["path"]
-    root_path: str = scope.get("root_path", "")
-    return path[len(root_path) :] if root_path and path.startswith(root_path) else path
 
 
 def request_id_of(request: Request) -> str:
@@ -141,7 +113,11 @@ def _documented(app: FastAPI) -> Callable[[], dict[str, Any]]:
             schema = generate()
             components = schema.setdefault("components", {})
             components["securitySchemes"] = {
-                SECURITY_SCHEME: {"type": "http", "scheme": "bearer", "description": "the gateway's admin token"}
+                SECURITY_SCHEME: {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "the gateway's admin token, or a person's access token `gkp-…`",
+                }
             }
             schema["security"] = [{SECURITY_SCHEME: []}]
             for path_item in schema.get("paths", {}).values():
@@ -162,18 +138,22 @@ def build_admin_app(services: Services) -> FastAPI:
         description=(
             "Orgs, wallets and top-ups, the ledger, keys, routes and their health, prices and receipts of a "
             "glasskey gateway. "
-            "Every endpoint needs `Authorization: Bearer <admin token>`. Money is integer micro-dollars "
+            "Every endpoint needs `Authorization: Bearer <admin token>`, or a person's access token `gkp-…` on the "
+            "endpoints their role allows (docs/roles.md). Money is integer micro-dollars "
             "(`*_micros`, 1 USD = 1_000_000), never a float; prices are per 1M tokens. Errors are "
             "`{error: {message, type, code, param, request_id, source}}`; every response has `x-request-id`."
         ),
         openapi_url="/openapi.json",
         docs_url=None,  # add_docs_page serves it, with Swagger UI from the package (no CDN)
         redoc_url=None,
-        responses=error_responses(400, 401),
+        responses=error_responses(400, 401, 403, 429),
+        # Every endpoint's role rule (admin.access.ADMIN_ACCESS) is checked before it runs.
+        dependencies=[Depends(guard(services))],
     )
     app.state.services = services
+    throttle = build_throttle(services.settings.redis_url)
     # The last middleware added runs first: a refusal already has its request id.
-    app.add_middleware(AdminAuthMiddleware, admin_token=services.settings.admin_token)
+    app.add_middleware(AdminAuthentication, services=services, throttle=throttle)
     app.add_middleware(RequestIdMiddleware)
 
     @app.exception_handler(GlasskeyError)
@@ -194,6 +174,11 @@ def build_admin_app(services: Services) -> FastAPI:
         routes_router(services),
         health_router(services),
         receipts_router(services),
+        people_router(services, throttle),
+        members_router(services),
+        invitations_router(services, throttle),
+        my_keys_router(services),
+        audit_router(services),
     ):
         app.include_router(router)
     app.openapi = _documented(app)  # type: ignore[method-assign]

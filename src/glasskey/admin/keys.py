@@ -27,10 +27,9 @@ AllowedModels = Annotated[
 RateLimit = Annotated[StrictInt, Field(ge=0, description="requests per minute")]
 
 
-class CreateKeyBody(Body):
-    org_id: str = Field(description="the org (id or name) whose wallets pay for the key")
-    name: str = Field(min_length=1, max_length=NAME_MAX_LENGTH)
-    owner: str = Field(default="", max_length=NAME_MAX_LENGTH, description="the person, script or agent holding it")
+class PolicyBody(Body):
+    """A key's policy as a request sends it (shared by the operator's and a person's key creation)."""
+
     allowed_models: AllowedModels = None
     settlement: Settlement = "routed"
     lower_cost_routes: StrictBool = False
@@ -51,6 +50,12 @@ class CreateKeyBody(Body):
             rpm_limit=self.rpm_limit,
             expires_at=self.expires_at,
         )
+
+
+class CreateKeyBody(PolicyBody):
+    org_id: str = Field(description="the org (id or name) whose wallets pay for the key")
+    name: str = Field(min_length=1, max_length=NAME_MAX_LENGTH)
+    owner: str = Field(default="", max_length=NAME_MAX_LENGTH, description="the person, script or agent holding it")
 
 
 class UpdateKeyBody(Body):

@@ -73,6 +73,10 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
         "glasskey.cli.research",
         "Research jobs on a key's quick and deep models (research support, not financial advice).",
     ),
+    "users": ("glasskey.cli.people", "People's accounts (email and password, optional second factor)."),
+    "members": ("glasskey.cli.people", "Who belongs to an org, with which role."),
+    "tokens": ("glasskey.cli.people", "Personal access tokens for the admin API (gkp-...)."),
+    "audit": ("glasskey.cli.people", "The append-only audit log."),
 }
 
 

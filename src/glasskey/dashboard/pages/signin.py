@@ -1,4 +1,9 @@
-"""Signing in with the admin token, and signing out."""
+"""Signing in with the admin token, and signing out.
+
+Wrong tokens count in the sign-in throttle (``people.throttle``): once an address, or the gateway
+as a whole, has too many failures, the form answers 429 with ``retry-after`` until the window
+passes, whatever token it carries. Sign-ins and failures are written to the audit log.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +14,15 @@ from starlette.routing import Route
 from glasskey.dashboard.auth import admin_token_matches, end_session, is_signed_in, safe_next, start_session
 from glasskey.dashboard.forms import form_text
 from glasskey.dashboard.web import Dashboard, read_form, redirect
+from glasskey.errors import AdminAuthError
+from glasskey.people.audit import Actor, record
+from glasskey.people.roles import OPERATOR
+from glasskey.people.throttle import build_throttle, scopes
 
 
 def routes(dash: Dashboard) -> list[Route]:
     settings = dash.services.settings
+    throttle = build_throttle(settings.redis_url)
 
     async def signin_form(request: Request) -> Response:
         target = safe_next(request.query_params.get("next"))
@@ -24,8 +34,25 @@ def routes(dash: Dashboard) -> list[Route]:
     async def signin(request: Request) -> Response:
         form = await read_form(request)
         target = safe_next(form_text(form, "next"))
+        address = request.client.host if request.client is not None else ""
+        attempt = scopes(address)
+        try:
+            await throttle.check(attempt)
+        except AdminAuthError as throttled:
+            context = {"next": target, "error": throttled.message, "signed_out": False}
+            response = dash.render(request, "signin.html", context, status_code=429)
+            response.headers.update(throttled.headers)
+            return response
         token = form_text(form, "admin_token")
-        if not token or not admin_token_matches(settings, token):
+        matched = bool(token) and admin_token_matches(settings, token)
+        actor = Actor(OPERATOR, "dashboard", address=address)
+        await dash.write(
+            lambda conn: record(
+                conn, actor, "signin", dash.services.clock(), target="dashboard", outcome="ok" if matched else "failed"
+            )
+        )
+        if not matched:
+            await throttle.fail(attempt)
             context = {"next": target, "error": "That is not this gateway's admin token.", "signed_out": False}
             return dash.render(request, "signin.html", context, status_code=401)
         start_session(request.session)

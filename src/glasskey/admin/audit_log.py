@@ -1,0 +1,131 @@
+"""Admin endpoints for the audit log: an org's events for everyone who may read the org, all of them
+for the operator, a summary of key use, CSV export, and the hash chain's verification.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import timedelta
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query
+from fastapi.responses import Response
+from sqlalchemy import Connection, case, func, select
+
+from glasskey.admin.access import error_responses
+from glasskey.admin.common import list_body
+from glasskey.orgs.service import get_org
+from glasskey.people.audit import PAGE_MAX, list_events, verify
+from glasskey.services import Services
+from glasskey.store.tables import receipts
+
+KEY_USE_DAYS_MAX = 90
+Limit = Annotated[int, Query(ge=1, le=PAGE_MAX)]
+Before = Annotated[int | None, Query(description="only events before this `seq` (the next page)")]
+Format = Annotated[Literal["json", "csv"], Query(alias="format")]
+_CSV_COLUMNS = (
+    "seq",
+    "at",
+    "actor",
+    "org_id",
+    "action",
+    "target",
+    "outcome",
+    "address",
+    "request_id",
+    "before",
+    "after",
+)
+
+
+def key_use(conn: Connection, org_id: str, since: Any) -> list[dict[str, Any]]:
+    """Requests, failures and charges per key of the org since ``since``, from the receipts themselves."""
+    failed = func.sum(case((receipts.c.status != "succeeded", 1), else_=0))
+    rows = conn.execute(
+        select(
+            receipts.c.key_public_id,
+            func.count().label("requests"),
+            failed.label("failed"),
+            func.sum(receipts.c.charge_micros).label("charge_micros"),
+            func.max(receipts.c.created_at).label("last_used_at"),
+        )
+        .where(receipts.c.org_id == org_id)
+        .where(receipts.c.created_at >= since)
+        .group_by(receipts.c.key_public_id)
+        .order_by(receipts.c.key_public_id)
+    )
+    return [
+        {
+            "key": f"gk-{row.key_public_id}" if row.key_public_id else None,
+            "requests": int(row.requests),
+            "failed": int(row.failed or 0),
+            "charge_micros": int(row.charge_micros or 0),
+            "last_used_at": str(row.last_used_at),
+        }
+        for row in rows
+    ]
+
+
+def _csv(events: list[dict[str, Any]]) -> Response:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=_CSV_COLUMNS, extrasaction="ignore")
+    writer.writeheader()
+    for event in events:
+        writer.writerow(event)
+    return Response(buffer.getvalue(), media_type="text/csv; charset=utf-8")
+
+
+def audit_router(services: Services) -> APIRouter:
+    router = APIRouter(tags=["audit log"])
+
+    @router.get(
+        "/orgs/{org_id}/audit",
+        summary="An org's audit log",
+        description=(
+            "Changes, sign-ins and denials in the org, newest first: who, when, what, before → after, from which "
+            "address and request. Filter by `action`; page with `before`; `format=csv` for a spreadsheet."
+        ),
+        responses=error_responses(404),
+    )
+    def read_org_audit(
+        org_id: str, limit: Limit = 100, before: Before = None, action: str | None = None, output: Format = "json"
+    ) -> Any:
+        with services.db.read() as conn:
+            org = get_org(conn, org_id)
+            events = list_events(conn, org_id=org.id, action=action, before_seq=before, limit=limit)
+        return _csv(events) if output == "csv" else list_body(events)
+
+    @router.get(
+        "/orgs/{org_id}/audit/key-use",
+        summary="Key use in an org",
+        description="Requests, failures and charges per key over the last `days`, counted from the receipts.",
+    )
+    def read_key_use(org_id: str, days: Annotated[int, Query(ge=1, le=KEY_USE_DAYS_MAX)] = 7) -> dict[str, Any]:
+        with services.db.read() as conn:
+            org = get_org(conn, org_id)
+            return list_body(key_use(conn, org.id, services.clock() - timedelta(days=days)), days=days)
+
+    @router.get("/audit", summary="The whole audit log", description="Every org's events and the operator's.")
+    def read_audit(
+        limit: Limit = 100,
+        before: Before = None,
+        action: str | None = None,
+        org_id: str | None = None,
+        output: Format = "json",
+    ) -> Any:
+        with services.db.read() as conn:
+            events = list_events(conn, org_id=org_id, action=action, before_seq=before, limit=limit)
+        return _csv(events) if output == "csv" else list_body(events)
+
+    @router.get(
+        "/audit/verify",
+        summary="Verify the audit log's hash chain",
+        description="Walks every event; `ok` is false when one was edited or removed.",
+    )
+    def read_verify() -> dict[str, Any]:
+        with services.db.read() as conn:
+            problems = verify(conn)
+        return {"object": "audit.verify", "ok": not problems, "problems": problems[:PAGE_MAX]}
+
+    return router

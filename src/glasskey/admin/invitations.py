@@ -1,0 +1,121 @@
+"""Admin endpoints for invitations: an owner invites an email with a role; the invitee accepts with the link.
+
+The link's secret is answered once, to the inviter. Accepting needs no admin credential (the secret
+is one), so failed attempts count in the sign-in throttle like wrong passwords.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from pydantic import Field
+
+from glasskey.admin.access import actor_of, client_address, error_responses, principal_of, request_id_of
+from glasskey.admin.common import Body, list_body
+from glasskey.errors import AdminAuthError
+from glasskey.orgs.service import get_org
+from glasskey.people import invitations
+from glasskey.people.audit import Actor, record
+from glasskey.people.passwords import PASSWORD_MAX_LENGTH
+from glasskey.people.roles import Role
+from glasskey.people.tables import EMAIL_MAX_LENGTH
+from glasskey.people.throttle import Throttle, scopes
+from glasskey.services import Services
+
+INVITE_NOTE = "This link works once and is shown only now: send it to the invitee. glasskey keeps only its hash."
+
+
+class InvitationBody(Body):
+    email: str = Field(min_length=3, max_length=EMAIL_MAX_LENGTH)
+    role: Role
+
+
+class AcceptBody(Body):
+    token: str = Field(min_length=1, max_length=200, description="the secret of the invitation link")
+    password: str = Field(
+        min_length=1, max_length=PASSWORD_MAX_LENGTH, description="a new password, or the existing account's"
+    )
+
+
+def invitations_router(services: Services, throttle: Throttle) -> APIRouter:
+    router = APIRouter(tags=["members"])
+
+    @router.get("/orgs/{org_id}/invitations", summary="List invitations", description="Never a link's secret.")
+    def read_invitations(org_id: str) -> dict[str, Any]:
+        with services.db.read() as conn:
+            return list_body([item.public() for item in invitations.list_invitations(conn, get_org(conn, org_id).id)])
+
+    @router.post(
+        "/orgs/{org_id}/invitations",
+        status_code=201,
+        summary="Invite someone",
+        description=(
+            "A one-time link for the email, with a role below the caller's, expiring in 72 hours. The answer holds "
+            "the link's secret, shown once; the invitee sends it with a password to `POST /invitations/accept`."
+        ),
+        responses=error_responses(403, 409),
+    )
+    def invite(org_id: str, body: InvitationBody, request: Request) -> dict[str, Any]:
+        principal = principal_of(request)
+        now = services.clock()
+        with services.db.write() as conn:
+            org = get_org(conn, org_id)
+            invitation, secret = invitations.invite(
+                conn,
+                pepper=services.pepper,
+                actor_id=principal.user_id or "operator",
+                actor_role=principal.role,
+                org_id=org.id,
+                email=body.email,
+                role=body.role,
+                now=now,
+            )
+            record(
+                conn,
+                actor_of(request),
+                "invitation.create",
+                now,
+                org_id=org.id,
+                target=invitation.email,
+                after=invitation.public(),
+            )
+        return {
+            **invitation.public(),
+            "token": secret,
+            "accept_url": f"{services.settings.effective_public_url}/admin/api/invitations/accept",
+            "token_note": INVITE_NOTE,
+        }
+
+    @router.post(
+        "/invitations/accept",
+        summary="Accept an invitation",
+        description=(
+            "No admin credential: the link's secret is the credential. Sets the new account's password (or checks an "
+            "existing account's) and adds the membership. A link works once; failures are throttled like sign-ins."
+        ),
+        responses=error_responses(401, 429),
+    )
+    async def accept(body: AcceptBody, request: Request) -> dict[str, Any]:
+        attempt = scopes(client_address(request))
+        await throttle.check(attempt)
+        now = services.clock()
+        try:
+            with services.db.write() as conn:
+                user, invitation = invitations.accept(
+                    conn, pepper=services.pepper, secret=body.token, password=body.password, now=now
+                )
+                actor = Actor(user.id, user.email, client_address(request), request_id_of(request))
+                record(conn, actor, "invitation.accept", now, org_id=invitation.org_id, target=user.email)
+        except AdminAuthError:
+            # A wrong link (or a wrong password for an existing account) is a guess; a weak new password is not.
+            await throttle.fail(attempt)
+            raise
+        return {
+            "object": "invitation.accepted",
+            "user": user.public(),
+            "org_id": invitation.org_id,
+            "role": invitation.role,
+        }
+
+    return router

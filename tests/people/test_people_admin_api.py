@@ -1,0 +1,166 @@
+"""The admin API for people: sign-in, tokens, /me/keys, limits, and escalation attempts that must fail."""
+
+from __future__ import annotations
+
+import pytest
+from people_api import ADMIN, admin_client, org_with_tokens
+from people_helpers import PASSWORD
+
+from glasskey.people.audit import list_events
+
+
+@pytest.fixture
+def client(services):
+    with admin_client(services) as test_client:
+        yield test_client
+
+
+def test_signing_in_answers_a_token_shown_once_that_then_works(services, client):
+    acme = org_with_tokens(services, "acme")
+    signed_in = client.post("/signin", json={"email": "member@acme.example", "password": PASSWORD})
+    assert signed_in.status_code == 200, signed_in.text
+    body = signed_in.json()
+    assert body["token"].startswith("gkp-") and body["role"] == "member" and body["org_id"] == acme.team.org_id
+    auth = {"Authorization": f"Bearer {body['token']}"}
+    me = client.get("/me", headers=auth).json()
+    assert me["user"]["email"] == "member@acme.example" and me["role"] == "member"
+    listed = client.get("/me/tokens", headers=auth).json()["data"]
+    assert body["token"] not in str(listed) and body["prefix"] in str(listed)
+
+
+def test_a_wrong_password_and_an_unknown_email_answer_alike_and_are_audited(services, client):
+    org_with_tokens(services, "acme")
+    wrong = client.post("/signin", json={"email": "member@acme.example", "password": "not the password!"})
+    unknown = client.post("/signin", json={"email": "nobody@acme.example", "password": "not the password!"})
+    assert wrong.status_code == unknown.status_code == 401
+    assert wrong.json()["error"]["message"] == unknown.json()["error"]["message"]
+    with services.db.read() as conn:
+        failures = [event for event in list_events(conn, action="signin") if event["outcome"] == "failed"]
+    assert {event["target"] for event in failures} == {"member@acme.example", "nobody@acme.example"}
+    assert all(event["address"] == "testclient" for event in failures)
+
+
+def test_sign_in_is_throttled_per_address_with_retry_after(services, client):
+    org_with_tokens(services, "acme")
+    statuses = [
+        client.post("/signin", json={"email": f"x{index}@acme.example", "password": "wrong password!!"}).status_code
+        for index in range(11)
+    ]
+    assert statuses == [401] * 10 + [429]
+    # Even the right password waits now: a throttled answer never says whether a guess was right.
+    refused = client.post("/signin", json={"email": "member@acme.example", "password": PASSWORD})
+    assert refused.status_code == 429 and 1 <= int(refused.headers["retry-after"]) <= 60
+    assert refused.json()["error"]["code"] == "too_many_failed_sign_ins"
+
+
+def test_wrong_admin_tokens_are_throttled_and_audited(services, client):
+    wrong = {"Authorization": "Bearer not-the-admin-token-0123456789"}
+    statuses = [client.get("/orgs", headers=wrong).status_code for _ in range(11)]
+    assert statuses == [401] * 10 + [429]
+    assert client.get("/orgs", headers=ADMIN).status_code == 429
+    with services.db.read() as conn:
+        assert len(list_events(conn, action="admin_api.authenticate")) == 10
+
+
+def test_a_member_makes_keys_only_for_themselves_in_their_org_within_its_limits(services, client):
+    acme, other = org_with_tokens(services, "acme"), org_with_tokens(services, "other")
+    owner, member = acme.auth("owner"), acme.auth("member")
+    limits = {"rpm_max": 30, "budget_total_max_micros": 2_000_000}
+    assert client.put(f"/orgs/{acme.team.org_id}/limits", json=limits, headers=owner).status_code == 200
+    made = client.post("/me/keys", json={"name": "script", "service": "nightly"}, headers=member)
+    assert made.status_code == 201, made.text
+    assert made.json()["rpm_limit"] == 30 and made.json()["org_id"] == acme.team.org_id
+    assert made.json()["held_by"] == {"service": "nightly"}
+    assert made.json()["responsible_user_id"] == acme.team.member.id
+    over = client.post("/me/keys", json={"name": "greedy", "rpm_limit": 31}, headers=member)
+    assert over.status_code == 403 and over.json()["error"]["code"] == "over_org_limit"
+    # Ownership fields in a body are refused, never obeyed.
+    for smuggled in ({"org_id": other.team.org_id}, {"user_id": acme.team.owner.id}, {"owner": "someone"}):
+        refused = client.post("/me/keys", json={"name": "sneaky", **smuggled}, headers=member)
+        assert refused.status_code == 400, refused.text
+    assert client.post("/keys", json={"org_id": acme.team.org_id, "name": "x"}, headers=member).status_code == 403
+    listed = client.get("/keys", params={"org_id": other.team.org_id}, headers=ADMIN).json()["data"]
+    assert listed == []
+    mine = client.get("/me/keys", headers=member).json()["data"]
+    assert [key["name"] for key in mine] == ["script"]
+
+
+def test_a_member_cannot_make_an_owner_or_touch_a_higher_role(services, client):
+    acme = org_with_tokens(services, "acme")
+    org_id, member, owner = acme.team.org_id, acme.auth("member"), acme.auth("owner")
+    client.post("/users", json={"email": "new@acme.example", "password": PASSWORD}, headers=ADMIN)
+    as_member = client.post(
+        f"/orgs/{org_id}/members", json={"email": "new@acme.example", "role": "owner"}, headers=member
+    )
+    assert as_member.status_code == 403
+    as_owner = client.post(
+        f"/orgs/{org_id}/members", json={"email": "new@acme.example", "role": "owner"}, headers=owner
+    )
+    assert as_owner.status_code == 403 and as_owner.json()["error"]["code"] == "role_too_low"
+    demote = client.patch(f"/orgs/{org_id}/members/{acme.team.owner.id}", json={"role": "viewer"}, headers=owner)
+    assert demote.status_code == 403
+    assert client.post("/me/tokens", json={"name": "up", "role": "owner"}, headers=member).status_code == 403
+    assert (
+        client.post("/users", json={"email": "x@acme.example", "password": PASSWORD}, headers=owner).status_code == 403
+    )
+
+
+def test_keys_and_receipts_of_a_member_are_theirs_alone(services, client):
+    acme = org_with_tokens(services, "acme")
+    member, billing = acme.auth("member"), acme.auth("billing")
+    key = client.post("/me/keys", json={"name": "mine"}, headers=member).json()
+    owners_key = client.post("/me/keys", json={"name": "owner's"}, headers=acme.auth("owner")).json()
+    assert client.get(f"/keys/{key['id']}", headers=member).status_code == 200
+    assert client.get(f"/keys/{owners_key['id']}", headers=member).status_code == 403
+    assert client.get("/receipts", params={"key_id": key["id"]}, headers=member).status_code == 200
+    assert client.get("/receipts", params={"org_id": acme.team.org_id}, headers=member).status_code == 400
+    assert client.get("/receipts", params={"org_id": acme.team.org_id}, headers=billing).status_code == 200
+    assert client.post(f"/keys/{owners_key['id']}/revoke", headers=member).status_code == 403
+    assert client.post(f"/keys/{key['id']}/revoke", headers=member).json()["status"] == "revoked"
+
+
+def test_everyone_who_reads_the_org_reads_its_audit_log_with_changes_and_denials(services, client):
+    acme = org_with_tokens(services, "acme")
+    client.post("/me/keys", json={"name": "mine"}, headers=acme.auth("member"))
+    client.get(f"/orgs/{acme.team.org_id}/wallets/credit/ledger", headers=acme.auth("member"))  # denied: 403
+    events = client.get(f"/orgs/{acme.team.org_id}/audit", headers=acme.auth("viewer")).json()["data"]
+    actions = {(event["action"], event["outcome"]) for event in events}
+    assert {("key.create", "ok"), ("denied", "denied")} <= actions
+    csv = client.get(f"/orgs/{acme.team.org_id}/audit", params={"format": "csv"}, headers=acme.auth("viewer"))
+    assert csv.headers["content-type"].startswith("text/csv") and "key.create" in csv.text
+    assert client.get("/audit/verify", headers=ADMIN).json()["ok"] is True
+    assert client.get("/audit", headers=acme.auth("owner")).status_code == 403
+
+
+def test_offboarding_is_previewed_then_confirmed_through_the_api(services, client):
+    acme = org_with_tokens(services, "acme")
+    org_id, owner = acme.team.org_id, acme.auth("owner")
+    bot = client.post("/me/keys", json={"name": "bot", "service": "bot"}, headers=acme.auth("member")).json()
+    leaving = f"/orgs/{org_id}/members/{acme.team.member.id}/offboarding"
+    decisions = {"service_keys": {bot["id"]: acme.team.billing.id}}
+    plan = client.post(f"{leaving}/preview", json=decisions, headers=owner).json()
+    assert plan["service_keys"][0]["action"] == "hand_over"
+    stale = client.post(
+        f"{leaving}/confirm", json={"service_keys": {}, "fingerprint": plan["fingerprint"]}, headers=owner
+    )
+    assert stale.status_code == 409
+    done = client.post(f"{leaving}/confirm", json={**decisions, "fingerprint": plan["fingerprint"]}, headers=owner)
+    assert done.status_code == 200, done.text
+    assert client.get("/me", headers=acme.auth("member")).status_code == 401  # their token ended with them
+
+
+def test_an_invitation_link_is_shown_once_and_lets_the_invitee_in(services, client):
+    acme = org_with_tokens(services, "acme")
+    invited = client.post(
+        f"/orgs/{acme.team.org_id}/invitations",
+        json={"email": "new@acme.example", "role": "viewer"},
+        headers=acme.auth("owner"),
+    ).json()
+    listed = client.get(f"/orgs/{acme.team.org_id}/invitations", headers=acme.auth("owner")).json()["data"]
+    assert invited["token"] not in str(listed)
+    accepted = client.post("/invitations/accept", json={"token": invited["token"], "password": "my new passphrase 9"})
+    assert accepted.status_code == 200, accepted.text
+    again = client.post("/invitations/accept", json={"token": invited["token"], "password": "my new passphrase 9"})
+    assert again.status_code == 401
+    token = client.post("/signin", json={"email": "new@acme.example", "password": "my new passphrase 9"}).json()
+    assert token["role"] == "viewer"

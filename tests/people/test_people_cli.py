@@ -1,0 +1,74 @@
+"""``glasskey users | members | tokens | audit``, through click's runner on a SQLite database in tmp_path."""
+
+from __future__ import annotations
+
+import os
+import re
+
+import pytest
+from click.testing import CliRunner, Result
+
+from conftest_helpers import TEST_ENCRYPTION_KEY
+from glasskey.cli import main
+
+PASSWORD = "a long passphrase 42"
+
+
+@pytest.fixture
+def run(tmp_path, monkeypatch):
+    for name in [name for name in os.environ if name.startswith("GLASSKEY_")]:
+        monkeypatch.delenv(name)
+    env = {
+        "GLASSKEY_DATA_DIR": str(tmp_path),
+        "GLASSKEY_ADMIN_TOKEN": "admin-token-for-tests-0123456789",
+        "GLASSKEY_KEY_PEPPER": "pepper-for-tests-0123456789abcdef",
+        "GLASSKEY_ENCRYPTION_KEY": TEST_ENCRYPTION_KEY,
+    }
+
+    def invoke(*args: str, stdin: str | None = None) -> Result:
+        return CliRunner().invoke(main, list(args), env=env, input=stdin)
+
+    return invoke
+
+
+def ok(result: Result) -> str:
+    assert result.exit_code == 0, (result.output, result.exception)
+    return result.output
+
+
+def test_accounts_members_tokens_and_the_audit_log_from_the_command_line(run):
+    ok(run("orgs", "create", "acme"))
+    created = ok(run("users", "create", "--email", "Owner@Acme.example", stdin=f"{PASSWORD}\n{PASSWORD}\n"))
+    assert "owner@acme.example" in created and PASSWORD not in created.replace("Password", "")
+    ok(run("users", "create", "--email", "ops@acme.example", "--operator", stdin=f"{PASSWORD}\n{PASSWORD}\n"))
+    assert "operator" in ok(run("users", "list"))
+    ok(run("members", "add", "--org", "acme", "--email", "owner@acme.example", "--role", "owner"))
+    assert re.search(r"owner@acme\.example\s+usr_\w+\s+owner", ok(run("members", "list", "--org", "acme")))
+
+    made = ok(run("tokens", "create", "--email", "owner@acme.example", "--org", "acme"))
+    token = re.search(r"^gkp-[a-z0-9]{12}-[A-Za-z0-9]{40}$", made, re.MULTILINE)
+    assert token is not None and "(owner," in made
+    listed = ok(run("tokens", "list", "--email", "owner@acme.example"))
+    assert token.group(0) not in listed and token.group(0)[:16] in listed
+    ok(run("tokens", "revoke", token.group(0)[:16]))
+    assert "revoked" in ok(run("tokens", "list", "--email", "owner@acme.example"))
+
+    events = ok(run("audit", "list"))
+    assert all(action in events for action in ("user.create", "member.add", "token.create", "token.revoke"))
+    assert "intact" in ok(run("audit", "verify"))
+
+
+def test_a_weak_password_is_refused_with_the_reason(run):
+    result = run("users", "create", "--email", "a@acme.example", stdin="short\nshort\n")
+    assert result.exit_code == 1 and "at least 12" in result.output
+
+
+def test_removing_a_member_shows_the_plan_and_waits_for_a_yes(run):
+    ok(run("orgs", "create", "acme"))
+    ok(run("users", "create", "--email", "m@acme.example", stdin=f"{PASSWORD}\n{PASSWORD}\n"))
+    ok(run("members", "add", "--org", "acme", "--email", "m@acme.example", "--role", "member"))
+    declined = run("members", "remove", "--org", "acme", "--email", "m@acme.example", stdin="n\n")
+    assert declined.exit_code == 1 and "remove the membership" in declined.output
+    assert "m@acme.example" in ok(run("members", "list", "--org", "acme"))
+    ok(run("members", "remove", "--org", "acme", "--email", "m@acme.example", "--yes"))
+    assert "m@acme.example" not in ok(run("members", "list", "--org", "acme"))

@@ -1,0 +1,44 @@
+"""The dashboard's sign-in form: wrong admin tokens are throttled per address, and every attempt is audited."""
+
+from __future__ import annotations
+
+import re
+
+from starlette.testclient import TestClient
+
+from glasskey.dashboard import build_dashboard
+from glasskey.people.audit import list_events
+
+ADMIN_TOKEN = "admin-token-for-tests-0123456789"
+
+
+def _csrf(html: str) -> str:
+    found = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert found is not None
+    return found.group(1)
+
+
+def test_wrong_tokens_are_throttled_with_retry_after_and_audited(services):
+    with TestClient(build_dashboard(services), follow_redirects=False) as client:
+        csrf = _csrf(client.get("/signin").text)
+        statuses = []
+        for _ in range(11):
+            answer = client.post("/signin", data={"csrf_token": csrf, "admin_token": "wrong-token-" * 3})
+            statuses.append(answer.status_code)
+        assert statuses == [401] * 10 + [429]
+        assert "Too many failed sign-ins from this address" in answer.text
+        assert 1 <= int(answer.headers["retry-after"]) <= 60
+        # The right token waits too: a throttled answer says nothing about the guess.
+        right = client.post("/signin", data={"csrf_token": csrf, "admin_token": ADMIN_TOKEN})
+        assert right.status_code == 429
+    with services.db.read() as conn:
+        outcomes = [event["outcome"] for event in list_events(conn, action="signin")]
+    assert outcomes == ["failed"] * 10
+
+
+def test_a_right_token_signs_in_and_is_audited(services):
+    with TestClient(build_dashboard(services), follow_redirects=False) as client:
+        csrf = _csrf(client.get("/signin").text)
+        assert client.post("/signin", data={"csrf_token": csrf, "admin_token": ADMIN_TOKEN}).status_code == 303
+    with services.db.read() as conn:
+        assert [event["outcome"] for event in list_events(conn, action="signin")] == ["ok"]

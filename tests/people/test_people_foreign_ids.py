@@ -1,0 +1,86 @@
+"""BOLA/BFLA: every admin endpoint × every org role × ids of a foreign org → 403/404, never a byte of its data.
+
+The cases come from the role table itself (``ADMIN_ACCESS``), so a new endpoint is covered without
+writing a test for it.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from people_api import admin_client, org_with_tokens
+from people_helpers import PEPPER
+
+from conftest_helpers import NOW
+from glasskey.admin.access import ADMIN_ACCESS
+from glasskey.keys.policy import KeyPolicy
+from glasskey.people.holders import create_person_key
+from glasskey.people.principal import Principal
+from glasskey.people.tokens import list_tokens
+from glasskey.store.tables import receipts
+
+# Bodies that would pass validation, so a refusal can only come from the guard or the handler.
+BODIES = {
+    "/orgs/{org_id}/wallets/{kind}/topups": {"amount_micros": 1},
+    "/orgs/{org_id}/members": {"email": "member@target.example", "role": "viewer"},
+    "/orgs/{org_id}/members/{user_id}": {"role": "viewer"},
+    "/orgs/{org_id}/limits": {"rpm_max": 1},
+    "/orgs/{org_id}/invitations": {"email": "x@target.example", "role": "viewer"},
+    "/keys/{key_id}": {"name": "stolen"},
+    "/orgs/{org_id}/members/{user_id}/offboarding/confirm": {"fingerprint": "0" * 64},
+}
+# The model catalog is the gateway's, not an org's: it is the one path with an id and no owner.
+TAKES_IDS = [
+    (method, path)
+    for (method, path), rule in ADMIN_ACCESS.items()
+    if "{" in path and rule.scope != "public" and not path.startswith("/models/")
+]
+
+
+@pytest.fixture
+def world(services):
+    mine, target = org_with_tokens(services, "mine"), org_with_tokens(services, "target")
+    with services.db.write() as conn:
+        team = target.team
+        holder = Principal(role="member", user_id=team.member.id, email=team.member.email, org_id=team.org_id)
+        key, _, _ = create_person_key(conn, holder, pepper=PEPPER, name="target key", policy=KeyPolicy(), now=NOW)
+        conn.execute(
+            receipts.insert().values(
+                request_id="req_target",
+                key_id=key.id,
+                key_public_id=key.public_id,
+                org_id=team.org_id,
+                endpoint="chat",
+                status="succeeded",
+                http_status=200,
+                created_at=NOW,
+            )
+        )
+        token_id = list_tokens(conn, team.member.id)[0].id
+    ids = {
+        "org_id": target.team.org_id,
+        "key_id": key.id,
+        "request_id": "req_target",
+        "user_id": target.team.member.id,
+        "kind": "credit",
+        "route_id": "rte_x",
+        "name": "gpt-4o-mini",
+        "token_id": token_id,
+    }
+    secrets = {target.team.org_id, "target", key.id, key.public_id, target.team.member.id, target.team.owner.id}
+    with admin_client(services) as client:
+        yield client, mine, ids, secrets
+
+
+@pytest.mark.parametrize("role", ["owner", "billing", "member", "viewer"])
+def test_no_role_reaches_a_foreign_orgs_records_through_any_endpoint(world, role):
+    client, mine, ids, secrets = world
+    reached = []
+    for method, path in TAKES_IDS:
+        url = re.sub(r"\{(\w+)\}", lambda match: ids[match.group(1)], path)
+        response = client.request(method, url, json=BODIES.get(path, {}), headers=mine.auth(role))
+        leaked = [secret for secret in secrets if secret in response.text and secret not in url]
+        if response.status_code not in (403, 404) or leaked:
+            reached.append((method, path, response.status_code, leaked))
+    assert reached == []
