@@ -112,7 +112,11 @@ def settlement_in_words(settlement: str, models: list[dict[str, Any]], vendors: 
 def sdk_base_urls(base: str) -> dict[str, dict[str, str]]:
     """Where each official SDK reaches the gateway with this same key, unchanged but for its base URL."""
     return {
-        "openai": {"base_url": f"{base}/v1", "example": f'OpenAI(base_url="{base}/v1", api_key=KEY)'},
+        "openai": {
+            "base_url": f"{base}/v1",
+            "env": "OPENAI_BASE_URL",
+            "example": f'OpenAI(base_url="{base}/v1", api_key=KEY)',
+        },
         # The Anthropic SDK adds /v1/messages itself; Claude Code reads ANTHROPIC_BASE_URL.
         "anthropic": {
             "base_url": base,
