@@ -278,3 +278,48 @@ def test_the_health_table_names_the_top_error_classes_and_an_open_breakers_coold
     assert "open (half-opens in 12s)" in line and "25.0%" in line and "120 ms  950 ms" in line
     assert line.endswith("server_error 4, rate_limited 1, timeout 1")
     assert rendered.endswith("as the gateway at http://gw saw it over the last 60s")
+
+
+def test_rotate_encryption_key_reseals_every_credential_under_the_new_key(run, env, outputs):
+    route_id = add_route(run, "--credential", CANARY)
+    env_route = add_route(run, "--credential-env", "CHEAP_UPSTREAM_KEY")
+    old_key = env["GLASSKEY_ENCRYPTION_KEY"]
+    new_key = ok(run("routes", "generate-encryption-key")).strip()
+    assert new_key != old_key and len(new_key) == 44
+
+    # Only the new key configured: the old credentials open with none, and nothing changes.
+    refused = run("routes", "rotate-encryption-key", extra_env={"GLASSKEY_ENCRYPTION_KEY": new_key})
+    assert refused.exit_code == 1
+    assert route_id in refused.stderr and "nothing was changed" in refused.stderr
+
+    rotating = {"GLASSKEY_ENCRYPTION_KEY": new_key, "GLASSKEY_PREVIOUS_ENCRYPTION_KEYS": old_key}
+    rotated = run("routes", "rotate-encryption-key", extra_env=rotating)
+    assert rotated.exit_code == 0, rotated.output
+    assert "re-sealed 2 route credential(s)" in rotated.stdout
+    assert "previous_encryption_keys can now be removed" in rotated.stderr
+
+    new_only = build_services(load_settings(environ={**env, "GLASSKEY_ENCRYPTION_KEY": new_key}))
+    try:
+        with new_only.db.read() as conn:
+            assert new_only.vault.open(get_route(conn, route_id).credential) == CANARY
+            assert new_only.vault.open(get_route(conn, env_route).credential) == "env:CHEAP_UPSTREAM_KEY"
+    finally:
+        new_only.db.dispose()
+    # The key is printed once, by generate-encryption-key; neither it nor a credential ever again.
+    assert not any(CANARY in output or new_key in output for output in outputs[3:])
+
+
+def test_routes_refuse_internal_upstreams_and_out_of_range_numbers(run, env):
+    strict = {"GLASSKEY_ALLOW_PRIVATE_UPSTREAMS": "false"}
+    for base_url in ("http://169.254.169.254/", "http://user:pw@cheap.example.com/v1", "http://127.0.0.1:5432"):
+        refused = run("routes", "add", "--model", "gpt-4o-mini", "--provider", "openai_compatible",
+                      "--settlement", "routed", "--upstream-model", "m", "--base-url", base_url,
+                      extra_env=strict)  # fmt: skip
+        assert refused.exit_code == 1, refused.output
+        assert "base_url refused" in refused.stderr
+    route_id = add_route(run)
+    assert run("routes", "set", route_id, "--base-url", "http://metadata.google.internal/").exit_code == 1
+    for option in (("--priority", str(2**63)), ("--weight", str(2**63)), ("--priority", "-2000000")):
+        assert run("routes", "set", route_id, *option).exit_code == 2
+    assert run("routes", "set", route_id, "--price-output", "1000000000").exit_code == 1  # $1e9 per 1M tokens
+    assert listed(run, route_id)[5:7] == ["100", "1"]

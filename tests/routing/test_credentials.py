@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from alembic import command
 from sqlalchemy import text
 
 from conftest_helpers import NOW
@@ -19,7 +20,7 @@ from glasskey.routing.credentials import (
 )
 from glasskey.routing.routes import Route, create_route, get_route
 from glasskey.store.database import Database
-from glasskey.store.migrations import upgrade
+from glasskey.store.migrations import alembic_config, upgrade
 
 CANARY = "sk-canary-7f3a9c1e5b2d4f6a8c0e"
 OLD_KEY, NEW_KEY = CredentialVault.generate_key(), CredentialVault.generate_key()
@@ -138,5 +139,14 @@ def test_migration_0003_seals_existing_plaintext_rows(database_url: str) -> None
             stored = get_route(conn, "rt-old").credential
         assert is_sealed(stored) and vault.open(stored) == CANARY
         assert CANARY not in _dump(db, database_url)
+
+        # Downgrading opens them again, and refuses to without the key.
+        with pytest.raises(RuntimeError, match="vault"):
+            command.downgrade(alembic_config(db), "0002")
+        config = alembic_config(db)
+        config.attributes["credential_vault"] = vault
+        command.downgrade(config, "0002")
+        with db.read() as conn:
+            assert get_route(conn, "rt-old").credential == CANARY
     finally:
         db.dispose()

@@ -20,6 +20,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.requests import Request
 from fastapi.responses import JSONResponse
 from pydantic import SecretStr
+from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException
 
 from glasskey.admin.access import error_responses, guard
@@ -167,6 +168,18 @@ def build_admin_app(services: Services) -> FastAPI:
     @app.exception_handler(HTTPException)
     async def on_http_error(request: Request, exc: HTTPException) -> JSONResponse:
         return render_error(request, http_error(exc))
+
+    # Values are bounded at the edge (glasskey.limits); these two catch what slips past a bound, such
+    # as a date at the end of the calendar shifted to UTC, so even then the answer is JSON 400.
+    @app.exception_handler(OverflowError)
+    async def on_overflow(request: Request, exc: OverflowError) -> JSONResponse:
+        return render_error(
+            request, ClientError("a value is out of the range glasskey can store", code="value_too_large")
+        )
+
+    @app.exception_handler(DataError)
+    async def on_data_error(request: Request, exc: DataError) -> JSONResponse:
+        return render_error(request, ClientError("a value cannot be stored by the database"))
 
     for router in (
         orgs_router(services),

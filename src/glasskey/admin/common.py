@@ -15,9 +15,16 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
 
 from glasskey.ledger import Transfer
+from glasskey.limits import BUDGET_MAX_MICROS, PRICE_MAX_MICROS_PER_MTOK
 from glasskey.pricing.catalog import Model, Prices
 
-Micros = Annotated[StrictInt, Field(ge=0, description="an amount in micro-dollars (1 USD = 1_000_000)")]
+# Every amount and count has a maximum (glasskey.limits, the table of docs/security.md); the
+# domain functions check them too, so the CLI and the dashboard refuse the same values.
+Micros = Annotated[
+    StrictInt,
+    Field(ge=0, le=BUDGET_MAX_MICROS, description="an amount in micro-dollars (1 USD = 1_000_000)"),
+]
+PriceMicros = Annotated[StrictInt, Field(ge=0, le=PRICE_MAX_MICROS_PER_MTOK)]
 WalletKind = Literal["credit", "routed"]
 Settlement = Literal["official", "routed"]
 ForcedCircuit = Literal["open", "closed"]
@@ -34,9 +41,9 @@ class Body(BaseModel):
 class PricesBody(Body):
     """Unit prices in micros per one million tokens."""
 
-    input: Micros = Field(description="micros per 1M input tokens")
-    output: Micros = Field(description="micros per 1M output tokens")
-    cached: Micros = Field(description="micros per 1M cached input tokens")
+    input: PriceMicros = Field(description="micros per 1M input tokens")
+    output: PriceMicros = Field(description="micros per 1M output tokens")
+    cached: PriceMicros = Field(description="micros per 1M cached input tokens")
 
     def prices(self) -> Prices:
         return Prices(

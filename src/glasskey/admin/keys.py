@@ -14,6 +14,7 @@ from glasskey.admin.common import Body, Micros, Settlement, error_responses, lis
 from glasskey.keys.explain import explain_key
 from glasskey.keys.policy import KeyPolicy
 from glasskey.keys.service import create_key, get_key, list_keys, revoke_key, update_key
+from glasskey.limits import RPM_LIMIT_MAX
 from glasskey.orgs.service import get_org
 from glasskey.services import Services
 
@@ -24,7 +25,7 @@ AllowedModels = Annotated[
     list[str] | None,
     Field(description="public model names the key may call; null means every model in the catalog"),
 ]
-RateLimit = Annotated[StrictInt, Field(ge=0, description="requests per minute")]
+RateLimit = Annotated[StrictInt, Field(ge=0, le=RPM_LIMIT_MAX, description="requests per minute")]
 
 
 class PolicyBody(Body):

@@ -11,6 +11,7 @@ from pydantic import AwareDatetime, Field, StrictInt
 
 from glasskey.admin.common import Body, WalletKind, error_responses, list_body, transfer_view
 from glasskey.ledger import audit, list_transfers
+from glasskey.limits import TOP_UP_MAX_MICROS
 from glasskey.orgs.service import create_org, get_org, get_wallet, list_orgs, list_wallets, top_up
 from glasskey.services import Services
 
@@ -25,7 +26,9 @@ class CreateOrgBody(Body):
 
 
 class TopUpBody(Body):
-    amount_micros: StrictInt = Field(gt=0, description="money added to the wallet, in micro-dollars")
+    amount_micros: StrictInt = Field(
+        gt=0, le=TOP_UP_MAX_MICROS, description="money added to the wallet, in micro-dollars"
+    )
     memo: str = Field(default="", max_length=400, description="why the money was added")
 
 

@@ -23,6 +23,7 @@ from glasskey.admin.common import (
     list_body,
     model_view,
 )
+from glasskey.limits import PRIORITY_MAX, PRIORITY_MIN, WEIGHT_MAX
 from glasskey.pricing.catalog import get_model, list_models, set_official_prices
 from glasskey.routing.routes import (
     Route,
@@ -36,8 +37,8 @@ from glasskey.routing.routes import (
 from glasskey.services import Services
 
 Provider = Literal["openai", "anthropic", "gemini", "openai_compatible", "simulated"]
-Priority = Annotated[StrictInt, Field(description="lower is tried first")]
-Weight = Annotated[StrictInt, Field(ge=1, description="share among routes of equal priority")]
+Priority = Annotated[StrictInt, Field(ge=PRIORITY_MIN, le=PRIORITY_MAX, description="lower is tried first")]
+Weight = Annotated[StrictInt, Field(ge=1, le=WEIGHT_MAX, description="share among routes of equal priority")]
 BaseUrl = Annotated[
     str,
     Field(

@@ -20,6 +20,7 @@ from glasskey.cli.base import (
 from glasskey.keys.explain import explain_key
 from glasskey.keys.policy import KeyPolicy
 from glasskey.keys.service import REVOKED, create_key, get_key, list_keys, revoke_key, update_key
+from glasskey.limits import RPM_LIMIT_MAX
 from glasskey.money import format_usd
 from glasskey.orgs.service import get_org, list_orgs
 
@@ -63,7 +64,7 @@ def keys() -> None:
 @click.option("--backups/--no-backups", default=False, show_default=True, help="Fall back to backup routes.")
 @click.option("--budget-total", type=USD, default=None, help="Total spending limit in USD.")
 @click.option("--budget-daily", type=USD, default=None, help="Daily spending limit in USD.")
-@click.option("--rpm", type=click.IntRange(min=0), default=None, help="Requests per minute.")
+@click.option("--rpm", type=click.IntRange(0, RPM_LIMIT_MAX), default=None, help="Requests per minute.")
 @click.option("--expires", type=ISO_DATETIME, default=None, help="Expiry, e.g. 2026-12-31T23:59:59Z.")
 @click.pass_context
 def keys_create(
@@ -217,7 +218,10 @@ class ClearableType(click.ParamType[Any]):
 @click.option("--budget-total", type=ClearableType(USD), default=None, help="Total limit in USD; none clears it.")
 @click.option("--budget-daily", type=ClearableType(USD), default=None, help="Daily limit in USD; none clears it.")
 @click.option(
-    "--rpm", type=ClearableType(click.IntRange(min=0)), default=None, help="Requests per minute; none clears it."
+    "--rpm",
+    type=ClearableType(click.IntRange(0, RPM_LIMIT_MAX)),
+    default=None,
+    help="Requests per minute; none clears it.",
 )
 @click.option(
     "--expires", type=ClearableType(ISO_DATETIME), default=None, help="Expiry (ISO 8601); none: never expires."

@@ -23,6 +23,7 @@ from glasskey.cli.base import (
     table,
     writing,
 )
+from glasskey.limits import PRIORITY_MAX, PRIORITY_MIN, WEIGHT_MAX
 from glasskey.money import format_usd
 from glasskey.pricing.catalog import Prices, get_model, list_models, set_official_prices
 from glasskey.routing.credentials import CredentialVault, reseal_stored_credentials
@@ -116,6 +117,7 @@ class RouteOptionType(click.ParamType[tuple[str, Any]]):
 
 
 ROUTE_OPTION = RouteOptionType()
+PRIORITY = click.IntRange(PRIORITY_MIN, PRIORITY_MAX)
 FORCE_CHOICES = {"open": "open", "closed": "closed", "none": None}
 
 
@@ -209,9 +211,13 @@ def routes_list(ctx: click.Context, model: str | None) -> None:
 @click.option("--credential-env", default=None, metavar="VAR", help="Read the upstream key from $VAR at request time.")
 @_prices_options("price", "default: the model's official price")
 @_prices_options("cost", "what the operator pays; default: the route's price")
-@click.option("--priority", type=int, default=100, show_default=True, help="Lower is tried first.")
+@click.option("--priority", type=PRIORITY, default=100, show_default=True, help="Lower is tried first.")
 @click.option(
-    "--weight", type=click.IntRange(min=1), default=1, show_default=True, help="Among equal priorities, higher first."
+    "--weight",
+    type=click.IntRange(1, WEIGHT_MAX),
+    default=1,
+    show_default=True,
+    help="Among equal priorities, higher first.",
 )
 @click.option(
     "--option", "options", type=ROUTE_OPTION, multiple=True, help="A route option, e.g. timeout_total_ms=60000."
@@ -273,8 +279,10 @@ def routes_add(
 @routes.command("set")
 @click.argument("route_id")
 @click.option("--enable/--disable", "enabled", default=None, help="Let requests use the route, or not.")
-@click.option("--priority", type=int, default=None, help="Lower is tried first.")
-@click.option("--weight", type=click.IntRange(min=1), default=None, help="Among equal priorities, higher first.")
+@click.option("--priority", type=PRIORITY, default=None, help="Lower is tried first.")
+@click.option(
+    "--weight", type=click.IntRange(1, WEIGHT_MAX), default=None, help="Among equal priorities, higher first."
+)
 @_prices_options("price", "parts left out keep their value")
 @_prices_options("cost", "parts left out keep their value")
 @click.option("--base-url", default=None, help="A new upstream base URL.")

@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from glasskey.errors import ClientError
+from glasskey.limits import BUDGET_MAX_MICROS, RPM_LIMIT_MAX, check_range
 
 SETTLEMENT_WALLET = {"official": "credit", "routed": "routed"}
 
@@ -29,6 +30,8 @@ class KeyPolicy:
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
                 raise ClientError(f"{name} must be a non-negative integer", param=name)
+            if value is not None:
+                check_range(name, value, RPM_LIMIT_MAX if name == "rpm_limit" else BUDGET_MAX_MICROS)
         if self.expires_at is not None and self.expires_at.tzinfo is None:
             raise ClientError("expires_at needs a time zone", param="expires_at")
 

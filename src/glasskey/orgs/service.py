@@ -15,7 +15,8 @@ from sqlalchemy import Connection, select
 from glasskey.errors import ClientError, NotFound
 from glasskey.ids import new_id
 from glasskey.ledger import SYSTEM_TOPUP_SOURCE, Balance, Transfer, create_posted, get_balance, open_account
-from glasskey.store.tables import accounts, orgs
+from glasskey.limits import TOP_UP_MAX_MICROS, TOP_UPS_TOTAL_MAX_MICROS, check_range
+from glasskey.store.tables import accounts, orgs, transfers
 
 WALLET_KINDS = ("credit", "routed")
 
@@ -92,6 +93,28 @@ def list_wallets(conn: Connection, org_id: str) -> list[Wallet]:
     return [get_wallet(conn, org_id, kind) for kind in WALLET_KINDS]
 
 
+def _check_total_top_ups(conn: Connection, amount_micros: int, idempotency_key: str | None) -> None:
+    """Refuse a top-up that would take all top-ups past their cap, so no ledger counter can overflow.
+
+    The top-up source is debited by every top-up and by nothing else, so its ``debits_posted`` is
+    the sum of all of them (``glasskey.limits`` says why that bounds every counter). A replay of an
+    earlier top-up moves nothing, so it is never refused here.
+    """
+    total = conn.scalar(select(accounts.c.debits_posted).where(accounts.c.id == SYSTEM_TOPUP_SOURCE)) or 0
+    if total + amount_micros <= TOP_UPS_TOTAL_MAX_MICROS:
+        return
+    if idempotency_key is not None and conn.scalar(
+        select(transfers.c.id).where(transfers.c.idempotency_key == idempotency_key)
+    ):
+        return
+    raise ClientError(
+        f"this top-up would take the money ever topped up on this gateway past {TOP_UPS_TOTAL_MAX_MICROS:,} "
+        "micros, the ledger's limit (docs/security.md)",
+        code="value_too_large",
+        param="amount_micros",
+    )
+
+
 def top_up(
     conn: Connection,
     org_id: str,
@@ -104,7 +127,9 @@ def top_up(
 ) -> Transfer:
     if amount_micros <= 0:
         raise ClientError("a top-up amount must be positive", param="amount_micros")
+    check_range("amount_micros", amount_micros, TOP_UP_MAX_MICROS, 1)
     account_id = wallet_account_id(conn, org_id, kind)
+    _check_total_top_ups(conn, amount_micros, f"topup:{idempotency_key}" if idempotency_key else None)
     return create_posted(
         conn,
         debit_account_id=SYSTEM_TOPUP_SOURCE,

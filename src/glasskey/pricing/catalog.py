@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import Connection, select, update
 
 from glasskey.errors import ModelError
+from glasskey.limits import PRICE_MAX_MICROS_PER_MTOK, check_range
 from glasskey.money import dollars_to_micros
 from glasskey.store.tables import models
 
@@ -117,9 +118,16 @@ def list_models(conn: Connection) -> list[Model]:
     return [_model(row) for row in conn.execute(select(models).order_by(models.c.vendor, models.c.name))]
 
 
+def check_prices(prices: Prices, param: str) -> None:
+    """Refuse a negative unit price or one above ``PRICE_MAX_MICROS_PER_MTOK``."""
+    for part, value in prices.as_dict().items():
+        check_range(f"{param}.{part}", value, PRICE_MAX_MICROS_PER_MTOK)
+
+
 def set_official_prices(conn: Connection, name: str, prices: Prices, *, price_date: str, source: str) -> Model:
     """An operator's override of a model's official price; kept across catalog syncs."""
     get_model(conn, name)
+    check_prices(prices, "price_per_mtok_micros")
     conn.execute(
         update(models)
         .where(models.c.name == name)

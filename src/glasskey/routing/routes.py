@@ -16,7 +16,8 @@ from sqlalchemy import Connection, select, update
 
 from glasskey.errors import ClientError, NotFound
 from glasskey.ids import new_id
-from glasskey.pricing.catalog import Prices, get_model
+from glasskey.limits import PRIORITY_MAX, PRIORITY_MIN, WEIGHT_MAX, check_option_numbers, check_range
+from glasskey.pricing.catalog import Prices, check_prices, get_model
 from glasskey.providers.base import RouteTarget
 from glasskey.providers.options import check_options_for
 from glasskey.routing.credentials import CredentialVault, shown_credential
@@ -109,6 +110,11 @@ def _validate(route: Route) -> None:
     for prices in (route.prices, route.costs):
         if min(prices.input_per_mtok_micros, prices.output_per_mtok_micros, prices.cached_per_mtok_micros) < 0:
             raise ClientError("prices are never negative", param="price")
+    check_prices(route.prices, "price_per_mtok_micros")
+    check_prices(route.costs, "cost_per_mtok_micros")
+    check_range("priority", route.priority, PRIORITY_MAX, PRIORITY_MIN)
+    check_range("weight", route.weight, WEIGHT_MAX, 1)
+    check_option_numbers(route.options)
     if route.forced_circuit not in (None, "open", "closed"):
         raise ClientError("forced_circuit must be `open`, `closed` or null", param="forced_circuit")
     for name in TIMEOUT_OPTIONS:
@@ -117,8 +123,6 @@ def _validate(route: Route) -> None:
             isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= TIMEOUT_MAX_MS
         ):
             raise ClientError(f"{name} must be whole milliseconds from 1 to {TIMEOUT_MAX_MS}", param=f"options.{name}")
-    if route.weight < 1:
-        raise ClientError("weight must be at least 1", param="weight")
 
 
 def _values(route: Route) -> dict[str, Any]:
