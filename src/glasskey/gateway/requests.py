@@ -55,6 +55,20 @@ UPSTREAM_FIELDS = (
     "vertex_credentials",
 )
 _UPSTREAM_NAMES = {name.replace("_", ""): name for name in UPSTREAM_FIELDS}
+# Names most bodies are made of: none is an upstream field, so they skip the comparison.
+_COMMON_NAMES = frozenset(
+    {
+        "model", "messages", "role", "content", "name", "type", "text", "image_url", "url", "detail",
+        "input_audio", "data", "format", "file", "file_id", "file_data", "filename", "tool_calls",
+        "tool_call_id", "id", "function", "arguments", "refusal", "audio", "max_tokens",
+        "max_completion_tokens", "temperature", "top_p", "n", "stream", "stream_options", "include_usage",
+        "stop", "presence_penalty", "frequency_penalty", "logit_bias", "logprobs", "top_logprobs", "user",
+        "seed", "tools", "tool_choice", "parallel_tool_calls", "response_format", "json_schema", "schema",
+        "strict", "description", "parameters", "properties", "required", "items", "enum", "metadata",
+        "store", "reasoning_effort", "service_tier", "modalities", "input", "dimensions", "encoding_format",
+        "system", "parts", "contents", "generationConfig", "cache_control", "source", "media_type",
+    }
+)  # fmt: skip
 # Gemini's schema fields, in the camelCase and snake_case that its JSON accepts alike.
 _GEMINI_SCHEMA_FIELDS = (
     "parameters",
@@ -117,8 +131,19 @@ def _schemas(body: dict[str, Any]) -> set[int]:
     return {id(node) for node in found if isinstance(node, dict)}
 
 
-def _where(path: str, key: Any) -> str:
-    return f"{path}.{key}" if path else str(key)
+# A frame of the walk: a node, its depth, whether names are checked in it, and its link (the
+# parent frame and the key that led here), from which a path is written only for an error.
+_Frame = tuple[Any, int, bool, Any]
+
+
+def _path(frame: _Frame, key: Any = None) -> str:
+    keys = [] if key is None else [str(key)]
+    link = frame[3]
+    while link is not None:
+        frame, parent_key = link
+        keys.append(str(parent_key))
+        link = frame[3]
+    return ".".join(reversed(keys)) or "body"
 
 
 def _nul(where: str) -> ClientError:
@@ -137,32 +162,42 @@ def _upstream_field(where: str, name: str) -> ClientError:
 
 
 def check_body_text(body: dict[str, Any]) -> None:
-    """One pass over every key and value: no NUL, no depth past 64, no upstream-choosing field."""
+    """One pass over every key and value: no NUL, no depth past 64, no upstream-choosing field.
+
+    It runs on every request, so it is written for speed: exact type checks (orjson makes only
+    plain dicts and lists), the common field names skip the spelling-blind comparison, and a
+    path is written out only for an error.
+    """
     schemas = _schemas(body)
     # An explicit stack: a recursive walk would let a deep body exhaust Python's own stack.
-    stack: list[tuple[Any, int, bool, str]] = [(body, 1, True, "")]
+    stack: list[_Frame] = [(body, 1, True, None)]
     while stack:
-        node, depth, names_checked, path = stack.pop()
+        frame = stack.pop()
+        node, depth, names_checked, _ = frame
         if depth > BODY_DEPTH_MAX:
+            path = _path(frame)
             raise ClientError(
                 f"The request body is nested deeper than {BODY_DEPTH_MAX} levels (at `{shown(path)}`)", param=path
             )
-        if isinstance(node, dict):
+        if type(node) is dict:
             names_checked = names_checked and id(node) not in schemas
-            items: Any = node.items()
+            pairs: Any = node.items()
         else:
-            items = enumerate(node)
-        for key, value in items:
-            if isinstance(key, str):
+            pairs = enumerate(node)
+        for key, value in pairs:
+            if type(key) is str:
                 if "\x00" in key:
-                    raise _nul(path or "body")
-                if names_checked and (name := _UPSTREAM_NAMES.get(_plain(key))) is not None:
-                    raise _upstream_field(_where(path, key), name)
-            if isinstance(value, str):
+                    raise _nul(_path(frame))
+                if names_checked and key not in _COMMON_NAMES:
+                    name = _UPSTREAM_NAMES.get(_plain(key))
+                    if name is not None:
+                        raise _upstream_field(_path(frame, key), name)
+            kind = type(value)
+            if kind is str:
                 if "\x00" in value:
-                    raise _nul(_where(path, key))
-            elif isinstance(value, dict | list):
-                stack.append((value, depth + 1, names_checked, _where(path, key)))
+                    raise _nul(_path(frame, key))
+            elif kind is dict or kind is list:
+                stack.append((value, depth + 1, names_checked, (frame, key)))
 
 
 def check_model_field(body: dict[str, Any]) -> str:
