@@ -255,6 +255,22 @@ def test_reasoning_and_tool_calls_become_thinking_and_tool_use_blocks():
     assert message.stop_reason == "tool_use"
 
 
+def test_an_openai_refusal_becomes_text_with_stop_reason_refusal():
+    body = completion({"role": "assistant", "content": None, "refusal": "I can't help with that."})
+    message = Message.model_validate(to_message(body, message_id="msg_1", model="m"))
+    assert message.content[0].text == "I can't help with that."  # type: ignore[union-attr]
+    assert message.stop_reason == "refusal"
+    chunks = [
+        sse({"choices": [{"index": 0, "delta": {"role": "assistant", "refusal": ""}, "finish_reason": None}]}),
+        sse({"choices": [{"index": 0, "delta": {"refusal": "I can't"}, "finish_reason": None}]}),
+        sse({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}),
+        SSE_DONE,
+    ]
+    events = translated_events(chunks)
+    assert [e["delta"]["text"] for e in events if e["type"] == "content_block_delta"] == ["I can't"]
+    assert events[-2]["delta"]["stop_reason"] == "refusal"
+
+
 @pytest.mark.parametrize("cache", [(0, 0), (120, 30)])
 def test_a_recorded_message_comes_back_after_a_round_trip_through_the_openai_shape(cache: tuple[int, int]):
     recorded = orjson.loads(fixture("message_00.json"))

@@ -78,8 +78,12 @@ def to_message(completion: dict[str, Any], *, message_id: str, model: str) -> di
     if reasoning:
         content.append({"type": "thinking", "thinking": reasoning, "signature": ""})
     text = reply.get("content")
+    refusal = reply.get("refusal")
     if isinstance(text, str) and text:
         content.append({"type": "text", "text": text, "citations": None})
+    elif isinstance(refusal, str) and refusal:
+        # OpenAI puts a refusal beside an empty content; Anthropic says it as text with stop_reason refusal.
+        content.append({"type": "text", "text": refusal, "citations": None})
     for call in reply.get("tool_calls") or ():
         function = call.get("function") or {}
         content.append(
@@ -96,7 +100,7 @@ def to_message(completion: dict[str, Any], *, message_id: str, model: str) -> di
         "role": "assistant",
         "model": model,
         "content": content,
-        "stop_reason": stop_reason(choice.get("finish_reason")),
+        "stop_reason": "refusal" if refusal and not text else stop_reason(choice.get("finish_reason")),
         "stop_sequence": None,
         "usage": anthropic_usage(completion.get("usage")),
     }

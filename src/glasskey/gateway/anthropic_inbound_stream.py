@@ -42,6 +42,7 @@ class MessageStream:
         self.block_kind: str | None = None  # "thinking", "text", "tool_use", or None when closed
         self.tool_blocks: dict[int, int] = {}  # OpenAI tool call index -> Anthropic block index
         self.finish_reason: str | None = None
+        self.refused = False  # the text came as OpenAI's ``refusal``
         self.usage: dict[str, Any] | None = None
 
     def feed(self, data: bytes) -> bytes:
@@ -95,8 +96,10 @@ class MessageStream:
             if reasoning:
                 out += self._open("thinking", {"type": "thinking", "thinking": "", "signature": ""})
                 out += self._delta({"type": "thinking_delta", "thinking": reasoning})
-            text = delta.get("content")
+            text = delta.get("content") or delta.get("refusal")
             if isinstance(text, str) and text:
+                # A refusal streams as text, as Anthropic sends one, and ends with stop_reason refusal.
+                self.refused = self.refused or not delta.get("content")
                 out += self._open("text", {"type": "text", "text": ""})
                 out += self._delta({"type": "text_delta", "text": text})
             for call in delta.get("tool_calls") or ():
@@ -147,6 +150,7 @@ class MessageStream:
 
     def _finish(self) -> bytes:
         self.finished = True
-        delta = {"stop_reason": stop_reason(self.finish_reason), "stop_sequence": None}
+        reason = "refusal" if self.refused else stop_reason(self.finish_reason)
+        delta = {"stop_reason": reason, "stop_sequence": None}
         message_delta = {"type": "message_delta", "delta": delta, "usage": anthropic_usage(self.usage)}
         return event("message_delta", message_delta) + event("message_stop", {"type": "message_stop"})
