@@ -77,14 +77,18 @@ def test_a_stream_is_relayed_settled_and_only_then_done(seeded):
             settled_before_done.append(receipt_row(services, "req_stream").status == "succeeded")
         sent.append(data)
 
+    async def flush() -> None:
+        sent.append(b"<flush>")
+
     async def run() -> None:
         body = {**CHAT, "stream": True, "stream_options": {"include_usage": True}}
         outcome = await lifecycle.chat("req_stream", f"Bearer {keys['routed_key']}", body_of(body))
         assert isinstance(outcome, StreamOutcome)
-        await outcome.relay(emit)
+        await outcome.relay(emit, flush)
 
     asyncio.run(run())
     assert sent[-1] == b"data: [DONE]\n\n"
+    assert sent[-2] == b"<flush>", "what was relayed goes out before the settlement's commit"
     assert settled_before_done == [True], "[DONE] leaves only after the settlement's commit"
     assert receipt_row(services, "req_stream").usage_source == "provider_reported"
     audited(services)

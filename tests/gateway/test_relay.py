@@ -1,4 +1,4 @@
-"""The stream relay buffers what it forwards and sends it whenever the stream is about to wait.
+"""The stream relay holds what it forwards and sends it whenever the stream is about to wait.
 
 Events parsed from one upstream read leave in one write; nothing stays in the buffer while the
 upstream is silent, so a client still sees each part of an answer as soon as the gateway has it.
@@ -11,12 +11,13 @@ from collections.abc import MutableMapping
 from typing import Any
 
 import httpx
+import pytest
 from sqlalchemy import select
 
 from gateway_fixtures import Gateway
 from glasskey.gateway.streaming import RelayResponse
 from glasskey.providers.http import Timeouts, UpstreamHTTP
-from glasskey.providers.sse import before_wait, on_wait
+from glasskey.providers.sse import PAUSE
 from glasskey.store.tables import receipts
 from scripted_upstream import Answer, scripted_upstream, slow_chunks
 
@@ -36,11 +37,11 @@ def test_the_first_event_goes_out_at_once_and_the_rest_in_one_write_before_the_r
         await asyncio.sleep(3600)  # the client never leaves
         return {"type": "http.disconnect"}
 
-    async def relay(emit: Any) -> None:
+    async def relay(emit: Any, flush: Any) -> None:
         await emit(b"first")  # sent at once: the time to first token
         await emit(b"A")
         await emit(b"B")
-        await before_wait()  # as the upstream reader does before each network read
+        await flush()  # as the relay does at each PAUSE of its stream
         # Were A and B still buffered, this would time out: the client must have them now.
         await asyncio.wait_for(client_has_first_part.wait(), timeout=10)
         await emit(b"C")
@@ -50,18 +51,16 @@ def test_the_first_event_goes_out_at_once_and_the_rest_in_one_write_before_the_r
     assert bodies == [(b"first", True), (b"AB", True), (b"C", False)]
 
 
-def test_the_upstream_reader_asks_for_a_flush_after_each_network_read() -> None:
+@pytest.mark.parametrize("pauses", [True, False])
+def test_the_upstream_reader_says_it_pauses_after_each_network_read_when_asked(pauses: bool) -> None:
     seen: list[str] = []
-
-    async def flush() -> None:
-        seen.append("flush")
 
     async def read(base_url: str) -> None:
         http = UpstreamHTTP()
-        on_wait(flush)
         try:
-            async for event in http.post_sse("p", f"{base_url}/x", headers={}, body={}, timeouts=Timeouts()):
-                seen.append(event.data)
+            events = http.post_sse("p", f"{base_url}/x", headers={}, body={}, timeouts=Timeouts(), pauses=pauses)
+            async for event in events:
+                seen.append("pause" if event is PAUSE else event.data)  # type: ignore[union-attr]
         finally:
             await http.aclose()
 
@@ -69,7 +68,7 @@ def test_the_upstream_reader_asks_for_a_flush_after_each_network_read() -> None:
     chunks = slow_chunks(b"data: 1\n\ndata: 2\n\n", b"data: 3\n\n", pause_seconds=0.2)
     with scripted_upstream(lambda request: Answer(200, chunks, {"content-type": "text/event-stream"})) as (url, _):
         asyncio.run(read(url))
-    assert seen == ["1", "2", "flush", "3", "flush"]
+    assert seen == (["1", "2", "pause", "3", "pause"] if pauses else ["1", "2", "3"])
 
 
 def test_the_end_of_a_stream_is_sent_only_once_its_receipt_and_charge_are_committed(gateway: Gateway) -> None:
@@ -83,7 +82,7 @@ def test_the_end_of_a_stream_is_sent_only_once_its_receipt_and_charge_are_commit
             await asyncio.sleep(0.3)
         return await submit(work, durable=durable, **options)
 
-    writer.submit = slow_commits  # type: ignore[method-assign]
+    writer.submit = slow_commits  # type: ignore[method-assign,assignment]
     body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 20, "stream": True}
     found_at_the_end: Any = None
     with httpx.stream(

@@ -34,9 +34,9 @@ class CountingProvider:
         self.calls[target.route_id] += 1
         return await self.inner.chat(target, body)
 
-    def stream_chat(self, target: RouteTarget, body: dict[str, Any]) -> Any:
+    def stream_chat(self, target: RouteTarget, body: dict[str, Any], *, pauses: bool = False) -> Any:
         self.calls[target.route_id] += 1
-        return self.inner.stream_chat(target, body)
+        return self.inner.stream_chat(target, body, pauses=pauses)
 
     async def embed(self, target: RouteTarget, body: dict[str, Any]) -> Any:
         self.calls[target.route_id] += 1

@@ -31,7 +31,7 @@ from glasskey.gateway.anthropic_inbound_reply import error_body, error_headers, 
 from glasskey.gateway.anthropic_inbound_stream import MessageStream
 from glasskey.gateway.http import JSONResponse, read_body, request_id_of
 from glasskey.gateway.lifecycle import Lifecycle
-from glasskey.gateway.outcomes import Emit, JSONOutcome
+from glasskey.gateway.outcomes import Emit, Flush, JSONOutcome
 from glasskey.gateway.requests import check_chat_body, parse_json_object
 from glasskey.gateway.streaming import RelayResponse
 from glasskey.keys.service import KeyRecord
@@ -150,13 +150,13 @@ def routes_anthropic(lifecycle: Lifecycle) -> list[Route]:
         stream = MessageStream(message_id, body.model)
         relay = outcome.relay
 
-        async def translated_relay(emit: Emit) -> None:
+        async def translated_relay(emit: Emit, flush: Flush) -> None:
             async def translated(data: bytes) -> None:
                 events = stream.feed(data)
                 if events:
                     await emit(events)
 
-            await relay(translated)
+            await relay(translated, flush)
 
         return RelayResponse(translated_relay, headers)  # type: ignore[return-value]
 

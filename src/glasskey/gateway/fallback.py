@@ -15,6 +15,7 @@ from glasskey.errors import GlasskeyError, RouteError
 from glasskey.gateway.outcomes import upstream_error
 from glasskey.gateway.run import Run
 from glasskey.providers.base import Provider, ProviderError
+from glasskey.providers.sse import Pause
 from glasskey.receipts.records import Attempt
 from glasskey.routing.health import counts_against_route
 from glasskey.routing.routes import Route
@@ -22,7 +23,7 @@ from glasskey.services import Services
 
 T = TypeVar("T")
 Chunk = dict[str, Any]
-OpenedStream = tuple[AsyncIterator[Chunk], Chunk]
+OpenedStream = tuple[AsyncIterator[Chunk | Pause], Chunk]
 
 
 class Fallback:
@@ -118,9 +119,11 @@ class Fallback:
 
 async def open_stream(provider: Provider, route: Route, body: dict[str, Any]) -> OpenedStream:
     """Start a stream and wait for its first chunk: until then, a failure may still fall back."""
-    iterator = provider.stream_chat(route.target(), body)
+    iterator = provider.stream_chat(route.target(), body, pauses=True)
     try:
         first = await iterator.__anext__()
+        while isinstance(first, Pause):  # nothing to send yet
+            first = await iterator.__anext__()
     except StopAsyncIteration:
         await close_stream(iterator)
         raise ProviderError(route.provider, 502, "the upstream stream ended before any chunk") from None

@@ -29,7 +29,7 @@ from glasskey.gateway.gemini_inbound import chat_body, embedding_body
 from glasskey.gateway.gemini_inbound_config import fields, unsupported
 from glasskey.gateway.http import JSONResponse, read_body, request_id_of
 from glasskey.gateway.lifecycle import Lifecycle
-from glasskey.gateway.outcomes import Emit, JSONOutcome, StreamOutcome
+from glasskey.gateway.outcomes import Emit, Flush, JSONOutcome, Relay, StreamOutcome
 from glasskey.gateway.requests import parse_json_object
 from glasskey.gateway.streaming import RelayResponse
 from glasskey.pricing.catalog import list_models
@@ -74,17 +74,17 @@ def in_google_shape(handler: Handler) -> Handler:
     return answer
 
 
-def translated_relay(relay: Callable[[Emit], Awaitable[None]]) -> Callable[[Emit], Awaitable[None]]:
+def translated_relay(relay: Relay) -> Relay:
     """The lifecycle's relay, each OpenAI event turned into Gemini's on its way out."""
 
-    async def run(emit: Emit) -> None:
+    async def run(emit: Emit, flush: Flush) -> None:
         answer = StreamAnswer()
 
         async def emit_gemini(event: bytes) -> None:
             for translated in answer.feed(event):
                 await emit(translated)
 
-        await relay(emit_gemini)
+        await relay(emit_gemini, flush)
 
     return run
 

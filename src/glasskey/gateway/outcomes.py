@@ -11,7 +11,12 @@ import orjson
 from glasskey.errors import UpstreamError
 from glasskey.providers.base import ProviderError
 
+# A relay writes to its client with two functions the HTTP layer gives it: ``emit`` an event (it may
+# be held back to go out with the next ones), and ``flush`` what is held, when the stream is about
+# to wait (``providers.sse.PAUSE``).
 Emit = Callable[[bytes], Awaitable[None]]
+Flush = Callable[[], Awaitable[None]]
+Relay = Callable[[Emit, Flush], Awaitable[None]]
 
 
 @dataclass
@@ -25,7 +30,7 @@ class JSONOutcome:
 class StreamOutcome:
     """A stream already past its first upstream chunk; ``relay`` sends it and settles it."""
 
-    relay: Callable[[Emit], Awaitable[None]]
+    relay: Relay
     headers: dict[str, str] = field(default_factory=dict)
 
 

@@ -17,12 +17,12 @@ import anyio
 
 from glasskey.errors import ClientError, GlasskeyError, RouteError, error_body
 from glasskey.gateway.fallback import Fallback, close_stream
-from glasskey.gateway.outcomes import SSE_DONE, Emit, sse, upstream_error
+from glasskey.gateway.outcomes import SSE_DONE, Emit, Flush, sse, upstream_error
 from glasskey.gateway.run import Run
 from glasskey.gateway.usage import estimate_tokens, text_of_delta, usage_from_openai
 from glasskey.pricing.tokens import chat_input_tokens
 from glasskey.providers.base import ProviderError, Usage
-from glasskey.providers.sse import before_wait
+from glasskey.providers.sse import Pause
 from glasskey.routing.routes import Route
 
 Settle = Callable[..., Awaitable[int]]
@@ -36,12 +36,12 @@ class Relay:
     route: Route
     began: float
     body: dict[str, Any]
-    iterator: AsyncIterator[dict[str, Any]]
+    iterator: AsyncIterator[dict[str, Any] | Pause]
     first: dict[str, Any]
     fallback: Fallback
     settle: Settle
 
-    async def __call__(self, emit: Emit) -> None:
+    async def __call__(self, emit: Emit, flush: Flush) -> None:
         run = self.run
         include_usage = _includes_usage(self.body)
         usage: Usage | None = None
@@ -50,8 +50,12 @@ class Relay:
         relayed = False  # the upstream's stream reached its end and all of it went to the client
         failure: GlasskeyError | None = None
         try:
-            chunk: dict[str, Any] | None = self.first
+            chunk: dict[str, Any] | Pause | None = self.first
             while chunk is not None:
+                if isinstance(chunk, Pause):  # the stream is about to wait: what is held goes out
+                    await flush()
+                    chunk = await anext(self.iterator, None)
+                    continue
                 reported = chunk.get("usage")
                 if reported:
                     usage = usage_from_openai(reported) or usage
@@ -80,15 +84,22 @@ class Relay:
             raise
         finally:
             with anyio.CancelScope(shield=True):
-                await self._end(emit, usage, "".join(text_parts), finished, relayed, failure)
+                await self._end(emit, flush, usage, "".join(text_parts), finished, relayed, failure)
 
     async def _end(
-        self, emit: Emit, usage: Usage | None, text: str, finished: bool, relayed: bool, failure: GlasskeyError | None
+        self,
+        emit: Emit,
+        flush: Flush,
+        usage: Usage | None,
+        text: str,
+        finished: bool,
+        relayed: bool,
+        failure: GlasskeyError | None,
     ) -> None:
         run = self.run
         disconnected = "client_disconnected" in run.notes
         if not disconnected:
-            await before_wait()  # what was relayed goes out before the settlement's commit
+            await flush()  # what was relayed goes out before the settlement's commit
         await close_stream(self.iterator)
         if failure is None:
             self.fallback.succeeded(run, self.route, self.began)

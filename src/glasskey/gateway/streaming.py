@@ -5,25 +5,23 @@ generator may be abandoned at a ``yield`` and finalised later. Here the lifecycl
 is a plain coroutine that receives an ``emit`` function, and a disconnect cancels it, so its
 own ``finally`` (shielded) settles the hold and writes the receipt at once.
 
-What the relay emits after its first event is buffered and sent whenever the stream is about to
-wait (see ``providers.sse.before_wait``): the events of one upstream read leave in one write.
+What the relay emits after its first event is held and sent when the relay calls ``flush``, which it
+does whenever its stream is about to wait (``providers.sse.PAUSE``): the events of one upstream
+read leave in one write.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-
 import anyio
 from starlette.types import Receive, Scope, Send
 
-from glasskey.gateway.outcomes import Emit
-from glasskey.providers.sse import on_wait
+from glasskey.gateway.outcomes import Relay
 
 SSE_HEADERS = {"content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache"}
 
 
 class RelayResponse:
-    def __init__(self, relay: Callable[[Emit], Awaitable[None]], headers: dict[str, str]) -> None:
+    def __init__(self, relay: Relay, headers: dict[str, str]) -> None:
         self.relay = relay
         self.headers = {**SSE_HEADERS, **headers}
 
@@ -60,11 +58,7 @@ class RelayResponse:
                         return
 
             group.start_soon(watch_disconnect)
-            on_wait(flush)  # in this task only: the relay and the upstream generators it drives
-            try:
-                await self.relay(emit)
-            finally:
-                on_wait(None)
+            await self.relay(emit, flush)
             group.cancel_scope.cancel()
         if not disconnected:
             await send({"type": "http.response.body", "body": b"".join(pending), "more_body": False})

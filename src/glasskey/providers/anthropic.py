@@ -31,6 +31,7 @@ from glasskey.providers.anthropic_translate import (
 )
 from glasskey.providers.base import ChatResult, EmbeddingResult, ProviderError, RouteTarget, StreamCut
 from glasskey.providers.http import Timeouts, UpstreamHTTP, UpstreamHTTPError, resolve_credential, scrub
+from glasskey.providers.sse import Pause
 
 MAX_ERROR_MESSAGE_CHARS = 1000
 
@@ -85,7 +86,9 @@ class AnthropicProvider:
         result, usage = from_message(answer, int(time.time()))
         return ChatResult(body=result, usage=usage)
 
-    async def stream_chat(self, target: RouteTarget, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+    async def stream_chat(
+        self, target: RouteTarget, body: dict[str, Any], *, pauses: bool = False
+    ) -> AsyncIterator[dict[str, Any] | Pause]:
         """Translate each upstream event as it arrives; a stream without ``message_stop`` is cut."""
         request = {**self._request(target, body), "stream": True}
         credential = resolve_credential(target.credential, self.http.environ)
@@ -96,10 +99,14 @@ class AnthropicProvider:
             headers=self._headers(target, credential),
             body=request,
             timeouts=Timeouts.from_options(target.options),
+            pauses=pauses,
         )
         sent = False
         try:
             async for event in events:
+                if isinstance(event, Pause):
+                    yield event
+                    continue
                 try:
                     chunks = translator.feed(event.event, event.data)
                 except StreamCut as cut:

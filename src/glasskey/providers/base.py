@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from glasskey.errors import storable
+from glasskey.providers.sse import Pause
 
 
 @dataclass(frozen=True)
@@ -122,8 +123,12 @@ class Provider(Protocol):
 
     async def chat(self, target: RouteTarget, body: dict[str, Any]) -> ChatResult: ...
 
-    def stream_chat(self, target: RouteTarget, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
-        """Yield OpenAI chunk dicts; the last one carries ``usage`` when the upstream reports it."""
+    def stream_chat(
+        self, target: RouteTarget, body: dict[str, Any], *, pauses: bool = False
+    ) -> AsyncIterator[dict[str, Any] | Pause]:
+        """Yield OpenAI chunk dicts; the last one carries ``usage`` when the upstream reports it.
+
+        With ``pauses``, ``PAUSE`` comes between chunks wherever the stream is about to wait."""
         ...
 
     async def embed(self, target: RouteTarget, body: dict[str, Any]) -> EmbeddingResult:

@@ -29,6 +29,7 @@ from glasskey.providers.gemini_translate import (
     embedding_vectors,
 )
 from glasskey.providers.http import Timeouts, UpstreamHTTP, UpstreamHTTPError, resolve_credential, scrub
+from glasskey.providers.sse import Pause
 
 _API_VERSIONS = ("/v1beta", "/v1", "/v1alpha")
 _TAG_RE = re.compile(r"<[^>]*>")
@@ -64,7 +65,9 @@ class GeminiProvider:
         completion, usage = chat_completion(response, target.upstream_model, int(time.time()))
         return ChatResult(body=completion, usage=usage)
 
-    async def stream_chat(self, target: RouteTarget, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+    async def stream_chat(
+        self, target: RouteTarget, body: dict[str, Any], *, pauses: bool = False
+    ) -> AsyncIterator[dict[str, Any] | Pause]:
         """Translate each upstream event as it arrives; the last chunk carries the usage.
 
         Raises as ``chat`` does before the first chunk, and ``StreamCut`` when the stream breaks
@@ -80,9 +83,13 @@ class GeminiProvider:
             headers=_headers(credential),
             body=request,
             timeouts=Timeouts.from_options(target.options),
+            pauses=pauses,
         )
         try:
             async for event in events:
+                if isinstance(event, Pause):
+                    yield event
+                    continue
                 if not event.data.strip():
                     continue
                 try:

@@ -26,7 +26,7 @@ import aiohttp
 import orjson
 
 from glasskey.providers.base import ProviderError
-from glasskey.providers.sse import Event, SSEParser, before_wait
+from glasskey.providers.sse import PAUSE, Event, Pause, SSEParser
 from glasskey.providers.upstream_client import (
     BodyTooLarge,
     InvalidRequest,
@@ -201,9 +201,17 @@ class UpstreamHTTP:
             raise ProviderError(provider, 502, "the upstream answered with invalid JSON") from None
 
     async def post_sse(
-        self, provider: str, url: str, *, headers: Mapping[str, str], body: Any, timeouts: Timeouts
-    ) -> AsyncIterator[Event]:
-        """POST and yield the SSE events of the answer as they arrive.
+        self,
+        provider: str,
+        url: str,
+        *,
+        headers: Mapping[str, str],
+        body: Any,
+        timeouts: Timeouts,
+        pauses: bool = False,
+    ) -> AsyncIterator[Event | Pause]:
+        """POST and yield the SSE events of the answer as they arrive; with ``pauses``, ``PAUSE``
+        after the events of each network read, before the next read may wait.
 
         The consumer runs between events, so each wait has a timer of its own rather than one
         timer for the whole stream, which could fire while the consumer is busy elsewhere.
@@ -235,7 +243,8 @@ class UpstreamHTTP:
                     event_too_large = True  # raised below, so the error keeps no parser buffer alive
                 if event_too_large:
                     raise attributed(provider, BodyTooLarge(), None, "stream")
-                await before_wait()  # the next read may wait: what was relayed goes out now
+                if pauses:
+                    yield PAUSE  # the next read may wait: a relay sends what it holds now
             read_to_the_end = True
             for event in parser.close():
                 yield event

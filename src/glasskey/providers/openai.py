@@ -37,7 +37,7 @@ from glasskey.providers.base import (
     token_count,
 )
 from glasskey.providers.http import Timeouts, UpstreamHTTP, UpstreamHTTPError, resolve_credential, scrub
-from glasskey.providers.sse import Event
+from glasskey.providers.sse import Event, Pause
 
 log = logging.getLogger("glasskey.providers.openai")
 
@@ -227,8 +227,8 @@ def float_vectors(provider: str, body: dict[str, Any]) -> dict[str, Any]:
 
 
 async def translate_stream(
-    provider: str, events: AsyncIterator[Event], upstream_model: str, credential: str | None
-) -> AsyncGenerator[dict[str, Any], None]:
+    provider: str, events: AsyncIterator[Event | Pause], upstream_model: str, credential: str | None
+) -> AsyncGenerator[dict[str, Any] | Pause, None]:
     """OpenAI SSE events in, OpenAI chunk dicts out, one by one, usage last.
 
     Content chunks are yielded as they arrive, with any ``usage`` they carry taken off (some hosts
@@ -241,6 +241,9 @@ async def translate_stream(
     started: set[int] = set()
     finished: set[int] = set()
     async for event in events:
+        if isinstance(event, Pause):
+            yield event
+            continue
         data = event.data.strip()
         if data == "[DONE]":
             break
@@ -365,7 +368,9 @@ class OpenAIProvider:
             payload["usage"] = usage  # the client sees the counts that were billed, bounded
         return ChatResult(body=_with_model(payload, target.upstream_model), usage=usage_of(usage))
 
-    async def stream_chat(self, target: RouteTarget, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+    async def stream_chat(
+        self, target: RouteTarget, body: dict[str, Any], *, pauses: bool = False
+    ) -> AsyncIterator[dict[str, Any] | Pause]:
         credential = self._credential(target)
         headers = {**self._headers(target, credential), "accept": "text/event-stream"}
         events = self.http.post_sse(
@@ -374,6 +379,7 @@ class OpenAIProvider:
             headers=headers,
             body=chat_request(body, target.upstream_model, stream=True),
             timeouts=Timeouts.from_options(target.options),
+            pauses=pauses,
         )
         chunks = translate_stream(self.name, events, target.upstream_model, credential)
         try:

@@ -16,6 +16,7 @@ from dataclasses import replace
 from typing import Any
 
 from glasskey.providers.base import ChatResult, EmbeddingResult, Provider, ProviderError, RouteTarget
+from glasskey.providers.sse import Pause
 from glasskey.routing.credentials import CredentialUnopenable, CredentialVault, is_sealed
 
 
@@ -37,20 +38,22 @@ class SealedCredentialProvider:
     async def chat(self, target: RouteTarget, body: dict[str, Any]) -> ChatResult:
         return await self.inner.chat(self._opened(target), body)
 
-    def stream_chat(self, target: RouteTarget, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+    def stream_chat(
+        self, target: RouteTarget, body: dict[str, Any], *, pauses: bool = False
+    ) -> AsyncIterator[dict[str, Any] | Pause]:
         # The inner iterator itself is returned, so streaming costs no extra layer per chunk; a
         # failure to open is raised by the first ``__anext__``, where the gateway expects errors.
         try:
             opened = self._opened(target)
         except ProviderError as error:
             return _failing(error)
-        return self.inner.stream_chat(opened, body)
+        return self.inner.stream_chat(opened, body, pauses=pauses)
 
     async def embed(self, target: RouteTarget, body: dict[str, Any]) -> EmbeddingResult:
         return await self.inner.embed(self._opened(target), body)
 
 
-async def _failing(error: ProviderError) -> AsyncIterator[dict[str, Any]]:
+async def _failing(error: ProviderError) -> AsyncIterator[dict[str, Any] | Pause]:
     raise error
     yield {}  # unreachable: makes this an async generator
 

@@ -30,15 +30,17 @@ import json
 import random
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from glasskey.providers.base import ChatResult, EmbeddingResult, ProviderError, RouteTarget, StreamCut, Usage
 from glasskey.providers.simulated_requests import check_chat_body, tool_calls_for
-from glasskey.providers.sse import before_wait
+from glasskey.providers.simulated_research import research_answer
+from glasskey.providers.sse import PAUSE, Pause
 
 PROVIDER_NAME = "simulated"
+Chunk = dict[str, Any]
 
 # Every word is at most four ASCII letters, so each costs exactly one token under ``count_tokens``
 # (capitalised or not); that is what lets generation hit a token budget exactly.
@@ -232,6 +234,10 @@ def _answer(target: RouteTarget, body: dict[str, Any]) -> _Answer:
     fill_to_max = target.options.get("output_tokens") == "max"
     stops = _stop_sequences(body.get("stop"))
     n = max(1, min(int(body.get("n") or 1), CHOICES_MAX))
+    # The research assistant's steps get answers of the shape they ask for (simulated_research).
+    research = research_answer(messages, cap, count_tokens)
+    if research is not None:
+        return _Answer((_Choice(research, "stop", count_tokens(research)),), count_prompt_tokens(messages))
 
     choices: list[_Choice] = []
     for index in range(n):
@@ -338,81 +344,24 @@ class SimulatedProvider:
         }
         return ChatResult(body=response, usage=answer.usage())
 
-    async def stream_chat(self, target: RouteTarget, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
-        """Yield the answer as chunks; failures other than the cut surface before the first chunk."""
+    async def stream_chat(
+        self, target: RouteTarget, body: dict[str, Any], *, pauses: bool = False
+    ) -> AsyncIterator[Chunk | Pause]:
+        """Yield the answer as chunks; failures other than the cut surface before the first chunk.
+
+        With the route's ``chunk_delay_ms`` the chunks are paced, each pause announced with
+        ``PAUSE`` first when ``pauses`` is asked for (so a relay sends what it holds)."""
         check_chat_body(body)
         await self._before_first_byte(target)
-        answer = _answer(target, body)
-        options = target.options
-        cut_option = options.get("cut_stream_after_chunks")
-        cut_after = None if cut_option is None else int(cut_option)
-        chunk_delay = _seconds(options.get("chunk_delay_ms", 0))
-        stream_options = body.get("stream_options") or {}
-        include_usage = bool(stream_options.get("include_usage"))
-        envelope: dict[str, Any] = {
-            "id": self._completion_id(),
-            "object": "chat.completion.chunk",
-            "created": int(time.time()),
-            "model": target.upstream_model,
-            "system_fingerprint": _fingerprint(target.upstream_model),
-        }
-
-        def chunk(choices: list[dict[str, Any]], usage: dict[str, Any] | None = None) -> dict[str, Any]:
-            out = {**envelope, "choices": choices}
-            if include_usage or usage is not None:
-                out["usage"] = usage
-            return out
-
-        def choice(index: int, delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
-            return {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
-
+        chunk_delay = _seconds(target.options.get("chunk_delay_ms", 0))
         first = True
-
-        async def pace() -> None:
-            nonlocal first
+        for chunk in _stream_chunks(target, body, self._completion_id()):
             if not first and chunk_delay > 0:
-                await before_wait()  # what the relay holds goes out before the pause
+                if pauses:
+                    yield PAUSE
                 await self._sleep(chunk_delay)
             first = False
-
-        for index, c in enumerate(answer.choices):
-            await pace()
-            if c.tool_calls:
-                # OpenAI streams a tool call as its id and name first, then its arguments.
-                calls = [
-                    {"index": i, "id": call["id"], "type": "function", "function": {"name": call["function"]["name"]}}
-                    for i, call in enumerate(c.tool_calls)
-                ]
-                yield chunk([choice(index, {"role": "assistant", "content": None, "tool_calls": calls})])
-                for i, call in enumerate(c.tool_calls):
-                    await pace()
-                    arguments = {"index": i, "function": {"arguments": call["function"]["arguments"]}}
-                    yield chunk([choice(index, {"tool_calls": [arguments]})])
-                continue
-            yield chunk([choice(index, {"role": "assistant", "content": ""})])
-
-        # With n > 1 the choices take turns, as OpenAI interleaves them.
-        pieces = [_stream_pieces(c.content) for c in answer.choices]
-        sent = 0
-        for round_ in range(max((len(p) for p in pieces), default=0)):
-            for index, choice_pieces in enumerate(pieces):
-                if round_ >= len(choice_pieces):
-                    continue
-                if cut_after is not None and sent >= cut_after:
-                    raise _stream_cut()
-                await pace()
-                yield chunk([choice(index, {"content": choice_pieces[round_]})])
-                sent += 1
-        # An answer with exactly ``cut_after`` content chunks still loses its finish and usage.
-        if cut_after is not None and sent >= cut_after:
-            raise _stream_cut()
-
-        for index, c in enumerate(answer.choices):
-            await pace()
-            yield chunk([choice(index, {}, c.finish_reason)])
-
-        await pace()
-        yield chunk([], answer.usage_body())
+            yield chunk
 
     async def _before_first_byte(self, target: RouteTarget) -> None:
         """Apply the route's failure modes and latency; raises ``ProviderError`` on failure."""
@@ -443,6 +392,64 @@ class SimulatedProvider:
 
     def _completion_id(self) -> str:
         return f"chatcmpl-sim-{self._rng.getrandbits(96):024x}"
+
+
+def _stream_chunks(target: RouteTarget, body: dict[str, Any], completion_id: str) -> Iterator[Chunk]:
+    """The chunks of the answer as OpenAI streams them; a route's ``cut_stream_after_chunks`` cuts it."""
+    answer = _answer(target, body)
+    cut_option = target.options.get("cut_stream_after_chunks")
+    cut_after = None if cut_option is None else int(cut_option)
+    stream_options = body.get("stream_options") or {}
+    include_usage = bool(stream_options.get("include_usage"))
+    envelope: dict[str, Any] = {
+        "id": completion_id,
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": target.upstream_model,
+        "system_fingerprint": _fingerprint(target.upstream_model),
+    }
+
+    def chunk(choices: list[dict[str, Any]], usage: dict[str, Any] | None = None) -> dict[str, Any]:
+        out = {**envelope, "choices": choices}
+        if include_usage or usage is not None:
+            out["usage"] = usage
+        return out
+
+    def choice(index: int, delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
+        return {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+
+    for index, c in enumerate(answer.choices):
+        if c.tool_calls:
+            # OpenAI streams a tool call as its id and name first, then its arguments.
+            calls = [
+                {"index": i, "id": call["id"], "type": "function", "function": {"name": call["function"]["name"]}}
+                for i, call in enumerate(c.tool_calls)
+            ]
+            yield chunk([choice(index, {"role": "assistant", "content": None, "tool_calls": calls})])
+            for i, call in enumerate(c.tool_calls):
+                arguments = {"index": i, "function": {"arguments": call["function"]["arguments"]}}
+                yield chunk([choice(index, {"tool_calls": [arguments]})])
+            continue
+        yield chunk([choice(index, {"role": "assistant", "content": ""})])
+
+    # With n > 1 the choices take turns, as OpenAI interleaves them.
+    pieces = [_stream_pieces(c.content) for c in answer.choices]
+    sent = 0
+    for round_ in range(max((len(p) for p in pieces), default=0)):
+        for index, choice_pieces in enumerate(pieces):
+            if round_ >= len(choice_pieces):
+                continue
+            if cut_after is not None and sent >= cut_after:
+                raise _stream_cut()
+            yield chunk([choice(index, {"content": choice_pieces[round_]})])
+            sent += 1
+    # An answer with exactly ``cut_after`` content chunks still loses its finish and usage.
+    if cut_after is not None and sent >= cut_after:
+        raise _stream_cut()
+
+    for index, c in enumerate(answer.choices):
+        yield chunk([choice(index, {}, c.finish_reason)])
+    yield chunk([], answer.usage_body())
 
 
 def _stream_cut() -> StreamCut:

@@ -7,8 +7,7 @@ unfinished tail and yields each event once its blank line arrives (the WHATWG ru
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterator
-from contextvars import ContextVar
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 MAX_EVENT_BYTES = 8 * 1024 * 1024
@@ -72,20 +71,20 @@ class SSEParser:
         return [*events, tail] if tail is not None else events
 
 
-# A relay buffers what it forwards and sends it when the stream is about to wait: every event
-# parsed from one network read goes out in one write instead of one write (and one system call)
-# per event, and nothing waits in the buffer while the stream waits. Whoever waits inside a
-# stream calls ``before_wait()``: the upstream reader before each network read, a simulated
-# upstream before each pause, the lifecycle before it settles.
-_before_wait_hook: ContextVar[Callable[[], Awaitable[None]] | None] = ContextVar("glasskey_before_wait", default=None)
+class Pause:
+    """A stream's word, between its chunks, that it is about to wait (a network read, a pause).
+
+    A relay buffers what it forwards and sends it when the stream is about to wait: every event
+    parsed from one network read goes out in one write instead of one write (and one system call)
+    per event, and nothing waits in the buffer while the stream waits. Providers hand this back as
+    data, only to a caller that asks for it (``stream_chat(..., pauses=True)``); the gateway decides
+    what to write to the client.
+    """
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "PAUSE"
 
 
-def on_wait(hook: Callable[[], Awaitable[None]] | None) -> None:
-    """Have ``before_wait()`` in this task (and the generators it drives) call ``hook``."""
-    _before_wait_hook.set(hook)
-
-
-async def before_wait() -> None:
-    hook = _before_wait_hook.get()
-    if hook is not None:
-        await hook()
+PAUSE = Pause()
