@@ -147,6 +147,8 @@ DASHBOARD_ACCESS: dict[tuple[str, str], Rule] = {
     ("GET", "/failures"): OPERATOR_ONLY,
     ("GET", "/routes"): OPERATOR_ONLY,
     ("GET", "/models"): OPERATOR_ONLY,
+    ("GET", "/research"): OPERATOR_ONLY,
+    ("GET", "/research/{job_id}"): OPERATOR_ONLY,
 }
 
 
