@@ -55,6 +55,16 @@ def stream_of(usage: str) -> bytes:
     )
 
 
+def cut_stream_of(usage: str) -> bytes:
+    """Content, the host's running usage, then the connection closes: no finish reason, no [DONE]."""
+    return b"".join(
+        [
+            chunk('[{"index": 0, "delta": {"role": "assistant", "content": "Hello"}, "finish_reason": null}]'),
+            chunk('[{"index": 0, "delta": {"content": " there"}, "finish_reason": null}]', usage),
+        ]
+    )
+
+
 def completion_of(usage: str) -> bytes:
     return (
         '{"id": "c1", "object": "chat.completion", "created": 1, "model": "m", "choices": [{"index": 0,'
@@ -66,11 +76,12 @@ def completion_of(usage: str) -> bytes:
 @pytest.fixture(scope="module")
 def upstream() -> Iterator[tuple[str, dict[str, str]]]:
     """A host answering with the usage in ``script["usage"]``, as a stream or a JSON body."""
-    script: dict[str, str] = {"usage": USAGES["float_1e40"]}
+    script: dict[str, str] = {"usage": USAGES["float_1e40"], "cut": ""}
 
     def answer(seen: Seen) -> Answer:
         if orjson.loads(seen.body).get("stream"):
-            return Answer(200, body_of(stream_of(script["usage"])), {"content-type": "text/event-stream"})
+            stream = (cut_stream_of if script.get("cut") else stream_of)(script["usage"])
+            return Answer(200, body_of(stream), {"content-type": "text/event-stream"})
         return Answer(200, body_of(completion_of(script["usage"])))
 
     with scripted_upstream(answer) as (url, _):
@@ -142,4 +153,27 @@ def test_a_json_answer_with_giant_or_junk_usage_is_answered_and_charged_within_t
     if usage is not None:
         assert all(isinstance(usage[name], int) for name in ("prompt_tokens", "completion_tokens"))
     _assert_settled_within_hold(gateway, response.headers["x-request-id"])
+    gateway.audit_ok()
+
+
+@pytest.mark.parametrize("case", ["float_1e40", "beyond_u64", "string", "junk_beside"])
+def test_a_stream_cut_after_giant_usage_ends_with_an_in_band_error_blaming_the_upstream(
+    routed: tuple[Gateway, str, dict[str, str]], case: str
+) -> None:
+    gateway, key, script = routed
+    script.update(usage=USAGES[case], cut="yes")
+    body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 50, "stream": True}
+    try:
+        with httpx.stream(
+            "POST", f"{gateway.v1}/chat/completions", json=body, headers={"authorization": f"Bearer {key}"}, timeout=30
+        ) as response:
+            request_id = response.headers["x-request-id"]
+            events = [line.removeprefix("data: ") for line in response.iter_lines() if line.startswith("data: ")]
+    finally:
+        script["cut"] = ""
+    error = orjson.loads(events[-1])["error"]
+    assert error["source"] == "upstream", error
+    receipt = receipt_of(gateway, request_id)
+    assert receipt.status == "failed" and receipt.error_source == "upstream", receipt.error_message
+    assert receipt.charge_micros <= receipt.hold_micros
     gateway.audit_ok()
