@@ -14,11 +14,13 @@ import uvicorn
 
 from conftest_helpers import make_settings, postgres_schema_url
 from glasskey.app import build_app
+from glasskey.errors import NotFound
 from glasskey.keys.policy import KeyPolicy
 from glasskey.keys.service import create_key
 from glasskey.ledger import audit
 from glasskey.orgs.service import create_org, top_up
 from glasskey.pricing.catalog import Prices, get_model
+from glasskey.receipts.records import get_receipt
 from glasskey.routing.routes import Route, create_route
 from glasskey.services import Services, build_services
 
@@ -168,3 +170,17 @@ def add_embedding_route(services: Services, model: str = "text-embedding-3-small
     with services.db.write() as conn:
         route = simulated_route(f"rt-{model}", model, get_model(conn, model).official_prices)
         create_route(conn, route, services.clock())
+
+
+def settled_receipt(services: Services, request_id: str, timeout_s: float = 10) -> dict[str, Any]:
+    """The receipt of a stream that failed in band: the client hears of the failure (an error event)
+    before the failed settlement commits, so the receipt may follow it by a moment."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            with services.db.read() as conn:
+                return get_receipt(conn, request_id)
+        except NotFound:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)

@@ -11,7 +11,6 @@ After every test the ledger is audited: receipt charges equal posted ledger char
 from __future__ import annotations
 
 import base64
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -29,9 +28,8 @@ from conftest_helpers import make_settings
 from fake_anthropic import DEFAULT_REPLY, FakeAnthropic
 from fake_gemini import FakeGemini
 from fake_openai import FakeOpenAI
-from gateway_fixtures import ServerThread
+from gateway_fixtures import ServerThread, settled_receipt
 from glasskey.app import build_app
-from glasskey.errors import NotFound
 from glasskey.gateway.anthropic_api import routes_anthropic
 from glasskey.keys.policy import KeyPolicy
 from glasskey.keys.service import create_key
@@ -90,18 +88,6 @@ class Stack:
         with self.services.db.read() as conn:
             found: dict[str, Any] = get_receipt(conn, request_id)
         return found
-
-    def settled_receipt(self, request_id: str) -> dict[str, Any]:
-        """The receipt of a stream that ended in an error: the lifecycle sends the error event before
-        its settlement commits, so the receipt may follow the client's error by a moment."""
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                return self.receipt(request_id)
-            except NotFound:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.02)
 
     def receipts_of(self, key: str) -> list[dict[str, Any]]:
         response = httpx.get(f"{self.url}/v1/receipts", headers={"authorization": f"Bearer {key}"})
@@ -504,7 +490,7 @@ def test_a_stream_cut_mid_answer_ends_with_an_error_event_and_a_failed_receipt(
     assert texts  # the answer had begun before the cut
     error = caught.value.body["error"]  # type: ignore[index]
     assert error["type"] == "api_error" and error["source"] == "upstream"
-    receipt = stack.settled_receipt(error["request_id"])
+    receipt = settled_receipt(stack.services, error["request_id"])
     assert receipt["status"] == "failed" and receipt["error_source"] == "upstream"
     assert receipt["stream"] is True
 
