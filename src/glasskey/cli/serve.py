@@ -20,6 +20,7 @@ from glasskey.cli.base import (
 from glasskey.data_dir import prepare_data_dir
 from glasskey.demo import demo_settings, format_demo_banner, seed_demo
 from glasskey.orgs.service import create_org, list_orgs
+from glasskey.research.demo import demo_research_line, run_demo_job
 from glasskey.routing.credentials import CredentialVault
 from glasskey.services import build_services
 from glasskey.store.database import Database
@@ -82,7 +83,11 @@ def demo(ctx: click.Context, host: str, port: int, data_dir: Path, no_serve: boo
     settings = demo_settings(data_dir, host, port)
     services = build_services(settings)
     try:
-        click.echo(format_demo_banner(seed_demo(services)))
+        seeded = seed_demo(services)
+        click.echo(format_demo_banner(seeded))
+        # The research assistant's sample job, run once on the simulated provider with the routed key.
+        routed = next(key for key in seeded.keys if key.settlement == "routed")
+        click.echo(demo_research_line(services, run_demo_job(services, routed.record, routed.full_key)))
         if not no_serve:
             run_server(services)
     finally:
