@@ -87,4 +87,6 @@ def test_demo_prints_paste_ready_lines_that_work_with_the_openai_sdk(demo_proces
             )
         )
         assert chunks[-1].usage is not None and chunks[-1].usage.total_tokens > 0
-        assert {m.id for m in client.models.list()} == {"gpt-4o-mini", "claude-sonnet-4-5", "gemini-2.5-flash"}
+        assert {m.id for m in client.models.list()} == {
+            "gpt-4o-mini", "claude-sonnet-4-5", "gemini-2.5-flash", "text-embedding-3-small", "gemini-embedding-001"
+        }  # fmt: skip

@@ -1,5 +1,7 @@
 """Demo mode: a gateway on SQLite with one org, two funded wallets, simulated routes and two keys.
 
+The routes serve three chat models and two embedding models, all on the simulated provider.
+
 ``demo_settings`` generates the admin token, key pepper and encryption key once and keeps them in
 ``<data_dir>/glasskey.toml`` (0600, in a 0700 directory): the pepper is what key hashes are checked
 against and the encryption key what route credentials are sealed with, so fresh ones on every
@@ -33,7 +35,10 @@ from glasskey.services import Services
 from glasskey.settings import Settings, load_settings
 
 DEMO_ORG = "demo"
-DEMO_MODELS = ("gpt-4o-mini", "claude-sonnet-4-5", "gemini-2.5-flash")
+DEMO_CHAT_MODELS = ("gpt-4o-mini", "claude-sonnet-4-5", "gemini-2.5-flash")
+DEMO_EMBEDDING_MODELS = ("text-embedding-3-small", "gemini-embedding-001")
+# Every demo model has an official and a routed route, and both demo keys may call each.
+DEMO_MODELS = DEMO_CHAT_MODELS + DEMO_EMBEDDING_MODELS
 DEMO_PROVIDER = "simulated"
 SETTINGS_FILE = "glasskey.toml"
 TOP_UP_MICROS = {"credit": dollars_to_micros("50"), "routed": dollars_to_micros("50")}
