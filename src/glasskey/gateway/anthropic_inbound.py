@@ -32,12 +32,11 @@ _REFUSED: dict[str, str] = {
     "top_k": "OpenAI-shaped routes have no top-k sampling",
     "container": "containers run at Anthropic only",
     "mcp_servers": "MCP servers are called by Anthropic itself",
-    "context_management": "context editing is done by Anthropic itself",
 }
 _HANDLED = frozenset(
     {
         "model", "messages", "max_tokens", "system", "metadata", "stop_sequences", "stream", "temperature", "top_p",
-        "tools", "tool_choice", "thinking", "output_config",
+        "tools", "tool_choice", "thinking", "output_config", "context_management",
     }
 )  # fmt: skip
 
@@ -96,6 +95,7 @@ def to_chat_body(body: dict[str, Any], *, counting: bool = False) -> dict[str, A
         chat["tools"] = tools
     chat.update(_tool_choice(body.get("tool_choice"), bool(tools)))
     chat.update(_reasoning(body.get("thinking"), body.get("output_config")))
+    _check_context_management(body.get("context_management"))
     return chat
 
 
@@ -298,3 +298,17 @@ def _reasoning(thinking: Any, output_config: Any) -> dict[str, Any]:
         elif value is not None:
             raise unsupported(f"output_config.{name}", f"{value!r} has no OpenAI equivalent")
     return translated
+
+
+def _check_context_management(raw: Any) -> None:
+    """Edits that only clear earlier thinking are no-ops here (thinking blocks are never sent on);
+    any other edit (clearing old tool results) changes what the model reads, and only Anthropic does it."""
+    if raw is None:
+        return
+    edits = raw.get("edits") if isinstance(raw, dict) else None
+    if not isinstance(edits, list):
+        raise ClientError("`context_management.edits` must be an array", param="context_management.edits")
+    for index, edit in enumerate(edits):
+        kind = edit.get("type") if isinstance(edit, dict) else None
+        if not (isinstance(kind, str) and kind.startswith("clear_thinking_")):
+            raise unsupported(f"context_management.edits[{index}]", f"{kind!r} is done by Anthropic itself")
