@@ -193,6 +193,7 @@ def test_thinking_is_checked_but_not_sent_and_a_json_schema_becomes_response_for
     [
         ({"top_k": 5}, "top_k"),
         ({"mcp_servers": [{"type": "url", "url": "https://x", "name": "x"}]}, "mcp_servers"),
+        ({"context_management": {"edits": [{"type": "clear_tool_uses_20250919"}]}}, "context_management.edits[0]"),
         ({"tools": [{"type": "web_search_20250305", "name": "web_search"}]}, "tools[0]"),
         ({"messages": [{"role": "user", "content": [{"type": "image", "source": {"type": "file", "file_id": "f"}}]}]},
          "messages[0].content[0].source"),
@@ -208,6 +209,11 @@ def test_what_cannot_be_carried_is_refused_naming_the_parameter(fields, param):
         to_chat_body(request(**fields))
     assert caught.value.param == param
     assert caught.value.status_code == 400
+
+
+def test_an_edit_that_only_clears_thinking_is_accepted_and_not_sent():
+    edits = {"edits": [{"type": "clear_thinking_20251015", "keep": "all"}]}
+    assert "context_management" not in to_chat_body(request(context_management=edits))
 
 
 @pytest.mark.parametrize("version", ["2023-06-01", "2026-10-21", None])
