@@ -40,6 +40,24 @@ def _admin(gateway: Gateway) -> httpx.Client:
     return httpx.Client(base_url=f"{gateway.base_url}/admin/api", headers={"Authorization": f"Bearer {token}"})
 
 
+def _create_route(admin: httpx.Client, upstream: FakeOpenAI, **fields: str) -> httpx.Response:
+    """A routed ``openai_compatible`` route of ``MODEL`` to the fake upstream, through the admin API."""
+    prices = {"input": 2_500_000, "output": 10_000_000, "cached": 0}
+    return admin.post(
+        "/routes",
+        json={
+            "model": MODEL,
+            "provider": "openai_compatible",
+            "base_url": f"{upstream.base_url}/v1",
+            "upstream_model": "upstream-model",
+            "settlement": "routed",
+            "price_per_mtok_micros": prices,
+            "cost_per_mtok_micros": prices,
+            **fields,
+        },
+    )
+
+
 def _dump(gateway: Gateway) -> str:
     """What a reader of the database sees, without the encryption key."""
     settings = gateway.services.settings
@@ -64,19 +82,7 @@ def test_a_route_credential_is_sealed_at_rest_and_still_reaches_the_upstream(
 ) -> None:
     gateway = gateway_any_db
     with _admin(gateway) as admin:
-        created = admin.post(
-            "/routes",
-            json={
-                "model": MODEL,
-                "provider": "openai_compatible",
-                "base_url": f"{upstream.base_url}/v1",
-                "upstream_model": "upstream-model",
-                "settlement": "routed",
-                "price_per_mtok_micros": {"input": 2_500_000, "output": 10_000_000, "cached": 0},
-                "cost_per_mtok_micros": {"input": 2_000_000, "output": 8_000_000, "cached": 0},
-                "credential": CANARY,
-            },
-        )
+        created = _create_route(admin, upstream, credential=CANARY)
         assert created.status_code == 201, created.text
         shown = admin.get(f"/routes/{created.json()['id']}").text + admin.get("/routes").text
     assert CANARY not in created.text and CANARY not in shown
@@ -113,18 +119,7 @@ def test_a_credential_no_key_opens_fails_the_attempt_not_the_gateway(
     gateway = gateway_any_db
     foreign = CredentialVault([CredentialVault.generate_key()]).seal(CANARY)
     with _admin(gateway) as admin:
-        created = admin.post(
-            "/routes",
-            json={
-                "model": MODEL,
-                "provider": "openai_compatible",
-                "base_url": f"{upstream.base_url}/v1",
-                "upstream_model": "upstream-model",
-                "settlement": "routed",
-                "price_per_mtok_micros": {"input": 1, "output": 1, "cached": 0},
-                "cost_per_mtok_micros": {"input": 1, "output": 1, "cached": 0},
-            },
-        )
+        created = _create_route(admin, upstream)
     assert created.status_code == 201, created.text
     with gateway.services.db.write() as conn:
         conn.execute(

@@ -75,6 +75,27 @@ def test_a_credential_no_key_opens_fails_at_the_first_chunk_of_a_stream() -> Non
     assert inner.seen == []
 
 
+def test_each_sealed_value_is_opened_once() -> None:
+    opened: list[str | None] = []
+
+    class Counting(CredentialVault):
+        def open(self, stored: str | None) -> str | None:
+            opened.append(stored)
+            return super().open(stored)
+
+    vault = Counting([CredentialVault.generate_key()])
+    inner = Recording()
+    provider = SealedCredentialProvider(inner, vault)
+    sealed = vault.seal(CREDENTIAL)
+
+    async def calls() -> None:
+        for _ in range(5):
+            await provider.chat(_target(sealed), {})
+
+    asyncio.run(calls())
+    assert inner.seen == [CREDENTIAL] * 5 and opened == [sealed]
+
+
 def test_providers_are_wrapped_once() -> None:
     once = sealed_providers({"recording": Recording()}, VAULT)
     assert sealed_providers(once, VAULT)["recording"] is once["recording"]
