@@ -53,3 +53,9 @@ def test_a_person_opens_a_research_report_in_the_browser(gateway: Gateway, page:
     assert page.locator("table.figures tr[data-symbol=AAPL]").count() == 1
     assert page.locator("figure.research-chart svg polyline").count() == 2
     screenshot(page, "21-research-report")
+
+
+def test_the_research_pages_need_a_session(gateway: Gateway) -> None:
+    for path in ("/research", "/research/rjob_x"):
+        response = httpx.get(f"{gateway.base_url}{path}", follow_redirects=False)
+        assert response.status_code in (302, 303) and "/signin" in response.headers["location"]

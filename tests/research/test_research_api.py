@@ -150,3 +150,17 @@ def test_an_unknown_model_is_a_404_before_any_charge(gateway):
     refused = create(gateway, key, job_body(ids, deep_model="no-such-model", max_charge_micros=10**6))
     assert refused.status_code == 404 and refused.json()["error"]["source"] == "model"
     assert count_transfers(gateway) == 0
+
+
+def test_the_research_api_has_an_openapi_document_naming_every_route(gateway):
+    from glasskey.gateway.lifecycle import Lifecycle
+    from glasskey.research.http import routes_research
+    from glasskey.research.runner import JobRunner
+
+    document = httpx.get(f"{gateway.v1}/research/openapi.json").json()  # no key needed for the document
+    assert document["openapi"] == "3.1.0" and NOTICE in document["info"]["description"]
+    lifecycle = Lifecycle(gateway.services)
+    routes = routes_research(lifecycle, JobRunner(gateway.services, lifecycle))
+    served = {(r.path, m.lower()) for r in routes for m in (r.methods or ()) if m != "HEAD"}
+    documented = {(path, method) for path, item in document["paths"].items() for method in item}
+    assert served == documented

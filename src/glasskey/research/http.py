@@ -26,6 +26,7 @@ from glasskey.gateway.requests import parse_json_object
 from glasskey.keys.service import KeyRecord
 from glasskey.research import jobs
 from glasskey.research.inputs import FILE_MAX_BYTES, INPUTS_MAX, input_error
+from glasskey.research.openapi import research_openapi
 from glasskey.research.preflight import preflight, refusal_error
 from glasskey.research.runner import JobRunner
 from glasskey.research.spec import JobSpec, Prepared, prepare
@@ -179,7 +180,11 @@ def routes_research(lifecycle: Lifecycle, runner: JobRunner) -> list[Route]:
             raise ClientError("a report is `.md` or `.json`", code="unknown_format")
         return JSONResponse(row.report)
 
+    async def openapi(request: Request) -> Response:
+        return JSONResponse(research_openapi(services.settings.effective_public_url))
+
     return [
+        Route("/openapi.json", openapi, methods=["GET"]),
         Route("/files", upload, methods=["POST"]),
         Route("/preflight", preflight_endpoint, methods=["POST"]),
         Route("/jobs", create, methods=["POST"]),
