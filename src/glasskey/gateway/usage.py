@@ -4,24 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from glasskey.providers.base import Usage, token_count
+from glasskey.providers.base import Usage
+from glasskey.providers.openai import usage_of
 
 
 def usage_from_openai(usage: Any) -> Usage | None:
     """OpenAI usage as ``Usage``; None when its prompt or completion count is not a count.
 
-    Counts are clamped to ``TOKEN_COUNT_MAX``; a string, fraction, boolean or object where a
+    The one reading of OpenAI usage, the OpenAI provider's (``providers.openai.usage_of``):
+    counts are clamped to ``TOKEN_COUNT_MAX``; a string, fraction, boolean or object where a
     count belongs means the upstream reported nothing usable, and the gateway estimates instead.
     """
-    if not isinstance(usage, dict):
-        return None
-    input_tokens = token_count(usage.get("prompt_tokens"))
-    output_tokens = token_count(usage.get("completion_tokens"))
-    if input_tokens is None or output_tokens is None:
-        return None
-    details = usage.get("prompt_tokens_details")
-    cached = token_count(details.get("cached_tokens")) if isinstance(details, dict) else None
-    return Usage(input_tokens=input_tokens, output_tokens=output_tokens, cached_tokens=cached or 0)
+    return usage_of(usage)
 
 
 def text_of_delta(delta: Any) -> str:
