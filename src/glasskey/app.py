@@ -31,6 +31,7 @@ from glasskey.gateway.gemini_api import gemini_routes
 from glasskey.gateway.http import JSONResponse, error_response, request_id_of, routes_v1
 from glasskey.gateway.lifecycle import Lifecycle
 from glasskey.gateway.sweeper import sweep_expired_holds
+from glasskey.people.throttle import scopes
 from glasskey.request_ids import RequestIdMiddleware
 from glasskey.research.http import routes_research
 from glasskey.research.runner import JobRunner
@@ -79,8 +80,13 @@ def build_app(services: Services) -> GatewayApp:
 
     async def metrics(request: Request) -> Response:
         # Metrics name orgs and routes: they need the admin token (Prometheus sends it as a bearer).
+        # Wrong tokens count in the sign-in throttle here too: /metrics must not be a side door for guessing.
+        attempt = scopes(request.client.host if request.client is not None else "")
+        await services.signin_throttle.check(attempt)
         refusal = admin_refusal(services.settings.admin_token, request.headers.get("authorization"))
         if refusal is not None:
+            if refusal.code != "missing_admin_token":
+                await services.signin_throttle.fail(attempt)
             raise refusal
         return Response(services.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
@@ -94,6 +100,7 @@ def build_app(services: Services) -> GatewayApp:
             group.cancel_scope.cancel()
         await services.upstream_http.aclose()
         await services.rate_limiter.aclose()
+        await services.signin_throttle.aclose()
         await anyio.to_thread.run_sync(services.writer.close)
 
     routes: list[Route | Mount] = [

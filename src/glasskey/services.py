@@ -17,6 +17,7 @@ from glasskey.keys.ratelimit import RateLimiter
 from glasskey.keys.shared_ratelimit import RedisRateLimiter
 from glasskey.ledger import ensure_system_accounts
 from glasskey.metrics import Metrics
+from glasskey.people.throttle import MemoryThrottle, Throttle, build_throttle
 from glasskey.pricing.catalog import sync_catalog
 from glasskey.providers.anthropic import AnthropicProvider
 from glasskey.providers.base import Provider
@@ -44,6 +45,8 @@ class Services:
     db: Database
     providers: dict[str, Provider]
     rate_limiter: RateLimiter | RedisRateLimiter = field(default_factory=RateLimiter)
+    # Failed sign-ins and wrong admin credentials, shared by the admin API, the dashboard and /metrics.
+    signin_throttle: Throttle = field(default_factory=MemoryThrottle)
     clock: Callable[[], datetime] = utc_now
     monotonic: Callable[[], float] = time.monotonic
     upstream_http: UpstreamHTTP = field(default_factory=UpstreamHTTP)
@@ -101,6 +104,7 @@ def build_services(
         providers=providers or default_providers(http),
         upstream_http=http,
         rate_limiter=limiter,
+        signin_throttle=build_throttle(settings.redis_url),
     )
     # Every provider, also one a caller passed in, opens sealed credentials just before its call.
     services.providers = sealed_providers(services.providers, services.vault)

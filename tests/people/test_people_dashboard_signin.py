@@ -6,6 +6,7 @@ import re
 
 from starlette.testclient import TestClient
 
+from glasskey.app import build_app
 from glasskey.dashboard import build_dashboard
 from glasskey.people.audit import list_events
 
@@ -42,3 +43,18 @@ def test_a_right_token_signs_in_and_is_audited(services):
         assert client.post("/signin", data={"csrf_token": csrf, "admin_token": ADMIN_TOKEN}).status_code == 303
     with services.db.read() as conn:
         assert [event["outcome"] for event in list_events(conn, action="signin")] == ["ok"]
+
+
+def test_the_dashboard_the_admin_api_and_metrics_share_one_throttle(services):
+    wrong = {"Authorization": "Bearer wrong-token-wrong-token-wrong"}
+    with TestClient(build_app(services), follow_redirects=False) as client:
+        csrf = _csrf(client.get("/signin").text)
+        for _ in range(5):
+            assert (
+                client.post("/signin", data={"csrf_token": csrf, "admin_token": "wrong-token-" * 3}).status_code == 401
+            )
+        for _ in range(5):
+            assert client.get("/metrics", headers=wrong).status_code == 401
+        refused = client.get("/admin/api/orgs", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+        assert refused.status_code == 429 and refused.json()["error"]["code"] == "too_many_failed_sign_ins"
+        assert client.get("/metrics", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}).status_code == 429

@@ -37,7 +37,6 @@ from glasskey.admin.people import people_router
 from glasskey.admin.receipts import receipts_router
 from glasskey.admin.routes import routes_router
 from glasskey.errors import AdminAuthError, ClientError, GlasskeyError, NotFound, error_body
-from glasskey.people.throttle import build_throttle
 from glasskey.request_ids import RequestIdMiddleware
 from glasskey.services import Services
 from glasskey.settings import secret_matches
@@ -152,7 +151,7 @@ def build_admin_app(services: Services) -> FastAPI:
         dependencies=[Depends(guard(services))],
     )
     app.state.services = services
-    throttle = build_throttle(services.settings.redis_url)
+    throttle = services.signin_throttle
     # The last middleware added runs first: a refusal already has its request id.
     app.add_middleware(AdminAuthentication, services=services, throttle=throttle)
     app.add_middleware(RequestIdMiddleware)

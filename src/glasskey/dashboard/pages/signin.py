@@ -17,12 +17,12 @@ from glasskey.dashboard.web import Dashboard, read_form, redirect
 from glasskey.errors import AdminAuthError
 from glasskey.people.audit import Actor, record
 from glasskey.people.roles import OPERATOR
-from glasskey.people.throttle import build_throttle, scopes
+from glasskey.people.throttle import scopes
 
 
 def routes(dash: Dashboard) -> list[Route]:
     settings = dash.services.settings
-    throttle = build_throttle(settings.redis_url)
+    throttle = dash.services.signin_throttle
 
     async def signin_form(request: Request) -> Response:
         target = safe_next(request.query_params.get("next"))
