@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import time
-from importlib import resources
 from typing import Any
 
 import httpx
 
-SAMPLES = ("stocks_msft_aapl.csv", "microsoft_2005_2010.md", "apple_2005_2010.md")
-QUESTION = "How did MSFT and AAPL compare on risk and return from 2005 to 2010, and what explains the difference?"
+from glasskey.research.demo import QUESTION, SAMPLES, sample_bytes
 
-
-def sample_bytes(name: str) -> bytes:
-    return resources.files("glasskey.research").joinpath("samples", name).read_bytes()
+__all__ = ["QUESTION", "SAMPLES", "auth", "job_body", "sample_bytes", "upload", "upload_samples", "wait_finished"]
 
 
 def auth(key: str) -> dict[str, str]:
