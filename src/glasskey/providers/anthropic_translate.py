@@ -69,6 +69,24 @@ _REFUSED: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "modalities": ("Anthropic answers in text only", lambda v: v == ["text"]),
     "service_tier": ("Anthropic's service tiers differ from OpenAI's", lambda v: v in ("auto", "default")),
 }
+# Best-effort and informational parameters (the OpenAI spec promises nothing from them) that
+# Anthropic cannot honour, each with the value that is a no-op: ``providers.best_effort`` leaves
+# them out of the request and lists them on the receipt, instead of the 400 below, unless the key
+# or route asks for ``strict_params``. ``user`` and ``safety_identifier`` are mapped, not dropped.
+BEST_EFFORT_NO_OPS: dict[str, Callable[[Any], bool]] = {
+    "seed": lambda v: False,
+    "service_tier": lambda v: v in ("auto", "default"),
+    "store": lambda v: v is False,
+    "metadata": lambda v: False,  # Anthropic's metadata holds only user_id: even {} is not passed on
+    "prompt_cache_key": lambda v: False,
+}
+
+
+def unhonoured_best_effort(body: dict[str, Any]) -> list[str]:
+    """The best-effort parameters of ``body`` this provider would not honour (see BEST_EFFORT_NO_OPS)."""
+    return [name for name, no_op in BEST_EFFORT_NO_OPS.items() if body.get(name) is not None and not no_op(body[name])]
+
+
 # Parameters translated below, or owned by the gateway.
 _HANDLED = frozenset(
     {

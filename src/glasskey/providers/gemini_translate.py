@@ -14,7 +14,7 @@ from __future__ import annotations
 import mimetypes
 import re
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -31,6 +31,25 @@ _NOT_FORWARDED = frozenset(
     {"model", "stream", "stream_options", "user", "metadata", "store", "service_tier", "safety_identifier",
      "prompt_cache_key"}
 )  # fmt: skip
+# Of those, the best-effort and informational ones a client sets to mean something Gemini cannot
+# do (an end user's id, tags, storage, a service tier, a cache key), with their no-op values:
+# ``providers.best_effort`` lists them on the receipt as dropped, or refuses them under
+# ``strict_params``. ``seed`` is translated (``generationConfig.seed``), so it is not here.
+BEST_EFFORT_NO_OPS: dict[str, Callable[[Any], bool]] = {
+    "user": lambda v: False,
+    "safety_identifier": lambda v: False,
+    "metadata": lambda v: v == {},
+    "store": lambda v: v is False,
+    "service_tier": lambda v: v in ("auto", "default"),
+    "prompt_cache_key": lambda v: False,
+}
+
+
+def unhonoured_best_effort(body: dict[str, Any]) -> list[str]:
+    """The best-effort parameters of ``body`` this provider would not honour (see BEST_EFFORT_NO_OPS)."""
+    return [name for name, no_op in BEST_EFFORT_NO_OPS.items() if body.get(name) is not None and not no_op(body[name])]
+
+
 _TRANSLATED = frozenset(
     {"messages", "temperature", "top_p", "max_tokens", "max_completion_tokens", "stop", "n", "seed",
      "presence_penalty", "frequency_penalty", "response_format", "tools", "tool_choice", "parallel_tool_calls",
