@@ -463,6 +463,16 @@ def test_a_spent_budget_is_a_rate_limit_error_that_the_sdk_does_not_retry(stack:
     assert len(stack.receipts_of(key)) == 1
 
 
+def test_a_model_without_a_route_is_service_unavailable_and_not_retried(stack: Stack):
+    key = stack.new_key()
+    with pytest.raises(anthropic.ServiceUnavailableError) as caught:
+        stack.sdk(key, max_retries=3).messages.create(model="claude-haiku-4-5", max_tokens=20, messages=user("x"))
+    assert caught.value.body["error"]["source"] == "route"  # type: ignore[index]
+    assert caught.value.error_code == "no_route"
+    assert caught.value.response.headers["x-should-retry"] == "false"
+    assert len(stack.receipts_of(key)) == 1  # a 503 the SDK would retry, but no retry can add a route
+
+
 def test_an_upstream_refusal_is_attributed_to_the_upstream(stack: Stack):
     with pytest.raises(anthropic.InternalServerError) as caught:
         stack.sdk().messages.create(model=OPENAI_MODEL, max_tokens=20, messages=user("x [fake:status=500]"))
