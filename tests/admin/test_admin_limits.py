@@ -17,7 +17,14 @@ from starlette.testclient import TestClient
 from admin.test_admin_api import AUTH, COSTS, PRICES, assert_error, create_org, create_route
 from conftest_helpers import make_settings
 from glasskey.admin import build_admin_app
-from glasskey.limits import BUDGET_MAX_MICROS, PRICE_MAX_MICROS_PER_MTOK, TOP_UP_MAX_MICROS
+from glasskey.limits import (
+    BUDGET_MAX_MICROS,
+    PRICE_MAX_MICROS_PER_MTOK,
+    PRIORITY_MAX,
+    RPM_LIMIT_MAX,
+    TOP_UP_MAX_MICROS,
+    WEIGHT_MAX,
+)
 from glasskey.services import Services, build_services
 
 HUGE = [2**63, 2**63 - 1, 2**64 + 1, 10**40]
@@ -136,3 +143,19 @@ def test_a_date_at_the_end_of_the_calendar_is_a_json_400(client: TestClient) -> 
     org = create_org(client)
     response = client.get(f"/orgs/{org['id']}/wallets/credit/ledger", params={"before": "9999-12-31T23:59:59-01:00"})
     assert_error(response, 400, "client")
+
+
+def test_the_openapi_document_states_every_maximum(client: TestClient) -> None:
+    schemas = client.get("/openapi.json").json()["components"]["schemas"]
+
+    def maximum(schema: str, field: str) -> object:
+        spec = schemas[schema]["properties"][field]
+        options = [spec, *spec.get("anyOf", [])]
+        return next((option["maximum"] for option in options if "maximum" in option), None)
+
+    assert maximum("TopUpBody", "amount_micros") == TOP_UP_MAX_MICROS
+    assert maximum("CreateKeyBody", "budget_total_micros") == BUDGET_MAX_MICROS
+    assert maximum("CreateKeyBody", "rpm_limit") == RPM_LIMIT_MAX
+    assert maximum("PricesBody", "output") == PRICE_MAX_MICROS_PER_MTOK
+    assert maximum("CreateRouteBody", "priority") == PRIORITY_MAX
+    assert maximum("CreateRouteBody", "weight") == WEIGHT_MAX
