@@ -164,3 +164,21 @@ def test_an_invitation_link_is_shown_once_and_lets_the_invitee_in(services, clie
     assert again.status_code == 401
     token = client.post("/signin", json={"email": "new@acme.example", "password": "my new passphrase 9"}).json()
     assert token["role"] == "viewer"
+
+
+def test_a_keys_explanation_says_who_holds_it_and_who_answers_for_it(services, client):
+    acme = org_with_tokens(services, "acme")
+    bot = client.post("/me/keys", json={"name": "bot", "service": "nightly"}, headers=acme.auth("member")).json()
+    mine = client.post("/me/keys", json={"name": "mine"}, headers=acme.auth("member")).json()
+    operators = client.post("/keys", json={"org_id": acme.team.org_id, "name": "ops", "owner": "cron"}, headers=ADMIN)
+    explained = {
+        key_id: client.get(f"/keys/{key_id}/explain", headers=acme.auth("owner")).json()["holder"]
+        for key_id in (bot["id"], mine["id"], operators.json()["id"])
+    }
+    assert explained[bot["id"]] == {"kind": "service", "name": "nightly", "responsible": "member@acme.example"}
+    assert explained[mine["id"]] == {
+        "kind": "person",
+        "name": "member@acme.example",
+        "responsible": "member@acme.example",
+    }
+    assert explained[operators.json()["id"]] == {"kind": "unassigned", "name": "cron", "responsible": "the operator"}

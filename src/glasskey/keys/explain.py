@@ -15,6 +15,7 @@ from glasskey.keys.budget import TOTAL, day_period, get_spend
 from glasskey.keys.service import KeyRecord
 from glasskey.money import format_micros
 from glasskey.orgs.service import get_wallet
+from glasskey.people.holders import holder_view
 from glasskey.pricing.catalog import list_models
 from glasskey.routing.health import HealthBoard
 from glasskey.routing.routes import Route
@@ -153,6 +154,7 @@ def explain_key(
     return {
         "object": "key.explanation",
         "key": key.public(),
+        "holder": holder_view(conn, key),  # who holds it, who answers for it
         "models": models,  # 1, 4 and 5: what it may call, its backups, its effective prices
         "unknown_allowed_models": unknown,
         "allowed_models_in_words": "every model in the catalog that has a route"

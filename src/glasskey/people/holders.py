@@ -19,7 +19,7 @@ from glasskey.keys.service import KeyRecord, create_key, get_key, list_keys
 from glasskey.people.limits import bound_policy, get_limits
 from glasskey.people.principal import Principal
 from glasskey.people.roles import rank
-from glasskey.people.tables import key_holders
+from glasskey.people.tables import key_holders, users
 
 SERVICE_NAME_MAX_LENGTH = 200
 
@@ -119,3 +119,30 @@ def key_in_org(conn: Connection, key_ref: str, org_id: str) -> KeyRecord:
     if key.org_id != org_id:
         raise NotFound(f"key {key_ref} does not exist")
     return key
+
+
+def holder_view(conn: Connection, key: KeyRecord) -> dict[str, Any]:
+    """Who holds the key and who answers for it, in the words every surface shows (``/v1/key`` too).
+
+    A key made by the operator (admin token or CLI) has no holder row: its free-text owner is shown,
+    and the operator answers for it.
+    """
+    holder = holder_of(conn, key.id)
+    if holder is None:
+        return {"kind": "unassigned", "name": key.owner, "responsible": "the operator"}
+    emails = dict(
+        conn.execute(
+            select(users.c.id, users.c.email).where(users.c.id.in_([holder.responsible_user_id, holder.holder_user_id]))
+        ).all()
+    )
+    if holder.service_name is not None:
+        return {
+            "kind": "service",
+            "name": holder.service_name,
+            "responsible": emails.get(holder.responsible_user_id, ""),
+        }
+    return {
+        "kind": "person",
+        "name": emails.get(holder.holder_user_id or "", ""),
+        "responsible": emails.get(holder.responsible_user_id, ""),
+    }
