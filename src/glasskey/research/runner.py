@@ -21,21 +21,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
 import anyio
-import orjson
 
 from glasskey.errors import GlasskeyError
 from glasskey.gateway.lifecycle import Lifecycle
-from glasskey.gateway.outcomes import JSONOutcome
 from glasskey.keys.service import KeyRecord
-from glasskey.pricing.quote import quote_request
 from glasskey.research import jobs
 from glasskey.research.answers import MalformedAnswer, answer_text, claims_text, parse_map_answer
+from glasskey.research.calls import CallSender
 from glasskey.research.cap import Budget, Capped, StepFailed, first_expected
 from glasskey.research.plan import MAP_PARALLELISM, PlannedCall, analysis_body
 from glasskey.research.report import render_report
@@ -44,7 +41,6 @@ from glasskey.services import Services
 
 log = logging.getLogger("glasskey.research")
 MAP_TRIES = 2
-ENDPOINT = "research"
 
 
 class JobRunner:
@@ -99,7 +95,9 @@ class JobRunner:
         # A call left "running" was in flight in a process that died: its id is never sent again.
         await self._write(lambda conn: jobs.abandon_calls(conn, job_id))
         spent = await self.lifecycle.read(lambda conn: jobs.job_spend_micros(conn, job_id))
-        budget = Budget(row.confirmed_max_micros, spent)
+        sender = CallSender(
+            self.services, self.lifecycle, job_id, key, authorization, Budget(row.confirmed_max_micros, spent)
+        )
         now = self.services.clock()
         await self._write(
             lambda conn: jobs.set_job(conn, job_id, status="running", started_at=row.started_at or now, error=None)
@@ -111,12 +109,12 @@ class JobRunner:
             if row.cancel_requested:
                 raise asyncio.CancelledError
             await self._step(job_id, "read", "succeeded")
-            outputs = await self._map(job_id, key, authorization, prepared, budget)
+            outputs = await self._map(job_id, prepared, sender)
             await self._step(job_id, "metrics", "running")
             metrics = prepared.table.as_dict() if prepared.table is not None else None
             await self._write(lambda conn: jobs.set_job(conn, job_id, metrics=metrics))
             await self._step(job_id, "metrics", "succeeded")
-            analysis = await self._analysis(job_id, key, authorization, prepared, outputs, budget)
+            analysis = await self._analysis(job_id, prepared, outputs, sender)
         except Capped as capped:
             status, note = "capped", str(capped)
         except StepFailed as failed:
@@ -145,9 +143,7 @@ class JobRunner:
 
         await self._write(work)
 
-    async def _map(
-        self, job_id: str, key: KeyRecord, authorization: str, prepared: Prepared, budget: Budget
-    ) -> list[dict[str, Any]]:
+    async def _map(self, job_id: str, prepared: Prepared, sender: CallSender) -> list[dict[str, Any]]:
         planned = [c for c in prepared.plan.calls if c.step == "map"]
         await self._step(job_id, "map", "running")
         rows = await self.lifecycle.read(lambda conn: jobs.job_calls(conn, job_id))
@@ -165,7 +161,7 @@ class JobRunner:
                     results[call.position] = done.output
                     return
                 for _ in range(MAP_TRIES - len([t for t in tries if t.status in ("malformed", "failed")])):
-                    output = await self._map_call(job_id, key, authorization, call, tries, budget)
+                    output = await self._map_call(sender, call, tries)
                     if output is not None:
                         results[call.position] = output
                         return
@@ -188,10 +184,8 @@ class JobRunner:
         await self._step(job_id, "map", "succeeded")
         return [results[c.position] for c in planned]
 
-    async def _map_call(
-        self, job_id: str, key: KeyRecord, authorization: str, call: PlannedCall, tries: list[Any], budget: Budget
-    ) -> dict[str, Any] | None:
-        body = await self._send(job_id, key, authorization, call, call.body, tries, budget)
+    async def _map_call(self, sender: CallSender, call: PlannedCall, tries: list[Any]) -> dict[str, Any] | None:
+        body = await sender.send(call, call.body, tries)
         if body is None:
             return None
         call_id = body.pop("_call_id")
@@ -206,13 +200,7 @@ class JobRunner:
         return output
 
     async def _analysis(
-        self,
-        job_id: str,
-        key: KeyRecord,
-        authorization: str,
-        prepared: Prepared,
-        outputs: list[dict[str, Any]],
-        budget: Budget,
+        self, job_id: str, prepared: Prepared, outputs: list[dict[str, Any]], sender: CallSender
     ) -> str:
         call = next(c for c in prepared.plan.calls if c.step == "analysis")
         await self._step(job_id, "analysis", "running")
@@ -225,7 +213,7 @@ class JobRunner:
         claims = claims_text(outputs, prepared.plan.claims_bytes_max)
         body = analysis_body(call.model, prepared.plan.question, prepared.figures, claims)
         try:
-            answer = await self._send(job_id, key, authorization, call, body, tries, budget)
+            answer = await sender.send(call, body, tries)
         except Capped as capped:
             await self._step(job_id, "analysis", "failed", str(capped))
             raise
@@ -241,75 +229,6 @@ class JobRunner:
         await self._write(lambda conn: jobs.set_call(conn, call_id, status="succeeded", output={"text": text}))
         await self._step(job_id, "analysis", "succeeded")
         return text
-
-    async def _send(
-        self,
-        job_id: str,
-        key: KeyRecord,
-        authorization: str,
-        call: PlannedCall,
-        body: dict[str, Any],
-        tries: list[Any],
-        budget: Budget,
-    ) -> dict[str, Any] | None:
-        """One call under the cap; the answer body (with ``_call_id``), or None when the gateway refused it."""
-        now = self.services.clock()
-        quote, _ = await self.lifecycle.read(
-            lambda conn: quote_request(conn, key, body, now, board=self.services.health)
-        )
-        maximum = quote.max_charge_micros
-        await budget.reserve(maximum, call.label)
-        call_id = await self._next_call_id(job_id, call, tries, maximum)
-        await self._write(lambda conn: jobs.set_call(conn, call_id, status="running", started_at=now))
-        raw = orjson.dumps(body)
-        try:
-            outcome = await self._chat(call_id, authorization, raw)
-        except GlasskeyError as error:
-            charged = await self.lifecycle.read(lambda conn: jobs.receipt_charge(conn, call_id))
-            budget.settle(maximum, charged)
-            why = f"{error.source}: {error.message}"[:2000]
-            finished = self.services.clock()
-            await self._write(
-                lambda conn: jobs.set_call(
-                    conn, call_id, status="failed", charge_micros=charged, error=why, finished_at=finished
-                )
-            )
-            if error.source in ("key", "wallet", "budget"):
-                raise StepFailed(f"{call.label}: refused by the gateway ({error.source}): {error.message}") from None
-            return None
-        except BaseException:
-            # Cancelled (or a bug): the lifecycle already voided the hold and wrote the receipt.
-            with anyio.CancelScope(shield=True):
-                charged = await self.lifecycle.read(lambda conn: jobs.receipt_charge(conn, call_id))
-                budget.settle(maximum, charged)
-                await self._write(lambda conn: jobs.set_call(conn, call_id, status="cancelled", charge_micros=charged))
-            raise
-        assert isinstance(outcome, JSONOutcome)
-        charged = int(outcome.headers.get("x-glasskey-charge-micros", "0"))
-        budget.settle(maximum, charged)
-        await self._write(
-            lambda conn: jobs.set_call(conn, call_id, charge_micros=charged, finished_at=self.services.clock())
-        )
-        return {**outcome.body, "_call_id": call_id}
-
-    async def _next_call_id(self, job_id: str, call: PlannedCall, tries: list[Any], maximum: int) -> str:
-        """The planned call's id if it was never sent; otherwise a new try, so no id is sent twice."""
-        fresh = next((t for t in tries if t.status == "planned"), None)
-        if fresh is not None:
-            tries[tries.index(fresh)] = _Try(fresh.id, fresh.try_number, "sent")
-            await self._write(lambda conn: jobs.set_call(conn, fresh.id, max_charge_micros=maximum))
-            return str(fresh.id)
-        number = max((t.try_number for t in tries), default=0) + 1
-        call_id: str = await self._write(lambda conn: jobs.insert_call(conn, job_id, call, maximum, try_number=number))
-        tries.append(_Try(call_id, number, "sent"))
-        return call_id
-
-    def _chat(self, call_id: str, authorization: str, raw: bytes) -> Awaitable[Any]:
-        async def read_body() -> bytes:
-            return raw
-
-        # Receipts of the job's calls say endpoint "research", so they can be told from a person's own.
-        return self.lifecycle.chat(call_id, authorization, read_body, endpoint=ENDPOINT)
 
     async def _finish(
         self,
@@ -337,11 +256,3 @@ class JobRunner:
 
         await self._write(work)
         await self._step(job_id, "report", "succeeded")
-
-
-@dataclass
-class _Try:
-    id: str
-    try_number: int
-    status: str
-    position: int = -1

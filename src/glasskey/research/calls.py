@@ -1,0 +1,116 @@
+"""Sending one model call of a research job: under the cap, with an id never sent twice.
+
+``CallSender`` quotes the call's real body, reserves its maximum against the job's ``Budget``,
+marks the call row, sends it with ``Lifecycle.chat`` under the person's key (the call's id is the
+request id, the endpoint ``research``), and records what the gateway charged. A refusal of the
+key, the wallet or a budget ends the step; any other failure is returned for a retry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+import anyio.to_thread
+import orjson
+
+from glasskey.errors import GlasskeyError
+from glasskey.gateway.lifecycle import Lifecycle
+from glasskey.gateway.outcomes import JSONOutcome
+from glasskey.keys.service import KeyRecord
+from glasskey.pricing.quote import quote_request
+from glasskey.research import jobs
+from glasskey.research.cap import Budget, StepFailed
+from glasskey.research.plan import PlannedCall
+from glasskey.services import Services
+
+ENDPOINT = "research"
+
+
+@dataclass
+class CallSender:
+    services: Services
+    lifecycle: Lifecycle
+    job_id: str
+    key: KeyRecord
+    authorization: str
+    budget: Budget
+
+    async def _write(self, fn: Callable[[Any], Any]) -> Any:
+        def work() -> Any:
+            with self.services.db.write() as conn:
+                return fn(conn)
+
+        return await anyio.to_thread.run_sync(work)
+
+    async def send(self, call: PlannedCall, body: dict[str, Any], tries: list[Any]) -> dict[str, Any] | None:
+        """One call under the cap; the answer body (with ``_call_id``), or None when the gateway refused it."""
+        now = self.services.clock()
+        quote, _ = await self.lifecycle.read(
+            lambda conn: quote_request(conn, self.key, body, now, board=self.services.health)
+        )
+        maximum = quote.max_charge_micros
+        await self.budget.reserve(maximum, call.label)
+        call_id = await self._next_call_id(call, tries, maximum)
+        await self._write(lambda conn: jobs.set_call(conn, call_id, status="running", started_at=now))
+        raw = orjson.dumps(body)
+        try:
+            outcome = await self._chat(call_id, raw)
+        except GlasskeyError as error:
+            charged = await self.lifecycle.read(lambda conn: jobs.receipt_charge(conn, call_id))
+            self.budget.settle(maximum, charged)
+            why = f"{error.source}: {error.message}"[:2000]
+            finished = self.services.clock()
+            await self._write(
+                lambda conn: jobs.set_call(
+                    conn, call_id, status="failed", charge_micros=charged, error=why, finished_at=finished
+                )
+            )
+            if error.source in ("key", "wallet", "budget"):
+                raise StepFailed(f"{call.label}: refused by the gateway ({error.source}): {error.message}") from None
+            return None
+        except BaseException:
+            # Cancelled (or a bug): the lifecycle already voided the hold and wrote the receipt.
+            with anyio.CancelScope(shield=True):
+                charged = await self.lifecycle.read(lambda conn: jobs.receipt_charge(conn, call_id))
+                self.budget.settle(maximum, charged)
+                await self._write(lambda conn: jobs.set_call(conn, call_id, status="cancelled", charge_micros=charged))
+            raise
+        assert isinstance(outcome, JSONOutcome)
+        charged = int(outcome.headers.get("x-glasskey-charge-micros", "0"))
+        self.budget.settle(maximum, charged)
+        await self._write(
+            lambda conn: jobs.set_call(conn, call_id, charge_micros=charged, finished_at=self.services.clock())
+        )
+        return {**outcome.body, "_call_id": call_id}
+
+    async def _next_call_id(self, call: PlannedCall, tries: list[Any], maximum: int) -> str:
+        """The planned call's id if it was never sent; otherwise a new try, so no id is sent twice."""
+        fresh = next((t for t in tries if t.status == "planned"), None)
+        if fresh is not None:
+            tries[tries.index(fresh)] = _Try(fresh.id, fresh.try_number, "sent")
+            await self._write(lambda conn: jobs.set_call(conn, fresh.id, max_charge_micros=maximum))
+            return str(fresh.id)
+        number = max((t.try_number for t in tries), default=0) + 1
+        call_id: str = await self._write(
+            lambda conn: jobs.insert_call(conn, self.job_id, call, maximum, try_number=number)
+        )
+        tries.append(_Try(call_id, number, "sent"))
+        return call_id
+
+    def _chat(self, call_id: str, raw: bytes) -> Awaitable[Any]:
+        async def read_body() -> bytes:
+            return raw
+
+        # Receipts of the job's calls say endpoint "research", so they can be told from a person's own.
+        return self.lifecycle.chat(call_id, self.authorization, read_body, endpoint=ENDPOINT)
+
+
+@dataclass
+class _Try:
+    id: str
+    try_number: int
+    status: str
+    position: int = -1
