@@ -31,7 +31,7 @@ SOURCES = {"client", "key", "model", "wallet", "budget", "route", "upstream", "g
 HUGE = "h" * 100_000
 CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 16}
 EMBEDDINGS = {"model": "text-embedding-3-small", "input": "hi"}
-BODY_ENDPOINTS = {
+BODY_ENDPOINTS: dict[str, tuple[str, dict[str, Any]]] = {
     "chat": ("chat/completions", CHAT),
     "stream": ("chat/completions", {**CHAT, "stream": True}),
     "embeddings": ("embeddings", EMBEDDINGS),
