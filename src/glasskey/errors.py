@@ -159,15 +159,16 @@ _NEVER_TRANSIENT_SOURCES = frozenset({"client", "key", "model", "wallet"})
 _PERMANENT_CODES = frozenset({"total_budget_exceeded", "daily_budget_exceeded", "budget_exceeded", "no_route"})
 # Every route's breaker is open: a breaker half-opens after its cooldown, so this passes. One
 # second is the shortest honest wait from the code alone; the lifecycle may give a better one.
-_TRANSIENT_RETRY_AFTER_SECONDS = {"no_healthy_route": "1", "rate_limit_exceeded": "1"}
+# A throttle's refusal is transient whatever its source: its own retry-after (kept) says when.
+_TRANSIENT_RETRY_AFTER_SECONDS = {"no_healthy_route": "1", "rate_limit_exceeded": "1", "too_many_failed_sign_ins": "1"}
 
 
 def retry_advice(source: str, code: str | None) -> dict[str, str]:
     """``x-should-retry: false`` for a permanent refusal, a default ``retry-after`` for a transient one."""
-    if source in _NEVER_TRANSIENT_SOURCES or code in _PERMANENT_CODES:
-        return {"x-should-retry": "false"}
     if code in _TRANSIENT_RETRY_AFTER_SECONDS:
         return {"retry-after": _TRANSIENT_RETRY_AFTER_SECONDS[code]}
+    if source in _NEVER_TRANSIENT_SOURCES or code in _PERMANENT_CODES:
+        return {"x-should-retry": "false"}
     return {}
 
 

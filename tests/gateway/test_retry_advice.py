@@ -13,7 +13,7 @@ import openai
 import pytest
 from openai import OpenAI
 
-from glasskey.errors import BudgetError, ClientError, KeyError_, RouteError, WalletError, retry_advice
+from glasskey.errors import BudgetError, ClientError, APIKeyError, RouteError, WalletError, retry_advice
 from glasskey.keys.service import find_by_public_id, revoke_key
 
 HELLO = [{"role": "user", "content": "Hello"}]
@@ -76,7 +76,7 @@ def test_transient_refusals_carry_retry_after_and_permanent_ones_do_not():
     for permanent in (
         BudgetError("spent", code="daily_budget_exceeded"),
         RouteError("no route", code="no_route"),
-        KeyError_("revoked", code="key_revoked"),
+        APIKeyError("revoked", code="key_revoked"),
         WalletError("empty"),
         ClientError("bad body"),
     ):
@@ -85,3 +85,8 @@ def test_transient_refusals_carry_retry_after_and_permanent_ones_do_not():
     # Upstream failures and every-route-failed may pass: the SDK's own judgement stands.
     assert retry_advice("upstream", "upstream_502") == {}
     assert retry_advice("route", "all_routes_failed") == {}
+
+
+def test_a_throttled_sign_in_is_transient_though_its_source_is_key():
+    assert retry_advice("key", "too_many_failed_sign_ins") == {"retry-after": "1"}
+    assert retry_advice("key", "key_revoked") == {"x-should-retry": "false"}
