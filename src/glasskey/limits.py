@@ -29,6 +29,8 @@ BUDGET_MAX_MICROS = 10**15
 # $100,000 per 1M tokens: over 100 times the dearest list price of the shipped catalog.
 PRICE_MAX_MICROS_PER_MTOK = 10**11
 RPM_LIMIT_MAX = 1_000_000
+# The longest lifetime an org's limits may allow its keys: a century is "no expiry" in practice.
+KEY_LIFETIME_MAX_SECONDS = 100 * 366 * 24 * 3600
 PRIORITY_MIN = -1_000_000
 PRIORITY_MAX = 1_000_000
 WEIGHT_MAX = 1_000_000

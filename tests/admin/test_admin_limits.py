@@ -83,6 +83,15 @@ def test_a_huge_number_anywhere_is_a_json_400_from_the_client(client: TestClient
     assert client.get("/ledger/audit").json()["ok"] is True
 
 
+@pytest.mark.parametrize("value", HUGE)
+def test_org_limits_and_audit_pages_refuse_huge_numbers(client: TestClient, value: int) -> None:
+    org = create_org(client)
+    for field in ("rpm_max", "key_lifetime_max_seconds", "budget_total_max_micros"):
+        refused = client.put(f"/orgs/{org['id']}/limits", json={field: value})
+        assert_error(refused, 400, "client", field)
+    assert_error(client.get("/audit", params={"before": str(value * 10)}), 400, "client", "before")
+
+
 def test_the_maximums_themselves_are_accepted(client: TestClient) -> None:
     org = create_org(client)
     topped = client.post(f"/orgs/{org['id']}/wallets/credit/topups", json={"amount_micros": TOP_UP_MAX_MICROS})

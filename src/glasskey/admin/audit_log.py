@@ -15,6 +15,7 @@ from sqlalchemy import Connection, case, func, select
 
 from glasskey.admin.access import error_responses
 from glasskey.admin.common import list_body
+from glasskey.limits import COUNTER_MAX
 from glasskey.orgs.service import get_org
 from glasskey.people.audit import PAGE_MAX, list_events, verify
 from glasskey.services import Services
@@ -22,7 +23,7 @@ from glasskey.store.tables import receipts
 
 KEY_USE_DAYS_MAX = 90
 Limit = Annotated[int, Query(ge=1, le=PAGE_MAX)]
-Before = Annotated[int | None, Query(description="only events before this `seq` (the next page)")]
+Before = Annotated[int | None, Query(ge=0, le=COUNTER_MAX, description="only events before this `seq` (the next page)")]
 Format = Annotated[Literal["json", "csv"], Query(alias="format")]
 _CSV_COLUMNS = (
     "seq",

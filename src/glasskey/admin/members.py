@@ -13,6 +13,7 @@ from pydantic import Field, StrictInt
 
 from glasskey.admin.access import actor_of, error_responses, principal_of
 from glasskey.admin.common import Body, Micros, Settlement, list_body
+from glasskey.limits import KEY_LIFETIME_MAX_SECONDS, RPM_LIMIT_MAX
 from glasskey.orgs.service import get_org
 from glasskey.people import offboarding
 from glasskey.people.audit import record
@@ -48,8 +49,8 @@ class LimitsBody(Body):
     settlements: list[Settlement] | None = None
     budget_total_max_micros: Micros | None = None
     budget_daily_max_micros: Micros | None = None
-    rpm_max: StrictInt | None = Field(default=None, ge=0)
-    key_lifetime_max_seconds: StrictInt | None = Field(default=None, gt=0)
+    rpm_max: StrictInt | None = Field(default=None, ge=0, le=RPM_LIMIT_MAX)
+    key_lifetime_max_seconds: StrictInt | None = Field(default=None, gt=0, le=KEY_LIFETIME_MAX_SECONDS)
 
     def limits(self) -> OrgLimits:
         return OrgLimits(
