@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
+
 from glasskey.errors import MESSAGE_MAX_CHARS, ClientError, ModelError, shown
+from glasskey.pricing.catalog import get_model
 
 
 def test_a_shown_value_is_cut_short_and_says_how_long_it_was() -> None:
@@ -26,3 +29,9 @@ def test_every_error_message_is_bounded_and_free_of_nul_whoever_built_it() -> No
 def test_a_param_echoing_a_client_path_is_bounded_too() -> None:
     error = ClientError("refused", param="metadata." + "k" * 10_000)
     assert error.param is not None and len(error.param) <= 80
+
+
+def test_an_unknown_model_is_echoed_short(sqlite_db) -> None:
+    with sqlite_db.read() as conn, pytest.raises(ModelError) as caught:
+        get_model(conn, "m" * 199)
+    assert len(caught.value.message) < 160 and "199 characters" in caught.value.message

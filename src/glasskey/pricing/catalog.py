@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import Connection, select, update
 
-from glasskey.errors import ModelError
+from glasskey.errors import ModelError, shown
 from glasskey.limits import PRICE_MAX_MICROS_PER_MTOK, check_range
 from glasskey.money import dollars_to_micros
 from glasskey.store.tables import models
@@ -110,7 +110,7 @@ def _model(row: Any) -> Model:
 def get_model(conn: Connection, name: str) -> Model:
     row = conn.execute(select(models).where(models.c.name == name)).first()
     if row is None:
-        raise ModelError(f"The model `{name}` does not exist in this gateway's catalog", param="model")
+        raise ModelError(f"The model `{shown(name)}` does not exist in this gateway's catalog", param="model")
     return _model(row)
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection
 
-from glasskey.errors import ModelError, RouteError
+from glasskey.errors import ModelError, RouteError, shown
 from glasskey.keys.policy import KeyPolicy
 from glasskey.keys.service import KeyRecord
 from glasskey.pricing.catalog import Model, get_model
@@ -57,7 +57,7 @@ def check_allowed(key: KeyRecord, model_name: str) -> None:
     so an unknown model is a 404 for every key (an allow-list says nothing about the catalog)."""
     if not key.policy.allows(model_name):
         raise ModelError(
-            f"The model `{model_name}` is not allowed for key {key.prefix}; "
+            f"The model `{shown(model_name)}` is not allowed for key {key.prefix}; "
             f"allowed: {', '.join(key.policy.allowed_models or ())}",
             code="model_not_allowed",
             param="model",
