@@ -98,6 +98,9 @@ ADMIN_ACCESS: dict[tuple[str, str], Rule] = {
     # Receipts.
     ("GET", "/receipts"): _rule("query", "owner billing viewer", "member"),
     ("GET", "/receipts/{request_id}"): _rule("receipt", "owner billing viewer", "member"),
+    # Research jobs of every key (a key sees its own through /v1/research).
+    ("GET", "/research/jobs"): OPERATOR_ONLY,
+    ("GET", "/research/jobs/{job_id}"): OPERATOR_ONLY,
     # People: accounts, sign-in, tokens, members, limits, invitations, offboarding, audit log.
     ("POST", "/signin"): PUBLIC,
     ("POST", "/invitations/accept"): PUBLIC,

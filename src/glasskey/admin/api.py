@@ -35,6 +35,7 @@ from glasskey.admin.my_keys import my_keys_router
 from glasskey.admin.orgs import orgs_router
 from glasskey.admin.people import people_router
 from glasskey.admin.receipts import receipts_router
+from glasskey.admin.research import research_router
 from glasskey.admin.routes import routes_router
 from glasskey.errors import AdminAuthError, ClientError, GlasskeyError, NotFound, error_body
 from glasskey.request_ids import RequestIdMiddleware
@@ -186,6 +187,7 @@ def build_admin_app(services: Services) -> FastAPI:
         routes_router(services),
         health_router(services),
         receipts_router(services),
+        research_router(services),
         people_router(services, throttle),
         members_router(services),
         invitations_router(services, throttle),
