@@ -1,18 +1,27 @@
 """The one error tree of glasskey and its one mapping to HTTP and the OpenAI error shape.
 
-Every expected failure is a ``GlasskeyError`` carrying the ``source`` of the brief, so a
-client can tell who caused it::
+Everything glasskey raises on purpose is a ``GlasskeyError`` carrying the ``source`` of the
+brief, so a client can tell who caused it::
 
     GlasskeyError
     ├── ClientError          source=client   400  bad request body, oversized body (413)
-    ├── KeyError_            source=key      401  missing, unknown, revoked or expired key
+    │   └── UpstreamAddressRefused (routing)     a route's base URL the address policy refuses
+    ├── APIKeyError          source=key      401  missing, unknown, revoked or expired key
+    ├── AdminAuthError       source=key      401  admin credential missing or wrong
     ├── ModelError           source=model    404 unknown model / 403 not allowed for this key
     ├── WalletError          source=wallet   402  insufficient balance in the key's wallet
+    │   └── InsufficientFunds (ledger)           a debit below the account's floor
     ├── BudgetError          source=budget   429  a key budget or its rate limit
     ├── RouteError           source=route    503  no healthy route, or every route failed (502)
+    │   └── CredentialUnopenable (routing)       a sealed credential the key cannot open
     ├── UpstreamError        source=upstream 502/504 (or the provider's own status) the provider failed
-    └── NotFound             source=client   404  unknown path or record
-    AdminAuthError                           401  admin credential missing or wrong
+    │   └── ProviderError (providers)            what an adapter raises; the lifecycle turns it
+    │       ├── StreamCut                        into an UpstreamError naming the provider
+    │       └── UpstreamHTTPError                a non-2xx answer, read by its adapter
+    ├── GatewayError         source=gateway  503  glasskey's own infrastructure failed (retry-after)
+    │   └── SettingsError (settings)             start-up configuration is wrong
+    ├── NotFound             source=client   404  unknown path or record
+    └── TransferNotPending (ledger) source=client 409  a transfer already resolved
 
 Broken invariants are not ``GlasskeyError``: they raise ``InvariantViolation`` and are
 never turned into a client response by this module.
@@ -28,7 +37,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-Source = Literal["client", "key", "model", "wallet", "budget", "route", "upstream"]
+Source = Literal["client", "key", "model", "wallet", "budget", "route", "upstream", "gateway"]
 
 # An error message is shown to the client and stored on the receipt: whatever built it, it is
 # bounded and carries no NUL (PostgreSQL refuses NUL in text, and one refused row must never
@@ -93,7 +102,7 @@ class ClientError(GlasskeyError):
     code = "invalid_request"
 
 
-class KeyError_(GlasskeyError):
+class APIKeyError(GlasskeyError):
     source = "key"
     status_code = 401
     error_type = "authentication_error"
@@ -147,6 +156,19 @@ class AdminAuthError(GlasskeyError):
     status_code = 401
     error_type = "authentication_error"
     code = "invalid_admin_token"
+
+
+class GatewayError(GlasskeyError):
+    """glasskey's own infrastructure failed (its database, its Redis): never the key's or the wallet's doing."""
+
+    source = "gateway"
+    status_code = 503
+    error_type = "api_error"
+    code = "gateway_unavailable"
+
+    def __init__(self, message: str, *, retry_after_seconds: int = 1, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.own_headers = {"retry-after": str(retry_after_seconds), **self.own_headers}
 
 
 class InvariantViolation(AssertionError):

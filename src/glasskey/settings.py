@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 from cryptography.fernet import Fernet
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, ValidationInfo, field_validator
 
+from glasskey.errors import GatewayError
 from glasskey.secret_strength import weakness_of
 
 ENV_PREFIX = "GLASSKEY_"
@@ -24,7 +25,7 @@ ENV_PREFIX = "GLASSKEY_"
 _ENV_NOT_SETTINGS = {"GLASSKEY_CONFIG", "GLASSKEY_TEST_POSTGRES_URL", "GLASSKEY_TEST_REDIS_URL"}
 
 
-class SettingsError(Exception):
+class SettingsError(GatewayError):
     """Start-up configuration is wrong; the message names the setting."""
 
 

@@ -17,10 +17,10 @@ from pydantic import TypeAdapter
 
 from fake_anthropic import fixture
 from glasskey.errors import (
+    APIKeyError,
     BudgetError,
     ClientError,
     GlasskeyError,
-    KeyError_,
     ModelError,
     RouteError,
     UpstreamError,
@@ -312,7 +312,7 @@ def test_finish_reason_becomes_stop_reason(finish_reason, expected):
     [
         (ClientError("bad", param="top_k"), 400, "invalid_request_error", "false"),
         (ClientError("big", status_code=413), 413, "request_too_large", "false"),
-        (KeyError_("who?"), 401, "authentication_error", "false"),
+        (APIKeyError("who?"), 401, "authentication_error", "false"),
         (WalletError("poor"), 402, "billing_error", "false"),
         (ModelError("no", status_code=403), 403, "permission_error", "false"),
         (ModelError("what?"), 404, "not_found_error", "false"),

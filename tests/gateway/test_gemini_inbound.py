@@ -20,7 +20,7 @@ from glasskey.errors import (
     BudgetError,
     ClientError,
     GlasskeyError,
-    KeyError_,
+    APIKeyError,
     ModelError,
     UpstreamError,
     WalletError,
@@ -511,7 +511,7 @@ def test_embeddings_answers():
     ("error", "status"),
     [
         (ClientError("bad", param="generationConfig.topK"), "INVALID_ARGUMENT"),
-        (KeyError_("no such key"), "UNAUTHENTICATED"),
+        (APIKeyError("no such key"), "UNAUTHENTICATED"),
         (ModelError("not allowed", status_code=403), "PERMISSION_DENIED"),
         (ModelError("unknown"), "NOT_FOUND"),
         (WalletError("empty"), "FAILED_PRECONDITION"),

@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from conftest_helpers import make_settings
 from gateway_fixtures import seed
-from glasskey.errors import ClientError, GlasskeyError, KeyError_
+from glasskey.errors import ClientError, GlasskeyError, APIKeyError
 from glasskey.gateway.lifecycle import Lifecycle
 from glasskey.gateway.outcomes import JSONOutcome, StreamOutcome
 from glasskey.keys import secret as key_secret
@@ -97,7 +97,7 @@ def test_a_stream_is_relayed_settled_and_only_then_done(seeded):
 def test_the_key_is_checked_before_the_body_so_a_keyless_request_is_401_whatever_it_sends(seeded):
     services, _ = seeded
     lifecycle = Lifecycle(services)
-    with pytest.raises(KeyError_):
+    with pytest.raises(APIKeyError):
         asyncio.run(lifecycle.chat("req_nokey", None, body_of(b"{not json")))
     row = receipt_row(services, "req_nokey")
     assert (row.http_status, row.error_source, row.key_id) == (401, "key", None)
@@ -129,7 +129,7 @@ def test_a_refused_key_that_names_a_known_public_id_is_attributed_to_that_key(se
     if how == "wrong secret":
         token = token[:-4] + ("aaaa" if not token.endswith("aaaa") else "bbbb")
     services.cache.clear()
-    with pytest.raises(KeyError_) as refused:
+    with pytest.raises(APIKeyError) as refused:
         asyncio.run(Lifecycle(services).chat("req_refused", f"Bearer {token}", body_of(CHAT)))
     row = receipt_row(services, "req_refused")
     assert row.key_id == key.id and row.org_id == key.org_id, "the key's holder sees the failure"

@@ -175,7 +175,7 @@ class _ReportsThenCuts:
     async def embed(self, target, body):
         raise AssertionError("streams only")
 
-    async def stream_chat(self, target, body):
+    async def stream_chat(self, target, body, *, pauses=False):
         from glasskey.providers.base import StreamCut
 
         base = {"id": "c1", "object": "chat.completion.chunk", "created": 0, "model": target.upstream_model}

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import text
 
 from conftest_helpers import NOW
-from glasskey.errors import ClientError, KeyError_, NotFound
+from glasskey.errors import ClientError, APIKeyError, NotFound
 from glasskey.keys import secret as key_secret
 from glasskey.keys.policy import KeyPolicy
 from glasskey.keys.service import (
@@ -126,7 +126,7 @@ EXPECTED_CODES = {
 @pytest.mark.parametrize("case", list(EXPECTED_CODES))
 def test_a_key_that_cannot_be_used_is_refused_as_a_key_error_that_echoes_no_secret(db: Database, case: str) -> None:
     token, when = failure_cases(db)[case]
-    with pytest.raises(KeyError_) as caught:
+    with pytest.raises(APIKeyError) as caught:
         login(db, token, at=when)
     error = caught.value
     assert error.source == "key"
@@ -145,7 +145,7 @@ def test_a_key_still_works_just_before_it_expires(db: Database) -> None:
 
 def test_the_same_key_under_another_pepper_is_refused(db: Database) -> None:
     _, full_key = new_key(db)
-    with pytest.raises(KeyError_), db.read() as conn:
+    with pytest.raises(APIKeyError), db.read() as conn:
         authenticate(conn, pepper="another-pepper-0123456789abcdef", token=full_key, now=NOW)
 
 
@@ -225,11 +225,11 @@ def test_a_key_needs_an_existing_org_and_a_name(db: Database) -> None:
 def test_the_bearer_token_is_read_from_the_authorization_header() -> None:
     assert bearer_token("Bearer gk-abc") == "gk-abc"
     assert bearer_token("bearer   gk-abc  ") == "gk-abc"
-    with pytest.raises(KeyError_) as missing:
+    with pytest.raises(APIKeyError) as missing:
         bearer_token(None)
     assert missing.value.code == "missing_api_key"
     for header in ("", "Basic gk-abc", "Bearer ", "gk-abc"):
-        with pytest.raises(KeyError_):
+        with pytest.raises(APIKeyError):
             bearer_token(header)
 
 

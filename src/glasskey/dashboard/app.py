@@ -40,6 +40,7 @@ NEXT_STEP = {
     "budget": "Check the key's budgets on its page.",
     "route": "Check the Routes page.",
     "upstream": "Check the Routes page for the provider's recent errors.",
+    "gateway": "Try again shortly: the gateway's own database or Redis failed.",
 }
 
 SERVER_ERROR_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Server error · glasskey</title>

@@ -21,7 +21,7 @@ import anyio
 import anyio.to_thread
 from sqlalchemy import Connection
 
-from glasskey.errors import GlasskeyError, KeyError_, RouteError
+from glasskey.errors import APIKeyError, GlasskeyError, RouteError
 from glasskey.gateway.accounting import Hold, Settlement
 from glasskey.gateway.embeddings import encode_embeddings
 from glasskey.gateway.fallback import Fallback, open_stream
@@ -164,7 +164,7 @@ class Lifecycle:
             record = await self.services.cache.get(("key", public_id), partial(find_by_public_id, public_id=public_id))
         try:
             return verify_parsed(parsed, record, pepper=self.services.pepper, now=self.services.clock())
-        except KeyError_:
+        except APIKeyError:
             if run is not None and record is not None:
                 self._attribute(run, record)
             raise

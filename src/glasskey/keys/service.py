@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import Connection, select, update
 
-from glasskey.errors import ClientError, KeyError_, NotFound
+from glasskey.errors import APIKeyError, ClientError, NotFound
 from glasskey.ids import new_id
 from glasskey.keys import secret as key_secret
 from glasskey.keys.policy import KeyPolicy
@@ -186,10 +186,10 @@ def revoke_key(conn: Connection, key_id: str, now: datetime) -> KeyRecord:
 
 def bearer_token(authorization: str | None) -> str:
     if not authorization:
-        raise KeyError_("Missing API key: send it as `Authorization: Bearer gk-...`", code="missing_api_key")
+        raise APIKeyError("Missing API key: send it as `Authorization: Bearer gk-...`", code="missing_api_key")
     scheme, _, token = authorization.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        raise KeyError_("Malformed Authorization header: expected `Bearer gk-...`", code="invalid_api_key")
+        raise APIKeyError("Malformed Authorization header: expected `Bearer gk-...`", code="invalid_api_key")
     return token.strip()
 
 
@@ -208,9 +208,9 @@ def verify_token(token: str, *, pepper: str, now: datetime, lookup: Callable[[st
 def verify_parsed(parsed: tuple[str, str] | None, record: KeyRecord | None, *, pepper: str, now: datetime) -> KeyRecord:
     """``verify_token`` for a token already parsed and its record already looked up (the request path)."""
     if parsed is None:
-        raise KeyError_("Incorrect API key provided", code="invalid_api_key")
+        raise APIKeyError("Incorrect API key provided", code="invalid_api_key")
     if record is None or not key_secret.verify(pepper, parsed[1], record.secret_hash):
-        raise KeyError_("Incorrect API key provided", code="invalid_api_key")
+        raise APIKeyError("Incorrect API key provided", code="invalid_api_key")
     check_usable(record, now)
     return record
 
@@ -222,8 +222,8 @@ def authenticate(conn: Connection, *, pepper: str, token: str, now: datetime) ->
 
 def check_usable(record: KeyRecord, now: datetime) -> None:
     if record.status == REVOKED:
-        raise KeyError_(f"API key {record.prefix} has been revoked", code="key_revoked")
+        raise APIKeyError(f"API key {record.prefix} has been revoked", code="key_revoked")
     if record.policy.expires_at is not None and record.policy.expires_at <= now:
-        raise KeyError_(
+        raise APIKeyError(
             f"API key {record.prefix} expired at {record.policy.expires_at.isoformat()}", code="key_expired"
         )

@@ -78,7 +78,7 @@ class AnthropicProvider:
             )
         except UpstreamHTTPError as error:
             raise self._error(
-                error.status, error.json(), error.body, error.headers.get("retry-after"), credential
+                error.status, error.json(), error.body, error.upstream_headers.get("retry-after"), credential
             ) from None
         if not isinstance(answer, dict) or answer.get("type") != "message":
             # Some proxies answer 200 with an error body; it is still the upstream's error.
@@ -120,7 +120,7 @@ class AnthropicProvider:
                     return
         except UpstreamHTTPError as error:
             raise self._error(
-                error.status, error.json(), error.body, error.headers.get("retry-after"), credential
+                error.status, error.json(), error.body, error.upstream_headers.get("retry-after"), credential
             ) from None
         except ValueError:
             raise StreamCut(self.name, 502, "the upstream sent a malformed stream", error_type="stream_cut") from None

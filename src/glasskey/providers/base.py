@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from glasskey.errors import storable
+from glasskey.errors import UpstreamError, storable
 from glasskey.providers.sse import Pause
 
 
@@ -86,8 +86,13 @@ class EmbeddingResult:
     usage: Usage | None
 
 
-class ProviderError(Exception):
-    """The upstream failed. ``status`` is the upstream HTTP status (or 504 for a timeout)."""
+class ProviderError(UpstreamError):
+    """The upstream failed. ``status`` is the upstream HTTP status (or 504 for a timeout).
+
+    The lifecycle turns it into the client's ``UpstreamError`` (``gateway.outcomes.upstream_error``),
+    whose status says what the upstream's means for the client; were one to escape, it would still
+    be answered as a bad gateway naming the upstream.
+    """
 
     def __init__(
         self,
@@ -101,7 +106,9 @@ class ProviderError(Exception):
     ) -> None:
         # An upstream's words end up on the receipt: bounded, and never a NUL the database refuses.
         message = storable(message, PROVIDER_MESSAGE_MAX_CHARS)
-        super().__init__(message)
+        super().__init__(
+            message, code="upstream_timeout" if timeout else f"upstream_{status}", status_code=504 if timeout else 502
+        )
         self.provider = provider
         self.status = status
         self.message = message

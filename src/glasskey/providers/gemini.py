@@ -101,7 +101,7 @@ class GeminiProvider:
                 for chunk in translator.feed(payload):
                     yield chunk
         except UpstreamHTTPError as error:
-            raise _error_of(error.status, error.json(), error.headers, credential, raw=error.body) from None
+            raise _error_of(error.status, error.json(), error.upstream_headers, credential, raw=error.body) from None
         except ProviderError as error:
             scrubbed = scrub(error.message, credential)
             if scrubbed == error.message:
@@ -161,7 +161,7 @@ class GeminiProvider:
                 timeouts=Timeouts.from_options(target.options),
             )
         except UpstreamHTTPError as error:
-            raise _error_of(error.status, error.json(), error.headers, credential, raw=error.body) from None
+            raise _error_of(error.status, error.json(), error.upstream_headers, credential, raw=error.body) from None
         return response
 
 

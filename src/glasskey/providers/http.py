@@ -68,13 +68,14 @@ DEFAULT_TIMEOUTS = Timeouts()
 TIMEOUT_OPTIONS = frozenset(("timeout_connect_ms", "timeout_first_byte_ms", "timeout_chunk_gap_ms", "timeout_total_ms"))
 
 
-class UpstreamHTTPError(Exception):
-    """The upstream answered with a non-2xx status; ``body`` is its (capped) raw body."""
+class UpstreamHTTPError(ProviderError):
+    """The upstream answered with a non-2xx status; ``body`` is its (capped) raw body, which the
+    provider's adapter reads to raise a ``ProviderError`` in the upstream's own words."""
 
     def __init__(self, status: int, headers: Mapping[str, str], body: bytes) -> None:
-        super().__init__(f"upstream status {status}")
+        super().__init__("upstream", status, f"upstream status {status}")
         self.status = status
-        self.headers = headers
+        self.upstream_headers = headers
         self.body = body
 
     def json(self) -> Any:

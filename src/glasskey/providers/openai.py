@@ -164,7 +164,7 @@ def http_error(provider: str, error: UpstreamHTTPError, credential: str | None) 
         error.status,
         _message(message, credential),
         error_type=_message(error_type, credential) if error_type else "upstream_error",
-        retry_after=_retry_after(error.headers),
+        retry_after=_retry_after(error.upstream_headers),
     )
 
 

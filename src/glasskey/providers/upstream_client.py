@@ -33,6 +33,7 @@ import aiohttp
 from aiohttp.connector import Connection
 from multidict import CIMultiDict
 
+from glasskey.errors import GlasskeyError
 from glasskey.providers.base import ProviderError
 
 CONNECTIONS_MAX = 4096  # in all, open and opening
@@ -45,16 +46,25 @@ CONNECT_TIMEOUTS_REMEMBERED = 64
 NO_BODY_STATUSES = frozenset((204, 304))
 
 
-class BodyTooLarge(Exception):
+class BodyTooLarge(GlasskeyError):
     """The (decompressed) body is larger than the gateway accepts."""
 
+    def __init__(self, message: str = "the upstream's answer is larger than the gateway accepts") -> None:
+        super().__init__(message)
 
-class TruncatedBody(Exception):
+
+class TruncatedBody(GlasskeyError):
     """A body delimited by the end of a TLS connection ended without the TLS session's close_notify."""
 
+    def __init__(self, message: str = "the upstream's TLS connection ended without close_notify") -> None:
+        super().__init__(message)
 
-class InvalidRequest(Exception):
+
+class InvalidRequest(GlasskeyError):
     """A request that cannot be sent as it is (a header value holding a line break)."""
+
+    def __init__(self, message: str = "the upstream request holds a header that cannot be sent") -> None:
+        super().__init__(message)
 
 
 class UpstreamResponse(aiohttp.ClientResponse):

@@ -30,6 +30,7 @@ SOURCE_HINTS = {
     "budget": "A key budget or its rate limit was reached. Raise the budget, or wait.",
     "route": "No enabled route, or every route tried failed. Check the Routes page.",
     "upstream": "The provider answered with an error or timed out. See the route's recent errors.",
+    "gateway": "glasskey's own database or Redis failed: neither the key's nor the wallet's doing. See its log.",
 }
 
 

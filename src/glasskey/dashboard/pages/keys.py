@@ -23,7 +23,7 @@ from glasskey.dashboard.forms import KeyDraft, form_text, read_key_form
 from glasskey.dashboard.queries import ReceiptFilter, search_receipts
 from glasskey.dashboard.refusals import Refusal
 from glasskey.dashboard.web import Dashboard, flash, read_form, redirect
-from glasskey.errors import ClientError, GlasskeyError, KeyError_, NotFound
+from glasskey.errors import APIKeyError, ClientError, GlasskeyError, NotFound
 from glasskey.keys.budget import TOTAL, get_spend
 from glasskey.keys.explain import explain_key
 from glasskey.keys.service import REVOKED, KeyRecord, check_usable, create_key, get_key, list_keys, revoke_key
@@ -48,7 +48,7 @@ def key_state(key: KeyRecord, now: datetime) -> str:
     """``active``, ``revoked`` or ``expired``: whether a request with the key would be let in."""
     try:
         check_usable(key, now)
-    except KeyError_:
+    except APIKeyError:
         return "revoked" if key.status == REVOKED else "expired"
     return "active"
 
