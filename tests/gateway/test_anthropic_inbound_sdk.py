@@ -21,6 +21,7 @@ import anthropic
 import httpx
 import pytest
 from anthropic import Anthropic
+from anthropic.types import Message
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
@@ -28,7 +29,7 @@ from conftest_helpers import make_settings
 from fake_anthropic import DEFAULT_REPLY, FakeAnthropic
 from fake_gemini import FakeGemini
 from fake_openai import FakeOpenAI
-from gateway_fixtures import ServerThread, settled_receipt
+from gateway_fixtures import ServerThread, free_port, settled_receipt
 from glasskey.app import build_app
 from glasskey.gateway.anthropic_api import routes_anthropic
 from glasskey.keys.policy import KeyPolicy
@@ -49,6 +50,7 @@ OPENAI_MODEL, ANTHROPIC_MODEL, GEMINI_MODEL, SIMULATED_MODEL = (
     "gpt-4o",
 )
 MODELS = (OPENAI_MODEL, ANTHROPIC_MODEL, GEMINI_MODEL, SIMULATED_MODEL)
+FALLBACK_MODEL = "gpt-4.1-mini"  # its first route is down, its backup answers
 PROVIDERS = {OPENAI_MODEL: "openai", ANTHROPIC_MODEL: "anthropic", GEMINI_MODEL: "gemini", SIMULATED_MODEL: "simulated"}
 WEATHER_TOOL: Any = {
     "name": "get_weather",
@@ -133,6 +135,26 @@ def module_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                     forced_circuit="closed",  # these tests fail on purpose; breakers are tested elsewhere
                 )
                 create_route(conn, route, now)
+            # A model whose first route is down (a closed port) and whose backup is simulated.
+            prices = get_model(conn, FALLBACK_MODEL).official_prices
+            for route_id, provider, base_url, priority in (
+                ("rt-down", "openai", f"http://127.0.0.1:{free_port()}/v1", 10),
+                ("rt-backup", "simulated", "", 20),
+            ):
+                backup = Route(
+                    id=route_id,
+                    model=FALLBACK_MODEL,
+                    provider=provider,
+                    base_url=base_url,
+                    upstream_model=FALLBACK_MODEL,
+                    settlement="routed",
+                    prices=prices,
+                    costs=prices,
+                    priority=priority,
+                    credential=CREDENTIAL if provider == "openai" else None,
+                    forced_circuit="closed",
+                )
+                create_route(conn, backup, now)
         with ServerThread(build_app(services)) as gateway:
             stack = Stack(services, gateway.base_url, org.id, "", fake_openai, fake_anthropic)
             stack.key = stack.new_key(allowed_models=MODELS)
@@ -221,6 +243,26 @@ def test_a_stream_carries_the_same_answer_and_usage_and_bills_once(stack: Stack,
     assert receipt["stream"] is True and receipt["status"] == "succeeded"
     assert receipt["endpoint"] == "anthropic.messages"
     assert receipt["charge_micros"] == stack.receipt(whole.id.removeprefix("msg_"))["charge_micros"] > 0
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_backup_route_serves_when_the_first_is_down_as_for_chat_completions(stack: Stack, stream: bool):
+    sdk = stack.sdk(stack.new_key(backup_routes=True))
+    message: Message
+    if stream:
+        with sdk.messages.stream(model=FALLBACK_MODEL, max_tokens=300, messages=user("hi")) as streamed:
+            message = streamed.get_final_message()
+            request_id = streamed.response.headers["x-request-id"]
+    else:
+        raw = sdk.messages.with_raw_response.create(model=FALLBACK_MODEL, max_tokens=300, messages=user("hi"))
+        message, request_id = raw.parse(), raw.headers["x-request-id"]
+    assert message.content and message.stop_reason == "end_turn"
+    receipt = stack.receipt(request_id)
+    assert [(a["route_id"], a["status"]) for a in receipt["attempts"]] == [
+        ("rt-down", "failed"),
+        ("rt-backup", "succeeded"),
+    ]
+    assert receipt["route_id"] == "rt-backup" and receipt["charge_micros"] > 0
 
 
 def test_stream_events_come_in_the_messages_api_order(stack: Stack):
