@@ -2,69 +2,20 @@
 
 from __future__ import annotations
 
-import os
 import re
-import signal
-import subprocess
-import sys
-import time
 
-import httpx
 import pytest
 from openai import OpenAI
 
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from demo_process import running_demo
+from gateway_fixtures import free_port
 
 
 @pytest.fixture
 def demo_process(tmp_path):
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GLASSKEY_")}
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "from glasskey.cli import main; main()",
-            "demo",
-            "--port",
-            str(port),
-            "--data-dir",
-            str(tmp_path / "data"),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=env,
-    )
-    lines: list[str] = []
-    deadline = time.monotonic() + 60
-    try:
-        while time.monotonic() < deadline:
-            line = process.stdout.readline() if process.stdout else ""
-            if not line and process.poll() is not None:
-                break
-            lines.append(line)
-            if line.startswith("export GLASSKEY_ADMIN_TOKEN="):
-                break
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.1)
-        yield port, "".join(lines)
-    finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
+    with running_demo(port, "--data-dir", str(tmp_path / "data")) as output:
+        yield port, output
 
 
 def test_demo_prints_paste_ready_lines_that_work_with_the_openai_sdk(demo_process):

@@ -11,16 +11,14 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
+from demo_process import running_demo
 from gateway_fixtures import free_port
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -41,41 +39,13 @@ def examples() -> list[tuple[str, str]]:
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, int, dict[str, str]]]:
-    """A demo started in a fresh directory; yields the directory, the port and the printed exports."""
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, int, str]]:
+    """A demo started in a fresh directory; yields the directory, the port and what it printed."""
     home = tmp_path_factory.mktemp("newcomer")
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("GLASSKEY_", "OPENAI_"))}
-    process = subprocess.Popen(
-        [sys.executable, "-c", "from glasskey.cli import main; main()", "demo", "--port", str(port)],
-        cwd=home, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
-    lines: list[str] = []
-    deadline = time.monotonic() + 60
-    try:
-        while time.monotonic() < deadline and process.stdout is not None:
-            line = process.stdout.readline()
-            if not line and process.poll() is not None:
-                break
-            lines.append(line)
-            if line.startswith("export GLASSKEY_ADMIN_TOKEN="):
-                break
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.1)
-        output = "".join(lines)
-        exports = re.findall(r"^export (\w+)=(\S+)$", output, re.MULTILINE)
-        assert len(exports) == 5, output
-        yield home, port, {"output": output}
-    finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
+    with running_demo(port, cwd=home) as output:
+        assert len(re.findall(r"^export (\w+)=(\S+)$", output, re.MULTILINE)) == 5, output
+        yield home, port, output
 
 
 def key_environments(output: str) -> list[dict[str, str]]:
@@ -93,7 +63,7 @@ def key_environments(output: str) -> list[dict[str, str]]:
 @pytest.mark.parametrize("which", ["demo-routed"])
 def test_every_readme_example_works_against_the_demo(demo, which: str) -> None:
     home, port, printed = demo
-    exported = key_environments(printed["output"])[0 if which == "demo-official" else 1]
+    exported = key_environments(printed)[0 if which == "demo-official" else 1]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GLASSKEY_", "OPENAI_"))}
     env.update(exported)
     env["ANTHROPIC_BASE_URL"] = exported["OPENAI_BASE_URL"].removesuffix("/v1")

@@ -11,7 +11,7 @@ from gateway_fixtures import seed, simulated_route
 from glasskey.errors import ClientError
 from glasskey.keys.explain import explain_key, settlement_in_words
 from glasskey.keys.policy import KeyPolicy
-from glasskey.keys.service import create_key, get_key, update_key
+from glasskey.keys.service import KeyRecord, create_key, get_key, update_key
 from glasskey.pricing.catalog import get_model
 from glasskey.routing.routes import create_route
 from glasskey.services import build_services
@@ -74,24 +74,15 @@ def test_lower_cost_routes_on_an_official_key_is_refused_at_create_and_update(tm
     try:
         seeded = seed(services)
         with services.db.write() as conn:
+
+            def new_key(settlement: str) -> KeyRecord:
+                policy = KeyPolicy(settlement=settlement, lower_cost_routes=True)
+                return create_key(conn, pepper=PEPPER, org_id=seeded["org_id"], name="k", policy=policy, now=NOW)[0]
+
             with pytest.raises(ClientError, match="lower-cost routes apply only to routed keys") as refused:
-                create_key(
-                    conn,
-                    pepper=PEPPER,
-                    org_id=seeded["org_id"],
-                    name="k",
-                    policy=KeyPolicy(settlement="official", lower_cost_routes=True),
-                    now=NOW,
-                )
+                new_key("official")
             assert refused.value.param == "lower_cost_routes"
-            record, _ = create_key(
-                conn,
-                pepper=PEPPER,
-                org_id=seeded["org_id"],
-                name="k",
-                policy=KeyPolicy(settlement="routed", lower_cost_routes=True),
-                now=NOW,
-            )
+            record = new_key("routed")
             with pytest.raises(ClientError, match="lower_cost_routes off"):
                 update_key(conn, record.id, settlement="official")
             assert update_key(conn, record.id, settlement="official", lower_cost_routes=False).policy.settlement == (
