@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 import orjson
 
-from glasskey.errors import ClientError
+from glasskey.errors import ClientError, shown
 from glasskey.providers.base import StreamCut, Usage, token_count
 
 PROVIDER_NAME = "gemini"
@@ -147,7 +147,7 @@ def _generation_config(body: Mapping[str, Any]) -> dict[str, Any]:
     effort = body.get("reasoning_effort")
     if effort is not None:
         if effort not in _THINKING_BUDGETS:
-            raise refuse("reasoning_effort", f"`reasoning_effort: {effort}`")
+            raise refuse("reasoning_effort", f"`reasoning_effort: {shown(effort)}`")
         config["thinkingConfig"] = {"thinkingBudget": _THINKING_BUDGETS[effort]}
     return config
 
@@ -167,7 +167,7 @@ def _response_format(response_format: Any) -> dict[str, Any]:
         # ``responseJsonSchema`` takes JSON Schema as OpenAI clients write it; ``responseSchema``
         # would take only Google's OpenAPI subset (no $defs, $ref, ...).
         return {"responseMimeType": "application/json", "responseJsonSchema": schema}
-    raise refuse("response_format", f"`response_format` of type {kind!r}")
+    raise refuse("response_format", f"`response_format` of type {shown(kind)!r}")
 
 
 def _function_declaration(index: int, tool: Any) -> dict[str, Any]:
@@ -190,7 +190,7 @@ def _tool_config(tool_choice: Any) -> dict[str, Any] | None:
         return None
     if isinstance(tool_choice, str):
         if tool_choice not in _TOOL_CHOICE_MODES:
-            raise refuse("tool_choice", f"`tool_choice: {tool_choice}`")
+            raise refuse("tool_choice", f"`tool_choice: {shown(tool_choice)}`")
         return {"functionCallingConfig": {"mode": _TOOL_CHOICE_MODES[tool_choice]}}
     if isinstance(tool_choice, dict) and tool_choice.get("type") == "function":
         name = (tool_choice.get("function") or {}).get("name")
@@ -243,7 +243,7 @@ def _contents(messages: list[Any]) -> tuple[list[dict[str, Any]], list[dict[str,
             text = "".join(part["text"] for part in _text_parts(content, where))
             append("user", [{"functionResponse": {"name": call_names[call_id], "response": _tool_response(text)}}])
         else:
-            raise refuse(f"{where}.role", f"the message role {role!r}")
+            raise refuse(f"{where}.role", f"the message role {shown(role)!r}")
     return system_parts, contents
 
 
@@ -261,7 +261,7 @@ def _text_parts(content: Any, where: str) -> list[dict[str, Any]]:
 def _text_part(part: Any, where: str) -> dict[str, Any] | None:
     kind = part.get("type") if isinstance(part, dict) else None
     if kind not in ("text", "refusal") or not isinstance(part.get(kind), str):
-        raise refuse(where, f"a {kind!r} part in this message")
+        raise refuse(where, f"a {shown(kind)!r} part in this message")
     return {"text": part[kind]} if part[kind] else None
 
 
