@@ -71,6 +71,7 @@ class DemoResult:
     admin_token: str
     admin_docs_url: str
     created_org: bool
+    data_dir: Path | None = None  # where glasskey.toml is, for the CLI hint
 
 
 def _toml_string(value: str) -> str:
@@ -218,7 +219,19 @@ def seed_demo(services: Services) -> DemoResult:
         admin_token=services.settings.admin_token.get_secret_value(),
         admin_docs_url=f"{public_url}/admin/api/docs",
         created_org=created,
+        data_dir=services.settings.data_dir,
     )
+
+
+def _cli_hint(data_dir: Path | None) -> list[str]:
+    """How the admin CLI finds these settings: by itself beside the data dir, else by one variable."""
+    if data_dir is None:
+        return []
+    where = data_dir.resolve()
+    return [
+        f"# admin CLI: glasskey keys list (from {where.parent} it finds {where / SETTINGS_FILE} by itself;",
+        f"#   from anywhere else: GLASSKEY_DATA_DIR={where} glasskey keys list)",
+    ]
 
 
 def format_demo_banner(result: DemoResult) -> str:
@@ -254,6 +267,7 @@ def format_demo_banner(result: DemoResult) -> str:
         f"export GLASSKEY_ADMIN_TOKEN={result.admin_token}",
         f"# admin API docs: {result.admin_docs_url}",
         f"# dashboard: {result.admin_docs_url.removesuffix('/admin/api/docs')}/ (sign in with the admin token)",
+        *_cli_hint(result.data_dir),
         "",
     ]
     return "\n".join(lines)

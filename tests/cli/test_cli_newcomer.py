@@ -131,7 +131,8 @@ def test_the_cli_finds_the_demo_settings_in_the_data_directory(tmp_path, monkeyp
     # Nothing but what the demo printed: no --config, no GLASSKEY_KEY_PEPPER.
     assert "demo" in ok(runner.invoke(main, ["orgs", "list"], env={}))
     moved = tmp_path / "elsewhere"
-    ok(runner.invoke(main, ["demo", "--no-serve", "--data-dir", str(moved)], env={}))
+    banner = ok(runner.invoke(main, ["demo", "--no-serve", "--data-dir", str(moved)], env={}))
+    assert f"GLASSKEY_DATA_DIR={moved.resolve()} glasskey keys list" in banner  # the one line that works anywhere
     assert "demo-routed" in ok(runner.invoke(main, ["keys", "list"], env={"GLASSKEY_DATA_DIR": str(moved)}))
 
 
