@@ -1,11 +1,12 @@
 """One client's poison never fails another's request (issue 18 #1, the standing version).
 
 While poisoners send bodies whose text cannot be stored (``{"model": "z\\u0000"}`` and its
-cousins, with a valid key, a garbage key and none, on every endpoint with a body), legitimate
-requests and streams run beside them. Every legitimate request must succeed with its receipt
-and charge, every poisoned one must be refused as the client's fault, and the ledger audit stays
-clean. Before the edge refused NUL, 0 of 300 legitimate requests succeeded this way on
-PostgreSQL: the poisoned receipt failed the group commit it shared with them.
+cousins, with a valid key, a garbage key and none, on every endpoint with a body) and then every
+other case of the bad-input matrix, legitimate requests and streams run beside them. Every
+legitimate request must succeed with its receipt and charge, every poisoned one must be refused
+as the client's (or the key's) fault, and the ledger audit stays clean. Before the edge refused
+NUL, 0 of 300 legitimate requests succeeded this way on PostgreSQL: the poisoned receipt failed
+the group commit it shared with them.
 """
 
 from __future__ import annotations
@@ -19,15 +20,16 @@ from sqlalchemy import select
 
 from gateway_fixtures import Gateway
 from glasskey.store.tables import receipts
+from hostile.conftest import Call, call
+from hostile.matrix import CHAT, body_matrix
 
-LEGITIMATE = 60
+LEGITIMATE = 100
 CONCURRENCY = 8
 POISONERS = 4
-CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hello there"}], "max_tokens": 24}
 
 
-def poisons(key: str) -> list[tuple[str, dict[str, Any], dict[str, str]]]:
-    valid = {"authorization": f"Bearer {key}"}
+def unstorable(key: str) -> list[Call]:
+    """The bodies whose text cannot be stored, with a valid key, a garbage key and none."""
     messages = [{"role": "user", "content": "x"}]
     bodies: list[tuple[str, dict[str, Any]]] = [
         ("chat/completions", {"model": "z\x00", "messages": messages}),
@@ -39,8 +41,10 @@ def poisons(key: str) -> list[tuple[str, dict[str, Any], dict[str, str]]]:
         ("embeddings", {"model": "text-embedding-3-small", "input": ["\x00"]}),
         ("quote", {"model": "z\x00", "messages": messages}),
     ]
-    anyone = [valid, {"authorization": "Bearer gk-nope-secret"}, {}]
-    return [(path, body, headers) for (path, body), headers in itertools.product(bodies, anyone)]
+    return [
+        call("POST", path, body, key=anyone, label=path)
+        for (path, body), anyone in itertools.product(bodies, [key, "gk-nope-secret", None])
+    ]
 
 
 async def _run(gateway: Gateway) -> tuple[list[tuple[str, bool, int]], list[int]]:
@@ -50,14 +54,17 @@ async def _run(gateway: Gateway) -> tuple[list[tuple[str, bool, int]], list[int]
     headers = {"authorization": f"Bearer {gateway.routed_key}"}
     limit = asyncio.Semaphore(CONCURRENCY)
     async with httpx.AsyncClient(base_url=gateway.v1, timeout=60) as client:
+        # Half the poisoners send the unstorable bodies over and over, half walk the whole matrix.
+        matrix = [item for item in body_matrix(gateway.routed_key) if not item.label.endswith("too_large")]
+        kinds = [unstorable(gateway.routed_key), matrix]
 
-        async def poisoner(offset: int) -> None:
-            cases = poisons(gateway.routed_key)
-            for index in itertools.count(offset):
+        async def poisoner(number: int) -> None:
+            cases = kinds[number % 2]
+            for index in itertools.count(number * 13):
                 if stop.is_set():
                     return
-                path, body, poison_headers = cases[index % len(cases)]
-                response = await client.post(path, json=body, headers=poison_headers)
+                item = cases[index % len(cases)]
+                response = await client.request(item.method, item.path, content=item.content, headers=item.headers)
                 error = response.json()["error"]
                 assert 400 <= response.status_code < 500 and error["source"] in ("client", "key"), response.text[:300]
                 refused.append(response.status_code)
@@ -76,7 +83,7 @@ async def _run(gateway: Gateway) -> tuple[list[tuple[str, bool, int]], list[int]
                 ended = response.status_code == 200 and "data: [DONE]" in lines
                 legitimate.append((response.headers["x-request-id"], True, 200 if ended else 599))
 
-        poisoning = [asyncio.create_task(poisoner(offset * 7)) for offset in range(POISONERS)]
+        poisoning = [asyncio.create_task(poisoner(number)) for number in range(POISONERS)]
         await asyncio.sleep(0.05)  # the poison is already flowing when the first legitimate request arrives
         try:
             await asyncio.gather(*(legitimate_request(index) for index in range(LEGITIMATE)))
