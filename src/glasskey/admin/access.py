@@ -12,6 +12,7 @@ answers 404, exactly like one that does not exist; a role too low answers 403. B
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -129,11 +130,13 @@ ADMIN_ACCESS: dict[tuple[str, str], Rule] = {
     ("GET", "/audit/verify"): OPERATOR_ONLY,
 }
 
-# The dashboard signs in with the admin token only, so every page is the operator's (see docs/roles.md).
+# People signing in to the dashboard by email see their own page (``/me``: their org's wallets and
+# the keys and receipts their role may read); every other page is the operator's (see docs/roles.md).
 DASHBOARD_ACCESS: dict[tuple[str, str], Rule] = {
     ("GET", "/signin"): PUBLIC,
     ("POST", "/signin"): PUBLIC,
-    ("POST", "/signout"): OPERATOR_ONLY,
+    ("POST", "/signout"): _rule("self"),
+    ("GET", "/me"): _rule("self"),
     ("GET", "/"): OPERATOR_ONLY,
     ("GET", "/keys"): OPERATOR_ONLY,
     ("GET", "/keys/new"): OPERATOR_ONLY,
@@ -295,3 +298,19 @@ def roles_table_rows() -> list[str]:
         for (method, path), rule in table.items():
             rows.append(f"| {surface} | {method} | `{path}` | " + " | ".join(role_cells(rule)) + " |")
     return rows
+
+
+def _template_pattern(path: str) -> re.Pattern[str]:
+    return re.compile(re.sub(r"\\\{\w+\\\}", "[^/]+", re.escape(path)) + "$")
+
+
+_PAGE_PATTERNS = [(method, _template_pattern(path), rule) for (method, path), rule in DASHBOARD_ACCESS.items()]
+
+
+def page_allowed(method: str, path: str, role: str) -> bool:
+    """Whether a dashboard session with ``role`` may open this page (HEAD counts as GET)."""
+    method = "GET" if method == "HEAD" else method
+    for rule_method, pattern, rule in _PAGE_PATTERNS:
+        if rule_method == method and pattern.match(path):
+            return role == "operator" or rule.scope in ("public", "self") or role in rule.roles
+    return role == "operator"

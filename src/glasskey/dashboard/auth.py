@@ -1,10 +1,16 @@
-"""Signing in with the admin token, the session it opens, and the CSRF token of every form.
+"""Signing in (the admin token, or a person's email and password), the session it opens, and the
+CSRF token of every form.
 
 The session is Starlette's signed cookie: ``HttpOnly``, ``SameSite=Lax``, ``Secure`` when the
 public URL is https, and valid for ``SESSION_MAX_AGE_SECONDS``. Its signing secret is an HMAC of
 the admin token keyed by the key pepper, so the cookie never carries the token, and changing
 either setting signs everyone out. Each session holds a random CSRF token; every form carries it
 and every POST is checked against it (see ``web.read_form``).
+
+A person's session also names the person, their org, their role and their account's credential
+version: the gate lets it open only the pages its role may (``admin.access.DASHBOARD_ACCESS``),
+sending it to ``/me`` otherwise, and ``/me`` ends it once the password changed or the person left.
+A new session is started at every sign-in, so nothing from before sign-in carries over.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from starlette.datastructures import UploadFile
 from starlette.responses import RedirectResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from glasskey.admin.access import page_allowed
 from glasskey.dashboard.refusals import CsrfRefused
 from glasskey.settings import Settings, secret_matches
 
@@ -73,6 +80,25 @@ def start_session(session: Session) -> None:
     session[CSRF_FIELD] = secrets.token_urlsafe(32)
 
 
+def start_person_session(
+    session: Session, *, user_id: str, email: str, org_id: str, role: str, credential_version: int
+) -> None:
+    """A fresh session for a person signed in by email, in one org with one role."""
+    start_session(session)
+    session["person"] = {
+        "user_id": user_id,
+        "email": email,
+        "org_id": org_id,
+        "role": role,
+        "credential_version": credential_version,
+    }
+
+
+def person_of(session: Session) -> dict[str, Any] | None:
+    person = session.get("person")
+    return person if isinstance(person, dict) else None
+
+
 def end_session(session: Session) -> None:
     session.clear()
 
@@ -98,12 +124,23 @@ class SignInGate:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or is_signed_in(scope["session"]):
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         path: str = scope["path"]
         root_path: str = scope.get("root_path", "")
         local = path[len(root_path) :] if root_path and path.startswith(root_path) else path
+        if is_signed_in(scope["session"]):
+            person = person_of(scope["session"])
+            if (
+                person is None
+                or local.startswith(PUBLIC_PREFIXES)
+                or page_allowed(scope["method"], local, person["role"])
+            ):
+                await self.app(scope, receive, send)
+            else:
+                await RedirectResponse(f"{root_path}/me", status_code=303)(scope, receive, send)
+            return
         if local.startswith(PUBLIC_PREFIXES):
             await self.app(scope, receive, send)
             return
