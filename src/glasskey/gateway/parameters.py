@@ -114,14 +114,24 @@ def _number(value: float | None) -> str:
     return f"{value:,}" if isinstance(value, int) else str(value)
 
 
-def check_text(body: dict[str, Any], name: str, max_chars: int) -> None:
+def _check_size(
+    body: dict[str, Any], name: str, kind: type[str] | type[list[Any]], what: str, maximum: int, unit: str
+) -> None:
     value = body.get(name)
     if value is None:
         return
-    if not isinstance(value, str):
-        raise ClientError(f"`{name}` must be a string", param=name)
-    if len(value) > max_chars:
-        raise ClientError(f"`{name}` must be at most {max_chars} characters, not {len(value):,}", param=name)
+    if not isinstance(value, kind):
+        raise ClientError(f"`{name}` must be {what}", param=name)
+    if len(value) > maximum:
+        raise ClientError(f"`{name}` may hold at most {maximum:,} {unit}, not {len(value):,}", param=name)
+
+
+def check_text(body: dict[str, Any], name: str, max_chars: int) -> None:
+    _check_size(body, name, str, "a string", max_chars, "characters")
+
+
+def check_list(body: dict[str, Any], name: str, max_items: int) -> None:
+    _check_size(body, name, list, "an array", max_items, "items")
 
 
 def check_model_name(model: Any) -> str:
@@ -154,16 +164,6 @@ def check_metadata(body: dict[str, Any]) -> None:
                 f"`metadata.{shown(key)}` must be a string of at most {METADATA_VALUE_MAX_CHARS} characters",
                 param="metadata",
             )
-
-
-def check_list(body: dict[str, Any], name: str, max_items: int) -> None:
-    value = body.get(name)
-    if value is None:
-        return
-    if not isinstance(value, list):
-        raise ClientError(f"`{name}` must be an array", param=name)
-    if len(value) > max_items:
-        raise ClientError(f"`{name}` may hold at most {max_items} items, not {len(value):,}", param=name)
 
 
 def check_stop(body: dict[str, Any]) -> None:
