@@ -164,3 +164,21 @@ def test_the_research_api_has_an_openapi_document_naming_every_route(gateway):
     served = {(r.path, m.lower()) for r in routes for m in (r.methods or ()) if m != "HEAD"}
     documented = {(path, method) for path, item in document["paths"].items() for method in item}
     assert served == documented
+
+
+def test_an_upload_over_the_bound_is_refused_before_it_is_parsed(gateway):
+    from glasskey.research.http import UPLOAD_MAX_BYTES
+
+    def chunks():  # no content-length: the bound holds for a chunked body too
+        sent = 0
+        while sent <= UPLOAD_MAX_BYTES:
+            yield b"x" * 1_048_576
+            sent += 1_048_576
+
+    refused = httpx.post(
+        f"{gateway.v1}/research/files",
+        headers={**auth(gateway.routed_key), "content-type": "multipart/form-data; boundary=b"},
+        content=chunks(),
+        timeout=60,
+    )
+    assert refused.status_code == 413 and refused.json()["error"]["source"] == "client"

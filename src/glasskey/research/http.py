@@ -18,6 +18,7 @@ from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
+from starlette.types import Message
 
 from glasskey.errors import ClientError, WalletError
 from glasskey.gateway.http import JSONResponse, read_body
@@ -25,7 +26,7 @@ from glasskey.gateway.lifecycle import Lifecycle
 from glasskey.gateway.requests import parse_json_object
 from glasskey.keys.service import KeyRecord
 from glasskey.research import jobs
-from glasskey.research.inputs import FILE_MAX_BYTES, INPUTS_MAX, input_error
+from glasskey.research.inputs import FILE_MAX_BYTES, INPUTS_MAX
 from glasskey.research.openapi import research_openapi
 from glasskey.research.preflight import preflight, refusal_error
 from glasskey.research.runner import JobRunner
@@ -35,6 +36,7 @@ T = TypeVar("T")
 EVENTS_POLL_SECONDS = 0.25
 EVENTS_MAX_SECONDS = 6 * 3600  # a watcher is let go after this, whatever the job does
 JOB_BODY_MAX_BYTES = 64 * 1024
+UPLOAD_MAX_BYTES = INPUTS_MAX * (FILE_MAX_BYTES + 4096)  # every file at its limit, with part headers
 
 
 def sse_event(name: str, payload: dict[str, Any]) -> bytes:
@@ -65,10 +67,14 @@ def routes_research(lifecycle: Lifecycle, runner: JobRunner) -> list[Route]:
 
     async def upload(request: Request) -> Response:
         key = await key_of(request)
-        length = request.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > INPUTS_MAX * (FILE_MAX_BYTES + 4096):
-            raise input_error(f"the upload is over the limit of {INPUTS_MAX} files of {FILE_MAX_BYTES} bytes")
-        async with request.form(max_files=INPUTS_MAX, max_fields=INPUTS_MAX) as form:
+        # The whole upload is read under one bound first (413 past it, chunked or not), so the
+        # multipart parser never spools more than that to disk.
+        raw = await read_body(request, UPLOAD_MAX_BYTES)
+
+        async def replay() -> Message:
+            return {"type": "http.request", "body": raw, "more_body": False}
+
+        async with Request(request.scope, replay).form(max_files=INPUTS_MAX, max_fields=INPUTS_MAX) as form:
             uploads = [
                 (v.filename or "", await v.read(FILE_MAX_BYTES + 1))
                 for _, v in form.multi_items()
