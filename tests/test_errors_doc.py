@@ -47,7 +47,7 @@ def documented_codes() -> set[str]:
     return codes
 
 
-def test_every_code_in_the_source_is_documented():
+def test_every_code_in_the_source_is_documented() -> None:
     literal, formatted = codes_in_source()
     assert {"model_not_found", "wrong_model_kind", "key_revoked", "no_route"} <= literal  # the scan works
     assert formatted == set(FORMATTED_CODES), "a new formatted code: list its values here and in docs/errors.md"
@@ -57,13 +57,13 @@ def test_every_code_in_the_source_is_documented():
     assert not missing, f"codes missing from docs/errors.md: {missing}"
 
 
-def test_the_doc_lists_no_code_the_source_cannot_return():
+def test_the_doc_lists_no_code_the_source_cannot_return() -> None:
     literal, _ = codes_in_source()
     expected = literal | {code for codes in FORMATTED_CODES.values() for code in codes}
     assert documented_codes() - expected == set()
 
 
-def test_the_readme_table_states_the_model_statuses_of_the_code():
+def test_the_readme_table_states_the_model_statuses_of_the_code() -> None:
     row = next(line for line in README.splitlines() if line.startswith("| `model` |"))
     assert "404" in row and "403" in row and "400" in row and "wrong_model_kind" in row
     assert "docs/errors.md" in README

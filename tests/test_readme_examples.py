@@ -61,7 +61,7 @@ def key_environments(output: str) -> list[dict[str, str]]:
 
 # One key: the examples are the same for both (the routed one shows more: lower-cost routes).
 @pytest.mark.parametrize("which", ["demo-routed"])
-def test_every_readme_example_works_against_the_demo(demo, which: str) -> None:
+def test_every_readme_example_works_against_the_demo(demo: tuple[Path, int, str], which: str) -> None:
     home, port, printed = demo
     exported = key_environments(printed)[0 if which == "demo-official" else 1]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GLASSKEY_", "OPENAI_"))}

@@ -13,10 +13,10 @@ import openai
 import pytest
 from openai import OpenAI
 
-from glasskey.errors import BudgetError, ClientError, APIKeyError, RouteError, WalletError, retry_advice
+from glasskey.errors import APIKeyError, BudgetError, ClientError, RouteError, WalletError, retry_advice
 from glasskey.keys.service import find_by_public_id, revoke_key
 
-HELLO = [{"role": "user", "content": "Hello"}]
+HELLO: Any = [{"role": "user", "content": "Hello"}]  # the SDK types it; a plain list here
 
 
 def receipts_of(gateway: Any, key: str) -> list[dict[str, Any]]:

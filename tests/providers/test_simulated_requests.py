@@ -13,7 +13,7 @@ from gateway_fixtures import gateway
 from glasskey.providers.base import ProviderError
 from glasskey.providers.simulated_requests import check_chat_body, tool_calls_for
 
-WEATHER = {
+WEATHER: Any = {
     "type": "function",
     "function": {
         "name": "get_weather",
@@ -26,7 +26,7 @@ WEATHER = {
     },
 }
 __all__ = ["gateway"]
-ASK = [{"role": "user", "content": "What is the weather in Paris?"}]
+ASK: Any = [{"role": "user", "content": "What is the weather in Paris?"}]
 
 
 @pytest.mark.parametrize(
@@ -74,21 +74,26 @@ def test_the_sdk_makes_a_tool_round_trip_streamed_and_not(gateway) -> None:
     sdk = OpenAI(base_url=gateway.v1, api_key=gateway.routed_key, max_retries=0)
     first = sdk.chat.completions.create(model="gpt-4o-mini", messages=ASK, tools=[WEATHER], tool_choice="required")
     assert first.choices[0].finish_reason == "tool_calls"
-    call = first.choices[0].message.tool_calls[0]
+    calls = first.choices[0].message.tool_calls
+    assert calls is not None and calls[0].type == "function"
+    call = calls[0]
     assert call.function.name == "get_weather" and json.loads(call.function.arguments)["city"]
     streamed = list(sdk.chat.completions.create(model="claude-sonnet-4-5", messages=ASK, tools=[WEATHER], stream=True))
-    deltas = [c.choices[0].delta for c in streamed if c.choices and c.choices[0].delta.tool_calls]
-    assert deltas and deltas[0].tool_calls[0].function.name == "get_weather"
-    assert "".join(d.tool_calls[0].function.arguments or "" for d in deltas) == call.function.arguments
+    pieces = [
+        c.choices[0].delta.tool_calls[0].function for c in streamed if c.choices and c.choices[0].delta.tool_calls
+    ]
+    assert pieces and pieces[0] is not None and pieces[0].name == "get_weather"
+    assert "".join((p.arguments or "") if p else "" for p in pieces) == call.function.arguments
     assert [c.choices[0].finish_reason for c in streamed if c.choices and c.choices[0].finish_reason] == ["tool_calls"]
-    result = {"role": "tool", "tool_call_id": call.id, "content": "18 degrees"}
+    result: Any = {"role": "tool", "tool_call_id": call.id, "content": "18 degrees"}
+    answered: Any = first.choices[0].message.model_dump(exclude_none=True)
     second = sdk.chat.completions.create(
         model="gpt-4o-mini",
-        messages=[*ASK, first.choices[0].message.model_dump(exclude_none=True), result],
+        messages=[*ASK, answered, result],
         tools=[WEATHER],
     )
     assert second.choices[0].finish_reason == "stop" and second.choices[0].message.content
     with pytest.raises(openai.BadRequestError) as refused:
-        sdk.chat.completions.create(model="gpt-4o-mini", messages=ASK, temperature="hot")  # type: ignore[arg-type]
+        sdk.chat.completions.create(model="gpt-4o-mini", messages=ASK, temperature="hot")  # type: ignore[call-overload]
     assert "temperature" in str(refused.value)
     gateway.audit_ok()
