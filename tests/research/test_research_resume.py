@@ -52,8 +52,8 @@ def start_server(env: dict[str, str]) -> subprocess.Popen[bytes]:
     raise AssertionError("the gateway did not start")
 
 
-def test_a_job_killed_mid_run_resumes_without_sending_or_charging_a_call_twice(tmp_path):
-    settings = make_settings(tmp_path)
+def test_a_job_killed_mid_run_resumes_without_sending_or_charging_a_call_twice(tmp_path, database_url):
+    settings = make_settings(tmp_path, database_url=database_url)
     services = build_services(settings)
     seeded = seed(services)
     with services.db.write() as conn:  # the deep model's call takes long enough to be killed in flight
