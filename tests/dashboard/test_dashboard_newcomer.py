@@ -71,3 +71,9 @@ def test_a_quiet_route_that_failed_in_the_browser(gateway: Gateway, page: Any) -
     assert "last failure 70 s ago: server_error" in row.inner_text()
     row.scroll_into_view_if_needed()
     screenshot(page, "newcomer-key-last-failure")
+
+
+def test_the_key_form_starts_with_lower_cost_routes_off_as_the_cli_and_api_do(dashboard: Dashboard) -> None:
+    form = dashboard.get("/keys/new").text
+    checkbox = re.search(r'<input type="checkbox" name="lower_cost_routes"[^>]*>', form)
+    assert checkbox and "checked" not in checkbox.group(0)
