@@ -33,7 +33,10 @@ class PolicyBody(Body):
 
     allowed_models: AllowedModels = None
     settlement: Settlement = "routed"
-    lower_cost_routes: StrictBool = False
+    lower_cost_routes: StrictBool = Field(
+        default=False,
+        description="try the cheapest healthy route first; routed keys only (with settlement official: 400)",
+    )
     backup_routes: StrictBool = False
     budget_total_micros: Micros | None = None
     budget_daily_micros: Micros | None = None
