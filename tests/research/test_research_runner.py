@@ -190,3 +190,55 @@ def test_a_key_revoked_mid_run_fails_the_job_visibly_and_leaves_the_ledger_clean
     assert status["status"] == "failed" and "refused by the gateway (key)" in status["error"]
     assert next(s for s in status["steps"] if s["name"] == "map")["status"] == "failed"
     gateway.audit_ok()
+
+
+def test_a_job_stopped_with_its_process_is_interrupted_then_resumes_to_the_end(gateway):
+    import asyncio
+    import contextlib
+
+    import anyio
+
+    from glasskey.gateway.lifecycle import Lifecycle
+    from glasskey.keys.service import find_by_public_id
+    from glasskey.research.confirm import confirm_job
+    from glasskey.research.demo import QUESTION, SAMPLES, sample_bytes
+    from glasskey.research.jobs import job_status, store_file
+    from glasskey.research.preflight import preflight
+    from glasskey.research.runner import JobRunner
+    from glasskey.research.spec import JobSpec, prepare
+
+    services, key = gateway.services, gateway.routed_key
+    with services.db.write() as conn:
+        conn.execute(update(routes).values(options={"latency_ms": 5000}))
+        record = find_by_public_id(conn, key.split("-")[1])
+        assert record is not None
+        files = [store_file(conn, record.id, name, sample_bytes(name), services.clock()) for name in SAMPLES]
+        prepared = prepare(
+            JobSpec.parse({"question": QUESTION, "inputs": [f.id for f in files], "depth": "quick"}), files
+        )
+        checked = preflight(conn, record, prepared, services.health, services.clock())
+        job_id = confirm_job(conn, record, prepared, checked, checked["cost"]["max_micros"], services.clock())
+
+    async def stop_mid_run() -> None:  # the process stops: its tasks are cancelled, nobody asked to cancel
+        task = asyncio.get_running_loop().create_task(
+            JobRunner(services, Lifecycle(services)).run(job_id, f"Bearer {key}")
+        )
+        while not any(c.status == "running" for c in await anyio.to_thread.run_sync(calls_of, gateway, job_id)):
+            await anyio.sleep(0.02)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    anyio.run(stop_mid_run)
+    with services.db.read() as conn:
+        stopped = job_status(conn, job_id, None, services.clock())
+    assert stopped["status"] == "interrupted" and "resume" in stopped["error"]
+    sent = [c.id for c in calls_of(gateway, job_id) if c.status == "cancelled"]
+    assert sent and all(t.status == "voided" for t in charge_transfers(gateway, sent))
+    with services.db.write() as conn:
+        conn.execute(update(routes).values(options={}))
+    resumed = httpx.post(f"{gateway.v1}/research/jobs/{job_id}/resume", headers=auth(key))
+    assert resumed.status_code == 200, resumed.text
+    done = wait_finished(gateway.v1, key, job_id)
+    assert done["status"] == "succeeded" and done["spent_micros"] <= done["confirmed_max_micros"]
+    gateway.audit_ok()

@@ -23,7 +23,6 @@ from glasskey.money import format_usd
 
 DEFAULT_URL = "http://127.0.0.1:8787/v1"
 TIMEOUT_SECONDS = 60.0
-FINISHED = ("succeeded", "failed", "cancelled", "capped")
 
 
 class Gateway:

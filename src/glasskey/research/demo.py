@@ -16,7 +16,8 @@ from sqlalchemy import select
 from glasskey.gateway.lifecycle import Lifecycle
 from glasskey.keys.service import KeyRecord
 from glasskey.research import NOTICE
-from glasskey.research.jobs import create_job, store_file
+from glasskey.research.confirm import confirm_job
+from glasskey.research.jobs import store_file
 from glasskey.research.preflight import preflight
 from glasskey.research.runner import JobRunner
 from glasskey.research.spec import JobSpec, prepare
@@ -47,15 +48,8 @@ def run_demo_job(services: Services, key: KeyRecord, full_key: str) -> str:
     prepared = prepare(JobSpec.parse(body), files)
     with services.db.read() as conn:
         result = preflight(conn, key, prepared, services.health, now)
-    maximum = result["cost"]["max_micros"]
     with services.db.write() as conn:
-        job_id = create_job(
-            conn, key_id=key.id, org_id=key.org_id, plan=prepared.plan, files=files, risk_free_rate="0.02",
-            window=("2005-01-01", "2010-01-01"), confirmed_max_micros=maximum, planned_max_micros=maximum,
-            planned_estimate_micros=result["cost"]["estimated_micros"],
-            expected_ms=(result["runtime"]["p50_ms"], result["runtime"]["p90_ms"]),
-            call_max_micros=[c["max_charge_micros"] for c in result["plan"]["calls"]], now=now,
-        )  # fmt: skip
+        job_id = confirm_job(conn, key, prepared, result, result["cost"]["max_micros"], now)
     anyio.run(JobRunner(services, Lifecycle(services)).run, job_id, f"Bearer {full_key}")
     return job_id
 

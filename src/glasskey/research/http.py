@@ -26,9 +26,10 @@ from glasskey.gateway.lifecycle import Lifecycle
 from glasskey.gateway.requests import parse_json_object
 from glasskey.keys.service import KeyRecord
 from glasskey.research import jobs
+from glasskey.research.confirm import confirm_job
 from glasskey.research.inputs import FILE_MAX_BYTES, INPUTS_MAX
 from glasskey.research.openapi import research_openapi
-from glasskey.research.preflight import preflight, refusal_error
+from glasskey.research.preflight import preflight
 from glasskey.research.runner import JobRunner
 from glasskey.research.spec import JobSpec, Prepared, prepare
 
@@ -96,28 +97,8 @@ def routes_research(lifecycle: Lifecycle, runner: JobRunner) -> list[Route]:
     async def create(request: Request) -> Response:
         key = await key_of(request)
         body, prepared, result = await planned(request, key)
-        refusal = refusal_error(result)
-        if refusal is not None:
-            raise refusal
-        confirmed = body.get("max_charge_micros")
-        if isinstance(confirmed, bool) or not isinstance(confirmed, int) or confirmed < 0:
-            raise ClientError(
-                "`max_charge_micros` (the most the job may charge, as confirmed after the preflight) must be a "
-                f"non-negative integer; the preflight's maximum is {result['cost']['max_micros']}",
-                param="max_charge_micros",
-            )
         now = services.clock()
-        job_id = await write(
-            lambda conn: jobs.create_job(
-                conn, key_id=key.id, org_id=key.org_id, plan=prepared.plan, files=prepared.files,
-                risk_free_rate=prepared.spec.risk_free_rate,
-                window=(prepared.spec.window_start, prepared.spec.window_end), confirmed_max_micros=confirmed,
-                planned_max_micros=result["cost"]["max_micros"],
-                planned_estimate_micros=result["cost"]["estimated_micros"],
-                expected_ms=(result["runtime"]["p50_ms"], result["runtime"]["p90_ms"]),
-                call_max_micros=[c["max_charge_micros"] for c in result["plan"]["calls"]], now=now,
-            )
-        )  # fmt: skip
+        job_id = await write(lambda conn: confirm_job(conn, key, prepared, result, body.get("max_charge_micros"), now))
         runner.start(job_id, request.headers.get("authorization") or "")
         status = await lifecycle.read(lambda conn: jobs.job_status(conn, job_id, key.id, services.clock()))
         return JSONResponse({**status, "preflight": result}, status_code=201)
@@ -165,7 +146,7 @@ def routes_research(lifecycle: Lifecycle, runner: JobRunner) -> list[Route]:
                 if seen != last:
                     yield sse_event("progress", status)
                     last = seen
-                if status["status"] in jobs.FINISHED or services.monotonic() > deadline:
+                if status["status"] in jobs.STOPPED or services.monotonic() > deadline:
                     yield sse_event("end", {"id": job_id, "status": status["status"], "report": status["report"]})
                     return
                 await anyio.sleep(EVENTS_POLL_SECONDS)

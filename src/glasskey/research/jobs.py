@@ -22,6 +22,8 @@ from glasskey.research.tables import research_calls, research_files, research_jo
 from glasskey.store.tables import receipts
 
 FINISHED = ("succeeded", "failed", "cancelled", "capped")
+# Not running any more: finished, or interrupted by its process stopping (resumable).
+STOPPED = (*FINISHED, "interrupted")
 JOBS_PAGE_MAX = 100
 
 

@@ -41,6 +41,7 @@ from glasskey.services import Services
 
 log = logging.getLogger("glasskey.research")
 MAP_TRIES = 2
+INTERRUPTED = "stopped when the process running it stopped; resume it with the key (glasskey research resume)"
 
 
 class JobRunner:
@@ -125,9 +126,13 @@ class JobRunner:
             log.exception("research job %s failed", job_id)
             status, note = "failed", "internal error in the research runner (see the gateway's log)"
         except asyncio.CancelledError:
-            status, note = "cancelled", "cancelled at the person's request"
             with anyio.CancelScope(shield=True):
-                await self._finish(job_id, key, prepared, outputs, analysis, status, note)
+                asked = await self.lifecycle.read(lambda conn: jobs.job_row(conn, job_id, None).cancel_requested)
+                if asked:
+                    note = "cancelled at the person's request"
+                    await self._finish(job_id, key, prepared, outputs, analysis, "cancelled", note)
+                else:  # the process is stopping, not the person: the job stays resumable
+                    await self._write(lambda conn: jobs.set_job(conn, job_id, status="interrupted", error=INTERRUPTED))
             raise
         await self._finish(job_id, key, prepared, outputs, analysis, status, note)
 

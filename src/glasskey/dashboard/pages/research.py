@@ -18,7 +18,7 @@ from starlette.routing import Route
 
 from glasskey.dashboard.web import Dashboard
 from glasskey.research import NOTICE
-from glasskey.research.jobs import FINISHED, job_row, job_status, list_jobs
+from glasskey.research.jobs import STOPPED, job_row, job_status, list_jobs
 from glasskey.research.metrics import percent, ratio
 
 JOBS_SHOWN = 100
@@ -54,7 +54,7 @@ def routes(dash: Dashboard) -> list[Route]:
             {
                 "nav": "research",
                 "notice": NOTICE,
-                "refresh": REFRESH_SECONDS if context["job"]["status"] not in FINISHED else None,
+                "refresh": REFRESH_SECONDS if context["job"]["status"] not in STOPPED else None,
                 "percent": percent,
                 "ratio": ratio,
                 # The SVG is glasskey's own drawing of the computed series (symbols escaped in it).
