@@ -182,3 +182,24 @@ def test_a_keys_explanation_says_who_holds_it_and_who_answers_for_it(services, c
         "responsible": "member@acme.example",
     }
     assert explained[operators.json()["id"]] == {"kind": "unassigned", "name": "cron", "responsible": "the operator"}
+
+
+def test_every_change_through_the_api_is_audited_with_who_and_where(services, client):
+    acme = org_with_tokens(services, "acme")
+    key = client.post("/me/keys", json={"name": "mine"}, headers=acme.auth("member")).json()
+    assert client.patch(f"/keys/{key['id']}", json={"rpm_limit": 7}, headers=ADMIN).status_code == 200
+    topup = client.post(f"/orgs/{acme.team.org_id}/wallets/credit/topups", json={"amount_micros": 5}, headers=ADMIN)
+    assert topup.status_code == 201
+    assert client.post("/orgs", json={"name": "elsewhere"}, headers=ADMIN).status_code == 201
+    events = client.get(f"/orgs/{acme.team.org_id}/audit", headers=acme.auth("viewer")).json()["data"]
+    update = next(event for event in events if event["action"] == "key.update")
+    assert (
+        update["actor"] == "operator" and update["address"] == "testclient" and update["request_id"].startswith("req_")
+    )
+    assert (update["before"]["rpm_limit"], update["after"]["rpm_limit"]) == (None, 7)  # who changed a key's limit
+    topups = [event for event in events if event["action"] == "POST /orgs/{org_id}/wallets/{kind}/topups"]
+    assert len(topups) == 1 and topups[0]["after"] == {"status": 201}
+    assert not any(event["action"] == "POST /orgs" for event in events)  # another org's change stays out
+    everything = client.get("/audit", headers=ADMIN).json()["data"]
+    assert any(event["action"] == "POST /orgs" and event["target"].endswith("/orgs") for event in everything)
+    assert [event["action"] for event in everything].count("key.create") == 1  # not recorded twice

@@ -26,6 +26,7 @@ from starlette.exceptions import HTTPException
 from glasskey.admin.access import error_responses, guard
 from glasskey.admin.audit_log import audit_router
 from glasskey.admin.authentication import AdminAuthentication
+from glasskey.admin.change_log import ChangeLog
 from glasskey.admin.docs import add_docs_page
 from glasskey.admin.health import health_router
 from glasskey.admin.invitations import invitations_router
@@ -154,6 +155,7 @@ def build_admin_app(services: Services) -> FastAPI:
     app.state.services = services
     throttle = services.signin_throttle
     # The last middleware added runs first: a refusal already has its request id.
+    app.add_middleware(ChangeLog, services=services)
     app.add_middleware(AdminAuthentication, services=services, throttle=throttle)
     app.add_middleware(RequestIdMiddleware)
 

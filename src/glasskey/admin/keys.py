@@ -7,15 +7,17 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from pydantic import AwareDatetime, Field, StrictBool, StrictInt, field_validator
 
+from glasskey.admin.access import actor_of
 from glasskey.admin.common import Body, Micros, Settlement, error_responses, list_body
 from glasskey.keys.explain import explain_key
 from glasskey.keys.policy import KeyPolicy
 from glasskey.keys.service import create_key, get_key, list_keys, revoke_key, update_key
 from glasskey.limits import RPM_LIMIT_MAX
 from glasskey.orgs.service import get_org
+from glasskey.people.audit import record as audit_record
 from glasskey.services import Services
 
 NEVER_SHOWN_AGAIN = "This is the only time the full key is shown: store it now. glasskey keeps only its hash."
@@ -117,7 +119,7 @@ def keys_router(services: Services) -> APIRouter:
         ),
         responses=error_responses(404),
     )
-    def create(body: CreateKeyBody) -> dict[str, Any]:
+    def create(body: CreateKeyBody, request: Request) -> dict[str, Any]:
         with services.db.write() as conn:
             org = get_org(conn, body.org_id)
             record, full_key = create_key(
@@ -128,6 +130,15 @@ def keys_router(services: Services) -> APIRouter:
                 owner=body.owner,
                 policy=body.policy(),
                 now=services.clock(),
+            )
+            audit_record(
+                conn,
+                actor_of(request),
+                "key.create",
+                services.clock(),
+                org_id=org.id,
+                target=record.prefix,
+                after=record.public(),
             )
         return {**record.public(), "key": full_key, "key_note": NEVER_SHOWN_AGAIN}
 
@@ -151,9 +162,21 @@ def keys_router(services: Services) -> APIRouter:
         ),
         responses=error_responses(404),
     )
-    def update(key_id: str, body: UpdateKeyBody) -> dict[str, Any]:
+    def update(key_id: str, body: UpdateKeyBody, request: Request) -> dict[str, Any]:
         with services.db.write() as conn:
-            return update_key(conn, key_id, **body.changes()).public()
+            before = get_key(conn, key_id)
+            after = update_key(conn, key_id, **body.changes())
+            audit_record(
+                conn,
+                actor_of(request),
+                "key.update",
+                services.clock(),
+                org_id=after.org_id,
+                target=after.prefix,
+                before=before.public(),
+                after=after.public(),
+            )
+        return after.public()
 
     @router.post(
         "/keys/{key_id}/revoke",
@@ -161,9 +184,21 @@ def keys_router(services: Services) -> APIRouter:
         description="From now on the key is refused with `source: key`. Revoking a revoked key changes nothing.",
         responses=error_responses(404),
     )
-    def revoke(key_id: str) -> dict[str, Any]:
+    def revoke(key_id: str, request: Request) -> dict[str, Any]:
         with services.db.write() as conn:
-            return revoke_key(conn, key_id, services.clock()).public()
+            before = get_key(conn, key_id)
+            after = revoke_key(conn, key_id, services.clock())
+            audit_record(
+                conn,
+                actor_of(request),
+                "key.revoke",
+                services.clock(),
+                org_id=after.org_id,
+                target=after.prefix,
+                before=before.public(),
+                after=after.public(),
+            )
+        return after.public()
 
     @router.get(
         "/keys/{key_id}/explain",

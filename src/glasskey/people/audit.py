@@ -101,7 +101,7 @@ def record(
         "at": now,
         "actor": actor.id,
         "org_id": org_id,
-        "action": action,
+        "action": action[:64],
         "target": target[:200],
         "outcome": outcome,
         "before": json.loads(json.dumps(before, default=str)) if before is not None else None,
