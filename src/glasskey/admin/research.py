@@ -30,6 +30,8 @@ def research_router(services: Services) -> APIRouter:
     @router.get(
         "/research/jobs/{job_id}",
         summary="Show a research job and its report",
+        description="One job of any key: its status, calls and spend, the key and org it belongs to, and its "
+        "report (null until the job has one).",
         responses=error_responses(404),
     )
     def read_job(job_id: str) -> dict[str, Any]:

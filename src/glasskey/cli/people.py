@@ -30,7 +30,7 @@ def users() -> None:
 
 
 @users.command("create")
-@click.option("--email", required=True)
+@click.option("--email", required=True, help="The account's email, its sign-in name.")
 @click.option("--operator", is_flag=True, help="An operator account: may do everything, like the admin token.")
 @click.password_option(help="Asked at a hidden prompt, twice.")
 @click.pass_context
@@ -62,7 +62,7 @@ def members() -> None:
 @members.command("add")
 @click.option("--org", "org_ref", required=True, help="Org name or id.")
 @click.option("--email", required=True, help="An existing account.")
-@click.option("--role", type=ROLE_CHOICE, required=True)
+@click.option("--role", type=ROLE_CHOICE, required=True, help="The role in the org.")
 @click.pass_context
 def members_add(ctx: click.Context, org_ref: str, email: str, role: str) -> None:
     """Add an account to an org with a role."""
@@ -88,7 +88,7 @@ def members_list(ctx: click.Context, org_ref: str) -> None:
 
 @members.command("remove")
 @click.option("--org", "org_ref", required=True, help="Org name or id.")
-@click.option("--email", required=True)
+@click.option("--email", required=True, help="The member who leaves.")
 @click.option(
     "--hand",
     "handovers",
@@ -123,15 +123,21 @@ def members_remove(ctx: click.Context, org_ref: str, email: str, handovers: tupl
 
 @main.group()
 def tokens() -> None:
-    """Personal access tokens for the admin API (``gkp-…``)."""
+    """Personal access tokens for the admin API (gkp-...)."""
 
 
 @tokens.command("create")
 @click.option("--email", required=True, help="The person the token acts as.")
 @click.option("--org", "org_ref", default=None, help="Org name or id (leave out for an operator token).")
 @click.option("--role", default=None, help="Default: the person's role in the org (or operator).")
-@click.option("--name", default="cli", show_default=True)
-@click.option("--days", type=click.IntRange(1, TOKEN_LIFETIME_MAX.days), default=30, show_default=True)
+@click.option("--name", default="cli", show_default=True, help="A name to recognise the token by.")
+@click.option(
+    "--days",
+    type=click.IntRange(1, TOKEN_LIFETIME_MAX.days),
+    default=30,
+    show_default=True,
+    help="Days until it expires.",
+)
 @click.pass_context
 def tokens_create(ctx: click.Context, email: str, org_ref: str | None, role: str | None, name: str, days: int) -> None:
     """Create a token; it is printed once."""
@@ -158,7 +164,7 @@ def tokens_create(ctx: click.Context, email: str, org_ref: str | None, role: str
 
 
 @tokens.command("list")
-@click.option("--email", required=True)
+@click.option("--email", required=True, help="Whose tokens.")
 @click.pass_context
 def tokens_list(ctx: click.Context, email: str) -> None:
     """A person's tokens; never a secret."""
@@ -175,7 +181,7 @@ def tokens_list(ctx: click.Context, email: str) -> None:
 @click.argument("token_ref")
 @click.pass_context
 def tokens_revoke(ctx: click.Context, token_ref: str) -> None:
-    """Revoke a token by id or prefix ``gkp-<public id>``."""
+    """Revoke a token by id or prefix (gkp-<public id>)."""
     with writing(ctx) as (services, conn):
         token = revoke_token(conn, get_token(conn, token_ref), services.clock())
         record(conn, CLI_ACTOR, "token.revoke", services.clock(), org_id=token.org_id, target=token.prefix)
@@ -189,7 +195,7 @@ def audit() -> None:
 
 @audit.command("list")
 @click.option("--org", "org_ref", default=None, help="Only this org's events.")
-@click.option("--limit", type=click.IntRange(1, 500), default=50, show_default=True)
+@click.option("--limit", type=click.IntRange(1, 500), default=50, show_default=True, help="At most this many entries.")
 @click.pass_context
 def audit_list(ctx: click.Context, org_ref: str | None, limit: int) -> None:
     """The newest events: when, who, what, outcome."""
