@@ -56,6 +56,7 @@ def test_accounts_members_tokens_and_the_audit_log_from_the_command_line(run):
     events = ok(run("audit", "list"))
     assert all(action in events for action in ("user.create", "member.add", "token.create", "token.revoke"))
     assert "intact" in ok(run("audit", "verify"))
+    assert "credit wallet has nothing left" in ok(run("alerts", "list", "--org", "acme"))
 
 
 def test_a_weak_password_is_refused_with_the_reason(run):

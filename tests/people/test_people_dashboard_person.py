@@ -59,7 +59,8 @@ def test_a_member_sees_only_their_keys_and_receipts_and_no_operator_page(service
         assert signed_in.status_code == 303 and signed_in.headers["location"] == "/me"
         page = client.get("/me")
         assert page.status_code == 200
-        assert mine.prefix in page.text and "req_mine" in page.text and "wallet" in page.text
+        assert mine.prefix in page.text and "req_mine" in page.text
+        assert "routed wallet has nothing left to spend" in page.text  # a notice: the org never topped up
         for hidden in (owners.prefix, "req_owners", foreign.prefix, "req_foreign", "other"):
             assert hidden not in page.text
         assert _csrf(page.text) != csrf_before  # a new session at sign-in: nothing from before carries over

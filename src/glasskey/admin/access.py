@@ -126,6 +126,7 @@ ADMIN_ACCESS: dict[tuple[str, str], Rule] = {
     ("POST", "/orgs/{org_id}/invitations"): _rule("org", "owner"),
     ("GET", "/orgs/{org_id}/audit"): _rule("org", "owner billing member viewer"),
     ("GET", "/orgs/{org_id}/audit/key-use"): _rule("org", "owner billing member viewer"),
+    ("GET", "/orgs/{org_id}/alerts"): _rule("org", "owner billing member viewer"),
     ("GET", "/audit"): OPERATOR_ONLY,
     ("GET", "/audit/verify"): OPERATOR_ONLY,
 }

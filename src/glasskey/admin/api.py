@@ -24,6 +24,7 @@ from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException
 
 from glasskey.admin.access import error_responses, guard
+from glasskey.admin.alerts import alerts_router
 from glasskey.admin.audit_log import audit_router
 from glasskey.admin.authentication import AdminAuthentication
 from glasskey.admin.change_log import ChangeLog
@@ -195,6 +196,7 @@ def build_admin_app(services: Services) -> FastAPI:
         invitations_router(services, throttle),
         my_keys_router(services),
         audit_router(services),
+        alerts_router(services),
     ):
         app.include_router(router)
     app.openapi = _documented(app)  # type: ignore[method-assign]

@@ -1,4 +1,4 @@
-"""A person's own page (``/me``): their org's wallets, the keys and receipts their role may read.
+"""A person's own page (``/me``): their org's wallets, notices, and the keys and receipts their role may read.
 
 An owner, billing person or viewer reads every key of the org and its receipts; a member reads the
 keys they hold or answer for, and those keys' receipts. The org and the person come from the
@@ -8,6 +8,7 @@ credential version moved) or they left the org.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, select
@@ -15,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from glasskey.alerts.notices import notices
 from glasskey.dashboard.auth import end_session, person_of
 from glasskey.dashboard.web import Dashboard, redirect
 from glasskey.keys.service import list_keys
@@ -37,7 +39,7 @@ def _still_valid(conn: Connection, person: dict[str, Any]) -> bool:
     )
 
 
-def my_view(conn: Connection, person: dict[str, Any]) -> dict[str, Any] | None:
+def my_view(conn: Connection, person: dict[str, Any], now: datetime) -> dict[str, Any] | None:
     """What the person's role lets them read in their org; None once their session is no longer good."""
     if not _still_valid(conn, person):
         return None
@@ -58,6 +60,7 @@ def my_view(conn: Connection, person: dict[str, Any]) -> dict[str, Any] | None:
     return {
         "org": get_org(conn, org_id),
         "wallets": list_wallets(conn, org_id),
+        "notices": notices(conn, org_id, keys, now),
         "keys": [(key, holder_view(conn, key)) for key in keys],
         "receipts": [{**row._mapping, "key_prefix": prefixes.get(row.key_id, "")} for row in rows],
     }
@@ -68,7 +71,8 @@ def routes(dash: Dashboard) -> list[Route]:
         person = person_of(request.session)
         if person is None:  # the operator has the whole dashboard
             return redirect("/")
-        view = await dash.read(lambda conn: my_view(conn, person))
+        now = dash.services.clock()
+        view = await dash.read(lambda conn: my_view(conn, person, now))
         if view is None:
             end_session(request.session)
             return redirect("/signin")
