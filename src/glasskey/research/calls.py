@@ -8,8 +8,9 @@ key, the wallet or a budget ends the step; any other failure is returned for a r
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
@@ -27,6 +28,32 @@ from glasskey.research.plan import PlannedCall
 from glasskey.services import Services
 
 ENDPOINT = "research"
+WINDOW_SECONDS = 60.0  # the rate limiter's window: requests per minute
+
+
+@dataclass
+class Pacer:
+    """The job's own calls kept within the key's requests-per-minute limit: it waits its turn
+    rather than be refused (another client of the same key can still take the turn first)."""
+
+    rpm_limit: int | None
+    clock: Callable[[], float]
+    sleep: Callable[[float], Awaitable[None]] = anyio.sleep
+    sent: deque[float] = field(default_factory=deque)
+    lock: anyio.Lock = field(default_factory=anyio.Lock)
+
+    async def wait_turn(self) -> None:
+        if not self.rpm_limit:  # no limit; a limit of 0 refuses every call anyway, and says so
+            return
+        async with self.lock:
+            while True:
+                now = self.clock()
+                while self.sent and self.sent[0] <= now - WINDOW_SECONDS:
+                    self.sent.popleft()
+                if len(self.sent) < self.rpm_limit:
+                    break
+                await self.sleep(self.sent[0] + WINDOW_SECONDS - now)
+            self.sent.append(self.clock())
 
 
 @dataclass
@@ -37,6 +64,7 @@ class CallSender:
     key: KeyRecord
     authorization: str
     budget: Budget
+    pacer: Pacer
 
     async def _write(self, fn: Callable[[Any], Any]) -> Any:
         def work() -> Any:
@@ -47,6 +75,7 @@ class CallSender:
 
     async def send(self, call: PlannedCall, body: dict[str, Any], tries: list[Any]) -> dict[str, Any] | None:
         """One call under the cap; the answer body (with ``_call_id``), or None when the gateway refused it."""
+        await self.pacer.wait_turn()
         now = self.services.clock()
         quote, _ = await self.lifecycle.read(
             lambda conn: quote_request(conn, self.key, body, now, board=self.services.health)

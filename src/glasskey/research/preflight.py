@@ -75,7 +75,7 @@ def preflight(
         "depth": plan.depth,
         "plan": {"steps": plan.steps(), "calls": per_call},
         "models": models,
-        "runtime": runtime_estimate(plan, models, board),
+        "runtime": runtime_estimate(plan, models, board, key.policy.rpm_limit),
         "cost": {
             "estimated_micros": estimate,
             "max_micros": maximum,
@@ -138,7 +138,9 @@ def _model_entry(
     return entry, None
 
 
-def runtime_estimate(plan: Plan, models: list[dict[str, Any]], board: HealthBoard) -> dict[str, Any]:
+def runtime_estimate(
+    plan: Plan, models: list[dict[str, Any]], board: HealthBoard, rpm_limit: int | None = None
+) -> dict[str, Any]:
     by_model = {m["model"]: m for m in models}
     p50 = p90 = 0
     how: list[str] = []
@@ -165,6 +167,15 @@ def runtime_estimate(plan: Plan, models: list[dict[str, Any]], board: HealthBoar
             )
         p50 += rounds * call_p50
         p90 += rounds * call_p90
+    calls = len(plan.calls)
+    if rpm_limit and calls > rpm_limit:
+        # The runner paces itself to the key's limit: past it, whole minutes pass between batches.
+        paced_ms = (calls - 1) // rpm_limit * 60_000
+        p50, p90 = max(p50, paced_ms), max(p90, paced_ms)
+        how.append(
+            f"the key's rate limit of {rpm_limit} requests a minute paces the {calls} calls: at least "
+            f"{paced_ms // 1000} s"
+        )
     how.append(
         "local steps (parsing, figures, report) take milliseconds; retries of malformed answers are not included"
     )

@@ -32,7 +32,7 @@ from glasskey.gateway.lifecycle import Lifecycle
 from glasskey.keys.service import KeyRecord
 from glasskey.research import jobs
 from glasskey.research.answers import MalformedAnswer, answer_text, claims_text, parse_map_answer
-from glasskey.research.calls import CallSender
+from glasskey.research.calls import CallSender, Pacer
 from glasskey.research.cap import Budget, Capped, StepFailed, first_expected
 from glasskey.research.plan import MAP_PARALLELISM, PlannedCall, analysis_body
 from glasskey.research.report import render_report
@@ -96,9 +96,9 @@ class JobRunner:
         # A call left "running" was in flight in a process that died: its id is never sent again.
         await self._write(lambda conn: jobs.abandon_calls(conn, job_id))
         spent = await self.lifecycle.read(lambda conn: jobs.job_spend_micros(conn, job_id))
-        sender = CallSender(
-            self.services, self.lifecycle, job_id, key, authorization, Budget(row.confirmed_max_micros, spent)
-        )
+        budget = Budget(row.confirmed_max_micros, spent)
+        pacer = Pacer(key.policy.rpm_limit, self.services.monotonic)
+        sender = CallSender(self.services, self.lifecycle, job_id, key, authorization, budget, pacer)
         now = self.services.clock()
         await self._write(
             lambda conn: jobs.set_job(conn, job_id, status="running", started_at=row.started_at or now, error=None)
