@@ -242,3 +242,25 @@ def test_a_job_stopped_with_its_process_is_interrupted_then_resumes_to_the_end(g
     done = wait_finished(gateway.v1, key, job_id)
     assert done["status"] == "succeeded" and done["spent_micros"] <= done["confirmed_max_micros"]
     gateway.audit_ok()
+
+
+def test_a_job_whose_key_is_revoked_before_it_starts_fails_visibly(gateway):
+    import anyio
+
+    from glasskey.gateway.lifecycle import Lifecycle
+    from glasskey.keys.service import find_by_public_id, revoke_key
+    from glasskey.research.jobs import job_status
+    from glasskey.research.runner import JobRunner
+
+    key = gateway.new_key(settlement="routed")
+    job = start_job(gateway, key)
+    wait_finished(gateway.v1, key, job["id"])
+    services = gateway.services
+    with services.db.write() as conn:
+        record = find_by_public_id(conn, key.split("-")[1])
+        assert record is not None
+        revoke_key(conn, record.id, services.clock())
+    anyio.run(JobRunner(services, Lifecycle(services)).run, job["id"], f"Bearer {key}")
+    with services.db.read() as conn:
+        status = job_status(conn, job["id"], None, services.clock())
+    assert status["status"] == "failed" and status["error"].startswith("key: ")

@@ -79,7 +79,13 @@ class JobRunner:
     # -- the run ------------------------------------------------------------------------
 
     async def run(self, job_id: str, authorization: str) -> None:
-        key = await self.lifecycle.key_of(authorization)
+        # Callers checked that the key owns the job; it may have been revoked or expired since.
+        try:
+            key = await self.lifecycle.key_of(authorization)
+        except GlasskeyError as error:
+            why = f"{error.source}: {error.message}"
+            await self._write(lambda conn: jobs.set_job(conn, job_id, status="failed", error=why))
+            return
         row = await self.lifecycle.read(lambda conn: jobs.job_row(conn, job_id, key.id))
         files = await self.lifecycle.read(lambda conn: jobs.job_inputs(conn, job_id))
         spec = JobSpec(
