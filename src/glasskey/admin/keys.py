@@ -5,16 +5,18 @@ No response ever carries a key's secret or its hash: keys are rendered by ``KeyR
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from pydantic import AwareDatetime, Field, StrictBool, StrictInt, field_validator
+from sqlalchemy import Connection
 
 from glasskey.admin.access import actor_of
 from glasskey.admin.common import Body, Micros, Settlement, error_responses, list_body
 from glasskey.keys.explain import explain_key
 from glasskey.keys.policy import KeyPolicy
-from glasskey.keys.service import create_key, get_key, list_keys, revoke_key, update_key
+from glasskey.keys.service import KeyRecord, create_key, get_key, list_keys, revoke_key, update_key
 from glasskey.limits import RPM_LIMIT_MAX
 from glasskey.orgs.service import get_org
 from glasskey.people.audit import record as audit_record
@@ -96,6 +98,24 @@ class UpdateKeyBody(Body):
 def keys_router(services: Services) -> APIRouter:
     router = APIRouter(tags=["keys"])
 
+    def changed(
+        conn: Connection, request: Request, action: str, key_id: str, change: Callable[[], KeyRecord]
+    ) -> dict[str, Any]:
+        """Make a change to a key and audit it, with the key before and after, in one transaction."""
+        before = get_key(conn, key_id)
+        after = change()
+        audit_record(
+            conn,
+            actor_of(request),
+            action,
+            services.clock(),
+            org_id=after.org_id,
+            target=after.prefix,
+            before=before.public(),
+            after=after.public(),
+        )
+        return after.public()
+
     @router.get(
         "/keys",
         summary="List keys",
@@ -164,19 +184,7 @@ def keys_router(services: Services) -> APIRouter:
     )
     def update(key_id: str, body: UpdateKeyBody, request: Request) -> dict[str, Any]:
         with services.db.write() as conn:
-            before = get_key(conn, key_id)
-            after = update_key(conn, key_id, **body.changes())
-            audit_record(
-                conn,
-                actor_of(request),
-                "key.update",
-                services.clock(),
-                org_id=after.org_id,
-                target=after.prefix,
-                before=before.public(),
-                after=after.public(),
-            )
-        return after.public()
+            return changed(conn, request, "key.update", key_id, lambda: update_key(conn, key_id, **body.changes()))
 
     @router.post(
         "/keys/{key_id}/revoke",
@@ -186,19 +194,7 @@ def keys_router(services: Services) -> APIRouter:
     )
     def revoke(key_id: str, request: Request) -> dict[str, Any]:
         with services.db.write() as conn:
-            before = get_key(conn, key_id)
-            after = revoke_key(conn, key_id, services.clock())
-            audit_record(
-                conn,
-                actor_of(request),
-                "key.revoke",
-                services.clock(),
-                org_id=after.org_id,
-                target=after.prefix,
-                before=before.public(),
-                after=after.public(),
-            )
-        return after.public()
+            return changed(conn, request, "key.revoke", key_id, lambda: revoke_key(conn, key_id, services.clock()))
 
     @router.get(
         "/keys/{key_id}/explain",
