@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 
 import pytest
@@ -69,3 +70,19 @@ def test_verify_finds_a_removed_event(db):
         conn.execute(audit_events.delete().where(audit_events.c.action == "key.create"))
     with db.read() as conn:
         assert verify(conn) == ["event 3: the event before it was removed or changed"]
+
+
+def test_concurrent_appends_never_fork_the_chain(db):
+    def append(worker: int) -> None:
+        for index in range(15):
+            with db.write() as conn:
+                record(conn, Actor(f"usr_{worker}"), "signin", NOW + timedelta(milliseconds=index), target=str(index))
+
+    threads = [threading.Thread(target=append, args=(worker,)) for worker in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    with db.read() as conn:
+        assert len(list_events(conn, limit=500)) == 60
+        assert verify(conn) == []
