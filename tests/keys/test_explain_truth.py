@@ -66,7 +66,7 @@ def test_the_demo_like_explanation_of_an_official_key_tells_the_truth(tmp_path):
         services.close()
     assert "simulated provider" in explanation["settlement_in_words"]
     assert "own vendor" not in explanation["settlement_in_words"]
-    assert explanation["lower_cost_routes_in_words"].startswith("off: an official key")
+    assert explanation["lower_cost_routes_in_words"].startswith("off: lower-cost routes apply to routed keys only")
 
 
 def test_lower_cost_routes_on_an_official_key_is_refused_at_create_and_update(tmp_path):

@@ -73,7 +73,7 @@ def _model_view(
 def _lower_cost_words(settlement: str, lower_cost_routes: bool) -> str:
     # Selection orders by price only for routed keys; an official key says so rather than "on".
     if settlement != "routed":
-        return "off: an official key is served in the operator's priority order at list price"
+        return "off: lower-cost routes apply to routed keys only; an official key follows the operator's priority order"
     if lower_cost_routes:
         return "on: the cheapest healthy route is tried first"
     return "off: routes are tried in the operator's priority order"
