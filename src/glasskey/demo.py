@@ -19,7 +19,7 @@ import fcntl
 import os
 import secrets
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from glasskey.data_dir import prepare_data_dir
@@ -28,6 +28,7 @@ from glasskey.keys.policy import KeyPolicy
 from glasskey.keys.service import KeyRecord, create_key
 from glasskey.money import dollars_to_micros, format_usd
 from glasskey.orgs.service import Org, Wallet, create_org, get_org, list_wallets, top_up
+from glasskey.people.demo import DemoPerson, ensure_demo_people, people_banner_lines
 from glasskey.pricing.catalog import Prices, get_model
 from glasskey.routing.credentials import CredentialVault
 from glasskey.routing.routes import Route, create_route, list_routes
@@ -72,6 +73,7 @@ class DemoResult:
     admin_docs_url: str
     created_org: bool
     data_dir: Path | None = None  # where glasskey.toml is, for the CLI hint
+    people: list[DemoPerson] = field(default_factory=list)  # an owner and a member, to try both views
 
 
 def _toml_string(value: str) -> str:
@@ -208,6 +210,7 @@ def seed_demo(services: Services) -> DemoResult:
     org, created = _ensure_org(services)
     _ensure_routes(services)
     keys = _create_keys(services, org)
+    people = ensure_demo_people(services, org.id)
     with services.db.read() as conn:
         wallets = list_wallets(conn, org.id)
     public_url = services.settings.effective_public_url
@@ -220,6 +223,7 @@ def seed_demo(services: Services) -> DemoResult:
         admin_docs_url=f"{public_url}/admin/api/docs",
         created_org=created,
         data_dir=services.settings.data_dir,
+        people=people,
     )
 
 
@@ -268,6 +272,7 @@ def format_demo_banner(result: DemoResult) -> str:
         f"# admin API docs: {result.admin_docs_url}",
         f"# dashboard: {result.admin_docs_url.removesuffix('/admin/api/docs')}/ (sign in with the admin token)",
         *_cli_hint(result.data_dir),
+        *people_banner_lines(result.people, result.admin_docs_url.removesuffix("/admin/api/docs")),
         "",
     ]
     return "\n".join(lines)
