@@ -6,9 +6,8 @@ estimate and maximum are exactly the sums of the answers ``/v1/quote`` gives for
 bodies. The job is admitted only if every model is allowed and routed, and the wallet and the
 key's budgets cover the **sum** of the maxima (one call's quote checks only itself).
 
-Runtime is estimated from the latencies this process measured on the routes that would serve
-the calls (``HealthBoard`` p50, and its p95 standing in for p90, which errs long), times the
-number of call rounds the plan's parallelism gives; with no measurement yet, a stated default.
+Runtime is estimated by ``research.runtime``: per output token from the routes' recent receipts,
+else from this process's measured latencies, else a stated default.
 """
 
 from __future__ import annotations
@@ -26,13 +25,10 @@ from glasskey.orgs.service import get_wallet
 from glasskey.pricing.catalog import list_models
 from glasskey.pricing.quote import quote_request
 from glasskey.research import NOTICE
-from glasskey.research.plan import MAP_PARALLELISM, Plan
+from glasskey.research.runtime import runtime_estimate
 from glasskey.research.spec import Prepared
 from glasskey.routing.health import HealthBoard
 from glasskey.routing.selection import select_routes
-
-# Used only while a route has no measured latency in this process; said so in the preflight.
-DEFAULT_CALL_LATENCY_MS = {"map": (2_000, 6_000), "analysis": (10_000, 30_000)}
 
 
 def preflight(
@@ -75,7 +71,7 @@ def preflight(
         "depth": plan.depth,
         "plan": {"steps": plan.steps(), "calls": per_call},
         "models": models,
-        "runtime": runtime_estimate(plan, models, board, key.policy.rpm_limit),
+        "runtime": runtime_estimate(conn, plan, models, key.policy.rpm_limit),
         "cost": {
             "estimated_micros": estimate,
             "max_micros": maximum,
@@ -136,50 +132,6 @@ def _model_entry(
         "latency_ms": snapshot["latency_ms"],
     }
     return entry, None
-
-
-def runtime_estimate(
-    plan: Plan, models: list[dict[str, Any]], board: HealthBoard, rpm_limit: int | None = None
-) -> dict[str, Any]:
-    by_model = {m["model"]: m for m in models}
-    p50 = p90 = 0
-    how: list[str] = []
-    for step in plan.steps():
-        if not step["calls"]:
-            continue
-        rounds = -(-step["calls"] // step["parallelism"])
-        model = by_model[step["model"]]
-        latency = (model.get("health") or {}).get("latency_ms") or {}
-        if latency.get("p50") is not None:
-            call_p50, call_p90 = int(latency["p50"]), int(latency["p95"])
-            how.append(
-                f"{step['name']}: {step['calls']} call(s) in {rounds} round(s) of {step['parallelism']} x the "
-                f"measured latency of route {model['route']['id']} over {model['health']['requests']} recent "
-                f"request(s) (p50 {call_p50} ms; p95 {call_p90} ms stands in for p90)"
-            )
-        else:
-            call_p50, call_p90 = DEFAULT_CALL_LATENCY_MS[step["name"]]
-            where = f"route {model['route']['id']}" if model.get("route") else f"model {model['model']}"
-            how.append(
-                f"{step['name']}: {step['calls']} call(s) in {rounds} round(s) of {step['parallelism']}; no latency "
-                f"measured yet for {where} in this process, so glasskey's default of {call_p50} ms p50 / "
-                f"{call_p90} ms p90 per call (an assumption, not a measurement)"
-            )
-        p50 += rounds * call_p50
-        p90 += rounds * call_p90
-    calls = len(plan.calls)
-    if rpm_limit and calls > rpm_limit:
-        # The runner paces itself to the key's limit: past it, whole minutes pass between batches.
-        paced_ms = (calls - 1) // rpm_limit * 60_000
-        p50, p90 = max(p50, paced_ms), max(p90, paced_ms)
-        how.append(
-            f"the key's rate limit of {rpm_limit} requests a minute paces the {calls} calls: at least "
-            f"{paced_ms // 1000} s"
-        )
-    how.append(
-        "local steps (parsing, figures, report) take milliseconds; retries of malformed answers are not included"
-    )
-    return {"p50_ms": p50, "p90_ms": p90, "how": how, "parallelism": MAP_PARALLELISM}
 
 
 def _budgets(conn: Connection, key: KeyRecord, now: datetime) -> dict[str, Any]:
