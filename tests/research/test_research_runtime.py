@@ -36,7 +36,7 @@ def test_runtime_moves_from_the_default_to_the_routes_speed_per_output_token(gat
         ).all()
 
     def p50_per_token(route_id: str) -> float:
-        return statistics.median(r.latency_ms / r.output_tokens for r in rows if r.route_id == route_id)
+        return float(statistics.median(r.latency_ms / r.output_tokens for r in rows if r.route_id == route_id))
 
     expected = round(p50_per_token("rt-gpt-4o-mini-routed") * 256) + round(
         p50_per_token("rt-claude-sonnet-4-5-routed") * 256
