@@ -110,3 +110,17 @@ def test_wrong_passwords_and_missing_codes_are_refused_alike_and_throttled_per_a
         assert (
             statuses[-1] == 429
         )  # ten failures from this address (the account window is tested in test_people_throttle)
+
+
+def test_the_operators_key_page_says_who_holds_the_key_and_who_answers_for_it(services):
+    with services.db.write() as conn:
+        acme = make_team(conn, "acme")
+        holder = Principal(role="member", user_id=acme.member.id, email=acme.member.email, org_id=acme.org_id)
+        key, _, _ = create_person_key(
+            conn, holder, pepper=PEPPER, name="bot", policy=KeyPolicy(), now=NOW, service="nightly"
+        )
+    with TestClient(build_dashboard(services), follow_redirects=False) as client:
+        csrf = _csrf(client.get("/signin").text)
+        client.post("/signin", data={"csrf_token": csrf, "admin_token": "admin-token-for-tests-0123456789"})
+        page = client.get(f"/keys/{key.id}").text
+    assert "held by nightly (a service)" in page and "member@acme.example answers for it" in page
