@@ -37,6 +37,7 @@ from glasskey.research.http import routes_research
 from glasskey.research.runner import JobRunner
 from glasskey.routing.probes import probe_idle_routes
 from glasskey.services import Services
+from glasskey.store.outage import OUTAGES, gateway_failure
 
 log = logging.getLogger("glasskey")
 SWEEP_INTERVAL_SECONDS = 30.0
@@ -58,6 +59,14 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return render_error(
         request, ClientError(str(exc.detail), code=f"http_{exc.status_code}", status_code=exc.status_code)
     )
+
+
+async def _outage(request: Request, exc: Exception) -> Response:
+    # The database or Redis is down: a 503 naming the gateway, on every endpoint.
+    failure = gateway_failure(exc)
+    assert failure is not None
+    log.warning("%s %s failed on an outage: %r", request.method, request.url.path, exc)
+    return render_error(request, failure)
 
 
 def build_app(services: Services) -> GatewayApp:
@@ -120,7 +129,11 @@ def build_app(services: Services) -> GatewayApp:
     routes.append(Mount("/", app=build_dashboard(services)))
     app = Starlette(
         routes=routes,
-        exception_handlers={GlasskeyError: _glasskey_error, HTTPException: _http_error},
+        exception_handlers={
+            GlasskeyError: _glasskey_error,
+            HTTPException: _http_error,
+            **dict.fromkeys(OUTAGES, _outage),
+        },
         lifespan=lifespan,
     )
     app.add_middleware(RequestIdMiddleware)

@@ -478,3 +478,26 @@ def test_on_sqlite_the_wal_starts_over_once_it_is_large_so_it_stays_bounded(sqli
     else:  # the control: the same writes without a restart take the WAL past the bound
         assert checkpointer.wal_restarts == 0
         assert largest > bound
+
+
+def test_a_batch_that_cannot_even_begin_answers_every_write_with_the_error(db):
+    # The database went away: the first write of a batch must be answered too, hold or not, or its
+    # request would wait for ever.
+    writer = GroupCommitWriter(db, linger_seconds=0.05)
+    down = sqlite3.OperationalError("unable to open database file")
+
+    def no_database() -> Connection:
+        raise down
+
+    writer._connection = no_database  # type: ignore[method-assign]
+
+    async def run() -> list[Any]:
+        writes = [writer.submit(insert_org("held"), durable=False), writer.submit(insert_org("settled"))]
+        return await asyncio.wait_for(asyncio.gather(*writes, return_exceptions=True), timeout=10)
+
+    try:
+        results = asyncio.run(run())
+    finally:
+        writer.close()
+    assert results == [down, down]
+    assert writer.isolated_failures == 2

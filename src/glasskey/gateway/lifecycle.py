@@ -43,6 +43,7 @@ from glasskey.receipts.records import Receipt
 from glasskey.routing.routes import Route, candidates
 from glasskey.routing.selection import check_allowed, selection_from
 from glasskey.services import Services
+from glasskey.store.outage import gateway_failure
 
 log = logging.getLogger("glasskey.gateway")
 T = TypeVar("T")
@@ -270,13 +271,27 @@ class Lifecycle:
         try:
             yield
         except GlasskeyError as error:
-            await self.fail(run, error)
+            try:
+                await self.fail(run, error)
+            except Exception as failed:  # the receipt could not be written: an outage, or a bug
+                outage = gateway_failure(failed)
+                if outage is None:
+                    raise
+                raise outage from failed
             raise
-        except BaseException:
-            # A bug or a cancellation: the receipt says the gateway failed, and the error goes on.
-            with anyio.CancelScope(shield=True):
-                await self.fail(run, RouteError("internal gateway error", code="internal_error", status_code=500))
-            raise
+        except BaseException as error:
+            outage = gateway_failure(error)
+            if outage is None:
+                # A bug or a cancellation: the receipt says the gateway failed, and the error goes on.
+                with anyio.CancelScope(shield=True):
+                    await self.fail(run, RouteError("internal gateway error", code="internal_error", status_code=500))
+                raise
+            # The database or Redis is down: a 503 naming the gateway. Its receipt is written if the
+            # database can take it; if not, the request had nothing posted to explain either.
+            log.warning("request %s failed on an outage: %r", run.receipt.request_id, error)
+            with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
+                await self.fail(run, outage)
+            raise outage from error
 
     async def read(self, fn: Callable[[Connection], T]) -> T:
         """``fn`` on a read connection, in a worker thread so the event loop keeps serving."""

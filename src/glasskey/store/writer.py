@@ -125,40 +125,41 @@ class GroupCommitWriter:
 
     def _commit(self, first: _Job[Any]) -> bool:
         """One group commit starting with ``first``; False once the writer has been told to stop."""
-        batch_jobs: list[_Job[Any]] = []
+        batch_jobs = taken = [first]  # every job taken from the queue is in batch_jobs
+        answered: set[int] = set()  # holds answered before the commit, by id()
         durable: list[tuple[_Job[Any], Outcome]] = []
         running = True
         try:
             with self.db.transaction(self._connection()) as conn:
                 batch = Batch.group(conn)
-                taken = [first]
                 while taken:
-                    batch_jobs += taken
                     for job, outcome in zip(taken, _run_writes(batch, [job.write for job in taken]), strict=True):
                         if job.durable:
                             durable.append((job, outcome))
                         else:
                             _answer(job, outcome)
+                            answered.add(id(job))
                     taken, running = self._take(self.max_batch - len(batch_jobs))
                     if running and not taken and not durable and len(batch_jobs) < self.max_batch:
                         taken, running = self._linger()
+                    batch_jobs = batch_jobs + taken
                 batch.apply()
         except Exception:  # nothing of the batch was committed
             log.warning("group commit of %d writes failed; each is retried alone", len(batch_jobs), exc_info=True)
             self._drop_connection()
-            durable = self._isolate(batch_jobs)
+            durable = self._isolate(batch_jobs, answered)
         self.batches += 1
         self.jobs += len(batch_jobs)
         for job, outcome in durable:
             _answer(job, outcome)
         return running
 
-    def _isolate(self, jobs: list[_Job[Any]]) -> list[tuple[_Job[Any], Outcome]]:
+    def _isolate(self, jobs: list[_Job[Any]], answered: set[int]) -> list[tuple[_Job[Any], Outcome]]:
         """Run each write of a failed batch in a transaction of its own: only the guilty one fails.
 
-        A hold was answered before the failure; it runs again under the same transfer id. If it is
-        refused now (another write of the retry took the balance first), the request already
-        believes it holds: its settlement finds no hold and charges without it.
+        A hold answered before the failure runs again under the same transfer id. If it is refused
+        now (another write of the retry took the balance first, or the database is gone), the
+        request already believes it holds: its settlement finds no hold and charges without it.
         """
         self.isolated_batches += 1
         durable = []
@@ -168,6 +169,8 @@ class GroupCommitWriter:
                 self.isolated_failures += 1
             if job.durable:
                 durable.append((job, outcome))
+            elif id(job) not in answered:
+                _answer(job, outcome)
             elif outcome[1] is not None:
                 log.error("a hold answered before its batch failed could not be taken again", exc_info=outcome[1])
         return durable
