@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
-import pytest
 
 from gateway_fixtures import add_embedding_route
 
@@ -27,11 +26,6 @@ def test_an_unknown_model_is_404_even_for_an_allow_listed_key_when_quoted(gatewa
     assert (error["status"], error["code"], error["source"]) == (403, "model_not_allowed", "model")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="lead: Lifecycle._selection calls check_allowed before the model lookup; selection_from now checks it "
-    "after. Remove that call (and this marker) in gateway/lifecycle.py.",
-)
 def test_an_unknown_model_is_404_even_for_an_allow_listed_key_when_called(gateway):
     error = post(gateway, gateway.official_key, "chat/completions", {"model": "gpt-9", "messages": HELLO})
     assert (error["status"], error["code"]) == (404, "model_not_found")

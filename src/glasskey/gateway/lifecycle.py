@@ -41,7 +41,7 @@ from glasskey.pricing.tokens import chat_input_tokens
 from glasskey.providers.base import Usage
 from glasskey.receipts.records import Receipt
 from glasskey.routing.routes import Route, candidates
-from glasskey.routing.selection import check_allowed, selection_from
+from glasskey.routing.selection import selection_from
 from glasskey.services import Services
 from glasskey.store.outage import gateway_failure
 
@@ -127,8 +127,7 @@ class Lifecycle:
         else:
             check_chat_body(body)
         model_name = str(body["model"])
-        check_allowed(key, model_name)
-        cache = self.services.cache
+        cache = self.services.cache  # an unknown model is 404 for every key; selection_from checks it is allowed
         model = await cache.get(("model", model_name), partial(get_model, name=model_name))
         settlement = key.policy.settlement
         routes = await cache.get(
