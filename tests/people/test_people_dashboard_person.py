@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 
 import pyotp
-from people_helpers import PASSWORD, PEPPER, make_team
 from starlette.testclient import TestClient
 
 from conftest_helpers import NOW
@@ -16,6 +15,7 @@ from glasskey.people.principal import Principal
 from glasskey.people.totp import enable_totp, new_totp_secret
 from glasskey.people.users import change_password
 from glasskey.store.tables import receipts
+from people_helpers import PASSWORD, PEPPER, make_team
 
 
 def _csrf(html: str) -> str:

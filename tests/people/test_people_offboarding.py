@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from people_helpers import PEPPER, make_team
 
 from conftest_helpers import NOW
 from glasskey.errors import AdminAuthError, ClientError
@@ -15,6 +14,7 @@ from glasskey.people.holders import create_person_key, holder_of
 from glasskey.people.members import role_in
 from glasskey.people.principal import Principal
 from glasskey.people.tokens import create_token, list_tokens
+from people_helpers import PEPPER, make_team
 
 OWNER_ACTOR = Actor("usr_owner", "owner@acme.example")
 
@@ -47,7 +47,8 @@ def test_the_preview_changes_nothing_and_the_confirmation_does_exactly_what_it_s
         assert get_key(conn, personal.id).status == "revoked"
         assert get_key(conn, agent.id).status == "revoked"
         assert get_key(conn, bot.id).status == "active"
-        assert holder_of(conn, bot.id).responsible_user_id == team.billing.id
+        handed = holder_of(conn, bot.id)
+        assert handed is not None and handed.responsible_user_id == team.billing.id
         assert role_in(conn, team.org_id, team.member.id) is None
         assert all(token.revoked_at is not None for token in list_tokens(conn, team.member.id))
         assert list_events(conn, org_id=team.org_id, action="member.offboard")[0]["target"] == team.member.id

@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from people_helpers import PASSWORD, PEPPER, make_team
 from sqlalchemy import select
 
 from conftest_helpers import NOW
@@ -15,6 +14,7 @@ from glasskey.people.members import change_role, remove_membership
 from glasskey.people.tables import access_tokens
 from glasskey.people.tokens import TOKEN, authenticate_token, create_token, revoke_token
 from glasskey.people.users import change_password, create_user
+from people_helpers import PASSWORD, PEPPER, make_team
 
 
 def _authenticate(db, text, now=NOW):
@@ -28,7 +28,9 @@ def test_a_token_is_stored_only_as_a_peppered_hash_and_shown_once(db):
         token, full = create_token(
             conn, pepper=PEPPER, user_id=team.member.id, org_id=team.org_id, role="member", name="ci", now=NOW
         )
-    public_id, secret = TOKEN.parse(full)
+    parsed = TOKEN.parse(full)
+    assert parsed is not None
+    public_id, secret = parsed
     assert full.startswith("gkp-") and public_id == token.public_id
     with db.read() as conn:
         row = conn.execute(select(access_tokens)).one()._mapping

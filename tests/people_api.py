@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from people_helpers import Team, make_team
 from starlette.applications import Starlette
 from starlette.routing import Mount
 from starlette.testclient import TestClient
@@ -13,6 +12,7 @@ from conftest_helpers import NOW
 from glasskey.admin import build_admin_app
 from glasskey.people.tokens import create_token
 from glasskey.services import Services
+from people_helpers import Team, make_team
 
 ADMIN = {"Authorization": "Bearer admin-token-for-tests-0123456789"}
 
