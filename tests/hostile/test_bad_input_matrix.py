@@ -168,9 +168,5 @@ def test_a_bad_body_without_a_key_is_a_401_whatever_the_body(hostile_gateway: Ga
 def test_a_nul_in_a_receipt_path_is_answered_in_json(hostile_gateway: Gateway) -> None:
     headers = {"authorization": f"Bearer {hostile_gateway.routed_key}"}
     response = httpx.get(f"{hostile_gateway.v1}/receipts/req_%00", headers=headers, timeout=30)
-    if response.status_code == 500 and hostile_gateway.services.settings.database_url.startswith("postgresql"):
-        pytest.xfail(
-            "get_receipt (receipts/records.py, not editable this session) hands the NUL to PostgreSQL,"
-            " which refuses it: the path needs the edge's text rule (a 404 for an id with a NUL)"
-        )
+    assert response.status_code == 404
     assert_json_error(response, "receipts/req_%00")

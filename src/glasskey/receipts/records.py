@@ -12,13 +12,14 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
-from glasskey.errors import ClientError, NotFound
+from glasskey.errors import ClientError, NotFound, shown
 from glasskey.money import format_micros
 from glasskey.store.batch import Batch
 from glasskey.store.driver import DriverStatement
 from glasskey.store.tables import receipts
 
 MAX_PAGE = 200
+REQUEST_ID_MAX_CHARS = 200
 
 
 @dataclass
@@ -134,12 +135,14 @@ def _public(row: Any) -> dict[str, Any]:
 
 def get_receipt(conn: Connection, request_id: str, *, key_id: str | None = None) -> dict[str, Any]:
     """One receipt; with ``key_id``, only if that key made the request (others look absent)."""
+    if len(request_id) > REQUEST_ID_MAX_CHARS or "\x00" in request_id:  # no such id was ever given
+        raise NotFound(f"receipt {shown(request_id)} does not exist")
     query = select(receipts).where(receipts.c.request_id == request_id)
     if key_id is not None:
         query = query.where(receipts.c.key_id == key_id)
     row = conn.execute(query).first()
     if row is None:
-        raise NotFound(f"receipt {request_id} does not exist")
+        raise NotFound(f"receipt {shown(request_id)} does not exist")
     return _public(row)
 
 
