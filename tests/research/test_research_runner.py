@@ -264,3 +264,59 @@ def test_a_job_whose_key_is_revoked_before_it_starts_fails_visibly(gateway):
     with services.db.read() as conn:
         status = job_status(conn, job["id"], None, services.clock())
     assert status["status"] == "failed" and status["error"].startswith("key: ")
+
+
+def test_a_cancel_flag_set_by_another_process_stops_the_job_before_its_next_call(gateway):
+    from glasskey.research.jobs import request_cancel
+
+    with gateway.services.db.write() as conn:
+        conn.execute(update(routes).where(routes.c.model == "gpt-4o-mini").values(options={"latency_ms": 1500}))
+    key = gateway.routed_key
+    job = start_job(gateway, key, depth="thorough")  # 6 map calls: 4 in flight, 2 waiting
+    deadline = time.monotonic() + 10
+    while sum(c.status == "running" for c in calls_of(gateway, job["id"])) < 4:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    with gateway.services.db.write() as conn:  # as another gateway process's cancel would
+        request_cancel(conn, job["id"], None)
+    done = wait_finished(gateway.v1, key, job["id"])
+    assert done["status"] == "cancelled", done
+    calls = calls_of(gateway, job["id"])
+    # The first call to start after the flag stops the job; calls still in flight are cancelled
+    # with it (their holds voided); none is left running, and the analysis was never sent.
+    assert "running" not in {c.status for c in calls}
+    assert [c.status for c in calls if c.step == "analysis"] == ["planned"]
+    assert {c.status for c in calls} <= {"succeeded", "cancelled", "planned"}
+    cancelled = [c.id for c in calls if c.status == "cancelled"]
+    assert all(t.status == "voided" for t in charge_transfers(gateway, cancelled))
+    assert {s["name"]: s["status"] for s in done["steps"]}["map"] == "cancelled"
+    assert done["spent_micros"] == sum(c.charge_micros for c in calls)
+    gateway.audit_ok()
+
+
+def test_a_call_answered_before_a_stop_is_read_from_its_row_on_resume_never_sent_again(gateway):
+    from glasskey.research.jobs import set_call, set_job
+
+    key = gateway.routed_key
+    job = wait_finished(gateway.v1, key, start_job(gateway, key)["id"])
+    before = calls_of(gateway, job["id"])
+    claims = {"summary": "Kept from the row.", "claims": [{"text": "A claim read back from the row.", "quote": "x"}]}
+
+    def answer(text: str) -> dict[str, Any]:
+        return {"answer": {"choices": [{"message": {"role": "assistant", "content": text}}]}}
+
+    with gateway.services.db.write() as conn:  # as a process stopped right after both answers arrived
+        set_call(conn, before[0].id, status="answered", output=answer(json.dumps(claims)))
+        set_call(conn, before[-1].id, status="answered", output=answer("The analysis kept in its row."))
+        set_job(conn, job["id"], status="interrupted", report=None, finished_at=None)
+    assert httpx.post(f"{gateway.v1}/research/jobs/{job['id']}/resume", headers=auth(key)).status_code == 200
+    done = wait_finished(gateway.v1, key, job["id"])
+    assert done["status"] == "succeeded"
+    after = calls_of(gateway, job["id"])
+    assert [c.id for c in after] == [c.id for c in before]  # no new try: nothing was sent again
+    assert {c.status for c in after} == {"succeeded"}
+    report = httpx.get(f"{gateway.v1}/research/jobs/{job['id']}/report.json", headers=auth(key)).json()
+    assert report["analysis"]["text"] == "The analysis kept in its row."
+    assert "A claim read back from the row." in [e["text"] for e in report["evidence"]]
+    assert report["total_charge_micros"] == job["spent_micros"]  # the same receipts, charged once
+    gateway.audit_ok()

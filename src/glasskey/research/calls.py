@@ -23,7 +23,7 @@ from glasskey.gateway.outcomes import JSONOutcome
 from glasskey.keys.service import KeyRecord
 from glasskey.pricing.quote import quote_request
 from glasskey.research import jobs
-from glasskey.research.cap import Budget, StepFailed
+from glasskey.research.cap import Budget, CancelRequested, StepFailed
 from glasskey.research.plan import PlannedCall
 from glasskey.services import Services
 
@@ -76,6 +76,9 @@ class CallSender:
     async def send(self, call: PlannedCall, body: dict[str, Any], tries: list[Any]) -> dict[str, Any] | None:
         """One call under the cap; the answer body (with ``_call_id``), or None when the gateway refused it."""
         await self.pacer.wait_turn()
+        # The flag is read before every call, so a cancel asked through any process stops the job.
+        if await self.lifecycle.read(lambda conn: jobs.job_row(conn, self.job_id, None).cancel_requested):
+            raise CancelRequested("cancelled at the person's request")
         now = self.services.clock()
         quote, _ = await self.lifecycle.read(
             lambda conn: quote_request(conn, self.key, body, now, board=self.services.health)
@@ -109,11 +112,19 @@ class CallSender:
             raise
         assert isinstance(outcome, JSONOutcome)
         charged = int(outcome.headers.get("x-glasskey-charge-micros", "0"))
-        self.budget.settle(maximum, charged)
-        await self._write(
-            lambda conn: jobs.set_call(conn, call_id, charge_micros=charged, finished_at=self.services.clock())
-        )
-        return {**outcome.body, "_call_id": call_id}
+        answer = outcome.body
+        # Kept whatever happens next (a cancel, a crash after it): an answered call is read from
+        # its row, never sent again.
+        with anyio.CancelScope(shield=True):
+            self.budget.settle(maximum, charged)
+            finished = self.services.clock()
+            await self._write(
+                lambda conn: jobs.set_call(
+                    conn, call_id, status="answered", charge_micros=charged, finished_at=finished,
+                    output={"answer": answer},
+                )
+            )  # fmt: skip
+        return {**answer, "_call_id": call_id}
 
     async def _next_call_id(self, call: PlannedCall, tries: list[Any], maximum: int) -> str:
         """The planned call's id if it was never sent; otherwise a new try, so no id is sent twice."""

@@ -23,6 +23,10 @@ class StepFailed(Exception):
     """A step could not finish; the message says which call and why."""
 
 
+class CancelRequested(Exception):
+    """The job's cancel flag is set (by this process or another): no further call starts."""
+
+
 @dataclass
 class Budget:
     """The job's money as the cap sees it: charged so far plus the maxima of calls in flight."""
@@ -54,6 +58,6 @@ def first_expected(group: BaseExceptionGroup[BaseException]) -> BaseException | 
             found = first_expected(error)
             if found is not None:
                 return found
-        elif isinstance(error, (Capped, StepFailed, GlasskeyError)):
+        elif isinstance(error, (Capped, StepFailed, CancelRequested, GlasskeyError)):
             return error
     return None

@@ -214,6 +214,15 @@ def set_step(conn: Connection, job_id: str, name: str, **values: Any) -> None:
     )
 
 
+def close_steps(conn: Connection, job_id: str, status: str, now: datetime) -> None:
+    """A job that ended early leaves no step "running": each takes the job's ending."""
+    conn.execute(
+        update(research_steps)
+        .where(research_steps.c.job_id == job_id, research_steps.c.status == "running")
+        .values(status=status if status != "succeeded" else "failed", finished_at=now)
+    )
+
+
 def set_call(conn: Connection, call_id: str, **values: Any) -> None:
     conn.execute(update(research_calls).where(research_calls.c.id == call_id).values(**values))
 
@@ -250,7 +259,7 @@ def job_status(conn: Connection, job_id: str, key_id: str | None, now: datetime)
         select(research_steps).where(research_steps.c.job_id == job_id).order_by(research_steps.c.position)
     )
     planned = sum(1 for c in calls if c.try_number == 1)
-    done = sum(1 for c in calls if c.status in ("succeeded", "failed", "malformed"))
+    done = sum(1 for c in calls if c.status in ("succeeded", "answered", "failed", "malformed"))
     end = row.finished_at
     return {
         "object": "research.job",

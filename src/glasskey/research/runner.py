@@ -33,7 +33,7 @@ from glasskey.keys.service import KeyRecord
 from glasskey.research import jobs
 from glasskey.research.answers import MalformedAnswer, answer_text, claims_text, parse_map_answer
 from glasskey.research.calls import CallSender, Pacer
-from glasskey.research.cap import Budget, Capped, StepFailed, first_expected
+from glasskey.research.cap import Budget, CancelRequested, Capped, StepFailed, first_expected
 from glasskey.research.plan import MAP_PARALLELISM, PlannedCall, analysis_body
 from glasskey.research.report import render_report
 from glasskey.research.spec import JobSpec, Prepared, prepare
@@ -124,6 +124,8 @@ class JobRunner:
             analysis = await self._analysis(job_id, prepared, outputs, sender)
         except Capped as capped:
             status, note = "capped", str(capped)
+        except CancelRequested as cancelled:
+            status, note = "cancelled", str(cancelled)
         except StepFailed as failed:
             status, note = "failed", str(failed)
         except GlasskeyError as error:  # e.g. the key or a model's permission changed mid-run
@@ -168,10 +170,18 @@ class JobRunner:
                     return
                 tries = [r for r in rows if r.position == call.position]
                 done = next((r for r in tries if r.status == "succeeded"), None)
-                if done is not None:  # answered before a crash: never sent again
+                if done is not None:  # read before a crash: never sent again
                     results[call.position] = done.output
                     return
-                for _ in range(MAP_TRIES - len([t for t in tries if t.status in ("malformed", "failed")])):
+                failed = len([t for t in tries if t.status in ("malformed", "failed")])
+                answered = next((r for r in tries if r.status == "answered"), None)
+                if answered is not None:  # answered before a crash or a stop, not yet read: read it now
+                    output = await self._read_map_answer(call, answered.id, answered.output["answer"])
+                    if output is not None:
+                        results[call.position] = output
+                        return
+                    failed += 1
+                for _ in range(MAP_TRIES - failed):
                     output = await self._map_call(sender, call, tries)
                     if output is not None:
                         results[call.position] = output
@@ -187,7 +197,8 @@ class JobRunner:
             first = first_expected(group_error)
             if first is None:
                 raise
-            await self._step(job_id, "map", "failed", str(first))
+            ending = "cancelled" if isinstance(first, CancelRequested) else "failed"
+            await self._step(job_id, "map", ending, str(first))
             raise first from None
         if failure:
             await self._step(job_id, "map", "failed", failure[0])
@@ -200,14 +211,20 @@ class JobRunner:
         if body is None:
             return None
         call_id = body.pop("_call_id")
+        return await self._read_map_answer(call, call_id, body)
+
+    async def _read_map_answer(self, call: PlannedCall, call_id: str, body: dict[str, Any]) -> dict[str, Any] | None:
+        """The claims of one answer, recorded on its call (succeeded, or malformed with why)."""
         try:
             parsed = parse_map_answer(answer_text(body))
         except MalformedAnswer as exc:
             why = str(exc)[:2000]
-            await self._write(lambda conn: jobs.set_call(conn, call_id, status="malformed", error=why))
+            with anyio.CancelScope(shield=True):
+                await self._write(lambda conn: jobs.set_call(conn, call_id, status="malformed", error=why))
             return None
         output = {"document": call.document, "chunk": call.chunk, **parsed}
-        await self._write(lambda conn: jobs.set_call(conn, call_id, status="succeeded", output=output))
+        with anyio.CancelScope(shield=True):
+            await self._write(lambda conn: jobs.set_call(conn, call_id, status="succeeded", output=output))
         return output
 
     async def _analysis(
@@ -221,23 +238,28 @@ class JobRunner:
         if done is not None:
             await self._step(job_id, "analysis", "succeeded")
             return str(done.output["text"])
-        claims = claims_text(outputs, prepared.plan.claims_bytes_max)
-        body = analysis_body(call.model, prepared.plan.question, prepared.figures, claims)
-        try:
-            answer = await sender.send(call, body, tries)
-        except Capped as capped:
-            await self._step(job_id, "analysis", "failed", str(capped))
-            raise
-        if answer is None:
-            await self._step(job_id, "analysis", "failed", "the deep model's call failed")
-            raise StepFailed("step analysis failed: the deep model's call failed (see its receipt)")
-        call_id = answer.pop("_call_id")
+        answered = next((r for r in tries if r.status == "answered"), None)
+        if answered is not None:  # answered before a crash or a stop, not yet read: read it, never resend
+            answer, call_id = dict(answered.output["answer"]), str(answered.id)
+        else:
+            claims = claims_text(outputs, prepared.plan.claims_bytes_max)
+            body = analysis_body(call.model, prepared.plan.question, prepared.figures, claims)
+            try:
+                sent = await sender.send(call, body, tries)
+            except Capped as capped:
+                await self._step(job_id, "analysis", "failed", str(capped))
+                raise
+            if sent is None:
+                await self._step(job_id, "analysis", "failed", "the deep model's call failed")
+                raise StepFailed("step analysis failed: the deep model's call failed (see its receipt)")
+            answer, call_id = sent, sent.pop("_call_id")
         try:
             text = answer_text(answer)
         except MalformedAnswer as exc:
             await self._step(job_id, "analysis", "failed", str(exc))
             raise StepFailed(f"step analysis failed: {exc}") from None
-        await self._write(lambda conn: jobs.set_call(conn, call_id, status="succeeded", output={"text": text}))
+        with anyio.CancelScope(shield=True):
+            await self._write(lambda conn: jobs.set_call(conn, call_id, status="succeeded", output={"text": text}))
         await self._step(job_id, "analysis", "succeeded")
         return text
 
@@ -264,6 +286,7 @@ class JobRunner:
                 conn, job_id, status=status, error=note or None, analysis=analysis, report=report, finished_at=now,
                 step=None,
             )  # fmt: skip
+            jobs.close_steps(conn, job_id, status, now)
 
         await self._write(work)
         await self._step(job_id, "report", "succeeded")
