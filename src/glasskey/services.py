@@ -96,7 +96,10 @@ def build_services(
     if not settings.database_url:
         prepare_data_dir(settings.data_dir, create_database=True)
     db = Database(settings.effective_database_url)
-    http = UpstreamHTTP(proxy=settings.upstream_proxy.get_secret_value() or None)
+    http = UpstreamHTTP(
+        proxy=settings.upstream_proxy.get_secret_value() or None,
+        allow_private_upstreams=settings.allow_private_upstreams,
+    )
     limiter = RedisRateLimiter(settings.redis_url) if settings.redis_url else RateLimiter()
     services = Services(
         settings=settings,

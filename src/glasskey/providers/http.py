@@ -28,6 +28,7 @@ import orjson
 from glasskey.providers.base import ProviderError
 from glasskey.providers.sse import PAUSE, Event, Pause, SSEParser
 from glasskey.providers.upstream_client import (
+    AddressRefused,
     BodyTooLarge,
     InvalidRequest,
     Sessions,
@@ -115,15 +116,18 @@ def resolve_credential(credential: str | None, environ: Mapping[str, str]) -> st
     return credential
 
 
-UPSTREAM_FAILURES = (TimeoutError, aiohttp.ClientError, BodyTooLarge, TruncatedBody, InvalidRequest)
+UPSTREAM_FAILURES = (TimeoutError, aiohttp.ClientError, BodyTooLarge, TruncatedBody, InvalidRequest, AddressRefused)
 
 
 class UpstreamHTTP:
     """The upstream connections of one gateway process: an aiohttp session per event loop.
 
     ``ssl_context`` replaces the default (verifying) TLS context: tests trust their own
-    certificate with it. ``proxy`` (the ``GLASSKEY_UPSTREAM_PROXY`` setting) sends every upstream
-    call through that HTTP proxy; without it no proxy is used, whatever the environment says.
+    certificate with it. ``allow_private_upstreams`` is the address policy at connect time; it is
+    on by default for a client built by hand (tests' fake upstreams listen on loopback), and
+    ``build_services`` always passes the gateway's setting. ``proxy`` (the
+    ``GLASSKEY_UPSTREAM_PROXY`` setting) sends every upstream call through that HTTP proxy; without
+    it no proxy is used, whatever the environment says.
     """
 
     def __init__(
@@ -133,8 +137,11 @@ class UpstreamHTTP:
         environ: Mapping[str, str] | None = None,
         ssl_context: ssl.SSLContext | None = None,
         proxy: str | None = None,
+        allow_private_upstreams: bool = True,
     ) -> None:
-        self.sessions = Sessions(ssl_context=ssl_context, proxy=proxy or None)
+        self.sessions = Sessions(
+            ssl_context=ssl_context, proxy=proxy or None, allow_private_upstreams=allow_private_upstreams
+        )
         self.max_response_bytes = max_response_bytes
         self.environ = os.environ if environ is None else environ
 

@@ -19,6 +19,10 @@ gateway that forwards paid requests:
 * **compression**: gzip and deflate, brotli (the ``brotli`` package) and zstd (``backports.zstd``
   before Python 3.14) are accepted and undone in bounded pieces as the body is read, so the
   caller's size cap applies to the decompressed body and a decompression bomb is a 502;
+* **the address policy at connect time** (DNS rebinding, docs/security.md #12): every address a
+  host name resolves to is judged by ``routing.guarded_resolver`` before a connection is opened,
+  and a literal IP host (which aiohttp never resolves) by ``check_resolved_address`` before the
+  request is sent; a refusal is a 502 naming the policy. Through a proxy the proxy resolves names;
 * no redirects followed, no cookies kept (the pool serves every client: one client's cookie
   must never ride on another's request).
 """
@@ -26,15 +30,19 @@ gateway that forwards paid requests:
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import ssl
 from collections.abc import Mapping
 
 import aiohttp
+import yarl
 from aiohttp.connector import Connection
 from multidict import CIMultiDict
 
 from glasskey.errors import GlasskeyError
 from glasskey.providers.base import ProviderError
+from glasskey.routing.guarded_resolver import ResolvedOnlyToRefused, UpstreamAddressResolver
+from glasskey.routing.upstream_address import UpstreamAddressRefused, check_resolved_address
 
 CONNECTIONS_MAX = 4096  # in all, open and opening
 CONNECTIONS_PER_HOST_MAX = 256
@@ -43,6 +51,7 @@ HAPPY_EYEBALLS_DELAY_S = 0.25
 HEADERS_MAX = 128
 HEADER_FIELD_BYTES_MAX = 8190  # one header line (and the status line)
 CONNECT_TIMEOUTS_REMEMBERED = 64
+LITERAL_HOSTS_REMEMBERED = 256  # verdicts on literal IP hosts kept; routes are few
 NO_BODY_STATUSES = frozenset((204, 304))
 
 
@@ -65,6 +74,10 @@ class InvalidRequest(GlasskeyError):
 
     def __init__(self, message: str = "the upstream request holds a header that cannot be sent") -> None:
         super().__init__(message)
+
+
+class AddressRefused(GlasskeyError):
+    """The upstream's host is an address the upstream address policy refuses."""
 
 
 class UpstreamResponse(aiohttp.ClientResponse):
@@ -108,9 +121,14 @@ def request_headers(headers: Mapping[str, str]) -> CIMultiDict[str]:
 class Sessions:
     """The aiohttp session of each event loop: a session belongs to the loop that made it."""
 
-    def __init__(self, *, ssl_context: ssl.SSLContext | None, proxy: str | None) -> None:
+    def __init__(
+        self, *, ssl_context: ssl.SSLContext | None, proxy: str | None, allow_private_upstreams: bool = True
+    ) -> None:
         self.ssl_context = ssl_context
         self.proxy = proxy
+        self.allow_private_upstreams = allow_private_upstreams
+        # host -> the policy's refusal (None: allowed; absent: not a literal address or not judged yet)
+        self._literal_hosts: dict[str, str | None] = {}
         self._sessions: dict[int, tuple[asyncio.AbstractEventLoop, aiohttp.ClientSession]] = {}
         # Connect timeouts are few (one per route setting); building each once saves every request.
         self._timeouts: dict[int, aiohttp.ClientTimeout] = {}
@@ -130,6 +148,8 @@ class Sessions:
             keepalive_timeout=KEEPALIVE_IDLE_S,
             happy_eyeballs_delay=HAPPY_EYEBALLS_DELAY_S,
             ssl=self.ssl_context if self.ssl_context is not None else True,
+            # Through a proxy, aiohttp resolves only the proxy's name: the proxy owns egress then.
+            resolver=None if self.proxy else UpstreamAddressResolver(allow_private=self.allow_private_upstreams),
         )
         session = aiohttp.ClientSession(
             connector=connector,
@@ -156,6 +176,7 @@ class Sessions:
 
     async def post(self, url: str, headers: CIMultiDict[str], body: bytes, connect_ms: int) -> aiohttp.ClientResponse:
         """Send a POST and return its answer once the headers are in (any status: no redirects)."""
+        self.check_literal_host(url)
         try:
             return await self.session().post(
                 url, data=body, headers=headers, allow_redirects=False, timeout=self.timeout(connect_ms)
@@ -166,11 +187,41 @@ class Sessions:
             # A header aiohttp refuses to write (a CR or LF that would smuggle another header in).
             raise InvalidRequest from None
 
+    def check_literal_host(self, url: str) -> None:
+        """Refuse (``AddressRefused``) a URL whose host is a literal IP address the policy refuses.
+
+        aiohttp never hands a literal address to the resolver, so the connect-time check of a
+        name cannot see it; the route's URL was judged when it was saved, but the setting may
+        have changed since. Verdicts are remembered per host: a route's host is judged once.
+        """
+        host = yarl.URL(url).host or ""
+        verdict = self._literal_hosts.get(host, "")
+        if verdict == "":
+            verdict = literal_host_refusal(host, self.allow_private_upstreams)
+            if len(self._literal_hosts) >= LITERAL_HOSTS_REMEMBERED:
+                self._literal_hosts.clear()
+            self._literal_hosts[host] = verdict
+        if verdict is not None:
+            raise AddressRefused(verdict)
+
     async def aclose(self) -> None:
         """Close this loop's session and every connection it holds."""
         found = self._sessions.pop(id(asyncio.get_running_loop()), None)
         if found is not None:
             await found[1].close()
+
+
+def literal_host_refusal(host: str, allow_private: bool) -> str | None:
+    """Why the policy refuses ``host`` when it is a literal IP address; None when it is allowed or a name."""
+    try:
+        address = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return None  # a name: the resolver judges what it resolves to
+    try:
+        check_resolved_address(address, allow_private)
+    except UpstreamAddressRefused as refused:
+        return refused.message
+    return None
 
 
 def attributed(provider: str, error: BaseException, limit: str | None, what: str = "response") -> ProviderError:
@@ -181,6 +232,10 @@ def attributed(provider: str, error: BaseException, limit: str | None, what: str
         return timed_out(provider, "connect")
     if isinstance(error, BodyTooLarge):
         return ProviderError(provider, 502, f"the upstream {what} is larger than the gateway accepts")
+    if isinstance(error, AddressRefused):
+        return ProviderError(provider, 502, f"upstream address refused by policy: {error.message}")
+    if isinstance(error, aiohttp.ClientConnectorDNSError) and isinstance(error.os_error, ResolvedOnlyToRefused):
+        return ProviderError(provider, 502, f"upstream address refused by policy: {error.os_error}")
     if isinstance(error, TruncatedBody):
         return ProviderError(
             provider,

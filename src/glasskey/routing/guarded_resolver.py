@@ -25,6 +25,10 @@ from aiohttp.resolver import DefaultResolver
 from glasskey.routing.upstream_address import UpstreamAddressRefused, check_resolved_address
 
 
+class ResolvedOnlyToRefused(OSError):
+    """A name whose every address the policy refuses; aiohttp wraps it in ``ClientConnectorDNSError``."""
+
+
 class UpstreamAddressResolver(AbstractResolver):
     def __init__(self, *, allow_private: bool, inner: AbstractResolver | None = None) -> None:
         self.allow_private = allow_private
@@ -44,7 +48,7 @@ class UpstreamAddressResolver(AbstractResolver):
             allowed.append(answer)
         if not allowed:
             # An OSError is what aiohttp expects of a failed resolution (ClientConnectorDNSError).
-            raise OSError(f"{host} resolves only to refused addresses: {'; '.join(reasons[:3])}")
+            raise ResolvedOnlyToRefused(f"{host} resolves only to refused addresses: {'; '.join(reasons[:3])}")
         return allowed
 
     async def close(self) -> None:
