@@ -149,3 +149,32 @@ def test_a_wallet_refusal_leaves_a_receipt_and_no_hold(tmp_path):
         audited(services)
     finally:
         services.close()
+
+
+def test_a_stream_cut_mid_answer_ends_with_its_error_only_once_its_receipt_is_committed(tmp_path):
+    services = build_services(make_settings(tmp_path))
+    try:
+        keys = seed(services, route_options={"cut_stream_after_chunks": 2})
+        seen_at_error: list[str] = []
+        sent: list[bytes] = []
+
+        async def emit(data: bytes) -> None:
+            if b'"error"' in data:
+                seen_at_error.append(receipt_row(services, "req_cut").status)
+            sent.append(data)
+
+        async def flush() -> None:
+            return None
+
+        async def run() -> None:
+            body = {**CHAT, "stream": True}
+            outcome = await Lifecycle(services).chat("req_cut", f"Bearer {keys['routed_key']}", body_of(body))
+            assert isinstance(outcome, StreamOutcome)
+            await outcome.relay(emit, flush)
+
+        asyncio.run(run())
+        assert seen_at_error == ["failed"], "the error event leaves after the failed receipt is committed"
+        assert b"[DONE]" not in sent[-1]
+        audited(services)
+    finally:
+        services.close()

@@ -4,7 +4,7 @@ The stream is past its first chunk when the relay starts (``fallback.open_stream
 here falls back. Whatever ends the relay — the upstream's end, its failure mid-answer, the client
 leaving, a bug — the stream is settled for what was generated, in a shielded scope. The end of the
 stream is the client's success: ``data: [DONE]`` leaves only once the charge and the receipt are
-committed, as a JSON answer does.
+committed, as a JSON answer does; so does the in-band error of an upstream that broke mid-answer.
 """
 
 from __future__ import annotations
@@ -74,7 +74,6 @@ class Relay:
             self.fallback.failed(run, self.route, self.began, error)
             failure = upstream_error(error)
             failure.message = f"The upstream stream broke mid-answer: {failure.message}"
-            await emit(sse({"error": error_body(failure, run.receipt.request_id)["error"]}))
         except anyio.get_cancelled_exc_class():
             run.notes.append("client_disconnected")
             raise
@@ -117,6 +116,9 @@ class Relay:
             usage = Usage(chat_input_tokens(self.body).estimate, estimate_tokens(text))
         if failure is not None:
             await self.settle(run, self.route, usage, status="failed", http_status=failure.status_code, error=failure)
+            if not disconnected and failure.source == "upstream":
+                # Like [DONE], the in-band error ends the stream only once its receipt is committed.
+                await emit(sse({"error": error_body(failure, run.receipt.request_id)["error"]}))
         elif disconnected:
             left = ClientError("The client closed the connection before the stream ended", code="client_disconnected")
             await self.settle(run, self.route, usage, status="failed", http_status=499, error=left)
