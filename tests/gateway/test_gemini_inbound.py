@@ -17,10 +17,10 @@ from google.genai import types
 
 from fake_openai import CHAT_TYPES, CHAT_VALIDATORS, check_request, fixture_json, recorded_chunks
 from glasskey.errors import (
+    APIKeyError,
     BudgetError,
     ClientError,
     GlasskeyError,
-    APIKeyError,
     ModelError,
     UpstreamError,
     WalletError,

@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from conftest_helpers import make_settings
 from gateway_fixtures import seed
-from glasskey.errors import ClientError, GlasskeyError, APIKeyError
+from glasskey.errors import APIKeyError, ClientError, GlasskeyError
 from glasskey.gateway.lifecycle import Lifecycle
 from glasskey.gateway.outcomes import JSONOutcome, StreamOutcome
 from glasskey.keys import secret as key_secret

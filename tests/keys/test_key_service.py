@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import text
 
 from conftest_helpers import NOW
-from glasskey.errors import ClientError, APIKeyError, NotFound
+from glasskey.errors import APIKeyError, ClientError, NotFound
 from glasskey.keys import secret as key_secret
 from glasskey.keys.policy import KeyPolicy
 from glasskey.keys.service import (
