@@ -30,6 +30,7 @@ from glasskey.admin.authentication import AdminAuthentication
 from glasskey.admin.change_log import ChangeLog
 from glasskey.admin.docs import add_docs_page
 from glasskey.admin.health import health_router
+from glasskey.admin.internal_errors import InternalErrors
 from glasskey.admin.invitations import invitations_router
 from glasskey.admin.keys import keys_router
 from glasskey.admin.members import members_router
@@ -158,6 +159,8 @@ def build_admin_app(services: Services) -> FastAPI:
     # The last middleware added runs first: a refusal already has its request id.
     app.add_middleware(ChangeLog, services=services)
     app.add_middleware(AdminAuthentication, services=services, throttle=throttle)
+    # Any exception no handler knew, also one in the two middlewares above: JSON, never plain text.
+    app.add_middleware(InternalErrors)
     app.add_middleware(RequestIdMiddleware)
 
     @app.exception_handler(GlasskeyError)
