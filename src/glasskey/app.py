@@ -146,7 +146,7 @@ async def _probe_forever(services: Services) -> None:
     while True:
         await anyio.sleep(services.settings.probe_interval_seconds)
         try:
-            await probe_idle_routes(services)
+            await probe_idle_routes(services.db, services.health, services.providers)
         except Exception:  # a probe round must never stop the gateway
             log.exception("active probe round failed")
 

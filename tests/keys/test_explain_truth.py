@@ -9,7 +9,7 @@ import pytest
 from conftest_helpers import NOW, make_settings
 from gateway_fixtures import seed, simulated_route
 from glasskey.errors import ClientError
-from glasskey.keys.explain import explain_key, settlement_in_words
+from glasskey.explanation import explain_key, settlement_in_words
 from glasskey.keys.policy import KeyPolicy
 from glasskey.keys.service import KeyRecord, create_key, get_key, update_key
 from glasskey.pricing.catalog import get_model

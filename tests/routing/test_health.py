@@ -145,7 +145,7 @@ def test_active_probes_reach_only_idle_routes_and_feed_the_board(services):
                 services.clock(),
             )
     services.health.record("rt-busy", ok=True, latency_ms=3)
-    outcomes = anyio.run(probe_idle_routes, services)
+    outcomes = anyio.run(probe_idle_routes, services.db, services.health, services.providers)
     assert outcomes == {"rt-idle": True, "rt-broken": False}
     assert services.health.snapshot("rt-idle")["successes"] == 1
     assert services.health.snapshot("rt-broken")["errors_by_class"] == {"server_error": 1}

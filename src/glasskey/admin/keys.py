@@ -14,7 +14,7 @@ from sqlalchemy import Connection
 
 from glasskey.admin.access import actor_of
 from glasskey.admin.common import Body, Micros, Settlement, error_responses, list_body
-from glasskey.keys.explain import explain_key
+from glasskey.explanation import explain_key
 from glasskey.keys.policy import KeyPolicy
 from glasskey.keys.service import KeyRecord, create_key, get_key, list_keys, revoke_key, update_key
 from glasskey.limits import RPM_LIMIT_MAX

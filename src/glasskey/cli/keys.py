@@ -17,7 +17,7 @@ from glasskey.cli.base import (
     table,
     writing,
 )
-from glasskey.keys.explain import explain_key
+from glasskey.explanation import explain_key
 from glasskey.keys.policy import KeyPolicy
 from glasskey.keys.service import REVOKED, create_key, get_key, list_keys, revoke_key, update_key
 from glasskey.limits import RPM_LIMIT_MAX

@@ -15,11 +15,11 @@ from starlette.routing import Route
 from starlette.types import Receive
 
 from glasskey.errors import ClientError, GlasskeyError, error_body
+from glasskey.explanation import explain_key
 from glasskey.gateway.lifecycle import Lifecycle
 from glasskey.gateway.outcomes import JSONOutcome, StreamOutcome
 from glasskey.gateway.requests import check_chat_body, parse_json_object
 from glasskey.gateway.streaming import RelayResponse
-from glasskey.keys.explain import explain_key
 from glasskey.pricing.catalog import list_models
 from glasskey.pricing.quote import quote_request
 from glasskey.receipts.records import get_receipt, list_receipts

@@ -10,30 +10,31 @@ and their outcome feeds the health board like any attempt.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import anyio.to_thread
 
-from glasskey.providers.base import ProviderError
-from glasskey.routing.health import counts_against_route
+from glasskey.providers.base import Provider, ProviderError
+from glasskey.routing.health import HealthBoard, counts_against_route
 from glasskey.routing.routes import Route, list_routes
-from glasskey.services import Services
+from glasskey.store.database import Database
 
 PROBE_BODY: dict[str, Any] = {"messages": [{"role": "user", "content": "ping"}], "max_tokens": 1}
 
 
-def _idle_routes(services: Services) -> list[Route]:
-    with services.db.read() as conn:
+def _idle_routes(db: Database, health: HealthBoard) -> list[Route]:
+    with db.read() as conn:
         routes = [r for r in list_routes(conn) if r.enabled and r.forced_circuit is None]
-    return [r for r in routes if services.health.snapshot(r.id)["requests"] == 0]
+    return [r for r in routes if health.snapshot(r.id)["requests"] == 0]
 
 
-async def probe_idle_routes(services: Services) -> dict[str, bool]:
+async def probe_idle_routes(db: Database, health: HealthBoard, providers: Mapping[str, Provider]) -> dict[str, bool]:
     """Probe every idle chat route once; returns each probed route's outcome."""
     outcomes: dict[str, bool] = {}
-    for route in await anyio.to_thread.run_sync(_idle_routes, services):
-        provider = services.providers.get(route.provider)
-        if provider is None or not services.health.try_acquire(route.id):
+    for route in await anyio.to_thread.run_sync(_idle_routes, db, health):
+        provider = providers.get(route.provider)
+        if provider is None or not health.try_acquire(route.id):
             continue
         began = time.monotonic()
         try:
@@ -41,11 +42,11 @@ async def probe_idle_routes(services: Services) -> dict[str, bool]:
         except ProviderError as error:
             latency_ms = int((time.monotonic() - began) * 1000)
             if counts_against_route(error):
-                services.health.record(route.id, ok=False, latency_ms=latency_ms, error_class=error.error_type)
+                health.record(route.id, ok=False, latency_ms=latency_ms, error_class=error.error_type)
             else:
-                services.health.release_probe(route.id)
+                health.release_probe(route.id)
             outcomes[route.id] = False
             continue
-        services.health.record(route.id, ok=True, latency_ms=int((time.monotonic() - began) * 1000))
+        health.record(route.id, ok=True, latency_ms=int((time.monotonic() - began) * 1000))
         outcomes[route.id] = True
     return outcomes

@@ -24,8 +24,8 @@ from glasskey.dashboard.queries import ReceiptFilter, search_receipts
 from glasskey.dashboard.refusals import Refusal
 from glasskey.dashboard.web import Dashboard, flash, read_form, redirect
 from glasskey.errors import APIKeyError, ClientError, GlasskeyError, NotFound
+from glasskey.explanation import explain_key
 from glasskey.keys.budget import TOTAL, get_spend
-from glasskey.keys.explain import explain_key
 from glasskey.keys.service import REVOKED, KeyRecord, check_usable, create_key, get_key, list_keys, revoke_key
 from glasskey.orgs.service import get_org, list_orgs
 from glasskey.pricing.catalog import list_models

@@ -1,7 +1,9 @@
 """A key explaining itself: the eight answers of the brief, plus budgets, limits and expiry.
 
 The same function answers ``GET /v1/key``, the admin API, the CLI and the dashboard, so every
-interface tells the same story about a key.
+interface tells the same story about a key. It draws on keys, routes, prices and wallets alike, so
+it sits above those packages rather than in one of them (``routing`` reads keys' policies; were
+this in ``keys``, the two would import each other).
 """
 
 from __future__ import annotations
