@@ -155,6 +155,9 @@ DASHBOARD_ACCESS: dict[tuple[str, str], Rule] = {
     ("GET", "/routes"): OPERATOR_ONLY,
     ("GET", "/models"): OPERATOR_ONLY,
     ("GET", "/research"): OPERATOR_ONLY,
+    ("GET", "/research/new"): OPERATOR_ONLY,
+    ("POST", "/research/new"): OPERATOR_ONLY,
+    ("POST", "/research/confirm"): OPERATOR_ONLY,
     ("GET", "/research/{job_id}"): OPERATOR_ONLY,
 }
 

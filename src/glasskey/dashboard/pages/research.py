@@ -1,9 +1,9 @@
 """Research: every research job (the operator sees all keys'), a live job page, and its report.
 
-Read-only: a job runs with a person's key, which the dashboard never holds, so jobs are started
-from the API or the CLI. A running job's page reloads itself every few seconds (a meta refresh:
-the pages run no script of their own). The report's figures, chart and receipts are drawn from
-the job's stored report, which the runner rendered from the computed table.
+A new job is started on ``research_new``'s pages (the key is asked there, never kept). A running
+job's page reloads itself every few seconds (a meta refresh: the pages run no script of their
+own). The report's figures, chart and receipts are drawn from the job's stored report, which the
+runner rendered from the computed table.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from glasskey.dashboard.pages import research_new
 from glasskey.dashboard.web import Dashboard
 from glasskey.research import NOTICE
 from glasskey.research.jobs import STOPPED, job_row, job_status, list_jobs
@@ -64,6 +65,7 @@ def routes(dash: Dashboard) -> list[Route]:
         )
 
     return [
+        *research_new.routes(dash),  # before /research/{job_id}, which would match /research/new
         Route("/research", jobs_page, methods=["GET"]),
         Route("/research/{job_id}", job_page, methods=["GET"]),
     ]
