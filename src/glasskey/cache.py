@@ -2,7 +2,9 @@
 
 The hot path must not wait on the database for facts that rarely change. Each entry lives
 ``ttl_seconds`` (1 s by default), so a revoked key, a changed policy or a disabled route takes
-effect within one second on every process, with no invalidation messages. Misses are loaded in a
+effect within one second on every process even with no invalidation messages. With Redis, an
+admin change is also announced (``glasskey.invalidation``) and every process drops its entries at
+once (``invalidate``); the TTL stays the fallback when Redis is away. Misses are loaded in a
 worker thread; the number of entries is bounded (least recently used go first).
 
 An entry read after half its life is reloaded in the background while the request goes on with
@@ -47,6 +49,8 @@ class ReadCache:
         self._entries: OrderedDict[Hashable, tuple[float, float, Any]] = OrderedDict()
         self._lock = threading.Lock()
         self._reloading: dict[Hashable, asyncio.Task[None]] = {}
+        # Bumped by ``invalidate``: a read begun before it must not put back what it read.
+        self.generation = 0
         self.hits = 0
         self.misses = 0
         self.reloads = 0
@@ -61,8 +65,10 @@ class ReadCache:
             self._entries.move_to_end(key)
             return entry[2], entry[1] <= now
 
-    def _put(self, key: Hashable, value: Any) -> None:
+    def _put(self, key: Hashable, value: Any, generation: int) -> None:
         with self._lock:
+            if generation != self.generation:
+                return  # read before an invalidation: possibly stale
             now = self.clock()
             self._entries[key] = (now + self.ttl_seconds, now + self.ttl_seconds / 2, value)
             self._entries.move_to_end(key)
@@ -74,8 +80,9 @@ class ReadCache:
             with self.db.read() as conn:
                 return load(conn)
 
+        generation = self.generation
         loaded = await anyio.to_thread.run_sync(read)
-        self._put(key, loaded)
+        self._put(key, loaded, generation)
         return loaded
 
     async def _reload(self, key: Hashable, load: Callable[[Connection], Any]) -> None:
@@ -100,4 +107,10 @@ class ReadCache:
 
     def clear(self) -> None:
         with self._lock:
+            self._entries.clear()
+
+    def invalidate(self) -> None:
+        """Drop every entry now, and whatever reads are in flight would have put back (an admin change)."""
+        with self._lock:
+            self.generation += 1
             self._entries.clear()

@@ -91,6 +91,7 @@ def health_router(services: Services) -> APIRouter:
     def force_breaker(route_id: str, body: BreakerBody) -> dict[str, Any]:
         with services.db.write() as conn:
             route = update_route(conn, route_id, forced_circuit=body.state)
+        board.force(route.id, route.forced_circuit)  # written here: authoritative, applied at once
         return {**route.public(), "health": snapshot(route)}
 
     return router

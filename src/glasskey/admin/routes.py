@@ -202,7 +202,8 @@ def routes_router(services: Services) -> APIRouter:
         )
         with services.db.write() as conn:
             route = update_route(conn, route_id, **changes)
-        services.health.sync_forced(route.id, route.forced_circuit)
+        # This process wrote the force: it is authoritative here, not a copy that may be stale.
+        services.health.force(route.id, route.forced_circuit)
         return route.public()
 
     @router.get(

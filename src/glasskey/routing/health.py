@@ -9,9 +9,17 @@ token, in a sliding window. The breaker of a route:
 * ``half_open``: up to ``half_open_probes`` requests are let through at once. As many successes
   close it; one failure opens it again for another cooldown.
 
-An operator may force a breaker ``open`` or ``closed``; the force holds until it is lifted. A
-single error never disables a route for good. The last failure is kept beyond the window (its
-class and how long ago), so a quiet route that failed a minute ago does not look untouched. The board lives in one process: its clock is
+An operator may force a breaker ``open`` or ``closed``; the force holds until it is lifted. The
+force is stored on the route, and every selection hands the board the route it read, which may
+come from the read cache and so be up to a cache lifetime old. A route that disagrees with a
+force change the board applied less than ``force_settle_seconds`` ago is such a stale copy and is
+ignored: before, a copy cached before a lift re-applied the old force, and the fresh copy then
+lifted it again, resetting the consecutive failures each time (eight failures after a lift left
+the breaker closed with three).
+
+A single error never disables a route for good. The last failure is kept beyond the window (its
+class and how long ago), so a quiet route that failed a minute ago does not look untouched. The
+board lives in one process (``routing.shared_health`` shares breakers through Redis): its clock is
 injected so tests drive it (``time.monotonic`` in production).
 """
 
@@ -167,10 +175,15 @@ class RouteHealth:
 class HealthBoard:
     """The health of every route seen by this process."""
 
-    def __init__(self, clock: Callable[[], float], policy: BreakerPolicy | None = None) -> None:
+    def __init__(
+        self, clock: Callable[[], float], policy: BreakerPolicy | None = None, *, force_settle_seconds: float = 2.0
+    ) -> None:
         self.clock = clock
         self.policy = policy or BreakerPolicy()
+        # Longer than the read cache's lifetime (1 s by default): no cached route outlives it.
+        self.force_settle_seconds = force_settle_seconds
         self._routes: dict[str, RouteHealth] = {}
+        self._force_changed_at: dict[str, float] = {}
         self._lock = threading.Lock()
 
     def _route(self, route_id: str) -> RouteHealth:
@@ -203,18 +216,31 @@ class HealthBoard:
         if state not in (None, OPEN, CLOSED):
             raise ValueError("a breaker can be forced open or closed")
         with self._lock:
-            health = self._route(route_id)
-            lifted = health.forced is not None and state is None
-            health.forced = state
-            if lifted:
-                health.state, health.consecutive_failures = CLOSED, 0
+            self._apply_force(route_id, state)
+
+    def _apply_force(self, route_id: str, state: str | None) -> bool:
+        """Set the force (the lock held); whether a force was lifted."""
+        health = self._route(route_id)
+        if health.forced == state:
+            return False
+        lifted = health.forced is not None and state is None
+        health.forced = state
+        self._force_changed_at[route_id] = self.clock()
+        if lifted:
+            health.state, health.consecutive_failures = CLOSED, 0
+        return lifted
 
     def sync_forced(self, route_id: str, state: str | None) -> None:
-        """Apply the force stored on the route, if it changed (routes carry it for every process)."""
+        """Apply the force stored on the route, if it changed (routes carry it for every process).
+
+        A route that disagrees with a change applied less than ``force_settle_seconds`` ago was read
+        before that change (a cached copy): it is ignored, so a force or a lift takes effect once.
+        """
         with self._lock:
-            unchanged = self._route(route_id).forced == state
-        if not unchanged:
-            self.force(route_id, state)
+            changed_at = self._force_changed_at.get(route_id)
+            if changed_at is not None and self.clock() - changed_at < self.force_settle_seconds:
+                return
+            self._apply_force(route_id, state)
 
     def route_ids(self) -> list[str]:
         with self._lock:
