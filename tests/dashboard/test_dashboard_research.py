@@ -77,7 +77,9 @@ def test_a_job_is_described_checked_and_confirmed_on_the_dashboard(gateway: Gate
     assert checked.status_code == 200, checked.text
     assert "admitted" in checked.text and "Run it, charging at most the maximum" in checked.text
     assert gateway.routed_key not in checked.text  # the key is never written into a page
-    maximum = int(re.search(r'name="max_charge_micros" inputmode="numeric" value="(\d+)"', checked.text).group(1))
+    shown = re.search(r'name="max_charge_micros" inputmode="numeric" value="(\d+)"', checked.text)
+    assert shown is not None
+    maximum = int(shown.group(1))
     hidden = hidden_fields(checked.text)
     confirm: dict[str, Any] = {name: value for name, value in hidden if name != "inputs"}
     confirm |= {"inputs": [v for n, v in hidden if n == "inputs"], "key": gateway.routed_key}
