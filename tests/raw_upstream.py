@@ -12,6 +12,8 @@ import datetime
 import os
 import socket
 import ssl
+import threading
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager, suppress
 from dataclasses import dataclass, field
@@ -183,3 +185,31 @@ def rss_bytes() -> int:
     with open("/proc/self/statm") as statm:
         resident_pages = int(statm.read().split()[1])
     return resident_pages * os.sysconf("SC_PAGE_SIZE")
+
+
+@contextmanager
+def raw_upstream_thread(serve: Serve) -> Iterator[Upstream]:
+    """``raw_upstream`` on an event loop of its own thread, for a gateway that runs in another."""
+    ready: list[Upstream] = []
+    stop: list[asyncio.Event] = []
+    loop = asyncio.new_event_loop()
+
+    async def main() -> None:
+        stop.append(asyncio.Event())
+        async with raw_upstream(serve) as upstream:
+            ready.append(upstream)
+            await stop[0].wait()
+
+    thread = threading.Thread(target=loop.run_until_complete, args=(main(),), daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not ready:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the raw upstream did not start")
+        time.sleep(0.01)
+    try:
+        yield ready[0]
+    finally:
+        loop.call_soon_threadsafe(stop[0].set)
+        thread.join(timeout=10)
+        loop.close()

@@ -39,7 +39,9 @@ def hostile_gateway(request: pytest.FixtureRequest, tmp_path_factory: pytest.Tem
         yield from _gateway(build_services(make_settings(tmp_path, database_url=url)))
 
 
-def add_compatible_route(gateway: Gateway, base_url: str, *, credential: str | None = ROUTE_CREDENTIAL) -> str:
+def add_compatible_route(
+    gateway: Gateway, base_url: str, *, credential: str | None = ROUTE_CREDENTIAL, options: dict[str, Any] | None = None
+) -> str:
     """An ``openai_compatible`` route of ``COMPATIBLE_MODEL`` to ``base_url``; returns a key for it."""
     services = gateway.services
     with services.db.write() as conn:
@@ -55,6 +57,7 @@ def add_compatible_route(gateway: Gateway, base_url: str, *, credential: str | N
             prices=prices,
             costs=prices,
             credential=credential,
+            options=dict(options or {}),
         )
         create_route(conn, route, services.clock())
     return gateway.new_key(allowed_models=(COMPATIBLE_MODEL,), settlement="routed")
