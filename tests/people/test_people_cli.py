@@ -73,3 +73,13 @@ def test_removing_a_member_shows_the_plan_and_waits_for_a_yes(run):
     assert "m@acme.example" in ok(run("members", "list", "--org", "acme"))
     ok(run("members", "remove", "--org", "acme", "--email", "m@acme.example", "--yes"))
     assert "m@acme.example" not in ok(run("members", "list", "--org", "acme"))
+
+
+def test_every_cli_change_is_audited_without_its_arguments(run):
+    ok(run("orgs", "create", "acme"))
+    made = ok(run("keys", "create", "--org", "acme", "--name", "nightly", "--owner", "cron"))
+    ok(run("keys", "revoke", re.search(r"\((key_\w+),", made).group(1)))
+    events = ok(run("audit", "list"))
+    assert "cli orgs create" in events and "cli keys create" in events
+    assert "cli keys revoke" in events and "nightly" not in events  # arguments are not copied
+    assert "cli audit list" not in events  # reading changes nothing

@@ -6,8 +6,12 @@ import re
 
 from starlette.testclient import TestClient
 
+from conftest_helpers import NOW
 from glasskey.app import build_app
 from glasskey.dashboard import build_dashboard
+from glasskey.keys.policy import KeyPolicy
+from glasskey.keys.service import create_key
+from glasskey.orgs.service import create_org
 from glasskey.people.audit import list_events
 
 ADMIN_TOKEN = "admin-token-for-tests-0123456789"
@@ -58,3 +62,21 @@ def test_the_dashboard_the_admin_api_and_metrics_share_one_throttle(services):
         refused = client.get("/admin/api/orgs", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
         assert refused.status_code == 429 and refused.json()["error"]["code"] == "too_many_failed_sign_ins"
         assert client.get("/metrics", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}).status_code == 429
+
+
+def test_changes_made_in_the_dashboard_are_audited_under_the_org_they_touched(services):
+    with services.db.write() as conn:
+        org = create_org(conn, "acme", NOW)
+        key, _ = create_key(conn, pepper=services.pepper, org_id=org.id, name="k", policy=KeyPolicy(), now=NOW)
+    with TestClient(build_dashboard(services), follow_redirects=False) as client:
+        csrf = _csrf(client.get("/signin").text)
+        client.post("/signin", data={"csrf_token": csrf, "admin_token": ADMIN_TOKEN})
+        csrf = _csrf(client.get("/keys").text)
+        assert client.post(f"/keys/{key.id}/revoke", data={"csrf_token": csrf}).status_code == 303
+        refused = client.post("/orgs", data={"csrf_token": "forged", "name": "nope"})
+        assert refused.status_code == 403
+    with services.db.read() as conn:
+        events = list_events(conn, org_id=org.id)
+        everything = [event["action"] for event in list_events(conn)]
+    assert [(event["action"], event["actor"]) for event in events] == [("POST /keys/{key_id}/revoke", "operator")]
+    assert "POST /orgs" not in everything  # a refused form changed nothing

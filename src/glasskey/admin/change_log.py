@@ -1,13 +1,15 @@
-"""Every change made through the admin API lands in the audit log, whoever made it and through whichever endpoint.
+"""Every change made through the admin API or the dashboard lands in the audit log, whoever made it.
 
-A successful POST, PUT, PATCH or DELETE is recorded after it answered: who (the principal), when,
-which endpoint and path, from which address and request, under the org it touched. Bodies are never
-copied (a route's credential or a password may be in one); endpoints that write their own, richer
-events (before → after) are not recorded twice. Refusals are not changes: the guard records denials.
+A successful POST, PUT, PATCH or DELETE (an answer below 400; the dashboard answers a done form
+with a 303) is recorded after it answered: who (the principal), when, which endpoint and path, from
+which address and request, under the org it touched. Bodies are never copied (a route's credential
+or a password may be in one); endpoints that write their own, richer events (before → after) are
+not recorded twice. Refusals are not changes: the admin API's guard records denials.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import anyio.to_thread
@@ -48,12 +50,31 @@ def org_touched(conn: Connection, principal: Principal, path_params: dict[str, A
     return None
 
 
-class ChangeLog:
-    """Runs inside ``AdminAuthentication``, so the principal is known."""
+def admin_principal(scope: Scope) -> Principal | None:
+    """The principal ``AdminAuthentication`` put in the request's state."""
+    principal = scope.get("state", {}).get("principal")
+    return principal if isinstance(principal, Principal) else None
 
-    def __init__(self, app: ASGIApp, *, services: Services) -> None:
+
+def records_itself(scope: Scope) -> bool:
+    return getattr(getattr(scope.get("route"), "endpoint", None), "__module__", "") in SELF_RECORDING
+
+
+class ChangeLog:
+    """Runs where the principal is known (inside the admin API's authentication, or the dashboard's session)."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        services: Services,
+        principal_of: Callable[[Scope], Principal | None] = admin_principal,
+        skip: Callable[[Scope], bool] = records_itself,
+    ) -> None:
         self.app = app
         self.services = services
+        self.principal_of = principal_of
+        self.skip = skip
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] not in CHANGES:
@@ -69,11 +90,8 @@ class ChangeLog:
 
         await self.app(scope, receive, send_and_note)
         route = scope.get("route")
-        principal = scope.get("state", {}).get("principal")
-        endpoint = getattr(route, "endpoint", None)
-        if status >= 400 or not isinstance(principal, Principal) or route is None:
-            return
-        if getattr(endpoint, "__module__", "") in SELF_RECORDING:
+        principal = self.principal_of(scope)
+        if status >= 400 or principal is None or route is None or self.skip(scope):
             return
         await anyio.to_thread.run_sync(self._record, scope, principal, f"{scope['method']} {route.path}", status)
 

@@ -25,6 +25,8 @@ import click
 
 from glasskey.errors import GlasskeyError
 from glasskey.money import dollars_to_micros, format_usd
+from glasskey.people.audit import Actor, record
+from glasskey.people.roles import OPERATOR
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection
@@ -191,11 +193,20 @@ def services_of(ctx: click.Context) -> Services:
     return services
 
 
+# Who the CLI is in the audit log: it holds the database, so it acts as the operator.
+CLI_ACTOR = Actor(OPERATOR, "cli", address="cli")
+
+
 @contextmanager
-def writing(ctx: click.Context) -> Iterator[tuple[Services, Connection]]:
+def writing(ctx: click.Context, *, audit: bool = True) -> Iterator[tuple[Services, Connection]]:
+    """One write transaction; a verb that succeeds is written to the audit log in it (never its arguments,
+    which may hold a credential). Verbs that write their own, richer events pass ``audit=False``."""
     services = services_of(ctx)
     with services.db.write() as conn:
         yield services, conn
+        if audit:
+            verb = ctx.command_path.partition(" ")[2]  # without the program's name, which varies
+            record(conn, CLI_ACTOR, f"cli {verb}", services.clock(), target=f"glasskey {verb}")
 
 
 @contextmanager
@@ -218,22 +229,29 @@ def tune_collector() -> None:
     gc.set_threshold(*GC_THRESHOLDS)
 
 
-def run_server(services: Services) -> None:
+def server_options(settings: Settings, shutdown_deadline_seconds: float | None = None) -> dict[str, Any]:
+    """uvicorn's options for the gateway, for one process (``run_server``) or several (``cli.workers``).
+
+    ``shutdown_deadline_seconds``: on SIGTERM, how long requests and streams in flight may finish
+    before they are cancelled (None: as long as they take)."""
+    return {
+        "host": settings.host,
+        "port": settings.port,
+        "loop": "uvloop" if importlib.util.find_spec("uvloop") else "auto",
+        "http": "httptools" if importlib.util.find_spec("httptools") else "auto",
+        "access_log": False,
+        "log_level": settings.log_level,
+        "timeout_graceful_shutdown": shutdown_deadline_seconds,
+    }
+
+
+def run_server(services: Services, shutdown_deadline_seconds: float | None = None) -> None:
     # Imported here for the same reason as in services_of: only serving needs them.
     import uvicorn
 
     from glasskey.app import build_app
 
-    settings = services.settings
-    config = uvicorn.Config(
-        build_app(services),
-        host=settings.host,
-        port=settings.port,
-        loop="uvloop" if importlib.util.find_spec("uvloop") else "auto",
-        http="httptools" if importlib.util.find_spec("httptools") else "auto",
-        access_log=False,
-        log_level=settings.log_level,
-    )
+    config = uvicorn.Config(build_app(services), **server_options(services.settings, shutdown_deadline_seconds))
     tune_collector()
     uvicorn.Server(config).run()
 

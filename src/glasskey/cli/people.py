@@ -12,17 +12,16 @@ from datetime import timedelta
 import click
 
 from glasskey.alerts.notices import notices
-from glasskey.cli.base import main, reading, table, writing
+from glasskey.cli.base import CLI_ACTOR, main, reading, table, writing
 from glasskey.keys.service import list_keys
 from glasskey.orgs.service import get_org
 from glasskey.people import offboarding
-from glasskey.people.audit import Actor, list_events, record, verify
+from glasskey.people.audit import list_events, record, verify
 from glasskey.people.members import add_member, list_members
 from glasskey.people.roles import OPERATOR, ROLES
 from glasskey.people.tokens import TOKEN_LIFETIME_MAX, create_token, get_token, list_tokens, revoke_token
 from glasskey.people.users import create_user, get_user, list_users
 
-CLI_ACTOR = Actor(OPERATOR, "cli", address="cli")
 ROLE_CHOICE = click.Choice(list(ROLES))
 
 
@@ -38,7 +37,7 @@ def users() -> None:
 @click.pass_context
 def users_create(ctx: click.Context, email: str, operator: bool, password: str) -> None:
     """Create an account."""
-    with writing(ctx) as (services, conn):
+    with writing(ctx, audit=False) as (services, conn):
         user = create_user(conn, email, password, services.clock(), is_operator=operator)
         record(conn, CLI_ACTOR, "user.create", services.clock(), target=user.email, after=user.public())
     click.echo(f"created {'operator ' if operator else ''}account {user.email} ({user.id})")
@@ -68,7 +67,7 @@ def members() -> None:
 @click.pass_context
 def members_add(ctx: click.Context, org_ref: str, email: str, role: str) -> None:
     """Add an account to an org with a role."""
-    with writing(ctx) as (services, conn):
+    with writing(ctx, audit=False) as (services, conn):
         org = get_org(conn, org_ref)
         member = add_member(conn, OPERATOR, org.id, get_user(conn, email).id, role, services.clock())
         record(
@@ -118,7 +117,7 @@ def members_remove(ctx: click.Context, org_ref: str, email: str, handovers: tupl
     click.echo(f"revoke   every access token of {plan.email} for {org.name}, and remove the membership")
     if not yes:
         click.confirm("Carry this out?", abort=True)
-    with writing(ctx) as (services, conn):
+    with writing(ctx, audit=False) as (services, conn):
         offboarding.confirm(conn, CLI_ACTOR, OPERATOR, org.id, leaver.id, decisions, plan.fingerprint, services.clock())
     click.echo(f"{plan.email} left {org.name}")
 
@@ -143,7 +142,7 @@ def tokens() -> None:
 @click.pass_context
 def tokens_create(ctx: click.Context, email: str, org_ref: str | None, role: str | None, name: str, days: int) -> None:
     """Create a token; it is printed once."""
-    with writing(ctx) as (services, conn):
+    with writing(ctx, audit=False) as (services, conn):
         user = get_user(conn, email)
         org_id = get_org(conn, org_ref).id if org_ref else None
         held = next((m.role for m in list_members(conn, org_id) if m.user_id == user.id), None) if org_id else None
@@ -152,7 +151,7 @@ def tokens_create(ctx: click.Context, email: str, org_ref: str | None, role: str
             pepper=services.pepper,
             user_id=user.id,
             org_id=org_id,
-            role=role or held or OPERATOR,
+            role=role or held or (OPERATOR if org_id is None else "member"),
             name=name,
             now=services.clock(),
             lifetime=timedelta(days=days),
@@ -184,7 +183,7 @@ def tokens_list(ctx: click.Context, email: str) -> None:
 @click.pass_context
 def tokens_revoke(ctx: click.Context, token_ref: str) -> None:
     """Revoke a token by id or prefix (gkp-<public id>)."""
-    with writing(ctx) as (services, conn):
+    with writing(ctx, audit=False) as (services, conn):
         token = revoke_token(conn, get_token(conn, token_ref), services.clock())
         record(conn, CLI_ACTOR, "token.revoke", services.clock(), org_id=token.org_id, target=token.prefix)
     click.echo(f"revoked {token.prefix}")

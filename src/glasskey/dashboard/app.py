@@ -17,8 +17,16 @@ from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from glasskey.admin.change_log import ChangeLog
 from glasskey.admin.docs import SWAGGER_UI_ASSETS, SWAGGER_UI_DIRECTORY
-from glasskey.dashboard.auth import SESSION_COOKIE, SESSION_MAX_AGE_SECONDS, SignInGate, session_secret
+from glasskey.dashboard.auth import (
+    SESSION_COOKIE,
+    SESSION_MAX_AGE_SECONDS,
+    SignInGate,
+    is_sign_in_form,
+    session_principal,
+    session_secret,
+)
 from glasskey.dashboard.pages import failures, keys, me, overview, receipts, research, routes, signin, wallets
 from glasskey.dashboard.refusals import PageNotFound, Refusal
 from glasskey.dashboard.web import Dashboard
@@ -122,7 +130,8 @@ def build_dashboard(services: Services) -> Starlette:
             Exception: on_server_error,
         },
     )
-    # The last middleware added runs first: headers, then the session, then the gate.
+    # The last middleware added runs first: headers, then the session, then the gate, then the log of changes.
+    app.add_middleware(ChangeLog, services=services, principal_of=session_principal, skip=is_sign_in_form)
     app.add_middleware(SignInGate)
     app.add_middleware(
         SessionMiddleware,

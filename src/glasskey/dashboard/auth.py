@@ -28,6 +28,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from glasskey.admin.access import page_allowed
 from glasskey.dashboard.refusals import CsrfRefused
+from glasskey.people.principal import ADMIN_TOKEN, Principal
 from glasskey.settings import Settings, secret_matches
 
 SESSION_COOKIE = "glasskey_session"
@@ -97,6 +98,23 @@ def start_person_session(
 def person_of(session: Session) -> dict[str, Any] | None:
     person = session.get("person")
     return person if isinstance(person, dict) else None
+
+
+def session_principal(scope: Scope) -> Principal | None:
+    """Who a signed-in dashboard session acts as, for the audit log: the operator, or the person."""
+    session = scope.get("session") or {}
+    if not is_signed_in(session):
+        return None
+    person = person_of(session)
+    if person is None:
+        return ADMIN_TOKEN
+    return Principal(role=person["role"], user_id=person["user_id"], email=person["email"], org_id=person["org_id"])
+
+
+def is_sign_in_form(scope: Scope) -> bool:
+    """Signing in and out are audited by their own pages, not as changes."""
+    path: str = scope["path"]
+    return path.endswith(("/signin", "/signout"))
 
 
 def end_session(session: Session) -> None:
