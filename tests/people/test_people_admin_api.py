@@ -129,6 +129,12 @@ def test_everyone_who_reads_the_org_reads_its_audit_log_with_changes_and_denials
     csv = client.get(f"/orgs/{acme.team.org_id}/audit", params={"format": "csv"}, headers=acme.auth("viewer"))
     assert csv.headers["content-type"].startswith("text/csv") and "key.create" in csv.text
     assert client.get("/audit/verify", headers=ADMIN).json()["ok"] is True
+    by_member = client.get(
+        f"/orgs/{acme.team.org_id}/audit", params={"actor": acme.team.member.id}, headers=acme.auth("viewer")
+    ).json()["data"]
+    assert by_member and all(event["actor"] == acme.team.member.id for event in by_member)
+    future = client.get(f"/orgs/{acme.team.org_id}/audit", params={"since": "2999-01-01T00:00:00Z"}, headers=ADMIN)
+    assert future.json()["data"] == []
     assert client.get("/audit", headers=acme.auth("owner")).status_code == 403
 
 

@@ -34,6 +34,10 @@ def test_events_read_back_newest_first_with_who_what_where(db):
     assert [event["action"] for event in events] == ["denied", "key.create", "signin"]
     assert org_events[0]["after"] == {"rpm": 5} and org_events[0]["address"] == "198.51.100.7"
     assert org_events[0]["request_id"] == "req_1" and org_events[0]["actor"] == "usr_alice"
+    with db.read() as conn:
+        assert list_events(conn, actor="usr_bob") == []
+        recent = list_events(conn, actor="usr_alice", since=NOW + timedelta(seconds=1))
+    assert [event["action"] for event in recent] == ["denied", "key.create"]
 
 
 @pytest.mark.parametrize("statement", ["update", "delete"])

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
+from pydantic import AwareDatetime
 from sqlalchemy import Connection, case, func, select
 
 from glasskey.admin.access import error_responses
@@ -25,6 +26,8 @@ KEY_USE_DAYS_MAX = 90
 Limit = Annotated[int, Query(ge=1, le=PAGE_MAX)]
 Before = Annotated[int | None, Query(ge=0, le=COUNTER_MAX, description="only events before this `seq` (the next page)")]
 Format = Annotated[Literal["json", "csv"], Query(alias="format")]
+Actor = Annotated[str | None, Query(max_length=80, description="a user id, or `operator`")]
+Since = Annotated[AwareDatetime | None, Query(description="only events at or after this time")]
 _CSV_COLUMNS = (
     "seq",
     "at",
@@ -68,6 +71,11 @@ def key_use(conn: Connection, org_id: str, since: Any) -> list[dict[str, Any]]:
     ]
 
 
+def _utc(moment: datetime | None) -> datetime | None:
+    # SQLite compares stored times as UTC text, so the bound must be in UTC too.
+    return moment.astimezone(UTC) if moment is not None else None
+
+
 def _csv(events: list[dict[str, Any]]) -> Response:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=_CSV_COLUMNS, extrasaction="ignore")
@@ -85,16 +93,25 @@ def audit_router(services: Services) -> APIRouter:
         summary="An org's audit log",
         description=(
             "Changes, sign-ins and denials in the org, newest first: who, when, what, before → after, from which "
-            "address and request. Filter by `action`; page with `before`; `format=csv` for a spreadsheet."
+            "address and request. Filter by `action`, `actor` and `since`; page with `before`; `format=csv` for a "
+            "spreadsheet."
         ),
         responses=error_responses(404),
     )
     def read_org_audit(
-        org_id: str, limit: Limit = 100, before: Before = None, action: str | None = None, output: Format = "json"
+        org_id: str,
+        limit: Limit = 100,
+        before: Before = None,
+        action: str | None = None,
+        actor: Actor = None,
+        since: Since = None,
+        output: Format = "json",
     ) -> Any:
         with services.db.read() as conn:
             org = get_org(conn, org_id)
-            events = list_events(conn, org_id=org.id, action=action, before_seq=before, limit=limit)
+            events = list_events(
+                conn, org_id=org.id, action=action, actor=actor, since=_utc(since), before_seq=before, limit=limit
+            )
         return _csv(events) if output == "csv" else list_body(events)
 
     @router.get(
@@ -112,11 +129,15 @@ def audit_router(services: Services) -> APIRouter:
         limit: Limit = 100,
         before: Before = None,
         action: str | None = None,
+        actor: Actor = None,
+        since: Since = None,
         org_id: str | None = None,
         output: Format = "json",
     ) -> Any:
         with services.db.read() as conn:
-            events = list_events(conn, org_id=org_id, action=action, before_seq=before, limit=limit)
+            events = list_events(
+                conn, org_id=org_id, action=action, actor=actor, since=_utc(since), before_seq=before, limit=limit
+            )
         return _csv(events) if output == "csv" else list_body(events)
 
     @router.get(

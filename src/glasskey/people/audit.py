@@ -118,15 +118,22 @@ def list_events(
     *,
     org_id: str | None = None,
     action: str | None = None,
+    actor: str | None = None,
+    since: datetime | None = None,
     before_seq: int | None = None,
     limit: int = 100,
 ) -> list[dict[str, Any]]:
-    """Events newest first; ``org_id`` None means every org (the operator's view)."""
+    """Events newest first, filtered by org, action, actor (a user id or ``operator``) and time;
+    ``org_id`` None means every org (the operator's view)."""
     query = select(audit_events).order_by(audit_events.c.seq.desc()).limit(min(limit, PAGE_MAX))
     if org_id is not None:
         query = query.where(audit_events.c.org_id == org_id)
     if action is not None:
         query = query.where(audit_events.c.action == action)
+    if actor is not None:
+        query = query.where(audit_events.c.actor == actor)
+    if since is not None:
+        query = query.where(audit_events.c.at >= since)
     if before_seq is not None:
         query = query.where(audit_events.c.seq < before_seq)
     return [{"seq": row.seq, **_hashed_fields(row._mapping)} for row in conn.execute(query)]
