@@ -63,6 +63,7 @@ def routes(dash: Dashboard) -> list[Route]:
     async def check_page(request: Request) -> Response:
         """The uploads and the question, then the preflight: nothing is charged yet."""
         if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+            await read_form(request)  # like every form: without this session's token, refused first (403)
             raise ClientError("The new-job form is sent as multipart/form-data, with its files.")
         raw = await read_body(request, UPLOAD_MAX_BYTES)
 
