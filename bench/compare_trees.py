@@ -6,6 +6,8 @@ Each tree runs its own `python -m bench.cost` (its own venv at `TREE/.venv`, its
 seed and database), so a redesign that changed the schema or the settings is compared as each tree
 runs it. Rounds alternate before/after, so a slow period of this shared machine falls on both; the
 medians of the rounds are printed with their ratio, and each round's figures so the spread shows.
+On a busy machine throughput and latency move with the load; the CPU each request costs the
+glasskey process (``cpu``, ms per request) moves far less, and is the figure to trust then.
 """
 
 from __future__ import annotations
@@ -56,11 +58,12 @@ def main() -> None:
             print(
                 f"round {number + 1} {name}: "
                 + "; ".join(
-                    f"{c[0]} c={c[1]} {c[2]} {v['rps']:.0f} req/s p50 {v['p50']:.2f}" for c, v in sorted(cells.items())
+                    f"{c[0]} c={c[1]} {c[2]} {v['rps']:.0f} req/s p50 {v['p50']:.2f} cpu {v['cpu']:.3f}"
+                    for c, v in sorted(cells.items())
                 ),
                 flush=True,
             )
-    columns = ("before req/s", "after req/s", "ratio", "before p50", "after p50", "p50 +ms")
+    columns = ("before req/s", "after req/s", "ratio", "before p50", "after p50", "p50 +ms", "before cpu", "after cpu")
     print(f"\n{'cell':34} " + " ".join(f"{name:>12}" for name in columns))
     for cell in sorted(rounds["after"][0]):
         med = {
@@ -70,7 +73,17 @@ def main() -> None:
         ratio = med["after"]["rps"] / med["before"]["rps"] if med["before"]["rps"] else float("nan")
         label = f"{cell[0]} c={cell[1]} {cell[2]}"
         before, after = med["before"], med["after"]
-        figures = (before["rps"], after["rps"], ratio, before["p50"], after["p50"], after["p50"] - before["p50"])
+        p50_rise = after["p50"] - before["p50"]
+        figures = (
+            before["rps"],
+            after["rps"],
+            ratio,
+            before["p50"],
+            after["p50"],
+            p50_rise,
+            before["cpu"],
+            after["cpu"],
+        )
         print(f"{label:34} " + " ".join(f"{value:12.2f}" for value in figures))
 
 
