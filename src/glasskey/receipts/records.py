@@ -129,8 +129,17 @@ def _public(row: Any) -> dict[str, Any]:
     m["created_at"] = m["created_at"].isoformat()
     m["charge_usd"] = format_micros(m["charge_micros"])
     m["key"] = f"gk-{m['key_public_id']}" if m["key_public_id"] else None
+    m["dropped_params"] = _dropped_params(m["flags"] or [])
     m["object"] = "receipt"
     return m
+
+
+def _dropped_params(flags: list[str]) -> list[str]:
+    """The best-effort parameters the serving provider could not honour (``providers.best_effort``)."""
+    for flag in flags:
+        if flag.startswith("dropped_params:"):
+            return flag.removeprefix("dropped_params:").split(",")
+    return []
 
 
 def get_receipt(conn: Connection, request_id: str, *, key_id: str | None = None) -> dict[str, Any]:
