@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from people_api import ADMIN, admin_client, org_with_tokens
-from people_helpers import PASSWORD
 
 from glasskey.people.audit import list_events
+from people_api import ADMIN, admin_client, org_with_tokens
+from people_helpers import PASSWORD
 
 
 @pytest.fixture

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from people_api import ADMIN, admin_client, org_with_tokens
-from people_helpers import PEPPER
-
 from conftest_helpers import NOW
 from glasskey.alerts.notices import notices
 from glasskey.keys.policy import KeyPolicy
 from glasskey.keys.service import create_key, list_keys
 from glasskey.orgs.service import create_org, top_up
-from glasskey.store.tables import key_spend, receipts
+from glasskey.store.tables import key_spend
+from people_api import ADMIN, admin_client, org_with_tokens
+from people_helpers import PEPPER, add_receipt
 
 
 def _key(conn, org_id, name, **policy):
@@ -22,17 +21,12 @@ def _key(conn, org_id, name, **policy):
 
 def _receipts(conn, key, org_id, failed, succeeded):
     for index in range(failed + succeeded):
-        conn.execute(
-            receipts.insert().values(
-                request_id=f"req_{key.public_id}_{index}",
-                key_id=key.id,
-                key_public_id=key.public_id,
-                org_id=org_id,
-                endpoint="chat",
-                status="failed" if index < failed else "succeeded",
-                http_status=200,
-                created_at=NOW - timedelta(minutes=5),
-            )
+        add_receipt(
+            conn,
+            key,
+            f"req_{key.public_id}_{index}",
+            status="failed" if index < failed else "succeeded",
+            created_at=NOW - timedelta(minutes=5),
         )
 
 

@@ -78,7 +78,9 @@ def test_removing_a_member_shows_the_plan_and_waits_for_a_yes(run):
 def test_every_cli_change_is_audited_without_its_arguments(run):
     ok(run("orgs", "create", "acme"))
     made = ok(run("keys", "create", "--org", "acme", "--name", "nightly", "--owner", "cron"))
-    ok(run("keys", "revoke", re.search(r"\((key_\w+),", made).group(1)))
+    key_id = re.search(r"\((key_\w+),", made)
+    assert key_id is not None
+    ok(run("keys", "revoke", key_id.group(1)))
     events = ok(run("audit", "list"))
     assert "cli orgs create" in events and "cli keys create" in events
     assert "cli keys revoke" in events and "nightly" not in events  # arguments are not copied

@@ -14,8 +14,7 @@ from glasskey.people.holders import create_person_key
 from glasskey.people.principal import Principal
 from glasskey.people.totp import enable_totp, new_totp_secret
 from glasskey.people.users import change_password
-from glasskey.store.tables import receipts
-from people_helpers import PASSWORD, PEPPER, make_team
+from people_helpers import PASSWORD, PEPPER, add_receipt, make_team
 
 
 def _csrf(html: str) -> str:
@@ -28,19 +27,7 @@ def _key(conn, team, role, name):
     user = team.of(role)
     holder = Principal(role=role, user_id=user.id, email=user.email, org_id=team.org_id)
     key, _, _ = create_person_key(conn, holder, pepper=PEPPER, name=name, policy=KeyPolicy(), now=NOW)
-    conn.execute(
-        receipts.insert().values(
-            request_id=f"req_{name}",
-            key_id=key.id,
-            key_public_id=key.public_id,
-            org_id=team.org_id,
-            endpoint="chat",
-            status="failed",
-            http_status=402,
-            error_source="wallet",
-            created_at=NOW,
-        )
-    )
+    add_receipt(conn, key, f"req_{name}", status="failed", http_status=402, error_source="wallet")
     return key
 
 

@@ -9,8 +9,6 @@ from __future__ import annotations
 import re
 
 import pytest
-from people_api import admin_client, org_with_tokens
-from people_helpers import PEPPER
 
 from conftest_helpers import NOW
 from glasskey.admin.access import ADMIN_ACCESS
@@ -18,7 +16,8 @@ from glasskey.keys.policy import KeyPolicy
 from glasskey.people.holders import create_person_key
 from glasskey.people.principal import Principal
 from glasskey.people.tokens import list_tokens
-from glasskey.store.tables import receipts
+from people_api import admin_client, org_with_tokens
+from people_helpers import PEPPER, add_receipt
 
 # Bodies that would pass validation, so a refusal can only come from the guard or the handler.
 BODIES = {
@@ -45,18 +44,7 @@ def world(services):
         team = target.team
         holder = Principal(role="member", user_id=team.member.id, email=team.member.email, org_id=team.org_id)
         key, _, _ = create_person_key(conn, holder, pepper=PEPPER, name="target key", policy=KeyPolicy(), now=NOW)
-        conn.execute(
-            receipts.insert().values(
-                request_id="req_target",
-                key_id=key.id,
-                key_public_id=key.public_id,
-                org_id=team.org_id,
-                endpoint="chat",
-                status="succeeded",
-                http_status=200,
-                created_at=NOW,
-            )
-        )
+        add_receipt(conn, key, "req_target")
         token_id = list_tokens(conn, team.member.id)[0].id
     ids = {
         "org_id": target.team.org_id,
