@@ -41,7 +41,12 @@ class AcceptBody(Body):
 def invitations_router(services: Services, throttle: Throttle) -> APIRouter:
     router = APIRouter(tags=["members"])
 
-    @router.get("/orgs/{org_id}/invitations", summary="List invitations", description="Never a link's secret.")
+    @router.get(
+        "/orgs/{org_id}/invitations",
+        summary="List invitations",
+        description="Never a link's secret.",
+        responses=error_responses(404),
+    )
     def read_invitations(org_id: str) -> dict[str, Any]:
         with services.db.read() as conn:
             return list_body([item.public() for item in invitations.list_invitations(conn, get_org(conn, org_id).id)])
@@ -54,7 +59,7 @@ def invitations_router(services: Services, throttle: Throttle) -> APIRouter:
             "A one-time link for the email, with a role below the caller's, expiring in 72 hours. The answer holds "
             "the link's secret, shown once; the invitee sends it with a password to `POST /invitations/accept`."
         ),
-        responses=error_responses(403, 409),
+        responses=error_responses(403, 404, 409),
     )
     def invite(org_id: str, body: InvitationBody, request: Request) -> dict[str, Any]:
         principal = principal_of(request)

@@ -66,7 +66,12 @@ class LimitsBody(Body):
 def members_router(services: Services) -> APIRouter:
     router = APIRouter(tags=["members"])
 
-    @router.get("/orgs/{org_id}/members", summary="List an org's members", description="Each with email and role.")
+    @router.get(
+        "/orgs/{org_id}/members",
+        summary="List an org's members",
+        description="Each with email and role.",
+        responses=error_responses(404),
+    )
     def read_members(org_id: str) -> dict[str, Any]:
         with services.db.read() as conn:
             return list_body([member.public() for member in list_members(conn, get_org(conn, org_id).id)])
@@ -149,7 +154,12 @@ def members_router(services: Services) -> APIRouter:
             )
         return {**plan.public(), "object": "offboarding.done"}
 
-    @router.get("/orgs/{org_id}/limits", summary="Get the org's limits", description="What members may give keys.")
+    @router.get(
+        "/orgs/{org_id}/limits",
+        summary="Get the org's limits",
+        description="What members may give keys.",
+        responses=error_responses(404),
+    )
     def read_limits(org_id: str) -> dict[str, Any]:
         with services.db.read() as conn:
             return {"object": "org.limits", **get_limits(conn, get_org(conn, org_id).id).as_dict()}
@@ -161,6 +171,7 @@ def members_router(services: Services) -> APIRouter:
             "Models and settlements members' keys may use, the largest total and daily budget and rpm a member may "
             "give a key, and the longest a member's key may live. `null` is no limit. Keys already made keep theirs."
         ),
+        responses=error_responses(404),
     )
     def write_limits(org_id: str, body: LimitsBody, request: Request) -> dict[str, Any]:
         now = services.clock()
