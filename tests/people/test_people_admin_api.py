@@ -209,3 +209,16 @@ def test_every_change_through_the_api_is_audited_with_who_and_where(services, cl
     everything = client.get("/audit", headers=ADMIN).json()["data"]
     assert any(event["action"] == "POST /orgs" and event["target"].endswith("/orgs") for event in everything)
     assert [event["action"] for event in everything].count("key.create") == 1  # not recorded twice
+
+
+def test_a_query_parameter_an_endpoint_ignores_never_vouches_for_it(services, client):
+    acme, other = org_with_tokens(services, "acme"), org_with_tokens(services, "other")
+    own_key = client.post("/me/keys", json={"name": "mine"}, headers=acme.auth("owner")).json()
+    client.post("/me/keys", json={"name": "theirs"}, headers=other.auth("owner"))
+    # GET /keys filters by org_id only: a key_id of one's own must not open every org's keys.
+    sneaky = client.get("/keys", params={"key_id": own_key["id"]}, headers=acme.auth("billing"))
+    assert sneaky.status_code == 400 and "theirs" not in sneaky.text
+    mixed = client.get(
+        "/receipts", params={"key_id": own_key["id"], "org_id": other.team.org_id}, headers=acme.auth("owner")
+    )
+    assert mixed.status_code == 404

@@ -5,9 +5,10 @@ it; ``docs/roles.md`` is this table in prose, and a test checks the two agree an
 the app serves has a row. The operator (admin token or operator account) may call everything.
 
 A rule's ``scope`` says where the org of the thing acted on comes from: the path (``org``), the
-key or receipt named in the path (``key``, ``receipt``), the query (``query``: an ``org_id`` or a
-``key_id``), or the caller itself (``self``). It never comes from the body. A record of another org
-answers 404, exactly like one that does not exist; a role too low answers 403. Both are audited.
+key or receipt named in the path (``key``, ``receipt``), the query (``org_query``: its ``org_id``;
+``receipts_query``: its ``org_id`` or ``key_id``), or the caller itself (``self``). It never comes
+from the body. A record of another org answers 404, exactly like one that does not exist; a role too
+low answers 403. Both are audited.
 """
 
 from __future__ import annotations
@@ -80,7 +81,7 @@ ADMIN_ACCESS: dict[tuple[str, str], Rule] = {
     ("GET", "/orgs/{org_id}/wallets/{kind}/ledger"): _rule("org", "owner billing viewer"),
     ("GET", "/ledger/audit"): OPERATOR_ONLY,
     # Keys: the operator's endpoints, open to an org's people where no body names the org.
-    ("GET", "/keys"): _rule("query", "owner billing viewer"),
+    ("GET", "/keys"): _rule("org_query", "owner billing viewer"),
     ("POST", "/keys"): OPERATOR_ONLY,
     ("GET", "/keys/{key_id}"): _rule("key", "owner billing viewer", "member"),
     ("PATCH", "/keys/{key_id}"): _rule("key", "owner"),
@@ -97,7 +98,7 @@ ADMIN_ACCESS: dict[tuple[str, str], Rule] = {
     ("GET", "/models/{name}"): _rule("self"),
     ("PUT", "/models/{name}/price"): OPERATOR_ONLY,
     # Receipts.
-    ("GET", "/receipts"): _rule("query", "owner billing viewer", "member"),
+    ("GET", "/receipts"): _rule("receipts_query", "owner billing viewer", "member"),
     ("GET", "/receipts/{request_id}"): _rule("receipt", "owner billing viewer", "member"),
     # Research jobs of every key (a key sees its own through /v1/research).
     ("GET", "/research/jobs"): OPERATOR_ONLY,
@@ -198,6 +199,23 @@ def _check_org(conn: Connection, principal: Principal, rule: Rule, org_ref: str,
         raise _forbidden(principal, what)
 
 
+def _check_receipts_query(
+    conn: Connection, principal: Principal, rule: Rule, params: dict[str, Any], what: str
+) -> None:
+    """Receipts are listed by org (``org_id``) or by key (``key_id``); every one named must be the caller's."""
+    key_ref, org_ref = params.get("key_id"), params.get("org_id")
+    if org_ref and get_org(conn, org_ref).id != principal.org_id:
+        raise NotFound(f"org {org_ref} does not exist")
+    if key_ref:
+        _check_key(conn, principal, rule, key_ref, what)
+    elif not org_ref:
+        raise ClientError("Name your org (?org_id=) or one of its keys (?key_id=)", param="org_id")
+    elif principal.role in rule.own and principal.role not in rule.roles:
+        raise ClientError(f"A {principal.role} lists by key: add ?key_id=<one of your keys>", param="key_id")
+    elif principal.role not in rule.roles:
+        raise _forbidden(principal, what)
+
+
 def check_access(conn: Connection, principal: Principal, rule: Rule, what: str, params: dict[str, Any]) -> None:
     """Raise unless ``principal`` may do ``what`` under ``rule``; ``params`` are the path and query values."""
     if principal.is_operator or rule.scope == "public":
@@ -215,15 +233,13 @@ def check_access(conn: Connection, principal: Principal, rule: Rule, what: str, 
         if receipt.get("org_id") != principal.org_id or not receipt.get("key_id"):
             raise NotFound(f"receipt {params['request_id']} does not exist")
         _check_key(conn, principal, rule, receipt["key_id"], what)
-    elif rule.scope == "query":
-        if params.get("key_id"):
-            _check_key(conn, principal, rule, params["key_id"], what)
-        elif params.get("org_id"):
-            if principal.role in rule.own and principal.role not in rule.roles:
-                raise ClientError(f"A {principal.role} lists by key: add ?key_id=<one of your keys>", param="key_id")
-            _check_org(conn, principal, rule, params["org_id"], what)
-        else:
-            raise ClientError("Name your org (?org_id=) or one of its keys (?key_id=)", param="org_id")
+    elif rule.scope == "org_query":
+        # Only ``org_id`` counts here: the endpoint filters by nothing else, so nothing else may vouch for it.
+        if not params.get("org_id"):
+            raise ClientError("Name your org: add ?org_id=<your org>", param="org_id")
+        _check_org(conn, principal, rule, params["org_id"], what)
+    elif rule.scope == "receipts_query":
+        _check_receipts_query(conn, principal, rule, params, what)
     else:  # a rule with a scope this guard does not know must never let anything through
         raise _forbidden(principal, what)
 
