@@ -1,7 +1,7 @@
 """research jobs: files, jobs, job inputs, steps and calls of the research assistant
 
 Revision ID: 0005
-Revises: 0002
+Revises: 0003 (first written on 0002, beside 0003; put after it so the chain is one line)
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from alembic import op
 import glasskey.store.tables
 
 revision = "0005"
-down_revision = "0002"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 
