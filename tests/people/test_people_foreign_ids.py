@@ -46,6 +46,10 @@ def world(services):
         key, _, _ = create_person_key(conn, holder, pepper=PEPPER, name="target key", policy=KeyPolicy(), now=NOW)
         add_receipt(conn, key, "req_target")
         token_id = list_tokens(conn, team.member.id)[0].id
+        # A key of the caller's own org (every role's, through its member): the query must not let it vouch.
+        own = mine.team
+        mine_holder = Principal(role="member", user_id=own.member.id, email=own.member.email, org_id=own.org_id)
+        own_key, _, _ = create_person_key(conn, mine_holder, pepper=PEPPER, name="own", policy=KeyPolicy(), now=NOW)
     ids = {
         "org_id": target.team.org_id,
         "key_id": key.id,
@@ -55,6 +59,7 @@ def world(services):
         "route_id": "rte_x",
         "name": "gpt-4o-mini",
         "token_id": token_id,
+        "own_key_id": own_key.id,
     }
     secrets = {target.team.org_id, "target", key.id, key.public_id, target.team.member.id, target.team.owner.id}
     with admin_client(services) as client:
@@ -72,4 +77,28 @@ def test_no_role_reaches_a_foreign_orgs_records_through_any_endpoint(world, role
         leaked = [secret for secret in secrets if secret in response.text and secret not in url]
         if response.status_code not in (403, 404) or leaked:
             reached.append((method, path, response.status_code, leaked))
+    assert reached == []
+
+
+QUERY_SCOPED = [(method, path) for (method, path), rule in ADMIN_ACCESS.items() if rule.scope.endswith("_query")]
+
+
+@pytest.mark.parametrize("role", ["owner", "billing", "member", "viewer"])
+def test_no_role_reaches_a_foreign_orgs_records_through_the_query(world, role):
+    client, mine, ids, secrets = world
+    assert QUERY_SCOPED  # the table has such endpoints; a renamed scope must not empty this test
+    reached = []
+    for method, path in QUERY_SCOPED:
+        for params in (
+            {"org_id": ids["org_id"]},
+            {"key_id": ids["key_id"]},
+            {"key_id": ids["own_key_id"]},
+            {"key_id": ids["own_key_id"], "org_id": ids["org_id"]},
+        ):
+            response = client.request(method, path, params=params, headers=mine.auth(role))
+            leaked = [secret for secret in secrets if secret in response.text and secret not in str(params)]
+            # Only the own key's receipts may be listed, and they hold nothing of the other org.
+            allowed = (400, 403, 404) if params.get("key_id") != ids["own_key_id"] else (200, 400, 403, 404)
+            if response.status_code not in allowed or leaked:
+                reached.append((method, path, params, response.status_code, leaked))
     assert reached == []
