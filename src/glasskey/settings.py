@@ -21,6 +21,7 @@ from glasskey.errors import GatewayError
 from glasskey.secret_strength import weakness_of
 
 ENV_PREFIX = "GLASSKEY_"
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 # Variables that configure the process around the settings rather than the settings themselves.
 _ENV_NOT_SETTINGS = {"GLASSKEY_CONFIG", "GLASSKEY_TEST_POSTGRES_URL", "GLASSKEY_TEST_REDIS_URL"}
 
@@ -46,7 +47,24 @@ class Settings(BaseModel):
     )
     redis_url: str = Field(default="", description="share rate limits across processes; empty keeps them local")
     probe_interval_seconds: int = Field(default=0, ge=0, description="active probes of idle routes; 0 is off")
-    log_level: str = "info"
+    log_level: str = Field(
+        default="info", description="debug, info, warning, error or critical: glasskey's own logs and uvicorn's"
+    )
+    auth_failure_receipts_per_minute: int = Field(
+        default=20, ge=0, le=100_000, description="failed authentications per address or public id with a receipt"
+    )
+    auth_failures_refused_after_per_minute: int = Field(
+        default=120, ge=1, le=1_000_000, description="past this, failed authentications are refused 429"
+    )
+    body_read_timeout_seconds: float = Field(
+        default=30.0, gt=0, le=3600, description="the longest a client may take to send a request body"
+    )
+    connections_max: int = Field(
+        default=2048, ge=1, le=1_000_000, description="connections and requests in flight the server takes at once"
+    )
+    connections_per_address_max: int = Field(
+        default=256, ge=1, le=1_000_000, description="requests in flight from one client address"
+    )
     upstream_proxy: SecretStr = Field(
         default=SecretStr(""),
         description="an http:// proxy URL every upstream call goes through (https:// upstreams in a CONNECT "
@@ -68,6 +86,14 @@ class Settings(BaseModel):
         if url and (not url.startswith("http://") or not urlsplit(url).hostname):
             raise ValueError("must be an http:// URL (or empty for no proxy)")
         return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _log_level(cls, value: str) -> str:
+        level = value.strip().lower()
+        if level not in LOG_LEVELS:
+            raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}")
+        return level
 
     @field_validator("admin_token", "key_pepper")
     @classmethod

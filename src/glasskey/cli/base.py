@@ -234,14 +234,17 @@ def server_options(settings: Settings, shutdown_deadline_seconds: float | None =
 
     ``shutdown_deadline_seconds``: on SIGTERM, how long requests and streams in flight may finish
     before they are cancelled (None: as long as they take)."""
+    from glasskey.serving import server_limits  # only serving needs it: the CLI starts lean
+
     return {
         "host": settings.host,
         "port": settings.port,
         "loop": "uvloop" if importlib.util.find_spec("uvloop") else "auto",
         "http": "httptools" if importlib.util.find_spec("httptools") else "auto",
         "access_log": False,
-        "log_level": settings.log_level,
         "timeout_graceful_shutdown": shutdown_deadline_seconds,
+        # Connection limits and the logging configuration (GLASSKEY_LOG_LEVEL): serving.server_limits.
+        **server_limits(settings),
     }
 
 
@@ -250,8 +253,11 @@ def run_server(services: Services, shutdown_deadline_seconds: float | None = Non
     import uvicorn
 
     from glasskey.app import build_app
+    from glasskey.serving import AddressCap
 
-    config = uvicorn.Config(build_app(services), **server_options(services.settings, shutdown_deadline_seconds))
+    settings = services.settings
+    app = AddressCap(build_app(services), settings.connections_per_address_max)
+    config = uvicorn.Config(app, **server_options(settings, shutdown_deadline_seconds))
     tune_collector()
     uvicorn.Server(config).run()
 

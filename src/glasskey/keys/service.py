@@ -20,6 +20,7 @@ from glasskey.keys.policy import KeyPolicy
 from glasskey.store.tables import api_keys, models, orgs
 
 ACTIVE, REVOKED = "active", "revoked"
+_NO_KEY_HASH = "0" * 64  # no HMAC-SHA256 hex digest of a real secret is expected to equal it
 
 
 @dataclass(frozen=True)
@@ -209,7 +210,10 @@ def verify_parsed(parsed: tuple[str, str] | None, record: KeyRecord | None, *, p
     """``verify_token`` for a token already parsed and its record already looked up (the request path)."""
     if parsed is None:
         raise APIKeyError("Incorrect API key provided", code="invalid_api_key")
-    if record is None or not key_secret.verify(pepper, parsed[1], record.secret_hash):
+    # An unknown public id is checked against a hash no secret has: the same work as a wrong
+    # secret, so the answer's timing does not tell which it was.
+    stored_hash = record.secret_hash if record is not None else _NO_KEY_HASH
+    if not key_secret.verify(pepper, parsed[1], stored_hash) or record is None:
         raise APIKeyError("Incorrect API key provided", code="invalid_api_key")
     check_usable(record, now)
     return record
