@@ -39,6 +39,12 @@ def hostile_gateway(request: pytest.FixtureRequest, tmp_path_factory: pytest.Tem
         yield from _gateway(build_services(make_settings(tmp_path, database_url=url)))
 
 
+@pytest.fixture
+def fresh_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    """A SQLite gateway of its own for one test, for tests that count what it wrote."""
+    yield from _gateway(build_services(make_settings(tmp_path_factory.mktemp("fresh"))))
+
+
 def add_compatible_route(
     gateway: Gateway, base_url: str, *, credential: str | None = ROUTE_CREDENTIAL, options: dict[str, Any] | None = None
 ) -> str:

@@ -6,6 +6,7 @@ rendering they share with these endpoints (errors, outcomes, the body limit) liv
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import orjson
@@ -24,6 +25,8 @@ from glasskey.pricing.catalog import list_models
 from glasskey.pricing.quote import quote_request
 from glasskey.receipts.records import get_receipt, list_receipts
 from glasskey.routing.selection import routes_for_key_by_model
+
+log = logging.getLogger("glasskey.gateway")
 
 
 class JSONResponse(Response):
@@ -73,7 +76,9 @@ async def receive_body(receive: Receive, declared_length: str | None, limit_byte
             if not message.get("more_body", False):
                 return chunks[0] if len(chunks) == 1 else b"".join(chunks)
         elif message["type"] == "http.disconnect":
-            # The client's doing, not the route's: its receipt says so, and it is no gateway error.
+            # The client's doing, not the route's: its receipt says so, and it is no gateway error,
+            # so it is logged at INFO without a traceback (a flood of them must not look like bugs).
+            log.info("client_disconnected: the client left after %d of %s body bytes", size, declared_length or "?")
             raise ClientError(
                 "The client closed the connection before its request body arrived",
                 code="client_disconnected",
