@@ -7,6 +7,7 @@ rendering they share with these endpoints (errors, outcomes, the body limit) liv
 from __future__ import annotations
 
 import logging
+from functools import partial
 from typing import Any
 
 import orjson
@@ -17,6 +18,7 @@ from starlette.types import Receive
 
 from glasskey.errors import ClientError, GlasskeyError, error_body
 from glasskey.explanation import explain_key
+from glasskey.gateway.body_timeout import read_within
 from glasskey.gateway.lifecycle import Lifecycle
 from glasskey.gateway.outcomes import JSONOutcome, StreamOutcome
 from glasskey.gateway.requests import check_chat_body, parse_json_object
@@ -134,7 +136,8 @@ def routes_v1(lifecycle: Lifecycle) -> list[Route]:
     async def quote(request: Request) -> Response:
         # The key first, as on every endpoint: a keyless request is 401 whatever its body.
         record = await lifecycle.key_of(request.headers.get("authorization"))
-        body = parse_json_object(await read_body(request, limit))
+        timeout = services.settings.body_read_timeout_seconds
+        body = parse_json_object(await read_within(partial(read_body, request, limit), timeout))
         check_chat_body(body)
         result, _ = await lifecycle.read(
             lambda conn: quote_request(conn, record, body, services.clock(), board=services.health)
