@@ -2,7 +2,8 @@
 
 The writer answers a request only after the commit that carried its hold, charge and receipt,
 so a SIGKILL can lose work in flight but never work already acknowledged. Holds of requests
-that were in flight are released by the expiry sweep; after it the ledger audits clean.
+that were in flight are released by the expiry sweep; after it the restarted gateway serves again
+and the ledger audits clean (on SQLite and PostgreSQL).
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ import httpx
 from sqlalchemy import select
 
 from conftest_helpers import make_settings
-from gateway_fixtures import free_port, seed
+from gateway_fixtures import ServerThread, free_port, seed
+from glasskey.app import build_app
 from glasskey.gateway.sweeper import sweep_expired_holds
 from glasskey.ledger import audit
 from glasskey.services import build_services
@@ -114,8 +116,18 @@ def test_sigkill_during_load_loses_no_acknowledged_request(tmp_path, database_ur
             assert posted[receipt.transfer_id] == receipt.charge_micros
         with restarted.db.write() as conn:
             sweep_expired_holds(conn, restarted.clock() + timedelta(days=1))
+        # The restarted gateway serves again, on the same database, and the ledger still audits clean.
+        with ServerThread(build_app(restarted)) as again:
+            served = httpx.post(
+                f"{again.base_url}/v1/chat/completions",
+                headers={"authorization": f"Bearer {seeded['routed_key']}"},
+                json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 16},
+                timeout=30,
+            )
+        assert served.status_code == 200, served.text
         with restarted.db.read() as conn:
             report = audit(conn)
         report.raise_if_broken()
+        assert report.receipt_charges_micros == report.posted_charges_micros
     finally:
         restarted.close()
