@@ -9,8 +9,8 @@ What is bounded here (issue 18 #9), and what is not, is listed in docs/security.
   app is serving, not idle keep-alive connections, nor connections still sending their headers.
 - ``timeout_keep_alive``: an idle kept-alive connection is closed after 5 s.
 - The request body has ``GLASSKEY_BODY_READ_TIMEOUT_SECONDS`` (``gateway.body_timeout``).
-- The request line and headers have no read timeout: uvicorn's parsers have none. A reverse proxy in
-  front (nginx's ``client_header_timeout``) is the remedy.
+- The request line and headers have no read timeout (uvicorn's parsers have none), and with
+  httptools no size limit. A reverse proxy in front (nginx's ``client_header_timeout``) is the remedy.
 
 ``GLASSKEY_LOG_LEVEL`` sets glasskey's own loggers and uvicorn's; other libraries stay at WARNING,
 so a DEBUG run does not print SQL parameters or upstream traffic. ``trace`` is not offered: it
@@ -30,7 +30,8 @@ from glasskey.ids import new_id
 from glasskey.settings import Settings
 
 KEEP_ALIVE_SECONDS = 5
-# Only the h11 parser reads it (httptools has its own fixed limits); set so that either is bounded.
+# Only the h11 parser reads it; httptools (used when installed) has no header size limit at all,
+# which only a reverse proxy in front can bound (docs/security.md #9).
 HEADERS_MAX_BYTES = 64 * 1024
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
