@@ -501,3 +501,48 @@ def test_a_batch_that_cannot_even_begin_answers_every_write_with_the_error(db):
         writer.close()
     assert results == [down, down]
     assert writer.isolated_failures == 2
+
+
+def test_a_lone_requests_command_runs_on_its_own_thread_on_sqlite_and_is_committed_when_answered(db):
+    writer = GroupCommitWriter(db)
+    write = insert_org("alone")
+
+    async def run() -> tuple[str, int]:
+        name = await writer.submit_alone(write, durable=False)
+        return name, count(db)  # another connection sees it at once: committed, hold or not
+
+    try:
+        name, seen = asyncio.run(run())
+        refused = asyncio.run(_refused_alone(writer))
+    finally:
+        writer.close()
+    assert (name, seen) == ("alone", 1)
+    on_this_thread = write.threads == [threading.get_ident()]
+    assert on_this_thread == (db.dialect == "sqlite"), "PostgreSQL always goes through the writer thread"
+    assert writer.alone_writes == (2 if db.dialect == "sqlite" else 0)
+    assert isinstance(refused, WalletError)
+
+
+async def _refused_alone(writer: GroupCommitWriter) -> BaseException | None:
+    try:
+        await writer.submit_alone(refuse_cleanly())
+    except WalletError as refusal:
+        return refusal
+    return None
+
+
+def test_a_lone_command_queues_behind_the_writer_when_it_is_busy(sqlite_db):
+    writer = GroupCommitWriter(sqlite_db)
+    write = insert_org("queued")
+
+    async def run() -> str:
+        writer._conn_lock.acquire()  # the writer (or the checkpointer) holds the connection
+        threading.Timer(0.05, writer._conn_lock.release).start()
+        return str(await writer.submit_alone(write))
+
+    try:
+        assert asyncio.run(run()) == "queued"
+    finally:
+        writer.close()
+    assert write.threads and write.threads[0] != threading.get_ident()
+    assert writer.alone_writes == 0
