@@ -13,10 +13,12 @@ from glasskey.cli.base import (
     main,
     reading,
     run_server,
+    settings_file,
     settings_of,
     table,
     writing,
 )
+from glasskey.cli.workers import WORKERS_MAX, exit_zero_after_sigterm, export_settings, refuse_sqlite, run_workers
 from glasskey.data_dir import prepare_data_dir
 from glasskey.demo import demo_settings, format_demo_banner, seed_demo
 from glasskey.orgs.service import create_org, list_orgs
@@ -30,14 +32,36 @@ from glasskey.store.migrations import upgrade
 @main.command()
 @click.option("--host", default=None, help="Listen address (default: the host setting).")
 @click.option("--port", type=click.IntRange(1, 65535), default=None, help="Listen port (default: the port setting).")
+@click.option(
+    "--workers",
+    type=click.IntRange(1, WORKERS_MAX),
+    default=1,
+    show_default=True,
+    help="Gateway processes on the one port, each with its own writer (more than one needs PostgreSQL).",
+)
+@click.option(
+    "--shutdown-deadline",
+    type=click.FloatRange(0, 3600),
+    default=30.0,
+    show_default=True,
+    help="On SIGTERM, seconds that requests and streams in flight have to finish before they are cut.",
+)
 @click.pass_context
-def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
+def serve(ctx: click.Context, host: str | None, port: int | None, workers: int, shutdown_deadline: float) -> None:
     """Run the gateway, the admin API and the dashboard."""
     overrides: dict[str, Any] = {k: v for k, v in (("host", host), ("port", port)) if v is not None}
     settings = settings_of(ctx, **overrides)
+    refuse_sqlite(settings, workers)
+    # Migrations, the catalog and the system accounts, once, before any worker starts.
     services = build_services(settings)
+    if workers > 1:
+        services.close()
+        export_settings(settings_file(ctx.find_root().params.get("config")), overrides)
+        run_workers(settings, workers, shutdown_deadline)
+        return
+    exit_zero_after_sigterm()
     try:
-        run_server(services)
+        run_server(services, shutdown_deadline)
     finally:
         services.db.dispose()
 
