@@ -38,7 +38,7 @@ from hostile.test_giant_usage import USAGES, completion_of, stream_of
 from raw_upstream import Upstream, answer, chunked, raw_upstream_thread, read_request, rss_bytes
 
 PROVIDER = "openai_compatible"
-TIMEOUTS = {"timeout_first_byte_ms": 600, "timeout_chunk_gap_ms": 600, "timeout_total_ms": 5_000}
+TIMEOUTS = {"timeout_first_byte_ms": 300, "timeout_chunk_gap_ms": 300, "timeout_total_ms": 5_000}
 RSS_GROWTH_BYTES_MAX = 150 * 1024 * 1024  # generous: the cap is 32 MiB per answer, leaks were ~32 MiB each
 HEAVY_REPEATS = 5
 
