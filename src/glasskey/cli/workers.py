@@ -73,7 +73,10 @@ def worker_app() -> object:
     """One worker's app (uvicorn calls this in each worker process): its own services and writer."""
     from glasskey.app import build_app
     from glasskey.services import build_services
+    from glasskey.serving import AddressCap
 
-    services = build_services(load_settings(), migrate=False)
+    settings = load_settings()
+    services = build_services(settings, migrate=False)
     tune_collector()
-    return build_app(services)
+    # Per worker: the cap of requests in flight from one address holds in each process.
+    return AddressCap(build_app(services), settings.connections_per_address_max)
