@@ -74,6 +74,11 @@ class Settings(BaseModel):
     previous_encryption_keys: SecretStr = Field(
         default=SecretStr(""), description="comma-separated keys still opened during a key rotation"
     )
+    smtp_url: SecretStr = Field(
+        default=SecretStr(""),
+        description="mail invitation links: smtp://[user:password@]host[:port][?from=address&starttls=1] or "
+        "smtps://...; empty: the inviter is shown the link to copy",
+    )
     allow_private_upstreams: bool = Field(
         default=False, description="let routes reach loopback and private addresses (never link-local or metadata)"
     )
@@ -85,6 +90,14 @@ class Settings(BaseModel):
         # TLS to the proxy itself (an https:// proxy) is not offered: uvloop cannot run TLS inside TLS.
         if url and (not url.startswith("http://") or not urlsplit(url).hostname):
             raise ValueError("must be an http:// URL (or empty for no proxy)")
+        return value
+
+    @field_validator("smtp_url")
+    @classmethod
+    def _smtp_url(cls, value: SecretStr) -> SecretStr:
+        url = value.get_secret_value()
+        if url and (urlsplit(url).scheme not in ("smtp", "smtps") or not urlsplit(url).hostname):
+            raise ValueError("must be an smtp:// or smtps:// URL with a host (or empty for no mail)")
         return value
 
     @field_validator("log_level")

@@ -138,6 +138,8 @@ DASHBOARD_ACCESS: dict[tuple[str, str], Rule] = {
     ("GET", "/signin"): PUBLIC,
     ("POST", "/signin"): PUBLIC,
     ("POST", "/signout"): _rule("self"),
+    ("GET", "/invitation"): PUBLIC,
+    ("POST", "/invitation"): PUBLIC,
     ("GET", "/me"): _rule("self"),
     ("GET", "/"): OPERATOR_ONLY,
     ("GET", "/keys"): OPERATOR_ONLY,

@@ -17,6 +17,7 @@ from glasskey.errors import AdminAuthError
 from glasskey.orgs.service import get_org
 from glasskey.people import invitations
 from glasskey.people.audit import Actor, record
+from glasskey.people.mail import send_invitation
 from glasskey.people.passwords import PASSWORD_MAX_LENGTH
 from glasskey.people.roles import Role
 from glasskey.people.tables import EMAIL_MAX_LENGTH
@@ -56,8 +57,10 @@ def invitations_router(services: Services, throttle: Throttle) -> APIRouter:
         status_code=201,
         summary="Invite someone",
         description=(
-            "A one-time link for the email, with a role below the caller's, expiring in 72 hours. The answer holds "
-            "the link's secret, shown once; the invitee sends it with a password to `POST /invitations/accept`."
+            "A one-time link for the email, with a role below the caller's, expiring in 72 hours. With "
+            "`GLASSKEY_SMTP_URL` set the link is mailed to the invitee and not shown; otherwise (or if mail fails, "
+            "with `mail_error` saying why) the answer holds the link (`link`, the dashboard's page) and its secret "
+            "(`token`, for `POST /invitations/accept`), shown once."
         ),
         responses=error_responses(403, 404, 409),
     )
@@ -85,11 +88,28 @@ def invitations_router(services: Services, throttle: Throttle) -> APIRouter:
                 target=invitation.email,
                 after=invitation.public(),
             )
+        base = services.settings.effective_public_url
+        link = f"{base}/invitation?token={secret}"
+        smtp_url = services.settings.smtp_url.get_secret_value()
+        mail_error = None
+        if smtp_url:
+            mail_error = send_invitation(
+                smtp_url,
+                to=invitation.email,
+                org_name=org.name,
+                role=invitation.role,
+                link=link,
+                expires_at=invitation.expires_at,
+            )
+            if mail_error is None:
+                return {**invitation.public(), "mailed_to": invitation.email}
         return {
             **invitation.public(),
+            "link": link,
             "token": secret,
-            "accept_url": f"{services.settings.effective_public_url}/admin/api/invitations/accept",
+            "accept_url": f"{base}/admin/api/invitations/accept",
             "token_note": INVITE_NOTE,
+            "mail_error": mail_error,
         }
 
     @router.post(

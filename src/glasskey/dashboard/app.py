@@ -27,7 +27,18 @@ from glasskey.dashboard.auth import (
     session_principal,
     session_secret,
 )
-from glasskey.dashboard.pages import failures, keys, me, overview, receipts, research, routes, signin, wallets
+from glasskey.dashboard.pages import (
+    failures,
+    invitation,
+    keys,
+    me,
+    overview,
+    receipts,
+    research,
+    routes,
+    signin,
+    wallets,
+)
 from glasskey.dashboard.refusals import PageNotFound, Refusal
 from glasskey.dashboard.web import Dashboard
 from glasskey.errors import GlasskeyError, NotFound
@@ -112,7 +123,7 @@ def build_dashboard(services: Services) -> Starlette:
         return HTMLResponse(SERVER_ERROR_PAGE, status_code=500)
 
     page_routes: list[BaseRoute] = []
-    for area in (signin, me, overview, keys, wallets, receipts, failures, routes, research):
+    for area in (signin, invitation, me, overview, keys, wallets, receipts, failures, routes, research):
         page_routes.extend(area.routes(dash))
     static = StaticFiles(packages=[("glasskey.dashboard", "static")])
     # Swagger UI for /admin/api/docs, from its wheel: every page works offline.

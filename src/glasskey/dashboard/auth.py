@@ -35,8 +35,8 @@ SESSION_COOKIE = "glasskey_session"
 SESSION_MAX_AGE_SECONDS = 12 * 60 * 60
 CSRF_FIELD = "csrf_token"
 _SESSION_CONTEXT = b"glasskey dashboard session v1\x00"
-# Paths a visitor may reach before signing in: the sign-in form and the stylesheet it uses.
-PUBLIC_PREFIXES = ("/signin", "/static/")
+# Paths a visitor may reach before signing in: the sign-in form, an invitation link's page, the stylesheet.
+PUBLIC_PREFIXES = ("/signin", "/static/", "/invitation")
 
 Session = MutableMapping[str, Any]
 
