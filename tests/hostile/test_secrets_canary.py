@@ -32,10 +32,11 @@ from gateway_fixtures import Gateway, ServerThread, _gateway
 from glasskey.keys.secret import parse
 from glasskey.services import build_services
 from glasskey.store.tables import api_keys
+from hostile.test_secrets_at_rest import MODEL
+from hostile.test_secrets_at_rest import _create_route as create_route
 
 ADMIN_TOKEN_CANARY = "admin-canary-Zq8vN3kW1pX7rT5yB2mC9dF4"
 ROUTE_CREDENTIAL_CANARY = "sk-route-canary-H6jL0sQ4uV8wY2aE5gI9"
-MODEL = "gpt-4o"  # not among the seeded simulated routes: its only route is the one made here
 
 
 @pytest.fixture(scope="module")
@@ -140,23 +141,10 @@ def test_no_secret_in_any_answer_log_line_database_row_or_metric(
     gateway = canary_gateway
     seen = Seen()
     caplog.set_level(logging.DEBUG)
-    with httpx.Client(base_url=f"{gateway.base_url}/admin/api", timeout=30) as admin:
-        created = seen.add(
-            admin.post(
-                "/routes",
-                headers={"authorization": f"Bearer {ADMIN_TOKEN_CANARY}"},
-                json={
-                    "model": MODEL,
-                    "provider": "openai_compatible",
-                    "base_url": f"{upstream.base_url}/v1",
-                    "upstream_model": "upstream-model",
-                    "settlement": "routed",
-                    "price_per_mtok_micros": {"input": 2_500_000, "output": 10_000_000, "cached": 0},
-                    "cost_per_mtok_micros": {"input": 2_000_000, "output": 8_000_000, "cached": 0},
-                    "credential": ROUTE_CREDENTIAL_CANARY,
-                },
-            )
-        )
+    admin_headers = {"authorization": f"Bearer {ADMIN_TOKEN_CANARY}"}
+    with httpx.Client(base_url=f"{gateway.base_url}/admin/api", headers=admin_headers, timeout=30) as admin:
+        # The route made as an operator makes it, so its credential is sealed as in production.
+        created = seen.add(create_route(admin, upstream, credential=ROUTE_CREDENTIAL_CANARY))
     assert created.status_code == 201, created.text
     key = gateway.new_key(allowed_models=(MODEL,), settlement="routed", name="canary")
     public_id, key_secret = parse(key) or ("", "")
