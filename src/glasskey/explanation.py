@@ -194,7 +194,38 @@ def explain_key(
             "today_spent_micros": today.spent_micros,
             "today_held_micros": today.held_micros,
         },
-        "rate_limit": {"requests_per_minute": policy.rpm_limit},
+        "rate_limit": {"requests_per_minute": policy.rpm_limit, "counted": _counted_where(settings)},
+        # What each gateway process keeps to itself (several processes: docs/deployment.md).
+        "shared_across_processes": _shared_across_processes(settings),
         "expires_at": policy.expires_at.isoformat() if policy.expires_at else None,
         "status": key.status,
+    }
+
+
+def _counted_where(settings: Settings) -> str:
+    if settings.redis_url:
+        return "across every gateway process (in Redis); per process while Redis is unreachable"
+    return "per gateway process: with N processes up to N times the limit may pass (GLASSKEY_REDIS_URL shares it)"
+
+
+def _shared_across_processes(settings: Settings) -> dict[str, str]:
+    """The brief's per-key facts that depend on how many gateway processes serve, and how they share."""
+    wallet = "shared by every process whatever the deployment: they are holds in the database"
+    if settings.redis_url:
+        return {
+            "budgets_and_wallet": wallet,
+            "rate_limit": "shared through Redis",
+            "route_health": "breakers shared through Redis (a route opened by one process is skipped by all "
+            "within a second); latency and success rates are this process's",
+            "changes": "a revoked key or changed policy, route or price takes effect everywhere within a second "
+            f"when made through the admin API or dashboard; with the CLI, within {settings.cache_ttl_ms} ms",
+            "without_redis": "while Redis is unreachable each process counts and decides alone, and changes "
+            "reach other processes within the cache lifetime",
+        }
+    return {
+        "budgets_and_wallet": wallet,
+        "rate_limit": "per process",
+        "route_health": "per process: each process opens its own breakers from its own traffic",
+        "changes": "a revoked key or changed policy, route or price takes effect on every process within "
+        f"{settings.cache_ttl_ms} ms (the cache lifetime)",
     }

@@ -61,7 +61,7 @@ def health_router(services: Services) -> APIRouter:
             "the last `window_seconds`: circuit (`closed`, `open`, `half_open`), requests, success rate, "
             "errors by class, consecutive failures, latency and time-to-first-token percentiles (ms), and "
             "when an open breaker half-opens. Health is kept in memory per process and starts empty at "
-            "start-up."
+            "start-up; with Redis, breakers are shared by every process (docs/deployment.md)."
         ),
     )
     def read_health(
