@@ -1,7 +1,7 @@
 """Whether this process should be sent traffic (``/readyz``), and what is degraded (also in ``/metrics``).
 
 ``/healthz`` says the process is alive. ``/readyz`` says it can serve: its database answers and its
-schema is at the newest migration (else 503, so a load balancer sends traffic elsewhere). Redis is
+schema is not behind this code's migrations (else 503, so a load balancer sends traffic elsewhere). Redis is
 checked when configured, but its absence does not make the process unready: serving continues
 with rate limits per process, breakers decided per process and caches falling back on their TTL,
 each listed under ``degraded`` so an operator sees what is lost (docs/deployment.md).
@@ -21,6 +21,7 @@ from prometheus_client.registry import Collector
 from redis.exceptions import RedisError
 
 from glasskey.keys.shared_ratelimit import RedisRateLimiter
+from glasskey.people.throttle import RedisThrottle
 from glasskey.routing.shared_health import SharedHealthBoard
 from glasskey.store.migrations import alembic_config
 from glasskey.store.outage import OUTAGES
@@ -39,10 +40,18 @@ WITHOUT_REDIS = {
 
 
 def _schema(services: Services) -> dict[str, Any]:
+    """The database's revisions against this code's: ``at_head``, ``ahead`` or ``behind``.
+
+    ``ahead`` (a newer release migrated the database, which this process does not know) is ready:
+    migrations add before they remove, so the old release serves until it is restarted (an upgrade
+    while serving, docs/deployment.md). ``behind`` is not: this code expects what is not there yet."""
     with services.db.read() as conn:
         current = set(MigrationContext.configure(conn).get_current_heads())
-    head = set(ScriptDirectory.from_config(alembic_config(services.db)).get_heads())
-    return {"current": sorted(current), "head": sorted(head), "at_head": current == head}
+    scripts = ScriptDirectory.from_config(alembic_config(services.db))
+    head = set(scripts.get_heads())
+    known = {revision.revision for revision in scripts.walk_revisions()}
+    state = "at_head" if current == head else "ahead" if current - known else "behind"
+    return {"current": sorted(current), "head": sorted(head), "at_head": current == head, "state": state}
 
 
 async def _redis_reachable(services: Services) -> bool:
@@ -62,7 +71,7 @@ async def readiness(services: Services) -> tuple[bool, dict[str, Any]]:
         schema = await anyio.to_thread.run_sync(_schema, services)
         body["database"] = "ok"
         body["migrations"] = schema
-        ready = bool(schema["at_head"])
+        ready = schema["state"] != "behind"
     except OUTAGES:
         body["database"] = "unreachable"
         ready = False
@@ -110,6 +119,9 @@ class DependencyCollector(Collector):
             failures.add_metric(["rate_limits"], float(limiter.failures))
         if isinstance(health, SharedHealthBoard):
             failures.add_metric(["route_health"], float(health.sync_failures))
+        throttle = self.services.signin_throttle
+        if isinstance(throttle, RedisThrottle):
+            failures.add_metric(["signin_throttle"], float(throttle.failures))
         if self.services.invalidation.client is not None:
             failures.add_metric(["cache_invalidation"], float(self.services.invalidation.publish_failures))
         yield failures
