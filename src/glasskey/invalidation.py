@@ -27,6 +27,9 @@ from glasskey.cache import ReadCache
 log = logging.getLogger("glasskey.invalidation")
 CHANNEL = "glasskey:invalidate"
 MUTATING_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+# Public mutations that change nothing the read cache holds: announcing them would let anyone make
+# every process drop its cache at will (a sign-in form posted in a loop).
+NOT_ANNOUNCED = ("/signin", "/signout", "/invitation", "/invitations/accept")
 RECONNECT_SECONDS = 0.5
 
 
@@ -91,7 +94,8 @@ class Invalidation:
 
 
 class InvalidationMiddleware:
-    """After any successful mutating request outside ``/v1`` (admin API, dashboard), announce it."""
+    """After any successful mutating request outside ``/v1`` (admin API, dashboard), announce it
+    (not the public sign-in and invitation forms, which change nothing cached)."""
 
     def __init__(self, app: ASGIApp, invalidation: Invalidation) -> None:
         self.app = app
@@ -99,7 +103,12 @@ class InvalidationMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "")
-        if scope["type"] != "http" or scope["method"] not in MUTATING_METHODS or path.startswith("/v1"):
+        if (
+            scope["type"] != "http"
+            or scope["method"] not in MUTATING_METHODS
+            or path.startswith("/v1")
+            or path.endswith(NOT_ANNOUNCED)
+        ):
             await self.app(scope, receive, send)
             return
         status = 500
