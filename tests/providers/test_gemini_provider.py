@@ -652,7 +652,7 @@ def test_two_candidates_stream_side_by_side(fake_server):
 
     async def collect(provider: GeminiProvider) -> list[dict[str, Any]]:
         body = {"messages": [user("hi")], "n": 2, "stream": True}
-        return [chunk async for chunk in provider.stream_chat(make_target(url), body)]
+        return [chunk async for chunk in provider.stream_chat(make_target(url), body) if isinstance(chunk, dict)]
 
     chunks = run_provider(collect)
     texts = {0: "", 1: ""}
@@ -701,6 +701,7 @@ def test_the_stream_is_forwarded_before_the_upstream_finishes():
         chunks = []
         with anyio.fail_after(5):
             async for chunk in GeminiProvider(http).stream_chat(make_target(base_url), body_of_request):
+                assert isinstance(chunk, dict)  # no PAUSE unless asked for
                 chunks.append(chunk)
                 release.set()
         await http.aclose()

@@ -166,6 +166,7 @@ def translate(raw: bytes, credential: str | None = None) -> tuple[list[dict[str,
         chunks: list[dict[str, Any]] = []
         try:
             async for chunk in translate_stream("openai", _events(raw), UPSTREAM_MODEL, credential):
+                assert isinstance(chunk, dict)  # no PAUSE: the events carry none
                 chunks.append(chunk)
         except ProviderError as error:
             return chunks, error
@@ -207,6 +208,7 @@ def test_stream_translation_is_incremental():
         stream = translate_stream("openai", events(), UPSTREAM_MODEL, None)
         chunk = await anext(stream)
         await stream.aclose()
+        assert isinstance(chunk, dict)
         return chunk
 
     assert asyncio.run(first())["choices"][0]["delta"]["role"] == "assistant"

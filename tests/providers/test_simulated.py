@@ -11,6 +11,7 @@ from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from glasskey.providers.base import ChatResult, ProviderError, RouteTarget, StreamCut, Usage
 from glasskey.providers.simulated import SimulatedProvider, count_tokens
+from glasskey.providers.sse import PAUSE
 
 
 class FakeSleep:
@@ -54,7 +55,8 @@ def stream(body: dict[str, Any], target: RouteTarget | None = None, **kwargs: An
     provider = SimulatedProvider(sleep=kwargs.pop("sleep", FakeSleep()), **kwargs)
 
     async def collect() -> list[dict[str, Any]]:
-        return [chunk async for chunk in provider.stream_chat(target or make_target(), body)]
+        stream = provider.stream_chat(target or make_target(), body)
+        return [chunk async for chunk in stream if isinstance(chunk, dict)]
 
     return asyncio.run(collect())
 
@@ -65,6 +67,7 @@ def stream_until_error(body: dict[str, Any], target: RouteTarget) -> tuple[list[
 
     async def collect() -> None:
         async for chunk in provider.stream_chat(target, body):
+            assert isinstance(chunk, dict)  # no PAUSE unless asked for
             received.append(chunk)
 
     with pytest.raises(ProviderError) as caught:
@@ -460,3 +463,17 @@ def test_cut_beyond_the_answer_never_happens() -> None:
 def test_cut_is_ignored_without_streaming() -> None:
     result = chat(make_body(), make_target(cut_stream_after_chunks=1))
     validate_completion(result.body)
+
+
+@pytest.mark.parametrize("pauses", [True, False])
+def test_a_paced_stream_says_pause_before_each_wait_only_when_asked(pauses: bool):
+    provider = SimulatedProvider(sleep=FakeSleep())
+    target = make_target(chunk_delay_ms=20)
+
+    async def collect() -> list[Any]:
+        return [item async for item in provider.stream_chat(target, make_body(), pauses=pauses)]
+
+    items = asyncio.run(collect())
+    chunks = [item for item in items if isinstance(item, dict)]
+    assert isinstance(items[0], dict), "nothing to flush before the first chunk"
+    assert items.count(PAUSE) == (len(chunks) - 1 if pauses else 0)
