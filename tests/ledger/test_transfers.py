@@ -37,9 +37,9 @@ from glasskey.ledger import (
 )
 from glasskey.orgs.service import create_org, get_wallet, list_wallets, top_up
 from glasskey.store.batch import Batch
+from glasskey.store.commands import run_commands
 from glasskey.store.database import Database
 from glasskey.store.tables import transfers
-from glasskey.store.writer import _run_writes
 
 REVENUE = SYSTEM_REVENUE["official"]
 HOLD_TTL = timedelta(minutes=15)
@@ -513,7 +513,7 @@ def test_a_settlement_releases_its_hold_before_the_next_write_of_its_batch_holds
     hold_the_rest = hold_command(wallet, 900_000)
     with db.write() as conn:
         batch = Batch.group(conn)
-        outcomes = _run_writes(batch, [settle, hold_the_rest])
+        outcomes = run_commands(batch, [settle, hold_the_rest])
         batch.apply()
     assert [refusal for _, refusal in outcomes] == [None, None]
     assert balances(db, wallet) == (900_000, 900_000, 0)

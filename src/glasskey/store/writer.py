@@ -23,38 +23,23 @@ import logging
 import queue
 import threading
 from dataclasses import dataclass
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Connection
 
-from glasskey.errors import GlasskeyError
 from glasskey.store.batch import Batch
 from glasskey.store.checkpoints import Checkpointer
+from glasskey.store.commands import Outcome, Write, run_commands
 from glasskey.store.database import Database
 from glasskey.store.waiting import wait_out
 
 log = logging.getLogger("glasskey.store.writer")
 T = TypeVar("T")
-T_co = TypeVar("T_co", covariant=True)
 MAX_BATCH = 512
 # How long a transaction of holds alone stays open for more writes: about one upstream round trip
 # on a fast route. A lone request's hold and settlement then share one commit (one fsync-free WAL
 # commit instead of two on SQLite, one round trip instead of two on PostgreSQL).
 LINGER_SECONDS = 0.003
-
-
-class Write(Protocol[T_co]):
-    """What the writer runs: two phases, so that a batch's statements share one pipeline.
-
-    ``send`` runs or sends the write's statements (``Batch.execute`` / ``Batch.send``); ``finish``
-    runs after the pipeline has been flushed, reads the answers and returns the result, or raises a
-    ``GlasskeyError`` (a refusal), having left nothing behind. Both may run again, in a transaction
-    of their own, when their batch failed for another write's sake: they must give the same result.
-    """
-
-    def send(self, batch: Batch) -> None: ...
-
-    def finish(self, batch: Batch) -> T_co: ...
 
 
 @dataclass
@@ -65,7 +50,6 @@ class _Job(Generic[T]):
     durable: bool
 
 
-Outcome = tuple[Any, BaseException | None]
 _STOP = object()
 
 
@@ -119,7 +103,7 @@ class GroupCommitWriter:
             self.alone_writes += 1
             with self.db.transaction(self._connection()) as conn:
                 batch = Batch.group(conn)
-                [(result, refusal)] = _run_writes(batch, [write])
+                [(result, refusal)] = run_commands(batch, [write])
                 batch.apply()
         except Exception:
             self._drop_connection()
@@ -163,7 +147,7 @@ class GroupCommitWriter:
             with self.db.transaction(self._connection()) as conn:
                 batch = Batch.group(conn)
                 while taken:
-                    for job, outcome in zip(taken, _run_writes(batch, [job.write for job in taken]), strict=True):
+                    for job, outcome in zip(taken, run_commands(batch, [job.write for job in taken]), strict=True):
                         if job.durable:
                             durable.append((job, outcome))
                         else:
@@ -209,7 +193,7 @@ class GroupCommitWriter:
         try:
             with self.db.transaction(self._connection()) as conn:
                 batch = Batch.group(conn)
-                [outcome] = _run_writes(batch, [write])
+                [outcome] = run_commands(batch, [write])
                 batch.apply()
         except Exception as error:
             log.error("a write failed alone after its batch failed", exc_info=error)
@@ -266,40 +250,6 @@ class GroupCommitWriter:
                 self._thread.start()
                 if self.checkpointer is not None:
                     self.checkpointer.start()
-
-
-def _run_writes(batch: Batch, writes: list[Write[Any]]) -> list[Outcome]:
-    """Send every write's statements, flush them as one pipeline, then finish each write.
-
-    Each write's result, or the refusal that fails it alone; its deferred writes join the batch's
-    only if it succeeded. Any other exception propagates: the batch must be rolled back.
-    """
-    jobs = []
-    for write in writes:
-        job = batch.job()
-        refusal = _refused(write.send, job)
-        jobs.append((write, job, refusal))
-    batch.flush()
-    outcomes: list[Outcome] = []
-    for write, job, refusal in jobs:
-        result = None
-        if refusal is None:
-            try:
-                result = write.finish(job)
-            except GlasskeyError as refused:
-                refusal = refused
-        if refusal is None:
-            batch.keep(job)
-        outcomes.append((result, refusal))
-    return outcomes
-
-
-def _refused(send: Any, job: Batch) -> GlasskeyError | None:
-    try:
-        send(job)
-    except GlasskeyError as refusal:  # e.g. an amount refused before any statement ran
-        return refusal
-    return None
 
 
 def _answer(job: _Job[Any], outcome: Outcome) -> None:
