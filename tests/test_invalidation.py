@@ -14,6 +14,7 @@ from starlette.routing import Route
 from conftest_helpers import require_redis
 from glasskey.cache import ReadCache
 from glasskey.invalidation import Invalidation, InvalidationMiddleware
+from glasskey.routing.health import HealthBoard
 
 
 def answering(status: int):
@@ -82,3 +83,33 @@ def test_an_announcement_reaches_another_process_cache_through_redis(sqlite_db):
             await reader.aclose()
 
     asyncio.run(story())
+
+
+def test_a_read_overtaken_by_an_invalidation_is_read_again_and_never_put_back(sqlite_db):
+    cache = ReadCache(sqlite_db)
+    reads: list[int] = []
+
+    def load(conn) -> int:
+        reads.append(1)
+        if len(reads) == 1:
+            cache.invalidate()  # a change announced while this read was in flight
+        return len(reads)
+
+    async def story() -> tuple[int, int]:
+        return await cache.get("route", load), await cache.get("route", load)
+
+    # The first caller gets the second read (after the change), which is what stays cached.
+    assert asyncio.run(story()) == (2, 2)
+    assert len(reads) == 2
+
+
+def test_an_announced_change_ends_the_wait_for_stale_copies_of_a_forced_route(sqlite_db):
+    clock = [100.0]
+    board = HealthBoard(lambda: clock[0], force_settle_seconds=2.0)
+    invalidation = Invalidation(ReadCache(sqlite_db), board=board)
+    board.sync_forced("r", "open")  # another process forced it
+    board.sync_forced("r", None)  # within the settle time: taken for a stale copy
+    assert board.state("r") == "open"
+    asyncio.run(invalidation.changed("POST /admin/api/routes/r/breaker"))  # every cached copy dropped
+    board.sync_forced("r", None)  # so this copy was read after the change: applied at once
+    assert board.state("r") == "closed"

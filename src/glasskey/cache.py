@@ -29,6 +29,7 @@ from glasskey.store.database import Database
 
 log = logging.getLogger("glasskey.cache")
 T = TypeVar("T")
+READS_MAX = 3  # reads of one miss when invalidations keep coming during them; the last one is used
 _MISSING = object()
 
 
@@ -80,8 +81,13 @@ class ReadCache:
             with self.db.read() as conn:
                 return load(conn)
 
-        generation = self.generation
-        loaded = await anyio.to_thread.run_sync(read)
+        for _ in range(READS_MAX):
+            generation = self.generation
+            loaded = await anyio.to_thread.run_sync(read)
+            if generation == self.generation:
+                break
+            # Invalidated during the read: what was read may predate the change. Read again, so
+            # that no caller is handed a copy older than an invalidation it could have seen.
         self._put(key, loaded, generation)
         return loaded
 

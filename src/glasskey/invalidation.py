@@ -23,6 +23,7 @@ from redis.exceptions import RedisError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from glasskey.cache import ReadCache
+from glasskey.routing.health import HealthBoard
 
 log = logging.getLogger("glasskey.invalidation")
 CHANNEL = "glasskey:invalidate"
@@ -36,8 +37,11 @@ RECONNECT_SECONDS = 0.5
 class Invalidation:
     """Publishes this process's changes and applies everyone's to ``cache``."""
 
-    def __init__(self, cache: ReadCache, redis_url: str = "", *, channel: str = CHANNEL) -> None:
+    def __init__(
+        self, cache: ReadCache, redis_url: str = "", *, board: HealthBoard | None = None, channel: str = CHANNEL
+    ) -> None:
         self.cache = cache
+        self.board = board
         self.channel = channel
         self.origin = uuid.uuid4().hex
         # No socket timeout: a subscriber waits for messages as long as there are none.
@@ -47,9 +51,14 @@ class Invalidation:
         self.received = 0
         self.publish_failures = 0
 
+    def _drop(self) -> None:
+        self.cache.invalidate()
+        if self.board is not None:
+            self.board.forget_force_changes()  # no stale route copy is left to guard against
+
     async def changed(self, what: str) -> None:
         """Something cached changed in the database: drop it here now, and tell every other process."""
-        self.cache.invalidate()
+        self._drop()
         if self.client is None:
             return
         try:
@@ -71,7 +80,7 @@ class Invalidation:
                     if not self.redis_up:
                         log.info("Redis is back: cache invalidation by pub/sub resumes")
                     self.redis_up = True
-                    self.cache.invalidate()  # whatever was announced while away
+                    self._drop()  # whatever was announced while away
                     while True:
                         message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
                         if message is not None and message["type"] == "message":
@@ -86,7 +95,7 @@ class Invalidation:
         text = data.decode() if isinstance(data, bytes) else data
         if text.split(" ", 1)[0] != self.origin:  # our own change was applied when it was made
             self.received += 1
-            self.cache.invalidate()
+            self._drop()
 
     async def aclose(self) -> None:
         if self.client is not None:

@@ -65,6 +65,22 @@ def test_failures_reported_by_two_processes_open_the_breaker_for_all(boards):
     run(story, boards)
 
 
+def test_a_process_that_never_selected_the_route_learns_that_it_is_open(boards):
+    a, _, _ = boards
+
+    async def story() -> None:
+        fail(a, 3)
+        await sync(a)
+        newcomer = SharedHealthBoard(time.monotonic, require_redis(), POLICY, prefix=a.prefix)
+        try:
+            await newcomer.sync_once()
+            assert not newcomer.try_acquire("r")  # its first request skips the route, it never tries it
+        finally:
+            await newcomer.aclose()
+
+    run(story, boards)
+
+
 def test_only_the_lease_holder_probes_and_its_success_closes_the_breaker_everywhere(boards):
     a, b, c = boards
 

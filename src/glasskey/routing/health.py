@@ -15,7 +15,8 @@ come from the read cache and so be up to a cache lifetime old. A route that disa
 force change the board applied less than ``force_settle_seconds`` ago is such a stale copy and is
 ignored: before, a copy cached before a lift re-applied the old force, and the fresh copy then
 lifted it again, resetting the consecutive failures each time (eight failures after a lift left
-the breaker closed with three).
+the breaker closed with three). When every cached route was just dropped (a change announced
+through Redis), no stale copy is left and ``forget_force_changes`` ends the wait.
 
 A single error never disables a route for good. The last failure is kept beyond the window (its
 class and how long ago), so a quiet route that failed a minute ago does not look untouched. The
@@ -229,6 +230,12 @@ class HealthBoard:
         if lifted:
             health.state, health.consecutive_failures = CLOSED, 0
         return lifted
+
+    def forget_force_changes(self) -> None:
+        """Every cached route was just dropped (an announced change): no stale copy is left, so the
+        next route read applies its force at once, without waiting out the settle time."""
+        with self._lock:
+            self._force_changed_at.clear()
 
     def sync_forced(self, route_id: str, state: str | None) -> None:
         """Apply the force stored on the route, if it changed (routes carry it for every process).

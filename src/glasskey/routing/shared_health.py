@@ -4,10 +4,12 @@ Each process keeps its own ``HealthBoard`` (statistics, latency, its own view of
 adds a shared layer on top of it:
 
 * Every process reports its outcomes: ``record`` only appends to a small buffer (the hot path never
-  waits on Redis), and a background loop sends the buffer every ``sync_interval_seconds`` (0.25 s)
-  to one Lua script per route. The script keeps the route's consecutive failures across all
-  processes and opens the shared breaker when they reach the policy's threshold, or when a process
-  reports that its own breaker opened (its failure rate, say).
+  waits on Redis), and a background loop sends the buffer every ``sync_interval_seconds`` (0.1 s)
+  to one Lua script per route that has news or is not closed (a quiet closed route costs nothing).
+  The script keeps the route's consecutive failures across all processes and opens the shared
+  breaker when they reach the policy's threshold, or when a process reports that its own breaker
+  opened (its failure rate, say). A set of the opened routes lets a process learn of one it has not
+  selected yet, so even its first request skips it.
 * The same call answers the shared state of the route, which the process then obeys: ``open`` (skip
   it), ``probe_other`` (another process holds the half-open probe: skip it), ``probe_mine`` (this
   process may let its half-open probes through) or ``closed``. So a breaker opened in one process
@@ -41,6 +43,8 @@ BLOCKED = ("open", "probe_other")
 
 _SCRIPT = """
 local key = KEYS[1]
+local opened = KEYS[2]
+local route_id = ARGV[7]
 local outcomes = ARGV[1]
 local threshold = tonumber(ARGV[2])
 local cooldown_ms = tonumber(ARGV[3])
@@ -49,7 +53,7 @@ local me = ARGV[5]
 local lease_ms = tonumber(ARGV[6])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-if event == 'reset' then redis.call('DEL', key) end
+if event == 'reset' then redis.call('DEL', key); redis.call('SREM', opened, route_id) end
 local h = redis.call('HMGET', key, 'consecutive', 'open_until', 'probe', 'probe_until')
 local consecutive = tonumber(h[1]) or 0
 local open_until = tonumber(h[2]) or 0
@@ -78,6 +82,7 @@ end
 redis.call('HSET', key, 'consecutive', consecutive, 'open_until', open_until,
            'probe', probe, 'probe_until', probe_until)
 redis.call('PEXPIRE', key, 86400000)
+if open_until > 0 then redis.call('SADD', opened, route_id) else redis.call('SREM', opened, route_id) end
 return {status, math.max(0, open_until - now)}
 """
 
@@ -92,13 +97,14 @@ class SharedHealthBoard(HealthBoard):
         policy: BreakerPolicy | None = None,
         *,
         force_settle_seconds: float = 2.0,
-        sync_interval_seconds: float = 0.25,
+        sync_interval_seconds: float = 0.1,
         probe_lease_seconds: float = 10.0,
         prefix: str = "glasskey:breaker:",
     ) -> None:
         super().__init__(clock, policy, force_settle_seconds=force_settle_seconds)
         self.client = redis.Redis.from_url(redis_url, socket_timeout=0.5, socket_connect_timeout=0.5)
         self.prefix = prefix
+        self.opened_key = prefix + "#opened"  # the ids of routes whose shared breaker is not closed
         self.sync_interval_seconds = sync_interval_seconds
         self.probe_lease_ms = int(probe_lease_seconds * 1000)
         self.process_id = uuid.uuid4().hex
@@ -174,15 +180,27 @@ class SharedHealthBoard(HealthBoard):
 
     async def sync_once(self) -> None:
         """Send the buffered outcomes and events; read back and obey every route's shared state."""
+        try:
+            # Routes opened by other processes, also those this one has not selected yet.
+            opened = await self.client.smembers(self.opened_key)
+        except RedisError:
+            self._went_away({})
+            raise
+        opened_ids = {r.decode() if isinstance(r, bytes) else str(r) for r in opened}
         with self._lock:
+            for route_id in opened_ids:
+                self._route(route_id)
             outcomes, self._outcomes = self._outcomes, {}
             events, self._events = self._events, {}
-            route_ids = list(self._routes)
+            # Only routes with news, or whose shared breaker is not closed: a quiet closed route costs nothing.
+            quiet = {route_id for route_id, shared in self._shared.items() if shared[0] == "closed"}
+            news = opened_ids | set(outcomes) | set(events)
+            route_ids = [r for r in self._routes if r in news or r not in quiet]
         try:
             async with self.client.pipeline(transaction=False) as pipe:
                 for route_id in route_ids:
                     await self._script(
-                        keys=[self.prefix + route_id],
+                        keys=[self.prefix + route_id, self.opened_key],
                         args=[
                             outcomes.get(route_id, ""),
                             self.policy.consecutive_failures,
@@ -190,6 +208,7 @@ class SharedHealthBoard(HealthBoard):
                             events.get(route_id, ""),
                             self.process_id,
                             self.probe_lease_ms,
+                            route_id,
                         ],
                         client=pipe,
                     )
