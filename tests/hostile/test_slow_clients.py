@@ -1,7 +1,8 @@
 """Slow clients, clients that leave, and a flood of both: the others keep being served (issue 18).
 
-While slow clients trickle their request bodies a byte at a time, others send half a body and
-close, and others leave a stream after its first events, a legitimate client keeps a stream open
+While 200 connections hang in the middle of their request line, slow clients trickle their
+request bodies a byte at a time, others send half a body and close, and others leave a stream
+after its first events, a legitimate client keeps a stream open
 and sends requests one after another. Every legitimate request succeeds and the slowest is well
 under a generous bound (no timing here is tighter than 2 seconds: CI machines are shared). A
 client that leaves mid-upload is its own doing: its receipt says ``source: client``,
@@ -26,6 +27,7 @@ from glasskey.routing.routes import update_route
 from glasskey.store.tables import receipts
 
 SLOW_CLIENTS = 30
+FLOOD_CONNECTIONS = 200  # connections that never finish their headers (uvicorn has no header timeout)
 UPLOAD_QUITTERS = 20
 STREAM_QUITTERS = 10
 LEGITIMATE_REQUESTS = 40
@@ -61,6 +63,19 @@ async def trickle(gateway: Gateway) -> None:
             await asyncio.sleep(0.2)
     except ConnectionError:
         pass  # the gateway may close a connection that is too slow: that is allowed
+    finally:
+        writer.close()
+
+
+async def flood(gateway: Gateway, release: asyncio.Event) -> None:
+    """A connection that sends half a request line and nothing more, until ``release``."""
+    _, writer = await connect(gateway)
+    try:
+        writer.write(b"POST /v1/chat/completions HTTP/1.1\r\nhost: gat")
+        await writer.drain()
+        await release.wait()
+    except ConnectionError:
+        pass  # the server may drop such a connection: that is allowed
     finally:
         writer.close()
 
@@ -121,11 +136,15 @@ def test_slow_and_leaving_clients_never_slow_down_or_fail_a_legitimate_one(
     async def scenario() -> list[float]:
         limits = httpx.Limits(max_connections=100)
         async with httpx.AsyncClient(timeout=30, limits=limits) as quitters, httpx.AsyncClient(timeout=30) as own:
+            release = asyncio.Event()
+            flooders = [asyncio.create_task(flood(gateway, release)) for _ in range(FLOOD_CONNECTIONS)]
             attackers = [asyncio.create_task(trickle(gateway)) for _ in range(SLOW_CLIENTS)]
             attackers += [asyncio.create_task(quit_mid_upload(gateway)) for _ in range(UPLOAD_QUITTERS)]
             attackers += [asyncio.create_task(quit_mid_stream(quitters, gateway)) for _ in range(STREAM_QUITTERS)]
             latencies = await legitimate(own, gateway)
             await asyncio.gather(*attackers)
+            release.set()
+            await asyncio.gather(*flooders)
             return latencies
 
     with caplog.at_level(logging.DEBUG):
