@@ -25,6 +25,7 @@ from glasskey import __version__
 from glasskey.admin.api import admin_refusal, build_admin_app
 from glasskey.dashboard import build_dashboard
 from glasskey.errors import ClientError, GlasskeyError, NotFound
+from glasskey.gateway import instances
 from glasskey.gateway.anthropic_api import routes_anthropic
 from glasskey.gateway.asgi import GatewayApp
 from glasskey.gateway.gemini_api import gemini_routes
@@ -101,8 +102,10 @@ def build_app(services: Services) -> GatewayApp:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await _start_instance(services)
         async with anyio.create_task_group() as group:
             group.start_soon(_sweep_forever, services)
+            group.start_soon(_beat_forever, services)
             if services.settings.probe_interval_seconds > 0:
                 group.start_soon(_probe_forever, services)
             yield
@@ -149,6 +152,31 @@ async def _probe_forever(services: Services) -> None:
             await probe_idle_routes(services.db, services.health, services.providers)
         except Exception:  # a probe round must never stop the gateway
             log.exception("active probe round failed")
+
+
+async def _start_instance(services: Services) -> None:
+    """Register this process and void at once the holds of processes that died with requests in flight."""
+    try:
+        voided = await anyio.to_thread.run_sync(instances.start, services.db, services.instance_id, services.clock())
+    except Exception:  # the expiry sweep stays the fallback: never refuse to start for this
+        log.exception("voiding the holds of dead gateway processes failed")
+        return
+    if voided:
+        log.warning("voided %d holds of gateway processes that died mid-request (receipts: interrupted)", voided)
+
+
+async def _beat_forever(services: Services) -> None:
+    while True:
+        await anyio.sleep(instances.HEARTBEAT_SECONDS)
+        try:
+            voided = await anyio.to_thread.run_sync(
+                instances.heartbeat, services.db, services.instance_id, services.clock()
+            )
+        except Exception:  # a missed beat must never stop the gateway
+            log.exception("instance heartbeat failed")
+            continue
+        if voided:
+            log.warning("voided %d holds of gateway processes that died mid-request (receipts: interrupted)", voided)
 
 
 async def _sweep_forever(services: Services) -> None:

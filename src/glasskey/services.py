@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 
 from glasskey.cache import ReadCache
 from glasskey.data_dir import prepare_data_dir
+from glasskey.ids import new_id
 from glasskey.keys.ratelimit import RateLimiter
 from glasskey.keys.shared_ratelimit import RedisRateLimiter
 from glasskey.ledger import ensure_system_accounts
@@ -48,6 +49,8 @@ class Services:
     # Failed sign-ins and wrong admin credentials, shared by the admin API, the dashboard and /metrics.
     signin_throttle: Throttle = field(default_factory=MemoryThrottle)
     clock: Callable[[], datetime] = utc_now
+    # This process, on every hold it takes: a later process voids the holds of a dead one (gateway.instances).
+    instance_id: str = field(default_factory=lambda: new_id("inst"))
     monotonic: Callable[[], float] = time.monotonic
     upstream_http: UpstreamHTTP = field(default_factory=UpstreamHTTP)
     health: HealthBoard = field(default_factory=lambda: HealthBoard(time.monotonic))

@@ -12,8 +12,9 @@ from glasskey.keys.service import get_key
 from glasskey.receipts.records import MAX_PAGE, get_receipt, list_receipts
 from glasskey.services import Services
 
-ReceiptStatus = Literal["succeeded", "failed"]
-ErrorSource = Literal["client", "key", "model", "wallet", "budget", "route", "upstream"]
+# "interrupted": its gateway process died mid-request; a later process voided its hold (gateway.instances).
+ReceiptStatus = Literal["succeeded", "failed", "interrupted"]
+ErrorSource = Literal["client", "key", "model", "wallet", "budget", "route", "upstream", "gateway"]
 
 
 def receipts_router(services: Services) -> APIRouter:

@@ -18,7 +18,7 @@ from glasskey.money import format_usd
 from glasskey.orgs.service import WALLET_KINDS, get_org, get_wallet, list_wallets, top_up
 from glasskey.receipts.records import MAX_PAGE, get_receipt, list_receipts
 
-RECEIPT_STATUSES = ("succeeded", "failed")
+RECEIPT_STATUSES = ("succeeded", "failed", "interrupted")
 
 # --- wallets -----------------------------------------------------------------------------
 
@@ -79,7 +79,12 @@ def receipts() -> None:
 @receipts.command("list")
 @click.option("--key", "key_ref", default=None, help="Only this key's receipts (key id or prefix).")
 @click.option("--org", "org_ref", default=None, help="Only this org's receipts (name or id).")
-@click.option("--status", type=click.Choice(RECEIPT_STATUSES), default=None, help="Only succeeded or failed requests.")
+@click.option(
+    "--status",
+    type=click.Choice(RECEIPT_STATUSES),
+    default=None,
+    help="Only succeeded, failed or interrupted requests.",
+)
 @click.option("--model", default=None, help="Only requests for this model.")
 @click.option("--limit", type=click.IntRange(1, MAX_PAGE), default=20, show_default=True, help="At most this many.")
 @click.pass_context

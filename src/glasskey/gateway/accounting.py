@@ -21,6 +21,7 @@ from datetime import datetime
 from typing import Any
 
 from glasskey.errors import BudgetError, GlasskeyError, NotFound
+from glasskey.gateway.instances import has_receipt
 from glasskey.keys.budget import day_period, hold_budget, release_budget_hold, settle_budget
 from glasskey.keys.policy import KeyPolicy
 from glasskey.ledger import (
@@ -67,6 +68,7 @@ class Hold:
         expires_at: datetime,
         request_id: str,
         memo: str,
+        instance_id: str | None = None,
     ) -> None:
         self.key_id = key_id
         self.policy = policy
@@ -84,6 +86,8 @@ class Hold:
             key_id=key_id,
             budget_period=self.day,
             memo=memo,
+            # Whose hold it is: if this process dies, the next one voids it at once (gateway.instances).
+            instance_id=instance_id,
         )
         self._create = CreatePending(self.transfer)
         self._refusal: BudgetError | None = None
@@ -152,8 +156,10 @@ class Settlement:
         self.receipt_row = receipt_row
         self.now = now
         self._resolve: ResolvePending | None = None
+        self._receipt_written = False
 
     def send(self, batch: Batch) -> None:
+        self._receipt_written = False
         held = self.held
         if held is None:
             self._resolve = None
@@ -166,6 +172,8 @@ class Settlement:
 
     def finish(self, batch: Batch) -> Settled:
         settled = Settled(0, None) if self._resolve is None else self._settle(batch, self._resolve)
+        if self._receipt_written:
+            return settled
         flags = list(dict.fromkeys([*self.receipt_row["flags"], *settled.flags]))
         row = {**self.receipt_row, "charge_micros": settled.charge_micros, "transfer_id": settled.transfer_id}
         insert_receipt_row(batch, {**row, "flags": flags})
@@ -180,7 +188,12 @@ class Settlement:
             # The hold's batch failed to commit, taking its budget hold with it.
             return self._charge_without_hold(batch, held, "hold_lost_before_settlement")
         except TransferNotPending:
-            # The sweep released both the wallet hold and the budget hold already.
+            # The sweep released both the wallet hold and the budget hold already, or another
+            # process took this one for dead (gateway.instances) and wrote the request its
+            # ``interrupted`` receipt: that receipt stands, and nothing is charged beside it.
+            if has_receipt(batch.conn, self.receipt_row["request_id"]):
+                self._receipt_written = True
+                return Settled(0, held.transfer_id, ("interrupted_before_settlement",))
             return self._charge_without_hold(batch, held, "hold_expired_before_settlement")
         settle_budget(batch, held.key_id, held.budget_period, held.amount_micros, self.charge_micros)
         return Settled(self.charge_micros, held.transfer_id)

@@ -193,6 +193,7 @@ class Lifecycle:
             expires_at=now + timedelta(seconds=self.services.settings.hold_ttl_seconds),
             request_id=run.receipt.request_id,
             memo=f"hold for {model_name}",
+            instance_id=self.services.instance_id,
         )
         # Answered once its floor and budget checks are done, not after its commit: nothing is
         # acknowledged to the client on the strength of a hold alone.

@@ -3,6 +3,7 @@
 A request's hold is added to the key's ``held`` counters by a conditional ``UPDATE`` that
 refuses to pass the budget, in the same transaction as the wallet hold; settlement moves the
 actual charge from ``held`` to ``spent``. Concurrent requests therefore cannot overrun a budget.
+The same statements refuse to take a counter past 2^63 - 1 (``ledger.bounds``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from sqlalchemy import Connection, select
 
 from glasskey.errors import BudgetError
 from glasskey.keys.policy import KeyPolicy
+from glasskey.ledger.bounds import bounded_sum, refused_as_too_large, room_for, too_large
 from glasskey.money import format_micros
 from glasskey.store.batch import Batch
 from glasskey.store.driver import DriverStatement
@@ -39,23 +41,31 @@ class Spend:
 
 
 # One statement per period: create the row holding the amount, or add to an existing row's hold
-# only if the budget allows it (the upsert's WHERE). Zero rows changed means the budget said no.
+# only if the budget allows it (the upsert's WHERE). Zero rows changed means the budget said no
+# (or, without a budget, that the counter is full). The budget's condition is a subtraction, so
+# that no sum can overflow: ``:limit - :amount`` is never negative (a larger amount is refused first).
 _HOLD = {
     limited: DriverStatement(
         "INSERT INTO key_spend (key_id, period, spent_micros, held_micros) VALUES (:key_id, :period, 0, :amount) "
-        "ON CONFLICT (key_id, period) DO UPDATE SET held_micros = key_spend.held_micros + :amount"
-        + (" WHERE key_spend.spent_micros + key_spend.held_micros + :amount <= :limit" if limited else "")
+        "ON CONFLICT (key_id, period) DO UPDATE SET held_micros = key_spend.held_micros + :amount WHERE "
+        + (
+            "key_spend.held_micros <= :limit - :amount - key_spend.spent_micros"
+            if limited
+            else room_for("key_spend.held_micros", ":amount")
+        )
     )
     for limited in (True, False)
 }
 # Every unconditional change to a key's two counters (total and today) is this one upsert: a
 # settlement, and the hold of a key without budgets (most keys), which nothing can refuse. A
-# batch's changes of one key sum into a single statement (Batch.increment).
+# batch's changes of one key sum into a single statement (Batch.increment). An overflow sets NULL,
+# which the column refuses (see ledger.bounds).
 _CHANGE = DriverStatement(
     "INSERT INTO key_spend (key_id, period, spent_micros, held_micros) "
     "VALUES (:key_id, :total, :spent, :held), (:key_id, :day, :spent, :held) "
-    "ON CONFLICT (key_id, period) DO UPDATE SET held_micros = key_spend.held_micros + excluded.held_micros, "
-    "spent_micros = key_spend.spent_micros + excluded.spent_micros"
+    f"ON CONFLICT (key_id, period) DO UPDATE SET "
+    f"held_micros = {bounded_sum('key_spend.held_micros', 'excluded.held_micros')}, "
+    f"spent_micros = {bounded_sum('key_spend.spent_micros', 'excluded.spent_micros')}"
 )
 
 
@@ -64,9 +74,7 @@ _RELEASE_HELD = DriverStatement(
 )
 
 
-def hold_budget(
-    target: Batch | Connection, key_id: str, policy: KeyPolicy, amount_micros: int, now: datetime
-) -> str:
+def hold_budget(target: Batch | Connection, key_id: str, policy: KeyPolicy, amount_micros: int, now: datetime) -> str:
     """Reserve ``amount_micros`` of the key's budgets; returns the day period it was held in.
 
     A refusal (``BudgetError``) leaves nothing held: a write of the group-commit writer promises it.
@@ -84,6 +92,8 @@ def hold_budget(
         if refused or batch.execute(_HOLD[limit is not None], params).rowcount != 1:
             if period != TOTAL:
                 _release(batch, key_id, (TOTAL, TOTAL), amount_micros)  # the total was taken just now
+            if limit is None:  # no budget to pass: the counter is full
+                raise too_large(f"the held budget of key {key_id}")
             label = "total" if period == TOTAL else "daily"
             raise BudgetError(
                 f"This request may cost up to ${format_micros(amount_micros)}, more than what is left "
@@ -110,7 +120,8 @@ def _unlimited(policy: KeyPolicy) -> bool:
 
 
 def _change(batch: Batch, key_id: str, day: str, *, held: int, spent: int) -> None:
-    batch.increment(_CHANGE, {"key_id": key_id, "total": TOTAL, "day": day}, {"held": held, "spent": spent})
+    with refused_as_too_large(batch, f"the budget counters of key {key_id}"):
+        batch.increment(_CHANGE, {"key_id": key_id, "total": TOTAL, "day": day}, {"held": held, "spent": spent})
 
 
 def _release(batch: Batch, key_id: str, periods: tuple[str, str], amount_micros: int) -> None:

@@ -4,7 +4,8 @@ Every transfer moves an amount from a debit account to a credit account, and the
 counters change in the same transaction as the transfer row, so debits always equal credits.
 A debit that would take an account with a floor below it is refused by the very ``UPDATE``
 that applies it (a conditional update takes the row lock), so concurrent holds cannot
-overspend a wallet, on one process or many.
+overspend a wallet, on one process or many. The same statements refuse a movement that would
+take a counter past 2^63 - 1 (``ledger.bounds``): ``value_too_large``, nothing moved.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from sqlalchemy.exc import IntegrityError
 
 from glasskey.errors import ClientError, GlasskeyError, InvariantViolation, NotFound, WalletError
 from glasskey.ids import new_id
+from glasskey.ledger.bounds import bounded_sum, refused_as_too_large, room_for, too_large
+from glasskey.limits import COUNTER_MAX
 from glasskey.store.batch import Batch
 from glasskey.store.driver import DriverStatement, Sent
 from glasskey.store.tables import UTCDateTime, accounts, transfers, utc_datetime
@@ -53,6 +56,8 @@ class Transfer:
     created_at: datetime
     expires_at: datetime | None
     resolved_at: datetime | None
+    # The gateway process that took a hold: its holds are voided when a later process finds it dead.
+    instance_id: str | None = None
     replayed: bool = False
 
     def row(self) -> dict[str, object]:
@@ -73,6 +78,7 @@ class Transfer:
             "created_at": self.created_at,
             "expires_at": self.expires_at,
             "resolved_at": self.resolved_at,
+            "instance_id": self.instance_id,
         }
 
     @classmethod
@@ -94,6 +100,7 @@ class Transfer:
             created_at=m["created_at"],
             expires_at=m["expires_at"],
             resolved_at=m["resolved_at"],
+            instance_id=m["instance_id"],
             replayed=replayed,
         )
 
@@ -103,31 +110,42 @@ def _floor_ok(amount: str) -> str:
     return f"(floor_micros IS NULL OR credits_posted - debits_posted - debits_pending - :{amount} >= floor_micros)"
 
 
+def _debit_column(pending: bool) -> str:
+    return "debits_pending" if pending else "debits_posted"
+
+
 # The statements of every request, written once and run on the driver connection (see
 # ``store.driver``). Each is a single statement, so each takes its row lock atomically.
 _FLOOR_OK = _floor_ok("amount")
 _DEBIT = {
-    True: DriverStatement(
-        f"UPDATE accounts SET debits_pending = debits_pending + :amount WHERE id = :id AND {_FLOOR_OK}"
-    ),
-    False: DriverStatement(
-        f"UPDATE accounts SET debits_posted = debits_posted + :amount WHERE id = :id AND {_FLOOR_OK}"
-    ),
+    pending: DriverStatement(
+        f"UPDATE accounts SET {column} = {column} + :amount "
+        f"WHERE id = :id AND {room_for(column, ':amount')} AND {_FLOOR_OK}"
+    )
+    for pending in (True, False)
+    for column in (_debit_column(pending),)
 }
 # Every change to a credit side is this one increment, so that a batch's holds, postings and
-# releases of one (revenue) account sum into a single UPDATE (Batch.increment).
+# releases of one (revenue) account sum into a single UPDATE (Batch.increment). Deferred, it
+# cannot be refused by changing no row: an overflow sets NULL, which the column refuses.
 _CREDIT = DriverStatement(
-    "UPDATE accounts SET credits_pending = credits_pending + :pending, credits_posted = credits_posted + :posted "
-    "WHERE id = :id"
+    f"UPDATE accounts SET credits_pending = {bounded_sum('credits_pending', ':pending')}, "
+    f"credits_posted = {bounded_sum('credits_posted', ':posted')} WHERE id = :id"
 )
 _RELEASE_DEBIT = DriverStatement(
     "UPDATE accounts SET debits_pending = debits_pending - :held, debits_posted = debits_posted + :posted "
-    "WHERE id = :id"
+    f"WHERE id = :id AND {room_for('debits_posted', ':posted')}"
+)
+# A release refused (its account's debits_posted would overflow) puts its transfer back as it was,
+# so that the refusal leaves nothing behind (SQLite runs the resolve and the release apart).
+_UNRESOLVE = DriverStatement(
+    "UPDATE transfers SET status = 'pending', posted_amount_micros = NULL, resolved_at = NULL WHERE id = :transfer_id"
 )
 _COLUMNS = (
     "id, debit_account_id, credit_account_id, amount_micros, posted_amount_micros, status, kind, request_id, "
-    "key_id, budget_period, idempotency_key, memo, created_at, expires_at, resolved_at"
+    "key_id, budget_period, idempotency_key, memo, created_at, expires_at, resolved_at, instance_id"
 )
+_FIELDS = tuple(_COLUMNS.split(", "))
 _RESOLVE = DriverStatement(
     "UPDATE transfers SET status = :new_status, posted_amount_micros = :posted_amount, resolved_at = :resolved "
     f"WHERE id = :transfer_id AND status = 'pending' RETURNING {_COLUMNS}",
@@ -136,7 +154,7 @@ _RESOLVE = DriverStatement(
 _INSERT = DriverStatement(
     f"INSERT INTO transfers ({_COLUMNS}) VALUES (:id, :debit_account_id, :credit_account_id, :amount_micros, "
     ":posted_amount_micros, :status, :kind, :request_id, :key_id, :budget_period, :idempotency_key, :memo, "
-    ":created_at, :expires_at, :resolved_at)",
+    ":created_at, :expires_at, :resolved_at, :instance_id)",
     {"created_at": UTCDateTime(), "expires_at": UTCDateTime(), "resolved_at": UTCDateTime()},
 )
 
@@ -148,17 +166,22 @@ _INSERT = DriverStatement(
 _TIMESTAMP = "TIMESTAMP WITH TIME ZONE"
 _HOLD_ONE_TRIP = DriverStatement(
     "WITH debited AS (UPDATE accounts SET debits_pending = debits_pending + :amount_micros "
-    f"WHERE id = :debit_account_id AND {_floor_ok('amount_micros')} "
+    f"WHERE id = :debit_account_id AND {room_for('debits_pending', ':amount_micros')} "
+    f"AND {_floor_ok('amount_micros')} "
     f"RETURNING id) INSERT INTO transfers ({_COLUMNS}) SELECT :id, :debit_account_id, :credit_account_id, "
     "CAST(:amount_micros AS BIGINT), CAST(:posted_amount_micros AS BIGINT), :status, :kind, :request_id, :key_id, "
     f"CAST(:budget_period AS VARCHAR), CAST(:idempotency_key AS VARCHAR), :memo, CAST(:created_at AS {_TIMESTAMP}), "
-    f"CAST(:expires_at AS {_TIMESTAMP}), CAST(:resolved_at AS {_TIMESTAMP}) FROM debited",
+    f"CAST(:expires_at AS {_TIMESTAMP}), CAST(:resolved_at AS {_TIMESTAMP}), CAST(:instance_id AS VARCHAR) "
+    "FROM debited",
     {"created_at": UTCDateTime(), "expires_at": UTCDateTime(), "resolved_at": UTCDateTime()},
 )
 _RESOLVE_ONE_TRIP = DriverStatement(
     "WITH resolved AS (UPDATE transfers SET status = :new_status, "
     "posted_amount_micros = CAST(:posted_amount AS BIGINT), resolved_at = :resolved "
-    f"WHERE id = :transfer_id AND status = 'pending' AND :posted <= amount_micros RETURNING {_COLUMNS}), "
+    "WHERE id = :transfer_id AND status = 'pending' AND :posted <= amount_micros "
+    # The release below must not overflow its account, so the resolve happens only if it will not.
+    f"AND EXISTS (SELECT 1 FROM accounts WHERE accounts.id = transfers.debit_account_id "
+    f"AND {room_for('accounts.debits_posted', ':posted')}) RETURNING {_COLUMNS}), "
     "released AS (UPDATE accounts SET debits_pending = debits_pending - resolved.amount_micros, "
     "debits_posted = debits_posted + :posted FROM resolved WHERE accounts.id = resolved.debit_account_id) "
     "SELECT * FROM resolved",
@@ -172,27 +195,33 @@ def _one_trip(conn: Connection) -> bool:
 
 def _from_returned(row: tuple[Any, ...]) -> Transfer:
     """A transfer from a driver row in ``_COLUMNS`` order."""
-    return Transfer(*row[:12], *(utc_datetime(value) for value in row[12:]))
+    fields = dict(zip(_FIELDS, row, strict=True))
+    for name in ("created_at", "expires_at", "resolved_at"):
+        fields[name] = utc_datetime(fields[name])
+    return Transfer(**fields)
 
 
 def _debit(batch: Batch, account_id: str, amount: int, *, pending: bool) -> None:
     if batch.execute(_DEBIT[pending], {"amount": amount, "id": account_id}).rowcount != 1:
-        raise _refusal(batch.conn, account_id, amount)
+        raise _refusal(batch.conn, account_id, amount, _debit_column(pending))
 
 
-def _refusal(conn: Connection, account_id: str, amount: int) -> NotFound | InsufficientFunds:
-    """Why a debit changed no row."""
-    if conn.scalar(select(accounts.c.id).where(accounts.c.id == account_id)) is None:
+def _refusal(conn: Connection, account_id: str, amount: int, counter: str) -> GlasskeyError:
+    """Why a debit of ``counter`` changed no row: no such account, a counter full, or the floor."""
+    value = conn.scalar(select(accounts.c[counter]).where(accounts.c.id == account_id))
+    if value is None:
         return NotFound(f"account {account_id} does not exist")
+    if value > COUNTER_MAX - amount:
+        return too_large(f"the {counter} of account {account_id}")
     return InsufficientFunds(f"insufficient balance in account {account_id} for {amount} micros")
 
 
-def _credit(batch: Batch, account_id: str, amount: int, *, pending: bool) -> None:
-    # A credit is never refused and nothing in a batch reads it back, so the writer applies a
-    # batch's credits of one account in one statement (Batch.increment). The account was checked
-    # to exist when the debit side was chosen: accounts are never deleted.
-    amounts = {"pending": amount, "posted": 0} if pending else {"pending": 0, "posted": amount}
-    batch.increment(_CREDIT, {"id": account_id}, amounts)
+def _credit(batch: Batch, account_id: str, *, pending: int, posted: int) -> None:
+    # Nothing in a batch reads a credit back, so the writer applies a batch's credits of one
+    # account in one statement (Batch.increment). The account was checked to exist when the debit
+    # side was chosen: accounts are never deleted. Only an overflow refuses a credit.
+    with refused_as_too_large(batch, f"the credits of account {account_id}"):
+        batch.increment(_CREDIT, {"id": account_id}, {"pending": pending, "posted": posted})
 
 
 def _check_amount(amount_micros: int) -> None:
@@ -200,6 +229,8 @@ def _check_amount(amount_micros: int) -> None:
         raise TypeError("amounts are integer micros")
     if amount_micros < 0:
         raise ClientError("amounts are never negative")
+    if amount_micros > COUNTER_MAX:
+        raise too_large("an amount")
 
 
 def pending_transfer(
@@ -214,8 +245,11 @@ def pending_transfer(
     key_id: str | None = None,
     budget_period: str | None = None,
     memo: str = "",
+    instance_id: str | None = None,
 ) -> Transfer:
-    """The transfer a ``CreatePending`` takes: its id is chosen here, once, so the command can run again."""
+    """The transfer a ``CreatePending`` takes: its id is chosen here, once, so the command can run again.
+
+    ``instance_id`` names the gateway process taking the hold (``gateway.instances``)."""
     _check_amount(amount_micros)
     return Transfer(
         id=new_id("tr"),
@@ -233,6 +267,7 @@ def pending_transfer(
         created_at=now,
         expires_at=expires_at,
         resolved_at=None,
+        instance_id=instance_id,
     )
 
 
@@ -264,17 +299,20 @@ class CreatePending:
         sent = self._sent
         if not (self._debited or (sent is not None and sent.cursor.rowcount == 1)):
             # Neither the debit nor the row happened.
-            raise _refusal(batch.conn, transfer.debit_account_id, transfer.amount_micros)
-        _credit(batch, transfer.credit_account_id, transfer.amount_micros, pending=True)
+            raise _refusal(batch.conn, transfer.debit_account_id, transfer.amount_micros, "debits_pending")
+        _credit(batch, transfer.credit_account_id, pending=transfer.amount_micros, posted=0)
         return transfer
 
 
 def create_pending(conn: Connection, **fields: Any) -> Transfer:
-    """A ``CreatePending`` run at once, outside the writer (``pending_transfer`` takes ``fields``)."""
+    """A ``CreatePending`` run at once, outside the writer (``pending_transfer`` takes ``fields``).
+
+    Under a savepoint: a credit refused after the debit (an overflow) takes the debit back with it."""
     command = CreatePending(pending_transfer(**fields))
     batch = Batch.now(conn)
-    command.send(batch)
-    return command.finish(batch)
+    with conn.begin_nested():
+        command.send(batch)
+        return command.finish(batch)
 
 
 def create_posted(
@@ -320,7 +358,7 @@ def create_posted(
                 )
             )
             _debit(batch, debit_account_id, amount_micros, pending=False)
-            _credit(batch, credit_account_id, amount_micros, pending=False)
+            _credit(batch, credit_account_id, pending=0, posted=amount_micros)
     except IntegrityError:
         # A concurrent request with the same key won the insert; answer with its transfer.
         existing = _by_idempotency_key(conn, idempotency_key) if idempotency_key else None
@@ -367,12 +405,14 @@ class ResolvePending:
         self.now = now
         self._sent: Sent | None = None
         self._resolved: Transfer | None = None
+        self._refusal: GlasskeyError | None = None
 
     @property
     def _posted(self) -> int:
         return self.posted_amount or 0
 
     def send(self, batch: Batch) -> None:
+        self._refusal = None
         params = {
             "transfer_id": self.transfer_id,
             "new_status": self.status,
@@ -392,9 +432,14 @@ class ResolvePending:
                 "posted": self._posted,
                 "id": self._resolved.debit_account_id,
             }
-            batch.execute(_RELEASE_DEBIT, release)
+            if batch.execute(_RELEASE_DEBIT, release).rowcount != 1:
+                batch.execute(_UNRESOLVE, {"transfer_id": self.transfer_id})
+                self._refusal = too_large(f"the debits_posted of account {self._resolved.debit_account_id}")
+                self._resolved = None
 
     def finish(self, batch: Batch) -> Transfer:
+        if self._refusal is not None:
+            raise self._refusal
         transfer = self._resolved
         if self._sent is not None:
             row = self._sent.cursor.fetchone()
@@ -402,13 +447,15 @@ class ResolvePending:
         posted = self._posted
         if transfer is None:
             current = get_transfer(batch.conn, self.transfer_id)  # NotFound when it does not exist at all
-            if current.status == PENDING:  # only the one-trip statement leaves it so: it checks the amount first
-                raise _above_hold(posted, current.amount_micros, self.transfer_id)
+            if current.status == PENDING:  # only the one-trip statement leaves it so: it checks first
+                if posted > current.amount_micros:
+                    raise _above_hold(posted, current.amount_micros, self.transfer_id)
+                raise too_large(f"the debits_posted of account {current.debit_account_id}")
             raise TransferNotPending(f"transfer {self.transfer_id} is {current.status}")
         held = transfer.amount_micros
         if posted > held:
             raise _above_hold(posted, held, self.transfer_id)
-        batch.increment(_CREDIT, {"id": transfer.credit_account_id}, {"pending": -held, "posted": posted})
+        _credit(batch, transfer.credit_account_id, pending=-held, posted=posted)
         return transfer
 
 
@@ -418,9 +465,11 @@ def _above_hold(posted: int, held: int, transfer_id: str) -> InvariantViolation:
 
 
 def _resolve_now(conn: Connection, command: ResolvePending) -> Transfer:
+    # Under a savepoint: a credit refused after the release (an overflow) takes the release back.
     batch = Batch.now(conn)
-    command.send(batch)
-    return command.finish(batch)
+    with conn.begin_nested():
+        command.send(batch)
+        return command.finish(batch)
 
 
 def post_pending(conn: Connection, transfer_id: str, amount_micros: int, now: datetime) -> Transfer:

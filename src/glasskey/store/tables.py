@@ -108,9 +108,22 @@ transfers = Table(
     Column("created_at", UTCDateTime(), nullable=False),
     Column("expires_at", UTCDateTime(), nullable=True),
     Column("resolved_at", UTCDateTime(), nullable=True),
+    # The gateway process that took a hold (``gateway.instances``): a later process voids the
+    # pending holds of one it finds dead at once, instead of waiting for their expiry.
+    Column("instance_id", String(40), nullable=True),
     Index("ix_transfers_status_expires_at", "status", "expires_at"),
     Index("ix_transfers_debit_account_id_created_at", "debit_account_id", "created_at"),
     Index("ix_transfers_credit_account_id_created_at", "credit_account_id", "created_at"),
+)
+
+# Every gateway process that served, with its heartbeat (``gateway.instances``): on PostgreSQL an
+# instance whose ``last_seen`` is too old is dead, and its pending holds are voided with a receipt.
+instances = Table(
+    "instances",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("started_at", UTCDateTime(), nullable=False),
+    Column("last_seen", UTCDateTime(), nullable=False),
 )
 
 api_keys = Table(

@@ -26,7 +26,7 @@ from glasskey.receipts.records import get_receipt
 
 PAGE = 50
 EXPORT_ROWS_MAX = 100_000
-STATUSES = ("succeeded", "failed")
+STATUSES = ("succeeded", "failed", "interrupted")
 SOURCES: tuple[str, ...] = get_args(Source)
 SETTLEMENTS = ("official", "routed")
 CSV_COLUMNS = (

@@ -1,0 +1,105 @@
+"""A gateway killed mid-request: the next process voids the dead one's holds at start-up, with receipts.
+
+Requests wait on a slow route (their holds taken, nothing answered), the process is killed with
+SIGKILL, and a new process is started on the same database: before it answers its first health
+check, every hold of the dead instance is voided (not after the 15-minute hold TTL), each request
+has a receipt with ``status: interrupted`` and charge 0, the budgets are released, and the ledger
+audits clean — on SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+import time
+from datetime import timedelta
+
+import httpx
+from sqlalchemy import select, update
+
+from conftest_helpers import make_settings
+from gateway_fixtures import free_port, seed
+from glasskey.keys.budget import TOTAL, get_spend
+from glasskey.ledger import audit
+from glasskey.services import build_services
+from glasskey.store.tables import api_keys, instances, receipts, transfers
+from server_process import server_env, start_server
+
+IN_FLIGHT = 4
+
+
+def test_holds_of_a_killed_gateway_are_voided_at_the_next_start_with_interrupted_receipts(tmp_path, database_url):
+    settings = make_settings(tmp_path, database_url=database_url)
+    services = build_services(settings)
+    seeded = seed(services, route_options={"latency_ms": 120_000})  # every call waits, holding
+    services.close()
+    env = server_env(settings, free_port())
+    server = start_server(env)
+
+    def call() -> None:
+        with contextlib.suppress(httpx.TransportError):  # the process dies under it
+            httpx.post(
+                f"http://127.0.0.1:{env['GLASSKEY_PORT']}/v1/chat/completions",
+                headers={"authorization": f"Bearer {seeded['routed_key']}"},
+                json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 16},
+                timeout=60,
+            )
+
+    callers = [threading.Thread(target=call) for _ in range(IN_FLIGHT)]
+    for caller in callers:
+        caller.start()
+    pending = select(transfers.c.id, transfers.c.instance_id).where(transfers.c.status == "pending")
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            with services.db.read() as conn:
+                held = list(conn.execute(pending))
+            if len(held) == IN_FLIGHT or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        assert len(held) == IN_FLIGHT
+        server.send_signal(signal.SIGKILL)  # no shutdown: the holds stay, no receipt is written
+        server.wait(timeout=10)
+    finally:
+        server.kill()
+        for caller in callers:
+            caller.join(timeout=30)
+    dead_instance = held[0].instance_id
+    assert dead_instance is not None and {row.instance_id for row in held} == {dead_instance}
+    with services.db.write() as conn:
+        assert conn.scalar(select(receipts.c.request_id)) is None  # nothing settled
+        if conn.dialect.name == "postgresql":
+            # On PostgreSQL an instance is dead once it missed three heartbeats (15 s): let them pass.
+            seen = conn.scalar(select(instances.c.last_seen).where(instances.c.id == dead_instance))
+            assert seen is not None
+            conn.execute(
+                update(instances).where(instances.c.id == dead_instance).values(last_seen=seen - timedelta(minutes=1))
+            )
+
+    started = time.monotonic()
+    restarted = start_server(env)  # answers /healthz only after its start-up, which voids the holds
+    try:
+        with services.db.read() as conn:
+            statuses = {row.id: row.status for row in conn.execute(select(transfers.c.id, transfers.c.status))}
+            interrupted = list(conn.execute(select(receipts).where(receipts.c.status == "interrupted")))
+            key_id = conn.scalar(select(api_keys.c.id).where(api_keys.c.name == "routed"))
+            assert key_id is not None
+            spend = get_spend(conn, key_id, TOTAL)
+            instance_ids = set(conn.scalars(select(instances.c.id)))
+            audit(conn).raise_if_broken()
+    finally:
+        restarted.send_signal(signal.SIGTERM)
+        restarted.wait(timeout=15)
+        services.db.dispose()
+    assert time.monotonic() - started < 60  # at start-up, not after the 15-minute hold TTL
+    assert all(statuses[row.id] == "voided" for row in held)
+    assert len(interrupted) == IN_FLIGHT
+    for receipt in interrupted:
+        assert receipt.transfer_id in statuses and receipt.charge_micros == 0
+        assert receipt.error_source == "gateway" and receipt.error_code == "interrupted"
+        assert receipt.usage_source == "estimated" and receipt.hold_micros > 0
+        assert receipt.key_id == key_id and receipt.org_id == seeded["org_id"]
+        assert receipt.requested_model == "gpt-4o-mini" and receipt.settlement == "routed"
+    assert spend.held_micros == 0 and spend.spent_micros == 0  # the budget hold went with the wallet's
+    assert dead_instance not in instance_ids
