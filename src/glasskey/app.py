@@ -32,11 +32,14 @@ from glasskey.gateway.gemini_api import gemini_routes
 from glasskey.gateway.http import JSONResponse, error_response, request_id_of, routes_v1
 from glasskey.gateway.lifecycle import Lifecycle
 from glasskey.gateway.sweeper import sweep_expired_holds
+from glasskey.invalidation import InvalidationMiddleware
 from glasskey.people.throttle import scopes
+from glasskey.readiness import readiness
 from glasskey.request_ids import RequestIdMiddleware
 from glasskey.research.http import routes_research
 from glasskey.research.runner import JobRunner
 from glasskey.routing.probes import probe_idle_routes
+from glasskey.routing.shared_health import SharedHealthBoard
 from glasskey.services import Services
 from glasskey.store.outage import OUTAGES, gateway_failure
 
@@ -86,6 +89,11 @@ def build_app(services: Services) -> GatewayApp:
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
+    async def readyz(request: Request) -> Response:
+        # Database reachable and migrations at head, else 503; Redis down only degrades (listed).
+        ready, body = await readiness(services)
+        return JSONResponse(body, status_code=200 if ready else 503)
+
     admin_app = build_admin_app(services)
 
     async def metrics(request: Request) -> Response:
@@ -108,16 +116,24 @@ def build_app(services: Services) -> GatewayApp:
             group.start_soon(_beat_forever, services)
             if services.settings.probe_interval_seconds > 0:
                 group.start_soon(_probe_forever, services)
+            group.start_soon(services.invalidation.listen)
+            if isinstance(services.health, SharedHealthBoard):
+                group.start_soon(services.health.run)
             yield
             group.cancel_scope.cancel()
+        await services.invalidation.aclose()
+        if isinstance(services.health, SharedHealthBoard):
+            await services.health.aclose()
         await services.upstream_http.aclose()
         await services.rate_limiter.aclose()
         await services.signin_throttle.aclose()
+        await services.auth_throttle.aclose()  # writes the failed-authentication counts still pending
         await anyio.to_thread.run_sync(services.writer.close)
 
     routes: list[Route | Mount] = [
         Route("/api", index),
         Route("/healthz", healthz),
+        Route("/readyz", readyz),
         Route("/metrics", metrics),
         # Full /v1 paths of the Anthropic Messages API, before the /v1 mount that would answer 404.
         *routes_anthropic(lifecycle),
@@ -140,6 +156,8 @@ def build_app(services: Services) -> GatewayApp:
         lifespan=lifespan,
     )
     app.add_middleware(RequestIdMiddleware)
+    # Every successful admin or dashboard change is announced, so other processes' caches drop it.
+    app.add_middleware(InvalidationMiddleware, invalidation=services.invalidation)
     app.state.services = services
     app.state.lifecycle = lifecycle
     return GatewayApp(app, lifecycle)

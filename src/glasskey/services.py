@@ -14,6 +14,9 @@ from datetime import UTC, datetime
 from glasskey.cache import ReadCache
 from glasskey.data_dir import prepare_data_dir
 from glasskey.ids import new_id
+from glasskey.invalidation import Invalidation
+from glasskey.keys.auth_failures import AuthFailureLog
+from glasskey.keys.auth_throttle import AuthLimits, AuthThrottle, FailureCounter, MemoryFailureCounter, build_counter
 from glasskey.keys.ratelimit import RateLimiter
 from glasskey.keys.shared_ratelimit import RedisRateLimiter
 from glasskey.ledger import ensure_system_accounts
@@ -27,8 +30,10 @@ from glasskey.providers.http import UpstreamHTTP
 from glasskey.providers.openai import OpenAICompatibleProvider, OpenAIProvider
 from glasskey.providers.sealed import sealed_providers
 from glasskey.providers.simulated import SimulatedProvider
+from glasskey.readiness import DependencyCollector
 from glasskey.routing.credentials import CredentialVault
 from glasskey.routing.health import HealthBoard, RetryBudget
+from glasskey.routing.shared_health import SharedHealthBoard
 from glasskey.routing.stored_checks import check_stored_routes
 from glasskey.settings import Settings
 from glasskey.store.database import Database
@@ -48,6 +53,8 @@ class Services:
     rate_limiter: RateLimiter | RedisRateLimiter = field(default_factory=RateLimiter)
     # Failed sign-ins and wrong admin credentials, shared by the admin API, the dashboard and /metrics.
     signin_throttle: Throttle = field(default_factory=MemoryThrottle)
+    # Failed authentications at the gateway, counted per address and public id (in Redis when configured).
+    auth_counter: FailureCounter = field(default_factory=MemoryFailureCounter)
     clock: Callable[[], datetime] = utc_now
     # This process, on every hold it takes: a later process voids the holds of a dead one (gateway.instances).
     instance_id: str = field(default_factory=lambda: new_id("inst"))
@@ -58,14 +65,22 @@ class Services:
     metrics: Metrics = field(init=False)
     cache: ReadCache = field(init=False)
     writer: GroupCommitWriter = field(init=False)
+    auth_throttle: AuthThrottle = field(init=False)
     vault: CredentialVault = field(init=False)
+    # Admin changes announced to every process (Redis pub/sub); without Redis, only this process's cache.
+    invalidation: Invalidation = field(init=False)
 
     def __post_init__(self) -> None:
         self.vault = CredentialVault(self.settings.encryption_keys)
         self.metrics = Metrics(self.health)
         self.cache = ReadCache(self.db, ttl_seconds=self.settings.cache_ttl_ms / 1000)
+        self.invalidation = Invalidation(self.cache, self.settings.redis_url, board=self.health)
+        self.metrics.registry.register(DependencyCollector(self))
         self.writer = GroupCommitWriter(self.db)
         self.metrics.watch_writer(self.writer)
+        self.auth_throttle = AuthThrottle(
+            self.auth_counter, AuthFailureLog(self.db, lambda: self.clock()), auth_limits(self.settings)
+        )
 
     def close(self) -> None:
         """Finish queued writes and release the database."""
@@ -75,6 +90,13 @@ class Services:
     @property
     def pepper(self) -> str:
         return self.settings.key_pepper.get_secret_value()
+
+
+def auth_limits(settings: Settings) -> AuthLimits:
+    return AuthLimits(
+        receipts_per_minute=settings.auth_failure_receipts_per_minute,
+        refused_after_per_minute=settings.auth_failures_refused_after_per_minute,
+    )
 
 
 def default_providers(http: UpstreamHTTP) -> dict[str, Provider]:
@@ -104,6 +126,14 @@ def build_services(
         allow_private_upstreams=settings.allow_private_upstreams,
     )
     limiter = RedisRateLimiter(settings.redis_url) if settings.redis_url else RateLimiter()
+    # A cached route is at most a cache lifetime old (plus its read): a force change settles for twice that,
+    # so a stale copy cannot undo it; a second change made by another process within it waits as long.
+    settle_seconds = 2 * settings.cache_ttl_ms / 1000
+    health = (
+        SharedHealthBoard(time.monotonic, settings.redis_url, force_settle_seconds=settle_seconds)
+        if settings.redis_url
+        else HealthBoard(time.monotonic, force_settle_seconds=settle_seconds)
+    )
     services = Services(
         settings=settings,
         db=db,
@@ -111,6 +141,8 @@ def build_services(
         upstream_http=http,
         rate_limiter=limiter,
         signin_throttle=build_throttle(settings.redis_url),
+        auth_counter=build_counter(settings.redis_url, auth_limits(settings)),
+        health=health,
     )
     # Every provider, also one a caller passed in, opens sealed credentials just before its call.
     services.providers = sealed_providers(services.providers, services.vault)

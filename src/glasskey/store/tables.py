@@ -241,3 +241,20 @@ receipts = Table(
     Index("ix_receipts_org_id_seq", "org_id", "seq"),
     Index("ix_receipts_status_seq", "status", "seq"),
 )
+
+# Failed authentications at the gateway, counted per client address, public id and minute (issue 18
+# #6). Only the first few failures of each address and public id per minute get a receipt; every
+# failure is counted here, so a flood of garbage keys adds a row per address and minute, not per
+# request. ``public_id`` is set only for a public id that names a known key: random ones would
+# otherwise add a row each. Rows of one (address, public id, minute) may repeat (two processes
+# flushing at once); readers add them up.
+auth_failures = Table(
+    "auth_failures",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("address", String(64), nullable=False),
+    Column("public_id", String(32), nullable=True),
+    Column("minute", UTCDateTime(), nullable=False),
+    Column("count", BigInteger, nullable=False),
+    Index("ix_auth_failures_minute", "minute"),
+)
