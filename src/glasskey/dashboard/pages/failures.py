@@ -2,6 +2,8 @@
 
 The seven sources answer "is it my request, my key, the model, my balance, my budget, the
 routes or the provider?" at a glance; the grouping by route shows where upstream trouble is.
+Failed authentications are also counted per client address and public id (``auth_failures``):
+past a few a minute they get no receipt, so those counts are where a flood of bad keys shows.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from glasskey.dashboard.pages.receipts import SOURCES
 from glasskey.dashboard.queries import ReceiptFilter, failures_grouped, receipt_totals
 from glasskey.dashboard.web import Dashboard
 from glasskey.errors import ClientError
+from glasskey.keys.auth_failures import summary
 
 PERIOD_DAYS = {"1": 1, "7": 7, "30": 30, "all": None}
 
@@ -54,6 +57,9 @@ def routes(dash: Dashboard) -> list[Route]:
                 "totals": receipt_totals(conn, ReceiptFilter(since=since)),
                 "sources": [(source, SOURCE_HINTS[source], by_source.get(source)) for source in SOURCES],
                 "by_route": failures_grouped(conn, since, by="route"),
+                "auth_failures": summary(conn, since),
+                "auth_receipts_per_minute": services.settings.auth_failure_receipts_per_minute,
+                "auth_refused_after_per_minute": services.settings.auth_failures_refused_after_per_minute,
             }
 
         return dash.render(request, "failures.html", await dash.read(work))
