@@ -55,18 +55,25 @@ def gateway_environment(database_url: str, redis_url: str, **settings: Any) -> d
 
 
 def start_serve(env: dict[str, str], port: int, *args: str, cwd: Path) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-c", "from glasskey.cli import main; main()", "serve", "--port", str(port), *args],
-        env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
+    """``glasskey serve`` on ``port``; its output goes to ``cwd/serve-PORT.log`` (a pipe nobody reads
+    would fill up under an outage's warnings and stall the gateway on its own logging)."""
+    with (cwd / f"serve-{port}.log").open("w") as log:
+        return subprocess.Popen(
+            [sys.executable, "-c", "from glasskey.cli import main; main()", "serve", "--port", str(port), *args],
+            env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+
+
+def output_of(cwd: Path, port: int) -> str:
+    """What the ``glasskey serve`` started by ``start_serve`` on ``port`` printed."""
+    return (cwd / f"serve-{port}.log").read_text()
 
 
 def wait_ready(base_url: str, process: subprocess.Popen[str]) -> None:
     deadline = time.monotonic() + START_TIMEOUT_SECONDS
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            output = process.stdout.read() if process.stdout else ""
-            raise RuntimeError(f"glasskey serve exited with {process.returncode}: {output}")
+            raise RuntimeError(f"glasskey serve exited with {process.returncode} (its serve-PORT.log says why)")
         with contextlib.suppress(httpx.TransportError):
             if httpx.get(f"{base_url}/readyz", timeout=2).status_code == 200:
                 return
@@ -116,14 +123,18 @@ def cluster(
     wallet_micros: int = 50_000_000,
     route_options: dict[str, Any] | None = None,
     prepare: Callable[[Services, dict[str, str]], None] | None = None,
+    gateway_database_url: str = "",
     **settings: Any,
 ) -> Iterator[Cluster]:
-    """Seed the schema (then ``prepare`` it), start ``processes`` gateways on it; all stopped with SIGTERM after."""
+    """Seed the schema (then ``prepare`` it), start ``processes`` gateways on it; all stopped with SIGTERM after.
+
+    ``gateway_database_url``: how the gateways reach the database (through a forwarder, say), if not
+    as the test does."""
     services = build_services(make_settings(tmp_path, database_url=database_url))
     seeded = seed(services, wallet_micros=wallet_micros, route_options=route_options)
     if prepare is not None:
         prepare(services, seeded)
-    env = gateway_environment(database_url, redis_url, **settings)
+    env = gateway_environment(gateway_database_url or database_url, redis_url, **settings)
     ports = [free_port() for _ in range(processes)]
     started = [start_serve(env, port, cwd=tmp_path) for port in ports]
     made = Cluster(services=services, ports=ports, processes=started, seeded=seeded)

@@ -1,8 +1,8 @@
 """One cluster for the whole of tests/scale: three ``glasskey serve`` processes on PostgreSQL and Redis.
 
 Starting three gateways costs seconds, so the tests share them and run in file order; each uses keys
-and routes of its own. Redis is reached through a loopback forwarder the outage test cuts, so Redis
-goes away for these gateways only.
+and routes of its own. Redis and PostgreSQL are reached through loopback forwarders the outage tests
+cut, so they go away for these gateways only.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ def prepare(keys: Keys) -> Any:
                 ("revoked", seeded["org_id"], "gpt-4o-mini"),
                 ("revoked_after_outage", seeded["org_id"], "gpt-4o-mini"),
                 ("load", seeded["org_id"], "gpt-4o-mini"),
+                ("database_load", seeded["org_id"], "gpt-4o-mini"),
                 ("breaker", seeded["org_id"], "gemini-2.5-flash"),
                 ("stream", seeded["org_id"], "claude-sonnet-4-5"),
             ):
@@ -60,12 +61,20 @@ def redis_forwarder() -> Iterator[Forwarder]:
 
 
 @pytest.fixture(scope="session")
+def postgres_forwarder() -> Iterator[Forwarder]:
+    forwarder = Forwarder(free_port(), 5432)
+    forwarder.start()
+    yield forwarder
+    forwarder.cut()
+
+
+@pytest.fixture(scope="session")
 def keys() -> Keys:
     return Keys()
 
 
 @pytest.fixture(scope="session")
-def three(tmp_path_factory, redis_forwarder: Forwarder, keys: Keys) -> Iterator[Cluster]:
+def three(tmp_path_factory, redis_forwarder: Forwarder, postgres_forwarder: Forwarder, keys: Keys) -> Iterator[Cluster]:
     redis_url = f"redis://127.0.0.1:{redis_forwarder.listen_port}/15"
     # The seeded route ids are the same in every run: forget breakers an earlier run left in Redis.
     leftover = redis.Redis.from_url(require_redis())
@@ -80,6 +89,8 @@ def three(tmp_path_factory, redis_forwarder: Forwarder, keys: Keys) -> Iterator[
             redis_url,
             route_options={"output_tokens": "max"},
             prepare=prepare(keys),
+            # The gateways reach PostgreSQL and Redis through forwarders the outage tests cut.
+            gateway_database_url=url.replace(":5432/", f":{postgres_forwarder.listen_port}/"),
             cache_ttl_ms=60_000,
         ) as made:
             yield made

@@ -8,6 +8,8 @@ In file order, on the one cluster of tests/scale (conftest.py):
   read caches would keep it for a minute (so it is the pub/sub announcement, not the TTL);
 * Redis taken away under load and given back: every request served, the loss visible in /readyz
   and /metrics, and once Redis is back the announcements flow again by themselves;
+* PostgreSQL taken away under load and given back: 503 naming the gateway, every acknowledged request
+  with its receipt and charge, service back by itself;
 * SIGTERM with a stream in flight: the stream completes with [DONE] and its receipt, the process exits 0.
 """
 
@@ -187,6 +189,48 @@ def test_redis_taken_away_under_load_serving_goes_on_the_loss_is_visible_and_it_
     time.sleep(0.5)  # the subscribers' reconnect loop (every 0.5 s) has subscribed again
     refused = revoke_and_time_refusals(three, keys, "revoked_after_outage", via=1)
     assert max(refused.values()) < 1.0, refused
+
+
+def test_postgresql_taken_away_under_load_is_503_naming_the_gateway_and_nothing_acknowledged_is_lost(
+    three, keys, postgres_forwarder: Forwarder
+):
+    outcomes: Counter[tuple[int, str]] = Counter()
+    served: list[str] = []
+
+    async def load(until: float) -> None:
+        async with httpx.AsyncClient(timeout=30, headers=bearer(keys, "database_load")) as client:
+            i = 0
+            while time.monotonic() < until:
+                response = await client.post(f"{three.url(i % 3)}/v1/chat/completions", json=CHAT)
+                source = "" if response.status_code == 200 else response.json()["error"]["source"]
+                outcomes[(response.status_code, source)] += 1
+                if response.status_code == 200:
+                    served.append(response.headers["x-request-id"])
+                else:
+                    assert response.headers["retry-after"].isdigit()
+                i += 1
+
+    async def outage() -> None:
+        await asyncio.sleep(1.0)
+        postgres_forwarder.cut()
+        await asyncio.sleep(1.5)
+        postgres_forwarder.start()
+
+    async def story() -> None:
+        until = time.monotonic() + 5.0
+        await asyncio.gather(*(load(until) for _ in range(6)), outage())
+
+    asyncio.run(story())
+    # Served, or refused by the gateway itself (never 401, 402 or another source), and served again after.
+    assert set(outcomes) <= {(200, ""), (503, "gateway")}, outcomes
+    assert outcomes[(503, "gateway")] > 0 and outcomes[(200, "")] > 20, outcomes
+    with httpx.Client(headers=bearer(keys, "database_load"), timeout=30) as client:
+        for index in range(3):
+            assert client.post(f"{three.url(index)}/v1/chat/completions", json=CHAT).status_code == 200
+    for request_id in served:  # every acknowledged request has its receipt and its charge
+        receipt = settled_receipt(three.services, request_id)
+        assert receipt["status"] == "succeeded" and receipt["charge_micros"] > 0
+    three.audit_ok()
 
 
 def test_sigterm_lets_a_stream_in_flight_finish_with_its_receipt_and_the_process_exits_0(three, keys):

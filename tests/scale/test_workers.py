@@ -10,7 +10,7 @@ import httpx
 
 from conftest_helpers import postgres_schema_url, require_redis
 from gateway_fixtures import free_port
-from scale_cluster import gateway_environment, start_serve, stop, wait_ready
+from scale_cluster import gateway_environment, output_of, start_serve, stop, wait_ready
 
 
 def worker_pids(parent: int) -> set[int]:
@@ -46,7 +46,7 @@ def test_two_workers_serve_one_port_on_postgresql_and_stop_together_with_status_
             assert all(answer.json()["migrations"]["at_head"] for answer in answers)
         finally:
             status = stop(process)
-        assert status == 0, process.stdout.read() if process.stdout else ""
+        assert status == 0, output_of(tmp_path, port)
         assert not any(Path(f"/proc/{pid}").exists() for pid in workers)  # the workers stopped too
 
 
