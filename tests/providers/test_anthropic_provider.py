@@ -55,7 +55,7 @@ from glasskey.providers.base import Provider, ProviderError, RouteTarget, Stream
 from glasskey.providers.http import UpstreamHTTP
 from glasskey.providers.simulated import SimulatedProvider
 from glasskey.providers.sse import Event, SSEParser
-from glasskey.routing.routes import Route, create_route
+from glasskey.routing.routes import Route, create_route, update_route
 from glasskey.services import Services, build_services
 from scripted_upstream import Answer as Scripted
 from scripted_upstream import Seen, body_of, scripted_upstream
@@ -524,10 +524,11 @@ def test_stream_chunks_are_yielded_before_the_upstream_finishes():
         stream = AnthropicProvider(http).stream_chat(target(base_url), {"messages": [user("Hi")]})
         first = await anext(stream)
         second = await anext(stream)
+        assert isinstance(first, dict) and isinstance(second, dict)  # no PAUSE unless asked for
         assert first["choices"][0]["delta"]["role"] == "assistant"
         assert second["choices"][0]["delta"]["content"] == "Hello"
         release.set()  # only now does the rest of the answer exist upstream
-        rest = [chunk async for chunk in stream]
+        rest = [chunk async for chunk in stream if isinstance(chunk, dict)]
         assert rest[-1]["usage"]["completion_tokens"] == 6
         await http.aclose()
 
@@ -858,7 +859,6 @@ def test_json_schema_response_format_is_honoured(stack: Stack):
     [
         ({"n": 2}, "n"),
         ({"logprobs": True}, "logprobs"),
-        ({"seed": 7}, "seed"),
         ({"presence_penalty": 0.5}, "presence_penalty"),
         ({"frequency_penalty": 0.5}, "frequency_penalty"),
         ({"logit_bias": {"50256": -100}}, "logit_bias"),
@@ -874,6 +874,34 @@ def test_features_anthropic_cannot_honour_are_a_client_error_before_any_call(sta
     assert stack.fake.received == []
     receipt = stack.receipt(caught.value.response.headers["x-request-id"])
     assert (receipt["status"], receipt["charge_micros"]) == ("failed", 0)
+
+
+def test_a_best_effort_seed_is_dropped_said_in_a_header_and_listed_on_the_receipt(stack: Stack):
+    # The OpenAI spec makes `seed` best effort: ordinary clients send it, and a route to a provider
+    # without it must not break them (issue 14). What was dropped is said, never silent.
+    raw = stack.sdk().chat.completions.with_raw_response.create(
+        model=MODEL, messages=[{"role": "user", "content": "hi"}], seed=7
+    )
+    assert raw.headers["x-glasskey-dropped-params"] == "seed"
+    assert "seed" not in stack.fake.received[0].body
+    receipt = stack.receipt(raw.headers["x-request-id"])
+    assert (receipt["status"], receipt["dropped_params"]) == ("succeeded", ["seed"])
+
+
+def test_strict_params_on_the_route_refuses_a_best_effort_seed_before_any_call(stack: Stack):
+    with stack.services.db.write() as conn:
+        update_route(conn, f"rt-{MODEL}", options={"strict_params": True})
+    stack.services.cache.clear()
+    try:
+        with pytest.raises(openai.BadRequestError) as caught:
+            stack.sdk().chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "hi"}], seed=7)
+        error = error_of(caught.value)
+        assert (error["source"], error["param"]) == ("client", "seed")
+        assert stack.fake.received == []
+    finally:
+        with stack.services.db.write() as conn:
+            update_route(conn, f"rt-{MODEL}", options={})
+        stack.services.cache.clear()
 
 
 def test_embeddings_are_refused_naming_the_provider(stack: Stack):

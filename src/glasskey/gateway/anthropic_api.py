@@ -49,6 +49,11 @@ CREATED_AT = "1970-01-01T00:00:00Z"
 Handler = Callable[[Request], Awaitable[Response]]
 
 
+def client_address_of(request: Request) -> str | None:
+    """The client's address, which failed authentications are counted by (``keys.auth_throttle``)."""
+    return request.client.host if request.client is not None else None
+
+
 def authorization_of(request: Request) -> str | None:
     """The key as the lifecycle reads it: ``x-api-key`` first (the Anthropic SDK), else the bearer."""
     api_key = request.headers.get("x-api-key")
@@ -141,7 +146,13 @@ def routes_anthropic(lifecycle: Lifecycle) -> list[Route]:
     async def messages(request: Request) -> Response:
         request_id = request_id_of(request)
         body = MessagesBody(request, limit)
-        outcome = await lifecycle.chat(request_id, authorization_of(request), body.read, endpoint=ENDPOINT)
+        outcome = await lifecycle.chat(
+            request_id,
+            authorization_of(request),
+            body.read,
+            endpoint=ENDPOINT,
+            client_address=client_address_of(request),
+        )
         message_id = f"msg_{request_id}"
         headers = {**outcome.headers, "request-id": request_id}
         if isinstance(outcome, JSONOutcome):

@@ -24,6 +24,7 @@ from starlette.routing import Match, Route
 from starlette.types import Scope
 
 from glasskey.errors import GlasskeyError, ModelError, NotFound
+from glasskey.gateway.anthropic_api import client_address_of
 from glasskey.gateway.gemini_answers import StreamAnswer, embed_response, generate_response, google_error, model_entry
 from glasskey.gateway.gemini_inbound import chat_body, embedding_body
 from glasskey.gateway.gemini_inbound_config import fields, unsupported
@@ -103,7 +104,11 @@ def gemini_routes(lifecycle: Lifecycle) -> list[Route]:
             return orjson.dumps(chat_body(model, raw, stream=stream))
 
         outcome = await lifecycle.chat(
-            request_id_of(request), authorization_of(request), body, endpoint=GENERATE_ENDPOINT
+            request_id_of(request),
+            authorization_of(request),
+            body,
+            endpoint=GENERATE_ENDPOINT,
+            client_address=client_address_of(request),
         )
         if isinstance(outcome, StreamOutcome):
             return RelayResponse(translated_relay(outcome.relay), outcome.headers)  # type: ignore[return-value]
@@ -129,7 +134,11 @@ def gemini_routes(lifecycle: Lifecycle) -> list[Route]:
             return orjson.dumps(embedding_body(model, raw, batch=batch))
 
         outcome: JSONOutcome = await lifecycle.embeddings(
-            request_id_of(request), authorization_of(request), body, endpoint=EMBED_ENDPOINT
+            request_id_of(request),
+            authorization_of(request),
+            body,
+            endpoint=EMBED_ENDPOINT,
+            client_address=client_address_of(request),
         )
         return JSONResponse(embed_response(outcome.body, batch=batch), headers=outcome.headers)
 

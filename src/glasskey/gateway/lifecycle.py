@@ -21,8 +21,10 @@ import anyio
 import anyio.to_thread
 from sqlalchemy import Connection
 
-from glasskey.errors import APIKeyError, GlasskeyError, RouteError
+from glasskey.errors import GlasskeyError, RouteError
 from glasskey.gateway.accounting import Hold, Settlement
+from glasskey.gateway.authentication import Authentication
+from glasskey.gateway.body_timeout import read_within
 from glasskey.gateway.embeddings import encode_embeddings
 from glasskey.gateway.fallback import Fallback, open_stream
 from glasskey.gateway.outcomes import JSONOutcome, StreamOutcome
@@ -30,12 +32,10 @@ from glasskey.gateway.relay import Relay
 from glasskey.gateway.requests import check_chat_body, check_embeddings_body, parse_json_object
 from glasskey.gateway.run import Run
 from glasskey.gateway.usage import estimate_tokens, text_of_body
-from glasskey.keys import secret as key_secret
-from glasskey.keys.service import KeyRecord, bearer_token, find_by_public_id, verify_parsed
+from glasskey.keys.service import KeyRecord
 from glasskey.ledger import SYSTEM_REVENUE
 from glasskey.orgs.service import wallet_account_id
 from glasskey.pricing.catalog import get_model
-from glasskey.pricing.metering import charge_for
 from glasskey.pricing.quote import Bounds, request_bounds
 from glasskey.pricing.tokens import chat_input_tokens
 from glasskey.providers.base import Usage
@@ -43,6 +43,7 @@ from glasskey.receipts.records import Receipt
 from glasskey.routing.routes import Route, candidates
 from glasskey.routing.selection import selection_from
 from glasskey.services import Services
+from glasskey.store.commands import Write
 from glasskey.store.outage import gateway_failure
 
 log = logging.getLogger("glasskey.gateway")
@@ -53,20 +54,27 @@ BodyReader = Callable[[], Awaitable[bytes]]
 class Lifecycle:
     def __init__(self, services: Services) -> None:
         self.services = services
+        self.authentication = Authentication(services)
         self.fallback = Fallback(services)
 
     # -- the two endpoints ------------------------------------------------------------------
 
     async def chat(
-        self, request_id: str, authorization: str | None, read_body: BodyReader, *, endpoint: str = "chat.completions"
+        self,
+        request_id: str,
+        authorization: str | None,
+        read_body: BodyReader,
+        *,
+        endpoint: str = "chat.completions",
+        client_address: str | None = None,
     ) -> JSONOutcome | StreamOutcome:
         run = self.new_run(request_id, endpoint)
         async with self._receipted_on_failure(run):
-            body, _, routes = await self.prepare(run, authorization, read_body)
+            body, _, routes = await self.prepare(run, authorization, read_body, client_address=client_address)
             if body.get("stream") is True:
                 return await self._stream(run, body, routes)
             result, route, began = await self.fallback.first_success(
-                run, routes, lambda provider, route: provider.chat(route.target(), _upstream_body(body, route))
+                run, routes, lambda provider, route: provider.chat(route.target(), run.body_for(route, body))
             )
             self.fallback.succeeded(run, route, began)
             usage = result.usage
@@ -80,15 +88,25 @@ class Lifecycle:
             return JSONOutcome(result.body, headers=run.headers(charge))
 
     async def embeddings(
-        self, request_id: str, authorization: str | None, read_body: BodyReader, *, endpoint: str = "embeddings"
+        self,
+        request_id: str,
+        authorization: str | None,
+        read_body: BodyReader,
+        *,
+        endpoint: str = "embeddings",
+        client_address: str | None = None,
     ) -> JSONOutcome:
         run = self.new_run(request_id, endpoint)
         async with self._receipted_on_failure(run):
-            body, bounds, routes = await self.prepare(run, authorization, read_body, kind="embedding")
+            body, bounds, routes = await self.prepare(
+                run, authorization, read_body, kind="embedding", client_address=client_address
+            )
             # Upstreams are asked for floats; the encoding the client wants is applied here, once.
             upstream = {k: v for k, v in body.items() if k != "encoding_format"}
             result, route, began = await self.fallback.first_success(
-                run, routes, lambda provider, route: provider.embed(route.target(), _upstream_body(upstream, route))
+                run,
+                routes,
+                lambda provider, route: provider.embed(route.target(), run.body_for(route, upstream)),
             )
             self.fallback.succeeded(run, route, began)
             usage, response = result.usage, result.body
@@ -113,19 +131,22 @@ class Lifecycle:
         return Run(receipt=receipt, started=self.services.monotonic())
 
     async def prepare(
-        self, run: Run, authorization: str | None, read_body: BodyReader, *, kind: str = "chat"
+        self,
+        run: Run,
+        authorization: str | None,
+        read_body: BodyReader,
+        *,
+        kind: str = "chat",
+        client_address: str | None = None,
     ) -> tuple[dict[str, Any], Bounds, list[Route]]:
         """Everything before the upstream call: authenticate, limit, parse, select, quote and hold."""
-        key = await self.authenticate(run, authorization)
+        key = await self.authentication.of_request(run, authorization, client_address)
         await self.services.rate_limiter.acquire(key.id, key.policy.rpm_limit)
-        body = parse_json_object(await read_body())
+        body = parse_json_object(await read_within(read_body, self.services.settings.body_read_timeout_seconds))
         if isinstance(body.get("model"), str):
             run.receipt.requested_model = body["model"][:200]
         run.receipt.stream = body.get("stream") is True
-        if kind == "embedding":
-            check_embeddings_body(body)
-        else:
-            check_chat_body(body)
+        (check_embeddings_body if kind == "embedding" else check_chat_body)(body)
         model_name = str(body["model"])
         cache = self.services.cache  # an unknown model is 404 for every key; selection_from checks it is allowed
         model = await cache.get(("model", model_name), partial(get_model, name=model_name))
@@ -135,46 +156,14 @@ class Lifecycle:
         )
         selection = selection_from(model, routes, key, kind=kind, board=self.services.health)
         bounds = request_bounds(selection, body, endpoint="embeddings" if kind == "embedding" else "chat")
-        run.max_input_tokens = bounds.max_input_tokens
-        run.max_output_tokens = bounds.max_output_tokens
+        run.max_input_tokens, run.max_output_tokens = bounds.max_input_tokens, bounds.max_output_tokens
         run.use_route(selection.usable[0])
         await self._hold(run, key, model.name, bounds.max_charge_micros)
         return body, bounds, selection.usable
 
-    async def authenticate(self, run: Run, authorization: str | None) -> KeyRecord:
-        """The key behind the request. A refused key that names a known public id is still named on
-        the receipt (key and org), so its holder finds the failure among their own; the caller
-        learns nothing more than 401."""
-        key = await self._verified_key(authorization, run)
-        self._attribute(run, key)
-        return key
-
     async def key_of(self, authorization: str | None) -> KeyRecord:
         """The key behind a request that leaves no receipt (metadata endpoints)."""
-        return await self._verified_key(authorization, None)
-
-    async def _verified_key(self, authorization: str | None, run: Run | None) -> KeyRecord:
-        # The record comes from the one-second cache; the secret is checked every time.
-        parsed = key_secret.parse(bearer_token(authorization))
-        record = None
-        if parsed is not None:
-            public_id = parsed[0]
-            if run is not None:
-                run.receipt.key_public_id = public_id
-            record = await self.services.cache.get(("key", public_id), partial(find_by_public_id, public_id=public_id))
-        try:
-            return verify_parsed(parsed, record, pepper=self.services.pepper, now=self.services.clock())
-        except APIKeyError:
-            if run is not None and record is not None:
-                self._attribute(run, record)
-            raise
-
-    def _attribute(self, run: Run, key: KeyRecord) -> None:
-        receipt = run.receipt
-        receipt.key_id = key.id
-        receipt.org_id = key.org_id
-        receipt.settlement = key.policy.settlement
-        receipt.wallet_kind = key.policy.wallet_kind
+        return await self.authentication.key_of(authorization)
 
     async def _hold(self, run: Run, key: KeyRecord, model_name: str, amount_micros: int) -> None:
         kind = key.policy.wallet_kind
@@ -197,18 +186,24 @@ class Lifecycle:
         )
         # Answered once its floor and budget checks are done, not after its commit: nothing is
         # acknowledged to the client on the strength of a hold alone.
-        run.hold = await self.services.writer.submit(hold, durable=False)
+        run.hold = await self._write(hold, durable=False)
         run.receipt.hold_micros = amount_micros
         run.receipt.transfer_id = run.hold.transfer_id
 
     async def _stream(self, run: Run, body: dict[str, Any], routes: list[Route]) -> StreamOutcome:
         """Find a route whose stream yields a first chunk; the relay sends the rest and settles."""
         (iterator, first), route, began = await self.fallback.first_success(
-            run, routes, lambda provider, route: open_stream(provider, route, _upstream_body(body, route))
+            run, routes, lambda provider, route: open_stream(provider, route, run.body_for(route, body))
         )
         run.receipt.ttft_ms = int((self.services.monotonic() - run.started) * 1000)
         relay = Relay(run, route, began, body, iterator, first, self.fallback, self.settle)
         return StreamOutcome(relay=relay, headers=run.headers())
+
+    async def _write(self, command: Write[T], *, durable: bool = True) -> T:
+        writer = self.services.writer
+        if self.services.retry_budget.in_flight <= 1:  # the only request the process is serving
+            return await writer.submit_alone(command, durable=durable)
+        return await writer.submit(command, durable=durable)
 
     def _estimated(self, run: Run, usage: Usage) -> Usage:
         run.receipt.usage_source = "estimated"
@@ -226,22 +221,11 @@ class Lifecycle:
         error: GlasskeyError | None = None,
     ) -> int:
         """Post the charge for ``usage`` (capped by the hold), release the rest, write the receipt."""
-        receipt, hold = run.receipt, run.hold
-        usage = run.bounded(usage)
-        receipt.input_tokens, receipt.output_tokens = usage.input_tokens, usage.output_tokens
-        receipt.cached_tokens = usage.cached_tokens
-        charge = charge_for(usage, route.prices) if route is not None and hold is not None else 0
-        if hold is not None and charge > hold.amount_micros:
-            run.notes.append("charge_capped_at_hold")
-            charge = hold.amount_micros
-        receipt.status, receipt.http_status = status, http_status
-        if error is not None:
-            receipt.error_source, receipt.error_code = error.source, error.code
-            receipt.error_message = error.message[:2000]
-        receipt.latency_ms = int((self.services.monotonic() - run.started) * 1000)
-        receipt.flags = list(dict.fromkeys(run.notes))
-        settlement = Settlement(hold, charge, receipt.row(), self.services.clock())
-        settled = await self.services.writer.submit(settlement)
+        receipt = run.receipt
+        latency_ms = int((self.services.monotonic() - run.started) * 1000)
+        charge = run.end(route, usage, status=status, http_status=http_status, error=error, latency_ms=latency_ms)
+        settlement = Settlement(run.hold, charge, receipt.row(), self.services.clock())
+        settled = await self._write(settlement)
         receipt.charge_micros, receipt.transfer_id = settled.charge_micros, settled.transfer_id
         run.notes += settled.flags
         receipt.flags = list(dict.fromkeys(run.notes))
@@ -261,6 +245,13 @@ class Lifecycle:
     async def fail(self, run: Run, error: GlasskeyError) -> None:
         """A request that ends in an error: release any hold and leave the receipt."""
         if run.finished:
+            return
+        if not run.receipted:
+            # A failed authentication past its receipt threshold: counted in auth_failures, and
+            # in the metrics, but it writes nothing more (there is no hold before a key).
+            run.finished = True
+            run.receipt.http_status, run.receipt.error_source = error.status_code, error.source
+            self._count(run.receipt, run.retries)
             return
         run.receipt.usage_source = "none"
         await self.settle(run, None, Usage(0, 0), status="failed", http_status=error.status_code, error=error)
@@ -301,10 +292,6 @@ class Lifecycle:
                 return fn(conn)
 
         return await anyio.to_thread.run_sync(work)
-
-
-def _upstream_body(body: dict[str, Any], route: Route) -> dict[str, Any]:
-    return {**body, "model": route.upstream_model}
 
 
 __all__ = ["BodyReader", "Lifecycle", "Run"]

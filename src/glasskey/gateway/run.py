@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
+from glasskey.errors import GlasskeyError
 from glasskey.gateway.accounting import Held
+from glasskey.pricing.metering import charge_for
 from glasskey.providers.base import Usage
+from glasskey.providers.best_effort import DROPPED_PARAMS_FLAG, dropped_params_header, is_strict, split_best_effort
 from glasskey.receipts.records import Receipt
 from glasskey.routing.routes import Route
 
@@ -18,11 +22,16 @@ class Run:
     started: float
     hold: Held | None = None
     finished: bool = False
+    # False for a failed authentication past its per-minute receipt threshold (keys.auth_throttle):
+    # it is counted, not receipted.
+    receipted: bool = True
     retries: int = 0  # backup attempts holding a share of the retry budget
     notes: list[str] = field(default_factory=list)
     # The most the request can have read and written; usage above them is not believed.
     max_input_tokens: int | None = None
     max_output_tokens: int | None = None
+    # Best-effort parameters the serving route's provider could not honour, left out of its body.
+    dropped_params: tuple[str, ...] = ()
 
     def use_route(self, route: Route) -> None:
         """The route now serving the request, and the prices its receipt will apply."""
@@ -33,6 +42,42 @@ class Run:
         receipt.input_price_per_mtok_micros = route.prices.input_per_mtok_micros
         receipt.output_price_per_mtok_micros = route.prices.output_per_mtok_micros
         receipt.cached_price_per_mtok_micros = route.prices.cached_per_mtok_micros
+
+    def body_for(self, route: Route, body: dict[str, Any]) -> dict[str, Any]:
+        """The body for ``route``: its upstream model, and without the best-effort parameters its
+        provider cannot honour (listed on the receipt and in a header), unless the route asks for
+        ``strict_params`` (then such a parameter is a 400 before any call)."""
+        sent, self.dropped_params = split_best_effort(route.provider, body, strict=is_strict(route.options))
+        return {**sent, "model": route.upstream_model}
+
+    def end(
+        self,
+        route: Route | None,
+        usage: Usage,
+        *,
+        status: str,
+        http_status: int,
+        error: GlasskeyError | None,
+        latency_ms: int,
+    ) -> int:
+        """Fill in the receipt as the request ends; returns the charge to settle: ``usage`` made
+        believable, at the serving route's prices, never above the hold (nothing without one)."""
+        receipt, hold = self.receipt, self.hold
+        usage = self.bounded(usage)
+        receipt.input_tokens, receipt.output_tokens = usage.input_tokens, usage.output_tokens
+        receipt.cached_tokens = usage.cached_tokens
+        charge = charge_for(usage, route.prices) if route is not None and hold is not None else 0
+        if hold is not None and charge > hold.amount_micros:
+            self.notes.append("charge_capped_at_hold")
+            charge = hold.amount_micros
+        receipt.status, receipt.http_status, receipt.latency_ms = status, http_status, latency_ms
+        if error is not None:
+            receipt.error_source, receipt.error_code = error.source, error.code
+            receipt.error_message = error.message[:2000]
+        if self.dropped_params:
+            self.notes.append(DROPPED_PARAMS_FLAG + ",".join(self.dropped_params))
+        receipt.flags = list(dict.fromkeys(self.notes))
+        return charge
 
     def headers(self, charge_micros: int | None = None) -> dict[str, str]:
         """What a response says of the request: the route that served it, its hold, and (once
@@ -47,7 +92,7 @@ class Run:
         }
         if charge_micros is not None:
             headers["x-glasskey-charge-micros"] = str(charge_micros)
-        return headers
+        return headers | dropped_params_header(self.dropped_params)
 
     def bounded(self, usage: Usage) -> Usage:
         """Usage an upstream reported, made believable: never negative, never above the request's bounds."""
