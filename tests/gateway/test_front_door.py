@@ -127,3 +127,13 @@ def test_under_a_root_path_the_hot_endpoints_have_the_same_one_door(client: Any)
     assert refused.status_code == 405
     assert refused.json()["error"]["code"] == "http_405"
     assert refused.headers["allow"] == "POST"
+
+
+def test_the_front_door_counts_failed_authentications_by_the_clients_address(client: Any) -> None:
+    test_client, _ = client
+    garbage = {"authorization": "Bearer gk-unknownid0000-" + "x" * 40}
+    statuses = [
+        test_client.post("/v1/chat/completions", json=chat_body(), headers=garbage).status_code for _ in range(130)
+    ]
+    assert statuses[0] == 401
+    assert statuses[-1] == 429, "past the per-address limit the front door refuses before checking the key"

@@ -13,8 +13,8 @@ path too. Every other path, and the lifespan, go to the Starlette app unchanged.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, Protocol
 
 from starlette.applications import Starlette
 from starlette.datastructures import State
@@ -29,7 +29,15 @@ from glasskey.gateway.streaming import RelayResponse
 from glasskey.ids import new_id
 from glasskey.request_ids import REQUEST_ID_HEADER
 
-Endpoint = Callable[[str, str | None, BodyReader], Awaitable[JSONOutcome | StreamOutcome]]
+
+class Endpoint(Protocol):
+    """``Lifecycle.chat`` or ``Lifecycle.embeddings``."""
+
+    def __call__(
+        self, request_id: str, authorization: str | None, read_body: BodyReader, *, client_address: str | None
+    ) -> Awaitable[JSONOutcome | StreamOutcome]: ...
+
+
 _REQUEST_ID_HEADER_RAW = REQUEST_ID_HEADER.encode("latin-1")
 
 
@@ -80,7 +88,9 @@ class GatewayApp:
 
         response: Response
         try:
-            outcome = await endpoint(request_id, authorization, read_body)
+            client = scope.get("client")
+            # The address failed authentications are counted by (keys.auth_throttle).
+            outcome = await endpoint(request_id, authorization, read_body, client_address=client[0] if client else None)
         except GlasskeyError as error:
             response = error_response(error, request_id)
         except Exception:
