@@ -22,6 +22,7 @@ def test_with_redis_the_key_says_what_is_shared_and_what_happens_while_redis_is_
     public_id = gateway.routed_key.split("-")[1]
     with gateway.services.db.read() as conn:
         record = find_by_public_id(conn, public_id=public_id)
+        assert record is not None
         body = explain_key(conn, settings, record, gateway.services.clock())
     assert body["rate_limit"]["counted"].startswith("across every gateway process")
     assert body["shared_across_processes"]["rate_limit"] == "shared through Redis"

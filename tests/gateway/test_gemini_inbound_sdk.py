@@ -254,9 +254,8 @@ def test_a_tool_round_trip(stack: Stack, model: str):
 def test_an_inline_image_reaches_the_upstream(stack: Stack, model: str):
     client = stack.client()
     text_only = client.models.generate_content(model=model, contents="What is this?")
-    with_image = client.models.generate_content(
-        model=model, contents=[types.Part.from_bytes(data=PNG, mime_type="image/png"), "What is this?"]
-    )
+    parts = [types.Part.from_bytes(data=PNG, mime_type="image/png"), types.Part.from_text(text="What is this?")]
+    with_image = client.models.generate_content(model=model, contents=types.Content(role="user", parts=parts))
     assert text_only.usage_metadata and with_image.usage_metadata
     assert (with_image.usage_metadata.prompt_token_count or 0) > (text_only.usage_metadata.prompt_token_count or 0)
     if model == "gemini-2.5-flash":
@@ -302,7 +301,8 @@ def test_count_tokens_answers_without_a_receipt(stack: Stack):
 @pytest.mark.parametrize("model", ["gemini-embedding-001", "text-embedding-3-small"])
 def test_embeddings_one_and_in_batches(stack: Stack, model: str):
     client = stack.client()
-    result = client.models.embed_content(model=model, contents=["first text", "second text"])
+    texts: list[types.ContentUnion] = ["first text", "second text"]
+    result = client.models.embed_content(model=model, contents=texts)
     assert result.embeddings and len(result.embeddings) == 2
     assert all(embedding.values for embedding in result.embeddings)
     one = httpx.post(

@@ -72,7 +72,7 @@ async def attempt(lifecycle: Lifecycle, request_id: str, key: str, address: str)
 
 def key_receipts(services: Services) -> int:
     with services.db.read() as conn:
-        return int(conn.scalar(select(func.count()).select_from(receipts).where(receipts.c.error_source == "key")))
+        return int(conn.scalar(select(func.count()).select_from(receipts).where(receipts.c.error_source == "key")) or 0)
 
 
 def test_a_thousand_garbage_keys_leave_the_threshold_of_receipts_and_a_count(seeded):

@@ -71,7 +71,7 @@ def test_fresh_unknown_public_ids_cost_no_database_read(cached):
 def test_a_key_created_behind_the_cache_is_accepted_after_an_invalidation_or_the_ttl(cached):
     services, seeded = cached
     lifecycle = Lifecycle(services)
-    now: list[float] = seeded["now"]  # type: ignore[assignment]
+    now: list[float] = seeded["now"]
 
     async def scenario() -> list[int]:
         statuses = [await _status(lifecycle, seeded["routed_key"])]
