@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from people_helpers import PEPPER, make_team
 from sqlalchemy import select
 
 from conftest_helpers import NOW
@@ -13,6 +12,7 @@ from glasskey.errors import AdminAuthError
 from glasskey.people import invitations
 from glasskey.people.members import role_in
 from glasskey.people.tables import invitations as invitations_table
+from people_helpers import PEPPER, make_team
 
 
 def _invite(db, role="member", actor_role="owner"):

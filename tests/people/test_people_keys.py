@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from people_helpers import PEPPER, make_team
 
 from conftest_helpers import NOW
 from glasskey.errors import AdminAuthError
@@ -13,6 +12,7 @@ from glasskey.keys.policy import KeyPolicy
 from glasskey.people.holders import create_person_key, keys_of
 from glasskey.people.limits import OrgLimits, set_limits
 from glasskey.people.principal import Principal
+from people_helpers import PEPPER, make_team
 
 LIMITS = OrgLimits(
     allowed_models=("gpt-4o-mini",),

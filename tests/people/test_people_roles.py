@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import pytest
-from people_helpers import PASSWORD, make_team
 
 from conftest_helpers import NOW
 from glasskey.errors import AdminAuthError, ClientError
 from glasskey.people.members import add_member, change_role, list_members
 from glasskey.people.roles import ROLES, can_act_on
 from glasskey.people.users import create_user
+from people_helpers import PASSWORD, make_team
 
 
 @pytest.mark.parametrize("actor", ROLES)

@@ -6,7 +6,6 @@ from datetime import timedelta
 
 import pyotp
 import pytest
-from people_helpers import PASSWORD, PEPPER
 from sqlalchemy import select
 
 from conftest_helpers import NOW
@@ -17,6 +16,7 @@ from glasskey.people.signin import sign_in
 from glasskey.people.tables import recovery_codes, users
 from glasskey.people.totp import enable_totp, new_totp_secret, recovery_codes_left
 from glasskey.people.users import create_user
+from people_helpers import PASSWORD, PEPPER
 
 ACTOR = Actor("anonymous", address="203.0.113.9")
 
