@@ -137,7 +137,9 @@ class SharedHealthBoard(HealthBoard):
             if shared is not None and shared[0] == "probe_mine" and health.forced is None:
                 # This process holds the probe lease: its breaker half-opens now, wherever it stood.
                 if health.current_state(now) != HALF_OPEN:
-                    health.state, health.opened_at = OPEN, now - self.policy.cooldown_seconds
+                    # Opened a whole cooldown back, and more: ``now - (now - cooldown)`` can round to
+                    # just below the cooldown, which left the lease holder's first probe refused.
+                    health.state, health.opened_at = OPEN, now - 2 * self.policy.cooldown_seconds
             elif shared is not None and health.forced is None and health.current_state(now) == HALF_OPEN:
                 return False  # a local cooldown ended, but only the lease holder probes
             return health.try_acquire(now)
