@@ -9,8 +9,8 @@ from glasskey.errors import GlasskeyError
 from glasskey.gateway.accounting import Held
 from glasskey.pricing.metering import charge_for
 from glasskey.providers.base import Usage
-from glasskey.providers.best_effort import DROPPED_PARAMS_FLAG, dropped_params_header, is_strict, split_best_effort
-from glasskey.receipts.records import Receipt
+from glasskey.providers.best_effort import dropped_params_header, is_strict, split_best_effort
+from glasskey.receipts.records import DROPPED_PARAMS_FLAG, Receipt
 from glasskey.routing.routes import Route
 
 

@@ -23,9 +23,6 @@ from glasskey.errors import ClientError
 from glasskey.providers import anthropic_translate, gemini_translate
 
 DROPPED_PARAMS_HEADER = "x-glasskey-dropped-params"
-# On the receipt, what was dropped is one of its flags, ``dropped_params:seed,user``, read back as its
-# ``dropped_params`` list (receipts.records): no column of its own.
-DROPPED_PARAMS_FLAG = "dropped_params:"
 
 # openai and openai_compatible pass every parameter through (the upstream decides); the
 # simulated provider honours them all as OpenAI does. Only translated providers drop any.

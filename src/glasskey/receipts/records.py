@@ -19,6 +19,9 @@ from glasskey.store.driver import DriverStatement
 from glasskey.store.tables import receipts
 
 MAX_PAGE = 200
+# What a route's provider could not honour (``providers.best_effort``) is one of the receipt's flags,
+# ``dropped_params:seed,user``, read back as its ``dropped_params`` list: no column of its own.
+DROPPED_PARAMS_FLAG = "dropped_params:"
 REQUEST_ID_MAX_CHARS = 200
 
 
@@ -137,8 +140,8 @@ def _public(row: Any) -> dict[str, Any]:
 def _dropped_params(flags: list[str]) -> list[str]:
     """The best-effort parameters the serving provider could not honour (``providers.best_effort``)."""
     for flag in flags:
-        if flag.startswith("dropped_params:"):
-            return flag.removeprefix("dropped_params:").split(",")
+        if flag.startswith(DROPPED_PARAMS_FLAG):
+            return flag.removeprefix(DROPPED_PARAMS_FLAG).split(",")
     return []
 
 
