@@ -19,10 +19,8 @@ from glasskey.keys.auth_failures import AuthFailureLog
 from glasskey.keys.auth_throttle import AuthLimits, AuthThrottle, FailureCounter, MemoryFailureCounter, build_counter
 from glasskey.keys.ratelimit import RateLimiter
 from glasskey.keys.shared_ratelimit import RedisRateLimiter
-from glasskey.ledger import ensure_system_accounts
 from glasskey.metrics import Metrics
-from glasskey.people.throttle import MemoryThrottle, Throttle, build_throttle
-from glasskey.pricing.catalog import sync_catalog
+from glasskey.people.throttle import MemoryThrottle, Throttle, ThrottleLimits, build_throttle
 from glasskey.providers.anthropic import AnthropicProvider
 from glasskey.providers.base import Provider
 from glasskey.providers.gemini import GeminiProvider
@@ -34,10 +32,9 @@ from glasskey.readiness import DependencyCollector
 from glasskey.routing.credentials import CredentialVault
 from glasskey.routing.health import HealthBoard, RetryBudget
 from glasskey.routing.shared_health import SharedHealthBoard
-from glasskey.routing.stored_checks import check_stored_routes
 from glasskey.settings import Settings
+from glasskey.startup import prepare_database
 from glasskey.store.database import Database
-from glasskey.store.migrations import upgrade
 from glasskey.store.writer import GroupCommitWriter
 
 
@@ -99,6 +96,15 @@ def auth_limits(settings: Settings) -> AuthLimits:
     )
 
 
+def signin_limits(settings: Settings) -> ThrottleLimits:
+    """The sign-in throttle's windows (``people.throttle``), from the ``GLASSKEY_SIGNIN_FAILURES_*`` settings."""
+    return ThrottleLimits(
+        per_address=settings.signin_failures_per_address_per_minute,
+        per_account=settings.signin_failures_per_account_per_minute,
+        whole_gateway=settings.signin_failures_per_minute,
+    )
+
+
 def default_providers(http: UpstreamHTTP) -> dict[str, Provider]:
     """Every provider family, sharing one set of pooled upstream clients."""
     return {
@@ -140,16 +146,13 @@ def build_services(
         providers=providers or default_providers(http),
         upstream_http=http,
         rate_limiter=limiter,
-        signin_throttle=build_throttle(settings.redis_url),
+        signin_throttle=build_throttle(settings.redis_url, signin_limits(settings)),
         auth_counter=build_counter(settings.redis_url, auth_limits(settings)),
         health=health,
     )
     # Every provider, also one a caller passed in, opens sealed credentials just before its call.
     services.providers = sealed_providers(services.providers, services.vault)
-    if migrate:
-        upgrade(db, vault=services.vault)
-    with db.write() as conn:
-        ensure_system_accounts(conn, services.clock())
-        sync_catalog(conn)
-        check_stored_routes(conn, services.vault, allow_private=settings.allow_private_upstreams)
+    prepare_database(
+        db, services.vault, services.clock(), allow_private=settings.allow_private_upstreams, migrate=migrate
+    )
     return services

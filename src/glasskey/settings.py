@@ -56,8 +56,23 @@ class Settings(BaseModel):
     auth_failures_refused_after_per_minute: int = Field(
         default=120, ge=1, le=1_000_000, description="past this, failed authentications are refused 429"
     )
+    signin_failures_per_address_per_minute: int = Field(
+        default=10, ge=1, le=100_000, description="failed sign-ins from one client address before 429"
+    )
+    signin_failures_per_account_per_minute: int = Field(
+        default=10, ge=1, le=100_000, description="failed sign-ins for one account (email) before 429"
+    )
+    signin_failures_per_minute: int = Field(
+        default=300, ge=1, le=1_000_000, description="failed sign-ins on the whole gateway before 429"
+    )
     body_read_timeout_seconds: float = Field(
         default=30.0, gt=0, le=3600, description="the longest a client may take to send a request body"
+    )
+    header_read_timeout_seconds: float = Field(
+        default=10.0, gt=0, le=3600, description="the longest a client may take to send a request line and headers"
+    )
+    headers_max_bytes: int = Field(
+        default=64 * 1024, ge=1024, le=16 * 1024 * 1024, description="the largest request line and headers, in bytes"
     )
     connections_max: int = Field(
         default=2048, ge=1, le=1_000_000, description="connections and requests in flight the server takes at once"

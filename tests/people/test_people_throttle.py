@@ -9,7 +9,9 @@ import pytest
 
 from conftest_helpers import require_redis
 from glasskey.errors import AdminAuthError
-from glasskey.people.throttle import MemoryThrottle, RedisThrottle, ThrottleLimits, scopes
+from glasskey.people.throttle import MemoryThrottle, RedisThrottle, ThrottleLimits, build_throttle, scopes
+from glasskey.services import signin_limits
+from glasskey.settings import SettingsError, load_settings
 
 LIMITS = ThrottleLimits(per_address=3, per_account=4, whole_gateway=6, window_seconds=60)
 
@@ -131,3 +133,28 @@ def test_an_unreachable_redis_falls_back_to_this_process_windows_not_to_no_limit
         await throttle.aclose()
 
     anyio.run(scenario)
+
+
+def test_the_limits_are_settings_and_the_gateways_throttle_obeys_them():
+    environ = {
+        "GLASSKEY_ADMIN_TOKEN": "admin-token-never-printed-0123456789",
+        "GLASSKEY_KEY_PEPPER": "pepper-never-printed-0123456789abcdef",
+        "GLASSKEY_ENCRYPTION_KEY": "dGVzdC1lbmNyeXB0aW9uLWtleS0wMTIzNDU2Nzg5YWI=",
+        "GLASSKEY_SIGNIN_FAILURES_PER_ADDRESS_PER_MINUTE": "2",
+        "GLASSKEY_SIGNIN_FAILURES_PER_ACCOUNT_PER_MINUTE": "5",
+        "GLASSKEY_SIGNIN_FAILURES_PER_MINUTE": "7",
+    }
+    limits = signin_limits(load_settings(environ=environ))
+    assert (limits.per_address, limits.per_account, limits.whole_gateway) == (2, 5, 7)
+    throttle = build_throttle("", limits)
+
+    async def scenario() -> None:
+        attempt = scopes("203.0.113.9")
+        for _ in range(2):
+            await throttle.fail(attempt)
+        refused = await _refusal(throttle, attempt)
+        assert refused is not None and "this address" in refused.message
+
+    anyio.run(scenario)
+    with pytest.raises(SettingsError, match="GLASSKEY_SIGNIN_FAILURES_PER_MINUTE"):
+        load_settings(environ={**environ, "GLASSKEY_SIGNIN_FAILURES_PER_MINUTE": "0"})
