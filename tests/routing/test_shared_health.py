@@ -143,6 +143,64 @@ def test_an_operator_lift_resets_the_shared_count_once(boards):
     run(story, boards)
 
 
+# Only the failure-rate rule can trip: 100 in a row never happen here.
+RATE_POLICY = BreakerPolicy(consecutive_failures=100, failure_rate=0.5, minimum_requests=10, cooldown_seconds=30)
+
+
+def rate_boards(prefix: str) -> list[SharedHealthBoard]:
+    made = [SharedHealthBoard(time.monotonic, require_redis(), RATE_POLICY, prefix=prefix) for _ in range(3)]
+    for board in made:
+        board.state("r")
+    return made
+
+
+def alternate(board: SharedHealthBoard, failures: int, successes: int) -> None:
+    """Failures and successes interleaved (never two failures in a row while successes remain)."""
+    for index in range(failures + successes):
+        ok = (index % 2 == 1 and index // 2 < successes) or index >= 2 * failures
+        board.record("r", ok=ok, latency_ms=5, error_class=None if ok else "server_error")
+
+
+def test_the_failure_rate_counts_every_process_outcomes_and_opens_the_breaker_for_all():
+    prefix = f"glasskey:test:breaker:{uuid.uuid4().hex}:"
+    a, b, c = boards = rate_boards(prefix)
+
+    async def story() -> None:
+        await sync(a, b, c)
+        for board in (a, b, c):
+            alternate(board, failures=2, successes=2)  # 50% failing, 4 requests: below 10 in each process
+        await sync(a, b)
+        assert a.state("r") == CLOSED and b.state("r") == CLOSED  # 8 requests shared so far: below 10
+        await sync(c)  # 12 shared requests, 6 failed: the shared rate trips
+        await sync(a, b)
+        for board in (a, b, c):
+            assert board.snapshot("r")["requests"] == 4  # no process alone saw enough to decide
+            assert board.state("r") == OPEN and not board.try_acquire("r")
+
+    run(story, boards)
+
+
+def test_a_shared_failure_rate_below_the_policy_leaves_the_breaker_closed():
+    prefix = f"glasskey:test:breaker:{uuid.uuid4().hex}:"
+    a, b, c = boards = rate_boards(prefix)
+
+    async def story() -> None:
+        await sync(a, b, c)
+        for board in (a, b, c):
+            alternate(board, failures=1, successes=3)  # 25% failing, 12 shared requests
+        await sync(a, b, c)
+        await sync(a, b, c)
+        for board in (a, b, c):
+            assert board.state("r") == CLOSED and board.try_acquire("r")
+        for board in (a, b, c):
+            alternate(board, failures=3, successes=0)  # now 12 of 21 failed: over half
+        await sync(a, b, c)
+        await sync(a, b)
+        assert all(board.state("r") == OPEN for board in (a, b, c))
+
+    run(story, boards)
+
+
 def test_without_redis_each_board_decides_alone_and_says_so():
     board = SharedHealthBoard(time.monotonic, "redis://127.0.0.1:1/0", POLICY)
 

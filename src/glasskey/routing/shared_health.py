@@ -6,10 +6,14 @@ adds a shared layer on top of it:
 * Every process reports its outcomes: ``record`` only appends to a small buffer (the hot path never
   waits on Redis), and a background loop sends the buffer every ``sync_interval_seconds`` (0.1 s)
   to one Lua script per route that has news or is not closed (a quiet closed route costs nothing).
-  The script keeps the route's consecutive failures across all processes and opens the shared
-  breaker when they reach the policy's threshold, or when a process reports that its own breaker
-  opened (its failure rate, say). A set of the opened routes lets a process learn of one it has not
-  selected yet, so even its first request skips it.
+  The script keeps the route's consecutive failures and its failure rate across all processes and
+  opens the shared breaker when either rule of the policy trips, or when a process reports that its
+  own breaker opened. The failure rate is counted in ``WINDOW_BUCKETS`` buckets of one twelfth of
+  the policy's window each (so the shared window spans between 11/12 of the window and all of it),
+  over every process's outcomes: N processes each seeing a share of a failing route's traffic trip
+  it as one process seeing all of it would, not each after ``minimum_requests`` of its own. A set of
+  the opened routes lets a process learn of one it has not selected yet, so even its first request
+  skips it.
 * The same call answers the shared state of the route, which the process then obeys: ``open`` (skip
   it), ``probe_other`` (another process holds the half-open probe: skip it), ``probe_mine`` (this
   process may let its half-open probes through) or ``closed``. So a breaker opened in one process
@@ -40,6 +44,7 @@ from glasskey.routing.health import CLOSED, HALF_OPEN, OPEN, BreakerPolicy, Heal
 log = logging.getLogger("glasskey.health")
 OUTCOMES_MAX = 64  # per route between two syncs; more says nothing the last 64 do not
 BLOCKED = ("open", "probe_other")
+WINDOW_BUCKETS = 12  # the shared failure-rate window, in buckets of 1/12 of the policy's window
 
 _SCRIPT = """
 local key = KEYS[1]
@@ -51,8 +56,32 @@ local cooldown_ms = tonumber(ARGV[3])
 local event = ARGV[4]
 local me = ARGV[5]
 local lease_ms = tonumber(ARGV[6])
+local window_ms = tonumber(ARGV[8])
+local failure_rate = tonumber(ARGV[9])
+local minimum_requests = tonumber(ARGV[10])
+local buckets = tonumber(ARGV[11])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local bucket = math.floor(now / math.max(1, math.floor(window_ms / buckets)))
+-- The failure-rate window: fields 'ok:<bucket>' and 'fail:<bucket>'; sums what is in the window,
+-- drops what left it (or everything, when the breaker opens or closes: it restarts clean).
+local function window(clear)
+  local fields = redis.call('HGETALL', key)
+  local total, failures = 0, 0
+  for i = 1, #fields, 2 do
+    local kind, index = string.match(fields[i], '^(%a+):(%d+)$')
+    if kind then
+      if clear or tonumber(index) <= bucket - buckets then
+        redis.call('HDEL', key, fields[i])
+      else
+        local n = tonumber(fields[i + 1])
+        total = total + n
+        if kind == 'fail' then failures = failures + n end
+      end
+    end
+  end
+  return total, failures
+end
 if event == 'reset' then redis.call('DEL', key); redis.call('SREM', opened, route_id) end
 local h = redis.call('HMGET', key, 'consecutive', 'open_until', 'probe', 'probe_until')
 local consecutive = tonumber(h[1]) or 0
@@ -61,14 +90,28 @@ local probe = h[3] or ''
 local probe_until = tonumber(h[4]) or 0
 if event == 'closed' and probe == me then
   open_until = 0; probe = ''; probe_until = 0; consecutive = 0
+  window(true)
 elseif event == 'opened' and (open_until == 0 or probe == me) then
   open_until = now + cooldown_ms; probe = ''; probe_until = 0; consecutive = 0
+  window(true)
 end
-if open_until == 0 then
+if open_until == 0 and #outcomes > 0 then
+  local ok_count, fail_count = 0, 0
   for i = 1, #outcomes do
-    if string.sub(outcomes, i, i) == '0' then consecutive = consecutive + 1 else consecutive = 0 end
+    if string.sub(outcomes, i, i) == '0' then
+      consecutive = consecutive + 1; fail_count = fail_count + 1
+    else
+      consecutive = 0; ok_count = ok_count + 1
+    end
   end
-  if consecutive >= threshold then open_until = now + cooldown_ms; consecutive = 0 end
+  if ok_count > 0 then redis.call('HINCRBY', key, 'ok:' .. bucket, ok_count) end
+  if fail_count > 0 then redis.call('HINCRBY', key, 'fail:' .. bucket, fail_count) end
+  local total, failures = window(false)
+  local rate_tripped = total >= minimum_requests and failures >= failure_rate * total
+  if consecutive >= threshold or rate_tripped then
+    open_until = now + cooldown_ms; consecutive = 0
+    window(true)
+  end
 end
 local status = 'closed'
 if open_until > 0 then
@@ -211,6 +254,10 @@ class SharedHealthBoard(HealthBoard):
                             self.process_id,
                             self.probe_lease_ms,
                             route_id,
+                            int(self.policy.window_seconds * 1000),
+                            repr(self.policy.failure_rate),
+                            self.policy.minimum_requests,
+                            WINDOW_BUCKETS,
                         ],
                         client=pipe,
                     )
