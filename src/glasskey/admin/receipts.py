@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query
 from glasskey.admin.common import error_responses, list_body
 from glasskey.keys.secret import PREFIX as KEY_PREFIX
 from glasskey.keys.service import get_key
+from glasskey.people.holders import with_holders
 from glasskey.receipts.records import MAX_PAGE, get_receipt, list_receipts
 from glasskey.services import Services
 
@@ -25,7 +26,8 @@ def receipts_router(services: Services) -> APIRouter:
         summary="List receipts",
         description=(
             "Receipts newest first, filtered by key, org, status, requested model or error source. Page with "
-            "`cursor` set to the `next_cursor` of the previous page; `next_cursor` is null on the last page."
+            "`cursor` set to the `next_cursor` of the previous page; `next_cursor` is null on the last page. Each "
+            "receipt's `holder` says who holds its key and who answers for it."
         ),
         responses=error_responses(404),
     )
@@ -52,19 +54,21 @@ def receipts_router(services: Services) -> APIRouter:
                 cursor=cursor,
                 limit=limit,
             )
-        return list_body(page.data, next_cursor=page.next_cursor, has_more=page.next_cursor is not None)
+            data = with_holders(conn, page.data)
+        return list_body(data, next_cursor=page.next_cursor, has_more=page.next_cursor is not None)
 
     @router.get(
         "/receipts/{request_id}",
         summary="Get a receipt",
         description=(
             "One request's receipt: key, org, model, settlement, route and every attempt, tokens, unit prices, "
-            "charge, latency, status, error source and message, and the ledger transfer id."
+            "charge, latency, status, error source and message, the ledger transfer id, and `holder`: who holds the "
+            "key (a person or a service) and who answers for it."
         ),
         responses=error_responses(404),
     )
     def read_receipt(request_id: str) -> dict[str, Any]:
         with services.db.read() as conn:
-            return get_receipt(conn, request_id)
+            return with_holders(conn, [get_receipt(conn, request_id)])[0]
 
     return router

@@ -11,6 +11,7 @@ from functools import partial
 from typing import Any
 
 import orjson
+from sqlalchemy import Connection
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -23,6 +24,7 @@ from glasskey.gateway.lifecycle import Lifecycle
 from glasskey.gateway.outcomes import JSONOutcome, StreamOutcome
 from glasskey.gateway.requests import check_chat_body, parse_json_object
 from glasskey.gateway.streaming import RelayResponse
+from glasskey.people.holders import with_holders
 from glasskey.pricing.catalog import list_models
 from glasskey.pricing.quote import quote_request
 from glasskey.receipts.records import get_receipt, list_receipts
@@ -150,8 +152,9 @@ def routes_v1(lifecycle: Lifecycle) -> list[Route]:
         limit_text = params.get("limit", "20")
         if not limit_text.isdigit():
             raise ClientError("`limit` must be a positive integer", param="limit")
-        page = await lifecycle.read(
-            lambda conn: list_receipts(
+
+        def read_page(conn: Connection) -> tuple[list[dict[str, Any]], str | None]:
+            page = list_receipts(
                 conn,
                 key_id=record.id,
                 status=params.get("status"),
@@ -159,15 +162,18 @@ def routes_v1(lifecycle: Lifecycle) -> list[Route]:
                 cursor=params.get("cursor"),
                 limit=int(limit_text),
             )
-        )
-        return JSONResponse(
-            {"object": "list", "data": page.data, "next_cursor": page.next_cursor, "has_more": bool(page.next_cursor)}
-        )
+            # Who holds the key and answers for it, resolved now (receipts never store it): one query a page.
+            return with_holders(conn, page.data), page.next_cursor
+
+        data, next_cursor = await lifecycle.read(read_page)
+        return JSONResponse({"object": "list", "data": data, "next_cursor": next_cursor, "has_more": bool(next_cursor)})
 
     async def receipt(request: Request) -> Response:
         record = await lifecycle.key_of(request.headers.get("authorization"))
         request_id = request.path_params["request_id"]
-        return JSONResponse(await lifecycle.read(lambda conn: get_receipt(conn, request_id, key_id=record.id)))
+        return JSONResponse(
+            await lifecycle.read(lambda conn: with_holders(conn, [get_receipt(conn, request_id, key_id=record.id)])[0])
+        )
 
     return [
         Route("/models", models, methods=["GET"]),

@@ -7,6 +7,7 @@ policy is bound by the org's limits. Nothing about ownership is taken from the r
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -20,6 +21,7 @@ from glasskey.people.limits import bound_policy, get_limits
 from glasskey.people.principal import Principal
 from glasskey.people.roles import rank
 from glasskey.people.tables import key_holders, users
+from glasskey.store.tables import api_keys
 
 SERVICE_NAME_MAX_LENGTH = 200
 
@@ -127,22 +129,51 @@ def holder_view(conn: Connection, key: KeyRecord) -> dict[str, Any]:
     A key made by the operator (admin token or CLI) has no holder row: its free-text owner is shown,
     and the operator answers for it.
     """
-    holder = holder_of(conn, key.id)
-    if holder is None:
-        return {"kind": "unassigned", "name": key.owner, "responsible": "the operator"}
-    emails = dict(
-        conn.execute(
-            select(users.c.id, users.c.email).where(users.c.id.in_([holder.responsible_user_id, holder.holder_user_id]))
-        ).all()
+    return holder_views(conn, [key.id])[key.id]
+
+
+def holder_views(conn: Connection, key_ids: Collection[str]) -> dict[str, dict[str, Any]]:
+    """``holder_view`` of many keys in one query: a page of receipts names each key's holder.
+
+    Receipts do not store the holder (the request path writes nothing more for it); it is resolved
+    when receipts are read, so a key handed over at offboarding shows who answers for it now.
+    """
+    wanted = sorted(set(key_ids))
+    if not wanted:
+        return {}
+    held_by, answers = users.alias("held_by"), users.alias("answers")
+    rows = conn.execute(
+        select(
+            api_keys.c.id,
+            api_keys.c.owner,
+            key_holders.c.key_id.label("held"),
+            key_holders.c.service_name,
+            held_by.c.email.label("holder_email"),
+            answers.c.email.label("responsible_email"),
+        )
+        .select_from(
+            api_keys.outerjoin(key_holders, key_holders.c.key_id == api_keys.c.id)
+            .outerjoin(held_by, held_by.c.id == key_holders.c.holder_user_id)
+            .outerjoin(answers, answers.c.id == key_holders.c.responsible_user_id)
+        )
+        .where(api_keys.c.id.in_(wanted))
     )
-    if holder.service_name is not None:
-        return {
-            "kind": "service",
-            "name": holder.service_name,
-            "responsible": emails.get(holder.responsible_user_id, ""),
-        }
-    return {
-        "kind": "person",
-        "name": emails.get(holder.holder_user_id or "", ""),
-        "responsible": emails.get(holder.responsible_user_id, ""),
-    }
+    views: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        if row.held is None:
+            views[row.id] = {"kind": "unassigned", "name": row.owner, "responsible": "the operator"}
+        elif row.service_name is not None:
+            views[row.id] = {"kind": "service", "name": row.service_name, "responsible": row.responsible_email or ""}
+        else:
+            views[row.id] = {
+                "kind": "person",
+                "name": row.holder_email or "",
+                "responsible": row.responsible_email or "",
+            }
+    return views
+
+
+def with_holders(conn: Connection, receipts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Receipts (``receipts.records``' dicts) with ``holder``: who held their key and who answers for it."""
+    views = holder_views(conn, [receipt["key_id"] for receipt in receipts if receipt.get("key_id")])
+    return [{**receipt, "holder": views.get(receipt.get("key_id") or "")} for receipt in receipts]

@@ -21,6 +21,7 @@ from glasskey.errors import ClientError, Source
 from glasskey.keys.service import get_key, list_keys
 from glasskey.money import format_micros
 from glasskey.orgs.service import get_org
+from glasskey.people.holders import holder_views
 from glasskey.pricing.catalog import list_models
 from glasskey.receipts.records import get_receipt
 
@@ -132,6 +133,7 @@ def routes(dash: Dashboard) -> list[Route]:
                 "query": query,
                 "keys": keys,
                 "key_names": {key.id: key.name for key in keys},
+                "holders": holder_views(conn, [row["key_id"] for row in page.rows if row["key_id"]]),
                 "models": [model.name for model in list_models(conn)],
                 "statuses": STATUSES,
                 "sources": SOURCES,
@@ -174,7 +176,8 @@ def routes(dash: Dashboard) -> list[Route]:
             key = get_key(conn, receipt["key_id"]) if receipt["key_id"] else None
             org = get_org(conn, receipt["org_id"]) if receipt["org_id"] else None
             bars = timeline(receipt["attempts"] or [], int(receipt["latency_ms"] or 0))
-            return {"nav": "receipts", "receipt": receipt, "key": key, "org": org, "attempts": bars}
+            holder = holder_views(conn, [key.id])[key.id] if key is not None else None
+            return {"nav": "receipts", "receipt": receipt, "key": key, "holder": holder, "org": org, "attempts": bars}
 
         return dash.render(request, "receipt.html", await dash.read(work))
 
