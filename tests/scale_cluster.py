@@ -97,6 +97,8 @@ class Cluster:
     ports: list[int]
     processes: list[subprocess.Popen[str]]
     seeded: dict[str, str] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)  # the gateways' environment, for a restart
+    cwd: Path = Path()
 
     def url(self, index: int) -> str:
         return f"http://127.0.0.1:{self.ports[index]}"
@@ -105,6 +107,12 @@ class Cluster:
         return httpx.Client(
             base_url=f"{self.url(index)}/admin/api", headers={"authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=10
         )
+
+    def restart(self, index: int) -> None:
+        """Start process ``index`` again on its port (after it died), as an operator's supervisor would."""
+        assert self.processes[index].poll() is not None, "restart only a process that is gone"
+        self.processes[index] = start_serve(self.env, self.ports[index], cwd=self.cwd)
+        wait_ready(self.url(index), self.processes[index])
 
     def audit_ok(self) -> None:
         with self.services.db.read() as conn:
@@ -137,12 +145,12 @@ def cluster(
     env = gateway_environment(gateway_database_url or database_url, redis_url, **settings)
     ports = [free_port() for _ in range(processes)]
     started = [start_serve(env, port, cwd=tmp_path) for port in ports]
-    made = Cluster(services=services, ports=ports, processes=started, seeded=seeded)
+    made = Cluster(services=services, ports=ports, processes=started, seeded=seeded, env=env, cwd=tmp_path)
     try:
         for index, process in enumerate(started):
             wait_ready(made.url(index), process)
         yield made
     finally:
-        for process in started:
+        for process in made.processes:  # a restarted process replaced its predecessor here
             stop(process)
         services.close()

@@ -41,6 +41,7 @@ def prepare(keys: Keys) -> Any:
                 ("database_load", seeded["org_id"], "gpt-4o-mini"),
                 ("breaker", seeded["org_id"], "gemini-2.5-flash"),
                 ("stream", seeded["org_id"], "claude-sonnet-4-5"),
+                ("kill", seeded["org_id"], "claude-sonnet-4-5"),
             ):
                 policy = KeyPolicy(allowed_models=(model,), settlement="routed")
                 record, full = create_key(
