@@ -34,10 +34,13 @@ def free_port() -> int:
 class ServerThread:
     """Any ASGI app served by uvicorn on a free loopback port, in a thread, for one test."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, **options: Any) -> None:
+        """``options``: more of uvicorn's (``http=`` a protocol, as ``glasskey serve`` gives it)."""
         port = free_port()
         self.base_url = f"http://127.0.0.1:{port}"
-        config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False, lifespan="on")
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=port, log_level="warning", access_log=False, lifespan="on", **options
+        )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
@@ -130,9 +133,9 @@ def seed(
     return {"org_id": org.id, "routed_key": routed_key, "official_key": official_key}
 
 
-def _gateway(services: Services) -> Iterator[Gateway]:
+def _gateway(services: Services, **options: Any) -> Iterator[Gateway]:
     seeded = seed(services)
-    with ServerThread(build_app(services)) as server:
+    with ServerThread(build_app(services), **options) as server:
         yield Gateway(services=services, base_url=server.base_url, **seeded)
     services.close()
 

@@ -9,8 +9,9 @@ What is bounded here (issue 18 #9), and what is not, is listed in docs/security.
   app is serving, not idle keep-alive connections, nor connections still sending their headers.
 - ``timeout_keep_alive``: an idle kept-alive connection is closed after 5 s.
 - The request body has ``GLASSKEY_BODY_READ_TIMEOUT_SECONDS`` (``gateway.body_timeout``).
-- The request line and headers have no read timeout (uvicorn's parsers have none), and with
-  httptools no size limit. A reverse proxy in front (nginx's ``client_header_timeout``) is the remedy.
+- The request line and headers have ``GLASSKEY_HEADER_READ_TIMEOUT_SECONDS`` and
+  ``GLASSKEY_HEADERS_MAX_BYTES`` (408 and 431 ``source: client``): uvicorn's httptools protocol has
+  neither, so glasskey serves with a subclass of it (``serving_protocol``).
 
 ``GLASSKEY_LOG_LEVEL`` sets glasskey's own loggers and uvicorn's; other libraries stay at WARNING,
 so a DEBUG run does not print SQL parameters or upstream traffic. ``trace`` is not offered: it
@@ -27,12 +28,10 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from glasskey.errors import ClientError
 from glasskey.gateway.http import error_response
 from glasskey.ids import new_id
+from glasskey.serving_protocol import bounded_protocol
 from glasskey.settings import Settings
 
 KEEP_ALIVE_SECONDS = 5
-# Only the h11 parser reads it; httptools (used when installed) has no header size limit at all,
-# which only a reverse proxy in front can bound (docs/security.md #9).
-HEADERS_MAX_BYTES = 64 * 1024
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
@@ -54,9 +53,10 @@ def log_config(level: str) -> dict[str, Any]:
 def server_limits(settings: Settings) -> dict[str, Any]:
     """The uvicorn options that bound connections and set the logging, for ``uvicorn.Config``."""
     return {
+        # httptools (a dependency) with the header read timeout and size bound glasskey adds to it.
+        "http": bounded_protocol(settings.header_read_timeout_seconds, settings.headers_max_bytes),
         "limit_concurrency": settings.connections_max,
         "timeout_keep_alive": KEEP_ALIVE_SECONDS,
-        "h11_max_incomplete_event_size": HEADERS_MAX_BYTES,
         "log_level": settings.log_level,
         "log_config": log_config(settings.log_level),
     }

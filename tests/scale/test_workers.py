@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -34,16 +35,25 @@ def test_two_workers_serve_one_port_on_postgresql_and_stop_together_with_status_
     redis_url = require_redis()
     for url in postgres_schema_url():
         port = free_port()
-        process = start_serve(gateway_environment(url, redis_url), port, "--workers", "2", cwd=tmp_path)
+        environment = gateway_environment(url, redis_url)
+        environment["GLASSKEY_HEADER_READ_TIMEOUT_SECONDS"] = "1"
+        process = start_serve(environment, port, "--workers", "2", cwd=tmp_path)
         workers: set[int] = set()
         try:
             wait_ready(f"http://127.0.0.1:{port}", process)
             workers = worker_pids(process.pid)
             assert len(workers) == 2
+            # Each worker serves with glasskey's protocol: headers are bounded in time and size.
+            silent = socket.create_connection(("127.0.0.1", port))
             with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
                 answers = [client.get("/readyz", headers={"connection": "close"}) for _ in range(6)]
+                too_large = client.get("/readyz", headers={"x-big": "a" * 70_000})
             assert all(answer.status_code == 200 for answer in answers)
             assert all(answer.json()["migrations"]["at_head"] for answer in answers)
+            assert too_large.status_code == 431 and too_large.json()["error"]["source"] == "client"
+            silent.settimeout(10)
+            assert silent.recv(20).startswith(b"HTTP/1.1 408 ")  # nothing sent: cut after a second
+            silent.close()
         finally:
             status = stop(process)
         assert status == 0, output_of(tmp_path, port)

@@ -240,10 +240,10 @@ def server_options(settings: Settings, shutdown_deadline_seconds: float | None =
         "host": settings.host,
         "port": settings.port,
         "loop": "uvloop" if importlib.util.find_spec("uvloop") else "auto",
-        "http": "httptools" if importlib.util.find_spec("httptools") else "auto",
         "access_log": False,
         "timeout_graceful_shutdown": shutdown_deadline_seconds,
-        # Connection limits and the logging configuration (GLASSKEY_LOG_LEVEL): serving.server_limits.
+        # The HTTP protocol (httptools with its headers bounded), connection limits and the logging
+        # configuration (GLASSKEY_LOG_LEVEL): serving.server_limits.
         **server_limits(settings),
     }
 
