@@ -19,6 +19,7 @@ from glasskey.money import format_micros
 from glasskey.orgs.service import get_wallet
 from glasskey.people.holders import holder_view
 from glasskey.pricing.catalog import list_models
+from glasskey.providers.best_effort import is_strict
 from glasskey.routing.health import HealthBoard
 from glasskey.routing.routes import Route
 from glasskey.routing.selection import MAX_ATTEMPTS, routes_for_key_by_model
@@ -174,6 +175,10 @@ def explain_key(
             if policy.backup_routes
             else "off: a request uses one route; if it fails, the request fails"
         ),
+        "strict_params": policy.strict_params,
+        "strict_params_in_words": _strict_params_words(
+            policy.strict_params, sorted({r.id for name in names for r in routes.get(name, []) if is_strict(r.options)})
+        ),
         "wallet": {  # 6
             "kind": wallet.kind,
             "org_id": key.org_id,
@@ -200,6 +205,24 @@ def explain_key(
         "expires_at": policy.expires_at.isoformat() if policy.expires_at else None,
         "status": key.status,
     }
+
+
+def _strict_params_words(key_strict: bool, strict_route_ids: list[str]) -> str:
+    """What happens to a best-effort parameter (``seed``, ``user``, ``service_tier``, ...) that the
+    serving route's provider cannot honour: dropped and named, or refused (providers/best_effort.py)."""
+    if key_strict:
+        return (
+            "on: a best-effort parameter (`seed`, `service_tier`, `metadata`, ...) that the serving route's"
+            " provider cannot honour is refused with a 400 naming it, before any upstream call; nothing is dropped"
+        )
+    words = (
+        "off: a best-effort parameter (`seed`, `service_tier`, `metadata`, ...) that the serving route's"
+        " provider cannot honour is left out of the upstream request and named in the"
+        " `x-glasskey-dropped-params` header and the receipt's `dropped_params`"
+    )
+    if strict_route_ids:
+        words += f"; except on {', '.join(strict_route_ids)}, whose `strict_params` refuses it with a 400"
+    return words
 
 
 def _counted_where(settings: Settings) -> str:

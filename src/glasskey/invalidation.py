@@ -5,7 +5,8 @@ the others hold a copy in their read cache for up to its TTL (1 s). With Redis, 
 publishes one message on ``CHANNEL`` after any successful admin or dashboard change, and every
 process (the writer too, at once) invalidates its whole read cache: entries are cheap to read again,
 and a coarse message cannot forget a kind of fact. ``InvalidationMiddleware`` does the publishing
-for every mutating request outside ``/v1``, so no admin endpoint can forget to.
+for every mutating request outside ``/v1``, so no admin endpoint can forget to; the CLI's changes
+are announced by ``announce_once`` after each committed change (``cli.base.writing``).
 
 When Redis is away, messages are lost and the cache TTL is the fallback; on reconnecting, each
 process invalidates once, for whatever it missed. ``redis_up`` and the counters feed ``/readyz``
@@ -18,7 +19,8 @@ import asyncio
 import logging
 import uuid
 
-import redis.asyncio as redis
+import redis
+import redis.asyncio as async_redis
 from redis.exceptions import RedisError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -45,7 +47,7 @@ class Invalidation:
         self.channel = channel
         self.origin = uuid.uuid4().hex
         # No socket timeout: a subscriber waits for messages as long as there are none.
-        self.client = redis.Redis.from_url(redis_url, socket_connect_timeout=0.5) if redis_url else None
+        self.client = async_redis.Redis.from_url(redis_url, socket_connect_timeout=0.5) if redis_url else None
         self.redis_up = self.client is not None
         self.published = 0
         self.received = 0
@@ -100,6 +102,22 @@ class Invalidation:
     async def aclose(self) -> None:
         if self.client is not None:
             await self.client.aclose()
+
+
+def announce_once(redis_url: str, what: str, *, channel: str = CHANNEL) -> bool:
+    """Announce one change made by a process that keeps no read cache and does not listen (the CLI).
+
+    Synchronous, bounded by 0.5 s, under an origin of its own, so every gateway drops its cache.
+    Returns whether it was published; when not, the gateways see the change within their cache TTL.
+    """
+    client = redis.Redis.from_url(redis_url, socket_connect_timeout=0.5, socket_timeout=0.5)
+    try:
+        client.publish(channel, f"{uuid.uuid4().hex} {what}")
+    except (RedisError, OSError):
+        return False
+    finally:
+        client.close()
+    return True
 
 
 class InvalidationMiddleware:

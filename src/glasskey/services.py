@@ -19,10 +19,8 @@ from glasskey.keys.auth_failures import AuthFailureLog
 from glasskey.keys.auth_throttle import AuthLimits, AuthThrottle, FailureCounter, MemoryFailureCounter, build_counter
 from glasskey.keys.ratelimit import RateLimiter
 from glasskey.keys.shared_ratelimit import RedisRateLimiter
-from glasskey.ledger import ensure_system_accounts
 from glasskey.metrics import Metrics
 from glasskey.people.throttle import MemoryThrottle, Throttle, ThrottleLimits, build_throttle
-from glasskey.pricing.catalog import sync_catalog
 from glasskey.providers.anthropic import AnthropicProvider
 from glasskey.providers.base import Provider
 from glasskey.providers.gemini import GeminiProvider
@@ -34,10 +32,9 @@ from glasskey.readiness import DependencyCollector
 from glasskey.routing.credentials import CredentialVault
 from glasskey.routing.health import HealthBoard, RetryBudget
 from glasskey.routing.shared_health import SharedHealthBoard
-from glasskey.routing.stored_checks import check_stored_routes
 from glasskey.settings import Settings
+from glasskey.startup import prepare_database
 from glasskey.store.database import Database
-from glasskey.store.migrations import upgrade
 from glasskey.store.writer import GroupCommitWriter
 
 
@@ -155,10 +152,7 @@ def build_services(
     )
     # Every provider, also one a caller passed in, opens sealed credentials just before its call.
     services.providers = sealed_providers(services.providers, services.vault)
-    if migrate:
-        upgrade(db, vault=services.vault)
-    with db.write() as conn:
-        ensure_system_accounts(conn, services.clock())
-        sync_catalog(conn)
-        check_stored_routes(conn, services.vault, allow_private=settings.allow_private_upstreams)
+    prepare_database(
+        db, services.vault, services.clock(), allow_private=settings.allow_private_upstreams, migrate=migrate
+    )
     return services

@@ -241,6 +241,18 @@ def test_patch_changes_only_the_fields_sent(client: TestClient) -> None:
     assert (cleared["allowed_models"], cleared["rpm_limit"], cleared["settlement"]) == (None, None, "official")
 
 
+def test_strict_params_is_set_at_creation_changed_by_patch_and_explained(client: TestClient) -> None:
+    org = create_org(client)
+    key = create_key(client, org["id"], strict_params=True)
+    assert key["strict_params"] is True
+    assert client.get(f"/keys/{key['id']}/explain").json()["strict_params_in_words"].startswith("on: ")
+    patched = client.patch(f"/keys/{key['id']}", json={"strict_params": False}).json()
+    assert (patched["strict_params"], patched["settlement"]) == (False, "routed")
+    assert create_key(client, org["id"])["strict_params"] is False  # off unless asked
+    assert_error(client.patch(f"/keys/{key['id']}", json={"strict_params": None}), 400, "client", "strict_params")
+    assert_error(client.patch(f"/keys/{key['id']}", json={"strict_params": "yes"}), 400, "client", "strict_params")
+
+
 def test_patch_refuses_a_bad_policy(client: TestClient) -> None:
     org = create_org(client)
     key = create_key(client, org["id"])

@@ -108,19 +108,35 @@ def test_keys_set_changes_every_field_the_admin_patch_can(run):
     prefix = "-".join(key.group(0).split("-")[:2])
     changes = (
         "--name", "bot2", "--owner", "ana", "--model", "gpt-4o-mini", "--settlement", "official", "--backups",
-        "--budget-total", "none", "--budget-daily", "1.5", "--rpm", "12", "--expires", "2031-01-01T00:00:00Z",
+        "--strict-params", "--budget-total", "none", "--budget-daily", "1.5", "--rpm", "12",
+        "--expires", "2031-01-01T00:00:00Z",
     )  # fmt: skip
     ok(run("keys", "set", prefix, *changes))
     explained = ok(run("keys", "explain", prefix, "--json"))
     for fragment in (
         '"name": "bot2"', '"owner": "ana"', '"settlement": "official"', '"backup_routes": true',
-        '"total_micros": null', '"daily_micros": 1500000', '"requests_per_minute": 12', "2031-01-01",
+        '"strict_params": true', '"total_micros": null', '"daily_micros": 1500000', '"requests_per_minute": 12',
+        "2031-01-01",
     ):  # fmt: skip
         assert fragment in explained, fragment
     ok(run("keys", "set", prefix, "--all-models", "--rpm", "none", "--expires", "none"))
     explained = ok(run("keys", "explain", prefix, "--json"))
     assert '"requests_per_minute": null' in explained and '"expires_at": null' in explained
+    ok(run("keys", "set", prefix, "--no-strict-params"))
+    assert '"strict_params": false' in ok(run("keys", "explain", prefix, "--json"))
     assert run("keys", "set", prefix).exit_code == 2  # nothing to change
+
+
+def test_a_key_created_strict_says_in_its_explanation_that_best_effort_parameters_are_refused(run):
+    ok(run("orgs", "create", "acme"))
+    key = KEY_LINE.search(ok(run("keys", "create", "--org", "acme", "--name", "bot", "--strict-params")))
+    assert key
+    explained = ok(run("keys", "explain", "-".join(key.group(0).split("-")[:2])))
+    assert "strict params:     on: a best-effort parameter" in explained and "is refused with a 400" in explained
+    plain = KEY_LINE.search(ok(run("keys", "create", "--org", "acme", "--name", "lenient")))
+    assert plain
+    explained = ok(run("keys", "explain", "-".join(plain.group(0).split("-")[:2])))
+    assert "strict params:     off: a best-effort parameter" in explained and "dropped_params" in explained
 
 
 def test_the_cli_finds_the_demo_settings_in_the_data_directory(tmp_path, monkeypatch):

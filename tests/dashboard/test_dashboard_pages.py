@@ -19,7 +19,7 @@ from dashboard.conftest import ADMIN_TOKEN, Dashboard, csrf_of
 from gateway_fixtures import Gateway, ServerThread
 from glasskey.app import build_app
 from glasskey.dashboard import build_dashboard
-from glasskey.keys.service import list_keys
+from glasskey.keys.service import get_key, list_keys
 from glasskey.services import build_services
 
 PAGES = ("/", "/keys", "/keys/new", "/wallets", "/receipts", "/receipts.csv", "/failures", "/routes", "/models")
@@ -150,6 +150,23 @@ def test_a_key_is_previewed_then_created_once_and_its_secret_is_never_shown_agai
     # The secret works, exactly as shown.
     sdk = OpenAI(base_url=gateway.v1, api_key=secret.group(1), max_retries=0)
     assert sdk.models.list().data[0].id == "gpt-4o-mini"
+
+
+def test_a_key_created_with_strict_params_keeps_it_and_its_page_says_what_it_does(
+    gateway: Gateway, dashboard: Dashboard
+) -> None:
+    form = {**KEY_FORM, "org_id": gateway.org_id, "strict_params": "on"}
+    preview = dashboard.post("/keys/new", {**form, "step": "preview"})
+    assert 'name="strict_params" value="on"' in preview.text  # carried to the create step
+    nonce = re.search(r'name="nonce" value="([^"]+)"', preview.text)
+    assert nonce
+    created = dashboard.post("/keys/new", {**form, "step": "create", "nonce": nonce.group(1)})
+    key_id = re.search(r'data-replace-url="/keys/(key_[0-9a-f]+)"', created.text)
+    assert created.status_code == 201 and key_id
+    with gateway.services.db.read() as conn:
+        assert get_key(conn, key_id.group(1)).policy.strict_params is True
+    page = dashboard.get(f"/keys/{key_id.group(1)}").text
+    assert "strict_params on" in page and "is refused with a 400 naming it" in page
 
 
 def test_the_key_form_says_what_to_fix_and_creates_nothing(gateway: Gateway, dashboard: Dashboard) -> None:

@@ -193,7 +193,9 @@ def test_create_is_served_by_every_provider_charged_and_receipted(stack: Stack, 
     assert message.stop_reason == "end_turn"
     assert message.usage.input_tokens > 0 and message.usage.output_tokens > 0
     request_id = raw.headers["x-request-id"]
-    assert raw.headers["request-id"] == request_id == message.id.removeprefix("msg_")
+    assert raw.headers["request-id"] == request_id
+    # An Anthropic route's answer comes back as Anthropic sent it, with its own message id.
+    assert message.id.startswith("msg_fake") if model == ANTHROPIC_MODEL else message.id == f"msg_{request_id}"
     receipt = stack.receipt(request_id)
     assert receipt["status"] == "succeeded"
     assert receipt["endpoint"] == "anthropic.messages"
@@ -216,7 +218,8 @@ def test_the_anthropic_route_gets_the_system_prompt_and_user_id_and_answers_its_
         stop_sequences=["never"],
     )
     (received,) = stack.fake_anthropic.received
-    assert received.body["system"] == "Be brief."
+    # Passed through: the cache breakpoint reaches Anthropic.
+    assert received.body["system"] == [{"type": "text", "text": "Be brief.", "cache_control": {"type": "ephemeral"}}]
     assert received.body["metadata"] == {"user_id": "user-42"}
     assert received.body["stop_sequences"] == ["never"]
     assert message.content[0].type == "text" and message.content[0].text == DEFAULT_REPLY
@@ -229,7 +232,8 @@ def test_the_anthropic_route_gets_the_system_prompt_and_user_id_and_answers_its_
 @pytest.mark.parametrize("model", MODELS)
 def test_a_stream_carries_the_same_answer_and_usage_and_bills_once(stack: Stack, model: str):
     sdk = stack.sdk()
-    whole = sdk.messages.create(model=model, max_tokens=200, messages=user("Tell a story"))
+    raw = sdk.messages.with_raw_response.create(model=model, max_tokens=200, messages=user("Tell a story"))
+    whole, whole_id = raw.parse(), raw.headers["x-request-id"]
     with sdk.messages.stream(model=model, max_tokens=200, messages=user("Tell a story")) as stream:
         texts = list(stream.text_stream)
         final = stream.get_final_message()
@@ -242,7 +246,7 @@ def test_a_stream_carries_the_same_answer_and_usage_and_bills_once(stack: Stack,
     receipt = stack.receipt(request_id)
     assert receipt["stream"] is True and receipt["status"] == "succeeded"
     assert receipt["endpoint"] == "anthropic.messages"
-    assert receipt["charge_micros"] == stack.receipt(whole.id.removeprefix("msg_"))["charge_micros"] > 0
+    assert receipt["charge_micros"] == stack.receipt(whole_id)["charge_micros"] > 0
 
 
 @pytest.mark.parametrize("stream", [False, True])
@@ -365,19 +369,24 @@ def test_a_request_shaped_like_claude_codes_is_served(stack: Stack, model: str):
     ) as stream:
         final = stream.get_final_message()
     assert final.stop_reason == "tool_use"
-    sent = stack.fake_anthropic.received[-1].body if model == ANTHROPIC_MODEL else stack.fake_openai.requests[-1].body
-    assert "thinking" not in sent and "reasoning_effort" not in sent and "cache_control" not in str(sent)
+    if model == ANTHROPIC_MODEL:  # passed through: Anthropic gets all of it
+        received = stack.fake_anthropic.received[-1]
+        assert received.body["thinking"] == {"type": "enabled", "budget_tokens": 1024}
+        assert received.body["tools"][0]["cache_control"] == cached
+        assert received.headers["anthropic-beta"] == "interleaved-thinking-2025-05-14"
+    else:  # translated: what the OpenAI shape cannot carry is left out
+        sent = stack.fake_openai.requests[-1].body
+        assert "thinking" not in sent and "reasoning_effort" not in sent and "cache_control" not in str(sent)
 
 
-def test_anthropic_beta_is_accepted_and_not_passed_on(stack: Stack):
-    message = stack.sdk().messages.create(
-        model=ANTHROPIC_MODEL,
-        max_tokens=50,
-        messages=user("hi"),
-        extra_headers={"anthropic-beta": "context-1m-2025-08-07"},
-    )
-    assert message.content
-    assert "anthropic-beta" not in stack.fake_anthropic.received[-1].headers
+def test_anthropic_beta_reaches_anthropic_routes_only(stack: Stack):
+    for model in (ANTHROPIC_MODEL, OPENAI_MODEL):
+        message = stack.sdk().messages.create(
+            model=model, max_tokens=50, messages=user("hi"), extra_headers={"anthropic-beta": "context-1m-2025-08-07"}
+        )
+        assert message.content
+    assert stack.fake_anthropic.received[-1].headers["anthropic-beta"] == "context-1m-2025-08-07"
+    assert "anthropic-beta" not in stack.fake_openai.requests[-1].headers
 
 
 def test_a_parameter_no_route_can_carry_is_a_400_naming_it_with_a_receipt(stack: Stack):

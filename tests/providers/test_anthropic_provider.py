@@ -38,7 +38,7 @@ from gateway_fixtures import ServerThread, free_port
 from glasskey.app import build_app
 from glasskey.errors import ClientError
 from glasskey.keys.policy import KeyPolicy
-from glasskey.keys.service import create_key
+from glasskey.keys.service import create_key, get_key, update_key
 from glasskey.ledger import audit
 from glasskey.orgs.service import create_org, top_up
 from glasskey.pricing.catalog import Prices, get_model
@@ -902,6 +902,42 @@ def test_strict_params_on_the_route_refuses_a_best_effort_seed_before_any_call(s
         with stack.services.db.write() as conn:
             update_route(conn, f"rt-{MODEL}", options={})
         stack.services.cache.clear()
+
+
+def test_strict_params_on_the_key_refuses_a_best_effort_seed_and_without_it_the_seed_is_dropped(stack: Stack):
+    # The route is not strict: the key alone asks for today's 400 (issue 14: "a key or route option").
+    services = stack.services
+    with services.db.write() as conn:
+        record, strict_key = create_key(
+            conn,
+            pepper=services.pepper,
+            org_id=get_key(conn, stack.key.rsplit("-", 1)[0]).org_id,
+            name="strict tester",
+            policy=KeyPolicy(settlement="routed", strict_params=True),
+            now=services.clock(),
+        )
+    sdk = OpenAI(base_url=stack.v1, api_key=strict_key, max_retries=0)
+    told = httpx.get(f"{stack.v1}/key", headers={"authorization": f"Bearer {strict_key}"}).json()
+    assert told["strict_params"] is True and "is refused with a 400" in told["strict_params_in_words"]
+    with pytest.raises(openai.BadRequestError) as caught:
+        sdk.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "hi"}], seed=7)
+    error = error_of(caught.value)
+    assert (error["source"], error["param"]) == ("client", "seed")
+    assert "strict_params" in error["message"]
+    assert stack.fake.received == []
+
+    with services.db.write() as conn:
+        update_key(conn, record.id, strict_params=False)
+    services.cache.clear()
+    raw = sdk.chat.completions.with_raw_response.create(
+        model=MODEL, messages=[{"role": "user", "content": "hi"}], seed=7
+    )
+    assert raw.headers["x-glasskey-dropped-params"] == "seed"
+    assert "seed" not in stack.fake.received[0].body
+    receipt = httpx.get(
+        f"{stack.v1}/receipts/{raw.headers['x-request-id']}", headers={"authorization": f"Bearer {strict_key}"}
+    ).json()
+    assert (receipt["status"], receipt["dropped_params"]) == ("succeeded", ["seed"])
 
 
 def test_embeddings_are_refused_naming_the_provider(stack: Stack):

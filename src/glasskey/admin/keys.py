@@ -42,6 +42,11 @@ class PolicyBody(Body):
         description="try the cheapest healthy route first; routed keys only (with settlement official: 400)",
     )
     backup_routes: StrictBool = False
+    strict_params: StrictBool = Field(
+        default=False,
+        description="refuse (400) a best-effort parameter such as `seed` that the serving route's provider cannot"
+        " honour, instead of dropping it and listing it in the receipt's dropped_params",
+    )
     budget_total_micros: Micros | None = None
     budget_daily_micros: Micros | None = None
     rpm_limit: RateLimit | None = None
@@ -53,6 +58,7 @@ class PolicyBody(Body):
             settlement=self.settlement,
             lower_cost_routes=self.lower_cost_routes,
             backup_routes=self.backup_routes,
+            strict_params=self.strict_params,
             budget_total_micros=self.budget_total_micros,
             budget_daily_micros=self.budget_daily_micros,
             rpm_limit=self.rpm_limit,
@@ -75,12 +81,13 @@ class UpdateKeyBody(Body):
     settlement: Settlement | None = None
     lower_cost_routes: StrictBool | None = None
     backup_routes: StrictBool | None = None
+    strict_params: StrictBool | None = None
     budget_total_micros: Micros | None = None
     budget_daily_micros: Micros | None = None
     rpm_limit: RateLimit | None = None
     expires_at: AwareDatetime | None = None
 
-    @field_validator("name", "owner", "settlement", "lower_cost_routes", "backup_routes")
+    @field_validator("name", "owner", "settlement", "lower_cost_routes", "backup_routes", "strict_params")
     @classmethod
     def _not_null(cls, value: object) -> object:
         # For these fields ``null`` has no meaning, and silently ignoring it would hide a client bug.

@@ -1,7 +1,9 @@
 """The ``glasskey`` command group and what its verbs share: serve, demo, and the everyday admin verbs.
 
-Admin verbs open the database in this process and call the same domain functions as the admin
-API, so the CLI and the API cannot disagree. The one exception is ``routes health``: route health
+Admin verbs open the database in this process (``cli.context``: the settings, the database and the
+vault, not the gateway's services) and call the same domain functions as the admin API, so the CLI
+and the API cannot disagree; a change they commit is announced to running gateways as the API's
+are. The one exception is ``routes health``: route health
 lives in the memory of the running server, so that verb asks the server's admin API. A wrong
 setting exits with status 2 and a message naming it; an expected domain failure (unknown org,
 reused idempotency key, unreachable gateway, ...) exits with 1.
@@ -31,6 +33,7 @@ from glasskey.people.roles import OPERATOR
 if TYPE_CHECKING:
     from sqlalchemy import Connection
 
+    from glasskey.cli.context import AdminServices
     from glasskey.services import Services
     from glasskey.settings import Settings
 
@@ -65,7 +68,7 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("glasskey.cli.serve", "Run the gateway, the admin API and the dashboard."),
     "demo": ("glasskey.cli.serve", "Seed a demo org, wallets, simulated routes and two keys on SQLite, then serve."),
     "db": ("glasskey.cli.serve", "The database schema."),
-    "orgs": ("glasskey.cli.serve", "Teams that own wallets and keys."),
+    "orgs": ("glasskey.cli.orgs", "Teams that own wallets and keys."),
     "keys": ("glasskey.cli.keys", "API keys and what they may do."),
     "wallets": ("glasskey.cli.ledger", "An org's credit and routed balances."),
     "receipts": ("glasskey.cli.ledger", "What each request did and what it cost."),
@@ -183,14 +186,14 @@ def settings_of(ctx: click.Context, **overrides: Any) -> Settings:
     return load_settings(config_file=settings_file(ctx.find_root().params.get("config")), **overrides)
 
 
-def services_of(ctx: click.Context) -> Services:
+def admin_of(ctx: click.Context) -> AdminServices:
     # Imported when a verb runs, not when the CLI starts: ``--help`` never pays for the database
-    # stack, the providers and the web framework (see LAZY_COMMANDS).
-    from glasskey.services import build_services
+    # stack (see LAZY_COMMANDS). An admin verb never loads the gateway's services (cli.context).
+    from glasskey.cli.context import open_admin
 
-    services = build_services(settings_of(ctx))
-    ctx.call_on_close(services.db.dispose)
-    return services
+    admin = open_admin(settings_of(ctx))
+    ctx.call_on_close(admin.db.dispose)
+    return admin
 
 
 # Who the CLI is in the audit log: it holds the database, so it acts as the operator.
@@ -198,22 +201,30 @@ CLI_ACTOR = Actor(OPERATOR, "cli", address="cli")
 
 
 @contextmanager
-def writing(ctx: click.Context, *, audit: bool = True) -> Iterator[tuple[Services, Connection]]:
+def writing(ctx: click.Context, *, audit: bool = True) -> Iterator[tuple[AdminServices, Connection]]:
     """One write transaction; a verb that succeeds is written to the audit log in it (never its arguments,
-    which may hold a credential). Verbs that write their own, richer events pass ``audit=False``."""
-    services = services_of(ctx)
-    with services.db.write() as conn:
-        yield services, conn
+    which may hold a credential). Verbs that write their own, richer events pass ``audit=False``.
+
+    Once committed, the change is announced to running gateways (Redis pub/sub, when configured),
+    as the admin API announces its own: their caches drop it at once instead of within their TTL."""
+    admin = admin_of(ctx)
+    verb = ctx.command_path.partition(" ")[2]  # without the program's name, which varies
+    with admin.db.write() as conn:
+        yield admin, conn
         if audit:
-            verb = ctx.command_path.partition(" ")[2]  # without the program's name, which varies
-            record(conn, CLI_ACTOR, f"cli {verb}", services.clock(), target=f"glasskey {verb}")
+            record(conn, CLI_ACTOR, f"cli {verb}", admin.clock(), target=f"glasskey {verb}")
+    if not admin.announce(f"cli {verb}"):
+        click.echo(
+            "warning: the change is saved, but Redis could not be told; running gateways see it within their cache TTL",
+            err=True,
+        )
 
 
 @contextmanager
-def reading(ctx: click.Context) -> Iterator[tuple[Services, Connection]]:
-    services = services_of(ctx)
-    with services.db.read() as conn:
-        yield services, conn
+def reading(ctx: click.Context) -> Iterator[tuple[AdminServices, Connection]]:
+    admin = admin_of(ctx)
+    with admin.db.read() as conn:
+        yield admin, conn
 
 
 # The collector tuned for a long-lived server: what start-up built lives as long as the process,
@@ -249,7 +260,7 @@ def server_options(settings: Settings, shutdown_deadline_seconds: float | None =
 
 
 def run_server(services: Services, shutdown_deadline_seconds: float | None = None) -> None:
-    # Imported here for the same reason as in services_of: only serving needs them.
+    # Imported here for the same reason as in admin_of: only serving needs them.
     import uvicorn
 
     from glasskey.app import build_app

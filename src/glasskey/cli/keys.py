@@ -62,6 +62,13 @@ def keys() -> None:
     help="Try the cheapest route first (routed keys only).",
 )
 @click.option("--backups/--no-backups", default=False, show_default=True, help="Fall back to backup routes.")
+@click.option(
+    "--strict-params/--no-strict-params",
+    default=False,
+    show_default=True,
+    help="Refuse (400) a best-effort parameter such as seed that the route's provider cannot honour, instead of"
+    " dropping it and naming it on the receipt.",
+)
 @click.option("--budget-total", type=USD, default=None, help="Total spending limit in USD.")
 @click.option("--budget-daily", type=USD, default=None, help="Daily spending limit in USD.")
 @click.option("--rpm", type=click.IntRange(0, RPM_LIMIT_MAX), default=None, help="Requests per minute.")
@@ -76,6 +83,7 @@ def keys_create(
     settlement: str,
     lower_cost: bool,
     backups: bool,
+    strict_params: bool,
     budget_total: int | None,
     budget_daily: int | None,
     rpm: int | None,
@@ -87,6 +95,7 @@ def keys_create(
         settlement=settlement,
         lower_cost_routes=lower_cost,
         backup_routes=backups,
+        strict_params=strict_params,
         budget_total_micros=budget_total,
         budget_daily_micros=budget_daily,
         rpm_limit=rpm,
@@ -134,6 +143,7 @@ def render_explanation(explanation: dict[str, Any]) -> str:
         f"settlement:        {explanation['settlement_in_words']}",
         f"lower-cost routes: {explanation['lower_cost_routes_in_words']}",
         f"backup routes:     {'on' if explanation['backup_routes'] else 'off'}",
+        f"strict params:     {explanation['strict_params_in_words']}",
         f"wallet:            {wallet['kind']}, {format_usd(wallet['available_micros'])} available"
         f" ({format_usd(wallet['posted_micros'])} posted, {format_usd(wallet['held_micros'])} held)",
         f"allowed models:    {explanation['allowed_models_in_words']}",
@@ -215,6 +225,11 @@ class ClearableType(click.ParamType[Any]):
 @click.option("--settlement", type=click.Choice(["official", "routed"]), default=None, help="Change the settlement.")
 @click.option("--lower-cost/--no-lower-cost", default=None, help="Try the cheapest route first (routed keys only).")
 @click.option("--backups/--no-backups", default=None, help="Fall back to backup routes.")
+@click.option(
+    "--strict-params/--no-strict-params",
+    default=None,
+    help="Refuse (400) best-effort parameters the route's provider cannot honour, or drop and name them.",
+)
 @click.option("--budget-total", type=ClearableType(USD), default=None, help="Total limit in USD; none clears it.")
 @click.option("--budget-daily", type=ClearableType(USD), default=None, help="Daily limit in USD; none clears it.")
 @click.option(
@@ -238,16 +253,19 @@ def keys_set(
     settlement: str | None,
     lower_cost: bool | None,
     backups: bool | None,
+    strict_params: bool | None,
     **limits: Any,
 ) -> None:
     """Change a key's name, owner or policy: every field the admin API's PATCH can change; only those given change."""
     if models and all_models:
         raise click.UsageError("give --model or --all-models, not both")
-    policy: dict[str, Any] = {
-        field: value
-        for field, value in (("settlement", settlement), ("lower_cost_routes", lower_cost), ("backup_routes", backups))
-        if value is not None
-    }
+    toggles = (
+        ("settlement", settlement),
+        ("lower_cost_routes", lower_cost),
+        ("backup_routes", backups),
+        ("strict_params", strict_params),
+    )
+    policy: dict[str, Any] = {field: value for field, value in toggles if value is not None}
     if models or all_models:
         policy["allowed_models"] = models or None
     fields = {"budget_total": "budget_total_micros", "budget_daily": "budget_daily_micros", "rpm": "rpm_limit"}

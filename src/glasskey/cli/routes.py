@@ -8,10 +8,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import click
-import httpx
 from pydantic import ValidationError
 
-from glasskey.admin.common import check_route_options
 from glasskey.cli.base import (
     HEALTH_TIMEOUT_SECONDS,
     USD,
@@ -123,6 +121,10 @@ FORCE_CHOICES = {"open": "open", "closed": "closed", "none": None}
 
 def _checked_options(options: dict[str, Any]) -> dict[str, Any]:
     """The route's options, refused (exit 2) as the admin API refuses them, e.g. a timeout of 0 ms."""
+    # The admin API's own check; importing the admin package loads the web framework and the gateway's
+    # services, so only the verbs that change a route's options pay for it (not routes or models list).
+    from glasskey.admin.common import check_route_options
+
     try:
         return check_route_options(options)
     except ValidationError as exc:
@@ -384,6 +386,9 @@ def routes_generate_encryption_key() -> None:
 
 def _fetch_health(base_url: str, admin_token: str, model: str | None) -> dict[str, Any]:
     """The running gateway's health board; a gateway that cannot answer is a one-line error (exit 1)."""
+    # The HTTP client only for the one verb that talks to a running gateway (the others start lean).
+    import httpx
+
     url = f"{base_url}/admin/api/health"
     try:
         response = httpx.get(

@@ -1,8 +1,9 @@
-"""``glasskey serve``, ``demo``, ``db upgrade`` and ``orgs``."""
+"""``glasskey serve``, ``demo`` and ``db upgrade`` (``orgs`` is in cli/orgs.py)."""
 
 from __future__ import annotations
 
 import socket
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -11,22 +12,18 @@ from alembic.runtime.migration import MigrationContext
 
 from glasskey.cli.base import (
     main,
-    reading,
     run_server,
     settings_file,
     settings_of,
-    table,
-    writing,
 )
 from glasskey.cli.workers import WORKERS_MAX, exit_zero_after_sigterm, export_settings, refuse_sqlite, run_workers
 from glasskey.data_dir import prepare_data_dir
 from glasskey.demo import demo_settings, format_demo_banner, seed_demo
-from glasskey.orgs.service import create_org, list_orgs
 from glasskey.research.demo import demo_research_line, run_demo_job
 from glasskey.routing.credentials import CredentialVault
 from glasskey.services import build_services
+from glasskey.startup import prepare_database
 from glasskey.store.database import Database
-from glasskey.store.migrations import upgrade
 
 
 @main.command()
@@ -111,7 +108,7 @@ def demo(ctx: click.Context, host: str, port: int, data_dir: Path, no_serve: boo
         click.echo(format_demo_banner(seeded))
         # The research assistant's sample job, run once on the simulated provider with the routed key.
         routed = next(key for key in seeded.keys if key.settlement == "routed")
-        click.echo(demo_research_line(services, run_demo_job(services, routed.record, routed.full_key)))
+        click.echo(demo_research_line(services, run_demo_job(services, routed.record)))
         if not no_serve:
             run_server(services)
     finally:
@@ -135,37 +132,12 @@ def db_upgrade(ctx: click.Context) -> None:
         prepare_data_dir(settings.data_dir, create_database=True)
     database = Database(settings.effective_database_url)
     try:
-        # With the vault, revision 0003 seals the route credentials stored in plaintext.
-        upgrade(database, vault=CredentialVault(settings.encryption_keys))
+        # With the vault, revision 0003 seals the route credentials stored in plaintext. The system
+        # accounts and the catalog too: the CLI's admin verbs take a database at head as prepared.
+        vault = CredentialVault(settings.encryption_keys)
+        prepare_database(database, vault, datetime.now(UTC), allow_private=settings.allow_private_upstreams)
         with database.read() as conn:
             revision = ", ".join(MigrationContext.configure(conn).get_current_heads())
     finally:
         database.dispose()
     click.echo(f"database schema at revision {revision}")
-
-
-# --- orgs --------------------------------------------------------------------------------
-
-
-@main.group()
-def orgs() -> None:
-    """Teams that own wallets and keys."""
-
-
-@orgs.command("create")
-@click.argument("name")
-@click.pass_context
-def orgs_create(ctx: click.Context, name: str) -> None:
-    """Create an org with empty credit and routed wallets (top them up with wallets topup)."""
-    with writing(ctx) as (services, conn):
-        org = create_org(conn, name, services.clock())
-    click.echo(f"created org {org.name} ({org.id}) with empty credit and routed wallets")
-
-
-@orgs.command("list")
-@click.pass_context
-def orgs_list(ctx: click.Context) -> None:
-    """Every org, oldest first."""
-    with reading(ctx) as (_, conn):
-        rows = [(o.id, o.name, o.created_at.isoformat(timespec="seconds")) for o in list_orgs(conn)]
-    click.echo(table(["ID", "NAME", "CREATED"], rows) if rows else "No orgs.")

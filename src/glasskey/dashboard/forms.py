@@ -152,6 +152,7 @@ def read_key_form(form: FormData, now: datetime) -> KeyDraft:
                 # Lower-cost routes only change the order of routed routes; an official key has none.
                 lower_cost_routes=settlement == "routed" and _checked(form, "lower_cost_routes"),
                 backup_routes=_checked(form, "backup_routes"),
+                strict_params=_checked(form, "strict_params"),
                 budget_total_micros=values["budget_total"],
                 budget_daily_micros=values["budget_daily"],
                 rpm_limit=values["rpm_limit"],

@@ -5,9 +5,11 @@
   ``anthropic-version`` (the Anthropic SDK always does); without it these routes do not match and
   the OpenAI listing answers.
 
-The key may come as ``x-api-key`` (the Anthropic SDK) or ``Authorization: Bearer``. A request is
-translated into an OpenAI chat body inside the lifecycle's ``read_body``, so a refused translation
-leaves a receipt like any bad body; quotes, holds, fallback, receipts and the charge headers are
+The key may come as ``x-api-key`` (the Anthropic SDK) or ``Authorization: Bearer``. The body is
+read inside the lifecycle's ``read_body`` (so a bad one leaves a receipt like any bad body) into a
+``Passthrough``: an Anthropic route gets the caller's own body and its answer or events come back
+as they were sent (``gateway.anthropic_passthrough``); any other route gets the OpenAI translation,
+and its answer is translated back. Quotes, holds, fallback, receipts and the charge headers are
 the lifecycle's, exactly as for ``/v1/chat/completions``. Every ``GlasskeyError`` is rendered in
 Anthropic's error shape here, never in OpenAI's.
 """
@@ -29,6 +31,7 @@ from glasskey.errors import GlasskeyError, NotFound, RouteError
 from glasskey.gateway.anthropic_inbound import check_version, to_chat_body
 from glasskey.gateway.anthropic_inbound_reply import error_body, error_headers, to_message
 from glasskey.gateway.anthropic_inbound_stream import MessageStream
+from glasskey.gateway.anthropic_passthrough import Passthrough
 from glasskey.gateway.http import JSONResponse, read_body, request_id_of
 from glasskey.gateway.lifecycle import Lifecycle
 from glasskey.gateway.outcomes import Emit, Flush, JSONOutcome
@@ -42,6 +45,7 @@ from glasskey.routing.selection import check_model_allowed, routes_for_key_by_mo
 
 log = logging.getLogger("glasskey.gateway")
 VERSION_HEADER = "anthropic-version"
+BETA_HEADER = "anthropic-beta"
 # The inbound API as receipts and metrics name it.
 ENDPOINT = "anthropic.messages"
 # Anthropic's listing wants a creation time; the catalog has none, so every model shows the epoch.
@@ -61,18 +65,21 @@ def authorization_of(request: Request) -> str | None:
 
 
 class MessagesBody:
-    """The inbound body, read for the lifecycle and translated on the way; it remembers what the reply needs."""
+    """The inbound body, read for the lifecycle; it remembers what the reply needs and, in its
+    ``passthrough``, the caller's own body for Anthropic routes."""
 
     def __init__(self, request: Request, limit_bytes: int) -> None:
         self.request = request
         self.limit_bytes = limit_bytes
         self.model = ""
+        self.passthrough = Passthrough(request.headers.get(VERSION_HEADER), request.headers.getlist(BETA_HEADER))
 
     async def read(self) -> bytes:
+        """The body the lifecycle quotes and holds on (``anthropic_passthrough.bounding_body``)."""
         check_version(self.request.headers.get(VERSION_HEADER))
-        chat = to_chat_body(parse_json_object(await read_body(self.request, self.limit_bytes)))
-        self.model = chat["model"]
-        return orjson.dumps(chat)
+        bounded = self.passthrough.take(parse_json_object(await read_body(self.request, self.limit_bytes)))
+        self.model = str(bounded.get("model") or "")
+        return orjson.dumps(bounded)
 
 
 class AnthropicOnlyRoute(Route):
@@ -152,12 +159,16 @@ def routes_anthropic(lifecycle: Lifecycle) -> list[Route]:
             body.read,
             endpoint=ENDPOINT,
             client_address=client_address_of(request),
+            passthrough=body.passthrough,
         )
         message_id = f"msg_{request_id}"
         headers = {**outcome.headers, "request-id": request_id}
         if isinstance(outcome, JSONOutcome):
-            message = to_message(outcome.body, message_id=message_id, model=body.model)
-            return JSONResponse(message, status_code=outcome.status_code, headers=headers)
+            if outcome.shape != body.passthrough.shape:
+                outcome.body = to_message(outcome.body, message_id=message_id, model=body.model)
+            return JSONResponse(outcome.body, status_code=outcome.status_code, headers=headers)
+        if outcome.shape == body.passthrough.shape:  # Anthropic's own events, relayed as they came
+            return RelayResponse(outcome.relay, headers)  # type: ignore[return-value]
         stream = MessageStream(message_id, body.model)
         relay = outcome.relay
 

@@ -41,8 +41,13 @@ _HANDLED = frozenset(
 )  # fmt: skip
 
 
-def unsupported(param: str, why: str) -> ClientError:
-    return ClientError(f"`{param}` cannot be served through {INBOUND_API} here: {why}", param=param)
+class Untranslatable(ClientError):
+    """A request the OpenAI shape cannot carry: refused for translated routes only, an Anthropic
+    route serves it as it is (``gateway.anthropic_passthrough``)."""
+
+
+def unsupported(param: str, why: str) -> Untranslatable:
+    return Untranslatable(f"`{param}` cannot be served through {INBOUND_API} here: {why}", param=param)
 
 
 def check_version(version: str | None) -> None:

@@ -119,7 +119,11 @@ class Fallback:
 
 async def open_stream(provider: Provider, route: Route, body: dict[str, Any]) -> OpenedStream:
     """Start a stream and wait for its first chunk: until then, a failure may still fall back."""
-    iterator = provider.stream_chat(route.target(), body, pauses=True)
+    return await first_item(provider.stream_chat(route.target(), body, pauses=True), route)
+
+
+async def first_item(iterator: AsyncIterator[Any], route: Route) -> tuple[AsyncIterator[Any], Any]:
+    """Wait for a started stream's first item (any shape) past its pauses; an empty stream is a failure."""
     try:
         first = await iterator.__anext__()
         while isinstance(first, Pause):  # nothing to send yet

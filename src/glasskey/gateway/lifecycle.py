@@ -23,12 +23,13 @@ from sqlalchemy import Connection
 
 from glasskey.errors import GlasskeyError, RouteError
 from glasskey.gateway.accounting import Hold, Settlement
+from glasskey.gateway.anthropic_passthrough import PASSTHROUGH_FLAG, EventTally, Passthrough
 from glasskey.gateway.authentication import Authentication
 from glasskey.gateway.body_timeout import read_within
 from glasskey.gateway.embeddings import encode_embeddings
 from glasskey.gateway.fallback import Fallback, open_stream
-from glasskey.gateway.outcomes import JSONOutcome, StreamOutcome
-from glasskey.gateway.relay import Relay
+from glasskey.gateway.outcomes import OPENAI_SHAPE, JSONOutcome, StreamOutcome
+from glasskey.gateway.relay import ChunkTally, Relay, Tally
 from glasskey.gateway.requests import check_chat_body, check_embeddings_body, parse_json_object
 from glasskey.gateway.run import Run
 from glasskey.gateway.usage import estimate_tokens, text_of_body
@@ -38,7 +39,7 @@ from glasskey.orgs.service import wallet_account_id
 from glasskey.pricing.catalog import get_model
 from glasskey.pricing.quote import Bounds, request_bounds
 from glasskey.pricing.tokens import chat_input_tokens
-from glasskey.providers.base import Usage
+from glasskey.providers.base import ChatResult, Provider, Usage
 from glasskey.receipts.records import Receipt
 from glasskey.routing.routes import Route, candidates
 from glasskey.routing.selection import selection_from
@@ -67,15 +68,23 @@ class Lifecycle:
         *,
         endpoint: str = "chat.completions",
         client_address: str | None = None,
+        passthrough: Passthrough | None = None,
     ) -> JSONOutcome | StreamOutcome:
+        """One chat request. With ``passthrough`` (``/v1/messages``), ``read_body`` gives the body to quote
+        and hold on, Anthropic routes get the caller's own body and the others its translation."""
         run = self.new_run(request_id, endpoint)
         async with self._receipted_on_failure(run):
             body, _, routes = await self.prepare(run, authorization, read_body, client_address=client_address)
             if body.get("stream") is True:
-                return await self._stream(run, body, routes)
-            result, route, began = await self.fallback.first_success(
-                run, routes, lambda provider, route: provider.chat(route.target(), run.body_for(route, body))
-            )
+                return await self._stream(run, body, routes, passthrough)
+            if passthrough is None:
+                result, route, began = await self.fallback.first_success(
+                    run, routes, lambda provider, route: provider.chat(route.target(), run.body_for(route, body))
+                )
+            else:
+                result, route, began = await self.fallback.first_success(
+                    run, routes, partial(self._passthrough_answer, run, passthrough)
+                )
             self.fallback.succeeded(run, route, began)
             usage = result.usage
             if usage is None:
@@ -85,7 +94,7 @@ class Lifecycle:
             else:
                 run.receipt.usage_source = "provider_reported"
             charge = await self.settle(run, route, usage, status="succeeded", http_status=200)
-            return JSONOutcome(result.body, headers=run.headers(charge))
+            return JSONOutcome(result.body, headers=run.headers(charge), shape=_shape(passthrough, route))
 
     async def embeddings(
         self,
@@ -190,14 +199,38 @@ class Lifecycle:
         run.receipt.hold_micros = amount_micros
         run.receipt.transfer_id = run.hold.transfer_id
 
-    async def _stream(self, run: Run, body: dict[str, Any], routes: list[Route]) -> StreamOutcome:
+    async def _stream(
+        self, run: Run, body: dict[str, Any], routes: list[Route], passthrough: Passthrough | None
+    ) -> StreamOutcome:
         """Find a route whose stream yields a first chunk; the relay sends the rest and settles."""
-        (iterator, first), route, began = await self.fallback.first_success(
-            run, routes, lambda provider, route: open_stream(provider, route, run.body_for(route, body))
-        )
+
+        async def start(provider: Provider, route: Route) -> tuple[AsyncIterator[Any], Any, Tally]:
+            if passthrough is not None and passthrough.serves(route):
+                self._passing_through(run)
+                return (*await passthrough.open(provider, route), EventTally())
+            run.notes = [note for note in run.notes if note != PASSTHROUGH_FLAG]
+            sent = run.body_for(route, body if passthrough is None else passthrough.translated_for(route))
+            return (*await open_stream(provider, route, sent), ChunkTally(sent))
+
+        (iterator, first, tally), route, began = await self.fallback.first_success(run, routes, start)
         run.receipt.ttft_ms = int((self.services.monotonic() - run.started) * 1000)
-        relay = Relay(run, route, began, body, iterator, first, self.fallback, self.settle)
-        return StreamOutcome(relay=relay, headers=run.headers())
+        relay = Relay(run, route, began, body, iterator, first, self.fallback, self.settle, tally)
+        return StreamOutcome(relay=relay, headers=run.headers(), shape=_shape(passthrough, route))
+
+    async def _passthrough_answer(
+        self, run: Run, passthrough: Passthrough, provider: Provider, route: Route
+    ) -> ChatResult:
+        if passthrough.serves(route):
+            self._passing_through(run)
+            return await passthrough.answer(provider, route)
+        run.notes = [note for note in run.notes if note != PASSTHROUGH_FLAG]
+        return await provider.chat(route.target(), run.body_for(route, passthrough.translated_for(route)))
+
+    def _passing_through(self, run: Run) -> None:
+        """The caller's body goes as it is: no parameter is dropped, and the receipt says so."""
+        run.dropped_params = ()
+        if PASSTHROUGH_FLAG not in run.notes:
+            run.notes.append(PASSTHROUGH_FLAG)
 
     async def _write(self, command: Write[T], *, durable: bool = True) -> T:
         writer = self.services.writer
@@ -292,6 +325,11 @@ class Lifecycle:
                 return fn(conn)
 
         return await anyio.to_thread.run_sync(work)
+
+
+def _shape(passthrough: Passthrough | None, route: Route) -> str:
+    """The shape of what ``route`` answered: Anthropic's when it was passed through, else OpenAI's."""
+    return passthrough.shape if passthrough is not None and passthrough.serves(route) else OPENAI_SHAPE
 
 
 __all__ = ["BodyReader", "Lifecycle", "Run"]

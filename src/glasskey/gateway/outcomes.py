@@ -19,11 +19,17 @@ Flush = Callable[[], Awaitable[None]]
 Relay = Callable[[Emit, Flush], Awaitable[None]]
 
 
+# The API whose shape an outcome's body or events are in: OpenAI's, unless an Anthropic route served
+# an Anthropic-format request from the caller's own body (``gateway.anthropic_passthrough``).
+OPENAI_SHAPE = "openai"
+
+
 @dataclass
 class JSONOutcome:
     body: dict[str, Any]
     headers: dict[str, str] = field(default_factory=dict)
     status_code: int = 200
+    shape: str = OPENAI_SHAPE
 
 
 @dataclass
@@ -32,6 +38,7 @@ class StreamOutcome:
 
     relay: Relay
     headers: dict[str, str] = field(default_factory=dict)
+    shape: str = OPENAI_SHAPE
 
 
 # orjson refuses integers beyond 64 bits and nesting past 254 levels. A chunk is the upstream's

@@ -5,13 +5,17 @@ here falls back. Whatever ends the relay — the upstream's end, its failure mid
 leaving, a bug — the stream is settled for what was generated, in a shielded scope. The end of the
 stream is the client's success: ``data: [DONE]`` leaves only once the charge and the receipt are
 committed, as a JSON answer does; so does the in-band error of an upstream that broke mid-answer.
+
+A ``Tally`` reads the stream's items and writes them for the client: ``ChunkTally`` for OpenAI
+chunks (``data:`` lines closed by ``[DONE]``), ``gateway.anthropic_passthrough.EventTally`` for
+Anthropic's own events relayed as they came (closed by their held-back ``message_stop``).
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 
@@ -28,6 +32,63 @@ from glasskey.routing.routes import Route
 Settle = Callable[..., Awaitable[int]]
 
 
+class Tally(Protocol):
+    """What a relay needs of one stream's shape: each item as the bytes the client gets, and an
+    account of what went by (usage reported, text generated, whether the answer finished)."""
+
+    usage: Usage | None
+    finished: bool
+
+    def take(self, item: Any) -> bytes:
+        """The bytes to send for ``item`` (empty: nothing), noting its usage, text and finish."""
+        ...
+
+    def text(self) -> str: ...
+
+    def ending(self) -> bytes:
+        """What closes a stream that succeeded, sent only once its settlement is committed."""
+        ...
+
+    def error_event(self, failure: GlasskeyError, request_id: str) -> bytes:
+        """The in-band error that ends a stream broken mid-answer (after its settlement too)."""
+        ...
+
+
+class ChunkTally:
+    """OpenAI ``chat.completion.chunk`` dicts, written as ``data:`` lines and closed by ``[DONE]``."""
+
+    def __init__(self, body: dict[str, Any]) -> None:
+        self.include_usage = _includes_usage(body)
+        self.usage: Usage | None = None
+        self.finished = False
+        self.parts: list[str] = []
+
+    def take(self, item: Any) -> bytes:
+        chunk: dict[str, Any] = item
+        reported = chunk.get("usage")
+        if reported:
+            self.usage = usage_from_openai(reported) or self.usage
+        choices = chunk.get("choices")
+        for choice in choices if isinstance(choices, list) else ():
+            if isinstance(choice, dict):
+                self.parts.append(text_of_delta(choice.get("delta")))
+                self.finished = self.finished or choice.get("finish_reason") is not None
+        if not self.include_usage and reported and not choices:
+            return b""  # a usage-only chunk the client did not ask for
+        if not self.include_usage:
+            chunk.pop("usage", None)
+        return sse(chunk)
+
+    def text(self) -> str:
+        return "".join(self.parts)
+
+    def ending(self) -> bytes:
+        return SSE_DONE
+
+    def error_event(self, failure: GlasskeyError, request_id: str) -> bytes:
+        return sse({"error": error_body(failure, request_id)["error"]})
+
+
 @dataclass
 class Relay:
     """Everything a stream's relay needs, handed over explicitly by the lifecycle."""
@@ -36,38 +97,27 @@ class Relay:
     route: Route
     began: float
     body: dict[str, Any]
-    iterator: AsyncIterator[dict[str, Any] | Pause]
-    first: dict[str, Any]
+    iterator: AsyncIterator[Any]
+    first: Any
     fallback: Fallback
     settle: Settle
+    tally: Tally  # how the stream's items are read and written (``ChunkTally`` for OpenAI chunks)
 
     async def __call__(self, emit: Emit, flush: Flush) -> None:
         run = self.run
-        include_usage = _includes_usage(self.body)
-        usage: Usage | None = None
-        text_parts: list[str] = []
-        finished = False
+        tally = self.tally
         relayed = False  # the upstream's stream reached its end and all of it went to the client
         failure: GlasskeyError | None = None
         try:
-            chunk: dict[str, Any] | Pause | None = self.first
+            chunk: Any = self.first
             while chunk is not None:
                 if isinstance(chunk, Pause):  # the stream is about to wait: what is held goes out
                     await flush()
                     chunk = await anext(self.iterator, None)
                     continue
-                reported = chunk.get("usage")
-                if reported:
-                    usage = usage_from_openai(reported) or usage
-                choices = chunk.get("choices")
-                for choice in choices if isinstance(choices, list) else ():
-                    if isinstance(choice, dict):
-                        text_parts.append(text_of_delta(choice.get("delta")))
-                        finished = finished or choice.get("finish_reason") is not None
-                if include_usage or not (reported and not choices):
-                    if not include_usage:
-                        chunk.pop("usage", None)
-                    await emit(sse(chunk))
+                out = tally.take(chunk)
+                if out:
+                    await emit(out)
                 chunk = await anext(self.iterator, None)
             relayed = True
         except ProviderError as error:
@@ -83,18 +133,9 @@ class Relay:
             raise
         finally:
             with anyio.CancelScope(shield=True):
-                await self._end(emit, flush, usage, "".join(text_parts), finished, relayed, failure)
+                await self._end(emit, flush, relayed, failure)
 
-    async def _end(
-        self,
-        emit: Emit,
-        flush: Flush,
-        usage: Usage | None,
-        text: str,
-        finished: bool,
-        relayed: bool,
-        failure: GlasskeyError | None,
-    ) -> None:
+    async def _end(self, emit: Emit, flush: Flush, relayed: bool, failure: GlasskeyError | None) -> None:
         run = self.run
         disconnected = "client_disconnected" in run.notes
         if not disconnected:
@@ -102,7 +143,8 @@ class Relay:
         await close_stream(self.iterator)
         if failure is None:
             self.fallback.succeeded(run, self.route, self.began)
-        if not text and (failure is not None or not finished):
+        usage, text = self.tally.usage, self.tally.text()
+        if not text and (failure is not None or not self.tally.finished):
             # Zero output with an error or no finish reason costs nothing, whatever was reported.
             if usage is not None:
                 run.notes.append("reported_usage_not_billed_no_output")
@@ -118,14 +160,14 @@ class Relay:
             await self.settle(run, self.route, usage, status="failed", http_status=failure.status_code, error=failure)
             if not disconnected and failure.source == "upstream":
                 # Like [DONE], the in-band error ends the stream only once its receipt is committed.
-                await emit(sse({"error": error_body(failure, run.receipt.request_id)["error"]}))
+                await emit(self.tally.error_event(failure, run.receipt.request_id))
         elif disconnected:
             left = ClientError("The client closed the connection before the stream ended", code="client_disconnected")
             await self.settle(run, self.route, usage, status="failed", http_status=499, error=left)
         else:
             await self.settle(run, self.route, usage, status="succeeded", http_status=200)
             if relayed:
-                await emit(SSE_DONE)
+                await emit(self.tally.ending())
 
 
 def _includes_usage(body: dict[str, Any]) -> bool:

@@ -32,6 +32,8 @@ class Run:
     max_output_tokens: int | None = None
     # Best-effort parameters the serving route's provider could not honour, left out of its body.
     dropped_params: tuple[str, ...] = ()
+    # The key's strict_params: such parameters are refused (400) instead, as under a strict route.
+    strict_params: bool = False
 
     def use_route(self, route: Route) -> None:
         """The route now serving the request, and the prices its receipt will apply."""
@@ -45,9 +47,10 @@ class Run:
 
     def body_for(self, route: Route, body: dict[str, Any]) -> dict[str, Any]:
         """The body for ``route``: its upstream model, and without the best-effort parameters its
-        provider cannot honour (listed on the receipt and in a header), unless the route asks for
-        ``strict_params`` (then such a parameter is a 400 before any call)."""
-        sent, self.dropped_params = split_best_effort(route.provider, body, strict=is_strict(route.options))
+        provider cannot honour (listed on the receipt and in a header), unless the key or the route
+        asks for ``strict_params`` (then such a parameter is a 400 before any call)."""
+        strict = is_strict(route.options, key_strict=self.strict_params)
+        sent, self.dropped_params = split_best_effort(route.provider, body, strict=strict)
         return {**sent, "model": route.upstream_model}
 
     def end(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
+
 from glasskey.providers.base import Usage
 from glasskey.providers.openai import usage_of
 
@@ -37,6 +39,16 @@ def _text(value: Any) -> str:
 
 
 def text_of_body(body: dict[str, Any]) -> str:
+    """The text of an answer: an OpenAI ``chat.completion``, or an Anthropic ``message`` passed through
+    (its text, thinking and tool input)."""
+    if isinstance(body.get("content"), list):
+        return "".join(
+            _text(block.get("text"))
+            + _text(block.get("thinking"))
+            + (orjson.dumps(block["input"]).decode() if "input" in block else "")
+            for block in body["content"]
+            if isinstance(block, dict)
+        )
     choices = body.get("choices")
     return "".join(
         text_of_delta(choice.get("message"))

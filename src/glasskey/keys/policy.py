@@ -18,6 +18,9 @@ class KeyPolicy:
     settlement: str = "routed"
     lower_cost_routes: bool = False
     backup_routes: bool = False
+    # Refuse (400) a best-effort parameter a route's provider cannot honour, instead of dropping it
+    # and listing it on the receipt (providers/best_effort.py); a route can ask the same.
+    strict_params: bool = False
     budget_total_micros: int | None = None
     budget_daily_micros: int | None = None
     rpm_limit: int | None = None
@@ -48,6 +51,7 @@ class KeyPolicy:
             "settlement": self.settlement,
             "lower_cost_routes": self.lower_cost_routes,
             "backup_routes": self.backup_routes,
+            "strict_params": self.strict_params,
             "budget_total_micros": self.budget_total_micros,
             "budget_daily_micros": self.budget_daily_micros,
             "rpm_limit": self.rpm_limit,

@@ -11,12 +11,16 @@ Route options it reads, besides the timeouts of ``Timeouts.from_options``:
 * ``anthropic_version`` (str, default ``2023-06-01``): the API version header.
 
 Anthropic has no embeddings API, so ``embed`` refuses with a client error.
+
+Besides the ``Provider`` interface, ``messages`` and ``stream_messages`` send an Anthropic-format
+body as its caller wrote it and hand back Anthropic's answer and events as they came: the faithful
+path of ``/v1/messages`` to an Anthropic route (``gateway.anthropic_passthrough``).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from glasskey.errors import ClientError
@@ -25,9 +29,12 @@ from glasskey.providers.anthropic_translate import (
     DEFAULT_MAX_TOKENS,
     ERROR_STATUSES,
     PROVIDER_NAME,
+    NativeEvent,
     StreamTranslator,
     from_message,
+    read_event,
     to_messages_request,
+    usage_to_openai,
 )
 from glasskey.providers.base import ChatResult, EmbeddingResult, ProviderError, RouteTarget, StreamCut
 from glasskey.providers.http import Timeouts, UpstreamHTTP, UpstreamHTTPError, resolve_credential, scrub
@@ -59,20 +66,37 @@ class AnthropicProvider:
     def _version(self, target: RouteTarget) -> str:
         return str(target.options.get("anthropic_version", API_VERSION))
 
-    def _headers(self, target: RouteTarget, credential: str | None) -> dict[str, str]:
+    def _headers(self, target: RouteTarget, caller: Mapping[str, str] | None) -> dict[str, str]:
+        """The route's ``anthropic-version``, unless a native caller sent its own (with its ``anthropic-beta``)."""
         headers = {"anthropic-version": self._version(target), "content-type": "application/json"}
-        if credential:
-            headers["x-api-key"] = credential
-        return headers
+        return headers | dict(caller or {})
+
+    def _with_credential(self, headers: dict[str, str], credential: str | None) -> dict[str, str]:
+        return headers | {"x-api-key": credential} if credential else headers
 
     async def chat(self, target: RouteTarget, body: dict[str, Any]) -> ChatResult:
-        request = self._request(target, body)
+        answer = await self._message(target, self._request(target, body), self._headers(target, None))
+        result, usage = from_message(answer, int(time.time()))
+        return ChatResult(body=result, usage=usage)
+
+    async def messages(self, target: RouteTarget, body: dict[str, Any], headers: Mapping[str, str]) -> ChatResult:
+        """A Messages body sent as it is (its caller has set the upstream model), and Anthropic's answer
+        as it came, with its usage for the bill (``usage_to_openai``: cache reads and writes counted in).
+
+        ``headers`` are the caller's ``anthropic-version`` and ``anthropic-beta``; the credential is the route's.
+        """
+        answer = await self._message(target, body, self._headers(target, headers))
+        raw_usage = answer.get("usage")
+        usage = usage_to_openai(raw_usage)[1] if isinstance(raw_usage, dict) else None
+        return ChatResult(body=answer, usage=usage)
+
+    async def _message(self, target: RouteTarget, request: dict[str, Any], headers: dict[str, str]) -> dict[str, Any]:
         credential = resolve_credential(target.credential, self.http.environ)
         try:
             answer, _ = await self.http.post_json(
                 self.name,
                 messages_url(target.base_url),
-                headers=self._headers(target, credential),
+                headers=self._with_credential(headers, credential),
                 body=request,
                 timeouts=Timeouts.from_options(target.options),
             )
@@ -83,20 +107,36 @@ class AnthropicProvider:
         if not isinstance(answer, dict) or answer.get("type") != "message":
             # Some proxies answer 200 with an error body; it is still the upstream's error.
             raise self._error(200, answer, b"", None, credential)
-        result, usage = from_message(answer, int(time.time()))
-        return ChatResult(body=result, usage=usage)
+        return answer
 
     async def stream_chat(
         self, target: RouteTarget, body: dict[str, Any], *, pauses: bool = False
     ) -> AsyncIterator[dict[str, Any] | Pause]:
         """Translate each upstream event as it arrives; a stream without ``message_stop`` is cut."""
         request = {**self._request(target, body), "stream": True}
-        credential = resolve_credential(target.credential, self.http.environ)
         translator = StreamTranslator(int(time.time()), target.upstream_model)
+        async for event in self._events(target, request, self._headers(target, None), pauses):
+            if isinstance(event, Pause):
+                yield event
+                continue
+            for chunk in translator.take(event):
+                yield chunk
+
+    def stream_messages(
+        self, target: RouteTarget, body: dict[str, Any], headers: Mapping[str, str], *, pauses: bool = False
+    ) -> AsyncIterator[NativeEvent | Pause]:
+        """Anthropic's stream events as they came (``body`` has ``stream: true`` and the upstream model),
+        each with its parsed body; an ``error`` event or an end before ``message_stop`` is a ``StreamCut``."""
+        return self._events(target, body, self._headers(target, headers), pauses)
+
+    async def _events(
+        self, target: RouteTarget, request: dict[str, Any], headers: dict[str, str], pauses: bool
+    ) -> AsyncIterator[NativeEvent | Pause]:
+        credential = resolve_credential(target.credential, self.http.environ)
         events = self.http.post_sse(
             self.name,
             messages_url(target.base_url),
-            headers=self._headers(target, credential),
+            headers=self._with_credential(headers, credential),
             body=request,
             timeouts=Timeouts.from_options(target.options),
             pauses=pauses,
@@ -108,15 +148,14 @@ class AnthropicProvider:
                     yield event
                     continue
                 try:
-                    chunks = translator.feed(event.event, event.data)
+                    native = read_event(event.event, event.data)
                 except StreamCut as cut:
                     cut.message = scrub(cut.message, credential)[:MAX_ERROR_MESSAGE_CHARS]
                     cut.args = (cut.message,)
                     raise
-                for chunk in chunks:
-                    sent = True
-                    yield chunk
-                if translator.stopped:
+                sent = True
+                yield native
+                if native.kind == "message_stop":
                     return
         except UpstreamHTTPError as error:
             raise self._error(

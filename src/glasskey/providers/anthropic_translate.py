@@ -17,6 +17,7 @@ Usage: OpenAI's ``prompt_tokens`` includes cached tokens, so it is Anthropic's
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -441,6 +442,38 @@ def from_message(message: dict[str, Any], created: int) -> tuple[dict[str, Any],
     return body, usage
 
 
+@dataclass(frozen=True)
+class NativeEvent:
+    """One event of a Messages stream: its SSE name and raw data as they came, and the data parsed."""
+
+    name: str
+    data: str
+    body: dict[str, Any]
+
+    @property
+    def kind(self) -> str:
+        kind = self.body.get("type")
+        return kind if isinstance(kind, str) and kind else self.name
+
+
+def read_event(name: str, data: str) -> NativeEvent:
+    """An upstream stream event read; an ``error`` event (the upstream failed mid-stream) or data that is
+    not a JSON object raises ``StreamCut``."""
+    try:
+        event = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        raise StreamCut(PROVIDER_NAME, 502, f"the upstream sent an invalid {name} event") from None
+    if not isinstance(event, dict):
+        raise StreamCut(PROVIDER_NAME, 502, f"the upstream sent an invalid {name} event")
+    native = NativeEvent(name, data, event)
+    if native.kind == "error":
+        error: dict[str, Any] = event["error"] if isinstance(event.get("error"), dict) else {}
+        error_type = str(error.get("type") or "api_error")
+        message = str(error.get("message") or "the upstream reported an error mid-stream")
+        raise StreamCut(PROVIDER_NAME, ERROR_STATUSES.get(error_type, 502), message, error_type=error_type)
+    return native
+
+
 class StreamTranslator:
     """Turns Messages stream events into OpenAI chunks, one event at a time.
 
@@ -459,13 +492,11 @@ class StreamTranslator:
 
     def feed(self, name: str, data: str) -> list[dict[str, Any]]:
         """The chunks for one SSE event (``name`` and raw ``data``)."""
-        try:
-            event = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            raise StreamCut(PROVIDER_NAME, 502, f"the upstream sent an invalid {name} event") from None
-        if not isinstance(event, dict):
-            raise StreamCut(PROVIDER_NAME, 502, f"the upstream sent an invalid {name} event")
-        kind = event.get("type") or name
+        return self.take(read_event(name, data))
+
+    def take(self, native: NativeEvent) -> list[dict[str, Any]]:
+        """The chunks for one event already read (``read_event``)."""
+        kind, event = native.kind, native.body
         if kind == "message_start":
             return self._start(event.get("message") or {})
         if kind == "content_block_start":
@@ -480,11 +511,6 @@ class StreamTranslator:
             self.stopped = True
             openai_usage, _ = usage_to_openai(self.usage)
             return [self._envelope([], usage=openai_usage)] if self.usage else []
-        if kind == "error":
-            error = event.get("error") or {}
-            error_type = str(error.get("type") or "api_error")
-            message = str(error.get("message") or "the upstream reported an error mid-stream")
-            raise StreamCut(PROVIDER_NAME, ERROR_STATUSES.get(error_type, 502), message, error_type=error_type)
         # ping, content_block_stop, and event types added later carry nothing for the client.
         return []
 

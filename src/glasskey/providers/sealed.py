@@ -32,7 +32,8 @@ class SealedCredentialProvider:
         self.name = inner.name
         self._opened_by_sealed: dict[str, str | None] = {}
 
-    def _opened(self, target: RouteTarget) -> RouteTarget:
+    def opened(self, target: RouteTarget) -> RouteTarget:
+        """``target`` with its credential opened (a ``ProviderError`` 502 when no key opens it)."""
         sealed = target.credential
         if sealed is None or not is_sealed(sealed):
             return target
@@ -48,7 +49,7 @@ class SealedCredentialProvider:
         return replace(target, credential=credential)
 
     async def chat(self, target: RouteTarget, body: dict[str, Any]) -> ChatResult:
-        return await self.inner.chat(self._opened(target), body)
+        return await self.inner.chat(self.opened(target), body)
 
     def stream_chat(
         self, target: RouteTarget, body: dict[str, Any], *, pauses: bool = False
@@ -56,13 +57,13 @@ class SealedCredentialProvider:
         # The inner iterator itself is returned, so streaming costs no extra layer per chunk; a
         # failure to open is raised by the first ``__anext__``, where the gateway expects errors.
         try:
-            opened = self._opened(target)
+            opened = self.opened(target)
         except ProviderError as error:
             return _failing(error)
         return self.inner.stream_chat(opened, body, pauses=pauses)
 
     async def embed(self, target: RouteTarget, body: dict[str, Any]) -> EmbeddingResult:
-        return await self.inner.embed(self._opened(target), body)
+        return await self.inner.embed(self.opened(target), body)
 
 
 async def _failing(error: ProviderError) -> AsyncIterator[dict[str, Any] | Pause]:

@@ -23,6 +23,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
@@ -139,6 +140,8 @@ api_keys = Table(
     Column("settlement", String(16), nullable=False),
     Column("lower_cost_routes", Boolean, nullable=False, default=False),
     Column("backup_routes", Boolean, nullable=False, default=False),
+    # Refuse (400) best-effort parameters a route's provider cannot honour instead of dropping them.
+    Column("strict_params", Boolean, nullable=False, default=False, server_default=false()),
     Column("budget_total_micros", BigInteger, nullable=True),
     Column("budget_daily_micros", BigInteger, nullable=True),
     Column("rpm_limit", Integer, nullable=True),

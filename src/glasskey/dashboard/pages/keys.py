@@ -35,7 +35,7 @@ NONCE_FIELD = "key_nonce"
 # Fields of the create form that are carried from step to step (the rest are the steps' own).
 DRAFT_FIELDS = (
     "org_id", "name", "owner", "models_mode", "model", "settlement", "lower_cost_routes", "backup_routes",
-    "budget_total", "budget_daily", "rpm_limit", "expires_at",
+    "strict_params", "budget_total", "budget_daily", "rpm_limit", "expires_at",
 )  # fmt: skip
 
 
@@ -61,6 +61,7 @@ def draft_values(form: FormData | None) -> dict[str, Any]:
     values["models"] = [m for m in form.getlist("model") if isinstance(m, str)]
     values["lower_cost_routes"] = values["lower_cost_routes"] == "on"
     values["backup_routes"] = values["backup_routes"] == "on"
+    values["strict_params"] = values["strict_params"] == "on"
     return values
 
 
