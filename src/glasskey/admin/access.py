@@ -125,6 +125,7 @@ ADMIN_ACCESS: dict[tuple[str, str], Rule] = {
     ("PUT", "/orgs/{org_id}/limits"): _rule("org", "owner"),
     ("GET", "/orgs/{org_id}/invitations"): _rule("org", "owner"),
     ("POST", "/orgs/{org_id}/invitations"): _rule("org", "owner"),
+    ("POST", "/orgs/{org_id}/invitations/{invitation_id}/revoke"): _rule("org", "owner"),
     ("GET", "/orgs/{org_id}/audit"): _rule("org", "owner billing member viewer"),
     ("GET", "/orgs/{org_id}/audit/key-use"): _rule("org", "owner billing member viewer"),
     ("GET", "/orgs/{org_id}/alerts"): _rule("org", "owner billing member viewer"),
@@ -133,7 +134,8 @@ ADMIN_ACCESS: dict[tuple[str, str], Rule] = {
 }
 
 # People signing in to the dashboard by email see their own page (``/me``: their org's wallets and
-# the keys and receipts their role may read); every other page is the operator's (see docs/roles.md).
+# the keys and receipts their role may read) and their org's people pages (members, invitations,
+# limits, audit log) as their role allows; every other page is the operator's (see docs/roles.md).
 DASHBOARD_ACCESS: dict[tuple[str, str], Rule] = {
     ("GET", "/signin"): PUBLIC,
     ("POST", "/signin"): PUBLIC,
@@ -141,6 +143,19 @@ DASHBOARD_ACCESS: dict[tuple[str, str], Rule] = {
     ("GET", "/invitation"): PUBLIC,
     ("POST", "/invitation"): PUBLIC,
     ("GET", "/me"): _rule("self"),
+    ("POST", "/me/org"): _rule("self"),
+    # An org's people pages: the org is the session's (a person's) or ``?org=`` (the operator's).
+    ("GET", "/members"): _rule("org", "owner billing member viewer"),
+    ("POST", "/members/{user_id}/role"): _rule("org", "owner"),
+    ("GET", "/members/{user_id}/remove"): _rule("org", "owner"),
+    ("POST", "/members/{user_id}/remove"): _rule("org", "owner"),
+    ("GET", "/invitations"): _rule("org", "owner"),
+    ("POST", "/invitations"): _rule("org", "owner"),
+    ("POST", "/invitations/{invitation_id}/revoke"): _rule("org", "owner"),
+    ("GET", "/limits"): _rule("org", "owner billing member viewer"),
+    ("POST", "/limits"): _rule("org", "owner"),
+    ("GET", "/audit"): _rule("org", "owner billing member viewer"),
+    ("GET", "/audit.csv"): _rule("org", "owner billing member viewer"),
     ("GET", "/"): OPERATOR_ONLY,
     ("GET", "/keys"): OPERATOR_ONLY,
     ("GET", "/keys/new"): OPERATOR_ONLY,

@@ -32,6 +32,9 @@ SELF_RECORDING = frozenset(
         "glasskey.admin.invitations",
         "glasskey.admin.my_keys",
         "glasskey.admin.keys",
+        "glasskey.dashboard.pages.members",
+        "glasskey.dashboard.pages.org_invitations",
+        "glasskey.dashboard.pages.limits",
     }
 )
 

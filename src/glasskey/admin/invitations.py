@@ -113,6 +113,28 @@ def invitations_router(services: Services, throttle: Throttle) -> APIRouter:
         }
 
     @router.post(
+        "/orgs/{org_id}/invitations/{invitation_id}/revoke",
+        summary="Revoke an invitation",
+        description="The link stops working at once (it expires now). An accepted invitation answers 409.",
+        responses=error_responses(403, 404, 409),
+    )
+    def revoke(org_id: str, invitation_id: str, request: Request) -> dict[str, Any]:
+        now = services.clock()
+        with services.db.write() as conn:
+            org = get_org(conn, org_id)
+            ended = invitations.revoke_invitation(conn, org.id, invitation_id, now)
+            record(
+                conn,
+                actor_of(request),
+                "invitation.revoke",
+                now,
+                org_id=org.id,
+                target=ended.email,
+                after=ended.public(),
+            )
+        return {**ended.public(), "status": invitations.invitation_status(ended, now)}
+
+    @router.post(
         "/invitations/accept",
         summary="Accept an invitation",
         description=(

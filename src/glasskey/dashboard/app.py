@@ -28,10 +28,14 @@ from glasskey.dashboard.auth import (
     session_secret,
 )
 from glasskey.dashboard.pages import (
+    audit,
     failures,
     invitation,
     keys,
+    limits,
     me,
+    members,
+    org_invitations,
     overview,
     receipts,
     research,
@@ -123,7 +127,8 @@ def build_dashboard(services: Services) -> Starlette:
         return HTMLResponse(SERVER_ERROR_PAGE, status_code=500)
 
     page_routes: list[BaseRoute] = []
-    for area in (signin, invitation, me, overview, keys, wallets, receipts, failures, routes, research):
+    people_pages = (members, org_invitations, limits, audit)
+    for area in (signin, invitation, me, *people_pages, overview, keys, wallets, receipts, failures, routes, research):
         page_routes.extend(area.routes(dash))
     static = StaticFiles(packages=[("glasskey.dashboard", "static")])
     # Swagger UI for /admin/api/docs, from its wheel: every page works offline.

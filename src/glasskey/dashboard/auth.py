@@ -36,7 +36,14 @@ SESSION_MAX_AGE_SECONDS = 12 * 60 * 60
 CSRF_FIELD = "csrf_token"
 _SESSION_CONTEXT = b"glasskey dashboard session v1\x00"
 # Paths a visitor may reach before signing in: the sign-in form, an invitation link's page, the stylesheet.
-PUBLIC_PREFIXES = ("/signin", "/static/", "/invitation")
+# Exact paths, not prefixes: ``/invitations`` (an owner's page) must never pass for ``/invitation``.
+PUBLIC_PATHS = frozenset({"/signin", "/invitation"})
+PUBLIC_PREFIXES = ("/static/",)
+
+
+def is_public(path: str) -> bool:
+    return path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES)
+
 
 Session = MutableMapping[str, Any]
 
@@ -150,16 +157,12 @@ class SignInGate:
         local = path[len(root_path) :] if root_path and path.startswith(root_path) else path
         if is_signed_in(scope["session"]):
             person = person_of(scope["session"])
-            if (
-                person is None
-                or local.startswith(PUBLIC_PREFIXES)
-                or page_allowed(scope["method"], local, person["role"])
-            ):
+            if person is None or is_public(local) or page_allowed(scope["method"], local, person["role"]):
                 await self.app(scope, receive, send)
             else:
                 await RedirectResponse(f"{root_path}/me", status_code=303)(scope, receive, send)
             return
-        if local.startswith(PUBLIC_PREFIXES):
+        if is_public(local):
             await self.app(scope, receive, send)
             return
         target = local + (f"?{scope['query_string'].decode('latin-1')}" if scope.get("query_string") else "")

@@ -129,7 +129,12 @@ def holder_view(conn: Connection, key: KeyRecord) -> dict[str, Any]:
     A key made by the operator (admin token or CLI) has no holder row: its free-text owner is shown,
     and the operator answers for it.
     """
-    return holder_views(conn, [key.id])[key.id]
+    # A key not stored yet (the dashboard's preview of a draft) has no holder either.
+    return holder_views(conn, [key.id]).get(key.id) or {
+        "kind": "unassigned",
+        "name": key.owner,
+        "responsible": "the operator",
+    }
 
 
 def holder_views(conn: Connection, key_ids: Collection[str]) -> dict[str, dict[str, Any]]:

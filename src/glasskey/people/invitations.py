@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy import Connection, select, update
 
-from glasskey.errors import AdminAuthError, ClientError
+from glasskey.errors import AdminAuthError, ClientError, NotFound, shown
 from glasskey.ids import new_id
 from glasskey.keys.secret import hash_secret
 from glasskey.people.members import add_member, role_in
@@ -49,6 +49,13 @@ class Invitation:
             "expires_at": self.expires_at.isoformat(),
             "accepted_at": self.accepted_at.isoformat() if self.accepted_at else None,
         }
+
+
+def invitation_status(invitation: Invitation, now: datetime) -> str:
+    """``accepted``, ``ended`` (expired, or revoked: a revocation makes the link expire now) or ``pending``."""
+    if invitation.accepted_at is not None:
+        return "accepted"
+    return "ended" if invitation.expires_at <= now else "pending"
 
 
 def _invitation(row: Any) -> Invitation:
@@ -95,6 +102,28 @@ def invite(
 def list_invitations(conn: Connection, org_id: str) -> list[Invitation]:
     rows = conn.execute(select(invitations).where(invitations.c.org_id == org_id).order_by(invitations.c.created_at))
     return [_invitation(row) for row in rows]
+
+
+def revoke_invitation(conn: Connection, org_id: str, invitation_id: str, now: datetime) -> Invitation:
+    """End a link that was not used yet: it expires now, so it can no longer be accepted.
+
+    An invitation of another org is as unknown as a missing one; an accepted one is refused (409).
+    """
+    row = conn.execute(
+        select(invitations).where(invitations.c.id == invitation_id).where(invitations.c.org_id == org_id)
+    ).first()
+    if row is None:
+        raise NotFound(f"invitation {shown(invitation_id)} does not exist")
+    if row.accepted_at is not None:
+        raise ClientError("This invitation was already accepted: remove the member instead", status_code=409)
+    if row.expires_at > now:
+        conn.execute(
+            update(invitations)
+            .where(invitations.c.id == row.id)
+            .where(invitations.c.accepted_at.is_(None))
+            .values(expires_at=now)
+        )
+    return _invitation(conn.execute(select(invitations).where(invitations.c.id == row.id)).one())
 
 
 def accept(conn: Connection, *, pepper: str, secret: str, password: str, now: datetime) -> tuple[User, Invitation]:
