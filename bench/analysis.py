@@ -19,7 +19,7 @@ Cell = tuple[str, int, bool, int]  # target, latency_ms, stream, concurrency
 Scenario = tuple[int, bool, int]  # latency_ms, stream, concurrency
 GLASSKEY = "glasskey-sqlite"
 # The order targets are shown in.
-ORDER = ["direct", "bare", "bare-aiohttp", "bare-httpx2", "glasskey-sqlite", "glasskey-postgres", "litellm"]
+ORDER = ["direct", "bare", "bare-aiohttp", "bare-httpx2", "glasskey-sqlite", "glasskey-postgres", "litellm", "portkey"]
 
 
 def median(values: Iterable[float]) -> float:

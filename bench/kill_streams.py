@@ -7,7 +7,8 @@ same test for ``--seeds`` seeds (``GLASSKEY_KILL_SEEDS``) on the same cluster of
 ``glasskey serve`` processes on the real PostgreSQL and Redis, and summarises what each seed saw:
 which process died, how many of its streams were cut, the interrupted receipts written for them,
 the holds that died uncommitted (no receipt, never acknowledged), and the time of each seed. It
-writes ``bench/results/kill-<time>/kill.json`` and exits non-zero if any seed failed.
+writes ``bench/results/kill-<time>/kill.json`` (and pytest's whole output beside it, ``pytest.log``) and
+exits non-zero if any seed failed.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import subprocess
 import sys
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from bench.targets import ROOT
@@ -27,11 +29,12 @@ TEST = "tests/scale/test_kill_nine.py"
 MARK = "kill-9 outcome "
 
 
-def run(seeds: int) -> dict[str, Any]:
+def run(seeds: int, log_path: Path) -> dict[str, Any]:
     env = {**os.environ, "GLASSKEY_KILL_SEEDS": str(seeds)}
     started = time.monotonic()
     argv = [sys.executable, "-m", "pytest", "-q", "-s", "-p", "no:randomly", TEST, "-o", "timeout=600"]
     done = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
+    log_path.write_text(done.stdout + done.stderr)  # the whole of pytest's output, failures in full
     outcomes = [json.loads(line.split(MARK, 1)[1]) for line in done.stdout.splitlines() if MARK in line]
     passed = [o["seed"] for o in outcomes]
     return {
@@ -72,9 +75,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, default=20)
     args = parser.parse_args(argv)
-    result = run(args.seeds)
     out_dir = ROOT / "bench" / "results" / ("kill-" + datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ"))
     out_dir.mkdir(parents=True, exist_ok=True)
+    result = run(args.seeds, out_dir / "pytest.log")
     (out_dir / "kill.json").write_text(json.dumps(result, indent=2))
     print(summary(result))
     print(f"results: {out_dir / 'kill.json'}")

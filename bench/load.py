@@ -52,6 +52,8 @@ class LoadSpec:
     warmup_s_max: float = 1.0
     client: str = "raw"  # raw | httpx
     timeout_s: float = TIMEOUT_S
+    # Sent with every request: Portkey's gateway learns its upstream from headers (x-portkey-*).
+    extra_headers: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass
@@ -98,8 +100,8 @@ def request_body(model: str, stream: bool) -> bytes:
     return orjson.dumps(body)
 
 
-def _headers(host: str, key: str | None, length: int) -> dict[str, str]:
-    headers = {"host": host, "content-type": "application/json", "content-length": str(length)}
+def _headers(host: str, key: str | None, length: int, extra: tuple[tuple[str, str], ...] = ()) -> dict[str, str]:
+    headers = {"host": host, "content-type": "application/json", "content-length": str(length), **dict(extra)}
     if key:
         headers["authorization"] = f"Bearer {key}"
     return headers
@@ -208,7 +210,7 @@ def raw_payloads(spec: LoadSpec) -> list[bytes]:
     body = request_body(spec.model, spec.stream)
     payloads = []
     for key in spec.keys or (None,):
-        headers = _headers(parts.netloc, key, len(body))
+        headers = _headers(parts.netloc, key, len(body), spec.extra_headers)
         head = f"POST {parts.path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
         payloads.append(head.encode() + body)
     return payloads
@@ -264,7 +266,11 @@ class HttpxClient:
         self.spec = spec
         self.body = request_body(spec.model, spec.stream)
         self.headers = [
-            {k: v for k, v in _headers(urlsplit(spec.url).netloc, key, len(self.body)).items() if k != "host"}
+            {
+                k: v
+                for k, v in _headers(urlsplit(spec.url).netloc, key, len(self.body), spec.extra_headers).items()
+                if k != "host"
+            }
             for key in spec.keys or (None,)
         ]
         limits = httpx.Limits(max_connections=spec.concurrency, max_keepalive_connections=spec.concurrency)

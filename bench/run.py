@@ -8,17 +8,22 @@ What it does, in order:
 1. starts the fake upstreams (0 ms and 50 ms) and checks the load generator against them (the raw
    client and httpx, so the report can show which one is not the bottleneck);
 2. starts the targets: ``bare`` (bare proxy), ``glasskey-sqlite``, ``glasskey-postgres`` (a fresh
-   database it CREATEs and DROPs) and ``litellm`` when ``bench/peers/install_litellm.sh`` has
-   been run; ``direct`` is the upstream itself;
+   database it CREATEs and DROPs), ``litellm`` when ``bench/peers/install_litellm.sh`` has been
+   run and ``portkey`` when ``bench/peers/install_portkey.sh`` has; ``direct`` is the upstream itself;
 3. runs the matrix (upstream latency × streaming × concurrency) for several repetitions, every
    target in each cell before the next cell, in an order rotated per repetition, so that noise
    falls on all targets alike;
 4. stops the glasskey targets and checks that every answered request left a succeeded receipt and
    that the ledger audit passes;
-5. the scale run: an empty glasskey against one filled with 10,000 keys and 1,000,000 receipts;
-6. the soak run: 100,000 requests (bounded in time), RSS of the glasskey process sampled from
-   /proc every 10,000;
-7. writes ``bench/results/<time>/results.json`` and ``docs/performance.md`` with its chart.
+5. the workers run (issue 19): ``glasskey serve --workers N`` on PostgreSQL for N in 1, 2, 4, each
+   on a database of its own, measured in alternating rounds at c=64; the CPU time of the glasskey
+   processes (the supervisor and its workers, from /proc) over each measured phase gives the
+   throughput per CPU-second;
+6. the scale run: an empty glasskey against one filled in bulk with 100,000 keys and 1,000,000
+   receipts (``--keys``, ``--receipts`` up to 10,000,000), with the fill's time and database size;
+7. the soak run: 100,000 requests (``--soak-requests 1000000`` for the issue's million), RSS and
+   throughput of the glasskey process sampled every step;
+8. writes ``bench/results/<time>/results.json`` and ``docs/performance.md`` with its chart.
 
 Everything it starts is stopped by process id at the end, on error and on Ctrl-C too.
 """
@@ -28,6 +33,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib.util
+import math
 import os
 import shutil
 import signal
@@ -46,7 +52,7 @@ import orjson
 
 from bench import machine
 from bench.load import LoadResult, LoadSpec, run_load_sync
-from bench.procs import Processes, rss_kib
+from bench.procs import Processes, children_of, cpu_seconds, rss_kib
 from bench.seed import drop_postgres_database, fill_scale, postgres_available
 from bench.targets import (
     MODELS,
@@ -54,10 +60,13 @@ from bench.targets import (
     Target,
     litellm_installed,
     litellm_version,
+    portkey_installed,
+    portkey_version,
     seed_glasskey,
     start_bare,
     start_glasskey,
     start_litellm,
+    start_portkey,
     start_upstreams,
 )
 
@@ -80,10 +89,14 @@ class Plan:
         "glasskey-sqlite",
         "glasskey-postgres",
         "litellm",
+        "portkey",
     )
     calibration_s: float = 1.0
+    workers: tuple[int, ...] = (1, 2, 4)  # the workers run; () skips it
+    workers_concurrency: int = 64
+    workers_redis_url: str = "redis://127.0.0.1:6379/14"  # used when reachable: the supported deployment
     scale: bool = True
-    scale_keys: int = 10_000
+    scale_keys: int = 100_000
     scale_receipts: int = 1_000_000
     scale_reps: int = 3
     soak: bool = True
@@ -102,6 +115,8 @@ class Plan:
             concurrencies=(1, 16),
             latencies=(0, 50),
             calibration_s=0.3,
+            workers=(1, 2),
+            workers_concurrency=16,
             scale_keys=1_000,
             scale_receipts=20_000,
             scale_reps=1,
@@ -137,6 +152,7 @@ class Run:
             requests_max=self.plan.requests_max,
             duration_s_max=self.plan.duration_s,
             warmup_s_max=self.plan.warmup_s,
+            extra_headers=target.headers.get(latency, ()),
         )
         result = run_load_sync(replace(spec, **overrides))
         self.served_ok[target.name] = self.served_ok.get(target.name, 0) + result.served_ok
@@ -180,6 +196,7 @@ class Run:
             "glasskey-sqlite": lambda: self.glasskey("glasskey-sqlite", upstreams),
             "glasskey-postgres": lambda: self.glasskey("glasskey-postgres", upstreams, postgres=True),
             "litellm": lambda: start_litellm(self.procs, upstreams),
+            "portkey": lambda: start_portkey(self.procs, upstreams),
         }
         for name, start in starters.items():
             if name not in self.plan.targets:
@@ -189,6 +206,9 @@ class Run:
                 continue
             if name == "litellm" and not litellm_installed():
                 self.note_target(name, status="skipped: run bench/peers/install_litellm.sh once to compare")
+                continue
+            if name == "portkey" and not portkey_installed():
+                self.note_target(name, status="skipped: run bench/peers/install_portkey.sh once to compare")
                 continue
             if name == "glasskey-postgres" and not postgres_available():
                 self.note_target(name, status="skipped: no PostgreSQL at 127.0.0.1:5432")
@@ -204,14 +224,25 @@ class Run:
             targets.append(target)
         if any(t.name == "litellm" for t in targets):
             self.note_target("litellm", version=litellm_version())
+        if any(t.name == "portkey" for t in targets):
+            self.note_target("portkey", version=portkey_version())
         return targets
 
-    def glasskey(self, name: str, upstreams: Target, *, postgres: bool = False, label: str = "") -> Target:
+    def glasskey(
+        self,
+        name: str,
+        upstreams: Target,
+        *,
+        postgres: bool = False,
+        label: str = "",
+        workers: int = 1,
+        redis_url: str = "",
+    ) -> Target:
         database = self.postgres_name(label or name.split("-")[-1]) if postgres else None
         target = seed_glasskey(name, upstreams, self.tmp / name, postgres_database=database)
         # The source may change while a run goes on (others work on it): each start says what it ran.
         self.note_target(name, source_digest=machine.source_digest())
-        return start_glasskey(self.procs, target, list(upstreams.servers))
+        return start_glasskey(self.procs, target, list(upstreams.servers), workers=workers, redis_url=redis_url)
 
     def matrix(self, targets: list[Target]) -> None:
         plan = self.plan
@@ -223,6 +254,8 @@ class Run:
             for index, (latency, stream, concurrency) in enumerate(cells):
                 shift = (rep + index) % len(targets)
                 for target in targets[shift:] + targets[:shift]:
+                    if stream and not target.streams:
+                        continue
                     result = self.load(target, latency, stream, concurrency)
                     self.results["matrix"].append(
                         {
@@ -275,6 +308,55 @@ class Run:
         }
         self.log(f"integrity {target.name}: {facts['answered_ok']} answered, {succeeded} receipts, audit {report.ok}")
         return facts
+
+    def workers(self, upstreams: Target) -> None:
+        """``glasskey serve --workers N`` on PostgreSQL, N alternating within each round, at one concurrency.
+
+        Each measured phase is bracketed by the CPU time of the target's processes (the supervisor
+        and its workers), so a round gives throughput and requests per CPU-second of glasskey's own
+        processes: what contention (locks, the writer, the database) costs shows there, while the
+        machine's two cores, shared with PostgreSQL, the upstream and the load, cap the throughput.
+        """
+        plan = self.plan
+        redis_url = plan.workers_redis_url if _redis_reachable(plan.workers_redis_url) else ""
+        targets = {
+            n: self.glasskey(
+                f"glasskey-postgres-{n}w", upstreams, postgres=True, label=f"w{n}", workers=n, redis_url=redis_url
+            )
+            for n in plan.workers
+        }
+        time.sleep(2.0)  # every worker of every target has started (the port opens with the first)
+        rounds = []
+        for rep in range(plan.reps):
+            order = list(plan.workers)
+            shift = rep % len(order)
+            for n in order[shift:] + order[:shift]:
+                target = targets[n]
+                # The warm-up is a load of its own, so the CPU bracket holds the measured phase only.
+                self.load(target, 0, False, plan.workers_concurrency, duration_s_max=plan.warmup_s, warmup_requests=0)
+                cpu_before = cpu_seconds(target.process.pid)
+                result = self.load(target, 0, False, plan.workers_concurrency, warmup_requests=0)
+                cpu_s = cpu_seconds(target.process.pid) - cpu_before
+                per_cpu = result.requests / cpu_s if cpu_s > 0 else math.nan
+                rounds.append(
+                    {
+                        "rep": rep,
+                        "workers": n,
+                        "concurrency": plan.workers_concurrency,
+                        "cpu_seconds": round(cpu_s, 3),
+                        "requests_per_cpu_second": per_cpu,
+                        "processes": 1 + len(children_of(target.process.pid)),
+                        "result": result.as_dict(),
+                    }
+                )
+                self.log(
+                    f"workers rep {rep + 1} N={n} c={plan.workers_concurrency} {result.throughput_rps:8.1f} req/s "
+                    f"cpu {cpu_s:6.2f} s  {per_cpu:8.1f} req/cpu-s errors {result.errors}"
+                )
+                time.sleep(plan.pause_s)
+        self.results["workers"] = {"redis": bool(redis_url), "rounds": rounds}
+        for target in targets.values():
+            self.record_integrity(target)
 
     def scale(self, upstreams: Target) -> None:
         """An empty glasskey against one with many keys and receipts, same load, interleaved."""
@@ -365,8 +447,10 @@ class Run:
             if target.kind == "glasskey":
                 self.guarded(f"integrity of {target.name}", partial(self.record_integrity, target))
         for target in targets:
-            if target.kind in ("bare", "litellm"):
+            if target.kind in ("bare", "litellm", "portkey"):
                 self.procs.stop(target.process)
+        if plan.workers and postgres_available():
+            self.guarded("workers", lambda: self.workers(upstreams))
         if plan.scale:
             self.guarded("scale", lambda: self.scale(upstreams))
         if plan.soak:
@@ -390,6 +474,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--duration", type=float, help="measured seconds per cell")
     parser.add_argument("--targets", help="comma-separated subset of: " + ", ".join(Plan().targets))
     parser.add_argument("--concurrency", help="comma-separated, e.g. 1,16,64")
+    parser.add_argument("--workers", help="the workers run's worker counts, e.g. 1,2,4; 0 skips it")
+    parser.add_argument("--keys", type=int, help="keys of the scale run's filled database (100,000 by default)")
+    parser.add_argument("--receipts", type=int, help="receipts of the scale run's filled database (up to 10,000,000)")
     parser.add_argument("--no-scale", action="store_true")
     parser.add_argument("--no-soak", action="store_true")
     parser.add_argument("--soak-time", type=float, help="upper bound of the soak run in seconds")
@@ -410,6 +497,12 @@ def plan_from(args: argparse.Namespace) -> Plan:
         changes["targets"] = tuple(t.strip() for t in args.targets.split(",") if t.strip())
     if args.concurrency:
         changes["concurrencies"] = tuple(int(c) for c in args.concurrency.split(","))
+    if args.workers:
+        changes["workers"] = tuple(n for n in (int(w) for w in args.workers.split(",")) if n > 0)
+    if args.keys:
+        changes["scale_keys"] = args.keys
+    if args.receipts:
+        changes["scale_receipts"] = args.receipts
     if args.no_scale:
         changes["scale"] = False
     if args.no_soak:
@@ -418,9 +511,26 @@ def plan_from(args: argparse.Namespace) -> Plan:
         changes["soak_time_s"] = args.soak_time
     if args.soak_requests:
         changes["soak_requests"] = args.soak_requests
+        if not args.soak_time:  # a million requests need more than the default bound: at least 400 req/s
+            changes["soak_time_s"] = max(plan.soak_time_s, args.soak_requests / 400)
+        if not args.soak_step:  # twenty samples, whatever the length
+            changes["soak_step"] = max(plan.soak_step, args.soak_requests // 20)
     if args.soak_step:
         changes["soak_step"] = args.soak_step
     return replace(plan, **changes)
+
+
+def _redis_reachable(url: str) -> bool:
+    try:
+        import redis
+
+        client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1)
+        try:
+            return bool(client.ping())
+        finally:
+            client.close()
+    except Exception:  # any failure means: run the workers without Redis, and say so
+        return False
 
 
 def _on_sigterm(signum: int, frame: Any) -> None:

@@ -285,4 +285,18 @@ def fill_scale(database_url: str, keys_total: int, receipts_total: int) -> dict[
             }
     finally:
         engine.dispose()
-    return {**counts, "fill_seconds": round(time.monotonic() - started, 1), "dialect": dialect}
+    filled_s = round(time.monotonic() - started, 1)
+    return {**counts, "fill_seconds": filled_s, "dialect": dialect, "database_bytes": database_bytes(database_url)}
+
+
+def database_bytes(database_url: str) -> int:
+    """The size of the database on disk: the SQLite file and its WAL, or PostgreSQL's database."""
+    if database_url.startswith("sqlite"):
+        path = Path(database_url.split(":///", 1)[1])
+        return sum(p.stat().st_size for p in (path, Path(f"{path}-wal")) if p.exists())
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            return int(conn.execute(text("SELECT pg_database_size(current_database())")).scalar_one())
+    finally:
+        engine.dispose()

@@ -1,4 +1,4 @@
-"""The targets the same load is sent to: the upstream itself, the bare proxy, glasskey, LiteLLM.
+"""The targets the same load is sent to: the upstream itself, the bare proxy, glasskey, LiteLLM, Portkey.
 
 Each fake upstream serves one added latency; every proxy reaches them through one model name per
 latency (``MODELS``), so a single proxy process serves both and the model in the request body
@@ -7,6 +7,7 @@ picks the upstream, as it does in production.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import subprocess
@@ -23,6 +24,9 @@ MODELS = {0: "gpt-4o-mini", 50: "gpt-4.1-mini"}
 LITELLM_DIR = ROOT / "bench" / "peers" / "litellm"
 LITELLM_BIN = LITELLM_DIR / ".venv" / "bin" / "litellm"
 GLASSKEY_BIN = Path(sys.executable).parent / "glasskey"
+PORTKEY_DIR = ROOT / "bench" / "peers" / "portkey"
+PORTKEY_PACKAGE = PORTKEY_DIR / "node_modules" / "@portkey-ai" / "gateway"
+PORTKEY_ENTRY = PORTKEY_PACKAGE / "build" / "start-server.js"
 CHAT_PATH = "/v1/chat/completions"
 
 
@@ -31,9 +35,12 @@ class Target:
     """Where one target listens, the keys its requests carry, and the process behind it."""
 
     name: str
-    kind: str  # direct | bare | glasskey | litellm
+    kind: str  # direct | bare | glasskey | litellm | portkey
     servers: dict[int, Server]  # latency -> the process that serves it (one process for a proxy)
     keys: tuple[str, ...] = ()
+    # latency -> headers every request carries (Portkey is told its upstream by headers)
+    headers: dict[int, tuple[tuple[str, str], ...]] = field(default_factory=dict)
+    streams: bool = True  # measured on streaming cells too (Portkey is compared non-streaming only)
     seed: GatewaySeed | None = None
     postgres_database: str | None = None
     notes: list[str] = field(default_factory=list)
@@ -83,11 +90,17 @@ def seed_glasskey(
     return Target(name, "glasskey", {}, keys=seed.keys, seed=seed, postgres_database=postgres_database)
 
 
-def start_glasskey(procs: Processes, target: Target, latencies: list[int]) -> Target:
+def start_glasskey(
+    procs: Processes, target: Target, latencies: list[int], *, workers: int = 1, redis_url: str = ""
+) -> Target:
+    """``glasskey serve`` for a seeded target; ``workers`` > 1 (PostgreSQL only) under uvicorn's supervisor."""
     assert target.seed is not None
     port = free_port()
     env = target.seed.env(port, dict(os.environ))
-    server = procs.start(target.name, [str(GLASSKEY_BIN), "serve"], port, env=env, cwd=target.seed.data_dir)
+    if redis_url:
+        env["GLASSKEY_REDIS_URL"] = redis_url
+    argv = [str(GLASSKEY_BIN), "serve"] + (["--workers", str(workers)] if workers > 1 else [])
+    server = procs.start(target.name, argv, port, env=env, cwd=target.seed.data_dir)
     target.servers = dict.fromkeys(latencies, server)
     return target
 
@@ -131,3 +144,40 @@ def start_litellm(procs: Processes, upstreams: Target) -> Target:
     ]
     server = procs.start("litellm", argv, port, env=env, cwd=LITELLM_DIR, timeout_s=180)
     return Target("litellm", "litellm", dict.fromkeys(upstreams.servers, server), keys=(master_key,))
+
+
+def portkey_installed() -> bool:
+    return PORTKEY_ENTRY.exists()
+
+
+def portkey_version() -> str:
+    try:
+        return str(json.loads((PORTKEY_PACKAGE / "package.json").read_text())["version"])
+    except (OSError, ValueError, KeyError):
+        return "unknown"
+
+
+def start_portkey(procs: Processes, upstreams: Target) -> Target:
+    """Portkey's open-source gateway (Node), one process, headless, no cache, no Redis.
+
+    Portkey keeps no configuration of its own here: each request names its provider (``openai``)
+    and the OpenAI-compatible base URL to call (``x-portkey-custom-host``, which Portkey allows for
+    loopback by default: ``TRUSTED_CUSTOM_HOSTS``), and carries the upstream's bearer key.
+    """
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "PORTKEY_"))}
+    env.update(NODE_ENV="production")  # no UI, no log-streaming pages
+    argv = ["node", str(PORTKEY_ENTRY), f"--port={port}", "--headless"]
+    server = procs.start("portkey", argv, port, env=env, cwd=PORTKEY_DIR, timeout_s=60)
+    headers = {
+        latency: (("x-portkey-provider", "openai"), ("x-portkey-custom-host", upstream.base_url + "/v1"))
+        for latency, upstream in upstreams.servers.items()
+    }
+    return Target(
+        "portkey",
+        "portkey",
+        dict.fromkeys(upstreams.servers, server),
+        keys=("sk-bench-upstream",),
+        headers=headers,
+        streams=False,
+    )
