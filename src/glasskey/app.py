@@ -25,7 +25,7 @@ from glasskey import __version__
 from glasskey.admin.api import admin_refusal, build_admin_app
 from glasskey.dashboard import build_dashboard
 from glasskey.errors import ClientError, GlasskeyError, NotFound
-from glasskey.gateway import instances
+from glasskey.gateway import instances, liveness
 from glasskey.gateway.anthropic_api import routes_anthropic
 from glasskey.gateway.asgi import GatewayApp
 from glasskey.gateway.gemini_api import gemini_routes
@@ -110,10 +110,12 @@ def build_app(services: Services) -> GatewayApp:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        await _start_instance(services)
+        liveness_lock = await _start_instance(services)
         async with anyio.create_task_group() as group:
             group.start_soon(_sweep_forever, services)
             group.start_soon(_beat_forever, services)
+            if liveness_lock is not None:
+                group.start_soon(_watch_liveness_forever, services, liveness_lock)
             if services.settings.probe_interval_seconds > 0:
                 group.start_soon(_probe_forever, services)
             group.start_soon(services.invalidation.listen)
@@ -129,6 +131,9 @@ def build_app(services: Services) -> GatewayApp:
         await services.signin_throttle.aclose()
         await services.auth_throttle.aclose()  # writes the failed-authentication counts still pending
         await anyio.to_thread.run_sync(services.writer.close)
+        if liveness_lock is not None:
+            # Last: a free lock tells the other processes this one is gone.
+            await anyio.to_thread.run_sync(liveness_lock.release)
 
     routes: list[Route | Mount] = [
         Route("/api", index),
@@ -172,15 +177,42 @@ async def _probe_forever(services: Services) -> None:
             log.exception("active probe round failed")
 
 
-async def _start_instance(services: Services) -> None:
-    """Register this process and void at once the holds of processes that died with requests in flight."""
+async def _start_instance(services: Services) -> liveness.LivenessLock | None:
+    """Register this process and void at once the holds of processes that died with requests in flight.
+
+    On PostgreSQL, returns this process's liveness lock (held), which tells the others it is alive."""
+    lock = liveness.LivenessLock(services.db, services.instance_id) if services.db.dialect != "sqlite" else None
     try:
-        voided = await anyio.to_thread.run_sync(instances.start, services.db, services.instance_id, services.clock())
+        if lock is None:
+            voided = await anyio.to_thread.run_sync(
+                instances.start, services.db, services.instance_id, services.clock()
+            )
+        else:
+            voided = await anyio.to_thread.run_sync(
+                liveness.start, services.db, lock, services.instance_id, services.clock()
+            )
     except Exception:  # the expiry sweep stays the fallback: never refuse to start for this
         log.exception("voiding the holds of dead gateway processes failed")
-        return
+        return lock
     if voided:
         log.warning("voided %d holds of gateway processes that died mid-request (receipts: interrupted)", voided)
+    return lock
+
+
+async def _watch_liveness_forever(services: Services, lock: liveness.LivenessLock) -> None:
+    """PostgreSQL: keep this process's lock held, and void the holds of processes whose lock is free."""
+    watch = liveness.Watch()
+    while True:
+        await anyio.sleep(liveness.CHECK_SECONDS)
+        try:
+            voided = await anyio.to_thread.run_sync(
+                liveness.check, services.db, lock, watch, services.instance_id, services.clock(), anyio.current_time()
+            )
+        except Exception:  # a failed check must never stop the gateway; heartbeats stay the fallback
+            log.exception("liveness check failed")
+            continue
+        if voided:
+            log.warning("voided %d holds of gateway processes that died mid-request (receipts: interrupted)", voided)
 
 
 async def _beat_forever(services: Services) -> None:

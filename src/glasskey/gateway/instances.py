@@ -11,23 +11,25 @@ Who is dead:
 
 * **SQLite**: only one process may serve a SQLite file, so at start-up every other instance is
   dead (a CLI command never registers, and never takes holds).
-* **PostgreSQL**: several processes share the database. An instance beats every
-  ``HEARTBEAT_SECONDS``; one whose ``last_seen`` is older than ``DEAD_AFTER_BEATS`` beats is dead
-  (a live process missing three beats in a row is stalled or cut off from the database; if it
-  comes back, each request whose hold was voided keeps its ``interrupted`` receipt and is not
-  charged: ``gateway.accounting.Settlement`` flags ``interrupted_before_settlement``). Every
-  process checks at start-up and at each beat, so a dead instance's holds are voided within about
-  40 seconds of its death, restarted or not.
+* **PostgreSQL**: several processes share the database. A process that died is told at once by
+  its advisory lock, free since its connections closed (``gateway.liveness``): its holds are
+  voided within about two seconds by any running process, or at the start of the next one. An
+  instance also beats every ``HEARTBEAT_SECONDS``; one whose ``last_seen`` is older than
+  ``DEAD_AFTER_BEATS`` beats is dead too (the fallback for a process hung with its connection
+  open, or cut off from the database: if it comes back, each request whose hold was voided keeps
+  its ``interrupted`` receipt and is not charged: ``gateway.accounting.Settlement`` flags
+  ``interrupted_before_settlement``).
 
 Holds of an instance that never registered (none are taken so) are left to the expiry sweep.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy import Connection, delete, insert, or_, select, update
 
 from glasskey.errors import GatewayError
 from glasskey.keys.budget import settle_budget
@@ -65,21 +67,24 @@ def dead_after(now: datetime) -> datetime:
     return now - timedelta(seconds=HEARTBEAT_SECONDS * DEAD_AFTER_BEATS)
 
 
-def _dead(conn: Connection, instance_id: str, now: datetime) -> Any:
-    """A query of the ids of dead instances, as seen by ``instance_id``."""
+def _dead(conn: Connection, instance_id: str, now: datetime, also_dead: Collection[str]) -> Any:
+    """A query of the ids of dead instances, as seen by ``instance_id``: on PostgreSQL, those past
+    their heartbeats and those ``also_dead`` (their liveness lock was found free)."""
     others = select(instances.c.id).where(instances.c.id != instance_id)
     if conn.dialect.name == "sqlite":
         return others
-    return others.where(instances.c.last_seen < dead_after(now))
+    past_heartbeats = instances.c.last_seen < dead_after(now)
+    return others.where(or_(past_heartbeats, instances.c.id.in_(list(also_dead))) if also_dead else past_heartbeats)
 
 
-def void_dead_holds(conn: Connection, instance_id: str, now: datetime) -> int:
+def void_dead_holds(conn: Connection, instance_id: str, now: datetime, also_dead: Collection[str] = ()) -> int:
     """Void up to ``RECOVERY_BATCH`` pending holds of dead instances, each with an interrupted receipt.
 
     Runs in the caller's transaction; returns how many holds it voided (call again while it is
     the whole batch). Once a dead instance has no pending hold left, its row is removed.
+    ``also_dead``: instances known dead by other means (``gateway.liveness``), on PostgreSQL.
     """
-    dead = _dead(conn, instance_id, now)
+    dead = _dead(conn, instance_id, now, also_dead)
     rows = conn.execute(
         select(transfers)
         .where(transfers.c.status == "pending", transfers.c.instance_id.in_(dead))
@@ -152,25 +157,26 @@ def interrupted_receipt(conn: Connection, transfer: Transfer, now: datetime) -> 
     )
 
 
-def start(db: Database, instance_id: str, now: datetime) -> int:
+def start(db: Database, instance_id: str, now: datetime, also_dead: Collection[str] = ()) -> int:
     """Register a serving instance and void every hold that dead instances left; how many."""
     with db.write() as conn:
         register(conn, instance_id, now)
-    return _void_all(db, instance_id, now)
+    return void_all(db, instance_id, now, also_dead)
 
 
 def heartbeat(db: Database, instance_id: str, now: datetime) -> int:
     """Beat, and (PostgreSQL: other processes may have died since) void what dead instances left."""
     with db.write() as conn:
         beat(conn, instance_id, now)
-    return _void_all(db, instance_id, now) if db.dialect != "sqlite" else 0
+    return void_all(db, instance_id, now) if db.dialect != "sqlite" else 0
 
 
-def _void_all(db: Database, instance_id: str, now: datetime) -> int:
+def void_all(db: Database, instance_id: str, now: datetime, also_dead: Collection[str] = ()) -> int:
+    """Void every hold of dead instances, ``RECOVERY_BATCH`` per transaction; how many."""
     total = 0
     while True:
         with db.write() as conn:
-            voided = void_dead_holds(conn, instance_id, now)
+            voided = void_dead_holds(conn, instance_id, now, also_dead)
         total += voided
         if voided < RECOVERY_BATCH:
             return total
