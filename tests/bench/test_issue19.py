@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from bench.analysis import Verdict
 from bench.issue19 import verdicts_19
 
 
-def cell(target: str, concurrency: int, rep: int, throughput: float, p50: float = 1.0, p99: float = 2.0) -> dict:
+def cell(
+    target: str, concurrency: int, rep: int, throughput: float, p50: float = 1.0, p99: float = 2.0
+) -> dict[str, Any]:
     return {
         "rep": rep,
         "target": target,
@@ -18,7 +21,7 @@ def cell(target: str, concurrency: int, rep: int, throughput: float, p50: float 
     }
 
 
-def workers_round(rep: int, workers: int, throughput: float, per_cpu: float) -> dict:
+def workers_round(rep: int, workers: int, throughput: float, per_cpu: float) -> dict[str, Any]:
     return {
         "rep": rep,
         "workers": workers,
@@ -64,7 +67,7 @@ def results() -> dict[str, Any]:
     return {"matrix": matrix, "workers": {"rounds": rounds}, "soak": soak, "scale": scale}
 
 
-def judged(verdicts: list, start: str) -> list[tuple[bool | None, str]]:
+def judged(verdicts: list[Verdict], start: str) -> list[tuple[bool | None, str]]:
     return [(v.met, v.measured) for v in verdicts if v.goal.startswith(start)]
 
 
