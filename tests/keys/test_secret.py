@@ -94,3 +94,21 @@ def test_verify_accepts_only_the_right_secret_under_the_right_pepper() -> None:
     assert not key_secret.verify("another-pepper-0123456789abcdef", GOOD_SECRET, stored)
     assert not key_secret.verify(PEPPER, GOOD_SECRET, stored[:-1])
     assert not key_secret.verify(PEPPER, GOOD_SECRET, "")
+
+
+def test_keys_and_access_tokens_are_issued_and_referred_to_by_one_shape() -> None:
+    for shape in (key_secret.KEY, key_secret.SecretFormat("gkp")):
+        issued = shape.issue("pepper-0123456789abcdef")
+        parsed = shape.parse(issued.full_text)
+        assert parsed is not None and parsed[0] == issued.public_id
+        assert key_secret.verify("pepper-0123456789abcdef", parsed[1], issued.secret_hash)
+        assert parsed[1] not in issued.secret_hash  # only the hash is kept
+        assert shape.public_id_of(f"{shape.prefix}-{issued.public_id}") == issued.public_id
+        assert shape.public_id_of("key_0123") is None
+
+
+def test_an_unknown_public_id_is_refused_like_a_wrong_secret() -> None:
+    stored = key_secret.hash_secret("pepper", "right")
+    assert key_secret.matches("pepper", "right", stored)
+    assert not key_secret.matches("pepper", "wrong", stored)
+    assert not key_secret.matches("pepper", "right", None)  # no record: checked against a hash no secret has

@@ -5,7 +5,7 @@ shown once at creation and stored only as ``HMAC-SHA256(pepper, secret)``. A dat
 alone therefore cannot be used to forge or check a key without the pepper.
 
 ``SecretFormat`` is the shape itself, so that other bearer secrets (people's access tokens,
-``gkp-…``) are made, parsed and hashed the same way under their own prefix.
+``gkp-…``) are issued, referred to, parsed and checked the same way under their own prefix.
 """
 
 from __future__ import annotations
@@ -22,6 +22,15 @@ PUBLIC_ID_LENGTH = 12
 SECRET_LENGTH = 40
 _PUBLIC_ALPHABET = string.ascii_lowercase + string.digits
 _SECRET_ALPHABET = string.ascii_letters + string.digits
+
+
+@dataclass(frozen=True)
+class Issued:
+    """A secret just made: ``full_text`` is shown once; only ``secret_hash`` is stored."""
+
+    full_text: str
+    public_id: str
+    secret_hash: str
 
 
 @dataclass(frozen=True)
@@ -44,6 +53,20 @@ class SecretFormat:
         public_id = "".join(secrets.choice(_PUBLIC_ALPHABET) for _ in range(PUBLIC_ID_LENGTH))
         secret = "".join(secrets.choice(_SECRET_ALPHABET) for _ in range(SECRET_LENGTH))
         return f"{self.prefix}-{public_id}-{secret}", public_id, secret
+
+    def issue(self, pepper: str) -> Issued:
+        """A new secret, ready to store: the full text (to show once) and the hash of its secret part.
+
+        Keys and access tokens are both issued this way, so the secret in clear never travels
+        beyond this call except inside the text shown to its holder.
+        """
+        full_text, public_id, secret = self.generate()
+        return Issued(full_text, public_id, hash_secret(pepper, secret))
+
+    def public_id_of(self, reference: str) -> str | None:
+        """The public id when ``reference`` is a visible prefix ``<prefix>-<public id>`` (not an internal id)."""
+        head = f"{self.prefix}-"
+        return reference.removeprefix(head) if reference.startswith(head) else None
 
     def parse(self, full_text: str) -> tuple[str, str] | None:
         """``(public id, secret)``, or None when the text is not of this shape."""
@@ -70,5 +93,17 @@ def hash_secret(pepper: str, secret: str) -> str:
     return hmac.new(pepper.encode(), secret.encode(), hashlib.sha256).hexdigest()
 
 
+# No HMAC-SHA256 hex digest of a real secret is expected to equal it.
+NO_SECRET_HASH = "0" * 64
+
+
 def verify(pepper: str, secret: str, stored_hash: str) -> bool:
     return hmac.compare_digest(hash_secret(pepper, secret), stored_hash)
+
+
+def matches(pepper: str, secret: str, stored_hash: str | None) -> bool:
+    """``verify`` against the stored hash, or, when no record was found, against a hash no secret has:
+    the same work either way, so the answer's timing does not tell an unknown public id from a wrong secret."""
+    return (
+        verify(pepper, secret, stored_hash if stored_hash is not None else NO_SECRET_HASH) and stored_hash is not None
+    )

@@ -20,7 +20,6 @@ from glasskey.keys.policy import KeyPolicy
 from glasskey.store.tables import api_keys, models, orgs
 
 ACTIVE, REVOKED = "active", "revoked"
-_NO_KEY_HASH = "0" * 64  # no HMAC-SHA256 hex digest of a real secret is expected to equal it
 
 
 @dataclass(frozen=True)
@@ -126,13 +125,13 @@ def create_key(
     if not name.strip():
         raise ClientError("a key needs a name", param="name")
     _check_policy(conn, policy)
-    full_key, public_id, secret = key_secret.generate()
+    issued = key_secret.KEY.issue(pepper)
     key_id = new_id("key")
     conn.execute(
         api_keys.insert().values(
             id=key_id,
-            public_id=public_id,
-            secret_hash=key_secret.hash_secret(pepper, secret),
+            public_id=issued.public_id,
+            secret_hash=issued.secret_hash,
             org_id=org_id,
             name=name,
             owner=owner,
@@ -142,14 +141,13 @@ def create_key(
             **_policy_values(policy),
         )
     )
-    return get_key(conn, key_id), full_key
+    return get_key(conn, key_id), issued.full_text
 
 
 def get_key(conn: Connection, key_id: str) -> KeyRecord:
     """A key by its id or by its public prefix (``gk-<public id>``)."""
-    condition = api_keys.c.id == key_id
-    if key_id.startswith(f"{key_secret.PREFIX}-"):
-        condition = api_keys.c.public_id == key_id.removeprefix(f"{key_secret.PREFIX}-")
+    public_id = key_secret.KEY.public_id_of(key_id)
+    condition = api_keys.c.id == key_id if public_id is None else api_keys.c.public_id == public_id
     row = conn.execute(select(api_keys).where(condition)).first()
     if row is None:
         raise NotFound(f"key {key_id} does not exist")
@@ -212,10 +210,8 @@ def verify_parsed(parsed: tuple[str, str] | None, record: KeyRecord | None, *, p
     """``verify_token`` for a token already parsed and its record already looked up (the request path)."""
     if parsed is None:
         raise APIKeyError("Incorrect API key provided", code="invalid_api_key")
-    # An unknown public id is checked against a hash no secret has: the same work as a wrong
-    # secret, so the answer's timing does not tell which it was.
-    stored_hash = record.secret_hash if record is not None else _NO_KEY_HASH
-    if not key_secret.verify(pepper, parsed[1], stored_hash) or record is None:
+    # An unknown public id costs the same work as a wrong secret (``matches``).
+    if not key_secret.matches(pepper, parsed[1], record.secret_hash if record is not None else None) or record is None:
         raise APIKeyError("Incorrect API key provided", code="invalid_api_key")
     check_usable(record, now)
     return record

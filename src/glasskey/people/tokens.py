@@ -16,7 +16,7 @@ from sqlalchemy import Connection, select, update
 
 from glasskey.errors import AdminAuthError, ClientError, NotFound
 from glasskey.ids import new_id
-from glasskey.keys.secret import SecretFormat, hash_secret, verify
+from glasskey.keys.secret import SecretFormat, matches
 from glasskey.people.members import role_in
 from glasskey.people.principal import Principal
 from glasskey.people.roles import OPERATOR, at_most, check_role, rank
@@ -105,13 +105,13 @@ def create_token(
                 code="role_too_low",
                 status_code=403,
             )
-    full, public_id, secret = TOKEN.generate()
+    issued = TOKEN.issue(pepper)
     token_id = new_id("pat")
     conn.execute(
         access_tokens.insert().values(
             id=token_id,
-            public_id=public_id,
-            secret_hash=hash_secret(pepper, secret),
+            public_id=issued.public_id,
+            secret_hash=issued.secret_hash,
             user_id=user_id,
             org_id=org_id,
             role=role,
@@ -122,13 +122,12 @@ def create_token(
             revoked_at=None,
         )
     )
-    return get_token(conn, token_id), full
+    return get_token(conn, token_id), issued.full_text
 
 
 def get_token(conn: Connection, token_id: str) -> AccessToken:
-    condition = access_tokens.c.id == token_id
-    if token_id.startswith(f"{TOKEN.prefix}-"):
-        condition = access_tokens.c.public_id == token_id.removeprefix(f"{TOKEN.prefix}-")
+    public_id = TOKEN.public_id_of(token_id)
+    condition = access_tokens.c.id == token_id if public_id is None else access_tokens.c.public_id == public_id
     row = conn.execute(select(access_tokens).where(condition)).first()
     if row is None:
         raise NotFound(f"access token {token_id} does not exist")
@@ -175,7 +174,8 @@ def authenticate_token(conn: Connection, *, pepper: str, text: str, now: datetim
             .join(users, users.c.id == access_tokens.c.user_id)
             .where(access_tokens.c.public_id == parsed[0])
         ).first()
-    if parsed is None or row is None or not verify(pepper, parsed[1], row.secret_hash):
+    # An unknown public id costs the same work as a wrong secret, as for keys (``matches``).
+    if parsed is None or not matches(pepper, parsed[1], row.secret_hash if row is not None else None) or row is None:
         raise AdminAuthError(WRONG_TOKEN, code="invalid_access_token")
     prefix = f"{TOKEN.prefix}-{row.public_id}"
     if row.revoked_at is not None:
