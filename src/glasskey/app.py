@@ -23,6 +23,7 @@ from starlette.routing import Mount, Route
 
 from glasskey import __version__
 from glasskey.admin.api import admin_refusal, build_admin_app
+from glasskey.alerts.runner import AlertRunner
 from glasskey.dashboard import build_dashboard
 from glasskey.errors import ClientError, GlasskeyError, NotFound
 from glasskey.gateway import instances, liveness
@@ -114,6 +115,12 @@ def build_app(services: Services) -> GatewayApp:
         async with anyio.create_task_group() as group:
             group.start_soon(_sweep_forever, services)
             group.start_soon(_beat_forever, services)
+            # Alerts are evaluated and their webhooks sent here, off the request path (alerts.runner).
+            group.start_soon(
+                AlertRunner(
+                    services.db, services.vault, services.clock, allow_private=services.settings.allow_private_upstreams
+                ).run_forever
+            )
             if liveness_lock is not None:
                 group.start_soon(_watch_liveness_forever, services, liveness_lock)
             if services.settings.probe_interval_seconds > 0:

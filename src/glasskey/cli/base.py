@@ -82,7 +82,7 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "members": ("glasskey.cli.people", "Who belongs to an org, with which role."),
     "tokens": ("glasskey.cli.people", "Personal access tokens for the admin API (gkp-...)."),
     "audit": ("glasskey.cli.people", "The append-only audit log."),
-    "alerts": ("glasskey.cli.people", "Notices: budgets running out, keys failing, wallets empty."),
+    "alerts": ("glasskey.cli.alerts", "Notices, alert rules, the webhook and its delivery log."),
 }
 
 

@@ -1,4 +1,4 @@
-"""``glasskey users | members | tokens | audit | alerts``: people's accounts, org members, access tokens, the audit log.
+"""``glasskey users | members | tokens | audit``: people's accounts, org members, access tokens, the audit log.
 
 The CLI acts as the operator (it holds the database), and every change it makes is written to the
 audit log as the operator's, from ``cli``. Passwords are typed at a hidden prompt, never given as
@@ -11,9 +11,7 @@ from datetime import timedelta
 
 import click
 
-from glasskey.alerts.notices import notices
 from glasskey.cli.base import CLI_ACTOR, main, reading, table, writing
-from glasskey.keys.service import list_keys
 from glasskey.orgs.service import get_org
 from glasskey.people import offboarding
 from glasskey.people.audit import list_events, record, verify
@@ -218,22 +216,3 @@ def audit_verify(ctx: click.Context) -> None:
     if problems:
         raise click.ClickException(f"the audit log is not intact: {len(problems)} problem(s)")
     click.echo("the audit log is intact")
-
-
-@main.group()
-def alerts() -> None:
-    """Notices: budgets running out, keys failing, wallets empty."""
-
-
-@alerts.command("list")
-@click.option("--org", "org_ref", required=True, help="Org name or id.")
-@click.pass_context
-def alerts_list(ctx: click.Context, org_ref: str) -> None:
-    """What needs attention in the org now, the most urgent first."""
-    with reading(ctx) as (services, conn):
-        org = get_org(conn, org_ref)
-        found = notices(conn, org.id, list_keys(conn, org.id), services.clock())
-    for notice in found:
-        click.echo(f"{notice['level']:<8} {notice['message']}")
-    if not found:
-        click.echo(f"nothing needs attention in {org.name}")

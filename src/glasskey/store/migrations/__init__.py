@@ -9,6 +9,7 @@ from alembic.config import Config
 from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, text
 
+import glasskey.alerts.tables
 import glasskey.research.tables  # noqa: F401  (its tables live on the shared metadata the migrations build)
 from glasskey.store.database import Database
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine
 
+import glasskey.alerts.tables
 import glasskey.people.tables
 import glasskey.research.tables  # noqa: F401  (registers the research tables on metadata)
 from glasskey.store.tables import metadata

@@ -1,0 +1,79 @@
+"""Which alerts fire: a threshold crossed is sent once, and again only after it cleared.
+
+``evaluate`` compares the conditions of an org now (``alerts.notices.conditions``) with the alerts
+recorded as firing (``alert_firing``): a condition not yet recorded is recorded and queued for the
+webhook; a recorded alert whose condition no longer holds is forgotten, so it fires again the next
+time it is crossed. Recording is an ``INSERT … ON CONFLICT DO NOTHING`` on the alert's name, so of
+two gateway processes evaluating one org at once, only the one whose row went in sends it.
+
+When a key crosses several budget thresholds between two evaluations (50 and 80 at once), each is
+recorded but only the highest is sent. Evaluation runs off the request path, in the periodic sweep
+of ``alerts.runner``, and only for orgs with a webhook; the notices shown in the dashboard, the
+admin API and the CLI are computed when read and need no sweep.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, delete, select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from glasskey.alerts.delivery import DeliveryLimits, enqueue
+from glasskey.alerts.notices import conditions, highest_only
+from glasskey.alerts.rules import rule_book
+from glasskey.alerts.tables import alert_firing
+from glasskey.ids import new_id
+from glasskey.keys.service import list_keys
+from glasskey.orgs.service import get_org
+
+FIRED = "alert.fired"
+TEST = "alert.test"
+
+
+def _record_firing(conn: Connection, org_id: str, alert: str, now: datetime) -> bool:
+    """Record ``alert`` as firing; False when it already was (here or in another process)."""
+    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    statement = insert(alert_firing).values(org_id=org_id, alert=alert, since=now).on_conflict_do_nothing()
+    # RETURNING, not rowcount: the row comes back only if this statement inserted it.
+    return conn.execute(statement.returning(alert_firing.c.alert)).first() is not None
+
+
+def payload(conn: Connection, org_id: str, event: str, alert: dict[str, Any], now: datetime) -> dict[str, Any]:
+    org = get_org(conn, org_id)
+    return {
+        "id": new_id("evt"),
+        "type": event,
+        "created_at": now.isoformat(),
+        "org": {"id": org.id, "name": org.name},
+        "alert": alert,
+    }
+
+
+def evaluate(conn: Connection, org_id: str, now: datetime, limits: DeliveryLimits) -> list[dict[str, Any]]:
+    """Record the org's newly crossed thresholds, forget the cleared ones; returns the events queued."""
+    found = conditions(conn, org_id, list_keys(conn, org_id), now, rule_book(conn, org_id))
+    current = {condition["alert"] for condition in found}
+    firing = set(conn.scalars(select(alert_firing.c.alert).where(alert_firing.c.org_id == org_id)))
+    cleared = firing - current
+    if cleared:
+        conn.execute(
+            delete(alert_firing).where(alert_firing.c.org_id == org_id).where(alert_firing.c.alert.in_(cleared))
+        )
+    crossed = [
+        condition
+        for condition in found
+        if condition["alert"] not in firing and _record_firing(conn, org_id, condition["alert"], now)
+    ]
+    events = [payload(conn, org_id, FIRED, alert, now) for alert in highest_only(crossed)]
+    for event in events:
+        enqueue(conn, org_id, FIRED, event, now, limits)
+    return events
+
+
+def queue_test_event(conn: Connection, org_id: str, now: datetime, limits: DeliveryLimits) -> str:
+    """Queue a test event for the org's webhook (the "send test" button); returns its delivery id."""
+    alert = {"kind": "test", "level": "info", "message": "A test delivery from glasskey: your webhook works."}
+    # Not due: the request that asked for it sends it, once; the sweep never picks it up.
+    return enqueue(conn, org_id, TEST, payload(conn, org_id, TEST, alert, now), now, limits, due=False)
