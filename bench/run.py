@@ -475,6 +475,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--targets", help="comma-separated subset of: " + ", ".join(Plan().targets))
     parser.add_argument("--concurrency", help="comma-separated, e.g. 1,16,64")
     parser.add_argument("--workers", help="the workers run's worker counts, e.g. 1,2,4; 0 skips it")
+    parser.add_argument("--workers-concurrency", type=int, help="the workers run's concurrency (64 by default)")
     parser.add_argument("--keys", type=int, help="keys of the scale run's filled database (100,000 by default)")
     parser.add_argument("--receipts", type=int, help="receipts of the scale run's filled database (up to 10,000,000)")
     parser.add_argument("--no-scale", action="store_true")
@@ -499,6 +500,8 @@ def plan_from(args: argparse.Namespace) -> Plan:
         changes["concurrencies"] = tuple(int(c) for c in args.concurrency.split(","))
     if args.workers:
         changes["workers"] = tuple(n for n in (int(w) for w in args.workers.split(",")) if n > 0)
+    if args.workers_concurrency:
+        changes["workers_concurrency"] = args.workers_concurrency
     if args.keys:
         changes["scale_keys"] = args.keys
     if args.receipts:

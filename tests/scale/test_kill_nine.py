@@ -139,7 +139,7 @@ def test_kill_9_of_one_process_under_200_streams_loses_no_acknowledged_request(t
         ).all()
         held = set(conn.execute(select(transfers.c.request_id).where(transfers.c.request_id.in_(answered))).scalars())
     assert pending == []  # the dead process's holds are voided
-    interrupted = uncommitted = 0
+    interrupted = uncommitted = settled_but_cut = 0
     for stream in streams:
         if stream.request_id is None:
             continue  # never answered: refused at the connection, nothing was taken
@@ -156,6 +156,8 @@ def test_kill_9_of_one_process_under_200_streams_loses_no_acknowledged_request(t
             if receipt["status"] == "interrupted":
                 assert receipt["charge_micros"] == 0 and receipt["error_source"] == "gateway"
                 interrupted += 1
+            else:  # its content was sent and its settlement committed; the kill took only its [DONE]
+                settled_but_cut += 1
     three.audit_ok()
     outcome = {
         "seed": seed,
@@ -164,6 +166,7 @@ def test_kill_9_of_one_process_under_200_streams_loses_no_acknowledged_request(t
         "victim_streams_cut": sum(1 for s in on_victim if s.cut),
         "acknowledged": sum(1 for s in streams if s.done),
         "interrupted_receipts": interrupted,
+        "settled_but_cut": settled_but_cut,
         "uncommitted_holds": uncommitted,
         "seconds": round(time.monotonic() - started_at, 2),
     }
