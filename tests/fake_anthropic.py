@@ -19,7 +19,16 @@ last user turn steers the fake with ``#fake:<directive>[=<value>]``:
 * ``replay=FILE``: answer with a recorded fixture exactly;
 * ``cache``: report half the prompt as read from the cache and a quarter as written to it;
   ``usage=IN,OUT``: report these counts;
-* ``refusal``: stop with ``stop_reason: refusal``.
+* ``refusal``: stop with ``stop_reason: refusal``;
+* ``redacted``: with thinking on, add a ``redacted_thinking`` block after the thinking one;
+* ``web_search``: call the server tool ``web_search`` and answer with a citation of its result
+  (usage counts one ``server_tool_use.web_search_requests``).
+
+With ``thinking`` enabled (or adaptive) the answer opens with a ``thinking`` block whose
+``signature`` is an HMAC of its text under the fake's own secret; like the real API, a thinking
+(or redacted thinking) block sent back in an assistant turn must be one the fake issued, byte for
+byte, or the request is a 400 (``Invalid signature``). Every stream's bytes are kept in
+``sent_streams``, so a test can compare what reached its client with what the upstream sent.
 
 Otherwise it answers a fixed sentence; with tools (and no tool result yet) it calls the first
 tool, or the forced one; after a tool result it repeats it; with ``output_config.format`` it
@@ -30,7 +39,10 @@ and ``max_tokens`` (one token per word).
 from __future__ import annotations
 
 import asyncio
+import base64
 import functools
+import hashlib
+import hmac
 import itertools
 import json
 import re
@@ -77,6 +89,14 @@ _DIRECTIVE = re.compile(r"#fake:(\w+)(?:=(\S+))?")
 _WORD = re.compile(r"\s*\S+")
 _TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,128}$")
 _ids = itertools.count(1)
+_SIGNING_SECRET = b"fake-anthropic-thinking"
+REDACTED_PREFIX = "RkFLRS1SRURBQ1RFRA"  # base64 of b"FAKE-REDACTED", as the start of every redacted block
+
+
+def signature_of(thinking: str) -> str:
+    """The signature the fake gives a thinking text (real ones are opaque base64 too)."""
+    digest = hmac.new(_SIGNING_SECRET, thinking.encode(), hashlib.sha256).digest()
+    return base64.b64encode(b"fake-sig:" + digest * 4).decode()
 
 
 def fixture(name: str) -> str:
@@ -225,6 +245,10 @@ def _conversation_problems(body: dict[str, Any]) -> list[str]:
         for j, block in enumerate(content):
             if block["type"] == "text" and not block["text"]:
                 problems.append(f"messages.{i}.content.{j}.text: text content blocks must be non-empty")
+            if block["type"] == "thinking" and block.get("signature") != signature_of(block.get("thinking", "")):
+                problems.append(f"messages.{i}.content.{j}: Invalid `signature` in `thinking` block")
+            if block["type"] == "redacted_thinking" and not str(block.get("data")).startswith(REDACTED_PREFIX):
+                problems.append(f"messages.{i}.content.{j}: Invalid `data` in `redacted_thinking` block")
         pending = {block["id"] for block in content if block["type"] == "tool_use"}
     return problems
 
@@ -308,6 +332,8 @@ def _answer(body: dict[str, Any], directives: dict[str, str]) -> Answer:
     stop_reason, stop_sequence = "end_turn", None
     if "refusal" in directives:
         blocks, stop_reason = [{"type": "text", "text": REFUSAL_REPLY}], "refusal"
+    elif "web_search" in directives:
+        blocks = _web_search(body)
     elif tools and choice["type"] != "none" and not results:
         tool = next((t for t in tools if t["name"] == choice.get("name")), tools[0])
         call = {"type": "tool_use", "id": f"toolu_fake{next(_ids):08d}", "name": tool["name"]}
@@ -331,16 +357,21 @@ def _answer(body: dict[str, Any], directives: dict[str, str]) -> Answer:
         if len(words) > body["max_tokens"]:
             text, stop_reason, stop_sequence = "".join(words[: body["max_tokens"]]), "max_tokens", None
         blocks = [{"type": "text", "text": text}]
+    if (body.get("thinking") or {}).get("type") in ("enabled", "adaptive"):
+        thought = f"The user wrote {len(body['messages'])} turns; I answer the last one plainly."
+        reasoning: list[dict[str, Any]] = [
+            {"type": "thinking", "thinking": thought, "signature": signature_of(thought)}
+        ]
+        if "redacted" in directives:
+            reasoning.append({"type": "redacted_thinking", "data": REDACTED_PREFIX + f"{next(_ids):08d}"})
+        blocks = reasoning + blocks
     request_text = _texts(body.get("system")) + [t for m in body["messages"] for t in _texts(m["content"])]
     input_tokens = sum(_words(text) for text in request_text) + 4 * len(body["messages"])
-    output_tokens = sum(
-        _words(block["text"]) if block["type"] == "text" else 8 + len(json.dumps(block["input"])) // 4
-        for block in blocks
-    )
+    output_tokens = sum(_block_tokens(block) for block in blocks)
     # A cached prefix is part of the prompt: Anthropic counts it apart from ``input_tokens``.
     cache_read = input_tokens // 2 if "cache" in directives else 0
     cache_write = input_tokens // 4 if "cache" in directives else 0
-    usage = {
+    usage: dict[str, Any] = {
         "input_tokens": input_tokens - cache_read - cache_write,
         "cache_creation_input_tokens": cache_write,
         "cache_read_input_tokens": cache_read,
@@ -348,7 +379,40 @@ def _answer(body: dict[str, Any], directives: dict[str, str]) -> Answer:
     }
     if "usage" in directives:
         usage["input_tokens"], usage["output_tokens"] = (int(n) for n in directives["usage"].split(","))
+    if "web_search" in directives:
+        usage["server_tool_use"] = {"web_search_requests": 1}
     return Answer(body["model"], blocks, stop_reason, stop_sequence, usage)
+
+
+def _block_tokens(block: dict[str, Any]) -> int:
+    if block["type"] in ("text", "thinking"):
+        return _words(block[block["type"]])
+    return 8 + len(json.dumps(block.get("input", {}))) // 4
+
+
+def _web_search(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """A server tool call, its result and an answer citing it, shaped as the Messages API sends them."""
+    tool_id = f"srvtoolu_fake{next(_ids):08d}"
+    url, title = "https://example.com/weather", "Weather in Paris"
+    result = {
+        "type": "web_search_result",
+        "url": url,
+        "title": title,
+        "encrypted_content": "ZmFrZQ==",
+        "page_age": "2 days ago",
+    }
+    citation = {
+        "type": "web_search_result_location",
+        "url": url,
+        "title": title,
+        "encrypted_index": "ZmFrZS1pbmRleA==",
+        "cited_text": "Sunny, 21 degrees.",
+    }
+    return [
+        {"type": "server_tool_use", "id": tool_id, "name": "web_search", "input": {"query": "weather Paris"}},
+        {"type": "web_search_tool_result", "tool_use_id": tool_id, "content": [result]},
+        {"type": "text", "text": "It is sunny in Paris.", "citations": [citation]},
+    ]
 
 
 def message_body(answer: Answer, message_id: str) -> dict[str, Any]:
@@ -374,7 +438,14 @@ def stream_events(answer: Answer, message_id: str) -> list[tuple[str, dict[str, 
         opening: dict[str, Any]
         if block["type"] == "text":
             opening = {"type": "text", "text": ""}
-            deltas = [{"type": "text_delta", "text": piece} for piece in _WORD.findall(block["text"])]
+            deltas = [{"type": "citations_delta", "citation": c} for c in block.get("citations") or ()]
+            deltas += [{"type": "text_delta", "text": piece} for piece in _WORD.findall(block["text"])]
+        elif block["type"] == "thinking":
+            opening = {"type": "thinking", "thinking": "", "signature": ""}
+            deltas = [{"type": "thinking_delta", "thinking": piece} for piece in _WORD.findall(block["thinking"])]
+            deltas.append({"type": "signature_delta", "signature": block["signature"]})
+        elif "input" not in block:  # redacted thinking, server tool results: whole in their start event
+            opening, deltas = block, []
         else:
             opening = {**block, "input": {}}
             arguments = json.dumps(block["input"])
@@ -408,6 +479,7 @@ class FakeAnthropic:
         self.api_key = api_key
         self.received: list[Received] = []
         self.answers: list[Answer] = []
+        self.sent_streams: list[bytes] = []
         self.closing = threading.Event()
         self.app = Starlette(
             routes=[
@@ -419,6 +491,7 @@ class FakeAnthropic:
     def reset(self) -> None:
         self.received.clear()
         self.answers.clear()
+        self.sent_streams.clear()
 
     async def _pause(self, milliseconds: int) -> None:
         """Wait, but give up as soon as the test is over so the server can stop at once."""
@@ -500,6 +573,7 @@ class FakeAnthropic:
         if "stream_error" in directives:
             break_after = 2
         deltas = 0
+        self.sent_streams.append(b"")
         for name, data in events:
             if name == "content_block_delta":
                 if break_after is not None and deltas >= break_after:
@@ -511,8 +585,12 @@ class FakeAnthropic:
                             "type": error_type,
                             "message": "Overloaded" if error_type == "overloaded_error" else error_type,
                         }
-                        yield sse("error", {"type": "error", "error": error})
+                        yield self._sent(sse("error", {"type": "error", "error": error}))
                     return
                 deltas += 1
-            yield sse(name, data)
+            yield self._sent(sse(name, data))
             await asyncio.sleep(0)
+
+    def _sent(self, event: bytes) -> bytes:
+        self.sent_streams[-1] += event
+        return event

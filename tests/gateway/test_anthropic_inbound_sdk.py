@@ -27,19 +27,16 @@ from starlette.testclient import TestClient
 
 from conftest_helpers import make_settings
 from fake_anthropic import DEFAULT_REPLY, FakeAnthropic
-from fake_gemini import FakeGemini
 from fake_openai import FakeOpenAI
+from fake_upstreams import fake_upstreams, funded_org, new_test_key, upstream_route
 from gateway_fixtures import ServerThread, free_port, settled_receipt
 from glasskey.app import build_app
 from glasskey.gateway.anthropic_api import routes_anthropic
-from glasskey.keys.policy import KeyPolicy
-from glasskey.keys.service import create_key
 from glasskey.ledger import audit
-from glasskey.orgs.service import create_org, top_up
-from glasskey.pricing.catalog import get_model
+from glasskey.orgs.service import create_org
 from glasskey.receipts.records import get_receipt
 from glasskey.request_ids import RequestIdMiddleware
-from glasskey.routing.routes import Route, create_route
+from glasskey.routing.routes import create_route
 from glasskey.services import Services, build_services
 
 CREDENTIAL = f"sk-upstream-{uuid.uuid4().hex}"
@@ -75,16 +72,8 @@ class Stack:
         )
 
     def new_key(self, org_id: str | None = None, **policy: Any) -> str:
-        with self.services.db.write() as conn:
-            _, full = create_key(
-                conn,
-                pepper=self.services.pepper,
-                org_id=org_id or self.org_id,
-                name="anthropic sdk",
-                policy=KeyPolicy(**{"settlement": "routed", "lower_cost_routes": True, **policy}),
-                now=self.services.clock(),
-            )
-        return full
+        policy = {"settlement": "routed", "lower_cost_routes": True, **policy}
+        return new_test_key(self.services, org_id or self.org_id, "anthropic sdk", **policy)
 
     def receipt(self, request_id: str) -> dict[str, Any]:
         with self.services.db.read() as conn:
@@ -100,66 +89,39 @@ class Stack:
 
 @pytest.fixture(scope="module")
 def module_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    fake_openai = FakeOpenAI(credential=CREDENTIAL)
-    fake_anthropic = FakeAnthropic(api_key=CREDENTIAL)
-    fake_gemini = FakeGemini(api_key=CREDENTIAL)
     services = build_services(make_settings(tmp_path_factory.mktemp("anthropic-inbound")))
-    with (
-        ServerThread(fake_openai.app) as openai_server,
-        ServerThread(fake_anthropic.app) as anthropic_server,
-        ServerThread(fake_gemini.app) as gemini_server,
-    ):
+    credentials = {"openai_credential": CREDENTIAL, "anthropic_credential": CREDENTIAL, "gemini_credential": CREDENTIAL}
+    with fake_upstreams(**credentials) as fakes:
         now = services.clock()
-        base_urls = {
-            OPENAI_MODEL: f"{openai_server.base_url}/v1",
-            ANTHROPIC_MODEL: anthropic_server.base_url,
-            GEMINI_MODEL: gemini_server.base_url,
-            SIMULATED_MODEL: "",
-        }
         with services.db.write() as conn:
-            org = create_org(conn, "anthropic-sdk-users", now)
-            top_up(conn, org.id, "routed", 500_000_000, now)
-            for model, base_url in base_urls.items():
-                provider = PROVIDERS[model]
-                prices = get_model(conn, model).official_prices
-                route = Route(
-                    id=f"rt-{model}",
-                    model=model,
-                    provider=provider,
-                    base_url=base_url,
-                    upstream_model=model,
-                    settlement="routed",
-                    prices=prices,
-                    costs=prices,
-                    credential=CREDENTIAL if provider != "simulated" else None,
-                    forced_circuit="closed",  # these tests fail on purpose; breakers are tested elsewhere
+            org_id = funded_org(conn, "anthropic-sdk-users", services)
+            for model, provider in PROVIDERS.items():
+                # These tests fail on purpose; breakers are tested elsewhere.
+                route = upstream_route(
+                    conn, model, provider, fakes.urls[provider], credential=CREDENTIAL, forced_circuit="closed"
                 )
                 create_route(conn, route, now)
             # A model whose first route is down (a closed port) and whose backup is simulated.
-            prices = get_model(conn, FALLBACK_MODEL).official_prices
+            down = f"http://127.0.0.1:{free_port()}/v1"
             for route_id, provider, base_url, priority in (
-                ("rt-down", "openai", f"http://127.0.0.1:{free_port()}/v1", 10),
+                ("rt-down", "openai", down, 10),
                 ("rt-backup", "simulated", "", 20),
             ):
-                backup = Route(
-                    id=route_id,
-                    model=FALLBACK_MODEL,
-                    provider=provider,
-                    base_url=base_url,
-                    upstream_model=FALLBACK_MODEL,
-                    settlement="routed",
-                    prices=prices,
-                    costs=prices,
+                backup = upstream_route(
+                    conn,
+                    FALLBACK_MODEL,
+                    provider,
+                    base_url,
+                    credential=CREDENTIAL,
+                    route_id=route_id,
                     priority=priority,
-                    credential=CREDENTIAL if provider == "openai" else None,
                     forced_circuit="closed",
                 )
                 create_route(conn, backup, now)
         with ServerThread(build_app(services)) as gateway:
-            stack = Stack(services, gateway.base_url, org.id, "", fake_openai, fake_anthropic)
+            stack = Stack(services, gateway.base_url, org_id, "", fakes.openai, fakes.anthropic)
             stack.key = stack.new_key(allowed_models=MODELS)
             yield stack
-        fake_anthropic.closing.set()
     services.close()
 
 

@@ -12,7 +12,6 @@ import asyncio
 import base64
 import json
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -25,17 +24,12 @@ from google.genai import errors, types
 from sqlalchemy import func, select
 
 from conftest_helpers import make_settings
-from fake_anthropic import FakeAnthropic
 from fake_gemini import FAKE_API_KEY, FakeGemini
-from fake_openai import FakeOpenAI
-from gateway_fixtures import ServerThread
+from fake_upstreams import fake_upstreams, funded_org, new_test_key, upstream_route
+from gateway_fixtures import ServerThread, settled_receipt
 from glasskey.app import build_app
-from glasskey.errors import NotFound
-from glasskey.keys.policy import KeyPolicy
-from glasskey.keys.service import create_key
 from glasskey.ledger import audit
-from glasskey.orgs.service import create_org, top_up
-from glasskey.pricing.catalog import get_model
+from glasskey.orgs.service import create_org
 from glasskey.receipts.records import get_receipt
 from glasskey.routing.routes import Route, create_route
 from glasskey.services import Services, build_services
@@ -90,85 +84,51 @@ class Stack:
 
     def settled_receipt(self, request_id: str) -> dict[str, Any]:
         """The receipt of a stream that failed in band: the client hears of it before it is written."""
-        deadline = time.monotonic() + 5
-        while True:
-            try:
-                return self.receipt(request_id)
-            except NotFound:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.02)
+        return settled_receipt(self.services, request_id)
 
     def receipt_count(self) -> int:
         with self.services.db.read() as conn:
             return int(conn.execute(select(func.count()).select_from(receipts)).scalar_one())
 
     def new_key(self, org_id: str | None = None, **policy: Any) -> str:
-        with self.services.db.write() as conn:
-            _, key = create_key(
-                conn,
-                pepper=self.services.pepper,
-                org_id=org_id or self.org_id,
-                name="gemini sdk",
-                policy=KeyPolicy(**policy),
-                now=self.services.clock(),
-            )
-        return key
+        return new_test_key(self.services, org_id or self.org_id, "gemini sdk", **policy)
 
 
 def _routes(conn: Any, urls: dict[str, str]) -> Iterator[Route]:
-    upstreams = {
-        "gemini": (urls["gemini"], FAKE_API_KEY),
-        "openai": (f"{urls['openai']}/v1", OPENAI_CREDENTIAL),
-        "anthropic": (urls["anthropic"], ANTHROPIC_CREDENTIAL),
-        "simulated": ("", None),
-    }
-
-    def route(route_id: str, model: str, provider: str, upstream_model: str, priority: int = 100) -> Route:
-        prices = get_model(conn, model).official_prices
-        base_url, credential = upstreams[provider]
-        return Route(
-            id=route_id,
-            model=model,
-            provider=provider,
-            base_url=base_url,
-            upstream_model=upstream_model,
-            settlement="routed",
-            prices=prices,
-            costs=prices,
-            priority=priority,
-            credential=credential,
-        )
-
+    credentials = {"gemini": FAKE_API_KEY, "openai": OPENAI_CREDENTIAL, "anthropic": ANTHROPIC_CREDENTIAL}
     served = {**PROVIDERS, "gemini-embedding-001": "gemini", "text-embedding-3-small": "openai"}
     for model, provider in served.items():
-        yield route(f"rt-{model}", model, provider, model)
+        yield upstream_route(conn, model, provider, urls[provider], credential=credentials.get(provider))
     # gpt-4.1-mini: a gemini route first, an openai route as its backup (for keys that allow backups).
-    yield route("rt-fallback-gemini", FALLBACK_MODEL, "gemini", "gemini-2.5-flash", priority=10)
-    yield route("rt-fallback-openai", FALLBACK_MODEL, "openai", FALLBACK_MODEL, priority=20)
+    for route_id, provider, upstream_model, priority in (
+        ("rt-fallback-gemini", "gemini", "gemini-2.5-flash", 10),
+        ("rt-fallback-openai", "openai", FALLBACK_MODEL, 20),
+    ):
+        yield upstream_route(
+            conn,
+            FALLBACK_MODEL,
+            provider,
+            urls[provider],
+            credential=credentials[provider],
+            route_id=route_id,
+            upstream_model=upstream_model,
+            priority=priority,
+        )
 
 
 @pytest.fixture(scope="module")
 def module_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    gemini, openai, anthropic = (
-        FakeGemini(),
-        FakeOpenAI(credential=OPENAI_CREDENTIAL),
-        FakeAnthropic(ANTHROPIC_CREDENTIAL),
-    )
     services = build_services(make_settings(tmp_path_factory.mktemp("gemini-sdk")))
-    with ServerThread(gemini.app) as g, ServerThread(openai.app) as o, ServerThread(anthropic.app) as a:
-        openai.base_url = o.base_url
+    with fake_upstreams(openai_credential=OPENAI_CREDENTIAL, anthropic_credential=ANTHROPIC_CREDENTIAL) as fakes:
         now = services.clock()
         with services.db.write() as conn:
-            org = create_org(conn, "acme", now)
-            top_up(conn, org.id, "routed", 500_000_000, now)
-            for route in _routes(conn, {"gemini": g.base_url, "openai": o.base_url, "anthropic": a.base_url}):
+            org_id = funded_org(conn, "acme", services)
+            for route in _routes(conn, fakes.urls):
                 create_route(conn, route, now)
         with ServerThread(build_app(services)) as gateway:
-            stack = Stack(services, gateway.base_url, "", org.id, gemini)
+            stack = Stack(services, gateway.base_url, "", org_id, fakes.gemini)
             stack.key = stack.new_key(settlement="routed", lower_cost_routes=True)
             yield stack
-        anthropic.closing.set()
     services.db.dispose()
 
 

@@ -34,6 +34,7 @@ from fake_anthropic import (
     stream_events,
     validate_request,
 )
+from fake_upstreams import upstream_route
 from gateway_fixtures import ServerThread, free_port
 from glasskey.app import build_app
 from glasskey.errors import ClientError
@@ -55,7 +56,7 @@ from glasskey.providers.base import Provider, ProviderError, RouteTarget, Stream
 from glasskey.providers.http import UpstreamHTTP
 from glasskey.providers.simulated import SimulatedProvider
 from glasskey.providers.sse import Event, SSEParser
-from glasskey.routing.routes import Route, create_route, update_route
+from glasskey.routing.routes import create_route, update_route
 from glasskey.services import Services, build_services
 from scripted_upstream import Answer as Scripted
 from scripted_upstream import Seen, body_of, scripted_upstream
@@ -603,20 +604,9 @@ def _seed(services: Services, upstream_url: str) -> tuple[str, Prices]:
             EMBEDDING_MODEL: (upstream_url, {}),
         }
         for model, (base_url, options) in routes.items():
-            model_prices = get_model(conn, model).official_prices
-            route = Route(
-                id=f"rt-{model}",
-                model=model,
-                provider="anthropic",
-                base_url=base_url,
-                upstream_model=model,
-                settlement="routed",
-                prices=model_prices,
-                costs=model_prices,
-                options=options,
-                credential=CANARY,
-                # These tests provoke failures on purpose; the breakers are tested elsewhere.
-                forced_circuit="closed",
+            # These tests provoke failures on purpose; the breakers are tested elsewhere.
+            route = upstream_route(
+                conn, model, "anthropic", base_url, credential=CANARY, options=options, forced_circuit="closed"
             )
             create_route(conn, route, now)
         _, key = create_key(

@@ -36,6 +36,7 @@ from fake_gemini import (
     validate_embed_request,
     validate_generate_request,
 )
+from fake_upstreams import upstream_route
 from gateway_fixtures import ServerThread, free_port
 from glasskey.app import build_app
 from glasskey.errors import ClientError
@@ -59,7 +60,7 @@ from glasskey.providers.gemini_translate import (
 from glasskey.providers.http import UpstreamHTTP
 from glasskey.providers.simulated import SimulatedProvider
 from glasskey.providers.sse import SSEParser
-from glasskey.routing.routes import Route, create_route, update_route
+from glasskey.routing.routes import create_route, update_route
 from glasskey.services import Services, build_services
 from scripted_upstream import Answer as Scripted
 from scripted_upstream import Seen, scripted_upstream
@@ -757,19 +758,7 @@ def seed_gemini(services: Services, base_url: str, credential: str) -> str:
         org = create_org(conn, "acme", now)
         top_up(conn, org.id, "routed", 50_000_000, now)
         for model in (CHAT_MODEL, EMBEDDING_MODEL):
-            prices = get_model(conn, model).official_prices
-            route = Route(
-                id=f"rt-{model}",
-                model=model,
-                provider="gemini",
-                base_url=base_url,
-                upstream_model=model,
-                settlement="routed",
-                prices=prices,
-                costs=prices,
-                credential=credential,
-            )
-            create_route(conn, route, now)
+            create_route(conn, upstream_route(conn, model, "gemini", base_url, credential=credential), now)
         _, key = create_key(
             conn,
             pepper=services.pepper,

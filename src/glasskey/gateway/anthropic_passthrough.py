@@ -30,12 +30,13 @@ from glasskey.errors import error_body as openai_error_body
 from glasskey.gateway.anthropic_inbound import Untranslatable, to_chat_body
 from glasskey.gateway.anthropic_inbound_reply import stream_error_body
 from glasskey.gateway.anthropic_inbound_stream import event
-from glasskey.gateway.fallback import first_item
+from glasskey.gateway.fallback import first_item, skipped_attempt
 from glasskey.gateway.requests import check_chat_body
 from glasskey.providers.anthropic import AnthropicProvider
 from glasskey.providers.anthropic_translate import PROVIDER_NAME, NativeEvent, usage_to_openai
 from glasskey.providers.base import ChatResult, Provider, RouteTarget, Usage
 from glasskey.providers.sealed import SealedCredentialProvider
+from glasskey.receipts.records import Attempt
 from glasskey.routing.routes import Route
 
 SHAPE = "anthropic"
@@ -95,6 +96,21 @@ class Passthrough:
 
     def serves(self, route: Route) -> bool:
         return route.provider == PROVIDER_NAME
+
+    def servable(self, routes: list[Route], attempts: list[Attempt]) -> list[Route]:
+        """The routes that can serve this request: all of them, unless it cannot be translated, when
+        those of other providers are skipped (each a skipped attempt on the receipt). None left is
+        the translation's 400, naming the first route's provider."""
+        if self.translated is not None:
+            return routes
+        kept = [route for route in routes if self.serves(route)]
+        if not kept:
+            self.translated_for(routes[0])
+        for route in routes:
+            if not self.serves(route):
+                message = self.refusal.message if self.refusal is not None else "cannot be translated"
+                attempts.append(skipped_attempt(route, "untranslatable", message))
+        return kept
 
     def translated_for(self, route: Route) -> dict[str, Any]:
         """The OpenAI chat body for a route of another provider, or the 400 saying why there is none."""

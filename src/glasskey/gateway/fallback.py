@@ -86,13 +86,15 @@ class Fallback:
         tried = any(a.status == "failed" for a in run.receipt.attempts)
         if tried and not budget.try_retry():
             message = "the gateway-wide retry budget is spent; no more backups now"
-            run.receipt.attempts.append(_skipped(route, "retry_budget_exhausted", message))
+            run.receipt.attempts.append(skipped_attempt(route, "retry_budget_exhausted", message))
             return False
         if not self.services.health.try_acquire(route.id):
             if tried:
                 budget.end_retry()
             circuit = self.services.health.snapshot(route.id)["circuit"]
-            run.receipt.attempts.append(_skipped(route, "circuit_open", f"the route's breaker is {circuit}; not tried"))
+            run.receipt.attempts.append(
+                skipped_attempt(route, "circuit_open", f"the route's breaker is {circuit}; not tried")
+            )
             return False
         if tried:
             run.retries += 1
@@ -158,7 +160,8 @@ def _attempt(
     )
 
 
-def _skipped(route: Route, why: str, message: str) -> Attempt:
+def skipped_attempt(route: Route, why: str, message: str) -> Attempt:
+    """The receipt's record of a route not tried, and why."""
     attempt = _attempt(route, "skipped", 0, error_class=why)
     attempt.error_message = message
     return attempt

@@ -75,6 +75,8 @@ class Lifecycle:
         run = self.new_run(request_id, endpoint)
         async with self._receipted_on_failure(run):
             body, _, routes = await self.prepare(run, authorization, read_body, client_address=client_address)
+            if passthrough is not None:
+                routes = passthrough.servable(routes, run.receipt.attempts)
             if body.get("stream") is True:
                 return await self._stream(run, body, routes, passthrough)
             if passthrough is None:
