@@ -1,7 +1,10 @@
 """The dashboard in headless Chromium for people: an owner, a member and a viewer sign in by email.
 
-Each sees ``/me`` with what their role may read; a member who asks for an operator page lands back on
-it. Screenshots go to ``test-artifacts/screenshots`` (not committed).
+The owner manages the org (a role change, an invitation whose link is shown once, limits with an
+error next to its field, the audit log filtered); the member sees their own keys, reads the limits
+and switches to their other org; the viewer reads the members and the audit log, with no form to
+change them. Screenshots go to ``test-artifacts/screenshots`` (not committed; the ones in
+``docs/screenshots/people-*.png`` are copies).
 """
 
 from __future__ import annotations
@@ -14,20 +17,24 @@ from conftest_helpers import NOW
 from dashboard.conftest import screenshot
 from gateway_fixtures import Gateway
 from glasskey.keys.policy import KeyPolicy
+from glasskey.orgs.service import create_org
+from glasskey.people.audit import Actor, record
 from glasskey.people.holders import create_person_key
 from glasskey.people.members import add_member
 from glasskey.people.principal import Principal
-from glasskey.people.users import create_user
+from glasskey.people.users import create_user, get_user
 
 pytestmark = pytest.mark.timeout(90)
 PASSWORD = "a long passphrase 42"
 
 
 def _people(gateway: Gateway) -> dict[str, str]:
+    """owner, member and viewer of the gateway's org, keys for the first two; the member also views a second org."""
     prefixes = {}
     with gateway.services.db.write() as conn:
+        users = {}
         for role in ("owner", "member", "viewer"):
-            user = create_user(conn, f"{role}@acme.example", PASSWORD, NOW)
+            user = users[role] = create_user(conn, f"{role}@acme.example", PASSWORD, NOW)
             add_member(conn, "operator", gateway.org_id, user.id, role, NOW)
             if role != "viewer":
                 holder = Principal(role=role, user_id=user.id, email=user.email, org_id=gateway.org_id)
@@ -41,6 +48,8 @@ def _people(gateway: Gateway) -> dict[str, str]:
                     service="nightly" if role == "member" else None,
                 )
                 prefixes[role] = key.prefix
+        second = create_org(conn, "globex", NOW)
+        add_member(conn, "operator", second.id, users["member"].id, "viewer", NOW)
     return prefixes
 
 
@@ -52,20 +61,81 @@ def _sign_in(page: Any, base_url: str, role: str) -> None:
     page.wait_for_url(f"{base_url}/me")
 
 
-@pytest.mark.parametrize("role", ["owner", "member", "viewer"])
-def test_a_person_signs_in_and_sees_what_their_role_may_read(gateway: Gateway, page: Any, role: str) -> None:
+def test_an_owner_manages_members_invitations_limits_and_reads_the_audit_log(gateway: Gateway, page: Any) -> None:
     prefixes = _people(gateway)
-    _sign_in(page, gateway.base_url, role)
+    base = gateway.base_url
+    _sign_in(page, base, "owner")
+    assert prefixes["member"] in page.inner_text("main") and prefixes["owner"] in page.inner_text("main")
+    page.click("nav.tabs >> text=Members")
+    page.select_option("tr[data-member='viewer@acme.example'] select", "member")
+    page.click("tr[data-member='viewer@acme.example'] button:has-text('Change')")
+    page.wait_for_selector("text=viewer@acme.example is now member.")
+    screenshot(page, "people-owner-members")
+    page.click("tr[data-member='member@acme.example'] >> text=Remove…")
+    plan = page.inner_text("main")  # the plan, before anything happens
+    assert prefixes["member"] in plan and "hand it to owner@acme.example" in page.content()
+    screenshot(page, "people-owner-remove-plan")
+    page.click("text=Cancel")
+    page.click("nav.tabs >> text=Invitations")
+    page.fill("#invite-email", "newcomer@acme.example")
+    page.click("button:has-text('Make a one-time link')")
+    link = page.inner_text("#invitation-link")
+    assert "/invitation?token=" in link
+    screenshot(page, "people-owner-invitation-link")
+    page.goto(f"{base}/invitations")
+    assert "newcomer@acme.example" in page.inner_text("main") and link not in page.content()  # shown once
+    page.click("nav.tabs >> text=Limits")
+    page.fill("#limit-rpm", "sixty")
+    page.click("button:has-text('Save the limits')")
+    assert "is not a whole number" in page.inner_text("#rpm-error")
+    screenshot(page, "people-owner-limits-error")
+    page.fill("#limit-rpm", "60")
+    page.fill("#limit-budget-total", "25")
+    page.click("button:has-text('Save the limits')")
+    page.wait_for_selector("text=The org's limits are saved")
+    page.click("nav.tabs >> text=Audit log")
+    page.fill("#audit-action", "org.limits")
+    page.click("button:has-text('Filter')")
+    page.wait_for_selector("tr[data-action='org.limits']")
+    assert page.locator("tr[data-action]").count() == 1
+    screenshot(page, "people-owner-audit")
+
+
+def test_a_member_sees_their_keys_reads_the_limits_and_switches_org(gateway: Gateway, page: Any) -> None:
+    prefixes = _people(gateway)
+    base = gateway.base_url
+    _sign_in(page, base, "member")
     text = page.inner_text("main")
-    screenshot(page, f"people-{role}-me")
-    assert f"{role}@acme.example" in text and "acme" in text
-    assert "Wallets" in text and "Receipts and failures" in text
-    if role == "member":
-        assert prefixes["member"] in text and prefixes["owner"] not in text
-        assert "service: nightly" in text
-        page.goto(f"{gateway.base_url}/routes")
-        page.wait_for_url(f"{gateway.base_url}/me")  # an operator page sends a person back
-    else:
-        assert prefixes["member"] in text and prefixes["owner"] in text
+    assert prefixes["member"] in text and prefixes["owner"] not in text and "service: nightly" in text
+    screenshot(page, "people-member-me")
+    page.click("nav.tabs >> text=Limits")
+    assert page.locator("fieldset[disabled]").count() == 1 and page.locator("text=Save the limits").count() == 0
+    assert page.locator("nav.tabs >> text=Invitations").count() == 0
+    page.goto(f"{base}/routes")
+    page.wait_for_url(f"{base}/me")  # an operator page sends a person back
+    page.select_option("#switch-org", label="globex (viewer)")
+    page.click("button:has-text('Switch org')")
+    page.wait_for_url(f"{base}/me")
+    assert page.inner_text("h1") == "globex" and page.inner_text("[data-role]") == "viewer"
+    assert prefixes["member"] not in page.inner_text("main")  # only the org in view
+    screenshot(page, "people-member-switched-org")
+
+
+def test_a_viewer_reads_members_and_the_audit_log_without_forms(gateway: Gateway, page: Any) -> None:
+    _people(gateway)
+    with gateway.services.db.write() as conn:  # a change the owner made, as the admin API records it
+        actor = Actor(get_user(conn, "owner@acme.example").id, "owner@acme.example", "203.0.113.7")
+        record(conn, actor, "org.limits", NOW, org_id=gateway.org_id, target="acme", after={"rpm_max": 60})
+    base = gateway.base_url
+    _sign_in(page, base, "viewer")
+    page.click("nav.tabs >> text=Members")
+    assert "owner@acme.example" in page.inner_text("main")
+    assert page.locator("main form select[name='role']").count() == 0
+    page.click("nav.tabs >> text=Audit log")
+    row = page.inner_text("tr[data-action='org.limits']")
+    assert "203.0.113.7" in row and '"rpm_max": 60' in row
+    screenshot(page, "people-viewer-audit")
+    page.goto(f"{base}/invitations")
+    page.wait_for_url(f"{base}/me")  # owners only
     page.click("button:has-text('Sign out')")
-    page.wait_for_url(f"{gateway.base_url}/signin?signed_out=1")
+    page.wait_for_url(f"{base}/signin?signed_out=1")
