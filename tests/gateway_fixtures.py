@@ -35,8 +35,9 @@ class ServerThread:
     """Any ASGI app served by uvicorn on a free loopback port, in a thread, for one test."""
 
     def __init__(self, app: Any, **options: Any) -> None:
-        """``options``: more of uvicorn's (``http=`` a protocol, as ``glasskey serve`` gives it)."""
-        port = free_port()
+        """``options``: more of uvicorn's (``http=`` a protocol, as ``glasskey serve`` gives it; ``port=``
+        one chosen beforehand, when the app must know its own address)."""
+        port = options.pop("port", None) or free_port()
         self.base_url = f"http://127.0.0.1:{port}"
         config = uvicorn.Config(
             app, host="127.0.0.1", port=port, log_level="warning", access_log=False, lifespan="on", **options
