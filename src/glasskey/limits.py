@@ -39,6 +39,14 @@ OPTION_INTEGER_MAX = 2**53 - 1
 OPTIONS_DEPTH_MAX = 8
 
 
+def counter_overflow(what: str) -> ClientError:
+    """The refusal of a movement that would take ``what`` (a ledger or key-budget counter) past ``COUNTER_MAX``."""
+    return ClientError(
+        f"this movement would take {what} past the largest amount the ledger can count ({COUNTER_MAX:,} micros)",
+        code="value_too_large",
+    )
+
+
 def too_large(param: str, maximum: int, minimum: int = 0) -> ClientError:
     return ClientError(f"{param} must be from {minimum:,} to {maximum:,}", code="value_too_large", param=param)
 

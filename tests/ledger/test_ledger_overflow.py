@@ -134,7 +134,8 @@ def test_holds_that_would_overflow_are_refused_at_once_and_in_the_writer(db):
     assert_refused(db, before, credit_full)
 
     # In the writer (one statement on PostgreSQL): the debit is refused by its statement; the
-    # credit, deferred to the end of the batch, fails that write alone (its batch is retried).
+    # credit, deferred to the end of the batch, fails that write alone (its batch is retried),
+    # with the same value_too_large as outside the writer.
     writer = GroupCommitWriter(db)
     try:
         with pytest.raises(ClientError) as in_writer:
@@ -143,16 +144,45 @@ def test_holds_that_would_overflow_are_refused_at_once_and_in_the_writer(db):
             )
             asyncio.run(writer.submit(CreatePending(transfer)))
         assert_refused(db, before, in_writer)
-        with pytest.raises(Exception):  # noqa: B017 (the database's NOT NULL refusal, whichever driver)
+        with pytest.raises(ClientError) as credit_in_writer:
             transfer = pending_transfer(
                 debit_account_id="wallet_a", credit_account_id="revenue", amount_micros=2000, **HOLD
             )
             asyncio.run(writer.submit(CreatePending(transfer)))
-        assert counters(db) == before
+        assert_refused(db, before, credit_in_writer)
+        assert "credits of account revenue" in credit_in_writer.value.message
         assert writer.isolated_failures == 1
     finally:
         writer.close()
     with db.read() as conn:
+        audit(conn).raise_if_broken()
+
+
+def test_a_credit_overflow_in_a_writer_batch_fails_the_guilty_write_alone_with_value_too_large(db):
+    open_accounts(db, "src_a", "wallet_a", "revenue", "other_revenue")
+    push(db, "src_a", "revenue", NEAR, pending=True)  # revenue's pending credits are nearly full
+    push(db, "src_a", "wallet_a", 10**9)
+    writer = GroupCommitWriter(db)
+
+    async def both() -> list[Any]:
+        guilty, innocent = (
+            pending_transfer(debit_account_id="wallet_a", credit_account_id=credit, amount_micros=2000, **HOLD)
+            for credit in ("revenue", "other_revenue")
+        )
+        return await asyncio.gather(
+            writer.submit(CreatePending(guilty)), writer.submit(CreatePending(innocent)), return_exceptions=True
+        )
+
+    try:
+        refused, held = asyncio.run(both())
+    finally:
+        writer.close()
+    assert isinstance(refused, ClientError), refused
+    assert (refused.code, refused.source, refused.status_code) == ("value_too_large", "client", 400)
+    assert not isinstance(held, BaseException)  # the other write of the batch went through
+    assert writer.isolated_failures == 1
+    with db.read() as conn:
+        assert get_transfer(conn, held.id).status == "pending"
         audit(conn).raise_if_broken()
 
 

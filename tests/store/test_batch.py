@@ -39,7 +39,7 @@ class Credit:
         self.fail = fail
 
     def send(self, batch: Batch) -> None:
-        batch.increment(CREDIT, {"id": "acc_revenue"}, {"amount": self.amount})
+        batch.increment(CREDIT, {"id": "acc_revenue"}, {"amount": self.amount}, what="the revenue")
 
     def finish(self, batch: Batch) -> None:
         if self.fail:
@@ -49,8 +49,8 @@ class Credit:
 def test_increments_of_one_row_are_summed_into_one_statement() -> None:
     collected = Deferred()
     for amount in (1, 2, 3):
-        collected.add(CREDIT, {"id": "acc_revenue"}, {"amount": amount})
-    collected.add(CREDIT, {"id": "acc_other"}, {"amount": 10})
+        collected.add(CREDIT, {"id": "acc_revenue"}, {"amount": amount}, "the revenue")
+    collected.add(CREDIT, {"id": "acc_other"}, {"amount": 10}, "the other")
     assert collected.increments == {
         (CREDIT, (("id", "acc_revenue"),)): {"amount": 6},
         (CREDIT, (("id", "acc_other"),)): {"amount": 10},
@@ -86,7 +86,7 @@ def test_in_the_writer_a_batch_applies_what_its_writes_collected_and_drops_what_
 def test_outside_the_writer_a_deferrable_write_runs_at_once(db: Database) -> None:
     with db.write() as conn:
         open_account(conn, account_id="acc_revenue", kind="revenue", now=NOW, floor_micros=None)
-        Batch.now(conn).increment(CREDIT, {"id": "acc_revenue"}, {"amount": 5})
+        Batch.now(conn).increment(CREDIT, {"id": "acc_revenue"}, {"amount": 5}, what="the revenue")
         row = conn.execute(select(accounts.c.credits_posted).where(accounts.c.id == "acc_revenue")).scalar()
     assert row == 5
 

@@ -16,7 +16,8 @@ from sqlalchemy import Connection, select
 
 from glasskey.errors import BudgetError
 from glasskey.keys.policy import KeyPolicy
-from glasskey.ledger.bounds import bounded_sum, refused_as_too_large, room_for, too_large
+from glasskey.ledger.bounds import bounded_sum, room_for
+from glasskey.limits import counter_overflow
 from glasskey.money import format_micros
 from glasskey.store.batch import Batch
 from glasskey.store.driver import DriverStatement
@@ -93,7 +94,7 @@ def hold_budget(target: Batch | Connection, key_id: str, policy: KeyPolicy, amou
             if period != TOTAL:
                 _release(batch, key_id, (TOTAL, TOTAL), amount_micros)  # the total was taken just now
             if limit is None:  # no budget to pass: the counter is full
-                raise too_large(f"the held budget of key {key_id}")
+                raise counter_overflow(f"the held budget of key {key_id}")
             label = "total" if period == TOTAL else "daily"
             raise BudgetError(
                 f"This request may cost up to ${format_micros(amount_micros)}, more than what is left "
@@ -120,8 +121,12 @@ def _unlimited(policy: KeyPolicy) -> bool:
 
 
 def _change(batch: Batch, key_id: str, day: str, *, held: int, spent: int) -> None:
-    with refused_as_too_large(batch, f"the budget counters of key {key_id}"):
-        batch.increment(_CHANGE, {"key_id": key_id, "total": TOTAL, "day": day}, {"held": held, "spent": spent})
+    batch.increment(
+        _CHANGE,
+        {"key_id": key_id, "total": TOTAL, "day": day},
+        {"held": held, "spent": spent},
+        what=f"the budget counters of key {key_id}",
+    )
 
 
 def _release(batch: Batch, key_id: str, periods: tuple[str, str], amount_micros: int) -> None:

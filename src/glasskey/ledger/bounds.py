@@ -8,19 +8,18 @@ into a float (silently, and the audit then fails); ``counter <= COUNTER_MAX - :a
 range for every amount from 0 to ``COUNTER_MAX``.
 
 A conditional statement answered at once (a debit) refuses by changing no row. An increment
-deferred to the end of a writer's batch has nobody to answer to, so it fails loudly instead: the
-new value is NULL when it would overflow, and the NOT NULL column refuses it. The batch then rolls
-back and the writer retries its writes one by one, so only the guilty write fails.
+deferred to the end of a writer's batch (``Batch.increment``) has nobody to answer to when it
+runs, so it fails loudly instead: the new value is NULL when it would overflow, and the NOT NULL
+column refuses it. ``Batch.increment`` turns that refusal into ``limits.counter_overflow``
+(``value_too_large``) naming the counter, in the writer as outside it: in the writer the batch
+rolls back and its writes are retried one by one, so only the guilty write fails, with
+``value_too_large``; outside it the increment runs at once under a savepoint, so the caller's
+transaction stays usable.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
-from glasskey.errors import ClientError
 from glasskey.limits import COUNTER_MAX
-from glasskey.store.batch import Batch
 
 
 def room_for(counter: str, amount: str) -> str:
@@ -36,27 +35,3 @@ def room_for_change(counter: str, change: str) -> str:
 def bounded_sum(counter: str, change: str) -> str:
     """``counter + change``, or NULL (refused by the NOT NULL column) where it would overflow."""
     return f"CASE WHEN {room_for_change(counter, change)} THEN {counter} + {change} END"
-
-
-def too_large(what: str) -> ClientError:
-    """The refusal of a movement that would take ``what`` past ``COUNTER_MAX``."""
-    return ClientError(
-        f"this movement would take {what} past the largest amount the ledger can count ({COUNTER_MAX:,} micros)",
-        code="value_too_large",
-    )
-
-
-@contextmanager
-def refused_as_too_large(batch: Batch, what: str) -> Iterator[None]:
-    """Run a bounded increment of a caller outside the writer (it runs at once) under a savepoint:
-    the NOT NULL refusal of an overflow becomes ``too_large(what)``, and the caller's transaction
-    stays usable (PostgreSQL would otherwise abort it)."""
-    if batch.writes is not None:  # in the writer: deferred, an overflow fails the batch (see above)
-        yield
-        return
-    integrity_error = batch.conn.dialect.dbapi.IntegrityError  # type: ignore[union-attr]
-    try:
-        with batch.conn.begin_nested():
-            yield
-    except integrity_error:
-        raise too_large(what) from None

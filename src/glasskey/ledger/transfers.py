@@ -19,8 +19,8 @@ from sqlalchemy.exc import IntegrityError
 
 from glasskey.errors import ClientError, GlasskeyError, InvariantViolation, NotFound, WalletError
 from glasskey.ids import new_id
-from glasskey.ledger.bounds import bounded_sum, refused_as_too_large, room_for, too_large
-from glasskey.limits import COUNTER_MAX
+from glasskey.ledger.bounds import bounded_sum, room_for
+from glasskey.limits import COUNTER_MAX, counter_overflow
 from glasskey.store.batch import Batch
 from glasskey.store.driver import DriverStatement, Sent
 from glasskey.store.tables import UTCDateTime, accounts, transfers, utc_datetime
@@ -212,7 +212,7 @@ def _refusal(conn: Connection, account_id: str, amount: int, counter: str) -> Gl
     if value is None:
         return NotFound(f"account {account_id} does not exist")
     if value > COUNTER_MAX - amount:
-        return too_large(f"the {counter} of account {account_id}")
+        return counter_overflow(f"the {counter} of account {account_id}")
     return InsufficientFunds(f"insufficient balance in account {account_id} for {amount} micros")
 
 
@@ -220,8 +220,9 @@ def _credit(batch: Batch, account_id: str, *, pending: int, posted: int) -> None
     # Nothing in a batch reads a credit back, so the writer applies a batch's credits of one
     # account in one statement (Batch.increment). The account was checked to exist when the debit
     # side was chosen: accounts are never deleted. Only an overflow refuses a credit.
-    with refused_as_too_large(batch, f"the credits of account {account_id}"):
-        batch.increment(_CREDIT, {"id": account_id}, {"pending": pending, "posted": posted})
+    batch.increment(
+        _CREDIT, {"id": account_id}, {"pending": pending, "posted": posted}, what=f"the credits of account {account_id}"
+    )
 
 
 def _check_amount(amount_micros: int) -> None:
@@ -230,7 +231,7 @@ def _check_amount(amount_micros: int) -> None:
     if amount_micros < 0:
         raise ClientError("amounts are never negative")
     if amount_micros > COUNTER_MAX:
-        raise too_large("an amount")
+        raise counter_overflow("an amount")
 
 
 def pending_transfer(
@@ -434,7 +435,7 @@ class ResolvePending:
             }
             if batch.execute(_RELEASE_DEBIT, release).rowcount != 1:
                 batch.execute(_UNRESOLVE, {"transfer_id": self.transfer_id})
-                self._refusal = too_large(f"the debits_posted of account {self._resolved.debit_account_id}")
+                self._refusal = counter_overflow(f"the debits_posted of account {self._resolved.debit_account_id}")
                 self._resolved = None
 
     def finish(self, batch: Batch) -> Transfer:
@@ -450,7 +451,7 @@ class ResolvePending:
             if current.status == PENDING:  # only the one-trip statement leaves it so: it checks first
                 if posted > current.amount_micros:
                     raise _above_hold(posted, current.amount_micros, self.transfer_id)
-                raise too_large(f"the debits_posted of account {current.debit_account_id}")
+                raise counter_overflow(f"the debits_posted of account {current.debit_account_id}")
             raise TransferNotPending(f"transfer {self.transfer_id} is {current.status}")
         held = transfer.amount_micros
         if posted > held:

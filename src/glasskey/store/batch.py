@@ -7,9 +7,12 @@ method they call, what happens to each statement:
 * ``send``: run with the batch's pipeline (PostgreSQL: every write of a group commit sends its
   statements, the writer flushes them as one pipeline, one wait for the server), or at once where
   there is no pipeline; its answer is the returned ``Sent``, read after ``flush``;
-* ``increment`` and ``insert``: writes that need no answer and cannot be refused, applied once at
-  the end of the batch (the increments of one row summed into one ``UPDATE``, the inserts of one
-  table in one ``executemany``), or at once outside the writer.
+* ``increment`` and ``insert``: writes that need no answer, applied once at the end of the batch
+  (the increments of one row summed into one ``UPDATE``, the inserts of one table in one
+  ``executemany``), or at once outside the writer. An increment is refused only by an overflow of
+  its counter (``ledger.bounds``: the NOT NULL column refuses the NULL its statement computes
+  then), which it raises as ``limits.counter_overflow`` (``value_too_large``) naming the counter,
+  at the end of the batch as at once.
 
 ``Batch.now(conn)`` is the batch of a caller outside the writer (the CLI, the sweep, the admin
 API, tests): everything runs at once on its connection. The group-commit writer gives each write
@@ -24,10 +27,13 @@ is held and spent together.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Connection
 
+from glasskey.limits import counter_overflow
 from glasskey.store.driver import DriverStatement, Sent, driver_connection
 
 Keys = tuple[tuple[str, Any], ...]
@@ -38,10 +44,16 @@ class Deferred:
 
     def __init__(self) -> None:
         self.increments: dict[tuple[DriverStatement, Keys], dict[str, int]] = {}
+        # What each incremented row's counters are, for the refusal of an overflow.
+        self.counted: dict[tuple[DriverStatement, Keys], str] = {}
         self.inserts: dict[DriverStatement, list[dict[str, Any]]] = {}
 
-    def add(self, statement: DriverStatement, keys: dict[str, Any], amounts: dict[str, int]) -> None:
-        sums = self.increments.setdefault((statement, tuple(keys.items())), dict.fromkeys(amounts, 0))
+    def add(self, statement: DriverStatement, keys: dict[str, Any], amounts: dict[str, int], what: str) -> None:
+        row = (statement, tuple(keys.items()))
+        sums = self.increments.get(row)
+        if sums is None:
+            sums = self.increments[row] = dict.fromkeys(amounts, 0)
+            self.counted[row] = what
         for name, amount in amounts.items():
             sums[name] += amount
 
@@ -50,7 +62,7 @@ class Deferred:
 
     def merge(self, other: Deferred) -> None:
         for (statement, keys), amounts in other.increments.items():
-            self.add(statement, dict(keys), amounts)
+            self.add(statement, dict(keys), amounts, other.counted[(statement, keys)])
         for statement, rows in other.inserts.items():
             self.inserts.setdefault(statement, []).extend(rows)
 
@@ -60,11 +72,25 @@ class Deferred:
         # statement go in one executemany: a single round trip on PostgreSQL (psycopg pipelines it).
         ordered = sorted(self.increments.items(), key=_row_order)
         for statement, group in itertools.groupby(ordered, key=lambda item: item[0][0]):
-            statement.executemany(conn, [{**dict(keys), **amounts} for (_, keys), amounts in group])
-        for statement, rows in self.inserts.items():
-            statement.executemany(conn, rows)
+            rows = list(group)
+            with _overflow_refused(conn, " and ".join(self.counted[row] for row, _ in rows)):
+                statement.executemany(conn, [{**dict(keys), **amounts} for (_, keys), amounts in rows])
+        for statement, inserted in self.inserts.items():
+            statement.executemany(conn, inserted)
         self.increments.clear()
+        self.counted.clear()
         self.inserts.clear()
+
+
+@contextmanager
+def _overflow_refused(conn: Connection, what: str) -> Iterator[None]:
+    """The NOT NULL refusal of an increment's overflow (the only refusal an increment has) raised as
+    ``counter_overflow(what)``. In a batch, the transaction is then rolled back by the writer and
+    its writes retried one by one, so it is the guilty write alone that fails with it."""
+    try:
+        yield
+    except conn.dialect.dbapi.IntegrityError:  # type: ignore[union-attr]
+        raise counter_overflow(what) from None
 
 
 def _row_order(item: tuple[tuple[DriverStatement, Keys], dict[str, int]]) -> tuple[str, str]:
@@ -135,12 +161,15 @@ class Batch:
         self.pipeline.statements.append((sent, statement.prepared(self.conn, params), params))
         return sent
 
-    def increment(self, statement: DriverStatement, keys: dict[str, Any], amounts: dict[str, int]) -> None:
-        """An unconditional increment of one row: at the end of the batch, summed with its others."""
-        if self.writes is None:
+    def increment(self, statement: DriverStatement, keys: dict[str, Any], amounts: dict[str, int], what: str) -> None:
+        """A bounded increment of one row (``ledger.bounds.bounded_sum``): at the end of the batch,
+        summed with its others. ``what`` names its counters in the refusal of an overflow."""
+        if self.writes is not None:
+            self.writes.add(statement, keys, amounts, what)
+            return
+        # At once, under a savepoint: PostgreSQL would otherwise abort the caller's transaction.
+        with _overflow_refused(self.conn, what), self.conn.begin_nested():
             statement.execute(self.conn, {**keys, **amounts})
-        else:
-            self.writes.add(statement, keys, amounts)
 
     def insert(self, statement: DriverStatement, row: dict[str, Any]) -> None:
         """An insert nothing in the batch reads back: at the end of the batch, in one executemany."""
