@@ -26,6 +26,7 @@ def test_a_running_gateway_evaluates_in_its_background_sweep_and_delivers_signed
             deadline = time.monotonic() + 10  # a bound on waiting, not a claim about speed
             while len(hook.received) < 2 and time.monotonic() < deadline:
                 time.sleep(0.05)
+    assert secret is not None
     events = [json.loads(got.body) for got in hook.received]
     assert sorted(event["alert"]["wallet"] for event in events) == ["credit", "routed"]
     assert {event["type"] for event in events} == {"alert.fired"}
