@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, select, update
 
-from glasskey.alerts.tables import URL_MAX_LENGTH, alert_webhooks
+from glasskey.alerts.tables import URL_MAX_LENGTH, alert_deliveries, alert_firing, alert_webhooks
 from glasskey.errors import ClientError
 from glasskey.routing.credentials import CredentialUnopenable, CredentialVault, shown_credential
 from glasskey.routing.upstream_address import UpstreamAddressRefused, check_upstream_url
@@ -93,8 +93,18 @@ def set_webhook(
     return webhook, secret
 
 
-def delete_webhook(conn: Connection, org_id: str) -> bool:
-    return conn.execute(delete(alert_webhooks).where(alert_webhooks.c.org_id == org_id)).rowcount > 0
+def delete_webhook(conn: Connection, org_id: str, now: datetime) -> bool:
+    """Remove the org's webhook: its pending deliveries are dropped, and what was firing is forgotten,
+    so a webhook set again later is sent what is past its threshold then, once."""
+    removed = conn.execute(delete(alert_webhooks).where(alert_webhooks.c.org_id == org_id)).rowcount > 0
+    conn.execute(
+        update(alert_deliveries)
+        .where(alert_deliveries.c.org_id == org_id)
+        .where(alert_deliveries.c.status == "pending")
+        .values(status="dropped", next_attempt_at=None, updated_at=now)
+    )
+    conn.execute(delete(alert_firing).where(alert_firing.c.org_id == org_id))
+    return removed
 
 
 def webhook_orgs(conn: Connection) -> list[str]:
