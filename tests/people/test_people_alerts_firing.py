@@ -170,3 +170,17 @@ def test_a_crossing_recorded_by_one_process_is_not_sent_again_by_another(db):
     assert second_events == [] and recorded_again is False
     assert [event["alert"]["alert"] for event in anew] == [first_events[0]["alert"]["alert"]]
     assert statuses == ["dropped", "pending"]
+
+
+def test_spend_and_failures_are_read_for_many_keys_at_once_in_bounded_batches(sqlite_db, monkeypatch):
+    monkeypatch.setattr("glasskey.alerts.notices.IDS_PER_QUERY_MAX", 2)
+    with sqlite_db.write() as conn:
+        org = create_org(conn, "acme", NOW)
+        keys = [_key(conn, org.id, f"k{index}", budget_total_micros=1000) for index in range(5)]
+        for key in keys:
+            _spend(conn, key, 800)
+            for index in range(10):
+                add_receipt(conn, key, f"req_{key.id}_{index}", status="failed", created_at=NOW)
+        found = notices(conn, org.id, keys, NOW)
+    assert sorted(n["key"] for n in found if n["kind"] == "key_budget_total") == sorted(k.prefix for k in keys)
+    assert sorted(n["key"] for n in found if n["kind"] == "key_failures") == sorted(k.prefix for k in keys)
