@@ -118,9 +118,10 @@ async def measure(services: Services, key: str, runs: int) -> dict[str, float]:
                 risk_free_rate="0", window=(None, None), confirmed_max_micros=result["cost"]["max_micros"],
                 planned_max_micros=result["cost"]["max_micros"], planned_estimate_micros=0, expected_ms=(0, 0),
                 call_max_micros=[c["max_charge_micros"] for c in result["plan"]["calls"]], now=services.clock(),
+                instance_id=services.instance_id,
             )  # fmt: skip
         began = time.perf_counter()
-        await JobRunner(services, lifecycle).run(job_id, f"Bearer {key}")
+        await JobRunner(services, lifecycle).run(job_id)
         return time.perf_counter() - began
 
     await direct()  # warm up

@@ -76,6 +76,7 @@ async def _outage(request: Request, exc: Exception) -> Response:
 
 def build_app(services: Services) -> GatewayApp:
     lifecycle = Lifecycle(services)
+    research_runner = JobRunner(services, lifecycle)
 
     async def index(request: Request) -> Response:
         return JSONResponse(
@@ -125,6 +126,8 @@ def build_app(services: Services) -> GatewayApp:
                 group.start_soon(_watch_liveness_forever, services, liveness_lock)
             if services.settings.probe_interval_seconds > 0:
                 group.start_soon(_probe_forever, services)
+            if services.settings.research_resume_at_startup:
+                group.start_soon(_resume_research_forever, research_runner)
             group.start_soon(services.invalidation.listen)
             if isinstance(services.health, SharedHealthBoard):
                 group.start_soon(services.health.run)
@@ -152,7 +155,7 @@ def build_app(services: Services) -> GatewayApp:
         # The Gemini API's /v1beta paths, and its POST /v1/models/{model}:method before the /v1 mount.
         *gemini_routes(lifecycle),
         # The research assistant's /v1/research paths, before the /v1 mount that would answer 404.
-        Mount("/v1/research", routes=routes_research(lifecycle, JobRunner(services, lifecycle))),
+        Mount("/v1/research", routes=routes_research(lifecycle, research_runner)),
         Mount("/v1", routes=routes_v1(lifecycle)),
     ]
     routes.append(Mount("/admin/api", app=admin_app))
@@ -182,6 +185,22 @@ async def _probe_forever(services: Services) -> None:
             await probe_idle_routes(services.db, services.health, services.providers)
         except Exception:  # a probe round must never stop the gateway
             log.exception("active probe round failed")
+
+
+async def _resume_research_forever(runner: JobRunner) -> None:
+    """Resume the research jobs no live process runs: at start-up, in the background (readiness
+    never waits for it), then at every heartbeat, for the jobs of processes found dead since (on
+    PostgreSQL another host's, or this host's previous process once its three beats have lapsed).
+    Each round takes up at most ``RESUME_ROUND_MAX`` jobs, each claimed atomically."""
+    while True:
+        try:
+            resumed = await runner.resume_interrupted()
+        except Exception:  # a failed round must never stop the gateway; the next beat tries again
+            log.exception("resuming interrupted research jobs failed")
+        else:
+            if resumed:
+                log.warning("resumed %d interrupted research jobs: %s", len(resumed), ", ".join(resumed))
+        await anyio.sleep(instances.HEARTBEAT_SECONDS)
 
 
 async def _start_instance(services: Services) -> liveness.LivenessLock | None:

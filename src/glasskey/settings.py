@@ -47,6 +47,11 @@ class Settings(BaseModel):
     )
     redis_url: str = Field(default="", description="share rate limits across processes; empty keeps them local")
     probe_interval_seconds: int = Field(default=0, ge=0, description="active probes of idle routes; 0 is off")
+    research_resume_at_startup: bool = Field(
+        default=False,
+        description="resume interrupted research jobs at start-up (and those of processes found dead later), "
+        "charged to their keys without a person asking; off: a person resumes each",
+    )
     log_level: str = Field(
         default="info", description="debug, info, warning, error or critical: glasskey's own logs and uvicorn's"
     )

@@ -19,9 +19,9 @@ def test_the_demo_job_finishes_once_and_is_reused_on_the_next_start(tmp_path):
     services = build_services(demo_settings(tmp_path / "data", "127.0.0.1", 8787, environ={}))
     try:
         routed = next(k for k in seed_demo(services).keys if k.settlement == "routed")
-        job_id = run_demo_job(services, routed.record, routed.full_key)
+        job_id = run_demo_job(services, routed.record)
         again = next(k for k in seed_demo(services).keys if k.settlement == "routed")
-        assert run_demo_job(services, again.record, again.full_key) == job_id
+        assert run_demo_job(services, again.record) == job_id
         with services.db.read() as conn:
             status = job_status(conn, job_id, None, services.clock())
             report = job_row(conn, job_id, None).report

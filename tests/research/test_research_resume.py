@@ -1,4 +1,5 @@
-"""Kill -9 the gateway mid-job, start it again, resume: no call is sent or charged twice, audit clean."""
+"""Kill -9 the gateway mid-job, start it again with the automatic resume on: the job finishes by
+itself, no call is sent or charged twice, the ledger audits clean."""
 
 from __future__ import annotations
 
@@ -11,12 +12,14 @@ from sqlalchemy import select, update
 
 from conftest_helpers import make_settings
 from gateway_fixtures import free_port, seed
+from glasskey.gateway.instances import DEAD_AFTER_BEATS, HEARTBEAT_SECONDS
 from glasskey.gateway.sweeper import sweep_expired_holds
 from glasskey.ledger import audit
 from glasskey.research.jobs import job_calls
+from glasskey.research.tables import research_jobs
 from glasskey.services import build_services
 from glasskey.store.database import Database
-from glasskey.store.tables import receipts, routes, transfers
+from glasskey.store.tables import instances, receipts, routes, transfers
 from research_helpers import auth, job_body, upload_samples, wait_finished
 from server_process import server_env, start_server
 
@@ -61,17 +64,24 @@ def test_a_job_killed_mid_run_resumes_without_sending_or_charging_a_call_twice(t
         conn.execute(update(routes).values(options={}))
         crashed = next(c for c in job_calls(conn, job["id"]) if c.step == "analysis")
         held = list(conn.execute(select(transfers).where(transfers.c.request_id == crashed.id)))
+        killed = conn.execute(
+            select(research_jobs.c.runner_instance_id).where(research_jobs.c.id == job["id"])
+        ).scalar()
+        # PostgreSQL takes a process for dead after three missed heartbeats (30 s): let them pass.
+        dead = services.clock() - timedelta(seconds=HEARTBEAT_SECONDS * (DEAD_AFTER_BEATS + 1))
+        conn.execute(update(instances).where(instances.c.id == killed).values(last_seen=dead))
     assert [t.status for t in held] == ["pending"]  # the dead process's hold, not yet expired
+    assert killed is not None
 
-    server = start_server(env)
+    # Restarted with the automatic resume on: nobody asks, the job is taken up at start-up.
+    server = start_server({**env, "GLASSKEY_RESEARCH_RESUME_AT_STARTUP": "true"})
     try:
-        resumed = httpx.post(f"{v1}/research/jobs/{job['id']}/resume", headers=auth(key))
-        assert resumed.status_code == 200, resumed.text
         done = wait_finished(v1, key, job["id"])
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=20)
     assert done["status"] == "succeeded", done
+    assert done["resume_count"] == 1 and done["resumed_by"] not in (None, killed) and done["running_in"] is None
     with db.write() as conn:
         calls = job_calls(conn, job["id"])
         assert [(c.step, c.try_number, c.status) for c in calls] == [
@@ -89,12 +99,11 @@ def test_a_job_killed_mid_run_resumes_without_sending_or_charging_a_call_twice(t
         }
         succeeded = {c.id for c in calls if c.status == "succeeded"}
         assert {request_id for request_id, status in receipted.items() if status == "succeeded"} == succeeded
-        # The killed call: on SQLite the restarted process voided its hold at start-up with an
-        # interrupted receipt (gateway.instances); on PostgreSQL its process is not yet three
-        # heartbeats dead, so its hold is left to the next beat or to expiry.
-        assert {request_id: receipted[request_id] for request_id in set(receipted) - succeeded} == (
-            {crashed.id: "interrupted"} if db.dialect == "sqlite" else {}
-        )
+        # The killed call: the restarted process voided its hold at start-up with an interrupted
+        # receipt (gateway.instances), charging nothing.
+        assert {request_id: receipted[request_id] for request_id in set(receipted) - succeeded} == {
+            crashed.id: "interrupted"
+        }
         # The killed call's hold expires like any hold of a dead process, and the ledger then audits clean.
         sweep_expired_holds(conn, services.clock() + timedelta(seconds=settings.hold_ttl_seconds + 1))
         report = audit(conn)

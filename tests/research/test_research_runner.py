@@ -217,12 +217,13 @@ def test_a_job_stopped_with_its_process_is_interrupted_then_resumes_to_the_end(g
             JobSpec.parse({"question": QUESTION, "inputs": [f.id for f in files], "depth": "quick"}), files
         )
         checked = preflight(conn, record, prepared, services.health, services.clock())
-        job_id = confirm_job(conn, record, prepared, checked, checked["cost"]["max_micros"], services.clock())
+        job_id = confirm_job(
+            conn, record, prepared, checked, checked["cost"]["max_micros"], services.clock(),
+            instance_id=services.instance_id,
+        )  # fmt: skip
 
     async def stop_mid_run() -> None:  # the process stops: its tasks are cancelled, nobody asked to cancel
-        task = asyncio.get_running_loop().create_task(
-            JobRunner(services, Lifecycle(services)).run(job_id, f"Bearer {key}")
-        )
+        task = asyncio.get_running_loop().create_task(JobRunner(services, Lifecycle(services)).run(job_id))
         while not any(c.status == "running" for c in await anyio.to_thread.run_sync(calls_of, gateway, job_id)):
             await anyio.sleep(0.02)
         task.cancel()
@@ -260,10 +261,10 @@ def test_a_job_whose_key_is_revoked_before_it_starts_fails_visibly(gateway):
         record = find_by_public_id(conn, key.split("-")[1])
         assert record is not None
         revoke_key(conn, record.id, services.clock())
-    anyio.run(JobRunner(services, Lifecycle(services)).run, job["id"], f"Bearer {key}")
+    anyio.run(JobRunner(services, Lifecycle(services)).run, job["id"])
     with services.db.read() as conn:
         status = job_status(conn, job["id"], None, services.clock())
-    assert status["status"] == "failed" and status["error"].startswith("key: ")
+    assert status["status"] == "failed" and status["error"].startswith("not resumed: key: ")
 
 
 def test_a_cancel_flag_set_by_another_process_stops_the_job_before_its_next_call(gateway):

@@ -108,7 +108,7 @@ def demo(ctx: click.Context, host: str, port: int, data_dir: Path, no_serve: boo
         click.echo(format_demo_banner(seeded))
         # The research assistant's sample job, run once on the simulated provider with the routed key.
         routed = next(key for key in seeded.keys if key.settlement == "routed")
-        click.echo(demo_research_line(services, run_demo_job(services, routed.record, routed.full_key)))
+        click.echo(demo_research_line(services, run_demo_job(services, routed.record)))
         if not no_serve:
             run_server(services)
     finally:

@@ -22,6 +22,7 @@ from typing import Any
 
 from glasskey.errors import BudgetError, GlasskeyError, NotFound
 from glasskey.gateway.instances import has_receipt
+from glasskey.gateway.kept_answers import keep_answer
 from glasskey.keys.budget import day_period, hold_budget, release_budget_hold, settle_budget
 from glasskey.keys.policy import KeyPolicy
 from glasskey.ledger import (
@@ -148,13 +149,23 @@ class Settlement:
     what only the ledger knows: the final charge, the transfer id and the flags of a lost hold.
     """
 
-    def __init__(self, held: Held | None, charge_micros: int, receipt_row: dict[str, Any], now: datetime) -> None:
+    def __init__(
+        self,
+        held: Held | None,
+        charge_micros: int,
+        receipt_row: dict[str, Any],
+        now: datetime,
+        *,
+        answer: dict[str, Any] | None = None,
+    ) -> None:
         if held is not None and charge_micros > held.amount_micros:
             raise ValueError("a charge is capped at its hold before it is settled")
         self.held = held
         self.charge_micros = charge_micros if held is not None else 0
         self.receipt_row = receipt_row
         self.now = now
+        # The answer body to keep with the charge (``gateway.kept_answers``), or None.
+        self.answer = answer
         self._resolve: ResolvePending | None = None
         self._receipt_written = False
 
@@ -177,6 +188,8 @@ class Settlement:
         flags = list(dict.fromkeys([*self.receipt_row["flags"], *settled.flags]))
         row = {**self.receipt_row, "charge_micros": settled.charge_micros, "transfer_id": settled.transfer_id}
         insert_receipt_row(batch, {**row, "flags": flags})
+        if self.answer is not None:
+            keep_answer(batch, self.receipt_row["request_id"], self.answer, self.now)
         return settled
 
     def _settle(self, batch: Batch, resolve: ResolvePending) -> Settled:

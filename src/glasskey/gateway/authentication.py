@@ -11,11 +11,13 @@ from __future__ import annotations
 import logging
 from functools import partial
 
-from glasskey.errors import APIKeyError
+import anyio.to_thread
+
+from glasskey.errors import APIKeyError, NotFound
 from glasskey.gateway.run import Run
 from glasskey.keys import secret as key_secret
 from glasskey.keys.directory import DIRECTORY_CACHE_KEY, load_public_ids
-from glasskey.keys.service import KeyRecord, bearer_token, find_by_public_id, verify_parsed
+from glasskey.keys.service import KeyRecord, bearer_token, check_usable, find_by_public_id, get_key, verify_parsed
 from glasskey.services import Services
 
 log = logging.getLogger("glasskey.gateway")
@@ -53,6 +55,25 @@ class Authentication:
             raise
         self._attribute(run, key)
         return key
+
+    async def of_key_id(self, run: Run, key_id: str) -> KeyRecord:
+        """The key a glasskey process acts for by its id (a research job's key: its secret is never
+        stored). Read fresh, not from the cache, and refused as a request with the key would be:
+        revoked or expired is ``source: key``, on the request's receipt."""
+
+        def load() -> KeyRecord | None:
+            with self.services.db.read() as conn:
+                try:
+                    return get_key(conn, key_id)
+                except NotFound:
+                    return None
+
+        record = await anyio.to_thread.run_sync(load)
+        if record is None:
+            raise APIKeyError(f"API key {key_id} no longer exists", code="invalid_api_key")
+        self._attribute(run, record)
+        check_usable(record, self.services.clock())
+        return record
 
     async def key_of(self, authorization: str | None) -> KeyRecord:
         """The key behind a request that leaves no receipt (metadata endpoints)."""

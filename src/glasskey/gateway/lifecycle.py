@@ -68,13 +68,20 @@ class Lifecycle:
         *,
         endpoint: str = "chat.completions",
         client_address: str | None = None,
+        acting_for: str | None = None,
+        keep_answer: bool = False,
         passthrough: Passthrough | None = None,
     ) -> JSONOutcome | StreamOutcome:
-        """One chat request. With ``passthrough`` (``/v1/messages``), ``read_body`` gives the body to quote
-        and hold on, Anthropic routes get the caller's own body and the others its translation."""
+        """One chat request. ``acting_for`` (a key id, in place of ``authorization``) is for glasskey's
+        own callers acting for a key whose secret they never hold (the research runner); the key is
+        checked all the same. ``keep_answer`` keeps the answer with its charge (``kept_answers``). With
+        ``passthrough`` (``/v1/messages``), ``read_body`` gives the body to quote and hold on, Anthropic
+        routes get the caller's own body and the others its translation."""
         run = self.new_run(request_id, endpoint)
         async with self._receipted_on_failure(run):
-            body, _, routes = await self.prepare(run, authorization, read_body, client_address=client_address)
+            body, _, routes = await self.prepare(
+                run, authorization, read_body, client_address=client_address, acting_for=acting_for
+            )
             if passthrough is not None:
                 routes = passthrough.servable(routes, run.receipt.attempts)
             if body.get("stream") is True:
@@ -95,7 +102,8 @@ class Lifecycle:
                 )
             else:
                 run.receipt.usage_source = "provider_reported"
-            charge = await self.settle(run, route, usage, status="succeeded", http_status=200)
+            kept = result.body if keep_answer else None
+            charge = await self.settle(run, route, usage, status="succeeded", http_status=200, answer=kept)
             return JSONOutcome(result.body, headers=run.headers(charge), shape=_shape(passthrough, route))
 
     async def embeddings(
@@ -149,9 +157,13 @@ class Lifecycle:
         *,
         kind: str = "chat",
         client_address: str | None = None,
+        acting_for: str | None = None,
     ) -> tuple[dict[str, Any], Bounds, list[Route]]:
         """Everything before the upstream call: authenticate, limit, parse, select, quote and hold."""
-        key = await self.authentication.of_request(run, authorization, client_address)
+        if acting_for is not None:
+            key = await self.authentication.of_key_id(run, acting_for)
+        else:
+            key = await self.authentication.of_request(run, authorization, client_address)
         await self.services.rate_limiter.acquire(key.id, key.policy.rpm_limit)
         body = parse_json_object(await read_within(read_body, self.services.settings.body_read_timeout_seconds))
         if isinstance(body.get("model"), str):
@@ -254,12 +266,14 @@ class Lifecycle:
         status: str,
         http_status: int,
         error: GlasskeyError | None = None,
+        answer: dict[str, Any] | None = None,
     ) -> int:
-        """Post the charge for ``usage`` (capped by the hold), release the rest, write the receipt."""
+        """Post the charge for ``usage`` (capped by the hold), release the rest, write the receipt
+        (and ``answer``, when given, in the same transaction: ``kept_answers``)."""
         receipt = run.receipt
         latency_ms = int((self.services.monotonic() - run.started) * 1000)
         charge = run.end(route, usage, status=status, http_status=http_status, error=error, latency_ms=latency_ms)
-        settlement = Settlement(run.hold, charge, receipt.row(), self.services.clock())
+        settlement = Settlement(run.hold, charge, receipt.row(), self.services.clock(), answer=answer)
         settled = await self._write(settlement)
         receipt.charge_micros, receipt.transfer_id = settled.charge_micros, settled.transfer_id
         run.notes += settled.flags

@@ -1,9 +1,12 @@
 """Sending one model call of a research job: under the cap, with an id never sent twice.
 
 ``CallSender`` quotes the call's real body, reserves its maximum against the job's ``Budget``,
-marks the call row, sends it with ``Lifecycle.chat`` under the person's key (the call's id is the
-request id, the endpoint ``research``), and records what the gateway charged. A refusal of the
-key, the wallet or a budget ends the step; any other failure is returned for a retry.
+marks the call row, sends it with ``Lifecycle.chat`` acting for the job's key by its id (the call's
+id is the request id, the endpoint ``research``), and records what the gateway charged. The
+gateway keeps the answer with the charge, in the settlement's transaction
+(``gateway.kept_answers``), so a crash before the call's row records it loses nothing and pays
+nothing twice. A refusal of the key, the wallet or a budget ends the step; any other failure is
+returned for a retry.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from glasskey.gateway.outcomes import JSONOutcome
 from glasskey.keys.service import KeyRecord
 from glasskey.pricing.quote import quote_request
 from glasskey.research import jobs
-from glasskey.research.cap import Budget, CancelRequested, StepFailed
+from glasskey.research.cap import Budget, CancelRequested, StepFailed, Superseded
 from glasskey.research.plan import PlannedCall
 from glasskey.services import Services
 
@@ -62,9 +65,10 @@ class CallSender:
     lifecycle: Lifecycle
     job_id: str
     key: KeyRecord
-    authorization: str
     budget: Budget
     pacer: Pacer
+    # Tests only: awaited with the call's id between its settlement and the row recording its answer.
+    after_settlement: Callable[[str], Awaitable[None]] | None = None
 
     async def _write(self, fn: Callable[[Any], Any]) -> Any:
         def work() -> Any:
@@ -76,8 +80,12 @@ class CallSender:
     async def send(self, call: PlannedCall, body: dict[str, Any], tries: list[Any]) -> dict[str, Any] | None:
         """One call under the cap; the answer body (with ``_call_id``), or None when the gateway refused it."""
         await self.pacer.wait_turn()
-        # The flag is read before every call, so a cancel asked through any process stops the job.
-        if await self.lifecycle.read(lambda conn: jobs.job_row(conn, self.job_id, None).cancel_requested):
+        # The row is read before every call, so a cancel asked through any process stops the job,
+        # and a process taken for dead whose job another claimed stops before sending anything more.
+        row = await self.lifecycle.read(lambda conn: jobs.job_row(conn, self.job_id, None))
+        if row.runner_instance_id != self.services.instance_id:
+            raise Superseded(f"the job is claimed by gateway instance {row.runner_instance_id}")
+        if row.cancel_requested:
             raise CancelRequested("cancelled at the person's request")
         now = self.services.clock()
         quote, _ = await self.lifecycle.read(
@@ -104,15 +112,19 @@ class CallSender:
                 raise StepFailed(f"{call.label}: refused by the gateway ({error.source}): {error.message}") from None
             return None
         except BaseException:
-            # Cancelled (or a bug): the lifecycle already voided the hold and wrote the receipt.
+            # Cancelled (or a bug): the lifecycle already voided the hold and wrote the receipt, or
+            # had settled the call just before (then its answer was kept with the charge: the call
+            # is answered, and a resume reads it rather than pay for it again).
             with anyio.CancelScope(shield=True):
                 charged = await self.lifecycle.read(lambda conn: jobs.receipt_charge(conn, call_id))
                 self.budget.settle(maximum, charged)
-                await self._write(lambda conn: jobs.set_call(conn, call_id, status="cancelled", charge_micros=charged))
+                await self._write(lambda conn: jobs.end_call_cut_short(conn, call_id, charged))
             raise
         assert isinstance(outcome, JSONOutcome)
         charged = int(outcome.headers.get("x-glasskey-charge-micros", "0"))
         answer = outcome.body
+        if self.after_settlement is not None:
+            await self.after_settlement(call_id)
         # Kept whatever happens next (a cancel, a crash after it): an answered call is read from
         # its row, never sent again.
         with anyio.CancelScope(shield=True):
@@ -145,7 +157,9 @@ class CallSender:
             return raw
 
         # Receipts of the job's calls say endpoint "research", so they can be told from a person's own.
-        return self.lifecycle.chat(call_id, self.authorization, read_body, endpoint=ENDPOINT)
+        return self.lifecycle.chat(
+            call_id, None, read_body, endpoint=ENDPOINT, acting_for=self.key.id, keep_answer=True
+        )
 
 
 @dataclass

@@ -27,6 +27,10 @@ class CancelRequested(Exception):
     """The job's cancel flag is set (by this process or another): no further call starts."""
 
 
+class Superseded(Exception):
+    """Another gateway process claimed the job (this one was taken for dead): this one stops."""
+
+
 @dataclass
 class Budget:
     """The job's money as the cap sees it: charged so far plus the maxima of calls in flight."""
@@ -58,6 +62,6 @@ def first_expected(group: BaseExceptionGroup[BaseException]) -> BaseException | 
             found = first_expected(error)
             if found is not None:
                 return found
-        elif isinstance(error, (Capped, StepFailed, CancelRequested, GlasskeyError)):
+        elif isinstance(error, (Superseded, Capped, StepFailed, CancelRequested, GlasskeyError)):
             return error
     return None

@@ -31,9 +31,17 @@ def check_confirmed_max(value: Any, planned_max_micros: int) -> int:
 
 
 def confirm_job(
-    conn: Connection, key: KeyRecord, prepared: Prepared, result: dict[str, Any], confirmed: Any, now: datetime
+    conn: Connection,
+    key: KeyRecord,
+    prepared: Prepared,
+    result: dict[str, Any],
+    confirmed: Any,
+    now: datetime,
+    *,
+    instance_id: str,
 ) -> str:
-    """The new job's id, queued; raises the preflight's refusal, or a 400 for a bad maximum."""
+    """The new job's id, queued and claimed by ``instance_id`` (the process that runs it); raises the
+    preflight's refusal, or a 400 for a bad maximum."""
     refusal = refusal_error(result)
     if refusal is not None:
         raise refusal
@@ -45,4 +53,5 @@ def confirm_job(
         planned_max_micros=cost["max_micros"], planned_estimate_micros=cost["estimated_micros"],
         expected_ms=(result["runtime"]["p50_ms"], result["runtime"]["p90_ms"]),
         call_max_micros=[c["max_charge_micros"] for c in result["plan"]["calls"]], now=now,
+        instance_id=instance_id,
     )  # fmt: skip

@@ -32,7 +32,7 @@ def sample_bytes(name: str) -> bytes:
     return resources.files("glasskey.research").joinpath("samples", name).read_bytes()
 
 
-def run_demo_job(services: Services, key: KeyRecord, full_key: str) -> str:
+def run_demo_job(services: Services, key: KeyRecord) -> str:
     """The id of the demo's finished job: an existing one of the key's org, or a new one run now."""
     with services.db.read() as conn:
         existing = conn.execute(
@@ -49,8 +49,9 @@ def run_demo_job(services: Services, key: KeyRecord, full_key: str) -> str:
     with services.db.read() as conn:
         result = preflight(conn, key, prepared, services.health, now)
     with services.db.write() as conn:
-        job_id = confirm_job(conn, key, prepared, result, result["cost"]["max_micros"], now)
-    anyio.run(JobRunner(services, Lifecycle(services)).run, job_id, f"Bearer {full_key}")
+        maximum = result["cost"]["max_micros"]
+        job_id = confirm_job(conn, key, prepared, result, maximum, now, instance_id=services.instance_id)
+    anyio.run(JobRunner(services, Lifecycle(services)).run, job_id)
     return job_id
 
 

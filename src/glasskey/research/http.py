@@ -98,8 +98,13 @@ def routes_research(lifecycle: Lifecycle, runner: JobRunner) -> list[Route]:
         key = await key_of(request)
         body, prepared, result = await planned(request, key)
         now = services.clock()
-        job_id = await write(lambda conn: confirm_job(conn, key, prepared, result, body.get("max_charge_micros"), now))
-        runner.start(job_id, request.headers.get("authorization") or "")
+        instance_id = services.instance_id
+        job_id = await write(
+            lambda conn: confirm_job(
+                conn, key, prepared, result, body.get("max_charge_micros"), now, instance_id=instance_id
+            )
+        )
+        runner.start(job_id)
         status = await lifecycle.read(lambda conn: jobs.job_status(conn, job_id, key.id, services.clock()))
         return JSONResponse({**status, "preflight": result}, status_code=201)
 
@@ -129,8 +134,16 @@ def routes_research(lifecycle: Lifecycle, runner: JobRunner) -> list[Route]:
         row = await lifecycle.read(lambda conn: jobs.job_row(conn, job_id, key.id))
         if row.status in jobs.FINISHED:
             raise ClientError(f"job {job_id} is {row.status}; only an unfinished job resumes", code="job_finished")
-        if not runner.running(job_id):
-            runner.start(job_id, request.headers.get("authorization") or "")
+        # Claimed atomically: a job another live gateway process runs is left to it; one whose
+        # process died (SQLite: any other; PostgreSQL: three heartbeats missed) is taken up here.
+        if not await runner.resume(job_id):
+            owner = await lifecycle.read(lambda conn: jobs.job_row(conn, job_id, key.id).runner_instance_id)
+            raise ClientError(
+                f"job {job_id} is run by gateway process {owner}, which is alive; it goes on there, and can be "
+                "resumed elsewhere once that process has missed three heartbeats (30 s)",
+                code="job_running",
+                status_code=409,
+            )
         return JSONResponse(await lifecycle.read(lambda conn: jobs.job_status(conn, job_id, key.id, services.clock())))
 
     async def events(request: Request) -> Response:

@@ -12,18 +12,22 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, func, select, update
+from sqlalchemy import Connection, and_, func, or_, select, update
 
 from glasskey.errors import NotFound
+from glasskey.gateway.instances import dead_after
+from glasskey.gateway.kept_answers import kept_answer
 from glasskey.ids import new_id
 from glasskey.research.inputs import check_size, content_hash, input_error, kind_of
 from glasskey.research.plan import Plan, PlannedCall
 from glasskey.research.tables import research_calls, research_files, research_job_inputs, research_jobs, research_steps
-from glasskey.store.tables import receipts
+from glasskey.store.tables import instances, receipts
 
 FINISHED = ("succeeded", "failed", "cancelled", "capped")
 # Not running any more: finished, or interrupted by its process stopping (resumable).
 STOPPED = (*FINISHED, "interrupted")
+# Not finished: a job in one of these whose process is gone may be claimed and resumed.
+RESUMABLE = ("queued", "running", "interrupted")
 JOBS_PAGE_MAX = 100
 
 
@@ -96,7 +100,10 @@ def create_job(
     expected_ms: tuple[int, int],
     call_max_micros: list[int],
     now: datetime,
+    instance_id: str | None = None,
 ) -> str:
+    """A new job, ``queued``, claimed by ``instance_id`` (the process that will run it) from the start,
+    so no other process's resume can take it before its runner starts."""
     job_id = new_id("rjob")
     conn.execute(
         research_jobs.insert().values(
@@ -106,6 +113,7 @@ def create_job(
             confirmed_max_micros=confirmed_max_micros, planned_max_micros=planned_max_micros,
             planned_estimate_micros=planned_estimate_micros, expected_p50_ms=expected_ms[0],
             expected_p90_ms=expected_ms[1], plan=plan_record(plan), cancel_requested=0, created_at=now,
+            runner_instance_id=instance_id, resume_count=0,
         )
     )  # fmt: skip
     for position, file in enumerate(files):
@@ -228,13 +236,90 @@ def set_call(conn: Connection, call_id: str, **values: Any) -> None:
 
 
 def abandon_calls(conn: Connection, job_id: str) -> int:
-    """Mark the calls a dead process left in flight; their holds expire, their ids are not reused."""
-    result = conn.execute(
-        update(research_calls)
-        .where(research_calls.c.job_id == job_id, research_calls.c.status == "running")
-        .values(status="abandoned", error="in flight when the process running the job stopped")
+    """Settle the calls a dead process left in flight. A call the gateway charged and kept the
+    answer of (``gateway.kept_answers``: in the settlement's own transaction) is ``answered``, with
+    that answer and its charge: it is read, never sent again. Any other is ``abandoned``: its hold is
+    voided or expires, its id is not reused, and the call is sent again under a new id."""
+    running = conn.execute(
+        select(research_calls.c.id).where(research_calls.c.job_id == job_id, research_calls.c.status == "running")
     )
-    return int(result.rowcount or 0)
+    abandoned = 0
+    for call_id in [str(r.id) for r in running]:
+        answer = kept_answer(conn, call_id)
+        if answer is not None:
+            set_call(
+                conn, call_id, status="answered", output={"answer": answer}, charge_micros=receipt_charge(conn, call_id)
+            )
+            continue
+        set_call(conn, call_id, status="abandoned", error="in flight when the process running the job stopped")
+        abandoned += 1
+    return abandoned
+
+
+def _claimable(conn: Connection, instance_id: str, now: datetime) -> Any:
+    """Jobs no live process runs: unclaimed, or claimed by a dead process.
+
+    The claim's lease is its process's heartbeat (``gateway.instances``). On SQLite only one process
+    serves the file, so every other instance is dead; on PostgreSQL one is dead once its last beat
+    is ``DEAD_AFTER_BEATS`` beats old. A job ``instance_id`` itself claimed is never claimable again
+    by it: this process runs it (or is about to: a new job is claimed before its task starts).
+    """
+    owner = research_jobs.c.runner_instance_id
+    live = select(instances.c.id)
+    if conn.dialect.name == "sqlite":
+        live = live.where(instances.c.id == instance_id)
+    else:
+        live = live.where(instances.c.last_seen >= dead_after(now))
+    return or_(owner.is_(None), and_(owner != instance_id, owner.not_in(live)))
+
+
+def claim_job(conn: Connection, job_id: str, instance_id: str, now: datetime, *, resume: bool) -> bool:
+    """Take the job for ``instance_id`` in one conditional UPDATE: of two processes claiming it at
+    once, exactly one succeeds (the row's lock orders them; the second sees the new owner alive).
+    A resume is recorded on the job (when, by which process, how many)."""
+    values: dict[str, Any] = {"runner_instance_id": instance_id}
+    if resume:
+        values |= {"resumed_at": now, "resumed_by": instance_id, "resume_count": research_jobs.c.resume_count + 1}
+    result = conn.execute(
+        update(research_jobs)
+        .where(
+            research_jobs.c.id == job_id,
+            research_jobs.c.status.in_(RESUMABLE),
+            _claimable(conn, instance_id, now),
+        )
+        .values(**values)
+    )
+    return int(result.rowcount or 0) == 1
+
+
+def release_job(conn: Connection, job_id: str, instance_id: str) -> None:
+    """The process stops running the job (finished, or stopping): anyone may claim it next."""
+    conn.execute(
+        update(research_jobs)
+        .where(research_jobs.c.id == job_id, research_jobs.c.runner_instance_id == instance_id)
+        .values(runner_instance_id=None)
+    )
+
+
+def resumable_jobs(conn: Connection, instance_id: str, now: datetime, limit: int) -> list[str]:
+    """Unfinished jobs that no live process runs, oldest first, at most ``limit``."""
+    query = (
+        select(research_jobs.c.id)
+        .where(research_jobs.c.status.in_(RESUMABLE), _claimable(conn, instance_id, now))
+        .order_by(research_jobs.c.created_at, research_jobs.c.id)
+        .limit(limit)
+    )
+    return [str(job_id) for job_id in conn.scalars(query)]
+
+
+def end_call_cut_short(conn: Connection, call_id: str, charged: int) -> None:
+    """A call whose sending was cancelled: ``answered`` if the gateway had settled it and kept its
+    answer, else ``cancelled`` (its hold was voided)."""
+    answer = kept_answer(conn, call_id)
+    if answer is not None:
+        set_call(conn, call_id, status="answered", output={"answer": answer}, charge_micros=charged)
+    else:
+        set_call(conn, call_id, status="cancelled", charge_micros=charged)
 
 
 def request_cancel(conn: Connection, job_id: str, key_id: str | None) -> Any:
@@ -280,6 +365,11 @@ def job_status(conn: Connection, job_id: str, key_id: str | None, now: datetime)
         "finished_at": end.isoformat() if end else None,
         "elapsed_ms": int(((end or now) - row.started_at).total_seconds() * 1000) if row.started_at else 0,
         "cancel_requested": bool(row.cancel_requested),
+        # The gateway process running it now (None when none does), and its last resume.
+        "running_in": row.runner_instance_id,
+        "resumed_at": row.resumed_at.isoformat() if row.resumed_at else None,
+        "resumed_by": row.resumed_by,
+        "resume_count": row.resume_count,
         "error": row.error,
         "steps": [
             {"name": s.name, "model": s.model, "status": s.status, "calls_planned": s.calls_planned, "error": s.error}

@@ -100,9 +100,13 @@ def research_openapi(server_url: str) -> dict[str, Any]:
             },
             "/jobs/{job_id}/resume": {
                 "post": {
-                    "summary": "Resume an unfinished job with this key",
+                    "summary": "Resume an unfinished job no live gateway process runs (claimed by this one)",
                     "parameters": _JOB_ID,
-                    "responses": {"200": _json("the job", "Job"), **errors},
+                    "responses": {
+                        "200": _json("the job, with running_in, resumed_at, resumed_by, resume_count", "Job"),
+                        "409": _ERROR,
+                        **errors,
+                    },
                 }
             },
             "/jobs/{job_id}/report": {
@@ -149,11 +153,23 @@ def research_openapi(server_url: str) -> dict[str, Any]:
                     "type": "object",
                     "properties": {
                         "id": {"type": "string"},
-                        "status": {"enum": ["queued", "running", "succeeded", "failed", "cancelled", "capped"]},
+                        "status": {
+                            "enum": ["queued", "running", "interrupted", "succeeded", "failed", "cancelled", "capped"]
+                        },
                         "calls_done": {"type": "integer"},
                         "calls_planned": {"type": "integer"},
                         "spent_micros": {"type": "integer"},
                         "confirmed_max_micros": {"type": "integer"},
+                        "running_in": {
+                            "type": ["string", "null"],
+                            "description": "the gateway process (instance id) running the job now",
+                        },
+                        "resumed_at": {"type": ["string", "null"], "format": "date-time"},
+                        "resumed_by": {
+                            "type": ["string", "null"],
+                            "description": "the gateway process (instance id) that last resumed the job",
+                        },
+                        "resume_count": {"type": "integer"},
                     },
                 },
             },

@@ -1,8 +1,9 @@
 """Running a research job: every model call through the gateway's own request lifecycle.
 
-Each call is sent with ``Lifecycle.chat`` under the person's key and the call's id as its
-request id, so it is held, routed, metered, settled and receipted like any request, and its
-receipt is found by that id. The runner adds what a job needs on top:
+Each call is sent with ``Lifecycle.chat`` acting for the job's key by its id (the key's secret is
+never stored, nor held by the runner), with the call's id as its request id, so it is checked,
+held, routed, metered, settled and receipted like any request with that key, and its receipt is
+found by that id. The runner adds what a job needs on top:
 
 * a hard cap: before a call starts, its quote's maximum is reserved against the confirmed
   maximum, beside what the job already spent and what calls in flight reserved; a call that
@@ -10,18 +11,21 @@ receipt is found by that id. The runner adds what a job needs on top:
 * a malformed map answer is retried once (a new call, a new id), then the step fails visibly;
 * cancellation: the job's task is cancelled, so calls in flight end the way the gateway ends a
   cancelled request (hold voided, what was forwarded billed), and a partial report is written;
-* resume: a job is rebuilt from its rows; a call already answered is not sent again, and a call
-  that was in flight when the process died is sent again under a new id (its hold expires).
-
-The key's secret is never stored, so a job runs in the process that holds it: the one that
-created it, or the one a person resumes it in.
+* one runner per job: a job is claimed by the process that runs it (``jobs.claim_job``: a
+  conditional UPDATE naming the process's instance id, whose heartbeat is the lease), and a
+  runner that finds the job claimed by another process before a call stops at once;
+* resume: a job is rebuilt from its rows. Its key is loaded by id and checked again (revoked,
+  expired, a model no longer allowed: the job fails, saying why, with its receipts). A call
+  already answered is not sent again; nor is a call the gateway charged before the process died,
+  whose answer the settlement kept in its own transaction (``gateway.kept_answers``); any other
+  call in flight when the process died is sent again under a new id (its hold is voided or expires).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from typing import Any
 
@@ -29,11 +33,11 @@ import anyio
 
 from glasskey.errors import GlasskeyError
 from glasskey.gateway.lifecycle import Lifecycle
-from glasskey.keys.service import KeyRecord
+from glasskey.keys.service import KeyRecord, check_usable, get_key
 from glasskey.research import jobs
 from glasskey.research.answers import MalformedAnswer, answer_text, claims_text, parse_map_answer
 from glasskey.research.calls import CallSender, Pacer
-from glasskey.research.cap import Budget, CancelRequested, Capped, StepFailed, first_expected
+from glasskey.research.cap import Budget, CancelRequested, Capped, StepFailed, Superseded, first_expected
 from glasskey.research.plan import MAP_PARALLELISM, PlannedCall, analysis_body
 from glasskey.research.report import render_report
 from glasskey.research.spec import JobSpec, Prepared, prepare
@@ -41,24 +45,57 @@ from glasskey.services import Services
 
 log = logging.getLogger("glasskey.research")
 MAP_TRIES = 2
-INTERRUPTED = "stopped when the process running it stopped; resume it with the key (glasskey research resume)"
+INTERRUPTED = (
+    "stopped when the process running it stopped; it resumes when a gateway starts with "
+    "GLASSKEY_RESEARCH_RESUME_AT_STARTUP on, or with `glasskey research resume`"
+)
+# Jobs one round of the automatic resume takes up at most: a bound on what a start-up begins at once.
+RESUME_ROUND_MAX = 8
+# A test's hook between a call's settlement (committed) and the row that records its answer.
+AfterSettlement = Callable[[str], Awaitable[None]]
 
 
 class JobRunner:
-    """The research jobs running in this process, each an asyncio task found by its job id."""
+    """The research jobs running in this process, each an asyncio task found by its job id.
 
-    def __init__(self, services: Services, lifecycle: Lifecycle) -> None:
+    ``after_settlement`` is for tests only: awaited with a call's id once the gateway settled the
+    call and before the runner records its answer (a crash injected exactly there)."""
+
+    def __init__(self, services: Services, lifecycle: Lifecycle, *, after_settlement: AfterSettlement | None = None):
         self.services = services
         self.lifecycle = lifecycle
+        self.after_settlement = after_settlement
         self._tasks: dict[str, asyncio.Task[None]] = {}
 
-    def start(self, job_id: str, authorization: str) -> None:
-        task = asyncio.get_running_loop().create_task(self.run(job_id, authorization))
+    def start(self, job_id: str) -> None:
+        """Run a job this process already claimed (a new one is claimed by ``confirm_job``)."""
+        task = asyncio.get_running_loop().create_task(self.run(job_id))
         self._tasks[job_id] = task
         task.add_done_callback(lambda _: self._tasks.pop(job_id, None))
 
     def running(self, job_id: str) -> bool:
         return job_id in self._tasks
+
+    async def resume(self, job_id: str) -> bool:
+        """Claim an unfinished job that no live process runs, and run it here; whether it runs here."""
+        if self.running(job_id):
+            return True
+        instance_id, now = self.services.instance_id, self.services.clock()
+        if not await self._write(lambda conn: jobs.claim_job(conn, job_id, instance_id, now, resume=True)):
+            return self.running(job_id)  # claimed meanwhile by another resume of this very process
+        # Checked again after the claim's await, with no await before the start: two resumes asked of
+        # this process at once (a person's and the automatic round) start one task.
+        if not self.running(job_id):
+            self.start(job_id)
+            log.info("research job %s resumed by instance %s", job_id, instance_id)
+        return True
+
+    async def resume_interrupted(self) -> list[str]:
+        """One round of the automatic resume: up to ``RESUME_ROUND_MAX`` jobs no live process runs.
+        Each is claimed atomically, so of several processes doing this at once one takes each job."""
+        instance_id, now = self.services.instance_id, self.services.clock()
+        found = await self.lifecycle.read(lambda conn: jobs.resumable_jobs(conn, instance_id, now, RESUME_ROUND_MAX))
+        return [job_id for job_id in found if not self.running(job_id) and await self.resume(job_id)]
 
     async def cancel(self, job_id: str, key_id: str | None) -> None:
         """Ask the job to stop (it is a row flag, seen by any process), and stop it here if it runs here."""
@@ -76,17 +113,23 @@ class JobRunner:
 
         return await anyio.to_thread.run_sync(work)
 
+    async def _key_refusal(self, row: Any) -> tuple[KeyRecord | None, str | None]:
+        """The job's key, loaded by id and checked as a request would check it, or why it may not run."""
+        try:
+            key = await self.lifecycle.read(lambda conn: get_key(conn, row.key_id))
+            check_usable(key, self.services.clock())
+        except GlasskeyError as error:
+            return None, f"{error.source}: {error.message}"
+        for model in dict.fromkeys((row.quick_model, row.deep_model)):
+            if not key.policy.allows(model):
+                return None, f"model: the key {key.prefix} may no longer call {model} (policy.allowed_models)"
+        return key, None
+
     # -- the run ------------------------------------------------------------------------
 
-    async def run(self, job_id: str, authorization: str) -> None:
-        # Callers checked that the key owns the job; it may have been revoked or expired since.
-        try:
-            key = await self.lifecycle.key_of(authorization)
-        except GlasskeyError as error:
-            why = f"{error.source}: {error.message}"
-            await self._write(lambda conn: jobs.set_job(conn, job_id, status="failed", error=why))
-            return
-        row = await self.lifecycle.read(lambda conn: jobs.job_row(conn, job_id, key.id))
+    async def run(self, job_id: str) -> None:
+        """Run (or resume) a job this process claimed, acting for its key by the key's id."""
+        row = await self.lifecycle.read(lambda conn: jobs.job_row(conn, job_id, None))
         files = await self.lifecycle.read(lambda conn: jobs.job_inputs(conn, job_id))
         spec = JobSpec(
             row.question,
@@ -99,12 +142,19 @@ class JobRunner:
             row.window_end,
         )
         prepared = prepare(spec, files)
-        # A call left "running" was in flight in a process that died: its id is never sent again.
+        # A call left "running" was in flight in a process that died: answered if the gateway
+        # charged it and kept its answer, else abandoned (its id is never sent again).
         await self._write(lambda conn: jobs.abandon_calls(conn, job_id))
+        # The key may have been revoked, expired or narrowed since the job was confirmed.
+        key, refusal = await self._key_refusal(row)
+        if key is None:
+            claims = await self._outputs_so_far(job_id)
+            await self._finish(job_id, prepared, claims, None, "failed", f"not resumed: {refusal}")
+            return
         spent = await self.lifecycle.read(lambda conn: jobs.job_spend_micros(conn, job_id))
         budget = Budget(row.confirmed_max_micros, spent)
         pacer = Pacer(key.policy.rpm_limit, self.services.monotonic)
-        sender = CallSender(self.services, self.lifecycle, job_id, key, authorization, budget, pacer)
+        sender = CallSender(self.services, self.lifecycle, job_id, key, budget, pacer, self.after_settlement)
         now = self.services.clock()
         await self._write(
             lambda conn: jobs.set_job(conn, job_id, status="running", started_at=row.started_at or now, error=None)
@@ -122,6 +172,9 @@ class JobRunner:
             await self._write(lambda conn: jobs.set_job(conn, job_id, metrics=metrics))
             await self._step(job_id, "metrics", "succeeded")
             analysis = await self._analysis(job_id, prepared, outputs, sender)
+        except Superseded as superseded:  # another process runs the job now: it owns the rows
+            log.warning("research job %s: %s; stopped here", job_id, superseded)
+            return
         except Capped as capped:
             status, note = "capped", str(capped)
         except CancelRequested as cancelled:
@@ -138,11 +191,21 @@ class JobRunner:
                 asked = await self.lifecycle.read(lambda conn: jobs.job_row(conn, job_id, None).cancel_requested)
                 if asked:
                     note = "cancelled at the person's request"
-                    await self._finish(job_id, key, prepared, outputs, analysis, "cancelled", note)
-                else:  # the process is stopping, not the person: the job stays resumable
-                    await self._write(lambda conn: jobs.set_job(conn, job_id, status="interrupted", error=INTERRUPTED))
+                    await self._finish(job_id, prepared, outputs, analysis, "cancelled", note)
+                else:  # the process is stopping, not the person: the job stays resumable, by anyone
+                    instance_id = self.services.instance_id
+
+                    def interrupted(conn: Any) -> None:
+                        jobs.set_job(conn, job_id, status="interrupted", error=INTERRUPTED)
+                        jobs.release_job(conn, job_id, instance_id)
+
+                    await self._write(interrupted)
             raise
-        await self._finish(job_id, key, prepared, outputs, analysis, status, note)
+        await self._finish(job_id, prepared, outputs, analysis, status, note)
+
+    async def _outputs_so_far(self, job_id: str) -> list[dict[str, Any]]:
+        rows = await self.lifecycle.read(lambda conn: jobs.job_calls(conn, job_id))
+        return [dict(r.output) for r in rows if r.step == "map" and r.status == "succeeded"]
 
     async def _step(self, job_id: str, name: str, status: str, error: str | None = None) -> None:
         now = self.services.clock()
@@ -197,6 +260,8 @@ class JobRunner:
             first = first_expected(group_error)
             if first is None:
                 raise
+            if isinstance(first, Superseded):  # not this process's job any more: write nothing
+                raise first from None
             ending = "cancelled" if isinstance(first, CancelRequested) else "failed"
             await self._step(job_id, "map", ending, str(first))
             raise first from None
@@ -266,17 +331,16 @@ class JobRunner:
     async def _finish(
         self,
         job_id: str,
-        key: KeyRecord,
         prepared: Prepared,
         outputs: list[dict[str, Any]],
         analysis: str | None,
         status: str,
         note: str,
     ) -> None:
-        now = self.services.clock()
+        now, instance_id = self.services.clock(), self.services.instance_id
 
         def work(conn: Any) -> None:
-            row = jobs.job_row(conn, job_id, key.id)
+            row = jobs.job_row(conn, job_id, None)
             receipts = jobs.job_receipts(conn, job_id)
             report = render_report(
                 job=row, table=prepared.table, claims=outputs, analysis=analysis, receipts=receipts,
@@ -287,6 +351,7 @@ class JobRunner:
                 step=None,
             )  # fmt: skip
             jobs.close_steps(conn, job_id, status, now)
+            jobs.release_job(conn, job_id, instance_id)
 
         await self._write(work)
         await self._step(job_id, "report", "succeeded")

@@ -40,7 +40,7 @@ research_jobs = Table(
     # The data window asked for (ISO dates, inclusive); None takes every aligned date.
     Column("window_start", String(10), nullable=True),
     Column("window_end", String(10), nullable=True),
-    # queued, running, succeeded, failed, cancelled, capped
+    # queued, running, interrupted, succeeded, failed, cancelled, capped
     Column("status", String(16), nullable=False),
     Column("step", String(16), nullable=True),
     Column("confirmed_max_micros", BigInteger, nullable=False),
@@ -57,6 +57,13 @@ research_jobs = Table(
     Column("created_at", UTCDateTime(), nullable=False),
     Column("started_at", UTCDateTime(), nullable=True),
     Column("finished_at", UTCDateTime(), nullable=True),
+    # The gateway process (``instances.id``) running the job now, claimed by one conditional
+    # UPDATE (``jobs.claim_job``); its heartbeat is the claim's lease. None once it stops.
+    Column("runner_instance_id", String(40), nullable=True),
+    # The last resume: when, by which process, and how many there were.
+    Column("resumed_at", UTCDateTime(), nullable=True),
+    Column("resumed_by", String(40), nullable=True),
+    Column("resume_count", Integer, nullable=False, default=0, server_default="0"),
 )
 
 research_job_inputs = Table(
@@ -97,7 +104,7 @@ research_calls = Table(
     Column("label", String(500), nullable=False),
     Column("document", String(200), nullable=True),
     Column("chunk", Integer, nullable=True),
-    # planned, running, succeeded, failed, malformed, skipped, cancelled
+    # planned, running, answered, succeeded, failed, malformed, abandoned, cancelled
     Column("status", String(16), nullable=False),
     Column("max_charge_micros", BigInteger, nullable=False),
     Column("charge_micros", BigInteger, nullable=False, default=0),

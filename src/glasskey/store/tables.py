@@ -245,6 +245,18 @@ receipts = Table(
     Index("ix_receipts_status_seq", "status", "seq"),
 )
 
+# The answer body of a request whose caller asked it kept (``Lifecycle.chat(keep_answer=True)``: the
+# research runner's calls), written by the settlement in the same transaction as the charge and
+# the receipt. A caller that crashed after the charge finds the answer here by its request id,
+# instead of sending (and paying for) the call again.
+kept_answers = Table(
+    "kept_answers",
+    metadata,
+    Column("request_id", String(40), primary_key=True),
+    Column("body", JSON, nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+)
+
 # Failed authentications at the gateway, counted per client address, public id and minute (issue 18
 # #6). Only the first few failures of each address and public id per minute get a receipt; every
 # failure is counted here, so a flood of garbage keys adds a row per address and minute, not per

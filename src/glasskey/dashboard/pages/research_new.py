@@ -97,15 +97,15 @@ def routes(dash: Dashboard) -> list[Route]:
         if not max_text.isdigit():
             raise ClientError("The maximum is a whole number of micros, as the preflight showed it.")
 
-        def work(conn: Connection) -> tuple[str, str]:
+        def work(conn: Connection) -> str:
             key = key_from(form, conn)
             files = jobs.get_files(conn, key.id, form.getlist("inputs"))  # type: ignore[arg-type]
             prepared = prepare(JobSpec.parse(_spec_body(form, [f.id for f in files])), files)
             result = preflight(conn, key, prepared, services.health, now)
-            return confirm_job(conn, key, prepared, result, int(max_text), now), str(form.get("key"))
+            return confirm_job(conn, key, prepared, result, int(max_text), now, instance_id=services.instance_id)
 
-        job_id, secret = await dash.write(work)
-        runner.start(job_id, f"Bearer {secret}")
+        job_id = await dash.write(work)
+        runner.start(job_id)
         return redirect(f"/research/{job_id}")
 
     return [
