@@ -26,8 +26,11 @@ lint: install
 	$(BIN)/ruff format --no-cache --check src tests
 	$(BIN)/mypy
 
+# The suite on two workers (pytest-xdist), then the multi-process, flood and kill tests alone
+# (marked `serial` in tests/conftest.py): about half the time of one worker on 2 cores.
 test: lint
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2 -m "not serial"
+	$(BIN)/pytest -m serial
 
 # The benchmark harness (bench/run.py): 12–20 minutes on 2 cores, everything on loopback; it
 # rewrites docs/performance.md. `make bench BENCH_ARGS=--quick` is a 2-minute smoke run.

@@ -10,6 +10,11 @@ the Anthropic (or Gemini) endpoint's own cost: the Starlette routing that ``/v1/
 skips (it is served by the lean front door of ``gateway/asgi.py``), and the translation both ways.
 The pure translations are also timed alone. Figures are wall time (median) and this process's CPU time per
 request; the machine is shared, so compare rows of one run, not runs.
+
+Two more rows serve ``claude-sonnet-4-5`` by an ``anthropic`` route whose upstream is a minimal
+Anthropic Messages API on a loopback socket (a fixed answer, in a thread of this process): through
+``/v1/chat/completions`` (translated to Anthropic and back) and through ``/v1/messages`` (the
+caller's body passed through, Anthropic's answer relayed as it is).
 """
 
 from __future__ import annotations
@@ -17,13 +22,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import shutil
+import socket
 import statistics
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
 
 from bench.seed import seed_gateway
 from glasskey.app import build_app
@@ -37,6 +49,7 @@ from glasskey.routing.routes import list_routes, update_route
 from glasskey.services import Services, build_services
 
 MODEL = "gpt-4o-mini"
+CLAUDE = "claude-sonnet-4-5"
 PROMPT = [{"role": "user", "content": "Say hello in one short sentence, please."}]
 GEMINI_BODY = {
     "contents": [{"role": "user", "parts": [{"text": PROMPT[0]["content"]}]}],
@@ -58,16 +71,82 @@ CASES: dict[str, tuple[str, dict[str, Any]]] = {
     "messages stream": ("/v1/messages", {"model": MODEL, "messages": PROMPT, "max_tokens": 64, "stream": True}),
     "generateContent": (f"/v1beta/models/{MODEL}:generateContent", GEMINI_BODY),
     "generateContent stream": (f"/v1beta/models/{MODEL}:streamGenerateContent?alt=sse", GEMINI_BODY),
+    "claude chat.completions": ("/v1/chat/completions", {"model": CLAUDE, "messages": PROMPT, "max_tokens": 64}),
+    "claude messages (pass)": ("/v1/messages", {"model": CLAUDE, "messages": PROMPT, "max_tokens": 64}),
+    "claude messages stream": ("/v1/messages", {"model": CLAUDE, "messages": PROMPT, "max_tokens": 64, "stream": True}),
 }
+ANSWER = {
+    "id": "msg_bench",
+    "type": "message",
+    "role": "assistant",
+    "model": "claude-sonnet-4-5-20250929",
+    "content": [{"type": "text", "text": "Hello there, in one short sentence."}],
+    "stop_reason": "end_turn",
+    "stop_sequence": None,
+    "usage": {"input_tokens": 12, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0, "output_tokens": 9},
+}
+STREAM = b"".join(
+    b"event: " + name.encode() + b"\ndata: " + data.encode() + b"\n\n"
+    for name, data in [
+        ("message_start", '{"type":"message_start","message":{"id":"msg_bench","type":"message","role":"assistant",'
+         '"model":"claude-sonnet-4-5-20250929","content":[],"stop_reason":null,"stop_sequence":null,'
+         '"usage":{"input_tokens":12,"output_tokens":1}}}'),
+        ("content_block_start", '{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}'),
+        *[("content_block_delta", '{"type":"content_block_delta","index":0,'
+           '"delta":{"type":"text_delta","text":" word"}}')] * 12,
+        ("content_block_stop", '{"type":"content_block_stop","index":0}'),
+        ("message_delta", '{"type":"message_delta","delta":{"stop_reason":"end_turn","stop_sequence":null},'
+         '"usage":{"output_tokens":12}}'),
+        ("message_stop", '{"type":"message_stop"}'),
+    ]
+)  # fmt: skip
 
 
-def seeded_services(data_dir: Path) -> tuple[Services, str]:
-    """``bench.seed``'s gateway (SQLite, a funded org, a key), its ``MODEL`` route turned ``simulated``."""
-    seed = seed_gateway(f"sqlite:///{data_dir / 'glasskey.db'}", data_dir, {MODEL: "http://127.0.0.1:9/v1"}, 1)
+async def _anthropic_messages(request: Request) -> Response:
+    body = await request.json()
+    if body.get("stream"):
+
+        async def events() -> Any:
+            yield STREAM
+
+        return StreamingResponse(events(), media_type="text/event-stream")
+    return JSONResponse(ANSWER)
+
+
+class AnthropicUpstream:
+    """A minimal Anthropic Messages API on a loopback port, in a thread: a fixed answer, JSON or streamed."""
+
+    def __init__(self) -> None:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = int(sock.getsockname()[1])
+        app = Starlette(routes=[Route("/v1/messages", _anthropic_messages, methods=["POST"])])
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", access_log=False)
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> str:
+        self.thread.start()
+        while not self.server.started:
+            time.sleep(0.02)
+        return f"http://127.0.0.1:{self.port}"
+
+    def __exit__(self, *exc: Any) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+def seeded_services(data_dir: Path, anthropic_url: str) -> tuple[Services, str]:
+    """``bench.seed``'s gateway (SQLite, a funded org, a key), its ``MODEL`` route turned ``simulated``
+    and its ``CLAUDE`` route ``anthropic``, at ``anthropic_url``."""
+    urls = {MODEL: "http://127.0.0.1:9/v1", CLAUDE: anthropic_url}
+    seed = seed_gateway(f"sqlite:///{data_dir / 'glasskey.db'}", data_dir, urls, 1)
     services = build_services(seed.settings())
     with services.db.write() as conn:
         (route,) = list_routes(conn, MODEL)
         update_route(conn, route.id, provider="simulated", base_url="", credential=None)
+        (claude,) = list_routes(conn, CLAUDE)
+        update_route(conn, claude.id, provider="anthropic", upstream_model="claude-sonnet-4-5-20250929")
     return services, seed.keys[0]
 
 
@@ -136,11 +215,12 @@ def main() -> None:
     args = parser.parse_args()
     data_dir = Path(tempfile.mkdtemp(prefix="glasskey-native-"))
     try:
-        services, key = seeded_services(data_dir)
-        try:
-            results = asyncio.run(measure(services, key, args.requests))
-        finally:
-            services.close()
+        with AnthropicUpstream() as anthropic_url:
+            services, key = seeded_services(data_dir, anthropic_url)
+            try:
+                results = asyncio.run(measure(services, key, args.requests))
+            finally:
+                services.close()
     finally:
         shutil.rmtree(data_dir, ignore_errors=True)
     for name, (wall_ms, cpu_us) in results.items():

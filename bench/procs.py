@@ -57,7 +57,7 @@ def rss_kib(pid: int) -> int | None:
     return None
 
 
-def cpu_seconds(pid: int) -> float:
+def cpu_seconds(pid: int, *, descendants: bool = True) -> float:
     """User + system CPU time of ``pid`` and of every live descendant (its workers), from /proc.
 
     Fields 14 and 15 of ``/proc/<pid>/stat`` (after the command name, which may hold spaces), in
@@ -65,7 +65,7 @@ def cpu_seconds(pid: int) -> float:
     """
     ticks = os.sysconf("SC_CLK_TCK")
     total = 0
-    for one in (pid, *children_of(pid)):
+    for one in (pid, *children_of(pid)) if descendants else (pid,):
         with contextlib.suppress(OSError, ValueError, IndexError):
             fields = Path(f"/proc/{one}/stat").read_text().rsplit(")", 1)[1].split()
             total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15 of the line)

@@ -120,6 +120,8 @@ def _workers(results: dict[str, Any]) -> list[str]:
                     num(result["throughput_rps"]),
                     num(row["cpu_seconds"], 2),
                     num(row["requests_per_cpu_second"], 0),
+                    num(1000 * row["cpu_seconds"] / max(result["requests"], 1), 3),
+                    num(1000 * row.get("database_cpu_seconds", math.nan) / max(result["requests"], 1), 3),
                     num(result["latency_ms"].get("p99", math.nan), 1),
                     str(result["errors"]),
                 ]
@@ -135,7 +137,26 @@ def _workers(results: dict[str, Any]) -> list[str]:
         "generator's CPU are not counted, so the figure shows what glasskey's own processes spend per request, "
         "including their waits on locks and the database, not the machine's two cores.",
         "",
-        *table(["round", "workers", "processes", "req/s", "CPU s", "req per CPU-s", "p99 ms", "errors"], rows),
+        *table(
+            [
+                "round",
+                "workers",
+                "processes",
+                "req/s",
+                "CPU s",
+                "req per CPU-s",
+                "glasskey CPU ms/req",
+                "PostgreSQL CPU ms/req",
+                "p99 ms",
+                "errors",
+            ],
+            rows,
+        ),
+        "PostgreSQL CPU is that of the server processes serving the target's database (`pg_stat_activity`), "
+        "read from `/proc` over the same phase; PostgreSQL's shared background processes (WAL writer, "
+        "checkpointer) are not in it. The two per-request figures are what `docs/deployment.md`'s projection "
+        "for a bigger host is computed from.",
+        "",
     ]
 
 

@@ -53,7 +53,7 @@ import orjson
 from bench import machine
 from bench.load import LoadResult, LoadSpec, run_load_sync
 from bench.procs import Processes, children_of, cpu_seconds, rss_kib
-from bench.seed import drop_postgres_database, fill_scale, postgres_available
+from bench.seed import drop_postgres_database, fill_scale, postgres_available, postgres_backend_pids
 from bench.targets import (
     MODELS,
     ROOT,
@@ -334,9 +334,15 @@ class Run:
                 target = targets[n]
                 # The warm-up is a load of its own, so the CPU bracket holds the measured phase only.
                 self.load(target, 0, False, plan.workers_concurrency, duration_s_max=plan.warmup_s, warmup_requests=0)
+                assert target.postgres_database is not None
+                backends = postgres_backend_pids(target.postgres_database)
+                database_before = sum(cpu_seconds(pid, descendants=False) for pid in backends)
                 cpu_before = cpu_seconds(target.process.pid)
                 result = self.load(target, 0, False, plan.workers_concurrency, warmup_requests=0)
                 cpu_s = cpu_seconds(target.process.pid) - cpu_before
+                # A backend opened during the phase counts whole; one closed during it is lost (rare).
+                backends_after = postgres_backend_pids(target.postgres_database)
+                database_s = sum(cpu_seconds(pid, descendants=False) for pid in backends_after) - database_before
                 per_cpu = result.requests / cpu_s if cpu_s > 0 else math.nan
                 rounds.append(
                     {
@@ -344,6 +350,7 @@ class Run:
                         "workers": n,
                         "concurrency": plan.workers_concurrency,
                         "cpu_seconds": round(cpu_s, 3),
+                        "database_cpu_seconds": round(database_s, 3),
                         "requests_per_cpu_second": per_cpu,
                         "processes": 1 + len(children_of(target.process.pid)),
                         "result": result.as_dict(),
@@ -351,7 +358,8 @@ class Run:
                 )
                 self.log(
                     f"workers rep {rep + 1} N={n} c={plan.workers_concurrency} {result.throughput_rps:8.1f} req/s "
-                    f"cpu {cpu_s:6.2f} s  {per_cpu:8.1f} req/cpu-s errors {result.errors}"
+                    f"cpu {cpu_s:6.2f} s  {per_cpu:8.1f} req/cpu-s  PostgreSQL cpu {database_s:5.2f} s "
+                    f"errors {result.errors}"
                 )
                 time.sleep(plan.pause_s)
         self.results["workers"] = {"redis": bool(redis_url), "rounds": rounds}

@@ -142,6 +142,16 @@ def drop_postgres_database(name: str) -> None:
         conn.execute(f"DROP DATABASE IF EXISTS {_check_name(name)} WITH (FORCE)")
 
 
+def postgres_backend_pids(name: str) -> list[int]:
+    """The server processes (backends) serving connections to database ``name``: their CPU is the
+    database's work for that target (PostgreSQL's shared background writers are not counted)."""
+    import psycopg
+
+    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=5) as conn:
+        rows = conn.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s", (_check_name(name),)).fetchall()
+    return [int(row[0]) for row in rows]
+
+
 def postgres_available() -> bool:
     try:
         import psycopg

@@ -52,3 +52,23 @@ def services(tmp_path) -> Iterator[Services]:
     built = build_services(make_settings(tmp_path))
     yield built
     built.db.dispose()
+
+
+# `make test` runs the suite on two pytest-xdist workers, then the tests below alone
+# (`-m serial`): they start several gateway processes, flood them or kill them, and assert what
+# happens within a second or two, which a second worker's load on this 2-core machine would blur.
+# They also listen on Redis's pub/sub channels, which are server-wide (databases are per worker).
+SERIAL_TESTS = (
+    "tests/scale/",
+    "tests/hostile/",
+    "tests/gateway/test_crash_",
+    "tests/research/test_research_resume.py",
+    "tests/test_invalidation.py",
+    "tests/cli/test_cli_admin_path.py",
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.nodeid.startswith(SERIAL_TESTS):
+            item.add_marker(pytest.mark.serial)

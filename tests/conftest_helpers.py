@@ -78,7 +78,11 @@ def make_settings(tmp_path, **overrides) -> Settings:
     return load_settings(environ={}, **values)
 
 
-REDIS_URL = os.environ.get("GLASSKEY_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+# Each pytest-xdist worker gets its own Redis database (gw0: 15, gw1: 14, ...), so counters and
+# breakers of tests running at the same time never meet. Pub/sub channels are server-wide: the
+# tests that listen on one are marked serial (tests/conftest.py) and run alone.
+REDIS_DB = 15 - int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0) % 15
+REDIS_URL = os.environ.get("GLASSKEY_TEST_REDIS_URL", f"redis://127.0.0.1:6379/{REDIS_DB}")
 
 
 def require_redis() -> str:

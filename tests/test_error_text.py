@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from glasskey.errors import MESSAGE_MAX_CHARS, ClientError, ModelError, shown
+from glasskey.errors import MESSAGE_MAX_CHARS, ClientError, ModelError, shown, storable_text
 from glasskey.pricing.catalog import get_model
 
 
@@ -35,3 +35,12 @@ def test_an_unknown_model_is_echoed_short(sqlite_db) -> None:
     with sqlite_db.read() as conn, pytest.raises(ModelError) as caught:
         get_model(conn, "m" * 199)
     assert len(caught.value.message) < 160 and "199 characters" in caught.value.message
+
+
+def test_an_error_message_is_storable_text_too_whatever_it_was_given() -> None:
+    # errors.storable_text is the one rule of storable text (receipts' fields use it too).
+    message = ClientError("upstream said \ud800 and \x00").message
+    assert message.encode("utf-8") and "\ufffd" in message  # an unpaired surrogate would not encode
+    assert message.endswith("\\u0000")  # NUL in a message stays visible, escaped
+    stored = storable_text("a\x00\udfffb")
+    assert stored.encode("utf-8") and stored.startswith("a\ufffd\ufffd") and stored.endswith("\ufffdb")

@@ -64,7 +64,7 @@ def _recorded_shapes() -> dict[str, set[str]]:
 
 
 @pytest.mark.parametrize("recorded", RECORDED_MESSAGES, ids=lambda path: path.name)
-def test_the_fake_anthropic_message_has_the_recorded_field_names(recorded: Path):
+def test_the_fake_anthropic_message_has_the_recorded_field_names(recorded: Path) -> None:
     real = json.loads(recorded.read_text())
     fake = message_body(Answer(**{**TEXT.__dict__, "usage": USAGE}), "msg_fake1")
     assert set(fake) == set(real)
@@ -73,7 +73,7 @@ def test_the_fake_anthropic_message_has_the_recorded_field_names(recorded: Path)
 
 
 @pytest.mark.parametrize("answer", [TEXT, TOOL_CALL], ids=["text", "tool_use"])
-def test_the_fake_anthropic_stream_uses_only_recorded_field_names(answer: Answer):
+def test_the_fake_anthropic_stream_uses_only_recorded_field_names(answer: Answer) -> None:
     recorded = _recorded_shapes()
     sent = stream_events(Answer(**{**answer.__dict__, "usage": USAGE}), "msg_fake1")
     names = [name for name, _ in sent]
@@ -85,7 +85,7 @@ def test_the_fake_anthropic_stream_uses_only_recorded_field_names(answer: Answer
 
 
 @pytest.mark.parametrize("method", ["generateContent", "streamGenerateContent?alt=sse"])
-def test_the_fake_gemini_answers_parse_as_the_sdk_response_type_with_nothing_unknown(method: str):
+def test_the_fake_gemini_answers_parse_as_the_sdk_response_type_with_nothing_unknown(method: str) -> None:
     client = TestClient(FakeGemini().app)
     body = {"contents": [{"role": "user", "parts": [{"text": "Hello"}]}]}
     response = client.post(

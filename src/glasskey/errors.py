@@ -40,15 +40,26 @@ from typing import Any, Literal
 Source = Literal["client", "key", "model", "wallet", "budget", "route", "upstream", "gateway"]
 
 # An error message is shown to the client and stored on the receipt: whatever built it, it is
-# bounded and carries no NUL (PostgreSQL refuses NUL in text, and one refused row must never
-# fail a request). Client values echoed in a message go through ``shown`` first.
+# bounded and storable (PostgreSQL refuses NUL in text, and one refused row must never fail a
+# request). Client values echoed in a message go through ``shown`` first.
 MESSAGE_MAX_CHARS = 2000
 SHOWN_MAX_CHARS = 80
 
 
+def storable_text(text: str) -> str:
+    """``text`` as every supported database stores it: NUL and unpaired surrogates replaced by U+FFFD.
+
+    The one rule of what text glasskey can store, for a receipt's fields as for error messages."""
+    text = text.replace("\x00", "\ufffd")
+    if not text.isascii():
+        text = text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+    return text
+
+
 def storable(text: str, limit: int = MESSAGE_MAX_CHARS) -> str:
-    """``text`` cut to ``limit`` characters (marked with an ellipsis), with NUL escaped."""
-    text = text.replace("\x00", "\\u0000")
+    """A message: ``text`` cut to ``limit`` characters (marked with an ellipsis), storable, with NUL
+    escaped where it stood (a message shows what it was given; a stored field only has to fit)."""
+    text = storable_text(text.replace("\x00", "\\u0000"))
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 

@@ -9,12 +9,9 @@ audits clean — on SQLite and PostgreSQL (there, told by the dead process's fre
 
 from __future__ import annotations
 
-import contextlib
 import signal
-import threading
 import time
 
-import httpx
 from sqlalchemy import select
 
 from conftest_helpers import make_settings
@@ -23,7 +20,7 @@ from glasskey.keys.budget import TOTAL, get_spend
 from glasskey.ledger import audit
 from glasskey.services import build_services
 from glasskey.store.tables import api_keys, instances, receipts, transfers
-from server_process import server_env, start_server
+from server_process import held_calls, rows_when, server_env, start_server
 
 IN_FLIGHT = 4
 
@@ -36,27 +33,10 @@ def test_holds_of_a_killed_gateway_are_voided_at_the_next_start_with_interrupted
     env = server_env(settings, free_port())
     server = start_server(env)
 
-    def call() -> None:
-        with contextlib.suppress(httpx.TransportError):  # the process dies under it
-            httpx.post(
-                f"http://127.0.0.1:{env['GLASSKEY_PORT']}/v1/chat/completions",
-                headers={"authorization": f"Bearer {seeded['routed_key']}"},
-                json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 16},
-                timeout=60,
-            )
-
-    callers = [threading.Thread(target=call) for _ in range(IN_FLIGHT)]
-    for caller in callers:
-        caller.start()
+    callers = held_calls(env["GLASSKEY_PORT"], seeded["routed_key"], IN_FLIGHT)
     pending = select(transfers.c.id, transfers.c.instance_id).where(transfers.c.status == "pending")
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            with services.db.read() as conn:
-                held = list(conn.execute(pending))
-            if len(held) == IN_FLIGHT or time.monotonic() > deadline:
-                break
-            time.sleep(0.05)
+        held = rows_when(services.db, pending, IN_FLIGHT, 30)
         assert len(held) == IN_FLIGHT
         server.send_signal(signal.SIGKILL)  # no shutdown: the holds stay, no receipt is written
         server.wait(timeout=10)

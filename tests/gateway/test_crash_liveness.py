@@ -9,9 +9,7 @@ three missed heartbeats (30 s).
 
 from __future__ import annotations
 
-import contextlib
 import signal
-import threading
 import time
 from collections.abc import Iterator
 
@@ -26,7 +24,7 @@ from glasskey.gateway.instances import DEAD_AFTER_BEATS, HEARTBEAT_SECONDS
 from glasskey.ledger import audit
 from glasskey.services import build_services
 from glasskey.store.tables import instances, receipts, transfers
-from server_process import server_env, start_server
+from server_process import held_calls, rows_when, server_env, start_server
 
 IN_FLIGHT = 3
 
@@ -45,32 +43,17 @@ def test_a_running_gateway_voids_the_holds_of_a_killed_one_within_seconds(tmp_pa
     with ServerThread(build_app(services)) as survivor:
         victim = start_server(victim_env)
 
-        def call() -> None:
-            with contextlib.suppress(httpx.TransportError):  # the process dies under it
-                httpx.post(
-                    f"http://127.0.0.1:{victim_env['GLASSKEY_PORT']}/v1/chat/completions",
-                    headers={"authorization": f"Bearer {seeded['routed_key']}"},
-                    json={
-                        "model": "gpt-4o-mini",
-                        "messages": [{"role": "user", "content": "hi"}],
-                        "max_tokens": 16,
-                    },
-                    timeout=60,
-                )
-
-        callers = [threading.Thread(target=call) for _ in range(IN_FLIGHT)]
-        for caller in callers:
-            caller.start()
+        callers = held_calls(victim_env["GLASSKEY_PORT"], seeded["routed_key"], IN_FLIGHT)
         pending = select(transfers.c.id, transfers.c.instance_id).where(transfers.c.status == "pending")
         try:
-            held = _wait_for(lambda: _rows(services, pending), lambda rows: len(rows) == IN_FLIGHT, 30)
+            held = rows_when(services.db, pending, IN_FLIGHT, 30)
             assert len(held) == IN_FLIGHT
             victim.send_signal(signal.SIGKILL)  # no shutdown: the holds stay, no receipt is written
             victim.wait(timeout=10)
             killed = time.monotonic()
             held_ids = [row.id for row in held]
             voided = select(transfers.c.id).where(transfers.c.id.in_(held_ids), transfers.c.status == "voided")
-            done = _wait_for(lambda: _rows(services, voided), lambda rows: len(rows) == IN_FLIGHT, 20)
+            done = rows_when(services.db, voided, IN_FLIGHT, 20)
             took_seconds = time.monotonic() - killed
             with services.db.read() as conn:
                 interrupted = list(conn.execute(select(receipts).where(receipts.c.status == "interrupted")))
@@ -89,17 +72,3 @@ def test_a_running_gateway_voids_the_holds_of_a_killed_one_within_seconds(tmp_pa
     assert all(receipt.charge_micros == 0 and receipt.error_code == "interrupted" for receipt in interrupted)
     assert held[0].instance_id not in instance_ids  # the dead instance is gone, the survivor is not
     assert report.ok, report
-
-
-def _rows(services, query):
-    with services.db.read() as conn:
-        return list(conn.execute(query))
-
-
-def _wait_for(read, done, seconds):
-    deadline = time.monotonic() + seconds
-    while True:
-        rows = read()
-        if done(rows) or time.monotonic() > deadline:
-            return rows
-        time.sleep(0.05)

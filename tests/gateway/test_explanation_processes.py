@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from conftest_helpers import make_settings
+from conftest_helpers import REDIS_URL, make_settings
 from glasskey.explanation import explain_key
 from glasskey.keys.service import find_by_public_id
 
@@ -18,7 +18,7 @@ def test_without_redis_the_key_says_its_rate_limit_and_route_health_are_per_proc
 
 
 def test_with_redis_the_key_says_what_is_shared_and_what_happens_while_redis_is_away(gateway, tmp_path):
-    settings = make_settings(tmp_path, redis_url="redis://127.0.0.1:6379/15")
+    settings = make_settings(tmp_path, redis_url=REDIS_URL)
     public_id = gateway.routed_key.split("-")[1]
     with gateway.services.db.read() as conn:
         record = find_by_public_id(conn, public_id=public_id)

@@ -6,35 +6,24 @@ seconds) is ``test_crash_liveness.py``; these drive the locks and the watch dire
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from sqlalchemy import select, text
 
-from conftest_helpers import NOW, postgres_schema_url
+from conftest_helpers import NOW
 from gateway.test_instances import held_by
 from glasskey.gateway import instances, liveness
-from glasskey.ledger import audit, ensure_system_accounts, get_transfer
-from glasskey.pricing.catalog import sync_catalog
+from glasskey.ledger import audit, get_transfer
 from glasskey.store import tables
 from glasskey.store.database import Database
 from glasskey.store.tables import receipts
 
-
-@pytest.fixture
-def pg_db() -> Iterator[Database]:
-    for url in postgres_schema_url():
-        database = Database(url)
-        database.create_all()
-        with database.write() as conn:
-            ensure_system_accounts(conn, NOW)
-            sync_catalog(conn)
-        yield database
-        database.dispose()
+# PostgreSQL only: the conftest's database of every table, on its PostgreSQL side.
+on_postgresql = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 
 
-def test_a_held_lock_is_not_free_and_is_free_once_its_holder_is_gone(pg_db: Database):
-    alive, gone, watcher = (liveness.LivenessLock(pg_db, name) for name in ("inst_alive", "inst_gone", "inst_watch"))
+@on_postgresql
+def test_a_held_lock_is_not_free_and_is_free_once_its_holder_is_gone(db: Database):
+    alive, gone, watcher = (liveness.LivenessLock(db, name) for name in ("inst_alive", "inst_gone", "inst_watch"))
     for lock in (alive, gone, watcher):
         assert lock.hold() is True
         assert lock.hold() is False  # held already: nothing to take
@@ -45,13 +34,14 @@ def test_a_held_lock_is_not_free_and_is_free_once_its_holder_is_gone(pg_db: Data
     watcher.release()
 
 
-def test_a_lock_whose_connection_dropped_is_taken_again_at_the_next_check(pg_db: Database):
-    holder, watcher = liveness.LivenessLock(pg_db, "inst_holder"), liveness.LivenessLock(pg_db, "inst_watch")
+@on_postgresql
+def test_a_lock_whose_connection_dropped_is_taken_again_at_the_next_check(db: Database):
+    holder, watcher = liveness.LivenessLock(db, "inst_holder"), liveness.LivenessLock(db, "inst_watch")
     holder.hold()
     watcher.hold()
     assert holder._conn is not None
     backend = holder._conn.scalar(text("SELECT pg_backend_pid()"))
-    with pg_db.read() as conn:  # PostgreSQL ends the holder's session, as a restart or a cut would
+    with db.read() as conn:  # PostgreSQL ends the holder's session, as a restart or a cut would
         conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": backend})
     assert watcher.free(["inst_holder"]) == {"inst_holder"}
     assert holder.hold() is True  # taken again on a new connection
@@ -68,36 +58,38 @@ def test_a_running_process_takes_another_for_dead_only_when_its_lock_stays_free(
     assert watch.dead({"a", "b"}, 102.0) == {"a", "b"}
 
 
-def test_the_holds_of_an_instance_whose_lock_is_free_are_voided_by_the_check_with_receipts(pg_db: Database):
-    held, _, _ = held_by(pg_db, "inst_dead")
-    dead, live, me = (liveness.LivenessLock(pg_db, name) for name in ("inst_dead", "inst_live", "inst_me"))
+@on_postgresql
+def test_the_holds_of_an_instance_whose_lock_is_free_are_voided_by_the_check_with_receipts(db: Database):
+    held, _, _ = held_by(db, "inst_dead")
+    dead, live, me = (liveness.LivenessLock(db, name) for name in ("inst_dead", "inst_live", "inst_me"))
     for name in ("inst_dead", "inst_live"):
-        with pg_db.write() as conn:
+        with db.write() as conn:
             instances.register(conn, name, NOW)  # beating now: the heartbeats alone say alive
     dead.hold()
     live.hold()
-    assert liveness.start(pg_db, me, "inst_me", NOW) == 0  # both locks held
+    assert liveness.start(db, me, "inst_me", NOW) == 0  # both locks held
     dead.release()  # killed
     watch = liveness.Watch()
-    assert liveness.check(pg_db, me, watch, "inst_me", NOW, 10.0) == 0  # free once: not yet
-    assert liveness.check(pg_db, me, watch, "inst_me", NOW, 11.0) == 1  # free a second later: dead
-    with pg_db.read() as conn:
+    assert liveness.check(db, me, watch, "inst_me", NOW, 10.0) == 0  # free once: not yet
+    assert liveness.check(db, me, watch, "inst_me", NOW, 11.0) == 1  # free a second later: dead
+    with db.read() as conn:
         assert get_transfer(conn, held.transfer_id).status == "voided"
         assert set(conn.scalars(select(tables.instances.c.id))) == {"inst_live", "inst_me"}  # the dead one left
         receipt = conn.execute(select(receipts).where(receipts.c.transfer_id == held.transfer_id)).one()
         assert (receipt.status, receipt.charge_micros, receipt.error_code) == ("interrupted", 0, "interrupted")
         assert audit(conn).ok
-    assert liveness.check(pg_db, me, watch, "inst_me", NOW, 12.0) == 0  # once
+    assert liveness.check(db, me, watch, "inst_me", NOW, 12.0) == 0  # once
     for lock in (live, me):
         lock.release()
 
 
-def test_at_start_up_one_sighting_of_a_free_lock_is_enough(pg_db: Database):
-    held, _, _ = held_by(pg_db, "inst_killed")
-    with pg_db.write() as conn:
+@on_postgresql
+def test_at_start_up_one_sighting_of_a_free_lock_is_enough(db: Database):
+    held, _, _ = held_by(db, "inst_killed")
+    with db.write() as conn:
         instances.register(conn, "inst_killed", NOW)  # its last beat was just now; its lock is free
-    restarted = liveness.LivenessLock(pg_db, "inst_restarted")
-    assert liveness.start(pg_db, restarted, "inst_restarted", NOW) == 1
-    with pg_db.read() as conn:
+    restarted = liveness.LivenessLock(db, "inst_restarted")
+    assert liveness.start(db, restarted, "inst_restarted", NOW) == 1
+    with db.read() as conn:
         assert get_transfer(conn, held.transfer_id).status == "voided"
     restarted.release()

@@ -51,6 +51,13 @@ def test_rules_webhook_test_and_delivery_log_from_the_command_line(tmp_path, mon
     assert refused.exit_code != 0 and "metadata" in refused.output
     log = ok("alerts", "deliveries", "--org", "acme")
     assert re.search(r"alert\.test\s+failed\s+500 oops", log)
+    ok("alerts", "set", "--org", "acme", "--failure-rate", "20")
+    assert re.search(
+        r"key_failure_rate\s+keys\s+20% failed over 15 min \(from 10 requests\)\s+set",
+        ok("alerts", "rules", "--org", "acme"),
+    )
+    ok("alerts", "set", "--org", "acme", "--failure-rate", "50", "--off")
+    assert re.search(r"key_failure_rate\s+keys\s+50% failed .*\s+off", ok("alerts", "rules", "--org", "acme"))
     ok("alerts", "unset", "--org", "acme", rule_id)
     assert "wallet:routed" in ok("alerts", "rules", "--org", "acme")  # back to the default
     assert "cli alerts set" in ok("audit", "list")

@@ -58,3 +58,26 @@ def test_an_owner_sets_rules_and_webhook_sends_a_test_and_a_member_only_reads(se
     assert refused.status_code in (303, 403)
     with services.db.read() as conn:
         assert [r.budget_percents for r in list_rules(conn, team.org_id)] == [(70, 95)]
+
+
+def test_the_operator_picks_the_org_with_a_query_and_sets_its_rules(services):
+    with services.db.write() as conn:
+        make_team(conn, "first")
+        team = make_team(conn, "second")
+    with TestClient(build_dashboard(services), follow_redirects=False) as operator:
+        csrf = _csrf(operator.get("/signin").text)
+        operator.post("/signin", data={"csrf_token": csrf, "admin_token": "admin-token-for-tests-0123456789"})
+        page = operator.get(f"/alerts?org={team.org_id}")
+        csrf = _csrf(page.text)
+        rule = {
+            "csrf_token": csrf,
+            "org": team.org_id,
+            "kind": "wallet_balance",
+            "wallet": "credit",
+            "below_micros": "7",
+        }
+        saved = operator.post("/alerts/rules", data=rule)
+    assert page.status_code == 200 and "second" in page.text and "data-rule-form" in page.text
+    assert saved.status_code == 303 and saved.headers["location"] == f"/alerts?org={team.org_id}"
+    with services.db.read() as conn:
+        assert [(r.subject, r.balance_below_micros) for r in list_rules(conn, team.org_id)] == [("wallet:credit", 7)]

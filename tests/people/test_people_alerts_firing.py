@@ -22,7 +22,7 @@ from glasskey.alerts.rules import (
     set_rule,
 )
 from glasskey.alerts.tables import alert_deliveries
-from glasskey.alerts.webhooks import set_webhook
+from glasskey.alerts.webhooks import delete_webhook, set_webhook
 from glasskey.errors import ClientError
 from glasskey.keys.policy import KeyPolicy
 from glasskey.keys.service import create_key, list_keys
@@ -160,5 +160,27 @@ def test_a_crossing_recorded_by_one_process_is_not_sent_again_by_another(db):
         second_events = evaluate(second, org.id, NOW, LIMITS)
         # And had it not seen the row yet, recording it again says so (INSERT ... ON CONFLICT DO NOTHING).
         recorded_again = _record_firing(second, org.id, first_events[0]["alert"]["alert"], NOW)
+    # A webhook removed forgets what was firing and drops what was pending; set again, it is told anew, once.
+    with db.write() as conn:
+        delete_webhook(conn, org.id, NOW)
+        set_webhook(conn, VAULT, org.id, "http://127.0.0.1:9/other", NOW, allow_private=True)
+        anew = evaluate(conn, org.id, NOW, LIMITS)
+        statuses = sorted(conn.scalars(select(alert_deliveries.c.status)))
     assert [event["alert"]["level"] for event in first_events] == ["critical"]
     assert second_events == [] and recorded_again is False
+    assert [event["alert"]["alert"] for event in anew] == [first_events[0]["alert"]["alert"]]
+    assert statuses == ["dropped", "pending"]
+
+
+def test_spend_and_failures_are_read_for_many_keys_at_once_in_bounded_batches(sqlite_db, monkeypatch):
+    monkeypatch.setattr("glasskey.alerts.notices.IDS_PER_QUERY_MAX", 2)
+    with sqlite_db.write() as conn:
+        org = create_org(conn, "acme", NOW)
+        keys = [_key(conn, org.id, f"k{index}", budget_total_micros=1000) for index in range(5)]
+        for key in keys:
+            _spend(conn, key, 800)
+            for index in range(10):
+                add_receipt(conn, key, f"req_{key.id}_{index}", status="failed", created_at=NOW)
+        found = notices(conn, org.id, keys, NOW)
+    assert sorted(n["key"] for n in found if n["kind"] == "key_budget_total") == sorted(k.prefix for k in keys)
+    assert sorted(n["key"] for n in found if n["kind"] == "key_failures") == sorted(k.prefix for k in keys)

@@ -20,7 +20,7 @@ from glasskey.alerts.delivery import DeliveryLimits, backoff_seconds, enqueue, l
 from glasskey.alerts.runner import AlertRunner
 from glasskey.alerts.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, signature, verify
 from glasskey.alerts.tables import alert_webhooks
-from glasskey.alerts.webhooks import set_webhook
+from glasskey.alerts.webhooks import reseal_webhook_secrets, set_webhook
 from glasskey.orgs.service import create_org
 from glasskey.routing.credentials import CredentialVault
 from glasskey.routing.upstream_address import UpstreamAddressRefused
@@ -199,3 +199,21 @@ def test_the_signing_secret_is_shown_once_and_stored_sealed(sqlite_db):
     assert VAULT.open(stored) == new_secret
     assert webhook.public()["secret"] == f"{secret[:3]}…{secret[-4:]}" and "secret_sealed" not in webhook.public()
     assert moved.public()["url"] == "https://hooks.example.com/b"
+
+
+def test_rotating_the_encryption_key_reseals_webhook_secrets_and_an_unopenable_one_fails_alone(sqlite_db):
+    clock = Clock()
+    new_key = CredentialVault.generate_key()
+    with sqlite_db.write() as conn:
+        org = create_org(conn, "acme", NOW)
+        _webhook, secret = set_webhook(conn, VAULT, org.id, "http://127.0.0.1:9/hook", NOW, allow_private=True)
+        assert reseal_webhook_secrets(conn, CredentialVault([new_key, TEST_ENCRYPTION_KEY])) == 1
+        stored = conn.execute(select(alert_webhooks.c.secret_sealed)).scalar_one()
+    assert CredentialVault([new_key]).open(stored) == secret
+    # Without the key it was sealed with, the delivery cannot be signed: it fails, logged, and the round goes on.
+    runner = AlertRunner(sqlite_db, CredentialVault([CredentialVault.generate_key()]), clock, allow_private=True)
+    _queue(sqlite_db, org.id, clock, runner.limits)
+    assert asyncio.run(runner.deliver_due()) == []
+    with sqlite_db.read() as conn:
+        (delivery,) = list_deliveries(conn, org.id)
+    assert delivery["status"] == "failed" and "rotate the webhook secret" in delivery["answers"][0]["error"]

@@ -215,3 +215,18 @@ def test_a_person_in_two_orgs_switches_and_sees_only_that_orgs_data(services):
         assert "owner@acme.example" not in client.get("/members").text
         refused = member.post("/me/org", org_id=third.org_id)
         assert refused.status_code == 404 and third.org_id not in client.get("/me").text
+
+
+def test_an_owner_reads_the_sign_ins_of_the_orgs_people(services):
+    with services.db.write() as conn:
+        acme, other = make_team(conn, "acme"), make_team(conn, "other")
+        add_member(conn, "operator", other.org_id, acme.member.id, "viewer", NOW)
+    with TestClient(build_dashboard(services), follow_redirects=False) as client:
+        Browser(client, "member@acme.example")
+    with services.db.read() as conn:  # one row per org the person belongs to
+        assert [e["target"] for e in list_events(conn, org_id=acme.org_id, action="signin")] == ["member@acme.example"]
+        assert [e["target"] for e in list_events(conn, org_id=other.org_id, action="signin")] == ["member@acme.example"]
+    with TestClient(build_dashboard(services), follow_redirects=False) as client:
+        Browser(client, "owner@acme.example")
+        page = client.get("/audit", params={"action": "signin"}).text
+    assert "member@acme.example" in page and "owner@acme.example" in page

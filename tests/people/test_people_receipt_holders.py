@@ -6,6 +6,8 @@ query for a whole page, so a service key handed over at offboarding names who an
 
 from __future__ import annotations
 
+import csv
+import io
 import re
 
 from sqlalchemy import event
@@ -90,3 +92,6 @@ def test_the_dashboards_receipt_pages_name_the_holder(services):
         listing = client.get("/receipts").text
         assert "held by nightly (a service) · member@acme.example answers for it" in listing
         assert "held by the ops script · the operator answers for it" in listing
+        exported = {row["request_id"]: row for row in csv.DictReader(io.StringIO(client.get("/receipts.csv").text))}
+        assert (exported["req_nightly"]["held_by"], exported["req_nightly"]["holder_kind"]) == ("nightly", "service")
+        assert exported["req_nightly"]["responsible"] == "member@acme.example"

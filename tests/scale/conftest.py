@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import redis
 
-from conftest_helpers import postgres_schema_url, require_redis
+from conftest_helpers import REDIS_DB, postgres_schema_url, require_redis
 from gateway_fixtures import free_port
 from glasskey.keys.policy import KeyPolicy
 from glasskey.keys.service import create_key
@@ -76,7 +76,7 @@ def keys() -> Keys:
 
 @pytest.fixture(scope="session")
 def three(tmp_path_factory, redis_forwarder: Forwarder, postgres_forwarder: Forwarder, keys: Keys) -> Iterator[Cluster]:
-    redis_url = f"redis://127.0.0.1:{redis_forwarder.listen_port}/15"
+    redis_url = f"redis://127.0.0.1:{redis_forwarder.listen_port}/{REDIS_DB}"
     # The seeded route ids are the same in every run: forget breakers an earlier run left in Redis.
     leftover = redis.Redis.from_url(require_redis())
     leftover.delete(*(f"glasskey:breaker:{route}" for route in (FAILING_ROUTE, SLOW_ROUTE)))

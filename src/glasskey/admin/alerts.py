@@ -238,7 +238,7 @@ def alerts_router(services: Services) -> APIRouter:
         with services.db.write() as conn:
             org = get_org(conn, org_id)
             before = get_webhook(conn, org.id)
-            if before is None or not delete_webhook(conn, org.id):
+            if before is None or not delete_webhook(conn, org.id, now):
                 raise NotFound("The org has no alert webhook")
             record(
                 conn,

@@ -17,7 +17,7 @@ org, and a round sends at most ``due_per_round_max``.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -27,7 +27,7 @@ from glasskey.alerts.tables import alert_deliveries, alert_delivery_attempts
 from glasskey.alerts.webhooks import get_webhook
 from glasskey.errors import storable
 from glasskey.ids import new_id
-from glasskey.routing.credentials import CredentialVault
+from glasskey.routing.credentials import CredentialUnopenable, CredentialVault
 
 EXCERPT_CHARS_MAX = 512
 CLAIM_SECONDS = 60
@@ -160,8 +160,21 @@ def claim(conn: Connection, vault: CredentialVault, delivery_id: str, now: datet
     )
     if claimed.rowcount != 1:
         return None
-    secret = vault.open(webhook.secret_sealed) or ""
-    return Claimed(delivery_id, row.org_id, row.body.encode(), row.attempts + 1, webhook.url, secret)
+    attempt = Claimed(delivery_id, row.org_id, row.body.encode(), row.attempts + 1, webhook.url, "")
+    try:
+        secret = vault.open(webhook.secret_sealed) or ""
+    except CredentialUnopenable as unopenable:
+        # An old encryption key was removed before the secret was re-sealed: this delivery cannot be
+        # signed. It fails alone, logged, instead of failing every round of the sweep.
+        record(
+            conn,
+            attempt,
+            Outcome(error=f"{unopenable.message}; rotate the webhook secret", final=True),
+            now,
+            DeliveryLimits(),
+        )
+        return None
+    return replace(attempt, secret=secret)
 
 
 def due_ids(conn: Connection, now: datetime, limits: DeliveryLimits) -> list[str]:

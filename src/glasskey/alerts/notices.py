@@ -21,10 +21,13 @@ from typing import Any
 from sqlalchemy import Connection, case, func, select
 
 from glasskey.alerts.rules import KEY_BUDGET, KEY_FAILURE_RATE, RuleBook, rule_book
-from glasskey.keys.budget import TOTAL, day_period, get_spend
+from glasskey.keys.budget import TOTAL, day_period
 from glasskey.keys.service import KeyRecord
 from glasskey.orgs.service import list_wallets
-from glasskey.store.tables import receipts
+from glasskey.store.tables import key_spend, receipts
+
+# Ids in one IN list: a bound on a statement's size, whatever the org's number of keys.
+IDS_PER_QUERY_MAX = 500
 
 
 def _budget_conditions(
@@ -50,17 +53,32 @@ def _budget_conditions(
     ]
 
 
+def _used(conn: Connection, key_ids: Sequence[str], periods: Sequence[str]) -> dict[tuple[str, str], int]:
+    """Spent plus held per (key, period), read for many keys at once (a sweep reads a whole org)."""
+    found: dict[tuple[str, str], int] = {}
+    for start in range(0, len(key_ids), IDS_PER_QUERY_MAX):
+        rows = conn.execute(
+            select(key_spend.c.key_id, key_spend.c.period, key_spend.c.spent_micros, key_spend.c.held_micros)
+            .where(key_spend.c.key_id.in_(key_ids[start : start + IDS_PER_QUERY_MAX]))
+            .where(key_spend.c.period.in_(periods))
+        )
+        for row in rows:
+            found[(row.key_id, row.period)] = row.spent_micros + row.held_micros
+    return found
+
+
 def _failure_rates(conn: Connection, key_ids: Sequence[str], since: datetime) -> dict[str, tuple[int, int]]:
-    if not key_ids:
-        return {}
     failed = func.sum(case((receipts.c.status != "succeeded", 1), else_=0))
-    rows = conn.execute(
-        select(receipts.c.key_id, func.count(), failed)
-        .where(receipts.c.key_id.in_(key_ids))
-        .where(receipts.c.created_at >= since)
-        .group_by(receipts.c.key_id)
-    )
-    return {row[0]: (int(row[1]), int(row[2] or 0)) for row in rows}
+    found: dict[str, tuple[int, int]] = {}
+    for start in range(0, len(key_ids), IDS_PER_QUERY_MAX):
+        rows = conn.execute(
+            select(receipts.c.key_id, func.count(), failed)
+            .where(receipts.c.key_id.in_(key_ids[start : start + IDS_PER_QUERY_MAX]))
+            .where(receipts.c.created_at >= since)
+            .group_by(receipts.c.key_id)
+        )
+        found.update({row[0]: (int(row[1]), int(row[2] or 0)) for row in rows})
+    return found
 
 
 def _wallet_conditions(conn: Connection, org_id: str, book: RuleBook) -> list[dict[str, Any]]:
@@ -96,13 +114,16 @@ def conditions(
     """Every threshold crossed now by ``keys`` (active ones) and the org's wallets, under ``book``."""
     found = _wallet_conditions(conn, org_id, book)
     active = [key for key in keys if key.status == "active"]
-    for key in active:
-        rule = book.key(KEY_BUDGET, key.id)
-        if not rule.enabled:
-            continue
-        percents = rule.budget_percents or ()
-        total, today = get_spend(conn, key.id, TOTAL), get_spend(conn, key.id, day_period(now))
-        used_total, used_today = total.spent_micros + total.held_micros, today.spent_micros + today.held_micros
+    budgeted = [
+        key
+        for key in active
+        if (key.policy.budget_total_micros or key.policy.budget_daily_micros) and book.key(KEY_BUDGET, key.id).enabled
+    ]
+    today = day_period(now)
+    used = _used(conn, [key.id for key in budgeted], (TOTAL, today))
+    for key in budgeted:
+        percents = book.key(KEY_BUDGET, key.id).budget_percents or ()
+        used_total, used_today = used.get((key.id, TOTAL), 0), used.get((key.id, today), 0)
         found += _budget_conditions(key, "total", used_total, key.policy.budget_total_micros, percents)
         found += _budget_conditions(key, "daily", used_today, key.policy.budget_daily_micros, percents)
     # One query per distinct window: an org has few of them (the default, and what its owner set).

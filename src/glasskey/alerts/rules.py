@@ -11,8 +11,9 @@ Three kinds, each with a subject:
   ``failure_min_requests`` of them. Default: 50% over 15 minutes, at least 10 requests.
 
 For a key, its own rule wins over the org's ``keys`` rule, which wins over the default. A rule
-with ``enabled`` off silences its subject. Every number has a bound, checked here so the admin API,
-the CLI and the dashboard refuse the same values.
+with ``enabled`` off silences its subject. A failure-rate value left out is the default's; a wallet
+rule needs its balance, and a budget rule its percentages (unless it is off). Every number has a
+bound, checked here so the admin API, the CLI and the dashboard refuse the same values.
 """
 
 from __future__ import annotations
@@ -109,7 +110,7 @@ def checked(rule: AlertRule) -> AlertRule:
     if rule.subject != EVERY_KEY and not rule.subject.startswith("key:"):
         raise ClientError("A key rule is on every key of the org or on one key", param="key_id")
     if rule.kind == KEY_BUDGET:
-        percents = rule.budget_percents or ()
+        percents = rule.budget_percents or (() if rule.enabled else DEFAULT_BUDGET_PERCENTS)
         if not 1 <= len(percents) <= PERCENTS_MAX:
             raise ClientError(f"budget_percents holds 1 to {PERCENTS_MAX} percentages", param="budget_percents")
         for percent in percents:
@@ -117,20 +118,17 @@ def checked(rule: AlertRule) -> AlertRule:
         return AlertRule(
             rule.kind, rule.subject, rule.enabled, budget_percents=tuple(sorted(set(percents))), id=rule.id
         )
+    # A value left out is the default's: "20% failed" means over the default 15 minutes.
+    rate = rule.failure_rate_percent if rule.failure_rate_percent is not None else DEFAULT_FAILURE_RATE_PERCENT
+    window = rule.failure_window_minutes if rule.failure_window_minutes is not None else DEFAULT_FAILURE_WINDOW_MINUTES
+    least = rule.failure_min_requests if rule.failure_min_requests is not None else DEFAULT_FAILURE_MIN_REQUESTS
     return AlertRule(
         rule.kind,
         rule.subject,
         rule.enabled,
-        failure_rate_percent=_bounded(rule.failure_rate_percent, "failure_rate_percent", 1, 100),
-        failure_window_minutes=_bounded(
-            rule.failure_window_minutes, "failure_window_minutes", 1, FAILURE_WINDOW_MINUTES_MAX
-        ),
-        failure_min_requests=_bounded(
-            rule.failure_min_requests if rule.failure_min_requests is not None else DEFAULT_FAILURE_MIN_REQUESTS,
-            "failure_min_requests",
-            1,
-            FAILURE_MIN_REQUESTS_MAX,
-        ),
+        failure_rate_percent=_bounded(rate, "failure_rate_percent", 1, 100),
+        failure_window_minutes=_bounded(window, "failure_window_minutes", 1, FAILURE_WINDOW_MINUTES_MAX),
+        failure_min_requests=_bounded(least, "failure_min_requests", 1, FAILURE_MIN_REQUESTS_MAX),
         id=rule.id,
     )
 

@@ -5,6 +5,7 @@ link-local or userinfo URLs; loopback and private addresses only with ``allow_pr
 Each delivery judges it again and resolves its host through the same guarded resolver as upstream
 calls (DNS rebinding). The secret (``gkwh_`` and 32 random bytes) is shown once, when it is made,
 and stored sealed by the route credentials' Fernet vault; every view shows only its mask.
+``glasskey routes rotate-encryption-key`` re-seals these secrets with the route credentials.
 """
 
 from __future__ import annotations
@@ -16,9 +17,9 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, select, update
 
-from glasskey.alerts.tables import URL_MAX_LENGTH, alert_webhooks
+from glasskey.alerts.tables import URL_MAX_LENGTH, alert_deliveries, alert_firing, alert_webhooks
 from glasskey.errors import ClientError
-from glasskey.routing.credentials import CredentialVault, shown_credential
+from glasskey.routing.credentials import CredentialUnopenable, CredentialVault, shown_credential
 from glasskey.routing.upstream_address import UpstreamAddressRefused, check_upstream_url
 
 SECRET_PREFIX = "gkwh_"
@@ -92,10 +93,44 @@ def set_webhook(
     return webhook, secret
 
 
-def delete_webhook(conn: Connection, org_id: str) -> bool:
-    return conn.execute(delete(alert_webhooks).where(alert_webhooks.c.org_id == org_id)).rowcount > 0
+def delete_webhook(conn: Connection, org_id: str, now: datetime) -> bool:
+    """Remove the org's webhook: its pending deliveries are dropped, and what was firing is forgotten,
+    so a webhook set again later is sent what is past its threshold then, once."""
+    removed = conn.execute(delete(alert_webhooks).where(alert_webhooks.c.org_id == org_id)).rowcount > 0
+    conn.execute(
+        update(alert_deliveries)
+        .where(alert_deliveries.c.org_id == org_id)
+        .where(alert_deliveries.c.status == "pending")
+        .values(status="dropped", next_attempt_at=None, updated_at=now)
+    )
+    conn.execute(delete(alert_firing).where(alert_firing.c.org_id == org_id))
+    return removed
 
 
 def webhook_orgs(conn: Connection) -> list[str]:
     """The orgs with a webhook: the only ones the sweep evaluates."""
     return list(conn.scalars(select(alert_webhooks.c.org_id).order_by(alert_webhooks.c.org_id)))
+
+
+def reseal_webhook_secrets(conn: Connection, vault: CredentialVault) -> int:
+    """Rewrite every webhook secret under the vault's first key; returns how many.
+
+    All or nothing, like ``routing.credentials.reseal_stored_credentials``: when one secret opens
+    with none of the keys, nothing is rewritten and ``CredentialUnopenable`` names the orgs.
+    """
+    rows = conn.execute(select(alert_webhooks.c.org_id, alert_webhooks.c.secret_sealed)).all()
+    resealed: list[tuple[str, str | None]] = []
+    unopenable: list[str] = []
+    for row in rows:
+        try:
+            resealed.append((row.org_id, vault.reseal(row.secret_sealed)))
+        except CredentialUnopenable:
+            unopenable.append(row.org_id)
+    if unopenable:
+        raise CredentialUnopenable(
+            f"no configured encryption key opens the webhook secret of org(s) {', '.join(sorted(unopenable))}: "
+            "add the key they were sealed with to previous_encryption_keys; nothing was changed"
+        )
+    for org_id, sealed in resealed:
+        conn.execute(update(alert_webhooks).where(alert_webhooks.c.org_id == org_id).values(secret_sealed=sealed))
+    return len(resealed)

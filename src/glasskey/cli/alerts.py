@@ -150,7 +150,7 @@ def alerts_webhook(ctx: click.Context, org_ref: str, url: str | None, rotate_sec
     with writing(ctx) as (services, conn):
         org = get_org(conn, org_ref)
         if remove:
-            removed = delete_webhook(conn, org.id)
+            removed = delete_webhook(conn, org.id, services.clock())
         elif url is None:
             raise click.UsageError("Give --url, or --remove")
         else:

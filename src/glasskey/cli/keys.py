@@ -17,7 +17,6 @@ from glasskey.cli.base import (
     table,
     writing,
 )
-from glasskey.explanation import explain_key
 from glasskey.keys.policy import KeyPolicy
 from glasskey.keys.service import REVOKED, create_key, get_key, list_keys, revoke_key, update_key
 from glasskey.limits import RPM_LIMIT_MAX
@@ -183,6 +182,9 @@ def render_explanation(explanation: dict[str, Any]) -> str:
 @click.pass_context
 def keys_explain(ctx: click.Context, key_ref: str, as_json: bool) -> None:
     """What a key may call, what it will cost, which wallet pays, where its receipts are."""
+    # The explanation reads routing, pricing, health and people: only this verb of the group loads it.
+    from glasskey.explanation import explain_key
+
     with reading(ctx) as (services, conn):
         explanation = explain_key(conn, services.settings, get_key(conn, key_ref), services.clock())
     click.echo(json.dumps(explanation, indent=2) if as_json else render_explanation(explanation))

@@ -10,6 +10,7 @@ from typing import Any
 import click
 from pydantic import ValidationError
 
+from glasskey.alerts.webhooks import reseal_webhook_secrets
 from glasskey.cli.base import (
     HEALTH_TIMEOUT_SECONDS,
     USD,
@@ -365,7 +366,9 @@ def routes_disable(ctx: click.Context, route_id: str) -> None:
 @routes.command("rotate-encryption-key")
 @click.pass_context
 def routes_rotate_encryption_key(ctx: click.Context) -> None:
-    """Re-seal every route credential under the current encryption_key (see docs/security.md).
+    """Re-seal every route credential and alert webhook secret under the current encryption_key.
+
+    See docs/security.md.
 
     First put the new key in encryption_key and the old one in previous_encryption_keys, and restart
     every gateway process (each then opens both); run this; then remove the old key and restart.
@@ -373,7 +376,9 @@ def routes_rotate_encryption_key(ctx: click.Context) -> None:
     """
     with writing(ctx) as (services, conn):
         count = reseal_stored_credentials(conn, services.vault)
+        webhooks = reseal_webhook_secrets(conn, services.vault)
     click.echo(f"re-sealed {count} route credential(s) under the current encryption key")
+    click.echo(f"re-sealed {webhooks} alert webhook secret(s) under the current encryption key")
     if services.settings.previous_encryption_keys.get_secret_value().strip():
         click.echo("previous_encryption_keys can now be removed (then restart the gateway)", err=True)
 

@@ -29,7 +29,12 @@ def sign_in(
     row = check_password(conn, email, password)
     check_second_factor(conn, row, pepper=pepper, code=code, now=now)
     user = get_user(conn, row.id)
-    record(conn, Actor(user.id, user.email, actor.address, actor.request_id), "signin", now, target=user.email)
+    # Filed under each org the person belongs to, so every org's owners read their people's sign-ins
+    # (one row per org); an operator account with no org files it under none (the operator's view).
+    joined: list[str | None] = [membership.org_id for membership in memberships_of(conn, user.id)] or [None]
+    for org_id in joined:
+        signed_in = Actor(user.id, user.email, actor.address, actor.request_id)
+        record(conn, signed_in, "signin", now, org_id=org_id, target=user.email)
     return user
 
 

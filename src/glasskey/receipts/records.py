@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
-from glasskey.errors import ClientError, NotFound, shown
+from glasskey.errors import ClientError, NotFound, shown, storable_text
 from glasskey.money import format_micros
 from glasskey.store.batch import Batch
 from glasskey.store.driver import DriverStatement
@@ -88,14 +88,6 @@ class Receipt:
 
 # Receipt fields whose text comes from outside glasskey (a request body, a bearer token, an upstream).
 _CHOSEN_TEXTS = ("requested_model", "key_public_id", "upstream_model", "error_message")
-
-
-def storable_text(text: str) -> str:
-    """``text`` as every supported database stores it: NUL and unpaired surrogates replaced by U+FFFD."""
-    text = text.replace("\x00", "\ufffd")
-    if not text.isascii():
-        text = text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
-    return text
 
 
 def _storable_attempt(attempt: dict[str, Any]) -> dict[str, Any]:

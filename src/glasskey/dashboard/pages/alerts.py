@@ -3,8 +3,9 @@
 Everyone in the org reads the notices (a member: their keys' and the wallets') and the rules in
 force. An owner, and the operator, also edit the rules, set the webhook (its signing secret is shown
 once, on the page answering the form, never put in the session), send a test and read the delivery
-log. A person's org and role come from the session and are read again from the database; the
-operator names the org with ``?org=`` (the first org when none is named).
+log. Who reads it, and in which org, is ``dashboard.acting``'s answer, as on the other people pages: a
+person's org and role come from the session and are read again from the database; the operator
+names the org with ``?org=`` (the first org when none is named).
 """
 
 from __future__ import annotations
@@ -33,18 +34,17 @@ from glasskey.alerts.rules import (
     set_rule,
 )
 from glasskey.alerts.webhooks import get_webhook, set_webhook
+from glasskey.dashboard.acting import Acting, acting, page_context, require_org
 from glasskey.dashboard.auth import end_session, person_of
 from glasskey.dashboard.forms import form_text
 from glasskey.dashboard.refusals import Refusal
 from glasskey.dashboard.web import Dashboard, flash, read_form, redirect
-from glasskey.errors import ClientError, GlasskeyError
+from glasskey.errors import ClientError, GlasskeyError, NotFound
 from glasskey.keys.service import list_keys
-from glasskey.orgs.service import Org, get_org, list_orgs
+from glasskey.orgs.service import Org
 from glasskey.people.audit import record
 from glasskey.people.holders import keys_of
-from glasskey.people.members import role_in
-from glasskey.people.principal import ADMIN_TOKEN, Principal
-from glasskey.people.users import get_user
+from glasskey.people.principal import Principal
 
 DELIVERIES_SHOWN = 50
 OWNERS = ("owner", "operator")
@@ -57,8 +57,14 @@ class NotAnOwner(Refusal):
 
 @dataclass(frozen=True)
 class Viewer:
-    principal: Principal
+    """Who reads the page (``dashboard.acting``), and the org it shows."""
+
+    found: Acting
     org: Org
+
+    @property
+    def principal(self) -> Principal:
+        return self.found.principal
 
     @property
     def may_change(self) -> bool:
@@ -67,20 +73,8 @@ class Viewer:
 
 def viewer_of(conn: Connection, request: Request, org_ref: str | None) -> Viewer | None:
     """Who reads the page and for which org; None when a person's session is no longer good."""
-    person = person_of(request.session)
-    if person is None:
-        if org_ref:
-            return Viewer(ADMIN_TOKEN, get_org(conn, org_ref))
-        found = list_orgs(conn)
-        if not found:
-            raise ClientError("There is no org yet: create one on the Wallets page")
-        return Viewer(ADMIN_TOKEN, found[0])
-    user = get_user(conn, person["user_id"])
-    role = role_in(conn, person["org_id"], user.id)
-    if user.status != "active" or user.credential_version != person["credential_version"] or role is None:
-        return None
-    principal = Principal(role=role, user_id=user.id, email=person["email"], org_id=person["org_id"])
-    return Viewer(principal, get_org(conn, person["org_id"]))
+    found = acting(conn, person_of(request.session), org_ref)
+    return None if found is None else Viewer(found, require_org(found))
 
 
 def page_view(conn: Connection, viewer: Viewer, now: Any) -> dict[str, Any]:
@@ -98,7 +92,8 @@ def page_view(conn: Connection, viewer: Viewer, now: Any) -> dict[str, Any]:
         "rules": [rule.public() for rule in rule_book(conn, org_id).in_force()],
         "webhook": webhook.public() if webhook is not None and viewer.may_change else None,
         "deliveries": list_deliveries(conn, org_id, DELIVERIES_SHOWN) if viewer.may_change else [],
-        "orgs": list_orgs(conn) if viewer.principal.is_operator else [],
+        **page_context(viewer.found, "alerts"),
+        "nav": "alerts",
     }
 
 
@@ -153,7 +148,7 @@ def routes(dash: Dashboard) -> list[Route]:
         if view is None:
             end_session(request.session)
             return redirect("/signin")
-        context = {"nav": "alerts", "signing_secret": None, **view, **(extra or {})}
+        context = {"signing_secret": None, **view, **(extra or {})}
         return dash.render(request, "alerts.html", context)
 
     async def alerts_page(request: Request) -> Response:
@@ -183,6 +178,8 @@ def routes(dash: Dashboard) -> list[Route]:
 
         try:
             viewer, result = await dash.write(run)
+        except NotFound:
+            raise  # a rule of another org, or none: the 404 page, as for any record that is not there
         except GlasskeyError as refused:
             flash(request, f"Not changed: {refused.message}")
             return redirect(f"/alerts?org={quote(org_ref)}" if org_ref else "/alerts")

@@ -36,6 +36,7 @@ CSV_COLUMNS = (
     "input_tokens", "output_tokens", "cached_tokens", "usage_source", "input_price_per_mtok_micros",
     "output_price_per_mtok_micros", "cached_price_per_mtok_micros", "hold_micros", "charge_micros", "charge_usd",
     "latency_ms", "ttft_ms", "error_source", "error_code", "error_message", "transfer_id", "flags",
+    "held_by", "holder_kind", "responsible",
 )  # fmt: skip
 # A spreadsheet runs a cell that starts with one of these as a formula; upstream messages are untrusted.
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -79,8 +80,12 @@ def csv_cell(value: Any) -> Any:
     return value
 
 
-def csv_line(row: dict[str, Any]) -> dict[str, Any]:
+def csv_line(row: dict[str, Any], holder: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One receipt as a CSV row; ``holder`` is its key's ``people.holders.holder_view`` (None: no key)."""
     values = {name: row.get(name) for name in CSV_COLUMNS}
+    values["held_by"] = holder["name"] if holder else ""
+    values["holder_kind"] = holder["kind"] if holder else ""
+    values["responsible"] = holder["responsible"] if holder else ""
     values["created_at"] = row["created_at"].astimezone(UTC).isoformat()
     values["attempt_count"] = len(row["attempts"] or [])
     values["charge_usd"] = format_micros(row["charge_micros"])
@@ -154,8 +159,9 @@ def routes(dash: Dashboard) -> list[Route]:
                 # One short read transaction per batch, so a long export never holds the database.
                 with services.db.read() as conn:
                     page = search_receipts(conn, where, before=before, limit=PAGE_MAX)
+                    holders = holder_views(conn, [row["key_id"] for row in page.rows if row["key_id"]])
                 for row in page.rows:
-                    writer.writerow(csv_line(row))
+                    writer.writerow(csv_line(row, holders.get(row["key_id"] or "")))
                 written += len(page.rows)
                 yield buffer.getvalue()
                 buffer.seek(0)
