@@ -119,7 +119,11 @@ def usage_body(reported: Any) -> dict[str, Any] | None:
 
 def usage_of(reported: Any) -> Usage | None:
     """OpenAI usage as the gateway's ``Usage``; ``prompt_tokens`` already includes cached tokens."""
-    body = usage_body(reported)
+    return _usage(usage_body(reported))
+
+
+def _usage(body: dict[str, Any] | None) -> Usage | None:
+    """The gateway's ``Usage`` of a ``usage_body`` (already bounded: not read a second time)."""
     if body is None:
         return None
     details = body.get("prompt_tokens_details")
@@ -366,7 +370,7 @@ class OpenAIProvider:
         usage = usage_body(payload.get("usage"))
         if "usage" in payload:
             payload["usage"] = usage  # the client sees the counts that were billed, bounded
-        return ChatResult(body=_with_model(payload, target.upstream_model), usage=usage_of(usage))
+        return ChatResult(body=_with_model(payload, target.upstream_model), usage=_usage(usage))
 
     async def stream_chat(
         self, target: RouteTarget, body: dict[str, Any], *, pauses: bool = False
