@@ -6,12 +6,14 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import socket
 import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp.abc import AbstractResolver, ResolveResult
 from sqlalchemy import select
 
 from alert_receiver import receiver
@@ -23,6 +25,7 @@ from glasskey.alerts.tables import alert_webhooks
 from glasskey.alerts.webhooks import reseal_webhook_secrets, set_webhook
 from glasskey.orgs.service import create_org
 from glasskey.routing.credentials import CredentialVault
+from glasskey.routing.guarded_resolver import UpstreamAddressResolver
 from glasskey.routing.upstream_address import UpstreamAddressRefused
 
 VAULT = CredentialVault([TEST_ENCRYPTION_KEY])
@@ -217,3 +220,33 @@ def test_rotating_the_encryption_key_reseals_webhook_secrets_and_an_unopenable_o
     with sqlite_db.read() as conn:
         (delivery,) = list_deliveries(conn, org.id)
     assert delivery["status"] == "failed" and "rotate the webhook secret" in delivery["answers"][0]["error"]
+
+
+class _RebindingResolver(AbstractResolver):
+    """A name server that answers every name with loopback: a public-looking name rebound inwards."""
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        return [{"hostname": host, "host": "127.0.0.1", "port": port, "family": family, "proto": 0, "flags": 0}]
+
+    async def close(self) -> None:
+        pass
+
+
+def test_a_name_that_resolves_to_a_refused_address_is_not_reached_and_not_retried(sqlite_db, monkeypatch):
+    monkeypatch.setattr(
+        "glasskey.alerts.runner.UpstreamAddressResolver",
+        lambda allow_private: UpstreamAddressResolver(allow_private=allow_private, inner=_RebindingResolver()),
+    )
+    clock = Clock()
+    with sqlite_db.write() as conn:
+        org = create_org(conn, "acme", NOW)
+        set_webhook(conn, VAULT, org.id, "http://hooks.example.com/glasskey", NOW, allow_private=False)
+    runner = AlertRunner(sqlite_db, VAULT, clock, allow_private=False)
+    _queue(sqlite_db, org.id, clock, runner.limits)
+    statuses = asyncio.run(runner.deliver_due())
+    with sqlite_db.read() as conn:
+        (delivery,) = list_deliveries(conn, org.id)
+    assert statuses == ["failed"]
+    assert "resolves only to refused addresses" in delivery["answers"][0]["error"]

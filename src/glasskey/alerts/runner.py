@@ -42,7 +42,7 @@ from glasskey.alerts.signing import signed_headers
 from glasskey.alerts.webhooks import check_webhook_url, get_webhook, webhook_orgs
 from glasskey.errors import ClientError
 from glasskey.routing.credentials import CredentialVault
-from glasskey.routing.guarded_resolver import UpstreamAddressResolver
+from glasskey.routing.guarded_resolver import ResolvedOnlyToRefused, UpstreamAddressResolver
 from glasskey.routing.upstream_address import UpstreamAddressRefused
 from glasskey.store.database import Database
 
@@ -74,6 +74,10 @@ async def post_signed(claimed: Claimed, *, allow_private: bool, timeout_seconds:
     except TimeoutError:
         return Outcome(error=f"no answer within {timeout_seconds:g} s")
     except aiohttp.ClientError as failure:
+        # A name that resolves only to refused addresses (DNS rebinding) will not get better by retrying.
+        cause = getattr(failure, "os_error", None)
+        if isinstance(cause, ResolvedOnlyToRefused):
+            return Outcome(error=f"webhook url refused: {cause}", final=True)
         return Outcome(error=f"{type(failure).__name__}: {failure}")
 
 
