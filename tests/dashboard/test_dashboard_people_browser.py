@@ -108,6 +108,15 @@ def test_a_member_sees_their_keys_reads_the_limits_and_switches_org(gateway: Gat
     text = page.inner_text("main")
     assert prefixes["member"] in text and prefixes["owner"] not in text and "service: nightly" in text
     screenshot(page, "people-member-me")
+    page.click("text=Make a key")
+    page.fill("#key-name", "research agent")
+    page.fill("#key-service", "research-agent")
+    page.fill("#key-rpm", "30")
+    page.click("button:has-text('Make the key')")
+    assert page.inner_text("#secret").startswith("gk-")
+    screenshot(page, "people-member-key-created")
+    page.goto(f"{base}/me")
+    assert "service: research-agent" in page.inner_text("main")
     page.click("nav.tabs >> text=Limits")
     assert page.locator("fieldset[disabled]").count() == 1 and page.locator("text=Save the limits").count() == 0
     assert page.locator("nav.tabs >> text=Invitations").count() == 0

@@ -20,7 +20,7 @@ from glasskey.errors import AdminAuthError
 from glasskey.keys.policy import KeyPolicy
 from glasskey.keys.service import get_key
 from glasskey.people.audit import list_events
-from glasskey.people.holders import create_person_key
+from glasskey.people.holders import create_person_key, keys_of
 from glasskey.people.invitations import accept
 from glasskey.people.limits import get_limits
 from glasskey.people.members import add_member, role_in
@@ -230,3 +230,42 @@ def test_an_owner_reads_the_sign_ins_of_the_orgs_people(services):
         Browser(client, "owner@acme.example")
         page = client.get("/audit", params={"action": "signin"}).text
     assert "member@acme.example" in page and "owner@acme.example" in page
+
+
+def test_a_member_makes_a_key_for_a_service_within_the_orgs_limits_once(services):
+    with services.db.write() as conn:
+        acme = make_team(conn, "acme")
+    with TestClient(build_dashboard(services), follow_redirects=False) as client:
+        Browser(client, "owner@acme.example").post("/limits", settlements="routed", rpm="60")
+    with TestClient(build_dashboard(services), follow_redirects=False) as client:
+        member = Browser(client, "member@acme.example")
+        form = client.get("/me/keys/new").text
+        nonce = re.search(r'name="nonce" value="([^"]+)"', form)
+        assert nonce is not None
+        fields = {
+            "nonce": nonce.group(1),
+            "name": "bot",
+            "service": "nightly",
+            "models_mode": "all",
+            "settlement": "routed",
+        }
+        over = member.post("/me/keys/new", **fields, rpm_limit="600")
+        assert over.status_code == 403 and 'id="rpm_limit-error" role="alert">Over the org' in over.text
+        made = member.post("/me/keys/new", **fields, rpm_limit="30")
+        assert made.status_code == 201 and re.search(r'id="secret" class="secret">gk-\w+-\w+<', made.text)
+        again = member.post("/me/keys/new", **fields, rpm_limit="30")
+        assert again.status_code == 409  # a resent form makes no second key
+        page = client.get("/me").text
+        assert "service: nightly" in page and "member@acme.example" in page
+    with TestClient(build_dashboard(services), follow_redirects=False) as client:
+        viewer = Browser(client, "viewer@acme.example")
+        assert client.get("/me/keys/new").headers["location"] == "/me"
+        assert viewer.post("/me/keys/new", name="x").headers["location"] == "/me"
+    with TestClient(build_dashboard(services), follow_redirects=False) as client:
+        Browser(client, None)  # the operator has no person to hold a key: sent to the Keys page's form
+        assert client.get("/me/keys/new").headers["location"] == "/keys/new"
+        assert client.get("/keys").status_code == 200  # and still signed in
+    with services.db.read() as conn:
+        [(key, holder)] = keys_of(conn, acme.org_id, acme.member.id)
+        assert key.policy.rpm_limit == 30 and holder.service_name == "nightly"
+        assert [e["action"] for e in list_events(conn, org_id=acme.org_id, action="key.create")] == ["key.create"]

@@ -152,6 +152,8 @@ DASHBOARD_ACCESS: dict[tuple[str, str], Rule] = {
     ("POST", "/invitation"): PUBLIC,
     ("GET", "/me"): _rule("self"),
     ("POST", "/me/org"): _rule("self"),
+    ("GET", "/me/keys/new"): _rule("org", "owner billing member"),
+    ("POST", "/me/keys/new"): _rule("org", "owner billing member"),
     # An org's people pages: the org is the session's (a person's) or ``?org=`` (the operator's).
     ("GET", "/members"): _rule("org", "owner billing member viewer"),
     ("POST", "/members/{user_id}/role"): _rule("org", "owner"),

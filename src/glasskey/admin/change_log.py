@@ -35,6 +35,7 @@ SELF_RECORDING = frozenset(
         "glasskey.dashboard.pages.members",
         "glasskey.dashboard.pages.org_invitations",
         "glasskey.dashboard.pages.limits",
+        "glasskey.dashboard.pages.my_keys",
     }
 )
 

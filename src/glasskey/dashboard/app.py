@@ -36,6 +36,7 @@ from glasskey.dashboard.pages import (
     limits,
     me,
     members,
+    my_keys,
     org_invitations,
     overview,
     receipts,
@@ -128,7 +129,7 @@ def build_dashboard(services: Services) -> Starlette:
         return HTMLResponse(SERVER_ERROR_PAGE, status_code=500)
 
     page_routes: list[BaseRoute] = []
-    people_pages = (members, org_invitations, limits, audit)
+    people_pages = (my_keys, members, org_invitations, limits, audit)
     for area in (signin, invitation, me, *people_pages, overview, keys, wallets, receipts, failures, routes, research):
         page_routes.extend(area.routes(dash))
     page_routes.extend(alerts.routes(dash))
