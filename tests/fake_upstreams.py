@@ -12,6 +12,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from anthropic import Anthropic
+from anthropic.types import Message
 from sqlalchemy import Connection
 
 from fake_anthropic import FakeAnthropic
@@ -20,6 +22,7 @@ from fake_openai import FakeOpenAI
 from gateway_fixtures import ServerThread
 from glasskey.keys.policy import KeyPolicy
 from glasskey.keys.service import create_key
+from glasskey.ledger import audit
 from glasskey.orgs.service import create_org, top_up
 from glasskey.pricing.catalog import get_model
 from glasskey.routing.routes import Route
@@ -88,6 +91,28 @@ def funded_org(conn: Connection, name: str, services: Services, routed_micros: i
     org = create_org(conn, name, now)
     top_up(conn, org.id, "routed", routed_micros, now)
     return org.id
+
+
+def audit_clean(services: Services) -> None:
+    """The ledger is coherent, and receipt charges equal posted charges: what every SDK test ends with."""
+    with services.db.read() as conn:
+        report = audit(conn)
+    report.raise_if_broken()
+    assert report.receipt_charges_micros == report.posted_charges_micros
+
+
+def user(text: str) -> Any:
+    """One user turn of text, in the Anthropic and OpenAI shapes alike."""
+    return [{"role": "user", "content": text}]
+
+
+def anthropic_message(client: Anthropic, *, stream: bool, **params: Any) -> tuple[Message, str]:
+    """A message the ``anthropic`` SDK created, or streamed and put together, and its request id."""
+    if stream:
+        with client.messages.stream(**params) as streamed:
+            return streamed.get_final_message(), streamed.response.headers["x-request-id"]
+    raw = client.messages.with_raw_response.create(**params)
+    return raw.parse(), raw.headers["x-request-id"]
 
 
 def new_test_key(services: Services, org_id: str, name: str, **policy: Any) -> str:

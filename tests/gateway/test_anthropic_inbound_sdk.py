@@ -21,18 +21,24 @@ import anthropic
 import httpx
 import pytest
 from anthropic import Anthropic
-from anthropic.types import Message
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from conftest_helpers import make_settings
 from fake_anthropic import DEFAULT_REPLY, FakeAnthropic
 from fake_openai import FakeOpenAI
-from fake_upstreams import fake_upstreams, funded_org, new_test_key, upstream_route
+from fake_upstreams import (
+    anthropic_message,
+    audit_clean,
+    fake_upstreams,
+    funded_org,
+    new_test_key,
+    upstream_route,
+    user,
+)
 from gateway_fixtures import ServerThread, free_port, settled_receipt
 from glasskey.app import build_app
 from glasskey.gateway.anthropic_api import routes_anthropic
-from glasskey.ledger import audit
 from glasskey.orgs.service import create_org
 from glasskey.receipts.records import get_receipt
 from glasskey.request_ids import RequestIdMiddleware
@@ -130,14 +136,7 @@ def stack(module_stack: Stack) -> Iterator[Stack]:
     module_stack.fake_openai.requests.clear()
     module_stack.fake_anthropic.reset()
     yield module_stack
-    with module_stack.services.db.read() as conn:
-        report = audit(conn)
-    report.raise_if_broken()
-    assert report.receipt_charges_micros == report.posted_charges_micros
-
-
-def user(text: str) -> Any:
-    return [{"role": "user", "content": text}]
+    audit_clean(module_stack.services)
 
 
 # -- create and stream ---------------------------------------------------------------------
@@ -214,14 +213,9 @@ def test_a_stream_carries_the_same_answer_and_usage_and_bills_once(stack: Stack,
 @pytest.mark.parametrize("stream", [False, True])
 def test_a_backup_route_serves_when_the_first_is_down_as_for_chat_completions(stack: Stack, stream: bool):
     sdk = stack.sdk(stack.new_key(backup_routes=True))
-    message: Message
-    if stream:
-        with sdk.messages.stream(model=FALLBACK_MODEL, max_tokens=300, messages=user("hi")) as streamed:
-            message = streamed.get_final_message()
-            request_id = streamed.response.headers["x-request-id"]
-    else:
-        raw = sdk.messages.with_raw_response.create(model=FALLBACK_MODEL, max_tokens=300, messages=user("hi"))
-        message, request_id = raw.parse(), raw.headers["x-request-id"]
+    message, request_id = anthropic_message(
+        sdk, stream=stream, model=FALLBACK_MODEL, max_tokens=300, messages=user("hi")
+    )
     assert message.content and message.stop_reason == "end_turn"
     receipt = stack.receipt(request_id)
     assert [(a["route_id"], a["status"]) for a in receipt["attempts"]] == [

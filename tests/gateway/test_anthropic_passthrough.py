@@ -19,15 +19,21 @@ import anthropic
 import httpx
 import pytest
 from anthropic import Anthropic
-from anthropic.types import Message
 
 from conftest_helpers import make_settings
 from fake_anthropic import FakeAnthropic, signature_of
 from fake_openai import FakeOpenAI
-from fake_upstreams import fake_upstreams, funded_org, new_test_key, upstream_route
+from fake_upstreams import (
+    anthropic_message,
+    audit_clean,
+    fake_upstreams,
+    funded_org,
+    new_test_key,
+    upstream_route,
+    user,
+)
 from gateway_fixtures import ServerThread, free_port, settled_receipt
 from glasskey.app import build_app
-from glasskey.ledger import audit
 from glasskey.pricing.catalog import get_model
 from glasskey.pricing.metering import charge_for
 from glasskey.providers.base import Usage
@@ -105,14 +111,7 @@ def stack(module_stack: Stack) -> Iterator[Stack]:
     module_stack.anthropic.reset()
     module_stack.openai.requests.clear()
     yield module_stack
-    with module_stack.services.db.read() as conn:
-        report = audit(conn)
-    report.raise_if_broken()
-    assert report.receipt_charges_micros == report.posted_charges_micros
-
-
-def user(text: str) -> Any:
-    return [{"role": "user", "content": text}]
+    audit_clean(module_stack.services)
 
 
 def billed(model: str, usage: dict[str, Any], services: Services) -> int:
@@ -274,15 +273,9 @@ def test_a_stream_cut_mid_answer_ends_with_an_error_event_and_a_receipt(stack: S
 
 @pytest.mark.parametrize("stream", [False, True])
 def test_a_backup_route_of_another_provider_is_served_the_translation(stack: Stack, stream: bool):
-    sdk = stack.sdk()
-    message: Message
-    if stream:
-        with sdk.messages.stream(model=TO_TRANSLATION, max_tokens=100, messages=user("hi")) as streamed:
-            message = streamed.get_final_message()
-            request_id = streamed.response.headers["x-request-id"]
-    else:
-        raw = sdk.messages.with_raw_response.create(model=TO_TRANSLATION, max_tokens=100, messages=user("hi"))
-        message, request_id = raw.parse(), raw.headers["x-request-id"]
+    message, request_id = anthropic_message(
+        stack.sdk(), stream=stream, model=TO_TRANSLATION, max_tokens=100, messages=user("hi")
+    )
     assert message.id == f"msg_{request_id}" and message.content[0].type == "text"
     assert stack.openai.requests[-1].body["model"] == OPENAI_MODEL and stack.anthropic.received == []
     receipt = stack.receipt(request_id)
