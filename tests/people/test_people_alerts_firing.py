@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from conftest_helpers import NOW, TEST_ENCRYPTION_KEY
 from glasskey.alerts.delivery import DeliveryLimits
-from glasskey.alerts.firing import _record_firing, evaluate
+from glasskey.alerts.firing import _record_firing, changed, evaluate
 from glasskey.alerts.notices import notices
 from glasskey.alerts.rules import (
     KEY_BUDGET,
@@ -159,7 +159,7 @@ def test_a_crossing_recorded_by_one_process_is_not_sent_again_by_another(db):
     with db.write() as second:
         second_events = evaluate(second, org.id, NOW, LIMITS)
         # And had it not seen the row yet, recording it again says so (INSERT ... ON CONFLICT DO NOTHING).
-        recorded_again = _record_firing(second, org.id, first_events[0]["alert"]["alert"], NOW)
+        recorded_again = _record_firing(second, org.id, [first_events[0]["alert"]["alert"]], NOW)
     # A webhook removed forgets what was firing and drops what was pending; set again, it is told anew, once.
     with db.write() as conn:
         delete_webhook(conn, org.id, NOW)
@@ -167,7 +167,7 @@ def test_a_crossing_recorded_by_one_process_is_not_sent_again_by_another(db):
         anew = evaluate(conn, org.id, NOW, LIMITS)
         statuses = sorted(conn.scalars(select(alert_deliveries.c.status)))
     assert [event["alert"]["level"] for event in first_events] == ["critical"]
-    assert second_events == [] and recorded_again is False
+    assert second_events == [] and recorded_again == set()
     assert [event["alert"]["alert"] for event in anew] == [first_events[0]["alert"]["alert"]]
     assert statuses == ["dropped", "pending"]
 
@@ -184,3 +184,20 @@ def test_spend_and_failures_are_read_for_many_keys_at_once_in_bounded_batches(sq
         found = notices(conn, org.id, keys, NOW)
     assert sorted(n["key"] for n in found if n["kind"] == "key_budget_total") == sorted(k.prefix for k in keys)
     assert sorted(n["key"] for n in found if n["kind"] == "key_failures") == sorted(k.prefix for k in keys)
+
+
+def test_one_evaluation_past_the_queue_bound_logs_the_rest_as_dropped_and_then_only_reads(sqlite_db):
+    limits = DeliveryLimits(pending_per_org_max=2)
+    with sqlite_db.write() as conn:
+        org = create_org(conn, "acme", NOW)
+        top_up(conn, org.id, "credit", 1_000_000, NOW)
+        top_up(conn, org.id, "routed", 1_000_000, NOW)
+        set_webhook(conn, VAULT, org.id, "http://127.0.0.1:9/hook", NOW, allow_private=True)
+        for index in range(5):
+            _spend(conn, _key(conn, org.id, f"k{index}", budget_total_micros=1000), 1000)
+        assert changed(conn, org.id, NOW) is True
+        events = evaluate(conn, org.id, NOW, limits)
+        statuses = sorted(conn.scalars(select(alert_deliveries.c.status)))
+        assert changed(conn, org.id, NOW) is False  # steady: the sweep only reads
+    assert len(events) == 5
+    assert statuses == ["dropped", "dropped", "dropped", "pending", "pending"]

@@ -69,33 +69,57 @@ def enqueue(
 
     A delivery not ``due`` is never picked up by the sweep: its caller sends it (a test event).
     """
-    delivery_id = str(payload.get("id") or new_id("evt"))
+    return enqueue_many(conn, org_id, event, [payload], now, limits, due=due)[0]
+
+
+def enqueue_many(
+    conn: Connection,
+    org_id: str,
+    event: str,
+    payloads: list[dict[str, Any]],
+    now: datetime,
+    limits: DeliveryLimits,
+    *,
+    due: bool = True,
+) -> list[str]:
+    """Queue events for the org's webhook in a few statements, whatever their number; returns their ids.
+
+    The queue has a bound: the oldest pending events make room for the new ones, and when one
+    evaluation alone brings more than the bound (a webhook set on an org of many keys already past
+    their thresholds), the ones past it are logged as ``dropped`` at once.
+    """
+    if not payloads:
+        return []
     pending = (alert_deliveries.c.org_id == org_id) & (alert_deliveries.c.status == PENDING)
     waiting = conn.execute(select(func.count()).select_from(alert_deliveries).where(pending)).scalar_one()
-    if waiting >= limits.pending_per_org_max:
-        # The queue is full (a receiver down for long): the oldest pending events make room.
+    room = max(limits.pending_per_org_max - len(payloads), 0)
+    if waiting > room:
         oldest = select(alert_deliveries.c.id).where(pending).order_by(alert_deliveries.c.created_at)
-        overflow = list(conn.scalars(oldest.limit(waiting - limits.pending_per_org_max + 1)))
+        overflow = list(conn.scalars(oldest.limit(waiting - room)))
         conn.execute(
             update(alert_deliveries)
             .where(alert_deliveries.c.id.in_(overflow))
             .values(status=DROPPED, next_attempt_at=None, updated_at=now)
         )
-    conn.execute(
-        alert_deliveries.insert().values(
-            id=delivery_id,
-            org_id=org_id,
-            event=event,
-            body=json.dumps(payload, separators=(",", ":"), sort_keys=True),
-            status=PENDING,
-            attempts=0,
-            next_attempt_at=now if due else None,
-            created_at=now,
-            updated_at=now,
+    rows: list[dict[str, Any]] = []
+    for index, payload in enumerate(payloads):
+        kept = index < limits.pending_per_org_max
+        rows.append(
+            {
+                "id": str(payload.get("id") or new_id("evt")),
+                "org_id": org_id,
+                "event": event,
+                "body": json.dumps(payload, separators=(",", ":"), sort_keys=True),
+                "status": PENDING if kept else DROPPED,
+                "attempts": 0,
+                "next_attempt_at": now if due and kept else None,
+                "created_at": now,
+                "updated_at": now,
+            }
         )
-    )
+    conn.execute(alert_deliveries.insert(), rows)
     _prune(conn, org_id, limits)
-    return delivery_id
+    return [row["id"] for row in rows]
 
 
 def _prune(conn: Connection, org_id: str, limits: DeliveryLimits) -> None:

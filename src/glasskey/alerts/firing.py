@@ -20,28 +20,36 @@ from typing import Any
 from sqlalchemy import Connection, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 
-from glasskey.alerts.delivery import DeliveryLimits, enqueue
+from glasskey.alerts.delivery import DeliveryLimits, enqueue, enqueue_many
 from glasskey.alerts.notices import conditions, highest_only
 from glasskey.alerts.rules import rule_book
 from glasskey.alerts.tables import alert_firing
 from glasskey.ids import new_id
 from glasskey.keys.service import list_keys
-from glasskey.orgs.service import get_org
+from glasskey.orgs.service import Org, get_org
 
+# Rows in one INSERT: three parameters each, well under SQLite's 32,766 per statement.
+RECORDED_PER_STATEMENT_MAX = 500
 FIRED = "alert.fired"
 TEST = "alert.test"
 
 
-def _record_firing(conn: Connection, org_id: str, alert: str, now: datetime) -> bool:
-    """Record ``alert`` as firing; False when it already was (here or in another process)."""
+def _record_firing(conn: Connection, org_id: str, alerts: list[str], now: datetime) -> set[str]:
+    """Record ``alerts`` as firing; returns those this call recorded (not already, here or in another process)."""
     insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-    statement = insert(alert_firing).values(org_id=org_id, alert=alert, since=now).on_conflict_do_nothing()
-    # RETURNING, not rowcount: the row comes back only if this statement inserted it.
-    return conn.execute(statement.returning(alert_firing.c.alert)).first() is not None
+    recorded: set[str] = set()
+    for start in range(0, len(alerts), RECORDED_PER_STATEMENT_MAX):
+        rows = [
+            {"org_id": org_id, "alert": alert, "since": now}
+            for alert in alerts[start : start + RECORDED_PER_STATEMENT_MAX]
+        ]
+        statement = insert(alert_firing).values(rows).on_conflict_do_nothing()
+        # RETURNING, not rowcount: a row comes back only if this statement inserted it.
+        recorded.update(conn.scalars(statement.returning(alert_firing.c.alert)))
+    return recorded
 
 
-def payload(conn: Connection, org_id: str, event: str, alert: dict[str, Any], now: datetime) -> dict[str, Any]:
-    org = get_org(conn, org_id)
+def payload(org: Org, event: str, alert: dict[str, Any], now: datetime) -> dict[str, Any]:
     return {
         "id": new_id("evt"),
         "type": event,
@@ -51,24 +59,32 @@ def payload(conn: Connection, org_id: str, event: str, alert: dict[str, Any], no
     }
 
 
+def _now_and_recorded(conn: Connection, org_id: str, now: datetime) -> tuple[list[dict[str, Any]], set[str]]:
+    found = conditions(conn, org_id, list_keys(conn, org_id), now, rule_book(conn, org_id))
+    return found, set(conn.scalars(select(alert_firing.c.alert).where(alert_firing.c.org_id == org_id)))
+
+
+def changed(conn: Connection, org_id: str, now: datetime) -> bool:
+    """Whether anything crossed or cleared since the last evaluation: a read, so that the sweep
+    takes the database's write lock (SQLite has one for the whole file) only when it must write."""
+    found, firing = _now_and_recorded(conn, org_id, now)
+    return {condition["alert"] for condition in found} != firing
+
+
 def evaluate(conn: Connection, org_id: str, now: datetime, limits: DeliveryLimits) -> list[dict[str, Any]]:
     """Record the org's newly crossed thresholds, forget the cleared ones; returns the events queued."""
-    found = conditions(conn, org_id, list_keys(conn, org_id), now, rule_book(conn, org_id))
+    found, firing = _now_and_recorded(conn, org_id, now)
     current = {condition["alert"] for condition in found}
-    firing = set(conn.scalars(select(alert_firing.c.alert).where(alert_firing.c.org_id == org_id)))
     cleared = firing - current
     if cleared:
         conn.execute(
             delete(alert_firing).where(alert_firing.c.org_id == org_id).where(alert_firing.c.alert.in_(cleared))
         )
-    crossed = [
-        condition
-        for condition in found
-        if condition["alert"] not in firing and _record_firing(conn, org_id, condition["alert"], now)
-    ]
-    events = [payload(conn, org_id, FIRED, alert, now) for alert in highest_only(crossed)]
-    for event in events:
-        enqueue(conn, org_id, FIRED, event, now, limits)
+    recorded = _record_firing(conn, org_id, [c["alert"] for c in found if c["alert"] not in firing], now)
+    crossed = [condition for condition in found if condition["alert"] in recorded]
+    org = get_org(conn, org_id)
+    events = [payload(org, FIRED, alert, now) for alert in highest_only(crossed)]
+    enqueue_many(conn, org_id, FIRED, events, now, limits)
     return events
 
 
@@ -76,4 +92,4 @@ def queue_test_event(conn: Connection, org_id: str, now: datetime, limits: Deliv
     """Queue a test event for the org's webhook (the "send test" button); returns its delivery id."""
     alert = {"kind": "test", "level": "info", "message": "A test delivery from glasskey: your webhook works."}
     # Not due: the request that asked for it sends it, once; the sweep never picks it up.
-    return enqueue(conn, org_id, TEST, payload(conn, org_id, TEST, alert, now), now, limits, due=False)
+    return enqueue(conn, org_id, TEST, payload(get_org(conn, org_id), TEST, alert, now), now, limits, due=False)

@@ -37,7 +37,7 @@ from glasskey.alerts.delivery import (
     get_delivery,
     record,
 )
-from glasskey.alerts.firing import evaluate, queue_test_event
+from glasskey.alerts.firing import changed, evaluate, queue_test_event
 from glasskey.alerts.signing import signed_headers
 from glasskey.alerts.webhooks import check_webhook_url, get_webhook, webhook_orgs
 from glasskey.errors import ClientError
@@ -104,11 +104,15 @@ class AlertRunner:
         self.tick_seconds = tick_seconds
 
     def evaluate_all(self) -> int:
-        """Evaluate every org with a webhook, each in its own transaction; returns the events queued."""
+        """Evaluate every org with a webhook; returns the events queued. An org where nothing crossed or
+        cleared is only read; the others are written each in a transaction of its own."""
         with self.db.read() as conn:
             orgs = webhook_orgs(conn)
         queued = 0
         for org_id in orgs:
+            with self.db.read() as conn:
+                if not changed(conn, org_id, self.clock()):
+                    continue
             with self.db.write() as conn:
                 queued += len(evaluate(conn, org_id, self.clock(), self.limits))
         return queued
