@@ -10,6 +10,7 @@ to a translated route and back. After every test the ledger is audited.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -34,8 +35,12 @@ from fake_upstreams import (
 )
 from gateway_fixtures import ServerThread, free_port, settled_receipt
 from glasskey.app import build_app
+from glasskey.errors import ClientError
+from glasskey.gateway.anthropic_passthrough import EventTally, beta_header, bounding_body
 from glasskey.pricing.catalog import get_model
 from glasskey.pricing.metering import charge_for
+from glasskey.pricing.tokens import IMAGE_TOKENS_MAX, chat_input_tokens
+from glasskey.providers.anthropic_translate import read_event
 from glasskey.providers.base import Usage
 from glasskey.receipts.records import get_receipt
 from glasskey.routing.routes import create_route
@@ -359,3 +364,69 @@ def test_a_malformed_anthropic_beta_is_refused_and_never_sent(stack: Stack):
     assert response.status_code == 400
     assert response.json()["error"]["details"]["param"] == "anthropic-beta"
     assert stack.anthropic.received == []
+
+
+# -- the plain parts, without a server ----------------------------------------------------------
+
+
+def test_the_bound_counts_every_byte_of_thinking_and_signatures_and_images_as_images():
+    signature = "s" * 4000
+    history: Any = [
+        *user("hi"),
+        {"role": "assistant", "content": [{"type": "thinking", "thinking": "hm", "signature": signature}]},
+        {
+            "role": "user",
+            "content": [
+                {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "A" * 90_000}}
+            ],
+        },
+    ]
+    body = {
+        "model": CLAUDE,
+        "max_tokens": 100,
+        "messages": history,
+        "tools": [{"type": "web_search_20250305", "name": "web_search"}],
+    }
+    bound = chat_input_tokens(bounding_body(body)).upper_bound
+    assert bound >= len(json.dumps(history[1]["content"][0])) + IMAGE_TOKENS_MAX
+    assert bound < 90_000  # the image counts as an image, not as its base64 bytes
+    assert bounding_body({**body, "stream": True})["stream_options"] == {"include_usage": True}
+
+
+def test_the_event_tally_relays_bytes_as_they_came_and_holds_message_stop():
+    tally = EventTally()
+    usage = '{"input_tokens":10,"cache_read_input_tokens":4,"cache_creation_input_tokens":2,"output_tokens":1}'
+    start = '{"type":"message_start","message":{"usage":' + usage + "}}"
+    events = [
+        ("message_start", start),
+        (
+            "content_block_delta",
+            '{"type":"content_block_delta","index":0,"delta":{"type":"thinking_delta","thinking":"hm"}}',
+        ),
+        (
+            "content_block_delta",
+            '{"type":"content_block_delta","index":0,"delta":{"type":"signature_delta","signature":"c2ln"}}',
+        ),
+        ("message_delta", '{"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"output_tokens":7}}'),
+        ("message_stop", '{"type":"message_stop"}'),
+    ]
+    written = [tally.take(read_event(name, data)) for name, data in events]
+    assert written[:4] == [f"event: {name}\ndata: {data}\n\n".encode() for name, data in events[:4]]
+    assert written[4] == b"" and tally.ending() == b'event: message_stop\ndata: {"type":"message_stop"}\n\n'
+    assert tally.finished and tally.text() == "hm"
+    assert tally.usage == Usage(input_tokens=16, output_tokens=7, cached_tokens=4)
+
+
+@pytest.mark.parametrize(
+    ("values", "sent"),
+    [([], None), (["a-1"], "a-1"), (["a-1, b.2", "c_3"], "a-1, b.2,c_3")],
+)
+def test_anthropic_beta_values_are_sent_as_they_came(values: list[str], sent: str | None):
+    assert beta_header(values) == sent
+
+
+@pytest.mark.parametrize("value", ["a;b", "a\tb", "x" * 1001, ""])
+def test_an_anthropic_beta_that_is_not_a_list_of_names_is_refused(value: str):
+    with pytest.raises(ClientError) as caught:
+        beta_header([value])
+    assert caught.value.param == "anthropic-beta"
