@@ -165,6 +165,7 @@ class Lifecycle:
         else:
             key = await self.authentication.of_request(run, authorization, client_address)
         await self.services.rate_limiter.acquire(key.id, key.policy.rpm_limit)
+        run.strict_params = key.policy.strict_params
         body = parse_json_object(await read_within(read_body, self.services.settings.body_read_timeout_seconds))
         if isinstance(body.get("model"), str):
             run.receipt.requested_model = body["model"][:200]
