@@ -21,13 +21,15 @@ first 63 bits of a BLAKE2b hash of the instance id, which is random, so keys nev
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 from collections.abc import Iterable
 from datetime import datetime
 
-from sqlalchemy import Connection, select, text
+from sqlalchemy import Connection, create_engine, select, text
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.pool import NullPool
 
 from glasskey.gateway import instances
 from glasskey.store import tables
@@ -45,36 +47,49 @@ def lock_key(instance_id: str) -> int:
     return int.from_bytes(digest, "big", signed=True)
 
 
+# The lock's connection notices a dead peer within seconds (libpq's TCP options), so a process
+# cut off and back takes its lock again at once instead of after the kernel's retransmissions
+# (minutes): until it does, others see its lock free.
+LOCK_CONNECTION_OPTIONS = {
+    "keepalives": 1,
+    "keepalives_idle": 2,
+    "keepalives_interval": 1,
+    "keepalives_count": 2,
+    "tcp_user_timeout": 3000,
+    "connect_timeout": 3,
+}
+
+
 class LivenessLock:
     """This process's advisory lock, on a connection of its own, and the probe of the others' locks.
 
     Only for PostgreSQL. The connection runs in autocommit, so it never holds a transaction (nor
     a snapshot) open for the process's lifetime; the lock is session-level and survives commits.
+    It is taken with ``pg_try_advisory_lock``, never waited for: after a network cut, the old
+    session may still hold it on the server for a while, which tells the others the same thing.
     Used from one thread at a time (the app's liveness loop)."""
 
     def __init__(self, db: Database, instance_id: str) -> None:
-        self.db = db
         self.instance_id = instance_id
+        self.key = lock_key(instance_id)
+        self._engine = create_engine(db.url, poolclass=NullPool, connect_args=LOCK_CONNECTION_OPTIONS)
         self._conn: Connection | None = None
+        self._held = False
 
     def hold(self) -> bool:
-        """Hold the lock (taking it again on a new connection if the old one dropped); whether it
-        had to be taken now."""
+        """Hold the lock (on a new connection if the old one dropped); whether it was taken now."""
         if self._conn is not None:
             try:
                 self._conn.execute(text("SELECT 1"))
-                return False
             except DBAPIError:
                 log.warning("the liveness lock's connection dropped; taking the lock again")
-                self.release()
-        conn = self.db.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
-        try:
-            conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": lock_key(self.instance_id)})
-        except BaseException:
-            conn.close()
-            raise
-        self._conn = conn
-        return True
+                self._close()
+        if self._held and self._conn is not None:
+            return False
+        if self._conn is None:
+            self._conn = self._engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+        self._held = bool(self._conn.scalar(text("SELECT pg_try_advisory_lock(:key)"), {"key": self.key}))
+        return self._held
 
     def free(self, instance_ids: Iterable[str]) -> set[str]:
         """Those of ``instance_ids`` whose lock nobody holds (their process is gone)."""
@@ -93,12 +108,16 @@ class LivenessLock:
         return list(self._conn.scalars(select(tables.instances.c.id).where(tables.instances.c.id != self.instance_id)))
 
     def release(self) -> None:
+        """Give the lock up (the session ends with its connection), for good."""
+        self._close()
+        self._engine.dispose()
+
+    def _close(self) -> None:
+        self._held = False
         if self._conn is not None:
-            try:
-                self._conn.invalidate()  # closes the session, so the lock goes with it even if the pool keeps the slot
-            finally:
-                self._conn.close()
-                self._conn = None
+            with contextlib.suppress(DBAPIError):  # a dropped connection may fail to close: it is gone
+                self._conn.close()  # no pool: the session, and the lock with it, ends here
+            self._conn = None
 
 
 class Watch:
