@@ -14,6 +14,7 @@ from conftest_helpers import NOW
 from glasskey.admin.access import ADMIN_ACCESS
 from glasskey.keys.policy import KeyPolicy
 from glasskey.people.holders import create_person_key
+from glasskey.people.invitations import invitation_status, invite, list_invitations
 from glasskey.people.principal import Principal
 from glasskey.people.tokens import list_tokens
 from people_api import admin_client, org_with_tokens
@@ -50,6 +51,10 @@ def world(services):
         own = mine.team
         mine_holder = Principal(role="member", user_id=own.member.id, email=own.member.email, org_id=own.org_id)
         own_key, _, _ = create_person_key(conn, mine_holder, pepper=PEPPER, name="own", policy=KeyPolicy(), now=NOW)
+        invitation, _ = invite(
+            conn, pepper=PEPPER, actor_id=team.owner.id, actor_role="owner", org_id=team.org_id,
+            email="invitee@target.example", role="viewer", now=services.clock(),
+        )  # fmt: skip
     ids = {
         "org_id": target.team.org_id,
         "key_id": key.id,
@@ -60,10 +65,15 @@ def world(services):
         "name": "gpt-4o-mini",
         "token_id": token_id,
         "own_key_id": own_key.id,
+        "invitation_id": invitation.id,
     }
-    secrets = {target.team.org_id, "target", key.id, key.public_id, target.team.member.id, target.team.owner.id}
+    secrets = {
+        target.team.org_id, "target", key.id, key.public_id, target.team.member.id, target.team.owner.id, invitation.id,
+    }  # fmt: skip
     with admin_client(services) as client:
         yield client, mine, ids, secrets
+    with services.db.read() as conn:  # no role revoked the foreign org's invitation
+        assert invitation_status(list_invitations(conn, target.team.org_id)[0], services.clock()) == "pending"
 
 
 @pytest.mark.parametrize("role", ["owner", "billing", "member", "viewer"])
