@@ -269,3 +269,16 @@ def test_a_member_makes_a_key_for_a_service_within_the_orgs_limits_once(services
         [(key, holder)] = keys_of(conn, acme.org_id, acme.member.id)
         assert key.policy.rpm_limit == 30 and holder.service_name == "nightly"
         assert [e["action"] for e in list_events(conn, org_id=acme.org_id, action="key.create")] == ["key.create"]
+
+
+def test_the_operator_picks_the_org_of_the_people_pages(services):
+    with services.db.write() as conn:
+        acme, other = make_team(conn, "acme"), make_team(conn, "other")
+    with TestClient(build_dashboard(services), follow_redirects=False) as client:
+        Browser(client, None)
+        first = client.get("/members").text  # the first org by name
+        assert "owner@acme.example" in first and "owner@other.example" not in first
+        assert f'href="/members?org={other.org_id}"' in first
+        picked = client.get("/members", params={"org": other.org_id}).text
+        assert "owner@other.example" in picked and "owner@acme.example" not in picked
+        assert f'href="/limits?org={other.org_id}"' in picked  # the tabs keep the org

@@ -17,6 +17,7 @@ from glasskey.errors import NotFound
 from glasskey.orgs.service import Org, get_org, list_orgs
 from glasskey.people.members import memberships_of, role_in
 from glasskey.people.principal import ADMIN_TOKEN, Principal
+from glasskey.people.roles import OPERATOR
 from glasskey.people.tables import users
 from glasskey.people.users import ACTIVE
 from glasskey.store.tables import orgs
@@ -28,7 +29,8 @@ class Acting:
 
     principal: Principal
     org: Org | None
-    # The orgs the person may switch to: (org id, org name, role), in the order they joined.
+    # The orgs the person may switch to: (org id, org name, role), in the order they joined; the
+    # operator's: every org.
     choices: tuple[tuple[str, str, str], ...] = ()
 
     @property
@@ -60,12 +62,10 @@ def acting(conn: Connection, person: dict[str, Any] | None, org_query: str | Non
     """The page's ``Acting``; None when the person's session is no longer good (the page ends it)."""
     if person is None:
         org: Org | None = None
-        if org_query:
-            org = get_org(conn, org_query)
-        else:
-            found = list_orgs(conn)
-            org = found[0] if found else None
-        return Acting(ADMIN_TOKEN, org)
+        every = list_orgs(conn)
+        org = get_org(conn, org_query) if org_query else (every[0] if every else None)
+        # The operator picks among every org (the page's org tabs).
+        return Acting(ADMIN_TOKEN, org, tuple((each.id, each.name, OPERATOR) for each in every))
     role = session_still_valid(conn, person)
     if role is None:
         return None
