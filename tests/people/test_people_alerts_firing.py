@@ -132,7 +132,7 @@ def test_a_threshold_crossing_fires_once_and_again_only_after_it_clears(db):
         _spend(conn, key, 850)  # 50 and 80 crossed at once: one event, the highest
         fired = evaluate(conn, org.id, NOW, LIMITS)
         again = [evaluate(conn, org.id, NOW + timedelta(seconds=15 * n), LIMITS) for n in range(1, 4)]
-        _spend(conn, key, 600)  # below 80 again: 80 clears, 50 still holds (no event)
+        _spend(conn, key, 600)  # below 80 again: 80 clears (an alert.cleared event), 50 still holds
         after_drop = evaluate(conn, org.id, NOW, LIMITS)
         _spend(conn, key, 820)  # crossed 80 once more
         refired = evaluate(conn, org.id, NOW, LIMITS)
@@ -140,9 +140,11 @@ def test_a_threshold_crossing_fires_once_and_again_only_after_it_clears(db):
     assert [event["alert"]["threshold_percent"] for event in fired] == [80]
     assert fired[0]["type"] == "alert.fired" and fired[0]["org"]["name"] == "acme"
     assert again == [[], [], []]
-    assert after_drop == []
+    assert [(event["type"], event["alert"]["alert"]) for event in after_drop] == [
+        ("alert.cleared", f"key_budget_total:{key.id}:80")
+    ]
     assert [event["alert"]["alert"] for event in refired] == [f"key_budget_total:{key.id}:80"]
-    assert sent.count(f"key_budget_total:{key.id}:80") == 2 and len(sent) == 2
+    assert sent.count(f"key_budget_total:{key.id}:80") == 3 and len(sent) == 3  # fired, cleared, fired
 
 
 def test_a_crossing_recorded_by_one_process_is_not_sent_again_by_another(db):

@@ -71,7 +71,7 @@ alert_deliveries = Table(
     metadata,
     Column("id", String(40), primary_key=True),
     Column("org_id", String(40), ForeignKey("orgs.id"), nullable=False),
-    # alert.fired | alert.test
+    # alert.fired | alert.cleared | alert.test
     Column("event", String(32), nullable=False),
     Column("body", Text, nullable=False),
     # pending | delivered | failed | dropped
