@@ -41,7 +41,7 @@ SEEDS = int(os.environ.get("GLASSKEY_KILL_SEEDS", "1"))
 BODY = {
     "model": "claude-sonnet-4-5",  # its routed route streams a chunk every 100 ms (conftest.py)
     "messages": [{"role": "user", "content": "hi"}],
-    "max_tokens": 8,
+    "max_tokens": 16,  # about 1.5 s of chunks: the kill below lands while the victim streams
     "stream": True,
     "stream_options": {"include_usage": True},
 }
@@ -79,11 +79,13 @@ async def streams_with_a_kill(three: Cluster, keys: Keys, rng: random.Random, vi
         ]
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
-            on_victim = sum(1 for s in streams if s.process == victim and s.request_id is not None)
-            if on_victim >= victims_started_before_kill:
+            on_victim = [s for s in streams if s.process == victim]
+            started = sum(1 for s in on_victim if s.request_id is not None)
+            # Never later than the victim's first finished stream: its others are still in flight then.
+            if started >= victims_started_before_kill or any(s.done for s in on_victim):
                 break
             await asyncio.sleep(0.01)
-        await asyncio.sleep(rng.uniform(0, 0.4))
+        await asyncio.sleep(rng.uniform(0, 0.3))
         three.processes[victim].kill()  # SIGKILL: no drain, no settlement, no flush
         await asyncio.gather(*tasks)
     three.processes[victim].wait(timeout=10)
