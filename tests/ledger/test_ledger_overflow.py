@@ -169,9 +169,10 @@ def test_a_credit_overflow_in_a_writer_batch_fails_the_guilty_write_alone_with_v
             pending_transfer(debit_account_id="wallet_a", credit_account_id=credit, amount_micros=2000, **HOLD)
             for credit in ("revenue", "other_revenue")
         )
-        return await asyncio.gather(
+        answers = await asyncio.gather(
             writer.submit(CreatePending(guilty)), writer.submit(CreatePending(innocent)), return_exceptions=True
         )
+        return list(answers)
 
     try:
         refused, held = asyncio.run(both())
