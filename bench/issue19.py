@@ -61,7 +61,8 @@ def workers_ratios(workers: dict[str, Any] | None, n: int, field: str) -> list[f
 
 def _scaling(results: dict[str, Any]) -> list[Verdict]:
     workers = results.get("workers")
-    concurrency = (workers or {}).get("rounds", [{}])[0].get("concurrency", 64) if workers else 64
+    rounds = (workers or {}).get("rounds") or [{}]
+    concurrency = rounds[0].get("concurrency", 64)
     out = []
     for n in (2, 4):
         values = workers_ratios(workers, n, "requests_per_cpu_second")
