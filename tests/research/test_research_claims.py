@@ -2,28 +2,33 @@
 
 In-process, on SQLite and PostgreSQL: a crash injected exactly between a call's settlement (its
 charge, receipt and kept answer committed) and the row that records its answer; a key revoked
-before the resume; two processes claiming one job at once; the automatic resume's round.
+before the resume; two processes claiming one job at once; a job whose process's liveness lock
+stayed free claimed at once; a stalled process whose job was taken over while its call was in
+flight; the automatic resume's round.
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from datetime import timedelta
 from typing import Any
 
 import anyio
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 from starlette.testclient import TestClient
 
 from conftest_helpers import make_settings
 from gateway_fixtures import seed
 from glasskey.app import build_app
-from glasskey.gateway import instances
+from glasskey.gateway import instances, liveness
+from glasskey.gateway.kept_answers import kept_answer
 from glasskey.gateway.lifecycle import Lifecycle
 from glasskey.keys.service import find_by_public_id, revoke_key
 from glasskey.ledger import audit
+from glasskey.providers.simulated import SimulatedProvider
 from glasskey.research import jobs
 from glasskey.research.confirm import confirm_job
 from glasskey.research.demo import QUESTION, SAMPLES, sample_bytes
@@ -31,7 +36,7 @@ from glasskey.research.preflight import preflight
 from glasskey.research.runner import JobRunner
 from glasskey.research.spec import JobSpec, prepare
 from glasskey.services import Services, build_services
-from glasskey.store.tables import receipts, transfers
+from glasskey.store.tables import receipts, routes, transfers
 from research_helpers import auth
 
 
@@ -308,4 +313,101 @@ def test_a_process_whose_job_was_taken_over_stops_before_its_next_call(sqlite_wo
     with services.db.read() as conn:
         analysis = [c for c in jobs.job_calls(conn, job_id) if c.step == "analysis"]
     assert [c.status for c in analysis] == ["planned"] and analysis[0].id not in charges_by_call(services, job_id)
+    audit_clean(services)
+
+
+def test_a_job_whose_processs_liveness_lock_stayed_free_is_claimed_at_once(world, database_url):
+    # PostgreSQL: the owner's heartbeat is fresh, yet its advisory lock free at two checks (its
+    # connections closed with it: killed) lets another process take the job without waiting 30 s.
+    if not database_url.startswith("postgresql"):
+        pytest.skip("one process serves a SQLite file: every other is dead already")
+    _, services, key = world
+    job_id = new_job(services, key)
+    now = services.clock()
+    owner = liveness.LivenessLock(services.db, "inst_owner")
+    taker = liveness.LivenessLock(services.db, "inst_taker")
+    owner.hold()
+    taker.hold()
+    with services.db.write() as conn:
+        for instance_id in ("inst_owner", "inst_taker"):
+            instances.register(conn, instance_id, now)
+        jobs.set_job(conn, job_id, status="running", runner_instance_id="inst_owner")
+
+    def claim() -> bool:
+        with services.db.write() as conn:
+            return jobs.claim_job(conn, job_id, "inst_taker", now, resume=True)
+
+    watch = liveness.Watch()
+    try:
+        liveness.check(services.db, taker, watch, "inst_taker", now, 10.0)
+        assert not claim()  # alive: its lock is held
+        owner.release()  # killed: its session ends, and its lock with it
+        for _ in range(250):  # the server ends the session a moment after the client hung up
+            if taker.free(["inst_owner"]):
+                break
+            time.sleep(0.02)
+        liveness.check(services.db, taker, watch, "inst_taker", now, 11.0)
+        assert not claim()  # free at one check only: a PostgreSQL restart looks the same
+        liveness.check(services.db, taker, watch, "inst_taker", now, 12.0)
+        assert claim()  # free a second later: dead, at the same wall-clock time, heartbeats unaged
+    finally:
+        taker.release()
+    status = status_of(services, job_id)
+    assert status["running_in"] == "inst_taker" and status["resume_count"] == 1
+
+
+def test_a_stalled_process_whose_job_was_taken_over_writes_nothing_for_its_call_in_flight(world):
+    """The edge case of a process taken for dead while only stalled: its analysis call is in
+    flight when another process voids its hold and takes the job over. Its answer arrives after:
+    charged nothing, and its row stays as the taker left it, beside the taker's own try."""
+    settings, services, key = world
+    with services.db.write() as conn:  # only the deep model's call waits on the upstream: the stall is there
+        conn.execute(update(routes).where(routes.c.model == "claude-sonnet-4-5").values(options={"latency_ms": 1}))
+    job_id = new_job(services, key)
+    taker = build_services(settings)  # another process: another instance id
+    now = services.clock()
+    with services.db.write() as conn:
+        instances.register(conn, services.instance_id, now)
+        instances.register(conn, taker.instance_id, now)
+    stalled: list[str] = []
+
+    async def stall(seconds: float) -> None:
+        def take_over() -> None:  # what the taker does on finding this process dead, in its order
+            # The hold is answered before its commit (PostgreSQL's pipeline): a real stall outlasts it.
+            for _ in range(250):
+                with taker.db.read() as conn:
+                    if conn.execute(select(transfers.c.id).where(transfers.c.status == "pending")).first():
+                        break
+                time.sleep(0.02)
+            taken_at = taker.clock()
+            assert instances.void_all(taker.db, taker.instance_id, taken_at, also_dead={services.instance_id}) == 1
+            with taker.db.write() as conn:
+                assert jobs.claim_job(conn, job_id, taker.instance_id, taken_at, resume=True)
+                assert jobs.abandon_calls(conn, job_id) == 1
+                stalled.extend(c.id for c in jobs.job_calls(conn, job_id) if c.status == "abandoned")
+
+        await anyio.to_thread.run_sync(take_over)
+
+    services.providers["simulated"] = SimulatedProvider(sleep=stall)
+    try:
+        anyio.run(JobRunner(services, Lifecycle(services)).run, job_id)  # stops by itself, superseded
+        assert len(stalled) == 1
+        with services.db.read() as conn:
+            row = next(c for c in jobs.job_calls(conn, job_id) if c.id == stalled[0])
+            receipt = conn.execute(select(receipts).where(receipts.c.request_id == row.id)).one()
+            assert kept_answer(conn, row.id) is None
+        # The stalled process's answer came after its hold was voided: charged nothing, and not
+        # written on the call's row, which the taker marked abandoned.
+        assert receipt.status == "interrupted" and receipt.charge_micros == 0
+        assert (row.step, row.status, row.output) == ("analysis", "abandoned", None)
+        assert status_of(services, job_id)["running_in"] == taker.instance_id
+        anyio.run(JobRunner(taker, Lifecycle(taker)).run, job_id)  # the taker runs it to its end
+        done = status_of(taker, job_id)
+        with taker.db.read() as conn:
+            analysis = [(c.try_number, c.status) for c in jobs.job_calls(conn, job_id) if c.step == "analysis"]
+    finally:
+        taker.close()
+    assert done["status"] == "succeeded" and done["calls_done"] == done["calls_planned"], done
+    assert analysis == [(1, "abandoned"), (2, "succeeded")]
+    assert all(len(amounts) == 1 for amounts in charges_by_call(services, job_id).values())
     audit_clean(services)

@@ -1,5 +1,10 @@
 """Kill -9 the gateway mid-job, start it again with the automatic resume on: the job finishes by
-itself, no call is sent or charged twice, the ledger audits clean."""
+itself, no call is sent or charged twice, the ledger audits clean.
+
+Nothing is aged: on SQLite a starting process takes every other for dead; on PostgreSQL the killed
+process's liveness lock (``gateway.liveness``) was freed with its connections, so the restarted
+process finds it dead at once, voids its hold and takes its job up, though its last heartbeat is
+seconds old."""
 
 from __future__ import annotations
 
@@ -12,14 +17,13 @@ from sqlalchemy import select, update
 
 from conftest_helpers import make_settings
 from gateway_fixtures import free_port, seed
-from glasskey.gateway.instances import DEAD_AFTER_BEATS, HEARTBEAT_SECONDS
 from glasskey.gateway.sweeper import sweep_expired_holds
 from glasskey.ledger import audit
 from glasskey.research.jobs import job_calls
 from glasskey.research.tables import research_jobs
 from glasskey.services import build_services
 from glasskey.store.database import Database
-from glasskey.store.tables import instances, receipts, routes, transfers
+from glasskey.store.tables import receipts, routes, transfers
 from research_helpers import auth, job_body, upload_samples, wait_finished
 from server_process import server_env, start_server
 
@@ -67,9 +71,6 @@ def test_a_job_killed_mid_run_resumes_without_sending_or_charging_a_call_twice(t
         killed = conn.execute(
             select(research_jobs.c.runner_instance_id).where(research_jobs.c.id == job["id"])
         ).scalar()
-        # PostgreSQL takes a process for dead after three missed heartbeats (30 s): let them pass.
-        dead = services.clock() - timedelta(seconds=HEARTBEAT_SECONDS * (DEAD_AFTER_BEATS + 1))
-        conn.execute(update(instances).where(instances.c.id == killed).values(last_seen=dead))
     assert [t.status for t in held] == ["pending"]  # the dead process's hold, not yet expired
     assert killed is not None
 

@@ -7,13 +7,21 @@ gateway keeps the answer with the charge, in the settlement's transaction
 (``gateway.kept_answers``), so a crash before the call's row records it loses nothing and pays
 nothing twice. A refusal of the key, the wallet or a budget ends the step; any other failure is
 returned for a retry.
+
+Every write of a call's row is made only while the job is still this process's, checked in the
+same transaction (``jobs.owns_job`` locks the job's row, so a takeover's claim waits for it): a
+process taken for dead while only stalled, whose call answers after another process took the job
+over, writes nothing for it (that call charged nothing: its hold was voided before the takeover)
+and stops (``Superseded``).
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import anyio
@@ -70,9 +78,15 @@ class CallSender:
     # Tests only: awaited with the call's id between its settlement and the row recording its answer.
     after_settlement: Callable[[str], Awaitable[None]] | None = None
 
-    async def _write(self, fn: Callable[[Any], Any]) -> Any:
+    async def _write_owned(self, fn: Callable[[Any], Any]) -> Any:
+        """Run ``fn`` in a transaction that first checks the job is still this process's, and raise
+        ``Superseded`` (writing nothing) when another process claimed it."""
+        instance_id = self.services.instance_id
+
         def work() -> Any:
             with self.services.db.write() as conn:
+                if not jobs.owns_job(conn, self.job_id, instance_id):
+                    raise Superseded("the job was claimed by another gateway process")
                 return fn(conn)
 
         return await anyio.to_thread.run_sync(work)
@@ -93,8 +107,11 @@ class CallSender:
         )
         maximum = quote.max_charge_micros
         await self.budget.reserve(maximum, call.label)
-        call_id = await self._next_call_id(call, tries, maximum)
-        await self._write(lambda conn: jobs.set_call(conn, call_id, status="running", started_at=now))
+        try:
+            call_id = await self._start_call(call, tries, maximum, now)
+        except BaseException:
+            self.budget.settle(maximum, 0)
+            raise
         raw = orjson.dumps(body)
         try:
             outcome = await self._chat(call_id, raw)
@@ -103,7 +120,7 @@ class CallSender:
             self.budget.settle(maximum, charged)
             why = f"{error.source}: {error.message}"[:2000]
             finished = self.services.clock()
-            await self._write(
+            await self._write_owned(
                 lambda conn: jobs.set_call(
                     conn, call_id, status="failed", charge_micros=charged, error=why, finished_at=finished
                 )
@@ -118,7 +135,9 @@ class CallSender:
             with anyio.CancelScope(shield=True):
                 charged = await self.lifecycle.read(lambda conn: jobs.receipt_charge(conn, call_id))
                 self.budget.settle(maximum, charged)
-                await self._write(lambda conn: jobs.end_call_cut_short(conn, call_id, charged))
+                # Taken over meanwhile: the taker settles the call's row; the cancellation goes on.
+                with contextlib.suppress(Superseded):
+                    await self._write_owned(lambda conn: jobs.end_call_cut_short(conn, call_id, charged))
             raise
         assert isinstance(outcome, JSONOutcome)
         charged = int(outcome.headers.get("x-glasskey-charge-micros", "0"))
@@ -126,11 +145,11 @@ class CallSender:
         if self.after_settlement is not None:
             await self.after_settlement(call_id)
         # Kept whatever happens next (a cancel, a crash after it): an answered call is read from
-        # its row, never sent again.
+        # its row, never sent again. Not written if the job was taken over meanwhile (Superseded).
         with anyio.CancelScope(shield=True):
             self.budget.settle(maximum, charged)
             finished = self.services.clock()
-            await self._write(
+            await self._write_owned(
                 lambda conn: jobs.set_call(
                     conn, call_id, status="answered", charge_micros=charged, finished_at=finished,
                     output={"answer": answer},
@@ -138,18 +157,27 @@ class CallSender:
             )  # fmt: skip
         return {**answer, "_call_id": call_id}
 
-    async def _next_call_id(self, call: PlannedCall, tries: list[Any], maximum: int) -> str:
-        """The planned call's id if it was never sent; otherwise a new try, so no id is sent twice."""
+    async def _start_call(self, call: PlannedCall, tries: list[Any], maximum: int, now: datetime) -> str:
+        """The call's id, marked running while the job is still this process's (else ``Superseded``,
+        nothing written): the planned call's id if it was never sent; otherwise a new try, so no id
+        is sent twice."""
         fresh = next((t for t in tries if t.status == "planned"), None)
-        if fresh is not None:
-            tries[tries.index(fresh)] = _Try(fresh.id, fresh.try_number, "sent")
-            await self._write(lambda conn: jobs.set_call(conn, fresh.id, max_charge_micros=maximum))
-            return str(fresh.id)
         number = max((t.try_number for t in tries), default=0) + 1
-        call_id: str = await self._write(
-            lambda conn: jobs.insert_call(conn, self.job_id, call, maximum, try_number=number)
-        )
-        tries.append(_Try(call_id, number, "sent"))
+
+        def start(conn: Any) -> str:
+            if fresh is not None:
+                call_id = str(fresh.id)
+                jobs.set_call(conn, call_id, max_charge_micros=maximum)
+            else:
+                call_id = jobs.insert_call(conn, self.job_id, call, maximum, try_number=number)
+            jobs.set_call(conn, call_id, status="running", started_at=now)
+            return call_id
+
+        call_id: str = await self._write_owned(start)
+        if fresh is not None:
+            tries[tries.index(fresh)] = _Try(call_id, fresh.try_number, "sent")
+        else:
+            tries.append(_Try(call_id, number, "sent"))
         return call_id
 
     def _chat(self, call_id: str, raw: bytes) -> Awaitable[Any]:

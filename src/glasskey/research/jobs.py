@@ -259,10 +259,16 @@ def abandon_calls(conn: Connection, job_id: str) -> int:
 def _claimable(conn: Connection, instance_id: str, now: datetime) -> Any:
     """Jobs no live process runs: unclaimed, or claimed by a dead process.
 
-    The claim's lease is its process's heartbeat (``gateway.instances``). On SQLite only one process
-    serves the file, so every other instance is dead; on PostgreSQL one is dead once its last beat
-    is ``DEAD_AFTER_BEATS`` beats old. A job ``instance_id`` itself claimed is never claimable again
-    by it: this process runs it (or is about to: a new job is claimed before its task starts).
+    A process is alive while it has a row in ``instances`` that is not past its heartbeats. On
+    SQLite only one process serves the file, so every other instance is dead. On PostgreSQL a
+    process is dead as soon as ``gateway.liveness`` finds its advisory lock free (at two checks a
+    second apart, or at one sighting by a process starting up): the check that finds it voids its
+    holds and removes its row in one transaction (``instances.void_dead_holds``), so its jobs are
+    claimable within about two seconds of its death, and never before its holds are voided. A
+    process that hangs with its connections open keeps its lock: the fallback is its heartbeat,
+    dead once its last beat is ``DEAD_AFTER_BEATS`` beats old. A job ``instance_id`` itself
+    claimed is never claimable again by it: this process runs it (or is about to: a new job is
+    claimed before its task starts).
     """
     owner = research_jobs.c.runner_instance_id
     live = select(instances.c.id)
@@ -290,6 +296,14 @@ def claim_job(conn: Connection, job_id: str, instance_id: str, now: datetime, *,
         .values(**values)
     )
     return int(result.rowcount or 0) == 1
+
+
+def owns_job(conn: Connection, job_id: str, instance_id: str) -> bool:
+    """Whether ``instance_id`` still runs the job, its row locked until the caller's transaction
+    ends: a claim by another process (an UPDATE of that row) waits for it, so what the caller
+    writes in the same transaction is written before any takeover, or not at all."""
+    query = select(research_jobs.c.runner_instance_id).where(research_jobs.c.id == job_id).with_for_update()
+    return bool(conn.scalar(query) == instance_id)
 
 
 def release_job(conn: Connection, job_id: str, instance_id: str) -> None:
