@@ -3,7 +3,9 @@
 Nothing on the request path evaluates alerts: a request only writes its receipt and settlement,
 as before. Every ``tick_seconds`` (1 s) the runner sends the webhook deliveries that are due, and
 every ``evaluate_every_seconds`` (15 s) it evaluates the rules of each org that has a webhook
-(``alerts.firing.evaluate``). An alert is therefore sent at most about 15 s after its threshold
+(``alerts.firing.evaluate``): the round is shared by every gateway process through a lease
+(``alerts.lease``), so with ``--workers N`` or several hosts an org is still evaluated once per
+period, by whichever process takes the round. An alert is therefore sent at most about 15 s after its threshold
 is crossed, plus the receiver's time. The database work runs in a worker thread; the HTTP posts
 run concurrently on the event loop, at most ``due_per_round_max`` per round.
 
@@ -17,9 +19,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import aiohttp
@@ -38,9 +39,11 @@ from glasskey.alerts.delivery import (
     record,
 )
 from glasskey.alerts.firing import changed, evaluate, queue_test_event
+from glasskey.alerts.lease import give_back, is_due, take
 from glasskey.alerts.signing import signed_headers
 from glasskey.alerts.webhooks import check_webhook_url, get_webhook, webhook_orgs
 from glasskey.errors import ClientError
+from glasskey.ids import new_id
 from glasskey.routing.credentials import CredentialVault
 from glasskey.routing.guarded_resolver import ResolvedOnlyToRefused, UpstreamAddressResolver
 from glasskey.routing.upstream_address import UpstreamAddressRefused
@@ -102,6 +105,23 @@ class AlertRunner:
         self.limits = limits or DeliveryLimits()
         self.evaluate_every_seconds = evaluate_every_seconds
         self.tick_seconds = tick_seconds
+        # Who holds the evaluation round's lease: this runner, under a name of its own.
+        self.holder = new_id("swp")
+
+    def evaluate_round(self) -> int | None:
+        """Evaluate every org with a webhook if this process takes the period's round (``alerts.lease``);
+        returns the events queued, or None when the round is not due or another process has it."""
+        with self.db.read() as conn:
+            if not is_due(conn, self.clock()):
+                return None
+        with self.db.write() as conn:
+            if not take(conn, self.holder, self.clock()):
+                return None
+        try:
+            return self.evaluate_all()
+        finally:
+            with self.db.write() as conn:
+                give_back(conn, self.holder, self.clock() + timedelta(seconds=self.evaluate_every_seconds))
 
     def evaluate_all(self) -> int:
         """Evaluate every org with a webhook; returns the events queued. An org where nothing crossed or
@@ -175,14 +195,12 @@ class AlertRunner:
         return await anyio.to_thread.run_sync(finish)
 
     async def run_forever(self) -> None:
-        last_evaluation = float("-inf")
         while True:
             try:
-                if time.monotonic() - last_evaluation >= self.evaluate_every_seconds:
-                    last_evaluation = time.monotonic()
-                    queued = await anyio.to_thread.run_sync(self.evaluate_all)
-                    if queued:
-                        log.info("queued %d alert deliveries", queued)
+                # Every tick asks whether the round is due (a read); one process per period takes it.
+                queued = await anyio.to_thread.run_sync(self.evaluate_round)
+                if queued:
+                    log.info("queued %d alert deliveries", queued)
                 await self.deliver_due()
             except Exception:  # the sweep must outlive a passing database error
                 log.exception("alert sweep failed")

@@ -5,7 +5,8 @@ webhook URL and its signing secret, sealed with the route credentials' Fernet va
 in the clear). ``alert_firing``: the alerts firing now, one row each while its condition holds, so an
 alert is sent once when its threshold is crossed and again only after it cleared.
 ``alert_deliveries`` and ``alert_delivery_attempts``: the webhook's outbox and its log, with each
-answer's status code and a bounded excerpt of its body.
+answer's status code and a bounded excerpt of its body. ``alert_sweeps``: the lease on the sweep's
+evaluation round, so that of many gateway processes only one evaluates per period.
 """
 
 from __future__ import annotations
@@ -97,4 +98,14 @@ alert_delivery_attempts = Table(
     # At most alerts.delivery.EXCERPT_CHARS_MAX characters of the receiver's answer.
     Column("excerpt", Text, nullable=True),
     Column("error", Text, nullable=True),
+)
+
+alert_sweeps = Table(
+    "alert_sweeps",
+    metadata,
+    # "evaluate": the one round of evaluation that the gateway processes share.
+    Column("name", String(32), primary_key=True),
+    # When the next round may start: the holder's lease end while a round runs, else the next period.
+    Column("due_at", UTCDateTime(), nullable=False),
+    Column("holder", String(40), nullable=False),
 )
