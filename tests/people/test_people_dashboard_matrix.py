@@ -22,6 +22,7 @@ from glasskey.people.invitations import invitation_status, invite, list_invitati
 from glasskey.people.limits import OrgLimits, get_limits
 from glasskey.people.members import list_members
 from glasskey.people.principal import Principal
+from glasskey.people.tokens import create_token, get_token
 from people_helpers import PASSWORD, PEPPER, add_receipt, make_team
 
 # Forms that would pass validation, so a refusal can only come from the gate or the handler.
@@ -31,6 +32,7 @@ BODIES = {
     "/members/{user_id}/remove": {"fingerprint": "0" * 64},
     "/invitations": {"email": "x@elsewhere.example", "role": "viewer"},
     "/limits": {"settlements": "routed", "rpm": "1"},
+    "/account/tokens": {"token_name": "mine", "token_role": "viewer", "token_days": "1"},
 }
 PAGES = [
     (method, path)
@@ -51,14 +53,20 @@ def world(services):
             conn, pepper=PEPPER, actor_id=target.owner.id, actor_role="owner", org_id=target.org_id,
             email="invitee@zephyr.example", role="viewer", now=services.clock(),
         )  # fmt: skip
+        token, _ = create_token(
+            conn, pepper=PEPPER, user_id=target.member.id, org_id=target.org_id, role="member", name="zephyr token",
+            now=services.clock(),
+        )  # fmt: skip
     ids = {
         "org_id": target.org_id,
         "user_id": target.member.id,
         "key_id": key.id,
         "request_id": "req_zephyr",
         "invitation_id": invitation.id,
+        "token_id": token.id,
     }
     secrets = {target.org_id, "zephyr", key.id, key.public_id, target.member.id, target.owner.id, invitation.id}
+    secrets |= {token.id, token.public_id}
     yield target, ids, secrets
     with services.db.read() as conn:  # the foreign org is exactly as it was
         assert get_limits(conn, target.org_id) == OrgLimits()
@@ -66,6 +74,7 @@ def world(services):
         assert get_key(conn, key.id).status == "active"
         [still] = list_invitations(conn, target.org_id)
         assert invitation_status(still, services.clock()) == "pending"
+        assert get_token(conn, token.id).revoked_at is None
 
 
 def _signed_in(client: TestClient, email: str) -> str:
@@ -84,6 +93,7 @@ def _signed_in(client: TestClient, email: str) -> str:
 def test_no_role_reaches_a_foreign_orgs_records_through_any_page(services, world, role):
     _target, ids, secrets = world
     assert ("GET", "/members") in PAGES and ("POST", "/invitations/{invitation_id}/revoke") in PAGES
+    assert ("POST", "/account/tokens/{token_id}/revoke") in PAGES
     reached = []
     with TestClient(build_dashboard(services), follow_redirects=False) as client:
         csrf = _signed_in(client, f"{role}@mine.example")

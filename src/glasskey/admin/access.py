@@ -154,6 +154,14 @@ DASHBOARD_ACCESS: dict[tuple[str, str], Rule] = {
     ("POST", "/me/org"): _rule("self"),
     ("GET", "/me/keys/new"): _rule("org", "owner billing member"),
     ("POST", "/me/keys/new"): _rule("org", "owner billing member"),
+    # A person's own account: password, second factor, access tokens (always the session's person).
+    ("GET", "/account"): _rule("self"),
+    ("POST", "/account/password"): _rule("self"),
+    ("GET", "/account/totp"): _rule("self"),
+    ("POST", "/account/totp"): _rule("self"),
+    ("POST", "/account/totp/disable"): _rule("self"),
+    ("POST", "/account/tokens"): _rule("self"),
+    ("POST", "/account/tokens/{token_id}/revoke"): _rule("self"),
     # An org's people pages: the org is the session's (a person's) or ``?org=`` (the operator's).
     ("GET", "/members"): _rule("org", "owner billing member viewer"),
     ("POST", "/members/{user_id}/role"): _rule("org", "owner"),

@@ -36,6 +36,7 @@ SELF_RECORDING = frozenset(
         "glasskey.dashboard.pages.org_invitations",
         "glasskey.dashboard.pages.limits",
         "glasskey.dashboard.pages.my_keys",
+        "glasskey.dashboard.pages.account",
     }
 )
 

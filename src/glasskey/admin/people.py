@@ -15,7 +15,7 @@ from pydantic import Field, StrictBool, StrictInt
 
 from glasskey.admin.access import actor_of, client_address, error_responses, person_of, principal_of, request_id_of
 from glasskey.admin.common import Body, list_body
-from glasskey.errors import AdminAuthError, NotFound
+from glasskey.errors import AdminAuthError
 from glasskey.people.audit import Actor, record
 from glasskey.people.members import memberships_of
 from glasskey.people.passwords import PASSWORD_MAX_LENGTH
@@ -23,7 +23,7 @@ from glasskey.people.roles import OPERATOR, Role, at_most
 from glasskey.people.signin import record_failed_sign_in, sign_in, token_after_sign_in
 from glasskey.people.tables import EMAIL_MAX_LENGTH
 from glasskey.people.throttle import Throttle, scopes
-from glasskey.people.tokens import TOKEN_LIFETIME_MAX, create_token, get_token, list_tokens, revoke_token
+from glasskey.people.tokens import TOKEN_LIFETIME_MAX, create_token, list_tokens, revoke_own_token
 from glasskey.people.totp import enable_totp, new_totp_secret, provisioning_uri
 from glasskey.people.users import change_password, create_user, get_user, list_users
 from glasskey.services import Services
@@ -242,11 +242,9 @@ def people_router(services: Services, throttle: Throttle) -> APIRouter:
         principal = person_of(request)
         now = services.clock()
         with services.db.write() as conn:
-            token = get_token(conn, token_id)
-            if token.user_id != principal.user_id:
-                raise NotFound(f"access token {token_id} does not exist")
-            revoked = revoke_token(conn, token, now)
-            record(conn, actor_of(request), "token.revoke", now, org_id=principal.org_id, target=token.prefix)
+            assert principal.user_id is not None
+            revoked = revoke_own_token(conn, principal.user_id, token_id, now)
+            record(conn, actor_of(request), "token.revoke", now, org_id=principal.org_id, target=revoked.prefix)
         return revoked.public()
 
     return router

@@ -28,6 +28,7 @@ from glasskey.dashboard.auth import (
     session_secret,
 )
 from glasskey.dashboard.pages import (
+    account,
     alerts,
     audit,
     failures,
@@ -133,6 +134,7 @@ def build_dashboard(services: Services) -> Starlette:
     for area in (signin, invitation, me, *people_pages, overview, keys, wallets, receipts, failures, routes, research):
         page_routes.extend(area.routes(dash))
     page_routes.extend(alerts.routes(dash))
+    page_routes.extend(account.routes(dash))
     static = StaticFiles(packages=[("glasskey.dashboard", "static")])
     # Swagger UI for /admin/api/docs, from its wheel: every page works offline.
     swagger_ui = StaticFiles(directory=SWAGGER_UI_DIRECTORY)

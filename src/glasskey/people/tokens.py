@@ -147,6 +147,14 @@ def revoke_token(conn: Connection, token: AccessToken, now: datetime) -> AccessT
     return get_token(conn, token.id)
 
 
+def revoke_own_token(conn: Connection, user_id: str, token_ref: str, now: datetime) -> AccessToken:
+    """Revoke one of ``user_id``'s tokens; another person's answers 404, exactly like one that does not exist."""
+    token = get_token(conn, token_ref)
+    if token.user_id != user_id:
+        raise NotFound(f"access token {token_ref} does not exist")
+    return revoke_token(conn, token, now)
+
+
 def revoke_tokens_of(conn: Connection, user_id: str, org_id: str, now: datetime) -> int:
     result = conn.execute(
         update(access_tokens)

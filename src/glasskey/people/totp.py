@@ -9,6 +9,7 @@ is kept, so a code seen over someone's shoulder cannot be replayed.
 from __future__ import annotations
 
 import hmac
+import re
 import secrets
 from datetime import datetime
 from typing import Any
@@ -16,9 +17,10 @@ from typing import Any
 import pyotp
 from sqlalchemy import Connection, select, update
 
-from glasskey.errors import AdminAuthError, ClientError
+from glasskey.errors import AdminAuthError, ClientError, NotFound
 from glasskey.ids import new_id
 from glasskey.keys.secret import hash_secret
+from glasskey.people.passwords import verify_password
 from glasskey.people.sealing import seal, unseal
 from glasskey.people.tables import recovery_codes, users
 
@@ -27,6 +29,10 @@ STEP_SECONDS = 30
 RECOVERY_CODE_COUNT = 10
 _RECOVERY_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"  # no 0/o, 1/l/i to misread
 WRONG_CODE = "Incorrect one-time code"
+WRONG_PASSWORD = "Incorrect password"
+# A seed is base32 (RFC 4648, no padding): what ``new_totp_secret`` makes is 32 characters. Anything
+# else sent back as "the secret I was shown" is refused before pyotp tries to decode it.
+_SECRET_PATTERN = re.compile(r"[A-Z2-7]{16,64}")
 
 
 def new_totp_secret() -> str:
@@ -55,6 +61,8 @@ def _new_recovery_code() -> str:
 
 def enable_totp(conn: Connection, user_id: str, *, pepper: str, secret: str, code: str, now: datetime) -> list[str]:
     """Turn TOTP on once ``code`` proves the person holds ``secret``; the recovery codes, shown once."""
+    if not _SECRET_PATTERN.fullmatch(secret):
+        raise ClientError("That is not a secret glasskey made: ask for a new one", param="secret")
     step = _matching_step(secret, code.strip(), now)
     if step is None:
         raise ClientError("That code does not match the new secret; check the device's clock", param="code")
@@ -77,6 +85,29 @@ def enable_totp(conn: Connection, user_id: str, *, pepper: str, secret: str, cod
 def disable_totp(conn: Connection, user_id: str) -> None:
     conn.execute(update(users).where(users.c.id == user_id).values(totp_sealed=None, totp_last_step=None))
     conn.execute(recovery_codes.delete().where(recovery_codes.c.user_id == user_id))
+
+
+def disable_totp_with_proof(
+    conn: Connection, user_id: str, *, pepper: str, code: str, password: str, now: datetime
+) -> None:
+    """Turn TOTP off once the person proves it is them: a fresh code (or a recovery code), or the password.
+
+    A code is checked as at sign-in (``check_second_factor``), so the code that turned TOTP on, or
+    one that signed in, cannot be replayed here; a stolen session alone cannot drop the factor.
+    """
+    row = conn.execute(select(users).where(users.c.id == user_id)).first()
+    if row is None:
+        raise NotFound(f"user {user_id} does not exist")
+    if row.totp_sealed is None:
+        raise ClientError("The second factor is already off", param="code")
+    if code.strip():
+        check_second_factor(conn, row, pepper=pepper, code=code, now=now)
+    elif password:
+        if not verify_password(row.password_hash, password):
+            raise AdminAuthError(WRONG_PASSWORD, code="invalid_credentials")
+    else:
+        raise ClientError("Give a current one-time code, or your password", param="code")
+    disable_totp(conn, user_id)
 
 
 def check_second_factor(conn: Connection, user_row: Any, *, pepper: str, code: str | None, now: datetime) -> None:
