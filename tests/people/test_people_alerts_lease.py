@@ -1,5 +1,6 @@
 """The sweep's evaluation round is leased: of two sweepers (two gateway processes) on one PostgreSQL
-database, exactly one evaluates each period, even when both ask at the same instant."""
+database, exactly one evaluates each period, even when both ask at the same instant. And a failing
+evaluation does not stop the sweep's deliveries."""
 
 from __future__ import annotations
 
@@ -8,10 +9,13 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
+import anyio
 import pytest
 from sqlalchemy import func, select
 
+from alert_receiver import receiver
 from conftest_helpers import NOW, TEST_ENCRYPTION_KEY, postgres_schema_url
+from glasskey.alerts.delivery import DeliveryLimits, enqueue
 from glasskey.alerts.lease import LEASE_SECONDS, take
 from glasskey.alerts.runner import AlertRunner
 from glasskey.alerts.tables import alert_deliveries
@@ -110,3 +114,29 @@ def test_a_holder_that_died_mid_round_holds_it_no_longer_than_the_lease(db):
     clock.now = NOW + timedelta(seconds=LEASE_SECONDS)
     taken = survivor.evaluate_round()
     assert held is None and taken == 2 and survivor.evaluations == 1
+
+
+class BrokenEvaluation(AlertRunner):
+    def evaluate_round(self) -> int | None:
+        raise RuntimeError("alert_sweeps is missing")
+
+
+def test_a_failing_evaluation_does_not_hold_back_the_deliveries_already_queued(sqlite_db):
+    clock = Clock()
+    with receiver() as hook:
+        with sqlite_db.write() as conn:
+            org = create_org(conn, "acme", NOW)
+            set_webhook(conn, VAULT, org.id, hook.url, NOW, allow_private=True)
+            enqueue(conn, org.id, "alert.fired", {"id": "evt_1"}, NOW, DeliveryLimits())
+        runner = BrokenEvaluation(sqlite_db, VAULT, clock, allow_private=True, tick_seconds=0.01)
+
+        async def sweep_until_delivered() -> None:
+            with anyio.move_on_after(5):  # a bound on waiting, not a claim about speed
+                async with anyio.create_task_group() as group:
+                    group.start_soon(runner.run_forever)
+                    while not hook.received:
+                        await anyio.sleep(0.01)
+                    group.cancel_scope.cancel()
+
+        anyio.run(sweep_until_delivered)
+    assert [got.body for got in hook.received] == [b'{"id":"evt_1"}']

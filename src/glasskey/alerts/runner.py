@@ -196,12 +196,17 @@ class AlertRunner:
 
     async def run_forever(self) -> None:
         while True:
+            # The sweep must outlive a passing database error, and a failed evaluation must not hold
+            # back the deliveries already queued: each part is tried on its own.
             try:
                 # Every tick asks whether the round is due (a read); one process per period takes it.
                 queued = await anyio.to_thread.run_sync(self.evaluate_round)
                 if queued:
                     log.info("queued %d alert deliveries", queued)
+            except Exception:
+                log.exception("alert evaluation failed")
+            try:
                 await self.deliver_due()
-            except Exception:  # the sweep must outlive a passing database error
-                log.exception("alert sweep failed")
+            except Exception:
+                log.exception("alert delivery round failed")
             await anyio.sleep(self.tick_seconds)
