@@ -411,3 +411,18 @@ def test_a_stalled_process_whose_job_was_taken_over_writes_nothing_for_its_call_
     assert analysis == [(1, "abandoned"), (2, "succeeded")]
     assert all(len(amounts) == 1 for amounts in charges_by_call(services, job_id).values())
     audit_clean(services)
+
+
+def test_a_process_whose_job_was_taken_over_writes_no_ending_for_it(sqlite_world):
+    _, services, key = sqlite_world
+    job_id = new_job(services, key)
+    with services.db.write() as conn:  # the run would end at once: its key cannot be used any more
+        record = find_by_public_id(conn, key.split("-")[1])
+        assert record is not None
+        revoke_key(conn, record.id, services.clock())
+        jobs.set_job(conn, job_id, runner_instance_id="inst_taker")
+    anyio.run(JobRunner(services, Lifecycle(services)).run, job_id)
+    status = status_of(services, job_id)
+    # The ending (failed, not resumed) is the taker's to write: this process wrote none.
+    assert (status["status"], status["error"], status["report"]) == ("queued", None, None)
+    assert status["running_in"] == "inst_taker"

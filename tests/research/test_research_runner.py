@@ -250,7 +250,7 @@ def test_a_job_whose_key_is_revoked_before_it_starts_fails_visibly(gateway):
 
     from glasskey.gateway.lifecycle import Lifecycle
     from glasskey.keys.service import find_by_public_id, revoke_key
-    from glasskey.research.jobs import job_status
+    from glasskey.research.jobs import job_status, set_job
     from glasskey.research.runner import JobRunner
 
     key = gateway.new_key(settlement="routed")
@@ -261,6 +261,8 @@ def test_a_job_whose_key_is_revoked_before_it_starts_fails_visibly(gateway):
         record = find_by_public_id(conn, key.split("-")[1])
         assert record is not None
         revoke_key(conn, record.id, services.clock())
+        # Run as a resume runs it: claimed by this process first (a process writes only its own jobs).
+        set_job(conn, job["id"], runner_instance_id=services.instance_id)
     anyio.run(JobRunner(services, Lifecycle(services)).run, job["id"])
     with services.db.read() as conn:
         status = job_status(conn, job["id"], None, services.clock())

@@ -78,7 +78,7 @@ class CallSender:
     # Tests only: awaited with the call's id between its settlement and the row recording its answer.
     after_settlement: Callable[[str], Awaitable[None]] | None = None
 
-    async def _write_owned(self, fn: Callable[[Any], Any]) -> Any:
+    async def write_owned(self, fn: Callable[[Any], Any]) -> Any:
         """Run ``fn`` in a transaction that first checks the job is still this process's, and raise
         ``Superseded`` (writing nothing) when another process claimed it."""
         instance_id = self.services.instance_id
@@ -120,7 +120,7 @@ class CallSender:
             self.budget.settle(maximum, charged)
             why = f"{error.source}: {error.message}"[:2000]
             finished = self.services.clock()
-            await self._write_owned(
+            await self.write_owned(
                 lambda conn: jobs.set_call(
                     conn, call_id, status="failed", charge_micros=charged, error=why, finished_at=finished
                 )
@@ -137,7 +137,7 @@ class CallSender:
                 self.budget.settle(maximum, charged)
                 # Taken over meanwhile: the taker settles the call's row; the cancellation goes on.
                 with contextlib.suppress(Superseded):
-                    await self._write_owned(lambda conn: jobs.end_call_cut_short(conn, call_id, charged))
+                    await self.write_owned(lambda conn: jobs.end_call_cut_short(conn, call_id, charged))
             raise
         assert isinstance(outcome, JSONOutcome)
         charged = int(outcome.headers.get("x-glasskey-charge-micros", "0"))
@@ -149,7 +149,7 @@ class CallSender:
         with anyio.CancelScope(shield=True):
             self.budget.settle(maximum, charged)
             finished = self.services.clock()
-            await self._write_owned(
+            await self.write_owned(
                 lambda conn: jobs.set_call(
                     conn, call_id, status="answered", charge_micros=charged, finished_at=finished,
                     output={"answer": answer},
@@ -173,7 +173,7 @@ class CallSender:
             jobs.set_call(conn, call_id, status="running", started_at=now)
             return call_id
 
-        call_id: str = await self._write_owned(start)
+        call_id: str = await self.write_owned(start)
         if fresh is not None:
             tries[tries.index(fresh)] = _Try(call_id, fresh.try_number, "sent")
         else:

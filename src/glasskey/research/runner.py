@@ -12,8 +12,9 @@ found by that id. The runner adds what a job needs on top:
 * cancellation: the job's task is cancelled, so calls in flight end the way the gateway ends a
   cancelled request (hold voided, what was forwarded billed), and a partial report is written;
 * one runner per job: a job is claimed by the process that runs it (``jobs.claim_job``: a
-  conditional UPDATE naming the process's instance id, whose heartbeat is the lease), and a
-  runner that finds the job claimed by another process before a call stops at once;
+  conditional UPDATE naming the process's instance id, whose liveness lock and heartbeat are the
+  lease), and a runner that finds the job claimed by another process stops at once: before a call,
+  or when it would write a call's row or the job's ending (checked in that write's transaction);
 * resume: a job is rebuilt from its rows. Its key is loaded by id and checked again (revoked,
   expired, a model no longer allowed: the job fails, saying why, with its receipts). A call
   already answered is not sent again; nor is a call the gateway charged before the process died,
@@ -239,7 +240,7 @@ class JobRunner:
                 failed = len([t for t in tries if t.status in ("malformed", "failed")])
                 answered = next((r for r in tries if r.status == "answered"), None)
                 if answered is not None:  # answered before a crash or a stop, not yet read: read it now
-                    output = await self._read_map_answer(call, answered.id, answered.output["answer"])
+                    output = await self._read_map_answer(sender, call, answered.id, answered.output["answer"])
                     if output is not None:
                         results[call.position] = output
                         return
@@ -276,20 +277,23 @@ class JobRunner:
         if body is None:
             return None
         call_id = body.pop("_call_id")
-        return await self._read_map_answer(call, call_id, body)
+        return await self._read_map_answer(sender, call, call_id, body)
 
-    async def _read_map_answer(self, call: PlannedCall, call_id: str, body: dict[str, Any]) -> dict[str, Any] | None:
-        """The claims of one answer, recorded on its call (succeeded, or malformed with why)."""
+    async def _read_map_answer(
+        self, sender: CallSender, call: PlannedCall, call_id: str, body: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        """The claims of one answer, recorded on its call (succeeded, or malformed with why) while the
+        job is still this process's (else ``Superseded``)."""
         try:
             parsed = parse_map_answer(answer_text(body))
         except MalformedAnswer as exc:
             why = str(exc)[:2000]
             with anyio.CancelScope(shield=True):
-                await self._write(lambda conn: jobs.set_call(conn, call_id, status="malformed", error=why))
+                await sender.write_owned(lambda conn: jobs.set_call(conn, call_id, status="malformed", error=why))
             return None
         output = {"document": call.document, "chunk": call.chunk, **parsed}
         with anyio.CancelScope(shield=True):
-            await self._write(lambda conn: jobs.set_call(conn, call_id, status="succeeded", output=output))
+            await sender.write_owned(lambda conn: jobs.set_call(conn, call_id, status="succeeded", output=output))
         return output
 
     async def _analysis(
@@ -324,7 +328,9 @@ class JobRunner:
             await self._step(job_id, "analysis", "failed", str(exc))
             raise StepFailed(f"step analysis failed: {exc}") from None
         with anyio.CancelScope(shield=True):
-            await self._write(lambda conn: jobs.set_call(conn, call_id, status="succeeded", output={"text": text}))
+            await sender.write_owned(
+                lambda conn: jobs.set_call(conn, call_id, status="succeeded", output={"text": text})
+            )
         await self._step(job_id, "analysis", "succeeded")
         return text
 
@@ -339,7 +345,10 @@ class JobRunner:
     ) -> None:
         now, instance_id = self.services.clock(), self.services.instance_id
 
-        def work(conn: Any) -> None:
+        def work(conn: Any) -> bool:
+            # A process taken for dead while only stalled ends nothing: the job is its taker's.
+            if not jobs.owns_job(conn, job_id, instance_id):
+                return False
             row = jobs.job_row(conn, job_id, None)
             receipts = jobs.job_receipts(conn, job_id)
             report = render_report(
@@ -352,6 +361,9 @@ class JobRunner:
             )  # fmt: skip
             jobs.close_steps(conn, job_id, status, now)
             jobs.release_job(conn, job_id, instance_id)
+            return True
 
-        await self._write(work)
+        if not await self._write(work):
+            log.warning("research job %s was claimed by another gateway process; not ended here", job_id)
+            return
         await self._step(job_id, "report", "succeeded")
