@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 
+import anyio
 import pyotp
 import pytest
 from starlette.testclient import TestClient
@@ -16,6 +17,7 @@ from starlette.testclient import TestClient
 from glasskey.dashboard import build_dashboard
 from glasskey.errors import AdminAuthError
 from glasskey.people.audit import list_events
+from glasskey.people.throttle import ThrottleLimits, scopes
 from glasskey.people.tokens import authenticate_token, create_token
 from glasskey.people.users import check_password, get_user
 from people_helpers import PASSWORD, PEPPER, make_team
@@ -193,3 +195,17 @@ def test_every_account_form_needs_the_csrf_token_and_the_admin_token_has_no_acco
     csrf = _csrf(operator.get("/signin").text)
     operator.post("/signin", data={"csrf_token": csrf, "admin_token": services.settings.admin_token.get_secret_value()})
     assert operator.get("/account").headers["location"] == "/"
+
+
+def test_wrong_current_passwords_count_in_the_sign_in_throttle(services, acme):
+    client, csrf = _signed_in(services, "member@acme.example")
+    attempt = scopes("testclient", "member@acme.example")
+    for _ in range(ThrottleLimits().per_account - 1):  # failures elsewhere (the sign-in form) count too
+        anyio.run(services.signin_throttle.fail, attempt)
+    form = {"csrf_token": csrf, "new_password": NEW_PASSWORD, "new_password_again": NEW_PASSWORD}
+    wrong = client.post("/account/password", data={**form, "current_password": "a wrong guess 123"})
+    assert wrong.status_code == 401
+    right = client.post("/account/password", data={**form, "current_password": PASSWORD})
+    assert right.status_code == 429 and "try again in" in _field_error(right.text, "current_password")
+    with services.db.read() as conn:  # refused before the password was even checked: nothing changed
+        assert check_password(conn, "member@acme.example", PASSWORD).id == acme.member.id
