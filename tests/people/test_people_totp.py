@@ -14,7 +14,7 @@ from glasskey.people.audit import Actor
 from glasskey.people.sealing import seal, unseal
 from glasskey.people.signin import sign_in
 from glasskey.people.tables import recovery_codes, users
-from glasskey.people.totp import enable_totp, new_totp_secret, recovery_codes_left
+from glasskey.people.totp import disable_totp_with_proof, enable_totp, new_totp_secret, recovery_codes_left
 from glasskey.people.users import create_user
 from people_helpers import PASSWORD, PEPPER
 
@@ -93,3 +93,32 @@ def test_a_sealed_secret_does_not_open_under_another_pepper_or_purpose():
         unseal("another pepper 0123456789abcdef", "totp", sealed)
     with pytest.raises(InvariantViolation):
         unseal(PEPPER, "other", sealed)
+
+
+def test_a_malformed_secret_is_refused_before_pyotp_reads_it(db):
+    with db.write() as conn:
+        user = create_user(conn, "bob@example.com", PASSWORD, NOW)
+        with pytest.raises(ClientError) as refused:
+            enable_totp(conn, user.id, pepper=PEPPER, secret="not base32!", code="123456", now=NOW)
+    assert refused.value.param == "secret"
+
+
+def test_turning_totp_off_needs_a_fresh_code_or_the_password(db):
+    user, secret, _codes = _with_totp(db)
+    refusals = {
+        ("", ""): "Give a current one-time code",
+        (pyotp.TOTP(secret).at(NOW), ""): "accepted once",  # the code that turned it on, replayed
+        ("", "not the password 1"): "Incorrect password",
+    }
+    for (code, password), message in refusals.items():
+        with pytest.raises((AdminAuthError, ClientError), match=message), db.write() as conn:
+            disable_totp_with_proof(conn, user.id, pepper=PEPPER, code=code, password=password, now=NOW)
+    with db.read() as conn:
+        assert conn.scalar(select(users.c.totp_sealed).where(users.c.id == user.id)) is not None
+    later = NOW + timedelta(seconds=90)
+    with db.write() as conn:
+        disable_totp_with_proof(conn, user.id, pepper=PEPPER, code=pyotp.TOTP(secret).at(later), password="", now=later)
+        assert conn.scalar(select(users.c.totp_sealed).where(users.c.id == user.id)) is None
+        assert recovery_codes_left(conn, user.id) == 0
+        with pytest.raises(ClientError, match="already off"):
+            disable_totp_with_proof(conn, user.id, pepper=PEPPER, code="", password=PASSWORD, now=later)
