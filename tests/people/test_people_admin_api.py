@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import anyio
+import pyotp
 import pytest
 
 from glasskey.people.audit import list_events
+from glasskey.people.throttle import ThrottleLimits, scopes
+from glasskey.people.totp import enable_totp, new_totp_secret
+from glasskey.people.users import get_user
 from people_api import ADMIN, admin_client, org_with_tokens
-from people_helpers import PASSWORD
+from people_helpers import PASSWORD, PEPPER
 
 
 @pytest.fixture
@@ -222,3 +227,44 @@ def test_a_query_parameter_an_endpoint_ignores_never_vouches_for_it(services, cl
         "/receipts", params={"key_id": own_key["id"], "org_id": other.team.org_id}, headers=acme.auth("owner")
     )
     assert mixed.status_code == 404
+
+
+def test_totp_is_turned_on_with_a_code_and_off_only_with_a_fresh_one_or_the_password(services, client):
+    acme = org_with_tokens(services, "acme")
+    auth = acme.auth("viewer")
+    offered = client.post("/me/totp", json={}, headers=auth).json()
+    assert offered["otpauth_uri"].startswith("otpauth://totp/glasskey:viewer%40acme.example?secret=")
+    code = pyotp.TOTP(offered["secret"]).at(services.clock())
+    bad = client.post("/me/totp", json={"secret": "not base32!", "code": code}, headers=auth)
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "secret"
+    enabled = client.post("/me/totp", json={"secret": offered["secret"], "code": code}, headers=auth)
+    assert enabled.status_code == 200 and len(enabled.json()["recovery_codes"]) == 10
+    replayed = client.post("/me/totp/disable", json={"code": code}, headers=auth)
+    assert replayed.status_code == 401 and "accepted once" in replayed.json()["error"]["message"]
+    wrong = client.post("/me/totp/disable", json={"password": "not the password 1"}, headers=auth)
+    assert wrong.status_code == 401
+    off = client.post("/me/totp/disable", json={"password": PASSWORD}, headers=auth)
+    assert off.status_code == 200 and off.json()["totp_enabled"] is False
+    with services.db.read() as conn:
+        events = list_events(conn, org_id=acme.team.org_id)
+    assert [e["action"] for e in events if e["action"].startswith("user.totp")] == [
+        "user.totp_disable",
+        "user.totp_enable",
+    ]
+
+
+def test_wrong_proofs_to_turn_totp_off_count_in_the_sign_in_throttle(services, client):
+    acme = org_with_tokens(services, "acme")
+    with services.db.write() as conn:
+        secret = new_totp_secret()
+        now = services.clock()
+        enable_totp(conn, acme.team.viewer.id, pepper=PEPPER, secret=secret, code=pyotp.TOTP(secret).at(now), now=now)
+    for _ in range(ThrottleLimits().per_account - 1):
+        # The account's window only: the address's stays open, so the 429 is this endpoint's own check.
+        anyio.run(services.signin_throttle.fail, scopes("testclient", "viewer@acme.example")[-1:])
+    auth = acme.auth("viewer")
+    assert client.post("/me/totp/disable", json={"password": "a wrong guess 123"}, headers=auth).status_code == 401
+    throttled = client.post("/me/totp/disable", json={"password": PASSWORD}, headers=auth)
+    assert throttled.status_code == 429 and "retry-after" in throttled.headers
+    with services.db.read() as conn:  # refused before the password was checked: the factor stays on
+        assert get_user(conn, acme.team.viewer.id).totp_enabled

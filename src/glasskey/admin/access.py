@@ -111,6 +111,7 @@ ADMIN_ACCESS: dict[tuple[str, str], Rule] = {
     ("GET", "/me"): _rule("self"),
     ("POST", "/me/password"): _rule("self"),
     ("POST", "/me/totp"): _rule("self"),
+    ("POST", "/me/totp/disable"): _rule("self"),
     ("GET", "/me/tokens"): _rule("self"),
     ("POST", "/me/tokens"): _rule("self"),
     ("POST", "/me/tokens/{token_id}/revoke"): _rule("self"),

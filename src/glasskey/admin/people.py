@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+import anyio.to_thread
 from fastapi import APIRouter, Request
 from pydantic import Field, StrictBool, StrictInt
 
@@ -24,7 +25,7 @@ from glasskey.people.signin import record_failed_sign_in, sign_in, token_after_s
 from glasskey.people.tables import EMAIL_MAX_LENGTH
 from glasskey.people.throttle import Throttle, scopes
 from glasskey.people.tokens import TOKEN_LIFETIME_MAX, create_token, list_tokens, revoke_own_token
-from glasskey.people.totp import enable_totp, new_totp_secret, provisioning_uri
+from glasskey.people.totp import disable_totp_with_proof, enable_totp, new_totp_secret, provisioning_uri
 from glasskey.people.users import change_password, create_user, get_user, list_users
 from glasskey.services import Services
 
@@ -58,6 +59,11 @@ class PasswordBody(Body):
 class TotpBody(Body):
     secret: str | None = Field(default=None, max_length=64, description="the secret from the first call")
     code: str | None = Field(default=None, max_length=8)
+
+
+class TotpOffBody(Body):
+    code: str | None = Field(default=None, max_length=32, description="a current TOTP code or a recovery code")
+    password: str | None = Field(default=None, max_length=PASSWORD_MAX_LENGTH, description="or the password")
 
 
 class TokenBody(Body):
@@ -188,6 +194,39 @@ def people_router(services: Services, throttle: Throttle) -> APIRouter:
             "recovery_codes": codes,
             "note": "Each recovery code works once; store them now.",
         }
+
+    @router.post(
+        "/me/totp/disable",
+        summary="Turn off the second factor",
+        description=(
+            "Needs a fresh `code` (a code already accepted, such as the one that turned TOTP on, is refused; a "
+            "recovery code works) or the `password`. A wrong one counts in the sign-in throttle."
+        ),
+        responses=error_responses(401, 429),
+    )
+    async def totp_disable(body: TotpOffBody, request: Request) -> dict[str, Any]:
+        principal = person_of(request)
+        assert principal.user_id is not None
+        user_id = principal.user_id
+        attempt = scopes(client_address(request), principal.email)
+        await throttle.check(attempt)
+        now = services.clock()
+
+        def work() -> dict[str, Any]:
+            with services.db.write() as conn:
+                disable_totp_with_proof(
+                    conn, user_id, pepper=services.pepper, code=body.code or "", password=body.password or "", now=now
+                )
+                record(
+                    conn, actor_of(request), "user.totp_disable", now, org_id=principal.org_id, target=principal.email
+                )
+                return get_user(conn, user_id).public()
+
+        try:
+            return await anyio.to_thread.run_sync(work)
+        except AdminAuthError:
+            await throttle.fail(attempt)
+            raise
 
     @router.get("/me/tokens", summary="List my access tokens", description="Never a token's secret.")
     def read_tokens(request: Request) -> dict[str, Any]:
