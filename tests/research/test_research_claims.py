@@ -21,13 +21,16 @@ from sqlalchemy import select, update
 from starlette.testclient import TestClient
 
 from conftest_helpers import make_settings
+from gateway.test_accounting import run as run_command
 from gateway_fixtures import seed
 from glasskey.app import build_app
 from glasskey.gateway import instances, liveness
+from glasskey.gateway.accounting import Held, Hold
 from glasskey.gateway.kept_answers import kept_answer
 from glasskey.gateway.lifecycle import Lifecycle
 from glasskey.keys.service import find_by_public_id, revoke_key
-from glasskey.ledger import audit
+from glasskey.ledger import SYSTEM_REVENUE, audit
+from glasskey.orgs.service import get_wallet
 from glasskey.providers.simulated import SimulatedProvider
 from glasskey.research import jobs
 from glasskey.research.confirm import confirm_job
@@ -122,6 +125,22 @@ def run_resumed(services: Services, job_id: str, crash_at: str | None = None) ->
         return claimed
 
     return anyio.run(go)
+
+
+def hold_taken_by(services: Services, key: str, instance_id: str) -> None:
+    """A pending hold of ``key``'s wallet, taken by the process ``instance_id`` (its call in flight)."""
+    with services.db.read() as conn:
+        record = find_by_public_id(conn, key.split("-")[1])
+        assert record is not None
+        wallet = get_wallet(conn, record.org_id, "routed").account_id
+    now = services.clock()
+    hold = Hold(
+        key_id=record.id, policy=record.policy, wallet_kind="routed", wallet_account_id=wallet,
+        revenue_account_id=SYSTEM_REVENUE["routed"], amount_micros=1_000, now=now,
+        expires_at=now + timedelta(minutes=15), request_id="req_in_flight", memo="hold for gpt-4o-mini",
+        instance_id=instance_id,
+    )  # fmt: skip
+    assert isinstance(run_command(services.db, hold), Held)
 
 
 def status_of(services: Services, job_id: str) -> dict[str, Any]:
@@ -262,10 +281,17 @@ def test_of_processes_claiming_one_job_at_once_exactly_one_wins(world, database_
     refused = TestClient(build_app(services)).post(f"/v1/research/jobs/{job_id}/resume", headers=auth(key))
     assert refused.status_code == 409 and refused.json()["error"]["code"] == "job_running"
     assert won[0] in refused.json()["error"]["message"]
-    # Once the winner has missed its heartbeats, another process may take the job over.
+    # Once the winner has missed its heartbeats (hung, its liveness lock still held), another process
+    # may take the job over, but only once the winner's holds are voided (a heartbeat's recovery):
+    # its call in flight then charges nothing if it ever settles, instead of being paid beside the retry.
+    hold_taken_by(services, key, won[0])
     later = now + timedelta(seconds=instances.HEARTBEAT_SECONDS * (instances.DEAD_AFTER_BEATS + 1))
     with services.db.write() as conn:
         instances.beat(conn, "inst_claim_other", later)
+        assert jobs.resumable_jobs(conn, "inst_claim_other", later, 10) == []
+        assert not jobs.claim_job(conn, job_id, "inst_claim_other", later, resume=True)
+    assert instances.void_all(services.db, "inst_claim_other", later) == 1
+    with services.db.write() as conn:
         assert jobs.resumable_jobs(conn, "inst_claim_other", later, 10) == [job_id]
         assert jobs.claim_job(conn, job_id, "inst_claim_other", later, resume=True)
     assert status_of(services, job_id)["resume_count"] == 2

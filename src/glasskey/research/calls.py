@@ -42,6 +42,20 @@ ENDPOINT = "research"
 WINDOW_SECONDS = 60.0  # the rate limiter's window: requests per minute
 
 
+async def write_owned(services: Services, job_id: str, fn: Callable[[Any], Any]) -> Any:
+    """Run ``fn`` in a transaction that first checks the job is still this process's, and raise
+    ``Superseded`` (writing nothing) when another process claimed it."""
+    instance_id = services.instance_id
+
+    def work() -> Any:
+        with services.db.write() as conn:
+            if not jobs.owns_job(conn, job_id, instance_id):
+                raise Superseded("the job was claimed by another gateway process")
+            return fn(conn)
+
+    return await anyio.to_thread.run_sync(work)
+
+
 @dataclass
 class Pacer:
     """The job's own calls kept within the key's requests-per-minute limit: it waits its turn
@@ -79,17 +93,7 @@ class CallSender:
     after_settlement: Callable[[str], Awaitable[None]] | None = None
 
     async def write_owned(self, fn: Callable[[Any], Any]) -> Any:
-        """Run ``fn`` in a transaction that first checks the job is still this process's, and raise
-        ``Superseded`` (writing nothing) when another process claimed it."""
-        instance_id = self.services.instance_id
-
-        def work() -> Any:
-            with self.services.db.write() as conn:
-                if not jobs.owns_job(conn, self.job_id, instance_id):
-                    raise Superseded("the job was claimed by another gateway process")
-                return fn(conn)
-
-        return await anyio.to_thread.run_sync(work)
+        return await write_owned(self.services, self.job_id, fn)
 
     async def send(self, call: PlannedCall, body: dict[str, Any], tries: list[Any]) -> dict[str, Any] | None:
         """One call under the cap; the answer body (with ``_call_id``), or None when the gateway refused it."""

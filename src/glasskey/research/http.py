@@ -135,12 +135,14 @@ def routes_research(lifecycle: Lifecycle, runner: JobRunner) -> list[Route]:
         if row.status in jobs.FINISHED:
             raise ClientError(f"job {job_id} is {row.status}; only an unfinished job resumes", code="job_finished")
         # Claimed atomically: a job another live gateway process runs is left to it; one whose
-        # process died (SQLite: any other; PostgreSQL: three heartbeats missed) is taken up here.
+        # process died (SQLite: any other; PostgreSQL: its liveness lock free at two checks, or
+        # three heartbeats missed and its holds voided) is taken up here.
         if not await runner.resume(job_id):
             owner = await lifecycle.read(lambda conn: jobs.job_row(conn, job_id, key.id).runner_instance_id)
             raise ClientError(
                 f"job {job_id} is run by gateway process {owner}, which is alive; it goes on there, and can be "
-                "resumed elsewhere once that process has missed three heartbeats (30 s)",
+                "resumed elsewhere once that process is found dead: within about two seconds of its death, or "
+                "after three missed heartbeats (30 s) if it hangs",
                 code="job_running",
                 status_code=409,
             )

@@ -21,7 +21,7 @@ from glasskey.ids import new_id
 from glasskey.research.inputs import check_size, content_hash, input_error, kind_of
 from glasskey.research.plan import Plan, PlannedCall
 from glasskey.research.tables import research_calls, research_files, research_job_inputs, research_jobs, research_steps
-from glasskey.store.tables import instances, receipts
+from glasskey.store.tables import instances, receipts, transfers
 
 FINISHED = ("succeeded", "failed", "cancelled", "capped")
 # Not running any more: finished, or interrupted by its process stopping (resumable).
@@ -266,7 +266,10 @@ def _claimable(conn: Connection, instance_id: str, now: datetime) -> Any:
     holds and removes its row in one transaction (``instances.void_dead_holds``), so its jobs are
     claimable within about two seconds of its death, and never before its holds are voided. A
     process that hangs with its connections open keeps its lock: the fallback is its heartbeat,
-    dead once its last beat is ``DEAD_AFTER_BEATS`` beats old. A job ``instance_id`` itself
+    dead once its last beat is ``DEAD_AFTER_BEATS`` beats old, and its jobs are claimable once its
+    holds are voided too (by a heartbeat's recovery, ``instances.heartbeat``): until then a hung
+    process's call in flight could still settle and be charged beside the taker's retry; after, it
+    charges nothing (``interrupted_before_settlement``). A job ``instance_id`` itself
     claimed is never claimable again by it: this process runs it (or is about to: a new job is
     claimed before its task starts).
     """
@@ -274,9 +277,10 @@ def _claimable(conn: Connection, instance_id: str, now: datetime) -> Any:
     live = select(instances.c.id)
     if conn.dialect.name == "sqlite":
         live = live.where(instances.c.id == instance_id)
-    else:
-        live = live.where(instances.c.last_seen >= dead_after(now))
-    return or_(owner.is_(None), and_(owner != instance_id, owner.not_in(live)))
+        return or_(owner.is_(None), and_(owner != instance_id, owner.not_in(live)))
+    live = live.where(instances.c.last_seen >= dead_after(now))
+    holding = select(transfers.c.id).where(transfers.c.status == "pending", transfers.c.instance_id == owner)
+    return or_(owner.is_(None), and_(owner != instance_id, owner.not_in(live), ~holding.exists()))
 
 
 def claim_job(conn: Connection, job_id: str, instance_id: str, now: datetime, *, resume: bool) -> bool:

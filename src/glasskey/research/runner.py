@@ -37,7 +37,7 @@ from glasskey.gateway.lifecycle import Lifecycle
 from glasskey.keys.service import KeyRecord, check_usable, get_key
 from glasskey.research import jobs
 from glasskey.research.answers import MalformedAnswer, answer_text, claims_text, parse_map_answer
-from glasskey.research.calls import CallSender, Pacer
+from glasskey.research.calls import CallSender, Pacer, write_owned
 from glasskey.research.cap import Budget, CancelRequested, Capped, StepFailed, Superseded, first_expected
 from glasskey.research.plan import MAP_PARALLELISM, PlannedCall, analysis_body
 from glasskey.research.report import render_report
@@ -145,7 +145,12 @@ class JobRunner:
         prepared = prepare(spec, files)
         # A call left "running" was in flight in a process that died: answered if the gateway
         # charged it and kept its answer, else abandoned (its id is never sent again).
-        await self._write(lambda conn: jobs.abandon_calls(conn, job_id))
+        instance_id = self.services.instance_id
+        try:
+            await write_owned(self.services, job_id, lambda conn: jobs.abandon_calls(conn, job_id))
+        except Superseded:  # claimed by another process since this one's claim: its calls are its own
+            log.warning("research job %s was claimed by another gateway process; not run here", job_id)
+            return
         # The key may have been revoked, expired or narrowed since the job was confirmed.
         key, refusal = await self._key_refusal(row)
         if key is None:
@@ -157,20 +162,22 @@ class JobRunner:
         pacer = Pacer(key.policy.rpm_limit, self.services.monotonic)
         sender = CallSender(self.services, self.lifecycle, job_id, key, budget, pacer, self.after_settlement)
         now = self.services.clock()
-        await self._write(
-            lambda conn: jobs.set_job(conn, job_id, status="running", started_at=row.started_at or now, error=None)
-        )
         status, note = "succeeded", ""
         outputs: list[dict[str, Any]] = []
         analysis: str | None = None
         try:
+            await write_owned(
+                self.services,
+                job_id,
+                lambda conn: jobs.set_job(conn, job_id, status="running", started_at=row.started_at or now, error=None),
+            )
             if row.cancel_requested:
                 raise asyncio.CancelledError
             await self._step(job_id, "read", "succeeded")
             outputs = await self._map(job_id, prepared, sender)
             await self._step(job_id, "metrics", "running")
             metrics = prepared.table.as_dict() if prepared.table is not None else None
-            await self._write(lambda conn: jobs.set_job(conn, job_id, metrics=metrics))
+            await write_owned(self.services, job_id, lambda conn: jobs.set_job(conn, job_id, metrics=metrics))
             await self._step(job_id, "metrics", "succeeded")
             analysis = await self._analysis(job_id, prepared, outputs, sender)
         except Superseded as superseded:  # another process runs the job now: it owns the rows
@@ -194,11 +201,11 @@ class JobRunner:
                     note = "cancelled at the person's request"
                     await self._finish(job_id, prepared, outputs, analysis, "cancelled", note)
                 else:  # the process is stopping, not the person: the job stays resumable, by anyone
-                    instance_id = self.services.instance_id
 
                     def interrupted(conn: Any) -> None:
-                        jobs.set_job(conn, job_id, status="interrupted", error=INTERRUPTED)
-                        jobs.release_job(conn, job_id, instance_id)
+                        if jobs.owns_job(conn, job_id, instance_id):  # not a job another process took over
+                            jobs.set_job(conn, job_id, status="interrupted", error=INTERRUPTED)
+                            jobs.release_job(conn, job_id, instance_id)
 
                     await self._write(interrupted)
             raise
@@ -209,6 +216,7 @@ class JobRunner:
         return [dict(r.output) for r in rows if r.step == "map" and r.status == "succeeded"]
 
     async def _step(self, job_id: str, name: str, status: str, error: str | None = None) -> None:
+        """Mark a step while the job is still this process's (else ``Superseded``)."""
         now = self.services.clock()
         values: dict[str, Any] = {"status": status, "error": error}
         values["started_at" if status == "running" else "finished_at"] = now
@@ -218,7 +226,7 @@ class JobRunner:
             if status == "running":
                 jobs.set_job(conn, job_id, step=name)
 
-        await self._write(work)
+        await write_owned(self.services, job_id, work)
 
     async def _map(self, job_id: str, prepared: Prepared, sender: CallSender) -> list[dict[str, Any]]:
         planned = [c for c in prepared.plan.calls if c.step == "map"]
@@ -360,10 +368,9 @@ class JobRunner:
                 step=None,
             )  # fmt: skip
             jobs.close_steps(conn, job_id, status, now)
+            jobs.set_step(conn, job_id, "report", status="succeeded", error=None, finished_at=now)
             jobs.release_job(conn, job_id, instance_id)
             return True
 
         if not await self._write(work):
             log.warning("research job %s was claimed by another gateway process; not ended here", job_id)
-            return
-        await self._step(job_id, "report", "succeeded")
