@@ -9,6 +9,7 @@ lifespan) to the Starlette app built here.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
@@ -113,21 +114,24 @@ def build_app(services: Services) -> GatewayApp:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         liveness_lock = await _start_instance(services)
+        # Set by the liveness check when it finds a process dead, so the resume round takes up its
+        # research jobs at once instead of at the next heartbeat (only when resume is configured).
+        resume_now = asyncio.Event() if services.settings.research_resume_at_startup else None
         async with anyio.create_task_group() as group:
             group.start_soon(_sweep_forever, services)
             group.start_soon(_beat_forever, services)
+            if liveness_lock is not None:
+                group.start_soon(_watch_liveness_forever, services, liveness_lock, resume_now)
             # Alerts are evaluated and their webhooks sent here, off the request path (alerts.runner).
             group.start_soon(
                 AlertRunner(
                     services.db, services.vault, services.clock, allow_private=services.settings.allow_private_upstreams
                 ).run_forever
             )
-            if liveness_lock is not None:
-                group.start_soon(_watch_liveness_forever, services, liveness_lock)
             if services.settings.probe_interval_seconds > 0:
                 group.start_soon(_probe_forever, services)
-            if services.settings.research_resume_at_startup:
-                group.start_soon(_resume_research_forever, research_runner)
+            if resume_now is not None:
+                group.start_soon(_resume_research_forever, research_runner, resume_now, instances.HEARTBEAT_SECONDS)
             group.start_soon(services.invalidation.listen)
             if isinstance(services.health, SharedHealthBoard):
                 group.start_soon(services.health.run)
@@ -187,12 +191,17 @@ async def _probe_forever(services: Services) -> None:
             log.exception("active probe round failed")
 
 
-async def _resume_research_forever(runner: JobRunner) -> None:
+async def _resume_research_forever(runner: JobRunner, resume_now: asyncio.Event, every_seconds: float) -> None:
     """Resume the research jobs no live process runs: at start-up, in the background (readiness
-    never waits for it), then at every heartbeat, for the jobs of processes found dead since (on
-    PostgreSQL another host's, or this host's previous process once its three beats have lapsed).
-    Each round takes up at most ``RESUME_ROUND_MAX`` jobs, each claimed atomically."""
+    never waits for it), then every ``every_seconds`` (a heartbeat), for the jobs of processes found
+    dead since (on PostgreSQL another host's, or this host's previous process once its three beats
+    have lapsed) — and at once whenever ``resume_now`` is set (the liveness check found a process
+    dead, on PostgreSQL). Each round takes up at most ``RESUME_ROUND_MAX`` jobs, each claimed
+    atomically."""
     while True:
+        # Cleared before the round: a death found while it runs sets it again, and the next
+        # round follows at once, so no verdict is lost.
+        resume_now.clear()
         try:
             resumed = await runner.resume_interrupted()
         except Exception:  # a failed round must never stop the gateway; the next beat tries again
@@ -200,7 +209,8 @@ async def _resume_research_forever(runner: JobRunner) -> None:
         else:
             if resumed:
                 log.warning("resumed %d interrupted research jobs: %s", len(resumed), ", ".join(resumed))
-        await anyio.sleep(instances.HEARTBEAT_SECONDS)
+        with anyio.move_on_after(every_seconds):
+            await resume_now.wait()
 
 
 async def _start_instance(services: Services) -> liveness.LivenessLock | None:
@@ -225,20 +235,28 @@ async def _start_instance(services: Services) -> liveness.LivenessLock | None:
     return lock
 
 
-async def _watch_liveness_forever(services: Services, lock: liveness.LivenessLock) -> None:
-    """PostgreSQL: keep this process's lock held, and void the holds of processes whose lock is free."""
+async def _watch_liveness_forever(
+    services: Services, lock: liveness.LivenessLock, resume_now: asyncio.Event | None
+) -> None:
+    """PostgreSQL: keep this process's lock held, and void the holds of processes whose lock is free.
+    When it finds one dead and ``resume_now`` is given (automatic resume on), it wakes the resume
+    round: the dead process's research jobs are claimable from that moment."""
     watch = liveness.Watch()
     while True:
         await anyio.sleep(liveness.CHECK_SECONDS)
         try:
-            voided = await anyio.to_thread.run_sync(
+            verdict = await anyio.to_thread.run_sync(
                 liveness.check, services.db, lock, watch, services.instance_id, services.clock(), anyio.current_time()
             )
         except Exception:  # a failed check must never stop the gateway; heartbeats stay the fallback
             log.exception("liveness check failed")
             continue
-        if voided:
-            log.warning("voided %d holds of gateway processes that died mid-request (receipts: interrupted)", voided)
+        if verdict.voided:
+            log.warning(
+                "voided %d holds of gateway processes that died mid-request (receipts: interrupted)", verdict.voided
+            )
+        if verdict.dead and resume_now is not None:
+            resume_now.set()
 
 
 async def _beat_forever(services: Services) -> None:

@@ -74,15 +74,16 @@ def test_the_holds_of_an_instance_whose_lock_is_free_are_voided_by_the_check_wit
     dead.release()  # killed
     assert _free_soon(me, ["inst_dead"]) == {"inst_dead"}
     watch = liveness.Watch()
-    assert liveness.check(db, me, watch, "inst_me", NOW, 10.0) == 0  # free once: not yet
-    assert liveness.check(db, me, watch, "inst_me", NOW, 11.0) == 1  # free a second later: dead
+    assert liveness.check(db, me, watch, "inst_me", NOW, 10.0) == liveness.Verdict(frozenset(), 0)  # free once: not yet
+    # Free a second later: dead, named in the verdict (which wakes the research resume round).
+    assert liveness.check(db, me, watch, "inst_me", NOW, 11.0) == liveness.Verdict(frozenset({"inst_dead"}), 1)
     with db.read() as conn:
         assert get_transfer(conn, held.transfer_id).status == "voided"
         assert set(conn.scalars(select(tables.instances.c.id))) == {"inst_live", "inst_me"}  # the dead one left
         receipt = conn.execute(select(receipts).where(receipts.c.transfer_id == held.transfer_id)).one()
         assert (receipt.status, receipt.charge_micros, receipt.error_code) == ("interrupted", 0, "interrupted")
         assert audit(conn).ok
-    assert liveness.check(db, me, watch, "inst_me", NOW, 12.0) == 0  # once
+    assert liveness.check(db, me, watch, "inst_me", NOW, 12.0) == liveness.Verdict(frozenset(), 0)  # once
     for lock in (live, me):
         lock.release()
 

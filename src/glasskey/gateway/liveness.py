@@ -25,6 +25,7 @@ import contextlib
 import hashlib
 import logging
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import Connection, create_engine, select, text
@@ -150,13 +151,25 @@ def start(db: Database, lock: LivenessLock, instance_id: str, now: datetime) -> 
     return instances.start(db, instance_id, now, also_dead=lock.free(lock.others()))
 
 
-def check(db: Database, lock: LivenessLock, watch: Watch, instance_id: str, now: datetime, now_seconds: float) -> int:
+@dataclass(frozen=True)
+class Verdict:
+    """What one check found: the instances it took for dead (their rows are gone, so their research
+    jobs are claimable from now on) and how many of their holds it voided."""
+
+    dead: frozenset[str]
+    voided: int
+
+
+def check(
+    db: Database, lock: LivenessLock, watch: Watch, instance_id: str, now: datetime, now_seconds: float
+) -> Verdict:
     """One check of a running process: hold its own lock again if it dropped, and void the holds of
-    the instances whose lock stayed free (``watch``); how many."""
+    the instances whose lock stayed free (``watch``). Each dead instance is in one verdict only:
+    its row is removed, so later checks no longer list it."""
     lock.hold()
     dead = watch.dead(lock.free(lock.others()), now_seconds)
     if not dead:
-        return 0
+        return Verdict(frozenset(), 0)
     voided = instances.void_all(db, instance_id, now, also_dead=dead)
     watch.forget(dead)
-    return voided
+    return Verdict(frozenset(dead), voided)
