@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import anyio
 import pyotp
 import pytest
@@ -247,9 +249,11 @@ def test_totp_is_turned_on_with_a_code_and_off_only_with_a_fresh_one_or_the_pass
     assert off.status_code == 200 and off.json()["totp_enabled"] is False
     with services.db.read() as conn:
         events = list_events(conn, org_id=acme.team.org_id)
-    assert [e["action"] for e in events if e["action"].startswith("user.totp")] == [
-        "user.totp_disable",
-        "user.totp_enable",
+    assert [(e["action"], e["outcome"]) for e in events if e["action"].startswith("user.totp")] == [
+        ("user.totp_disable", "ok"),
+        ("user.totp_disable", "failed"),  # the wrong password
+        ("user.totp_disable", "failed"),  # the replayed code
+        ("user.totp_enable", "ok"),
     ]
 
 
@@ -268,3 +272,66 @@ def test_wrong_proofs_to_turn_totp_off_count_in_the_sign_in_throttle(services, c
     assert throttled.status_code == 429 and "retry-after" in throttled.headers
     with services.db.read() as conn:  # refused before the password was checked: the factor stays on
         assert get_user(conn, acme.team.viewer.id).totp_enabled
+
+
+def _totp_on(services, user_id):
+    secret = new_totp_secret()
+    now = services.clock()
+    with services.db.write() as conn:
+        enable_totp(conn, user_id, pepper=PEPPER, secret=secret, code=pyotp.TOTP(secret).at(now), now=now)
+    return secret
+
+
+def _failed(services, action):
+    with services.db.read() as conn:
+        return [e for e in list_events(conn, action=action) if e["outcome"] == "failed"]
+
+
+def test_the_api_replaces_an_active_second_factor_only_with_a_current_code_of_the_old_device(services, client):
+    acme = org_with_tokens(services, "acme")
+    old = _totp_on(services, acme.team.viewer.id)
+    auth = acme.auth("viewer")
+    new = client.post("/me/totp", json={}, headers=auth).json()["secret"]
+    later = services.clock() + timedelta(minutes=2)
+    services.clock = lambda: later
+    body = {"secret": new, "code": pyotp.TOTP(new).at(later)}
+    unproven = client.post("/me/totp", json=body, headers=auth)
+    assert unproven.status_code == 409 and unproven.json()["error"]["code"] == "totp_already_on"
+    wrong = "123456" if pyotp.TOTP(old).at(later) != "123456" else "654321"
+    refused = client.post("/me/totp", json={**body, "current_code": wrong}, headers=auth)
+    assert refused.status_code == 401 and refused.json()["error"]["code"] == "invalid_totp"
+    [failure] = _failed(services, "user.totp_enable")
+    assert failure["target"] == "viewer@acme.example" and failure["after"] == {"reason": "invalid_totp"}
+    with services.db.read() as conn:
+        assert get_user(conn, acme.team.viewer.id).totp_enabled  # still the old device's
+    replaced = client.post("/me/totp", json={**body, "current_code": pyotp.TOTP(old).at(later)}, headers=auth)
+    assert replaced.status_code == 200 and len(replaced.json()["recovery_codes"]) == 10
+
+
+def test_wrong_proofs_sent_to_turn_totp_off_are_audited_like_the_dashboards(services, client):
+    acme = org_with_tokens(services, "acme")
+    _totp_on(services, acme.team.viewer.id)
+    auth = acme.auth("viewer")
+    assert client.post("/me/totp/disable", json={"password": "a wrong guess 123"}, headers=auth).status_code == 401
+    assert client.post("/me/totp/disable", json={"code": "000000"}, headers=auth).status_code == 401
+    failures = _failed(services, "user.totp_disable")
+    assert sorted(e["after"]["reason"] for e in failures) == ["invalid_credentials", "invalid_totp"]
+    assert {(e["target"], e["org_id"], e["address"]) for e in failures} == {
+        ("viewer@acme.example", acme.team.org_id, "testclient")
+    }
+
+
+def test_only_the_operator_resets_a_persons_second_factor_and_it_is_audited(services, client):
+    acme = org_with_tokens(services, "acme")
+    _totp_on(services, acme.team.member.id)
+    path = f"/users/{acme.team.member.id}/totp/reset"
+    for role in ("owner", "billing", "member", "viewer"):
+        assert client.post(path, headers=acme.auth(role)).status_code == 403, role
+    reset = client.post(path, headers=ADMIN)
+    assert reset.status_code == 200 and reset.json()["totp_enabled"] is False
+    again = client.post("/users/member@acme.example/totp/reset", headers=ADMIN)  # by email too
+    assert again.status_code == 409 and again.json()["error"]["code"] == "totp_not_enabled"
+    assert client.post("/users/usr_nobody/totp/reset", headers=ADMIN).status_code == 404
+    with services.db.read() as conn:
+        [event] = list_events(conn, action="user.totp_reset")
+    assert (event["target"], event["outcome"]) == ("member@acme.example", "ok")

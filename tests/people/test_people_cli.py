@@ -4,26 +4,36 @@ from __future__ import annotations
 
 import os
 import re
+from pathlib import Path
 
+import pyotp
 import pytest
 from click.testing import CliRunner, Result
 
 from conftest_helpers import TEST_ENCRYPTION_KEY
 from glasskey.cli import main
+from glasskey.cli.context import open_admin
+from glasskey.people.totp import enable_totp, new_totp_secret, recovery_codes_left
+from glasskey.people.users import get_user
+from glasskey.settings import load_settings
 
 PASSWORD = "a long passphrase 42"
+
+
+def cli_env(data_dir: Path) -> dict[str, str]:
+    return {
+        "GLASSKEY_DATA_DIR": str(data_dir),
+        "GLASSKEY_ADMIN_TOKEN": "admin-token-for-tests-0123456789",
+        "GLASSKEY_KEY_PEPPER": "pepper-for-tests-0123456789abcdef",
+        "GLASSKEY_ENCRYPTION_KEY": TEST_ENCRYPTION_KEY,
+    }
 
 
 @pytest.fixture
 def run(tmp_path, monkeypatch):
     for name in [name for name in os.environ if name.startswith("GLASSKEY_")]:
         monkeypatch.delenv(name)
-    env = {
-        "GLASSKEY_DATA_DIR": str(tmp_path),
-        "GLASSKEY_ADMIN_TOKEN": "admin-token-for-tests-0123456789",
-        "GLASSKEY_KEY_PEPPER": "pepper-for-tests-0123456789abcdef",
-        "GLASSKEY_ENCRYPTION_KEY": TEST_ENCRYPTION_KEY,
-    }
+    env = cli_env(tmp_path)
 
     def invoke(*args: str, stdin: str | None = None) -> Result:
         return CliRunner().invoke(main, list(args), env=env, input=stdin)
@@ -85,3 +95,27 @@ def test_every_cli_change_is_audited_without_its_arguments(run):
     assert "cli orgs create" in events and "cli keys create" in events
     assert "cli keys revoke" in events and "nightly" not in events  # arguments are not copied
     assert "cli audit list" not in events  # reading changes nothing
+
+
+def test_the_operator_resets_a_lost_second_factor_and_it_is_audited(run, tmp_path, monkeypatch):
+    ok(run("users", "create", "--email", "m@acme.example", stdin=f"{PASSWORD}\n{PASSWORD}\n"))
+    assert run("users", "reset-totp", "m@acme.example").exit_code == 1  # already off: nothing to reset
+    assert run("users", "reset-totp", "nobody@acme.example").exit_code == 1
+    for name, value in cli_env(tmp_path).items():  # the CLI's own database, opened as the CLI opens it
+        monkeypatch.setenv(name, value)
+    admin = open_admin(load_settings())
+    try:
+        with admin.db.write() as conn:
+            secret = new_totp_secret()
+            user = get_user(conn, "m@acme.example")
+            now = admin.clock()
+            enable_totp(conn, user.id, pepper=admin.pepper, secret=secret,
+                        code=pyotp.TOTP(secret).at(now), now=now)  # fmt: skip
+        assert re.search(r"m@acme\.example\s+usr_\w+\s+on", ok(run("users", "list")))
+        assert "m@acme.example is off" in ok(run("users", "reset-totp", "m@acme.example"))
+        with admin.db.read() as conn:
+            assert not get_user(conn, "m@acme.example").totp_enabled
+            assert recovery_codes_left(conn, user.id) == 0
+    finally:
+        admin.db.dispose()
+    assert re.search(r"user\.totp_reset\s+m@acme\.example\s+ok", ok(run("audit", "list")))

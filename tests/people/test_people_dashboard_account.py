@@ -12,13 +12,16 @@ import re
 import anyio
 import pyotp
 import pytest
+from sqlalchemy import select
 from starlette.testclient import TestClient
 
 from glasskey.dashboard import build_dashboard
 from glasskey.errors import AdminAuthError
 from glasskey.people.audit import list_events
+from glasskey.people.tables import users
 from glasskey.people.throttle import ThrottleLimits, scopes
-from glasskey.people.tokens import authenticate_token, create_token
+from glasskey.people.tokens import authenticate_token, create_token, list_tokens
+from glasskey.people.totp import enable_totp, new_totp_secret
 from glasskey.people.users import check_password, get_user
 from people_helpers import PASSWORD, PEPPER, make_team
 
@@ -49,6 +52,11 @@ def _field_error(html: str, field: str) -> str:
     found = re.search(rf'<p class="field-error" id="{field}-error" role="alert">([^<]*)</p>', html)
     assert found is not None, f"no error next to {field}"
     return found.group(1)
+
+
+def _nonce(html: str) -> str:
+    """The token form's one-time nonce: each page shown carries a new one."""
+    return _found(r'name="nonce" value="([^"]+)"', html)
 
 
 def _actions(services, org_id: str) -> list[str]:
@@ -151,13 +159,16 @@ def test_totp_is_confirmed_before_it_is_on_and_its_code_is_never_accepted_twice(
 def test_a_token_is_shown_once_within_the_persons_role_and_revoked_for_good(services, acme):
     client, csrf = _signed_in(services, "member@acme.example")
     form = {"csrf_token": csrf, "token_name": "nightly report", "token_days": "7"}
-    too_high = client.post("/account/tokens", data={**form, "token_role": "owner"})
+    nonce = _nonce(client.get("/account").text)
+    too_high = client.post("/account/tokens", data={**form, "token_role": "owner", "nonce": nonce})
     assert too_high.status_code == 403 and "cannot exceed" in _field_error(too_high.text, "token_role")
-    too_long = client.post("/account/tokens", data={**form, "token_role": "viewer", "token_days": "400"})
+    too_long = client.post(
+        "/account/tokens", data={**form, "token_role": "viewer", "token_days": "400", "nonce": _nonce(too_high.text)}
+    )
     assert too_long.status_code == 400 and _field_error(too_long.text, "token_days")
     assert 'value="nightly report"' in too_long.text  # what was typed stays to be corrected
 
-    made = client.post("/account/tokens", data={**form, "token_role": "viewer"})
+    made = client.post("/account/tokens", data={**form, "token_role": "viewer", "nonce": _nonce(too_long.text)})
     assert made.status_code == 200 and 'data-replace-url="/account"' in made.text
     full = _found(r'id="token-secret">(gkp-[^<]+)<', made.text)
     with services.db.read() as conn:
@@ -207,5 +218,45 @@ def test_wrong_current_passwords_count_in_the_sign_in_throttle(services, acme):
     assert wrong.status_code == 401
     right = client.post("/account/password", data={**form, "current_password": PASSWORD})
     assert right.status_code == 429 and "try again in" in _field_error(right.text, "current_password")
+    assert 1 <= int(right.headers["retry-after"]) <= ThrottleLimits().window_seconds  # as the sign-in form's
     with services.db.read() as conn:  # refused before the password was even checked: nothing changed
         assert check_password(conn, "member@acme.example", PASSWORD).id == acme.member.id
+
+
+def test_a_resent_token_form_makes_no_second_token(services, acme):
+    client, csrf = _signed_in(services, "member@acme.example")
+    form = {"csrf_token": csrf, "token_name": "nightly", "token_role": "viewer", "token_days": "7"}
+    nonce = _nonce(client.get("/account").text)
+    assert client.post("/account/tokens", data={**form, "nonce": nonce}).status_code == 200
+    resent = client.post("/account/tokens", data={**form, "nonce": nonce})  # a double submit, or Back and resend
+    assert resent.status_code == 409 and "already used" in _field_error(resent.text, "token_name")
+    bare = client.post("/account/tokens", data=form)  # a form without its nonce
+    assert bare.status_code == 409
+    with services.db.read() as conn:
+        assert [token.name for token in list_tokens(conn, acme.member.id)] == ["nightly"]
+    again = client.post("/account/tokens", data={**form, "nonce": _nonce(bare.text)})  # the latest page's form
+    assert again.status_code == 200
+
+
+def test_a_throttled_second_factor_form_says_when_to_retry(services, acme):
+    client, csrf = _signed_in(services, "viewer@acme.example")
+    for _ in range(ThrottleLimits().per_account):
+        anyio.run(services.signin_throttle.fail, scopes("testclient", "viewer@acme.example")[-1:])
+    refused = client.post("/account/totp/disable", data={"csrf_token": csrf, "password": PASSWORD})
+    assert refused.status_code == 429 and "try again in" in _field_error(refused.text, "totp_code")
+    assert 1 <= int(refused.headers["retry-after"]) <= ThrottleLimits().window_seconds
+
+
+def test_a_posted_set_up_form_never_replaces_an_active_second_factor(services, acme):
+    client, csrf = _signed_in(services, "viewer@acme.example")
+    now = services.clock()
+    old = new_totp_secret()
+    with services.db.write() as conn:  # turned on elsewhere (the API) while this session is open
+        enable_totp(conn, acme.viewer.id, pepper=PEPPER, secret=old, code=pyotp.TOTP(old).at(now), now=now)
+        sealed = conn.scalar(select(users.c.totp_sealed).where(users.c.id == acme.viewer.id))
+    new = new_totp_secret()  # a stolen session's own device, posted straight to the confirm step
+    posted = client.post("/account/totp", data={"csrf_token": csrf, "secret": new, "code": pyotp.TOTP(new).at(now)})
+    assert posted.status_code == 303 and posted.headers["location"] == "/account"
+    assert "already on" in client.get("/account").text
+    with services.db.read() as conn:
+        assert conn.scalar(select(users.c.totp_sealed).where(users.c.id == acme.viewer.id)) == sealed

@@ -9,12 +9,18 @@ import pytest
 from sqlalchemy import select
 
 from conftest_helpers import NOW
-from glasskey.errors import AdminAuthError, ClientError, InvariantViolation
+from glasskey.errors import AdminAuthError, ClientError, InvariantViolation, NotFound
 from glasskey.people.audit import Actor
 from glasskey.people.sealing import seal, unseal
 from glasskey.people.signin import sign_in
 from glasskey.people.tables import recovery_codes, users
-from glasskey.people.totp import disable_totp_with_proof, enable_totp, new_totp_secret, recovery_codes_left
+from glasskey.people.totp import (
+    disable_totp_with_proof,
+    enable_totp,
+    new_totp_secret,
+    recovery_codes_left,
+    reset_totp,
+)
 from glasskey.people.users import create_user
 from people_helpers import PASSWORD, PEPPER
 
@@ -122,3 +128,48 @@ def test_turning_totp_off_needs_a_fresh_code_or_the_password(db):
         assert recovery_codes_left(conn, user.id) == 0
         with pytest.raises(ClientError, match="already off"):
             disable_totp_with_proof(conn, user.id, pepper=PEPPER, code="", password=PASSWORD, now=later)
+
+
+def _secret_of(db, user_id):
+    with db.read() as conn:
+        return unseal(PEPPER, "totp", conn.scalar(select(users.c.totp_sealed).where(users.c.id == user_id)))
+
+
+def test_a_second_device_replaces_the_first_only_with_a_current_code_of_the_first(db):
+    user, old, old_codes = _with_totp(db)
+    new = new_totp_secret()
+    later = NOW + timedelta(minutes=2)
+    new_code = pyotp.TOTP(new).at(later)
+    # No proof of the old device (what a stolen session or token has): refused, the old one stays.
+    with pytest.raises(ClientError) as unproven, db.write() as conn:
+        enable_totp(conn, user.id, pepper=PEPPER, secret=new, code=new_code, now=later)
+    assert (unproven.value.code, unproven.value.status_code) == ("totp_already_on", 409)
+    wrong = "123456" if pyotp.TOTP(old).at(later) != "123456" else "654321"
+    with pytest.raises(AdminAuthError), db.write() as conn:
+        enable_totp(conn, user.id, pepper=PEPPER, secret=new, code=new_code, now=later, current_code=wrong)
+    with pytest.raises(AdminAuthError, match="accepted once"), db.write() as conn:  # the enabling code, replayed
+        enable_totp(
+            conn, user.id, pepper=PEPPER, secret=new, code=new_code, now=NOW, current_code=pyotp.TOTP(old).at(NOW)
+        )
+    assert _secret_of(db, user.id) == old
+    with db.write() as conn:
+        codes = enable_totp(
+            conn, user.id, pepper=PEPPER, secret=new, code=new_code, now=later, current_code=pyotp.TOTP(old).at(later)
+        )
+    assert _secret_of(db, user.id) == new and not set(codes) & set(old_codes)
+    with pytest.raises(AdminAuthError):  # the old recovery codes went with the old device
+        _sign_in(db, old_codes[0], later)
+
+
+def test_the_operators_reset_turns_the_factor_off_without_a_proof(db):
+    user, _secret, _codes = _with_totp(db)
+    with db.write() as conn:
+        reset_totp(conn, user.id)
+        assert conn.scalar(select(users.c.totp_sealed).where(users.c.id == user.id)) is None
+        assert recovery_codes_left(conn, user.id) == 0
+        with pytest.raises(ClientError) as again:
+            reset_totp(conn, user.id)
+        assert again.value.code == "totp_not_enabled"
+        with pytest.raises(NotFound):
+            reset_totp(conn, "usr_nobody")
+    assert _sign_in(db, None, NOW).id == user.id  # the password alone signs in now

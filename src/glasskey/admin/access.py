@@ -108,6 +108,7 @@ ADMIN_ACCESS: dict[tuple[str, str], Rule] = {
     ("POST", "/invitations/accept"): PUBLIC,
     ("GET", "/users"): OPERATOR_ONLY,
     ("POST", "/users"): OPERATOR_ONLY,
+    ("POST", "/users/{user_id}/totp/reset"): OPERATOR_ONLY,
     ("GET", "/me"): _rule("self"),
     ("POST", "/me/password"): _rule("self"),
     ("POST", "/me/totp"): _rule("self"),

@@ -25,7 +25,7 @@ from glasskey.people.signin import record_failed_sign_in, sign_in, token_after_s
 from glasskey.people.tables import EMAIL_MAX_LENGTH
 from glasskey.people.throttle import Throttle, scopes
 from glasskey.people.tokens import TOKEN_LIFETIME_MAX, create_token, list_tokens, revoke_own_token
-from glasskey.people.totp import disable_totp_with_proof, enable_totp, new_totp_secret, provisioning_uri
+from glasskey.people.totp import disable_totp_with_proof, enable_totp, new_totp_secret, provisioning_uri, reset_totp
 from glasskey.people.users import change_password, create_user, get_user, list_users
 from glasskey.services import Services
 
@@ -59,6 +59,11 @@ class PasswordBody(Body):
 class TotpBody(Body):
     secret: str | None = Field(default=None, max_length=64, description="the secret from the first call")
     code: str | None = Field(default=None, max_length=8)
+    current_code: str | None = Field(
+        default=None,
+        max_length=32,
+        description="with TOTP already on: a current code of the old device (or a recovery code)",
+    )
 
 
 class TotpOffBody(Body):
@@ -138,6 +143,24 @@ def people_router(services: Services, throttle: Throttle) -> APIRouter:
             record(conn, actor_of(request), "user.create", now, target=user.email, after=user.public())
         return user.public()
 
+    @router.post(
+        "/users/{user_id}/totp/reset",
+        summary="Reset an account's second factor (operator)",
+        description=(
+            "Turns the account's TOTP off and deletes its recovery codes, with no proof: for a person who lost "
+            "the device. `user_id` is the account's id or email. They then sign in with the password alone and "
+            "may set up a new device. Audited as `user.totp_reset`; 409 `totp_not_enabled` if it was off."
+        ),
+        responses=error_responses(404, 409),
+    )
+    def totp_reset(user_id: str, request: Request) -> dict[str, Any]:
+        now = services.clock()
+        with services.db.write() as conn:
+            user = get_user(conn, user_id)
+            reset_totp(conn, user.id)
+            record(conn, actor_of(request), "user.totp_reset", now, target=user.email)
+            return get_user(conn, user.id).public()
+
     @router.get("/me", summary="Who am I", description="The caller's account, role in force, org and memberships.")
     def me(request: Request) -> dict[str, Any]:
         principal = principal_of(request)
@@ -169,26 +192,68 @@ def people_router(services: Services, throttle: Throttle) -> APIRouter:
             record(conn, actor_of(request), "user.password_change", now, org_id=principal.org_id, target=user.email)
         return user.public()
 
+    async def refused_proof(request: Request, attempt: list[tuple[str, str]], action: str, reason: str) -> None:
+        """A wrong code or password: counted in the sign-in throttle, and audited as the dashboard does,
+        in a transaction of its own (the attempt's own was rolled back)."""
+        principal = person_of(request)
+        await throttle.fail(attempt)
+        now = services.clock()
+
+        def write() -> None:
+            with services.db.write() as conn:
+                record(
+                    conn, actor_of(request), action, now, org_id=principal.org_id, target=principal.email,
+                    outcome="failed", after={"reason": reason},
+                )  # fmt: skip
+
+        await anyio.to_thread.run_sync(write)
+
     @router.post(
         "/me/totp",
         summary="Turn on the second factor",
         description=(
             "Call once with no body fields for a new secret (and its `otpauth://` URI for an app); call again with "
-            "that `secret` and a current `code` to turn TOTP on. The answer then holds ten recovery codes, shown once."
+            "that `secret` and a current `code` to turn TOTP on. The answer then holds ten recovery codes, shown once. "
+            "With TOTP already on, the new device replaces the old only with `current_code`, a fresh code of the "
+            "old device (or a recovery code); without it the answer is 409 `totp_already_on` (turn it off first). "
+            "A wrong `current_code` counts in the sign-in throttle and is audited."
         ),
+        responses=error_responses(401, 409, 429),
     )
-    def totp(body: TotpBody, request: Request) -> dict[str, Any]:
+    async def totp(body: TotpBody, request: Request) -> dict[str, Any]:
         principal = person_of(request)
         assert principal.user_id is not None
+        user_id = principal.user_id
         if body.secret is None:
             secret = new_totp_secret()
             return {"object": "totp.secret", "secret": secret, "otpauth_uri": provisioning_uri(secret, principal.email)}
+        secret_sent = body.secret
+        attempt = scopes(client_address(request), principal.email)
+        if body.current_code:
+            await throttle.check(attempt)  # a proof of the old device is a guess like any other
         now = services.clock()
-        with services.db.write() as conn:
-            codes = enable_totp(
-                conn, principal.user_id, pepper=services.pepper, secret=body.secret, code=body.code or "", now=now
-            )
-            record(conn, actor_of(request), "user.totp_enable", now, org_id=principal.org_id, target=principal.email)
+
+        def work() -> list[str]:
+            with services.db.write() as conn:
+                codes = enable_totp(
+                    conn,
+                    user_id,
+                    pepper=services.pepper,
+                    secret=secret_sent,
+                    code=body.code or "",
+                    now=now,
+                    current_code=body.current_code,
+                )
+                record(
+                    conn, actor_of(request), "user.totp_enable", now, org_id=principal.org_id, target=principal.email
+                )
+                return codes
+
+        try:
+            codes = await anyio.to_thread.run_sync(work)
+        except AdminAuthError as refused:
+            await refused_proof(request, attempt, "user.totp_enable", refused.code or "")
+            raise
         return {
             "object": "totp.enabled",
             "recovery_codes": codes,
@@ -200,7 +265,8 @@ def people_router(services: Services, throttle: Throttle) -> APIRouter:
         summary="Turn off the second factor",
         description=(
             "Needs a fresh `code` (a code already accepted, such as the one that turned TOTP on, is refused; a "
-            "recovery code works) or the `password`. A wrong one counts in the sign-in throttle."
+            "recovery code works) or the `password`. A wrong one counts in the sign-in throttle and is audited "
+            "(`user.totp_disable`, outcome `failed`)."
         ),
         responses=error_responses(401, 429),
     )
@@ -224,8 +290,8 @@ def people_router(services: Services, throttle: Throttle) -> APIRouter:
 
         try:
             return await anyio.to_thread.run_sync(work)
-        except AdminAuthError:
-            await throttle.fail(attempt)
+        except AdminAuthError as refused:
+            await refused_proof(request, attempt, "user.totp_disable", refused.code or "")
             raise
 
     @router.get("/me/tokens", summary="List my access tokens", description="Never a token's secret.")

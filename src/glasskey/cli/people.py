@@ -18,6 +18,7 @@ from glasskey.people.audit import list_events, record, verify
 from glasskey.people.members import add_member, list_members
 from glasskey.people.roles import OPERATOR, ROLES
 from glasskey.people.tokens import TOKEN_LIFETIME_MAX, create_token, get_token, list_tokens, revoke_token
+from glasskey.people.totp import reset_totp
 from glasskey.people.users import create_user, get_user, list_users
 
 ROLE_CHOICE = click.Choice(list(ROLES))
@@ -51,6 +52,18 @@ def users_list(ctx: click.Context) -> None:
             for u in list_users(conn)
         ]
     click.echo(table(["email", "id", "operator", "totp", "status"], rows))
+
+
+@users.command("reset-totp")
+@click.argument("email")
+@click.pass_context
+def users_reset_totp(ctx: click.Context, email: str) -> None:
+    """Turn off an account's second factor (a lost device): it then signs in with the password alone."""
+    with writing(ctx, audit=False) as (services, conn):
+        user = get_user(conn, email)
+        reset_totp(conn, user.id)
+        record(conn, CLI_ACTOR, "user.totp_reset", services.clock(), target=user.email)
+    click.echo(f"the second factor of {user.email} is off: they sign in with the password and may set up a new one")
 
 
 @main.group()

@@ -30,6 +30,10 @@ RECOVERY_CODE_COUNT = 10
 _RECOVERY_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"  # no 0/o, 1/l/i to misread
 WRONG_CODE = "Incorrect one-time code"
 WRONG_PASSWORD = "Incorrect password"
+ALREADY_ON = (
+    "The second factor is already on: turn it off first, or give a current code of the device it is on "
+    "(current_code) to replace it"
+)
 # A seed is base32 (RFC 4648, no padding): what ``new_totp_secret`` makes is 32 characters. Anything
 # else sent back as "the secret I was shown" is refused before pyotp tries to decode it.
 _SECRET_PATTERN = re.compile(r"[A-Z2-7]{16,64}")
@@ -59,18 +63,46 @@ def _new_recovery_code() -> str:
     return f"{raw[:4]}-{raw[4:8]}-{raw[8:]}"
 
 
-def enable_totp(conn: Connection, user_id: str, *, pepper: str, secret: str, code: str, now: datetime) -> list[str]:
-    """Turn TOTP on once ``code`` proves the person holds ``secret``; the recovery codes, shown once."""
+def enable_totp(
+    conn: Connection,
+    user_id: str,
+    *,
+    pepper: str,
+    secret: str,
+    code: str,
+    now: datetime,
+    current_code: str | None = None,
+) -> list[str]:
+    """Turn TOTP on once ``code`` proves the person holds ``secret``; the recovery codes, shown once.
+
+    A person whose TOTP is already on replaces the device only with ``current_code``, a fresh code of
+    the old device (or a recovery code), checked as at sign-in: without it a stolen session or token
+    could swap the second factor for the thief's. Otherwise the factor must be turned off first, with a
+    proof (``disable_totp_with_proof``). Raises ``ClientError`` (``totp_already_on``, a bad secret or
+    code), ``AdminAuthError`` (a wrong current code) or ``NotFound``.
+    """
+    row = conn.execute(select(users).where(users.c.id == user_id)).first()
+    if row is None:
+        raise NotFound(f"user {user_id} does not exist")
+    if row.totp_sealed is not None:
+        if not (current_code or "").strip():
+            raise ClientError(ALREADY_ON, code="totp_already_on", param="current_code", status_code=409)
+        check_second_factor(conn, row, pepper=pepper, code=current_code, now=now)
     if not _SECRET_PATTERN.fullmatch(secret):
         raise ClientError("That is not a secret glasskey made: ask for a new one", param="secret")
     step = _matching_step(secret, code.strip(), now)
     if step is None:
         raise ClientError("That code does not match the new secret; check the device's clock", param="code")
-    conn.execute(
+    # Conditional on the factor read above: of two set-ups racing, the second finds it changed and fails.
+    unchanged = users.c.totp_sealed.is_(None) if row.totp_sealed is None else users.c.totp_sealed == row.totp_sealed
+    turned_on = conn.execute(
         update(users)
         .where(users.c.id == user_id)
+        .where(unchanged)
         .values(totp_sealed=seal(pepper, SEAL_PURPOSE, secret), totp_last_step=step)
-    )
+    ).rowcount
+    if turned_on != 1:
+        raise ClientError(ALREADY_ON, code="totp_already_on", param="current_code", status_code=409)
     conn.execute(recovery_codes.delete().where(recovery_codes.c.user_id == user_id))
     codes = [_new_recovery_code() for _ in range(RECOVERY_CODE_COUNT)]
     for text in codes:
@@ -83,6 +115,7 @@ def enable_totp(conn: Connection, user_id: str, *, pepper: str, secret: str, cod
 
 
 def disable_totp(conn: Connection, user_id: str) -> None:
+    """Turn TOTP off with no proof: for the callers that checked one, and the operator's reset."""
     conn.execute(update(users).where(users.c.id == user_id).values(totp_sealed=None, totp_last_step=None))
     conn.execute(recovery_codes.delete().where(recovery_codes.c.user_id == user_id))
 
@@ -108,6 +141,21 @@ def disable_totp_with_proof(
     else:
         raise ClientError("Give a current one-time code, or your password", param="code")
     disable_totp(conn, user_id)
+
+
+def reset_totp(conn: Connection, user_ref: str) -> None:
+    """The operator turns a person's TOTP off (a lost device): no proof, so operator-only at every edge.
+
+    The person then signs in with the password alone and may set up a new device. Their sessions and
+    tokens are left as they are: a lost phone is not a stolen password. Raises ``ClientError`` if the
+    factor is already off, ``NotFound`` for an unknown account.
+    """
+    row = conn.execute(select(users.c.id, users.c.totp_sealed).where(users.c.id == user_ref)).first()
+    if row is None:
+        raise NotFound(f"user {user_ref} does not exist")
+    if row.totp_sealed is None:
+        raise ClientError("The second factor of this account is already off", code="totp_not_enabled", status_code=409)
+    disable_totp(conn, row.id)
 
 
 def check_second_factor(conn: Connection, user_row: Any, *, pepper: str, code: str | None, now: datetime) -> None:

@@ -5,12 +5,15 @@ Each form calls the domain function the admin API's ``/me/...`` endpoints call (
 the session's, never a form field. A password change ends every other session and token of the
 person (the credential version moves) and starts this session anew, with a new CSRF token. A wrong
 current password or code counts in the sign-in throttle, so a stolen session cannot guess the
-password here. A secret (a token, the recovery codes) is the answer to the POST that made it, never
-a page that can be fetched again. The operator (the admin token) has no account: it goes to ``/``.
+password here; a throttled form answers 429 with ``retry-after``. A secret (a token, the recovery
+codes) is the answer to the POST that made it, never a page that can be fetched again, and the token
+form's one-time nonce keeps a resent form from making a second token. The operator (the admin
+token) has no account: it goes to ``/``.
 """
 
 from __future__ import annotations
 
+import secrets
 from datetime import timedelta
 from typing import Any
 
@@ -50,6 +53,13 @@ from glasskey.people.users import User, change_password, get_user
 # Where a domain error's ``param`` is shown on these forms.
 PASSWORD_FIELDS = {"password": "new_password"}
 TOKEN_FIELDS = {"name": "token_name", "expires_in_days": "token_days", "role": "token_role"}
+# The token form's one-time nonce in the session, as for a person's key (``my_keys``): each page
+# shown carries a new one, creating consumes it, so a resent form never makes a second token.
+TOKEN_NONCE_FIELD = "token_nonce"
+TOKEN_FORM_USED = (
+    "This form was already used to make a token, or it is out of date. A token is shown only once: "
+    "find it in the list below, or make a new one."
+)
 
 
 def token_status(token: AccessToken, now: Any) -> str:
@@ -101,7 +111,11 @@ def routes(dash: Dashboard) -> list[Route]:
         view = await dash.read(lambda conn: account_view(conn, found, now))
         view["errors"] = changes.pop("errors", {})
         view["values"] = {**view["values"], **changes.pop("values", {})}
-        return dash.render(request, "account.html", {**view, **changes}, status_code=status_code)
+        view["token_nonce"] = request.session[TOKEN_NONCE_FIELD] = secrets.token_urlsafe(16)
+        headers = changes.pop("headers", {})
+        response = dash.render(request, "account.html", {**view, **changes}, status_code=status_code)
+        response.headers.update(headers)  # a throttled answer's retry-after
+        return response
 
     async def record_failure(actor: Actor, action: str, reason: str, found: Acting) -> None:
         """A refused proof (password or code), in its own transaction: the attempt's own rolled back."""
@@ -143,7 +157,9 @@ def routes(dash: Dashboard) -> list[Route]:
         try:
             await throttle.check(attempt)
         except AdminAuthError as throttled:
-            return await page(request, found, 429, errors={"current_password": throttled.message})
+            return await page(
+                request, found, 429, errors={"current_password": throttled.message}, headers=throttled.headers
+            )
         actor = principal.actor(address(request))
         now = services.clock()
 
@@ -202,10 +218,10 @@ def routes(dash: Dashboard) -> list[Route]:
         actor = principal.actor(address(request))
         now = services.clock()
 
-        def work(conn: Connection) -> list[str] | None:
+        def work(conn: Connection) -> list[str]:
             assert principal.user_id is not None
-            if get_user(conn, principal.user_id).totp_enabled:
-                return None  # a second device replaces the first only after the first is turned off
+            # With no proof of the old device, ``enable_totp`` refuses to replace an active factor
+            # (``totp_already_on``): here a second device comes only after the first is turned off.
             codes = enable_totp(conn, principal.user_id, pepper=services.pepper, secret=secret, code=code, now=now)
             record(conn, actor, "user.totp_enable", now, org_id=principal.org_id, target=principal.email)
             return codes
@@ -213,11 +229,11 @@ def routes(dash: Dashboard) -> list[Route]:
         try:
             codes = await dash.write(work)
         except ClientError as refused:
+            if refused.code == "totp_already_on":
+                flash(request, "The second factor is already on: turn it off first to set up another device.")
+                return redirect("/account")
             fresh = secret if refused.param != "secret" else new_totp_secret()
             return await setup_page(request, found, fresh, 400, {refused.param or "code": refused.message})
-        if codes is None:
-            flash(request, "The second factor is already on: turn it off first to set up another device.")
-            return redirect("/account")
         context = {**page_context(found, "account"), "recovery_codes": codes, "replace_url": "/account"}
         return dash.render(request, "account_recovery_codes.html", context)
 
@@ -228,7 +244,7 @@ def routes(dash: Dashboard) -> list[Route]:
         try:
             await throttle.check(attempt)
         except AdminAuthError as throttled:
-            return await page(request, found, 429, errors={"totp_code": throttled.message})
+            return await page(request, found, 429, errors={"totp_code": throttled.message}, headers=throttled.headers)
         actor = principal.actor(address(request))
         now = services.clock()
 
@@ -254,6 +270,9 @@ def routes(dash: Dashboard) -> list[Route]:
     async def token_create(request: Request, found: Acting, form: FormData) -> Response:
         principal = found.principal
         values = {name: form_text(form, name) for name in ("token_name", "token_role", "token_days")}
+        sent = form_text(form, "nonce")
+        if not sent or request.session.get(TOKEN_NONCE_FIELD) != sent:
+            return await page(request, found, 409, errors={"token_name": TOKEN_FORM_USED})
         try:
             days = parse_optional_count(values["token_days"], maximum=TOKEN_LIFETIME_MAX.days)
             if days == 0:
@@ -284,6 +303,7 @@ def routes(dash: Dashboard) -> list[Route]:
         except (ClientError, AdminAuthError) as refused:
             field = field_of(refused, TOKEN_FIELDS, "token_role")
             return await page(request, found, refused.status_code, errors={field: refused.message}, values=values)
+        request.session.pop(TOKEN_NONCE_FIELD, None)
         context = {**page_context(found, "account"), "token": token, "full": full, "replace_url": "/account"}
         return dash.render(request, "account_token_created.html", context)
 
