@@ -162,6 +162,10 @@ def test_the_research_api_has_an_openapi_document_naming_every_route(gateway):
     lifecycle = Lifecycle(gateway.services)
     routes = routes_research(lifecycle, JobRunner(gateway.services, lifecycle))
     served = {(r.path, m.lower()) for r in routes for m in (r.methods or ()) if m != "HEAD"}
+    assert set(document["paths"]["/jobs"]["post"]["requestBody"]["content"]) == {
+        "application/json",
+        "multipart/form-data",
+    }
     documented = {(path, method) for path, item in document["paths"].items() for method in item}
     assert served == documented
 
@@ -182,3 +186,62 @@ def test_an_upload_over_the_bound_is_refused_before_it_is_parsed(gateway):
         timeout=60,
     )
     assert refused.status_code == 413 and refused.json()["error"]["source"] == "client"
+
+
+def form_fields(file_ids, **extra):
+    """A job's fields as multipart form fields: text values, `inputs` repeated per file id."""
+    body = job_body(file_ids, **extra)
+    return [("inputs", i) for i in body.pop("inputs")] + [(name, str(value)) for name, value in body.items()]
+
+
+def create_multipart(gateway, key, fields, files):
+    parts = [("file", (name, data)) for name, data in files.items()]
+    data: dict[str, list[str]] = {}
+    for name, value in fields:
+        data.setdefault(name, []).append(value)
+    return httpx.post(f"{gateway.v1}/research/jobs", headers=auth(key), data=data, files=parts, timeout=30)
+
+
+def test_a_job_takes_its_inputs_as_multipart_uploads_stored_as_post_files_stores_them(gateway):
+    from glasskey.research.tables import research_job_inputs
+
+    key = gateway.routed_key
+    maximum = preflight(gateway, key, job_body(upload_samples(gateway.v1, key))).json()["cost"]["max_micros"]
+    csv, *docs = SAMPLES
+    by_id = upload(gateway.v1, key, {csv: sample_bytes(csv)}).json()["data"][0]["id"]
+    created = create_multipart(gateway, key, [*form_fields([by_id]), ("max_charge_micros", str(maximum))],
+                               {name: sample_bytes(name) for name in docs})  # fmt: skip
+    assert created.status_code == 201, created.text
+    job = wait_finished(gateway.v1, key, created.json()["id"])
+    assert job["status"] == "succeeded" and job["calls_planned"] == 3
+    with gateway.services.db.read() as conn:
+        rows = list(conn.execute(select(research_job_inputs).where(research_job_inputs.c.job_id == job["id"])))
+    # The uploaded parts are the same stored files POST /files keeps for those bytes: same ids and hashes.
+    assert [r.file_id for r in sorted(rows, key=lambda r: r.position)] == upload_samples(gateway.v1, key)
+    assert {r.name for r in rows} == set(SAMPLES)
+    gateway.audit_ok()
+
+
+def test_a_multipart_job_with_bad_input_is_a_400_naming_the_file_line_and_column_and_charges_nothing(gateway):
+    from glasskey.research.inputs import FILE_MAX_BYTES
+
+    key = gateway.routed_key
+    fields = [*form_fields([]), ("max_charge_micros", "1000000")]
+    bad_csv = {"prices.csv": b"date,symbol,close\n2020-01-01,AAA,1\n2020-02-30,AAA,2\n"}
+    error = create_multipart(gateway, key, fields, bad_csv).json()["error"]
+    assert error["source"] == "client" and (error["file"], error["line"], error["column"]) == ("prices.csv", 3, "date")
+    for files, named in (({"deck.pptx": b"x"}, "deck.pptx"), ({"big.md": b"x" * (FILE_MAX_BYTES + 1)}, "big.md")):
+        refused = create_multipart(gateway, key, fields, files)
+        assert refused.status_code == 400 and refused.json()["error"]["file"] == named
+    doc = {SAMPLES[1]: sample_bytes(SAMPLES[1])}
+    unknown = create_multipart(gateway, key, [*fields, ("org_id", "org_x")], doc)
+    assert unknown.status_code == 400 and unknown.json()["error"]["param"] == "org_id"
+    bad_max = create_multipart(gateway, key, [*form_fields([]), ("max_charge_micros", "0.5")], doc)
+    assert bad_max.status_code == 400 and bad_max.json()["error"]["param"] == "max_charge_micros"
+    empty = create_multipart(gateway, key, [("question", " "), ("max_charge_micros", "1")], doc)
+    assert empty.status_code == 400 and empty.json()["error"]["param"] == "question"
+    assert count_transfers(gateway) == 0
+    with gateway.services.db.read() as conn:
+        from glasskey.research.tables import research_jobs
+
+        assert list(conn.execute(select(research_jobs.c.id))) == []

@@ -2,7 +2,9 @@
 
 A key sees only its own files and jobs. Preflight moves no money. Creating a job re-runs the
 preflight and refuses before any call when a model is not allowed (403 ``model``), the wallet
-cannot cover the maximum (402 ``wallet``) or a budget would be passed (429 ``budget``).
+cannot cover the maximum (402 ``wallet``) or a budget would be passed (429 ``budget``). A job is
+created from JSON (inputs by file id) or from multipart/form-data: its fields as form fields and
+its files as parts named ``file``, stored by content hash exactly as ``POST /files`` stores them.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from starlette.types import Message
 from glasskey.errors import ClientError, WalletError
 from glasskey.gateway.http import JSONResponse, read_body
 from glasskey.gateway.lifecycle import Lifecycle
-from glasskey.gateway.requests import parse_json_object
+from glasskey.gateway.requests import check_body_text, parse_json_object
 from glasskey.keys.service import KeyRecord
 from glasskey.research import jobs
 from glasskey.research.confirm import confirm_job
@@ -31,13 +33,63 @@ from glasskey.research.inputs import FILE_MAX_BYTES, INPUTS_MAX
 from glasskey.research.openapi import research_openapi
 from glasskey.research.preflight import preflight
 from glasskey.research.runner import JobRunner
-from glasskey.research.spec import JobSpec, Prepared, prepare
+from glasskey.research.spec import JOB_FIELDS, JobSpec, Prepared, prepare
 
 T = TypeVar("T")
 EVENTS_POLL_SECONDS = 0.25
 EVENTS_MAX_SECONDS = 6 * 3600  # a watcher is let go after this, whatever the job does
 JOB_BODY_MAX_BYTES = 64 * 1024
 UPLOAD_MAX_BYTES = INPUTS_MAX * (FILE_MAX_BYTES + 4096)  # every file at its limit, with part headers
+# The job's fields a multipart POST /jobs may carry besides its files; `inputs` may repeat (file ids).
+FORM_FIELDS = (*JOB_FIELDS, "max_charge_micros")
+FORM_FIELDS_MAX = INPUTS_MAX + len(FORM_FIELDS)
+
+
+def is_multipart(request: Request) -> bool:
+    return request.headers.get("content-type", "").lower().startswith("multipart/form-data")
+
+
+async def read_form(request: Request) -> tuple[list[tuple[str, str]], list[tuple[str, bytes]]]:
+    """A multipart body's text fields and its files (name, bytes), read under one bound.
+
+    The whole body is read under ``UPLOAD_MAX_BYTES`` first (413 past it, chunked or not), so the
+    multipart parser never spools more than that to disk; each file is read one byte past its
+    limit, so ``store_file`` can refuse it naming the file.
+    """
+    raw = await read_body(request, UPLOAD_MAX_BYTES)
+
+    async def replay() -> Message:
+        return {"type": "http.request", "body": raw, "more_body": False}
+
+    async with Request(request.scope, replay).form(max_files=INPUTS_MAX, max_fields=FORM_FIELDS_MAX) as form:
+        fields, uploads = [], []
+        for name, value in form.multi_items():
+            if isinstance(value, UploadFile):
+                uploads.append((value.filename or "", await value.read(FILE_MAX_BYTES + 1)))
+            else:
+                fields.append((name, value))
+    return fields, uploads
+
+
+def form_body(fields: list[tuple[str, str]], uploaded_ids: list[str]) -> dict[str, Any]:
+    """The JSON body the form stands for: its fields, its `inputs` ids then the uploaded files' ids."""
+    body: dict[str, Any] = {}
+    inputs: list[str] = []
+    for name, value in fields:
+        if name == "inputs":
+            inputs.append(value)
+        elif name not in FORM_FIELDS:
+            raise ClientError(f"unknown form field `{name}`; the fields are {', '.join(FORM_FIELDS)}", param=name)
+        elif name in body:
+            raise ClientError(f"the form field `{name}` is given twice", param=name)
+        elif name == "max_charge_micros":
+            # Form fields are text; a maximum that is not digits stays text and is refused as JSON's is.
+            body[name] = int(value) if value.isascii() and value.isdigit() else value
+        else:
+            body[name] = value
+    body["inputs"] = inputs + uploaded_ids
+    check_body_text(body)
+    return body
 
 
 def sse_event(name: str, payload: dict[str, Any]) -> bytes:
@@ -57,8 +109,22 @@ def routes_research(lifecycle: Lifecycle, runner: JobRunner) -> list[Route]:
     async def key_of(request: Request) -> KeyRecord:
         return await lifecycle.key_of(request.headers.get("authorization"))
 
-    async def planned(request: Request, key: KeyRecord) -> tuple[dict[str, Any], Prepared, dict[str, Any]]:
-        body = parse_json_object(await read_body(request, JOB_BODY_MAX_BYTES))
+    async def store(key: KeyRecord, uploads: list[tuple[str, bytes]]) -> list[jobs.StoredFile]:
+        now = services.clock()
+        return await write(lambda conn: [jobs.store_file(conn, key.id, name, data, now) for name, data in uploads])
+
+    async def job_body(request: Request, key: KeyRecord) -> dict[str, Any]:
+        if not is_multipart(request):
+            return parse_json_object(await read_body(request, JOB_BODY_MAX_BYTES))
+        fields, uploads = await read_form(request)
+        stored = await store(key, uploads) if uploads else []
+        return form_body(fields, [f.id for f in stored])
+
+    async def planned(
+        request: Request, key: KeyRecord, body: dict[str, Any] | None = None
+    ) -> tuple[dict[str, Any], Prepared, dict[str, Any]]:
+        if body is None:
+            body = parse_json_object(await read_body(request, JOB_BODY_MAX_BYTES))
         spec = JobSpec.parse(body)
         files = await lifecycle.read(lambda conn: jobs.get_files(conn, key.id, spec.file_ids))
         prepared = prepare(spec, files)
@@ -68,23 +134,10 @@ def routes_research(lifecycle: Lifecycle, runner: JobRunner) -> list[Route]:
 
     async def upload(request: Request) -> Response:
         key = await key_of(request)
-        # The whole upload is read under one bound first (413 past it, chunked or not), so the
-        # multipart parser never spools more than that to disk.
-        raw = await read_body(request, UPLOAD_MAX_BYTES)
-
-        async def replay() -> Message:
-            return {"type": "http.request", "body": raw, "more_body": False}
-
-        async with Request(request.scope, replay).form(max_files=INPUTS_MAX, max_fields=INPUTS_MAX) as form:
-            uploads = [
-                (v.filename or "", await v.read(FILE_MAX_BYTES + 1))
-                for _, v in form.multi_items()
-                if isinstance(v, UploadFile)
-            ]
+        _, uploads = await read_form(request)
         if not uploads:
             raise ClientError("send the files as multipart/form-data parts named `file`", param="file")
-        now = services.clock()
-        stored = await write(lambda conn: [jobs.store_file(conn, key.id, name, data, now) for name, data in uploads])
+        stored = await store(key, uploads)
         return JSONResponse({"object": "list", "data": [f.public() for f in stored]}, status_code=201)
 
     async def preflight_endpoint(request: Request) -> Response:
@@ -96,7 +149,7 @@ def routes_research(lifecycle: Lifecycle, runner: JobRunner) -> list[Route]:
 
     async def create(request: Request) -> Response:
         key = await key_of(request)
-        body, prepared, result = await planned(request, key)
+        body, prepared, result = await planned(request, key, await job_body(request, key))
         now = services.clock()
         instance_id = services.instance_id
         job_id = await write(

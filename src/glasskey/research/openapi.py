@@ -70,8 +70,14 @@ def research_openapi(server_url: str) -> dict[str, Any]:
             "/jobs": {
                 "post": {
                     "summary": "Confirm a job with the most it may charge; it starts at once",
+                    "description": "Inputs by id after POST /files (JSON or form field `inputs`, repeated), or "
+                    "uploaded with the job as multipart parts named `file`: stored by content hash as POST /files "
+                    "stores them, under the same limits and the same 400s naming file, line and column.",
                     "requestBody": {
-                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/JobConfirm"}}}
+                        "content": {
+                            "application/json": {"schema": {"$ref": "#/components/schemas/JobConfirm"}},
+                            "multipart/form-data": {"schema": {"$ref": "#/components/schemas/JobConfirmForm"}},
+                        }
                     },
                     "responses": {"201": _json("the job", "Job"), **errors},
                 },
@@ -141,6 +147,15 @@ def research_openapi(server_url: str) -> dict[str, Any]:
                     "type": "object",
                     "required": ["question", "inputs", "max_charge_micros"],
                     "properties": {**_SPEC_PROPERTIES, "max_charge_micros": {"type": "integer", "minimum": 0}},
+                },
+                "JobConfirmForm": {
+                    "type": "object",
+                    "required": ["question", "max_charge_micros"],
+                    "properties": {
+                        **_SPEC_PROPERTIES,
+                        "max_charge_micros": {"type": "integer", "minimum": 0},
+                        "file": {"type": "array", "items": {"format": "binary"}, "description": "files to upload"},
+                    },
                 },
                 "Preflight": {
                     "type": "object",

@@ -33,6 +33,8 @@ from glasskey.research.plan import DEPTH_PASSES, Plan, make_plan
 
 DEFAULT_QUICK_MODEL = "gpt-4o-mini"
 DEFAULT_DEEP_MODEL = "claude-sonnet-4-5"
+# The fields ``JobSpec.parse`` reads (a multipart job is refused any other).
+JOB_FIELDS = ("question", "inputs", "depth", "quick_model", "deep_model", "start", "end", "risk_free_rate")
 
 
 @dataclass(frozen=True)
