@@ -42,6 +42,31 @@ def test_the_research_pages_show_every_job_and_a_report_drawn_from_the_computed_
     assert dashboard.get("/research/rjob_nope").status_code == 404
 
 
+def test_the_report_page_downloads_the_report_as_markdown_and_json_with_the_session_alone(
+    gateway: Gateway, dashboard: Dashboard
+) -> None:
+    job = finished_job(gateway)
+    html = dashboard.get(f"/research/{job['id']}").text
+    links = dict(re.findall(r'<a href="([^"]+)" download data-download="(md|json)"', html))
+    assert set(links.values()) == {"md", "json"}
+    by_key = f"{gateway.v1}/research/jobs/{job['id']}/report"
+    for link, fmt in links.items():
+        downloaded = dashboard.get(link)  # the operator's session, no key
+        assert downloaded.status_code == 200, downloaded.text
+        assert downloaded.headers["content-disposition"] == f'attachment; filename="{job["id"]}-report.{fmt}"'
+        api = httpx.get(f"{by_key}.{fmt}", headers=auth(gateway.routed_key))
+        if fmt == "md":
+            assert downloaded.headers["content-type"].startswith("text/markdown")
+            assert downloaded.text == api.text and downloaded.text.startswith(f"> **{NOTICE}**")
+        else:
+            assert downloaded.json() == api.json() and downloaded.json()["total_charge_micros"] == job["spent_micros"]
+        # Without a session the download is the sign-in page's, never the report.
+        anonymous = httpx.get(f"{gateway.base_url}{link}", follow_redirects=False)
+        assert anonymous.status_code in (302, 303) and "/signin" in anonymous.headers["location"]
+    assert dashboard.get(f"/research/{job['id']}/report.txt").status_code == 404
+    assert dashboard.get("/research/rjob_nope/report.md").status_code == 404
+
+
 def test_a_person_opens_a_research_report_in_the_browser(gateway: Gateway, page: Any) -> None:
     job = finished_job(gateway)
     page.goto(f"{gateway.base_url}/signin")

@@ -202,6 +202,7 @@ DASHBOARD_ACCESS: dict[tuple[str, str], Rule] = {
     ("POST", "/research/new"): OPERATOR_ONLY,
     ("POST", "/research/confirm"): OPERATOR_ONLY,
     ("GET", "/research/{job_id}"): OPERATOR_ONLY,
+    ("GET", "/research/{job_id}/report.{fmt}"): OPERATOR_ONLY,
 }
 
 
