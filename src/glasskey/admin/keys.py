@@ -6,7 +6,7 @@ No response ever carries a key's secret or its hash: keys are rendered by ``KeyR
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 from fastapi import APIRouter, Query, Request
 from pydantic import AwareDatetime, Field, StrictBool, StrictInt, field_validator
@@ -15,7 +15,7 @@ from sqlalchemy import Connection
 from glasskey.admin.access import actor_of
 from glasskey.admin.common import Body, Micros, Settlement, error_responses, list_body
 from glasskey.explanation import explain_key
-from glasskey.keys.policy import KeyPolicy
+from glasskey.keys.policy import DEFAULT_POLICY, KeyPolicy
 from glasskey.keys.service import KeyRecord, create_key, get_key, list_keys, revoke_key, update_key
 from glasskey.limits import RPM_LIMIT_MAX
 from glasskey.orgs.service import get_org
@@ -36,14 +36,15 @@ class PolicyBody(Body):
     """A key's policy as a request sends it (shared by the operator's and a person's key creation)."""
 
     allowed_models: AllowedModels = None
-    settlement: Settlement = "routed"
+    # KeyPolicy has checked its own default is one of the two settlements.
+    settlement: Settlement = cast(Settlement, DEFAULT_POLICY.settlement)
     lower_cost_routes: StrictBool = Field(
-        default=False,
+        default=DEFAULT_POLICY.lower_cost_routes,
         description="try the cheapest healthy route first; routed keys only (with settlement official: 400)",
     )
-    backup_routes: StrictBool = False
+    backup_routes: StrictBool = DEFAULT_POLICY.backup_routes
     strict_params: StrictBool = Field(
-        default=False,
+        default=DEFAULT_POLICY.strict_params,
         description="refuse (400) a best-effort parameter such as `seed` that the serving route's provider cannot"
         " honour, instead of dropping it and listing it in the receipt's dropped_params",
     )

@@ -17,7 +17,7 @@ from glasskey.cli.base import (
     table,
     writing,
 )
-from glasskey.keys.policy import KeyPolicy
+from glasskey.keys.policy import DEFAULT_POLICY, KeyPolicy
 from glasskey.keys.service import REVOKED, create_key, get_key, list_keys, revoke_key, update_key
 from glasskey.limits import RPM_LIMIT_MAX
 from glasskey.money import format_usd
@@ -49,21 +49,26 @@ def keys() -> None:
 @click.option(
     "--settlement",
     type=click.Choice(["official", "routed"]),
-    default="routed",
+    default=DEFAULT_POLICY.settlement,
     show_default=True,
     help="official: official routes at list price, from the credit wallet; routed: routed routes, from the routed"
     " wallet.",
 )
 @click.option(
     "--lower-cost/--no-lower-cost",
-    default=False,
+    default=DEFAULT_POLICY.lower_cost_routes,
     show_default=True,
     help="Try the cheapest route first (routed keys only).",
 )
-@click.option("--backups/--no-backups", default=False, show_default=True, help="Fall back to backup routes.")
+@click.option(
+    "--backups/--no-backups",
+    default=DEFAULT_POLICY.backup_routes,
+    show_default=True,
+    help="Fall back to backup routes.",
+)
 @click.option(
     "--strict-params/--no-strict-params",
-    default=False,
+    default=DEFAULT_POLICY.strict_params,
     show_default=True,
     help="Refuse (400) a best-effort parameter such as seed that the route's provider cannot honour, instead of"
     " dropping it and naming it on the receipt.",

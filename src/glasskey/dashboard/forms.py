@@ -10,11 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import InvalidOperation
+from typing import Any
 
 from starlette.datastructures import FormData
 
 from glasskey.errors import ClientError
-from glasskey.keys.policy import KeyPolicy
+from glasskey.keys.policy import DEFAULT_POLICY, KeyPolicy
 from glasskey.money import MICROS_PER_DOLLAR, dollars_to_micros
 from glasskey.orgs.service import WALLET_KINDS
 
@@ -88,6 +89,18 @@ def _checked(form: FormData, name: str) -> bool:
     return form_text(form, name) in ("on", "true", "1", "yes")
 
 
+# The key form's checkboxes, each a KeyPolicy field of the same name.
+POLICY_CHECKBOXES = ("lower_cost_routes", "backup_routes", "strict_params")
+
+
+def policy_choices(form: FormData | None) -> dict[str, Any]:
+    """The key form's settlement and checkboxes as the form shows them: as sent, or for a blank
+    form the one default policy's (``DEFAULT_POLICY``), the same as the CLI's and the admin API's."""
+    if form is None:
+        return {"settlement": DEFAULT_POLICY.settlement, **{n: getattr(DEFAULT_POLICY, n) for n in POLICY_CHECKBOXES}}
+    return {"settlement": form_text(form, "settlement"), **{n: _checked(form, n) for n in POLICY_CHECKBOXES}}
+
+
 @dataclass
 class KeyDraft:
     """A key as the create form describes it, before it exists."""
@@ -121,7 +134,7 @@ def read_key_form(form: FormData, now: datetime) -> KeyDraft:
         allowed = tuple(dict.fromkeys(v.strip() for v in form.getlist("model") if isinstance(v, str) and v.strip()))
         if not allowed:
             errors["models"] = "pick at least one model, or allow every model"
-    settlement = form_text(form, "settlement") or "routed"
+    settlement = form_text(form, "settlement") or DEFAULT_POLICY.settlement
     if settlement not in ("official", "routed"):
         errors["settlement"] = "choose official Credit or routed balance"
         settlement = "routed"

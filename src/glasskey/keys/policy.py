@@ -57,3 +57,9 @@ class KeyPolicy:
             "rpm_limit": self.rpm_limit,
             "expires_at": self.expires_at.isoformat() if self.expires_at else None,
         }
+
+
+# The one default of every key-creation surface: the CLI's options, the admin API's body and both
+# dashboard forms (the operator's and a person's) read their defaults from here, so a key made
+# with nothing chosen is the same key wherever it is made.
+DEFAULT_POLICY = KeyPolicy()

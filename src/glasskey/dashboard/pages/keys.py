@@ -19,7 +19,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from glasskey.admin.keys import NEVER_SHOWN_AGAIN
-from glasskey.dashboard.forms import KeyDraft, form_text, read_key_form
+from glasskey.dashboard.forms import KeyDraft, form_text, policy_choices, read_key_form
 from glasskey.dashboard.queries import ReceiptFilter, search_receipts
 from glasskey.dashboard.refusals import Refusal
 from glasskey.dashboard.web import Dashboard, flash, read_form, redirect
@@ -56,13 +56,10 @@ def key_state(key: KeyRecord, now: datetime) -> str:
 def draft_values(form: FormData | None) -> dict[str, Any]:
     """The create form's fields as the form shows them (defaults for a blank form)."""
     if form is None:
-        return {"models_mode": "some", "models": [], "settlement": "routed", "lower_cost_routes": False}
+        return {"models_mode": "some", "models": [], **policy_choices(None)}
     values: dict[str, Any] = {name: form_text(form, name) for name in DRAFT_FIELDS if name != "model"}
     values["models"] = [m for m in form.getlist("model") if isinstance(m, str)]
-    values["lower_cost_routes"] = values["lower_cost_routes"] == "on"
-    values["backup_routes"] = values["backup_routes"] == "on"
-    values["strict_params"] = values["strict_params"] == "on"
-    return values
+    return {**values, **policy_choices(form)}
 
 
 def draft_pairs(form: FormData) -> list[tuple[str, str]]:

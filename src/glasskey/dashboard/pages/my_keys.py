@@ -20,7 +20,7 @@ from starlette.routing import Route
 from glasskey.admin.keys import NEVER_SHOWN_AGAIN
 from glasskey.dashboard.acting import Acting, acting, page_context
 from glasskey.dashboard.auth import end_session, person_of
-from glasskey.dashboard.forms import form_text, read_key_form
+from glasskey.dashboard.forms import form_text, policy_choices, read_key_form
 from glasskey.dashboard.pages.keys import KeyAlreadyCreated
 from glasskey.dashboard.web import Dashboard, read_form, redirect
 from glasskey.errors import GlasskeyError
@@ -79,7 +79,11 @@ def routes(dash: Dashboard) -> list[Route]:
             "rpm_limit",
             "expires_at",
         )
-        return {**{name: form_text(form, name) for name in names}, "model": form.getlist("model")}
+        return {
+            **{name: form_text(form, name) for name in names},
+            "model": form.getlist("model"),
+            **policy_choices(form),
+        }
 
     async def new_key_form(request: Request) -> Response:
         if person_of(request.session) is None:  # the operator makes keys on the Keys page
@@ -89,7 +93,7 @@ def routes(dash: Dashboard) -> list[Route]:
             end_session(request.session)
             return redirect("/signin")
         request.session[NONCE_FIELD] = nonce = secrets.token_urlsafe(16)
-        view = await dash.read(lambda conn: form_view(conn, found, {}, {}))
+        view = await dash.read(lambda conn: form_view(conn, found, policy_choices(None), {}))
         return dash.render(request, "my_key_new.html", {**view, "nonce": nonce})
 
     async def create(request: Request) -> Response:
