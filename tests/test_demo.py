@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import os
 import re
 import stat
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from starlette.testclient import TestClient
 
 from glasskey.app import build_app
+from glasskey.cli.base import settings_file
 from glasskey.demo import (
     DEMO_MODELS,
     DemoResult,
+    _cli_hint,
     _percent_of,
     demo_settings,
     format_demo_banner,
@@ -146,4 +152,36 @@ def test_banner_prints_paste_ready_export_lines_for_each_key(demo_services):
     assert any("from openai import OpenAI; client = OpenAI();" in line for line in lines)
     assert any("http://127.0.0.1:8787/admin/api/docs" in line for line in lines)
     # Everything else is a comment or a command, so the whole banner can be pasted into a shell.
-    assert all(not line or line.startswith(("#", "export ", "curl ", "python ")) for line in lines)
+    assert all(not line or line.startswith(("#", "export ", "curl ", "python ", "glasskey ")) for line in lines)
+
+
+def test_the_printed_cli_lines_work_from_another_directory_with_a_data_dir_of_any_name(tmp_path):
+    # Not ./glasskey-data, so the CLI cannot find the settings by itself: the banner must say how.
+    data_dir = tmp_path / "my demo"
+    services = build_services(demo_settings(data_dir, "127.0.0.1", 8787, environ={}))
+    try:
+        banner = format_demo_banner(seed_demo(services))
+    finally:
+        services.db.dispose()
+    lines = banner.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("# admin CLI"))
+    commands = [line for line in lines[start:] if line.startswith(("export GLASSKEY_DATA_DIR=", "glasskey "))]
+    assert len(commands) == 2, banner
+    assert "by itself" not in banner and "without the export" not in banner
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GLASSKEY_", "OPENAI_"))}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"  # where `glasskey` is
+    ran = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", "\n".join(commands)], cwd=elsewhere, env=env, capture_output=True, text=True
+    )
+    assert ran.returncode == 0, ran.stderr
+    assert "demo-routed" in ran.stdout and "demo-official" in ran.stdout
+
+
+def test_the_data_dir_found_without_the_export_is_said_only_where_it_is_true(tmp_path, monkeypatch):
+    data_dir = tmp_path / "glasskey-data"
+    demo_settings(data_dir, "127.0.0.1", 8787, environ={})
+    assert f"#   (from {tmp_path.resolve()} it finds ./glasskey-data without the export)" in _cli_hint(data_dir)
+    monkeypatch.chdir(tmp_path)
+    assert settings_file(None, {}) == Path("glasskey-data") / "glasskey.toml"  # as the line says

@@ -18,6 +18,7 @@ import contextlib
 import fcntl
 import os
 import secrets
+import shlex
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +43,8 @@ DEMO_EMBEDDING_MODELS = ("text-embedding-3-small", "gemini-embedding-001")
 DEMO_MODELS = DEMO_CHAT_MODELS + DEMO_EMBEDDING_MODELS
 DEMO_PROVIDER = "simulated"
 SETTINGS_FILE = "glasskey.toml"
+# The data directory the CLI finds by itself in the current directory (cli.base.DATA_DIR_DEFAULT).
+DATA_DIR_NAME = "glasskey-data"
 TOP_UP_MICROS = {"credit": dollars_to_micros("50"), "routed": dollars_to_micros("50")}
 # The routed channel is cheaper than list price for the user and cheaper still for the operator.
 ROUTED_PRICE_PERCENT = 60
@@ -228,14 +231,37 @@ def seed_demo(services: Services) -> DemoResult:
 
 
 def _cli_hint(data_dir: Path | None) -> list[str]:
-    """How the admin CLI finds these settings: by itself beside the data dir, else by one variable."""
+    """The lines that make the admin CLI read this demo's settings, from any directory.
+
+    The CLI looks for ``glasskey.toml`` in ``GLASSKEY_DATA_DIR``, else in ``./glasskey-data``
+    (``cli.base.settings_file``); a data directory of another name, or a shell in another directory,
+    needs the variable, so it is printed as a line to paste rather than described.
+    """
     if data_dir is None:
         return []
     where = data_dir.resolve()
-    return [
-        f"# admin CLI: glasskey keys list (from {where.parent} it finds {where / SETTINGS_FILE} by itself;",
-        f"#   from anywhere else: GLASSKEY_DATA_DIR={where} glasskey keys list)",
-    ]
+    lines = [f"# admin CLI: these two lines work from any directory (it reads {where / SETTINGS_FILE})"]
+    if where.name == DATA_DIR_NAME:
+        lines.append(f"#   (from {where.parent} it finds ./{DATA_DIR_NAME} without the export)")
+    return [*lines, f"export GLASSKEY_DATA_DIR={shlex.quote(str(where))}", "glasskey keys list"]
+
+
+def _tool_example() -> str:
+    """A whole tool round trip with the openai SDK: the model calls the tool, then answers from its result."""
+    tools = (
+        '[{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object", '
+        '"properties": {"city": {"type": "string"}}, "required": ["city"]}}}]'
+    )
+    create = f'client.chat.completions.create(model="{EXAMPLE_MODEL}", messages=messages, tools=tools)'
+    return (
+        f"from openai import OpenAI; client = OpenAI(); tools = {tools}; "
+        'messages = [{"role": "user", "content": "What is the weather in Paris?"}]; '
+        f"asked = {create}.choices[0].message; call = asked.tool_calls[0]; "
+        'print("tool call:", call.function.name, call.function.arguments); '
+        'messages += [asked.model_dump(exclude_none=True), {"role": "tool", "tool_call_id": call.id, '
+        '"content": "18 C and sunny"}]; '
+        f'print("answer:", {create}.choices[0].message.content)'
+    )
 
 
 def format_demo_banner(result: DemoResult) -> str:
@@ -266,6 +292,10 @@ def format_demo_banner(result: DemoResult) -> str:
             'curl $OPENAI_BASE_URL/key -H "Authorization: Bearer $OPENAI_API_KEY"',
         ]
     lines += [
+        "",
+        "# --- a tool round trip (with either key's lines above): the model asks for get_weather, the",
+        "#     script answers with the tool's result, and the model answers from it",
+        f"python -c '{_tool_example()}'",
         "",
         "# --- admin",
         f"export GLASSKEY_ADMIN_TOKEN={result.admin_token}",

@@ -148,7 +148,7 @@ def test_the_cli_finds_the_demo_settings_in_the_data_directory(tmp_path, monkeyp
     assert "demo" in ok(runner.invoke(main, ["orgs", "list"], env={}))
     moved = tmp_path / "elsewhere"
     banner = ok(runner.invoke(main, ["demo", "--no-serve", "--data-dir", str(moved)], env={}))
-    assert f"GLASSKEY_DATA_DIR={moved.resolve()} glasskey keys list" in banner  # the one line that works anywhere
+    assert f"\nexport GLASSKEY_DATA_DIR={moved.resolve()}\nglasskey keys list\n" in banner  # works anywhere
     assert "demo-routed" in ok(runner.invoke(main, ["keys", "list"], env={"GLASSKEY_DATA_DIR": str(moved)}))
 
 
