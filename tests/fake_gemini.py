@@ -21,7 +21,9 @@ Requests are scripted by directives in the text of the last user turn (``[[name]
 * ``[[stream-error]]``: a stream sends two events, then an in-stream ``error`` object (503).
 * ``[[tool:a,b]]``: call these functions (they must be declared), ``[[signature]]`` puts a
   thought signature on the calls.
-* ``[[thoughts:N]]``, ``[[cached:N]]``: report N thinking or cached-content tokens.
+* ``[[thoughts:N]]``, ``[[cached:N]]``: report N thinking or cached-content tokens; with
+  ``thinkingConfig.includeThoughts``, a (non-streamed) text answer starts with ``THOUGHT_SUMMARY``
+  as a ``thought`` part.
 * ``[[blocked]]``: block the prompt (no candidate, ``promptFeedback.blockReason``).
 * ``[[safety]]``: the candidate stops with ``finishReason: SAFETY`` and no content.
 * ``[[no-usage]]``, ``[[negative-usage]]``: omit ``usageMetadata``, or report -5 output tokens.
@@ -288,6 +290,9 @@ def _prompt_tokens(body: dict[str, Any]) -> int:
     return total
 
 
+THOUGHT_SUMMARY = "**Weighing it** I thought about it first."
+
+
 @dataclass
 class _Answer:
     candidates: list[types.Candidate]
@@ -417,7 +422,10 @@ class FakeGemini:
                 continue
             text, reason = self._text(body, config, index)
             output += _words(text)
-            content = types.Content(role="model", parts=[types.Part(text=text)])
+            parts = [types.Part(text=text)]
+            if thoughts and (config.get("thinkingConfig") or {}).get("includeThoughts"):
+                parts.insert(0, types.Part(text=THOUGHT_SUMMARY, thought=True))
+            content = types.Content(role="model", parts=parts)
             candidates.append(types.Candidate(content=content, finish_reason=reason, index=index))
             found = _PIECE_RE.findall(text)
             pieces.append(["".join(found[i : i + WORDS_PER_EVENT]) for i in range(0, len(found), WORDS_PER_EVENT)])

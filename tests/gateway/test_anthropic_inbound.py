@@ -26,7 +26,7 @@ from glasskey.errors import (
     UpstreamError,
     WalletError,
 )
-from glasskey.gateway.anthropic_inbound import check_version, to_chat_body
+from glasskey.gateway.anthropic_inbound import check_version, reasoning_for, to_chat_body
 from glasskey.gateway.anthropic_inbound_reply import error_body, error_headers, stop_reason, to_message
 from glasskey.gateway.anthropic_inbound_stream import MessageStream
 from glasskey.gateway.outcomes import SSE_DONE, sse
@@ -186,6 +186,38 @@ def test_thinking_is_checked_but_not_sent_and_a_json_schema_becomes_response_for
     # reasoning_effort, the OpenAI shape's only reasoning knob, would be refused by Claude routes.
     body = to_chat_body(request(thinking=thinking, output_config=output_config))
     assert {name: body[name] for name in ("reasoning_effort", "response_format") if name in body} == expected
+
+
+@pytest.mark.parametrize(
+    ("provider", "fields", "added", "left_out"),
+    [
+        (
+            "gemini",
+            {"thinking": {"type": "enabled", "budget_tokens": 3000}},
+            {"extra_body": {"google": {"thinking_config": {"thinking_budget": 3000, "include_thoughts": True}}}},
+            (),
+        ),
+        (
+            "gemini",
+            {"thinking": {"type": "disabled"}, "output_config": {"effort": "low"}},
+            {"extra_body": {"google": {"thinking_config": {"thinking_budget": 0}}}},
+            ("output_config.effort",),
+        ),
+        ("gemini", {"output_config": {"effort": "max"}}, {"reasoning_effort": "high"}, ()),
+        ("gemini", {}, {}, ()),
+        (
+            "openai",
+            {"thinking": {"type": "adaptive"}, "output_config": {"effort": "low"}},
+            {},
+            ("thinking", "output_config.effort"),
+        ),
+        ("openai_compatible", {"thinking": {"type": "enabled", "budget_tokens": 1024}}, {}, ("thinking",)),
+        ("openai", {"output_config": {"format": {"type": "json_schema", "schema": {}}}}, {}, ()),
+    ],
+)
+def test_thinking_is_carried_per_route_or_named(provider, fields, added, left_out):
+    # Gemini takes the exact budget; OpenAI-shaped routes name what they cannot take.
+    assert reasoning_for(provider, request(**fields)) == (added, left_out)
 
 
 @pytest.mark.parametrize(

@@ -35,7 +35,7 @@ from glasskey.gateway.gemini_answers import (
     usage_metadata,
 )
 from glasskey.gateway.gemini_inbound import chat_body, embedding_body
-from glasskey.gateway.gemini_inbound_config import json_schema_of
+from glasskey.gateway.gemini_inbound_config import json_schema_of, thinking_for
 from glasskey.gateway.outcomes import SSE_DONE, sse
 
 MODEL = "gemini-2.5-flash"
@@ -529,3 +529,62 @@ def test_each_error_class_in_googles_shape(error: GlasskeyError, status: str):
     kinds = [d["@type"].rsplit(".", 1)[1] for d in body["details"]]
     assert ("BadRequest" in kinds) == bool(error.param)
     assert ("RetryInfo" in kinds) == ("retry-after" in error.headers)
+
+
+# -- thinking, per route ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("provider", "thinking", "expected"),
+    [
+        (
+            "gemini",
+            {"thinking_budget": 5000, "include_thoughts": True},
+            ({"extra_body": {"google": {"thinking_config": {"thinking_budget": 5000, "include_thoughts": True}}}}, ()),
+        ),
+        ("gemini", {"thinkingLevel": "LOW"}, ({}, ())),
+        (
+            "openai",
+            {"includeThoughts": True, "thinkingBudget": 100},
+            ({}, ("generationConfig.thinkingConfig.includeThoughts",)),
+        ),
+        ("anthropic", {"includeThoughts": False}, ({}, ())),
+        ("openai_compatible", {"thinkingBudget": 0}, ({}, ())),
+    ],
+)
+def test_the_thinking_config_is_exact_on_gemini_routes_and_thoughts_are_named_elsewhere(provider, thinking, expected):
+    request = {"contents": [{"parts": [{"text": "hi"}]}], "generation_config": {"thinking_config": thinking}}
+    chat_body("m", request, stream=False)  # checked first, as the endpoint does
+    assert thinking_for(provider, request) == expected
+
+
+def test_include_thoughts_must_be_a_boolean():
+    request = {
+        "contents": [{"parts": [{"text": "hi"}]}],
+        "generationConfig": {"thinkingConfig": {"includeThoughts": 1}},
+    }
+    with pytest.raises(ClientError) as caught:
+        chat_body("m", request, stream=False)
+    assert caught.value.param == "generationConfig.thinkingConfig.includeThoughts"
+
+
+def test_reasoning_comes_back_as_a_thought_part_first_whole_and_streamed():
+    completion = {
+        "id": "chatcmpl-1",
+        "model": "m",
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": "Hi.", "reasoning_content": "Hmm."},
+                "finish_reason": "stop",
+            }
+        ],
+    }
+    parts = generate_response(completion)["candidates"][0]["content"]["parts"]
+    assert parts == [{"text": "Hmm.", "thought": True}, {"text": "Hi."}]
+    types.GenerateContentResponse.model_validate(generate_response(completion))
+    chunk = {"id": "chatcmpl-1", "model": "m", "choices": [{"index": 0, "delta": {"reasoning_content": "Hmm."}}]}
+    (event,) = StreamAnswer().feed(sse(chunk))
+    assert json.loads(event.removeprefix(b"data: "))["candidates"][0]["content"]["parts"] == [
+        {"text": "Hmm.", "thought": True}
+    ]

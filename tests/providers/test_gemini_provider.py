@@ -166,6 +166,50 @@ def test_sampling_parameters_map_into_generation_config():
     }
 
 
+def test_googles_thinking_config_extension_sets_the_exact_budget_and_thought_summaries():
+    # ``extra_body.google.thinking_config``, as Google's OpenAI-compatible endpoint reads it (the
+    # Anthropic endpoint's ``thinking`` arrives this way); the exact budget wins over an effort.
+    thinking = {"google": {"thinking_config": {"thinking_budget": 5000, "include_thoughts": True}}}
+    request = translated({"messages": [user("hi")], "reasoning_effort": "low", "extra_body": thinking})
+    assert request["generationConfig"] == {"thinkingConfig": {"thinkingBudget": 5000, "includeThoughts": True}}
+
+
+@pytest.mark.parametrize(
+    ("extra_body", "param"),
+    [
+        ({"openai": {}}, "extra_body"),
+        ({"google": {"safety_settings": []}}, "extra_body.google"),
+        (
+            {"google": {"thinking_config": {"thinking_level": "low"}}},
+            "extra_body.google.thinking_config.thinking_level",
+        ),
+        ({"google": {"thinking_config": {"thinking_budget": -2}}}, "extra_body.google.thinking_config.thinking_budget"),
+        (
+            {"google": {"thinking_config": {"include_thoughts": "yes"}}},
+            "extra_body.google.thinking_config.include_thoughts",
+        ),
+    ],
+)
+def test_any_other_extra_body_is_refused_naming_it(extra_body, param):
+    with pytest.raises(ClientError) as caught:
+        chat_request({"model": CHAT_MODEL, "messages": [user("hi")], "extra_body": extra_body})
+    assert caught.value.param == param and caught.value.status_code == 400
+
+
+def test_thought_summaries_come_back_as_reasoning_content_whole_and_streamed():
+    parts = [{"text": "Pondering.", "thought": True}, {"text": "Hello."}]
+    response = {"candidates": [{"content": {"role": "model", "parts": parts}, "finishReason": "STOP", "index": 0}]}
+    body, _ = chat_completion(response, CHAT_MODEL, 0)
+    message = body["choices"][0]["message"]
+    assert message["content"] == "Hello." and message["reasoning_content"] == "Pondering."
+    chunks = StreamTranslator(CHAT_MODEL, 0, include_usage=False).feed(response)
+    assert chunks[0]["choices"][0]["delta"] == {
+        "role": "assistant",
+        "content": "Hello.",
+        "reasoning_content": "Pondering.",
+    }
+
+
 def test_response_format_asks_for_json_and_passes_the_schema_as_json_schema():
     assert translated({"messages": [user("hi")], "response_format": {"type": "json_object"}})["generationConfig"] == {
         "responseMimeType": "application/json"

@@ -21,8 +21,11 @@ from glasskey.providers.anthropic_translate import IMAGE_MEDIA_TYPES
 INBOUND_API = "the Anthropic Messages API"
 # ``anthropic-version`` is a date; any published one is accepted, a malformed one is refused.
 VERSION_PATTERN = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-# ``output_config.effort`` values accepted (and, like ``thinking``, not sent: see ``_reasoning``).
+# ``output_config.effort`` values accepted (carried per route, like ``thinking``: see ``reasoning_for``).
 EFFORTS = ("low", "medium", "high", "max")
+# Anthropic's effort as OpenAI's ``reasoning_effort``, which the gemini provider turns into a
+# thinking budget; ``max`` is Gemini's largest level.
+_GEMINI_EFFORTS = {"low": "low", "medium": "medium", "high": "high", "max": "high"}
 
 # Parameters whose only effect is on Anthropic's own delivery (caching, routing inside Anthropic):
 # the OpenAI shape has no place for them, and the answer is the same without them.
@@ -271,14 +274,48 @@ def _tool_choice(choice: Any, has_tools: bool) -> dict[str, Any]:
     return translated
 
 
+def reasoning_for(provider: str, body: dict[str, Any]) -> tuple[dict[str, Any], tuple[str, ...]]:
+    """What a checked body's ``thinking`` and ``output_config.effort`` add to its OpenAI chat body
+    for a route of ``provider``, and the names of those the route cannot carry.
+
+    Gemini routes get the exact budget: ``thinking`` becomes ``thinkingConfig`` through
+    ``extra_body.google.thinking_config`` (``enabled``: ``thinkingBudget = budget_tokens`` with
+    thought summaries, given back as ``thinking`` blocks; ``adaptive``: -1, the model decides;
+    ``disabled``: 0), and an effort without ``thinking`` becomes ``reasoning_effort``. OpenAI-shaped
+    routes (openai, openai_compatible, simulated) have ``reasoning_effort`` only, which models that
+    do not reason refuse, and the catalog does not say which models reason: there both are left
+    out, and named (the receipt's ``dropped_params``, ``x-glasskey-dropped-params``; a 400 under
+    ``strict_params``). Anthropic routes get the caller's own body (``anthropic_passthrough``).
+    """
+    thinking = body.get("thinking")
+    output_config = body.get("output_config")
+    effort = output_config.get("effort") if isinstance(output_config, dict) else None
+    if provider != "gemini":
+        named = (("thinking",) if thinking is not None else ()) + (
+            ("output_config.effort",) if effort is not None else ()
+        )
+        return {}, named
+    if thinking is None:
+        return ({"reasoning_effort": _GEMINI_EFFORTS[effort]} if effort is not None else {}), ()
+    config: dict[str, Any]
+    if thinking["type"] == "enabled":
+        config = {"thinking_budget": thinking["budget_tokens"], "include_thoughts": True}
+    elif thinking["type"] == "adaptive":
+        config = {"thinking_budget": -1, "include_thoughts": True}
+    else:
+        config = {"thinking_budget": 0}
+    # With ``thinking`` the budget is the caller's own; an effort on top has nothing left to set.
+    left_out = ("output_config.effort",) if effort is not None else ()
+    return {"extra_body": {"google": {"thinking_config": config}}}, left_out
+
+
 def _reasoning(thinking: Any, output_config: Any) -> dict[str, Any]:
     """``output_config.format`` as OpenAI's ``response_format``; ``thinking`` and ``output_config.effort``
-    are checked and not sent.
+    are checked here and carried per route (``reasoning_for``).
 
-    The OpenAI shape's only reasoning knob, ``reasoning_effort``, is refused by the ``anthropic``
-    provider (Claude's thinking needs its signed blocks sent back, which that shape cannot carry),
-    so sending it would turn every thinking request to a Claude route into a 400. Without it each
-    route reasons as it does by default, and the answer is the same kind of answer.
+    They are not put in the shared body as ``reasoning_effort``: the ``anthropic`` provider refuses
+    that (Claude's thinking needs its signed blocks sent back, which the OpenAI shape cannot carry),
+    and each other provider takes thinking its own way.
     """
     translated: dict[str, Any] = {}
     kind = thinking.get("type") if isinstance(thinking, dict) else None

@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 
 from glasskey.errors import GlasskeyError, error_body
+from glasskey.gateway.anthropic_inbound_reply import reasoning_of
 from glasskey.gateway.outcomes import SSE_DONE
 from glasskey.pricing.catalog import Model
 
@@ -115,6 +116,9 @@ def generate_response(completion: dict[str, Any]) -> dict[str, Any]:
         message = choice.get("message") or {}
         text = message.get("content") or message.get("refusal")
         parts: list[dict[str, Any]] = [{"text": text}] if text else []
+        reasoning = reasoning_of(message)
+        if reasoning:  # Gemini puts its thought summary first, as a ``thought`` part
+            parts.insert(0, {"text": reasoning, "thought": True})
         parts.extend(function_call_part(call) for call in message.get("tool_calls") or [])
         candidates.append(_candidate(choice.get("index", position), parts, choice.get("finish_reason")))
     response = _envelope(completion, candidates)
@@ -188,6 +192,11 @@ class StreamAnswer:
             call.arguments.append(str(function.get("arguments") or ""))
             call.extra_content = call.extra_content or fragment.get("extra_content")
         out = []
+        reasoning = reasoning_of(delta)
+        if reasoning:
+            out.append(
+                sse_event(_envelope(self._completion, [_candidate(index, [{"text": reasoning, "thought": True}])]))
+            )
         text = delta.get("content") or delta.get("refusal")
         if text:
             out.append(sse_event(_envelope(self._completion, [_candidate(index, [{"text": text}])])))

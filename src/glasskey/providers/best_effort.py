@@ -32,14 +32,18 @@ _UNHONOURED: dict[str, Callable[[dict[str, Any]], list[str]]] = {
 }
 
 
-def split_best_effort(provider: str, body: dict[str, Any], *, strict: bool) -> tuple[dict[str, Any], tuple[str, ...]]:
+def split_best_effort(
+    provider: str, body: dict[str, Any], *, strict: bool, left_out: tuple[str, ...] = ()
+) -> tuple[dict[str, Any], tuple[str, ...]]:
     """The body to send to ``provider`` and the names of the best-effort parameters left out of it.
 
+    ``left_out`` names what an inbound translation already could not carry to this provider (the
+    Anthropic endpoint's ``thinking`` on an OpenAI route): listed and refused under ``strict`` alike.
     With ``strict``, nothing is left out: a parameter the provider cannot honour is refused here
     (400, ``source: client``, ``param`` naming it), before any upstream call.
     """
     unhonoured = _UNHONOURED.get(provider)
-    dropped = unhonoured(body) if unhonoured is not None else []
+    dropped = [*left_out, *(unhonoured(body) if unhonoured is not None else [])]
     if not dropped:
         return body, ()
     if strict:

@@ -53,7 +53,7 @@ def unhonoured_best_effort(body: dict[str, Any]) -> list[str]:
 _TRANSLATED = frozenset(
     {"messages", "temperature", "top_p", "max_tokens", "max_completion_tokens", "stop", "n", "seed",
      "presence_penalty", "frequency_penalty", "response_format", "tools", "tool_choice", "parallel_tool_calls",
-     "reasoning_effort", "logprobs", "top_logprobs", "logit_bias", "modalities", "audio"}
+     "reasoning_effort", "logprobs", "top_logprobs", "logit_bias", "modalities", "audio", "extra_body"}
 )  # fmt: skip
 _EMBEDDING_FIELDS = frozenset({"model", "input", "dimensions", "encoding_format", "user"})
 
@@ -149,6 +149,46 @@ def _generation_config(body: Mapping[str, Any]) -> dict[str, Any]:
         if effort not in _THINKING_BUDGETS:
             raise refuse("reasoning_effort", f"`reasoning_effort: {shown(effort)}`")
         config["thinkingConfig"] = {"thinkingBudget": _THINKING_BUDGETS[effort]}
+    thinking = google_thinking_config(body.get("extra_body"))
+    if thinking:
+        # The exact budget wins over an effort's; ``includeThoughts`` alone keeps the effort's budget.
+        config["thinkingConfig"] = {**config.get("thinkingConfig", {}), **thinking}
+    return config
+
+
+def google_thinking_config(extra_body: Any) -> dict[str, Any]:
+    """Gemini's ``thinkingConfig`` from ``extra_body.google.thinking_config``, the extension
+    Google's own OpenAI-compatible endpoint reads (``thinking_budget``: -1 the model decides, 0
+    off, else a token budget; ``include_thoughts``: thought summaries in the answer, given back
+    as ``reasoning_content``). The Anthropic endpoint carries ``thinking`` to Gemini routes here."""
+    if extra_body is None:
+        return {}
+    google = extra_body.get("google") if isinstance(extra_body, dict) else None
+    if not isinstance(extra_body, dict) or set(extra_body) != {"google"} or not isinstance(google, dict):
+        raise refuse("extra_body", '`extra_body` other than `{"google": {"thinking_config": ...}}`')
+    thinking = google.get("thinking_config")
+    if set(google) != {"thinking_config"} or not isinstance(thinking, dict):
+        raise refuse("extra_body.google", "`extra_body.google` other than `thinking_config`")
+    unknown = set(thinking) - {"thinking_budget", "include_thoughts"}
+    if unknown:
+        raise refuse(f"extra_body.google.thinking_config.{sorted(unknown)[0]}")
+    config: dict[str, Any] = {}
+    budget = thinking.get("thinking_budget")
+    if budget is not None:
+        if isinstance(budget, bool) or not isinstance(budget, int) or budget < -1:
+            raise ClientError(
+                "`extra_body.google.thinking_config.thinking_budget` must be -1, 0 or a positive integer",
+                param="extra_body.google.thinking_config.thinking_budget",
+            )
+        config["thinkingBudget"] = budget
+    include = thinking.get("include_thoughts")
+    if include is not None:
+        if not isinstance(include, bool):
+            raise ClientError(
+                "`extra_body.google.thinking_config.include_thoughts` must be a boolean",
+                param="extra_body.google.thinking_config.include_thoughts",
+            )
+        config["includeThoughts"] = include
     return config
 
 
@@ -379,15 +419,17 @@ class _CallIds:
         return given if isinstance(given, str) and given else f"{self._prefix}_{self._count}"
 
 
-def _candidate_parts(candidate: Mapping[str, Any], ids: _CallIds) -> tuple[str, list[dict[str, Any]]]:
-    """The answer text (thought summaries left out) and OpenAI tool calls of one candidate."""
+def _candidate_parts(candidate: Mapping[str, Any], ids: _CallIds) -> tuple[str, str, list[dict[str, Any]]]:
+    """The answer text, the thought summaries (sent only when ``includeThoughts`` asked for them)
+    and the OpenAI tool calls of one candidate."""
     texts: list[str] = []
+    thoughts: list[str] = []
     calls: list[dict[str, Any]] = []
     for part in (candidate.get("content") or {}).get("parts") or []:
         if not isinstance(part, dict):
             continue
-        if isinstance(part.get("text"), str) and not part.get("thought"):
-            texts.append(part["text"])
+        if isinstance(part.get("text"), str):
+            (thoughts if part.get("thought") else texts).append(part["text"])
         call = part.get("functionCall")
         if isinstance(call, dict):
             tool_call: dict[str, Any] = {
@@ -401,7 +443,7 @@ def _candidate_parts(candidate: Mapping[str, Any], ids: _CallIds) -> tuple[str, 
             if isinstance(part.get("thoughtSignature"), str):
                 tool_call["extra_content"] = {"google": {"thought_signature": part["thoughtSignature"]}}
             calls.append(tool_call)
-    return "".join(texts), calls
+    return "".join(texts), "".join(thoughts), calls
 
 
 def _model_of(response: Mapping[str, Any], fallback: str) -> str:
@@ -427,8 +469,10 @@ def chat_completion(response: Mapping[str, Any], model: str, created: int) -> tu
     ids = _CallIds()
     choices = []
     for position, candidate in enumerate(response.get("candidates") or []):
-        text, calls = _candidate_parts(candidate, ids)
+        text, thoughts, calls = _candidate_parts(candidate, ids)
         message: dict[str, Any] = {"role": "assistant", "content": text or (None if calls else ""), "refusal": None}
+        if thoughts:  # where OpenAI-compatible hosts (DeepSeek, vLLM) put reasoning text
+            message["reasoning_content"] = thoughts
         if calls:
             message["tool_calls"] = calls
         choices.append(
@@ -520,11 +564,13 @@ class StreamTranslator:
 
     def _candidate(self, index: int, candidate: Mapping[str, Any]) -> list[dict[str, Any]]:
         chunks = []
-        text, calls = _candidate_parts(candidate, self._ids)
+        text, thoughts, calls = _candidate_parts(candidate, self._ids)
         delta: dict[str, Any] = {}
         if index not in self._started:
             self._started.add(index)
             delta = {"role": "assistant", "content": ""}
+        if thoughts:
+            delta["reasoning_content"] = thoughts
         if text:
             delta["content"] = text
         if calls:
