@@ -92,6 +92,24 @@ def test_a_member_makes_keys_only_for_themselves_in_their_org_within_its_limits(
     assert [key["name"] for key in mine] == ["script"]
 
 
+def test_billing_makes_keys_within_the_orgs_limits_too(services, client):
+    acme = org_with_tokens(services, "acme")
+    limits = {"rpm_max": 77, "budget_total_max_micros": 2_000_000}
+    assert client.put(f"/orgs/{acme.team.org_id}/limits", json=limits, headers=acme.auth("owner")).status_code == 200
+    billing = acme.auth("billing")
+    over = client.post("/me/keys", json={"name": "greedy", "rpm_limit": 100_000}, headers=billing)
+    assert over.status_code == 403 and over.json()["error"]["code"] == "over_org_limit", over.text
+    made = client.post("/me/keys", json={"name": "invoices"}, headers=billing)
+    assert made.status_code == 201, made.text
+    assert (made.json()["rpm_limit"], made.json()["budget_total_micros"]) == (77, 2_000_000)
+    # The owner who set them is not bound.
+    assert (
+        client.post("/me/keys", json={"name": "big", "rpm_limit": 100_000}, headers=acme.auth("owner")).status_code
+        == 201
+    )
+    assert [key["name"] for key in client.get("/me/keys", headers=billing).json()["data"]] == ["invoices"]
+
+
 def test_a_member_cannot_make_an_owner_or_touch_a_higher_role(services, client):
     acme = org_with_tokens(services, "acme")
     org_id, member, owner = acme.team.org_id, acme.auth("member"), acme.auth("owner")

@@ -271,6 +271,26 @@ def test_a_member_makes_a_key_for_a_service_within_the_orgs_limits_once(services
         assert [e["action"] for e in list_events(conn, org_id=acme.org_id, action="key.create")] == ["key.create"]
 
 
+def test_billing_makes_keys_on_the_dashboard_within_the_orgs_limits(services):
+    with services.db.write() as conn:
+        acme = make_team(conn, "acme")
+    with TestClient(build_dashboard(services), follow_redirects=False) as client:
+        assert Browser(client, "owner@acme.example").post("/limits", settlements="routed", rpm="77").status_code == 303
+    with TestClient(build_dashboard(services), follow_redirects=False) as client:
+        billing = Browser(client, "billing@acme.example")
+        form = client.get("/me/keys/new").text
+        assert "It stays within the org" in form and 'placeholder="the org limit"' in form
+        nonce = re.search(r'name="nonce" value="([^"]+)"', form)
+        assert nonce is not None
+        fields = {"nonce": nonce.group(1), "name": "invoices", "models_mode": "all", "settlement": "routed"}
+        over = billing.post("/me/keys/new", **fields, rpm_limit="100000")
+        assert over.status_code == 403 and 'id="rpm_limit-error" role="alert">Over the org' in over.text
+        assert billing.post("/me/keys/new", **fields).status_code == 201
+    with services.db.read() as conn:
+        [(key, _)] = keys_of(conn, acme.org_id, acme.billing.id)
+        assert key.policy.rpm_limit == 77
+
+
 def test_the_operator_picks_the_org_of_the_people_pages(services):
     with services.db.write() as conn:
         make_team(conn, "acme")

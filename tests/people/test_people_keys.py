@@ -70,6 +70,22 @@ def test_a_member_cannot_exceed_any_org_limit(db, policy, limit):
         assert keys_of(conn, team.org_id, team.member.id) == []
 
 
+def test_billing_is_bound_by_the_org_limits_like_a_member(db):
+    # Billing may make keys (roles.md) and is below owner: the owner's limits hold for its keys too.
+    team = _setup(db)
+    with db.write() as conn:
+        record, _, _ = create_person_key(
+            conn, _as(team, "billing"), pepper=PEPPER, name="k", policy=KeyPolicy(), now=NOW
+        )
+        assert (record.policy.rpm_limit, record.policy.budget_total_micros) == (60, 5_000_000)
+        assert record.policy.allowed_models == ("gpt-4o-mini",) and record.policy.expires_at == NOW + timedelta(days=7)
+        with pytest.raises(AdminAuthError) as refused:
+            create_person_key(
+                conn, _as(team, "billing"), pepper=PEPPER, name="k", policy=KeyPolicy(rpm_limit=100_000), now=NOW
+            )
+    assert refused.value.status_code == 403 and "rpm_max" in refused.value.message
+
+
 def test_an_owner_is_not_bound_by_the_limits_they_set_and_a_viewer_makes_no_keys(db):
     team = _setup(db)
     with db.write() as conn:

@@ -168,8 +168,8 @@ def members_router(services: Services) -> APIRouter:
         "/orgs/{org_id}/limits",
         summary="Set the org's limits",
         description=(
-            "Models and settlements members' keys may use, the largest total and daily budget and rpm a member may "
-            "give a key, and the longest a member's key may live. `null` is no limit. Keys already made keep theirs."
+            "Models and settlements, the largest total and daily budget and rpm, and the longest lifetime of a key "
+            "made by anyone below owner (billing, member). `null` is no limit. Keys already made keep theirs."
         ),
         responses=error_responses(404),
     )

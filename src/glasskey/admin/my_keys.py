@@ -1,7 +1,7 @@
 """Admin endpoints for a person's own keys: ``/me/keys``, in the caller's org, held by the caller.
 
 The org, the holder and the person answering for a service key all come from the principal; a
-member's key is bound by the org's limits (``people.limits``).
+key of anyone below owner (billing, member) is bound by the org's limits (``people.limits``).
 """
 
 from __future__ import annotations
@@ -45,8 +45,8 @@ def my_keys_router(services: Services) -> APIRouter:
         summary="Create a key for me or a service I answer for",
         description=(
             "In the caller's org, held by the caller (or by the named `service`, with the caller answering for it). "
-            "A member's key stays within the org's limits: a budget, rpm or expiry left out is set to the limit, and "
-            "one above it is refused with 403. The full key is shown once."
+            "The key of anyone below owner (billing, member) stays within the org's limits: a budget, rpm or expiry "
+            "left out is set to the limit, and one above it is refused with 403. The full key is shown once."
         ),
         responses=error_responses(403),
     )

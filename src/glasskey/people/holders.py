@@ -1,8 +1,9 @@
 """Who holds a key made by a person: that person, or a named service (script, agent, workflow) they answer for.
 
 ``create_person_key`` is how a signed-in person makes a key: the org is the principal's, the holder
-is the principal (or a service they name, with the principal answering for it), and a member's
-policy is bound by the org's limits. Nothing about ownership is taken from the request body.
+is the principal (or a service they name, with the principal answering for it), and the policy of
+anyone below owner (billing, member) is bound by the org's limits. Nothing about ownership is taken
+from the request body.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from sqlalchemy import Connection, or_, select, update
 from glasskey.errors import AdminAuthError, ClientError, NotFound
 from glasskey.keys.policy import KeyPolicy
 from glasskey.keys.service import KeyRecord, create_key, get_key, list_keys
-from glasskey.people.limits import bound_policy, get_limits
+from glasskey.people.limits import bound_by_limits, bound_policy, get_limits
 from glasskey.people.principal import Principal
 from glasskey.people.roles import rank
 from glasskey.people.tables import key_holders, users
@@ -78,7 +79,7 @@ def create_person_key(
         raise AdminAuthError("A viewer cannot create keys", code="role_too_low", status_code=403)
     if service is not None and not (0 < len(service.strip()) <= SERVICE_NAME_MAX_LENGTH):
         raise ClientError(f"a service name has 1 to {SERVICE_NAME_MAX_LENGTH} characters", param="service")
-    if principal.role == "member":
+    if bound_by_limits(principal.role):
         policy = bound_policy(get_limits(conn, principal.org_id), policy, now)
     owner = f"{service} (for {principal.email})" if service else principal.email
     record, full_key = create_key(

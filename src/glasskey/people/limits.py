@@ -1,10 +1,11 @@
 """Org limits: what an org's owner lets members give their keys, and the check every member key passes.
 
-An owner sets the models the org's members may use, the settlements allowed, the largest total and
-daily budget and rpm a member may give a key, and the longest a member's key may live. A member's
-key never exceeds them: a limit left out of the key's policy is filled in at the ceiling, and a
-value above the ceiling is refused (403, naming the limit). Owners and the operator are not bound
-by them: the owner sets them, and could raise them anyway.
+An owner sets the models the org's people may use, the settlements allowed, the largest total and
+daily budget and rpm a person below owner may give a key, and the longest such a key may live. Every
+role below owner that makes keys (``BOUND_ROLES``: billing and member) is bound: a limit left out of
+the key's policy is filled in at the ceiling, and a value above the ceiling is refused (403, naming
+the limit). Owners and the operator are not bound by them: the owner sets them, and could raise them
+anyway.
 """
 
 from __future__ import annotations
@@ -18,6 +19,15 @@ from sqlalchemy import Connection, select
 from glasskey.errors import AdminAuthError
 from glasskey.keys.policy import KeyPolicy
 from glasskey.people.tables import org_limits
+
+# The roles whose keys the org's limits bind: every role below owner that may make a key (a viewer
+# makes none). Billing is here because it is below owner, not because it is about money.
+BOUND_ROLES = frozenset({"billing", "member"})
+
+
+def bound_by_limits(role: str) -> bool:
+    """Whether a person with ``role`` in an org makes keys within the org's limits."""
+    return role in BOUND_ROLES
 
 
 @dataclass(frozen=True)
@@ -81,7 +91,7 @@ def _capped(value: int | None, ceiling: int | None, limit: str) -> int | None:
 
 
 def bound_policy(limits: OrgLimits, policy: KeyPolicy, now: datetime) -> KeyPolicy:
-    """The policy a member's key gets under the org's limits, or a 403 naming the limit it exceeds."""
+    """The policy a bound person's key gets under the org's limits, or a 403 naming the limit it exceeds."""
     models = policy.allowed_models
     if limits.allowed_models is not None:
         if models is None:

@@ -1,9 +1,10 @@
 """A person makes a key on the dashboard: held by themselves, or by a service they answer for.
 
 The org is the session's and the holder is the signed-in person (``people.holders.create_person_key``);
-a member's key is bound by the org's limits, and a value past one is shown next to its field. The
-form carries a one-time nonce, consumed on creation, so a resent form never makes a second key; the
-secret is on the POST's answer only (the page's URL is then replaced by ``/me``).
+the key of anyone below owner (billing, member) is bound by the org's limits, and a value past one is
+shown next to its field. The form carries a one-time nonce, consumed on creation, so a resent form
+never makes a second key; the secret is on the POST's answer only (the page's URL is then replaced
+by ``/me``).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from glasskey.dashboard.web import Dashboard, read_form, redirect
 from glasskey.errors import GlasskeyError
 from glasskey.people.audit import record
 from glasskey.people.holders import SERVICE_NAME_MAX_LENGTH, create_person_key
-from glasskey.people.limits import get_limits
+from glasskey.people.limits import bound_by_limits, get_limits
 from glasskey.pricing.catalog import list_models
 
 NONCE_FIELD = "person_key_nonce"
@@ -47,6 +48,8 @@ def form_view(conn: Connection, found: Acting, values: dict[str, Any], errors: d
         **page_context(found, "me"),
         "models": [model.name for model in list_models(conn)],
         "limits": get_limits(conn, found.org.id),
+        # The form's hints and model list follow the same rule as ``create_person_key``.
+        "bound": bound_by_limits(found.role),
         "values": values,
         "errors": errors,
     }
