@@ -122,6 +122,8 @@ def test_a_secret_too_short_is_refused_without_repeating_it() -> None:
     with pytest.raises(SettingsError, match="admin_token") as caught:
         load_settings(environ={**SECRETS, "GLASSKEY_ADMIN_TOKEN": short})
     assert short not in str(caught.value)
+    # The one minimum docs/security.md states, not a weaker one from another check.
+    assert "at least 32 characters" in str(caught.value) and "16" not in str(caught.value)
 
 
 def test_settings_never_print_their_secrets() -> None:

@@ -4,9 +4,13 @@ What is bounded here (issue 18 #9), and what is not, is listed in docs/security.
 
 - ``GLASSKEY_CONNECTIONS_MAX`` is uvicorn's ``limit_concurrency``: past that many open connections
   (and tasks), uvicorn answers 503 itself, in plain text, before glasskey sees the request.
-- ``GLASSKEY_CONNECTIONS_PER_ADDRESS_MAX`` is ``AddressCap``: requests in flight from one client
-  address; one more is a 429 ``source: client`` (``too_many_connections``). It counts requests the
-  app is serving, not idle keep-alive connections, nor connections still sending their headers.
+- ``GLASSKEY_CONNECTIONS_PER_ADDRESS_MAX`` bounds one client address twice. The protocol
+  (``serving_protocol.PeerConnections``) counts open connections per TCP peer, idle and unfinished
+  ones included; one more is a 503 ``source: client`` (``too_many_open_connections``), written and
+  closed before the app sees anything. Peers uvicorn trusts for ``X-Forwarded-For`` (a reverse
+  proxy on this host) are not counted there, so ``AddressCap`` counts requests in flight per client
+  address as uvicorn reports it (the forwarded one behind such a proxy); one more is a 429
+  ``source: client`` (``too_many_connections``). Both are per process.
 - ``timeout_keep_alive``: an idle kept-alive connection is closed after 5 s.
 - The request body has ``GLASSKEY_BODY_READ_TIMEOUT_SECONDS`` (``gateway.body_timeout``).
 - The request line and headers have ``GLASSKEY_HEADER_READ_TIMEOUT_SECONDS`` and
@@ -54,7 +58,10 @@ def server_limits(settings: Settings) -> dict[str, Any]:
     """The uvicorn options that bound connections and set the logging, for ``uvicorn.Config``."""
     return {
         # httptools (a dependency) with the header read timeout and size bound glasskey adds to it.
-        "http": bounded_protocol(settings.header_read_timeout_seconds, settings.headers_max_bytes),
+        # and the cap on open connections per peer address (a PeerConnections per server).
+        "http": bounded_protocol(
+            settings.header_read_timeout_seconds, settings.headers_max_bytes, settings.connections_per_address_max
+        ),
         "limit_concurrency": settings.connections_max,
         "timeout_keep_alive": KEEP_ALIVE_SECONDS,
         "log_level": settings.log_level,
@@ -63,7 +70,11 @@ def server_limits(settings: Settings) -> dict[str, Any]:
 
 
 class AddressCap:
-    """At most ``per_address_max`` requests in flight per client address; one more is a 429."""
+    """At most ``per_address_max`` requests in flight per client address; one more is a 429.
+
+    The protocol's cap on open connections already bounds a client that connects directly (a
+    request in flight holds a connection); this one is what bounds each client behind a trusted
+    reverse proxy, whose connections the protocol does not count per client."""
 
     def __init__(self, app: ASGIApp, per_address_max: int) -> None:
         self.app = app

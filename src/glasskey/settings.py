@@ -83,7 +83,10 @@ class Settings(BaseModel):
         default=2048, ge=1, le=1_000_000, description="connections and requests in flight the server takes at once"
     )
     connections_per_address_max: int = Field(
-        default=256, ge=1, le=1_000_000, description="requests in flight from one client address"
+        default=256,
+        ge=1,
+        le=1_000_000,
+        description="open connections, and requests in flight, from one client address (each per process)",
     )
     upstream_proxy: SecretStr = Field(
         default=SecretStr(""),
@@ -128,9 +131,11 @@ class Settings(BaseModel):
             raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}")
         return level
 
-    @field_validator("admin_token", "key_pepper")
+    @field_validator("key_pepper")
     @classmethod
     def _long_enough(cls, value: SecretStr) -> SecretStr:
+        # The admin token has its own, stricter rule below (32 characters and more): a single
+        # message per setting, so an operator is never told two different minimums.
         if len(value.get_secret_value()) < 16:
             raise ValueError("must be at least 16 characters")
         return value

@@ -147,4 +147,7 @@ def test_glasskey_serve_gives_uvicorn_the_bounded_protocol_and_it_pickles_for_wo
     settings = make_settings(tmp_path, header_read_timeout_seconds=3.5, headers_max_bytes=4096)
     protocol = pickle.loads(pickle.dumps(server_options(settings)["http"]))  # --workers sends it to each worker
     assert protocol.func is BoundedHttpToolsProtocol
-    assert protocol.keywords == {"header_read_timeout_seconds": 3.5, "headers_max_bytes": 4096}
+    assert protocol.keywords["header_read_timeout_seconds"] == 3.5 and protocol.keywords["headers_max_bytes"] == 4096
+    # Each worker unpickles its own, empty count of connections per address (the cap is per process).
+    peers = protocol.keywords["peer_connections"]
+    assert peers.per_address_max == settings.connections_per_address_max and peers.open == {}
