@@ -7,6 +7,12 @@ the expiry sweep would release them only after ``hold_ttl_seconds`` (15 minutes)
 serving process voids at once the pending holds of instances it finds dead, releases their
 budgets as the sweep does, and writes each request a receipt with ``status: interrupted``.
 
+A stream records what it has forwarded about once a second (``gateway.progress``). A hold with
+such a record is not voided but posted for it: the usage recorded (estimated from the forwarded
+text, unless the upstream had reported it), at the route's prices, capped by the hold, as the
+relay charges a stream whose client left mid-answer. Output forwarded after the last record (up
+to about a second) is not charged. A hold without a record is voided and charges nothing.
+
 Who is dead:
 
 * **SQLite**: only one process may serve a SQLite file, so at start-up every other instance is
@@ -32,8 +38,9 @@ from typing import Any
 from sqlalchemy import Connection, delete, insert, or_, select, update
 
 from glasskey.errors import GatewayError
+from glasskey.gateway.progress import Progress, forget, recorded
 from glasskey.keys.budget import settle_budget
-from glasskey.ledger import VOIDED, ResolvePending, Transfer, TransferNotPending
+from glasskey.ledger import POSTED, VOIDED, ResolvePending, Transfer, TransferNotPending
 from glasskey.ledger.accounts import SYSTEM_REVENUE
 from glasskey.receipts.records import Receipt, write_receipt
 from glasskey.store.batch import Batch
@@ -48,6 +55,11 @@ _INTERRUPTED_MESSAGE = (
     "The gateway process serving this request stopped (a crash or a kill) before the request was settled. "
     "Its hold was released and nothing was charged. Whether the client had already received part of an "
     "answer is not known after a crash."
+)
+_INTERRUPTED_CHARGED_MESSAGE = (
+    "The gateway process serving this request stopped (a crash or a kill) mid-stream, before the request "
+    "was settled. It is charged for the output the client had received by the last progress record "
+    "(estimated unless the upstream had reported usage), capped by its hold; the rest of the hold was released."
 )
 
 
@@ -93,7 +105,13 @@ def void_dead_holds(conn: Connection, instance_id: str, now: datetime, also_dead
     voided = 0
     for row in list(rows):
         transfer = Transfer.from_row(row)
-        command = ResolvePending(transfer.id, VOIDED, None, now)
+        progress = recorded(conn, transfer.id)
+        charge = min(progress.charge_micros, transfer.amount_micros) if progress is not None else 0
+        command = (
+            ResolvePending(transfer.id, POSTED, charge, now)
+            if charge > 0
+            else ResolvePending(transfer.id, VOIDED, None, now)
+        )
         batch = Batch.now(conn)
         try:
             with conn.begin_nested():
@@ -102,9 +120,11 @@ def void_dead_holds(conn: Connection, instance_id: str, now: datetime, also_dead
         except TransferNotPending:  # settled or swept meanwhile: nothing left to do
             continue
         if transfer.key_id and transfer.budget_period:
-            settle_budget(conn, transfer.key_id, transfer.budget_period, transfer.amount_micros, 0)
+            settle_budget(conn, transfer.key_id, transfer.budget_period, transfer.amount_micros, charge)
         if transfer.request_id is not None and not has_receipt(conn, transfer.request_id):
-            write_receipt(conn, interrupted_receipt(conn, transfer, now))
+            write_receipt(conn, interrupted_receipt(conn, transfer, now, progress, charge))
+        if progress is not None:
+            forget(conn, transfer.id)
         voided += 1
     if voided < RECOVERY_BATCH:
         still_holding = select(transfers.c.instance_id).where(
@@ -119,8 +139,11 @@ def has_receipt(conn: Connection, request_id: str) -> bool:
     return conn.scalar(select(receipts.c.request_id).where(receipts.c.request_id == request_id)) is not None
 
 
-def interrupted_receipt(conn: Connection, transfer: Transfer, now: datetime) -> Receipt:
-    """The receipt of a request whose process died while it held ``transfer``: charged nothing."""
+def interrupted_receipt(
+    conn: Connection, transfer: Transfer, now: datetime, progress: Progress | None = None, charge_micros: int = 0
+) -> Receipt:
+    """The receipt of a request whose process died while it held ``transfer``: charged
+    ``charge_micros`` for the ``progress`` its stream had recorded, or nothing without one."""
     wallet = conn.execute(
         select(accounts.c.org_id, accounts.c.kind).where(accounts.c.id == transfer.debit_account_id)
     ).first()
@@ -129,8 +152,8 @@ def interrupted_receipt(conn: Connection, transfer: Transfer, now: datetime) -> 
         public_id = conn.scalar(select(api_keys.c.public_id).where(api_keys.c.id == transfer.key_id))
     settlement = next((name for name, account in SYSTEM_REVENUE.items() if account == transfer.credit_account_id), None)
     assert transfer.request_id is not None
-    error = GatewayError(_INTERRUPTED_MESSAGE, code="interrupted")
-    return Receipt(
+    error = GatewayError(_INTERRUPTED_CHARGED_MESSAGE if charge_micros else _INTERRUPTED_MESSAGE, code="interrupted")
+    receipt = Receipt(
         request_id=transfer.request_id,
         endpoint="unknown",
         created_at=transfer.created_at,
@@ -143,8 +166,8 @@ def interrupted_receipt(conn: Connection, transfer: Transfer, now: datetime) -> 
         requested_model=transfer.memo.removeprefix("hold for ") if transfer.memo.startswith("hold for ") else None,
         settlement=settlement,
         wallet_kind=wallet.kind if wallet is not None else None,
-        # What the client was sent before the crash is lost with the process: the usage is an
-        # estimate of zero, and the receipt says so.
+        # Without a progress record (below), what the client was sent before the crash is lost
+        # with the process: the usage is an estimate of zero, and the receipt says so.
         usage_source="estimated",
         hold_micros=transfer.amount_micros,
         charge_micros=0,
@@ -155,6 +178,20 @@ def interrupted_receipt(conn: Connection, transfer: Transfer, now: datetime) -> 
         transfer_id=transfer.id,
         flags=["interrupted_output_unknown"],
     )
+    if progress is not None:
+        # What the stream had recorded it forwarded (gateway.progress): its usage, route and prices.
+        receipt.stream = True
+        receipt.route_id, receipt.provider = progress.route_id, progress.provider
+        receipt.upstream_model = progress.upstream_model
+        receipt.input_tokens, receipt.output_tokens = progress.usage.input_tokens, progress.usage.output_tokens
+        receipt.cached_tokens = progress.usage.cached_tokens
+        receipt.usage_source = progress.usage_source
+        receipt.input_price_per_mtok_micros = progress.prices.input_per_mtok_micros
+        receipt.output_price_per_mtok_micros = progress.prices.output_per_mtok_micros
+        receipt.cached_price_per_mtok_micros = progress.prices.cached_per_mtok_micros
+        receipt.charge_micros = charge_micros
+        receipt.flags = ["interrupted_output_recorded"]
+    return receipt
 
 
 def start(db: Database, instance_id: str, now: datetime, also_dead: Collection[str] = ()) -> int:

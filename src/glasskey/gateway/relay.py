@@ -9,12 +9,18 @@ committed, as a JSON answer does; so does the in-band error of an upstream that 
 A ``Tally`` reads the stream's items and writes them for the client: ``ChunkTally`` for OpenAI
 chunks (``data:`` lines closed by ``[DONE]``), ``gateway.anthropic_passthrough.EventTally`` for
 Anthropic's own events relayed as they came (closed by their held-back ``message_stop``).
+
+While it relays, a stream records what it has forwarded about once a second (``gateway.progress``),
+so that a process killed mid-stream leaves the next one enough to charge the client for it.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime
+from functools import partial
 from typing import Any, Protocol
 
 import anyio
@@ -22,12 +28,15 @@ import anyio
 from glasskey.errors import ClientError, GlasskeyError, RouteError, error_body
 from glasskey.gateway.fallback import Fallback, close_stream
 from glasskey.gateway.outcomes import SSE_DONE, Emit, Flush, sse, upstream_error
+from glasskey.gateway.progress import Progress, Recorder, charge_of
 from glasskey.gateway.run import Run
 from glasskey.gateway.usage import estimate_tokens, text_of_delta, usage_from_openai
 from glasskey.pricing.tokens import chat_input_tokens
 from glasskey.providers.base import ProviderError, Usage
 from glasskey.providers.sse import Pause
 from glasskey.routing.routes import Route
+
+log = logging.getLogger(__name__)
 
 Settle = Callable[..., Awaitable[int]]
 
@@ -102,10 +111,14 @@ class Relay:
     fallback: Fallback
     settle: Settle
     tally: Tally  # how the stream's items are read and written (``ChunkTally`` for OpenAI chunks)
+    # Records the forwarded output about once a second (``gateway.progress``). None: through the
+    # services' writer (non-durable) and monotonic clock, which the fallback already carries.
+    recorder: Recorder | None = None
 
     async def __call__(self, emit: Emit, flush: Flush) -> None:
         run = self.run
         tally = self.tally
+        recorder = self._recorder()
         relayed = False  # the upstream's stream reached its end and all of it went to the client
         failure: GlasskeyError | None = None
         try:
@@ -118,6 +131,9 @@ class Relay:
                 out = tally.take(chunk)
                 if out:
                     await emit(out)
+                if recorder is not None and recorder.due():
+                    await flush()  # a record counts only output already handed to the client's connection
+                    await self._record(recorder)
                 chunk = await anext(self.iterator, None)
             relayed = True
         except ProviderError as error:
@@ -134,6 +150,55 @@ class Relay:
         finally:
             with anyio.CancelScope(shield=True):
                 await self._end(emit, flush, relayed, failure)
+
+    def _recorder(self) -> Recorder | None:
+        """This relay's progress recorder, started now; none without a hold (nothing to charge)."""
+        if self.run.hold is None:
+            return None
+        if self.recorder is None:
+            services = self.fallback.services
+            submit = partial(services.writer.submit, durable=False)
+            self.recorder = Recorder(submit, services.monotonic, services.clock)
+        self.recorder.start()
+        return self.recorder
+
+    def progress(self, now: datetime) -> Progress | None:
+        """What has been forwarded so far, counted as ``_end`` would count it for a cut stream
+        (reported usage, else an estimate from the text), with its charge; None before any text."""
+        run, hold, tally = self.run, self.run.hold, self.tally
+        text = tally.text()
+        if hold is None or not text:
+            return None
+        if tally.usage is not None:
+            usage, source = tally.usage, "provider_reported"
+        else:
+            usage, source = Usage(chat_input_tokens(self.body).estimate, estimate_tokens(text)), "estimated"
+        # The request's bounds, as ``Run.bounded`` applies them at the settlement (without its notes).
+        input_tokens = min(usage.input_tokens, run.max_input_tokens or usage.input_tokens)
+        output_tokens = min(usage.output_tokens, run.max_output_tokens or usage.output_tokens)
+        usage = Usage(max(input_tokens, 0), max(output_tokens, 0), min(max(usage.cached_tokens, 0), input_tokens))
+        route = self.route
+        return Progress(
+            transfer_id=hold.transfer_id,
+            route_id=route.id,
+            provider=route.provider,
+            upstream_model=route.upstream_model,
+            usage=usage,
+            usage_source=source,
+            prices=route.prices,
+            charge_micros=charge_of(usage, route.prices, hold.amount_micros),
+            recorded_at=now,
+        )
+
+    async def _record(self, recorder: Recorder) -> None:
+        progress = self.progress(recorder.clock())
+        if progress is None:
+            recorder.skip()
+            return
+        try:
+            await recorder.record(progress)
+        except Exception:  # a lost progress write costs the record of a crash, never the stream
+            log.warning("recording a stream's progress failed", exc_info=True)
 
     async def _end(self, emit: Emit, flush: Flush, relayed: bool, failure: GlasskeyError | None) -> None:
         run = self.run

@@ -13,7 +13,7 @@ from sqlalchemy import Connection, inspect, text
 from glasskey.store.database import Database
 
 # The newest revision in store/migrations/versions (the one head of the chain).
-HEAD_REVISION = "0011"
+HEAD_REVISION = "0013"
 
 
 def recorded_revisions(conn: Connection) -> set[str]:

@@ -127,6 +127,26 @@ instances = Table(
     Column("last_seen", UTCDateTime(), nullable=False),
 )
 
+# What a stream in flight had forwarded to its client, recorded about once a second by its relay
+# (``gateway.progress``): if the process dies mid-stream, the next one charges the hold for it.
+stream_progress = Table(
+    "stream_progress",
+    metadata,
+    Column("transfer_id", String(40), primary_key=True),
+    Column("route_id", String(40), nullable=False),
+    Column("provider", String(40), nullable=False),
+    Column("upstream_model", String(200), nullable=False),
+    Column("input_tokens", BigInteger, nullable=False),
+    Column("output_tokens", BigInteger, nullable=False),
+    Column("cached_tokens", BigInteger, nullable=False),
+    Column("usage_source", String(32), nullable=False),
+    Column("input_price_per_mtok_micros", BigInteger, nullable=False),
+    Column("output_price_per_mtok_micros", BigInteger, nullable=False),
+    Column("cached_price_per_mtok_micros", BigInteger, nullable=False),
+    Column("charge_micros", BigInteger, nullable=False),
+    Column("recorded_at", UTCDateTime(), nullable=False),
+)
+
 api_keys = Table(
     "api_keys",
     metadata,
