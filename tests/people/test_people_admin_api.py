@@ -8,12 +8,13 @@ import anyio
 import pyotp
 import pytest
 
+from glasskey.keys.service import get_key
 from glasskey.people.audit import list_events
 from glasskey.people.throttle import ThrottleLimits, scopes
 from glasskey.people.totp import enable_totp, new_totp_secret
 from glasskey.people.users import get_user
 from people_api import ADMIN, admin_client, org_with_tokens
-from people_helpers import PASSWORD, PEPPER
+from people_helpers import PASSWORD, PEPPER, add_receipt
 
 
 @pytest.fixture
@@ -144,23 +145,52 @@ def test_keys_and_receipts_of_a_member_are_theirs_alone(services, client):
     assert client.post(f"/keys/{key['id']}/revoke", headers=member).json()["status"] == "revoked"
 
 
-def test_everyone_who_reads_the_org_reads_its_audit_log_with_changes_and_denials(services, client):
+def test_owners_read_the_orgs_audit_log_with_changes_and_denials_and_no_one_below(services, client):
     acme = org_with_tokens(services, "acme")
+    owner = acme.auth("owner")
     client.post("/me/keys", json={"name": "mine"}, headers=acme.auth("member"))
     client.get(f"/orgs/{acme.team.org_id}/wallets/credit/ledger", headers=acme.auth("member"))  # denied: 403
-    events = client.get(f"/orgs/{acme.team.org_id}/audit", headers=acme.auth("viewer")).json()["data"]
+    events = client.get(f"/orgs/{acme.team.org_id}/audit", headers=owner).json()["data"]
     actions = {(event["action"], event["outcome"]) for event in events}
     assert {("key.create", "ok"), ("denied", "denied")} <= actions
-    csv = client.get(f"/orgs/{acme.team.org_id}/audit", params={"format": "csv"}, headers=acme.auth("viewer"))
+    csv = client.get(f"/orgs/{acme.team.org_id}/audit", params={"format": "csv"}, headers=owner)
     assert csv.headers["content-type"].startswith("text/csv") and "key.create" in csv.text
+    # The log names colleagues, their sign-in addresses and every key's policy: nobody below owner reads it.
+    for role in ("billing", "member", "viewer"):
+        for params in ({}, {"format": "csv"}):
+            refused = client.get(f"/orgs/{acme.team.org_id}/audit", params=params, headers=acme.auth(role))
+            assert refused.status_code == 403 and "key.create" not in refused.text, (role, params)
     assert client.get("/audit/verify", headers=ADMIN).json()["ok"] is True
     by_member = client.get(
-        f"/orgs/{acme.team.org_id}/audit", params={"actor": acme.team.member.id}, headers=acme.auth("viewer")
+        f"/orgs/{acme.team.org_id}/audit", params={"actor": acme.team.member.id}, headers=owner
     ).json()["data"]
     assert by_member and all(event["actor"] == acme.team.member.id for event in by_member)
     future = client.get(f"/orgs/{acme.team.org_id}/audit", params={"since": "2999-01-01T00:00:00Z"}, headers=ADMIN)
     assert future.json()["data"] == []
     assert client.get("/audit", headers=acme.auth("owner")).status_code == 403
+
+
+def test_key_use_is_every_keys_for_owners_and_billing_a_members_own_and_no_viewers(services, client):
+    acme = org_with_tokens(services, "acme")
+    member = acme.auth("member")
+    mine = client.post("/me/keys", json={"name": "mine"}, headers=member).json()
+    nightly = client.post("/me/keys", json={"name": "bot", "service": "nightly"}, headers=member).json()
+    owners = client.post("/me/keys", json={"name": "owner's"}, headers=acme.auth("owner")).json()
+    with services.db.write() as conn:
+        for key_id, count in ((mine["id"], 1), (nightly["id"], 2), (owners["id"], 3)):
+            key = get_key(conn, key_id)
+            for n in range(count):
+                add_receipt(conn, key, f"req_{key_id}_{n}", charge_micros=100, created_at=services.clock())
+    url = f"/orgs/{acme.team.org_id}/audit/key-use"
+
+    def use(headers):
+        return {row["key"]: row["requests"] for row in client.get(url, headers=headers).json()["data"]}
+
+    every = {mine["prefix"]: 1, nightly["prefix"]: 2, owners["prefix"]: 3}
+    assert use(acme.auth("owner")) == use(acme.auth("billing")) == use(ADMIN) == every
+    assert use(member) == {mine["prefix"]: 1, nightly["prefix"]: 2}  # not the owner's key
+    refused = client.get(url, headers=acme.auth("viewer"))
+    assert refused.status_code == 403 and owners["prefix"] not in refused.text
 
 
 def test_offboarding_is_previewed_then_confirmed_through_the_api(services, client):
@@ -222,7 +252,7 @@ def test_every_change_through_the_api_is_audited_with_who_and_where(services, cl
     topup = client.post(f"/orgs/{acme.team.org_id}/wallets/credit/topups", json={"amount_micros": 5}, headers=ADMIN)
     assert topup.status_code == 201
     assert client.post("/orgs", json={"name": "elsewhere"}, headers=ADMIN).status_code == 201
-    events = client.get(f"/orgs/{acme.team.org_id}/audit", headers=acme.auth("viewer")).json()["data"]
+    events = client.get(f"/orgs/{acme.team.org_id}/audit", headers=acme.auth("owner")).json()["data"]
     update = next(event for event in events if event["action"] == "key.update")
     assert (
         update["actor"] == "operator" and update["address"] == "testclient" and update["request_id"].startswith("req_")

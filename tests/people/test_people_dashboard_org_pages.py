@@ -25,6 +25,7 @@ from glasskey.people.invitations import accept
 from glasskey.people.limits import get_limits
 from glasskey.people.members import add_member, role_in
 from glasskey.people.principal import Principal
+from glasskey.people.tables import memberships
 from people_helpers import PASSWORD, PEPPER, make_team
 
 ADMIN_TOKEN = "admin-token-for-tests-0123456789"
@@ -195,6 +196,34 @@ def test_the_audit_log_page_filters_and_exports_the_orgs_events_only(services):
         assert "owner@acme.example" in every and "owner@other.example" in every
         only_other = client.get("/audit", params={"org": other.org_id}).text
         assert "owner@other.example" in only_other and "owner@acme.example" not in only_other
+
+
+def test_only_owners_open_the_audit_log_page_and_its_csv(services):
+    with services.db.write() as conn:
+        acme = make_team(conn, "acme")
+    with TestClient(build_dashboard(services), follow_redirects=False) as client:
+        Browser(client, "owner@acme.example").post("/limits", rpm="5", settlements="routed")
+        assert 'href="/audit"' in client.get("/members").text
+    for role in ("billing", "member", "viewer"):
+        with TestClient(build_dashboard(services), follow_redirects=False) as client:
+            Browser(client, f"{role}@acme.example")
+            assert 'href="/audit"' not in client.get("/members").text  # no tab to a page it may not open
+            for path in ("/audit", "/audit.csv"):
+                sent_back = client.get(path, params={"action": "org.limits"})
+                assert sent_back.status_code == 303 and sent_back.headers["location"] == "/me", (role, path)
+                assert "org.limits" not in sent_back.text
+    # A session signed in as owner and demoted since: the page reads the role in the database.
+    with TestClient(build_dashboard(services), follow_redirects=False) as client:
+        Browser(client, "owner@acme.example")
+        with services.db.write() as conn:
+            conn.execute(
+                memberships.update()
+                .where(memberships.c.org_id == acme.org_id, memberships.c.user_id == acme.owner.id)
+                .values(role="member")
+            )
+        for path in ("/audit", "/audit.csv"):
+            demoted = client.get(path)
+            assert demoted.status_code == 303 and "org.limits" not in demoted.text, path
 
 
 def test_a_person_in_two_orgs_switches_and_sees_only_that_orgs_data(services):

@@ -37,7 +37,11 @@ NONE: frozenset[str] = frozenset()
 
 @dataclass(frozen=True)
 class Rule:
-    """``roles`` may act on any record of their org; ``own`` only on keys they hold or answer for."""
+    """``roles`` may act on any record of their org; ``own`` only on keys they hold or answer for.
+
+    On an ``org`` scope, ``own`` lets the role through to an endpoint of its own org whose handler
+    narrows the answer to the caller's keys (``GET /orgs/{org_id}/audit/key-use``).
+    """
 
     scope: str
     roles: frozenset[str] = NONE
@@ -128,8 +132,10 @@ ADMIN_ACCESS: dict[tuple[str, str], Rule] = {
     ("GET", "/orgs/{org_id}/invitations"): _rule("org", "owner"),
     ("POST", "/orgs/{org_id}/invitations"): _rule("org", "owner"),
     ("POST", "/orgs/{org_id}/invitations/{invitation_id}/revoke"): _rule("org", "owner"),
-    ("GET", "/orgs/{org_id}/audit"): _rule("org", "owner billing member viewer"),
-    ("GET", "/orgs/{org_id}/audit/key-use"): _rule("org", "owner billing member viewer"),
+    # The org's log names colleagues, their addresses and every key's policy: owners only (issue 17).
+    # Key use: every key's for owner and billing, a member's own and their services' (the handler narrows).
+    ("GET", "/orgs/{org_id}/audit"): _rule("org", "owner"),
+    ("GET", "/orgs/{org_id}/audit/key-use"): _rule("org", "owner billing", "member"),
     ("GET", "/orgs/{org_id}/alerts"): _rule("org", "owner billing member viewer"),
     ("GET", "/orgs/{org_id}/alerts/rules"): _rule("org", "owner billing member viewer"),
     ("PUT", "/orgs/{org_id}/alerts/rules"): _rule("org", "owner"),
@@ -174,8 +180,8 @@ DASHBOARD_ACCESS: dict[tuple[str, str], Rule] = {
     ("POST", "/invitations/{invitation_id}/revoke"): _rule("org", "owner"),
     ("GET", "/limits"): _rule("org", "owner billing member viewer"),
     ("POST", "/limits"): _rule("org", "owner"),
-    ("GET", "/audit"): _rule("org", "owner billing member viewer"),
-    ("GET", "/audit.csv"): _rule("org", "owner billing member viewer"),
+    ("GET", "/audit"): _rule("org", "owner"),
+    ("GET", "/audit.csv"): _rule("org", "owner"),
     ("GET", "/alerts"): _rule("org", "owner billing member viewer"),
     ("POST", "/alerts/rules"): _rule("org", "owner"),
     ("POST", "/alerts/rules/{rule_id}/delete"): _rule("org", "owner"),
@@ -238,7 +244,7 @@ def _check_org(conn: Connection, principal: Principal, rule: Rule, org_ref: str,
     org = get_org(conn, org_ref)
     if org.id != principal.org_id:
         raise NotFound(f"org {org_ref} does not exist")
-    if principal.role not in rule.roles:
+    if principal.role not in rule.roles | rule.own:
         raise _forbidden(principal, what)
 
 

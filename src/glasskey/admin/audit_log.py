@@ -1,24 +1,28 @@
-"""Admin endpoints for the audit log: an org's events for everyone who may read the org, all of them
-for the operator, a summary of key use, CSV export, and the hash chain's verification.
+"""Admin endpoints for the audit log: an org's events for its owners, all of them for the operator, a
+summary of key use (every key's for owners and billing, a member's own keys' for a member), CSV
+export, and the hash chain's verification.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Collection
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from pydantic import AwareDatetime
 from sqlalchemy import Connection, case, func, select
 
-from glasskey.admin.access import error_responses
+from glasskey.admin.access import ADMIN_ACCESS, error_responses, principal_of
 from glasskey.admin.common import list_body
 from glasskey.limits import COUNTER_MAX
 from glasskey.orgs.service import get_org
 from glasskey.people.audit import PAGE_MAX, list_events, verify
+from glasskey.people.holders import keys_of
+from glasskey.people.principal import Principal
 from glasskey.services import Services
 from glasskey.store.tables import receipts
 
@@ -43,10 +47,15 @@ _CSV_COLUMNS = (
 )
 
 
-def key_use(conn: Connection, org_id: str, since: Any) -> list[dict[str, Any]]:
-    """Requests, failures and charges per key of the org since ``since``, from the receipts themselves."""
+def key_use(
+    conn: Connection, org_id: str, since: Any, only_keys: Collection[str] | None = None
+) -> list[dict[str, Any]]:
+    """Requests, failures and charges per key of the org since ``since``, from the receipts themselves.
+
+    ``only_keys`` (public ids) narrows it to those keys; None is every key of the org.
+    """
     failed = func.sum(case((receipts.c.status != "succeeded", 1), else_=0))
-    rows = conn.execute(
+    query = (
         select(
             receipts.c.key_public_id,
             func.count().label("requests"),
@@ -59,6 +68,9 @@ def key_use(conn: Connection, org_id: str, since: Any) -> list[dict[str, Any]]:
         .group_by(receipts.c.key_public_id)
         .order_by(receipts.c.key_public_id)
     )
+    if only_keys is not None:
+        query = query.where(receipts.c.key_public_id.in_(sorted(only_keys)))
+    rows = conn.execute(query)
     return [
         {
             "key": f"gk-{row.key_public_id}" if row.key_public_id else None,
@@ -69,6 +81,19 @@ def key_use(conn: Connection, org_id: str, since: Any) -> list[dict[str, Any]]:
         }
         for row in rows
     ]
+
+
+def keys_seen_by(conn: Connection, principal: Principal, org_id: str) -> set[str] | None:
+    """The public ids of the keys whose use ``principal`` may read in the org; None is every key.
+
+    The guard let the caller in (``ADMIN_ACCESS``); a role allowed only its own keys there (a member)
+    reads the keys they hold and their services' keys, nothing of a colleague's.
+    """
+    if principal.is_operator or principal.role in ADMIN_ACCESS[("GET", "/orgs/{org_id}/audit/key-use")].roles:
+        return None
+    if principal.user_id is None:
+        return set()
+    return {key.public_id for key, _holder in keys_of(conn, org_id, principal.user_id)}
 
 
 def _utc(moment: datetime | None) -> datetime | None:
@@ -94,9 +119,9 @@ def audit_router(services: Services) -> APIRouter:
         description=(
             "Changes, sign-ins and denials in the org, newest first: who, when, what, before → after, from which "
             "address and request. Filter by `action`, `actor` and `since`; page with `before`; `format=csv` for a "
-            "spreadsheet."
+            "spreadsheet. The org's owners and the operator only."
         ),
-        responses=error_responses(404),
+        responses=error_responses(403, 404),
     )
     def read_org_audit(
         org_id: str,
@@ -117,12 +142,20 @@ def audit_router(services: Services) -> APIRouter:
     @router.get(
         "/orgs/{org_id}/audit/key-use",
         summary="Key use in an org",
-        description="Requests, failures and charges per key over the last `days`, counted from the receipts.",
+        description=(
+            "Requests, failures and charges per key over the last `days`, counted from the receipts. Owners, billing "
+            "and the operator see every key of the org; a member only the keys they hold and their services' keys."
+        ),
+        responses=error_responses(403, 404),
     )
-    def read_key_use(org_id: str, days: Annotated[int, Query(ge=1, le=KEY_USE_DAYS_MAX)] = 7) -> dict[str, Any]:
+    def read_key_use(
+        org_id: str, request: Request, days: Annotated[int, Query(ge=1, le=KEY_USE_DAYS_MAX)] = 7
+    ) -> dict[str, Any]:
+        principal = principal_of(request)
         with services.db.read() as conn:
             org = get_org(conn, org_id)
-            return list_body(key_use(conn, org.id, services.clock() - timedelta(days=days)), days=days)
+            only = keys_seen_by(conn, principal, org.id)
+            return list_body(key_use(conn, org.id, services.clock() - timedelta(days=days), only), days=days)
 
     @router.get("/audit", summary="The whole audit log", description="Every org's events and the operator's.")
     def read_audit(

@@ -1,9 +1,10 @@
-"""The audit log as a page: an org's events for the people of the org, every event for the operator.
+"""The audit log as a page: an org's events for its owners, every event for the operator.
 
 Filters are the admin API's (``GET /orgs/{org}/audit``): action, actor (an email, a user id or
 ``operator``) and a first UTC day; 100 events a page, older ones by ``before``. ``/audit.csv`` exports
 the same filter (at most ``EXPORT_EVENTS_MAX`` events). The org is the session's for a person; the
-operator sees every org, or the one ``?org=`` names.
+operator sees every org, or the one ``?org=`` names. The gate lets only an owner's session in; the
+page checks the role in the database again, so an owner demoted since signing in reads nothing.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from glasskey.admin.access import page_allowed
 from glasskey.dashboard.acting import Acting, acting, page_context
 from glasskey.dashboard.auth import end_session, person_of
 from glasskey.dashboard.pages.receipts import csv_cell
@@ -134,11 +136,20 @@ def routes(dash: Dashboard) -> list[Route]:
 
         return await dash.read(work)
 
-    async def audit_page(request: Request) -> Response:
-        found = await current(request)
+    def refused(request: Request, found: Acting | None) -> Response | None:
+        """Sign-in again when the session ended; ``/me`` when the role in the database may not read the log."""
         if found is None:
             end_session(request.session)
             return redirect("/signin")
+        if not found.is_operator and not page_allowed("GET", "/audit", found.role):
+            return redirect("/me")
+        return None
+
+    async def audit_page(request: Request) -> Response:
+        found = await current(request)
+        if (refusal := refused(request, found)) is not None:
+            return refusal
+        assert found is not None
         params = request.query_params
         before = _before(params)
 
@@ -163,9 +174,9 @@ def routes(dash: Dashboard) -> list[Route]:
 
     async def audit_csv(request: Request) -> Response:
         found = await current(request)
-        if found is None:
-            end_session(request.session)
-            return redirect("/signin")
+        if (refusal := refused(request, found)) is not None:
+            return refusal
+        assert found is not None
 
         def work(conn: Connection) -> str:
             where = Filter(conn, found, request.query_params)
