@@ -82,7 +82,7 @@ async def per_request_us(factory: Any) -> float:
 
 
 async def main() -> None:
-    factories = {"uvicorn httptools": HttpToolsProtocol, "glasskey bounded": bounded_protocol(10.0, 64 * 1024)}
+    factories = {"uvicorn httptools": HttpToolsProtocol, "glasskey bounded": bounded_protocol(10.0, 64 * 1024, 256)}
     results: dict[str, list[float]] = {name: [] for name in factories}
     for _ in range(ROUNDS):  # interleaved, so a busy moment of the machine hits both
         for name, factory in factories.items():
