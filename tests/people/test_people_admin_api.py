@@ -103,6 +103,11 @@ def test_billing_makes_keys_within_the_orgs_limits_too(services, client):
     made = client.post("/me/keys", json={"name": "invoices"}, headers=billing)
     assert made.status_code == 201, made.text
     assert (made.json()["rpm_limit"], made.json()["budget_total_micros"]) == (77, 2_000_000)
+    # Nor can a person below owner raise a key's policy afterwards: PATCH is the owner's and the operator's.
+    for role in ("billing", "member"):
+        raised = client.patch(f"/keys/{made.json()['id']}", json={"rpm_limit": 100_000}, headers=acme.auth(role))
+        assert raised.status_code in (403, 404), (role, raised.text)
+    assert client.get(f"/keys/{made.json()['id']}", headers=billing).json()["rpm_limit"] == 77
     # The owner who set them is not bound.
     assert (
         client.post("/me/keys", json={"name": "big", "rpm_limit": 100_000}, headers=acme.auth("owner")).status_code
