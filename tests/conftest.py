@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from conftest_helpers import NOW, POSTGRES_URL, make_settings, postgres_schema_url, require_postgres
+from conftest_helpers import NOW, POSTGRES_URL, keyed_database, make_settings, postgres_schema_url, require_postgres
 from glasskey.ledger import ensure_system_accounts
 from glasskey.pricing.catalog import sync_catalog
 from glasskey.services import Services, build_services
@@ -27,7 +27,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:
 @pytest.fixture
 def db(database_url: str) -> Iterator[Database]:
     """A database with every table, the system accounts and the catalog, on both engines."""
-    database = Database(database_url)
+    database = keyed_database(database_url)
     database.create_all()
     with database.write() as conn:
         ensure_system_accounts(conn, NOW)
@@ -38,7 +38,7 @@ def db(database_url: str) -> Iterator[Database]:
 
 @pytest.fixture
 def sqlite_db(tmp_path) -> Iterator[Database]:
-    database = Database(f"sqlite:///{tmp_path / 'glasskey.db'}")
+    database = keyed_database(f"sqlite:///{tmp_path / 'glasskey.db'}")
     database.create_all()
     with database.write() as conn:
         ensure_system_accounts(conn, NOW)

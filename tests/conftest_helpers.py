@@ -15,7 +15,9 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import create_engine, text
 
+from glasskey.people.audit import chain_key
 from glasskey.settings import Settings, load_settings
+from glasskey.store.database import Database
 
 POSTGRES_URL = os.environ.get("GLASSKEY_TEST_POSTGRES_URL", "postgresql+psycopg://root@127.0.0.1:5432/test")
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
@@ -63,11 +65,19 @@ def postgres_schema_url() -> Iterator[str]:
         admin.dispose()
 
 
+TEST_KEY_PEPPER = "pepper-for-tests-0123456789abcdef"
+
+
+def keyed_database(url: str) -> Database:
+    """A ``Database`` signing the audit log with the tests' key pepper, as ``make_settings``' services do."""
+    return Database(url, audit_chain_key=chain_key(TEST_KEY_PEPPER))
+
+
 def make_settings(tmp_path, **overrides) -> Settings:
     values = {
         "data_dir": tmp_path,
         "admin_token": "admin-token-for-tests-0123456789",
-        "key_pepper": "pepper-for-tests-0123456789abcdef",
+        "key_pepper": TEST_KEY_PEPPER,
         "encryption_key": TEST_ENCRYPTION_KEY,
         # The fake upstreams of the tests listen on loopback.
         "allow_private_upstreams": True,

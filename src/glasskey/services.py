@@ -20,6 +20,7 @@ from glasskey.keys.auth_throttle import AuthLimits, AuthThrottle, FailureCounter
 from glasskey.keys.ratelimit import RateLimiter
 from glasskey.keys.shared_ratelimit import RedisRateLimiter
 from glasskey.metrics import Metrics
+from glasskey.people.audit import chain_key
 from glasskey.people.throttle import MemoryThrottle, Throttle, ThrottleLimits, build_throttle
 from glasskey.providers.anthropic import AnthropicProvider
 from glasskey.providers.base import Provider
@@ -126,7 +127,7 @@ def build_services(
     """
     if not settings.database_url:
         prepare_data_dir(settings.data_dir, create_database=True)
-    db = Database(settings.effective_database_url)
+    db = Database(settings.effective_database_url, audit_chain_key=chain_key(settings.key_pepper.get_secret_value()))
     http = UpstreamHTTP(
         proxy=settings.upstream_proxy.get_secret_value() or None,
         allow_private_upstreams=settings.allow_private_upstreams,

@@ -263,8 +263,9 @@ def test_every_change_through_the_api_is_audited_with_who_and_where(services, cl
         update["actor"] == "operator" and update["address"] == "testclient" and update["request_id"].startswith("req_")
     )
     assert (update["before"]["rpm_limit"], update["after"]["rpm_limit"]) == (None, 7)  # who changed a key's limit
-    topups = [event for event in events if event["action"] == "POST /orgs/{org_id}/wallets/{kind}/topups"]
-    assert len(topups) == 1 and topups[0]["after"] == {"status": 201}
+    topups = [event for event in events if event["action"] == "wallet.topup"]
+    assert len(topups) == 1 and topups[0]["after"]["amount_micros"] == 5  # one event, with the amount
+    assert not any(event["action"].startswith("POST /orgs/") for event in events)
     assert not any(event["action"] == "POST /orgs" for event in events)  # another org's change stays out
     everything = client.get("/audit", headers=ADMIN).json()["data"]
     assert any(event["action"] == "POST /orgs" and event["target"].endswith("/orgs") for event in everything)

@@ -78,5 +78,5 @@ def test_changes_made_in_the_dashboard_are_audited_under_the_org_they_touched(se
     with services.db.read() as conn:
         events = list_events(conn, org_id=org.id)
         everything = [event["action"] for event in list_events(conn)]
-    assert [(event["action"], event["actor"]) for event in events] == [("POST /keys/{key_id}/revoke", "operator")]
+    assert [(event["action"], event["actor"]) for event in events] == [("key.revoke", "operator")]
     assert "POST /orgs" not in everything  # a refused form changed nothing

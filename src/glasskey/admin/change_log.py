@@ -4,7 +4,9 @@ A successful POST, PUT, PATCH or DELETE (an answer below 400; the dashboard answ
 with a 303) is recorded after it answered: who (the principal), when, which endpoint and path, from
 which address and request, under the org it touched. Bodies are never copied (a route's credential
 or a password may be in one); endpoints that write their own, richer events (before → after) are
-not recorded twice. Refusals are not changes: the admin API's guard records denials.
+not recorded twice: neither those of the modules listed below nor any request that already wrote an
+event under its request id (one row per change). Refusals are not changes: the admin API's guard
+records denials.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 import anyio.to_thread
-from sqlalchemy import Connection
+from sqlalchemy import Connection, select
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from glasskey.errors import NotFound
@@ -21,6 +23,7 @@ from glasskey.keys.service import get_key
 from glasskey.orgs.service import get_org
 from glasskey.people.audit import record
 from glasskey.people.principal import Principal
+from glasskey.people.tables import audit_events
 from glasskey.services import Services
 
 CHANGES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -59,6 +62,12 @@ def admin_principal(scope: Scope) -> Principal | None:
     """The principal ``AdminAuthentication`` put in the request's state."""
     principal = scope.get("state", {}).get("principal")
     return principal if isinstance(principal, Principal) else None
+
+
+def wrote_itself(conn: Connection, request_id: str) -> bool:
+    """Whether the endpoint already recorded this request (with its before → after)."""
+    found = conn.execute(select(audit_events.c.seq).where(audit_events.c.request_id == request_id).limit(1))
+    return found.first() is not None
 
 
 def records_itself(scope: Scope) -> bool:
@@ -105,6 +114,8 @@ class ChangeLog:
         address = str(client[0]) if client else ""
         request_id = str(scope.get("state", {}).get("request_id", ""))
         with self.services.db.write() as conn:
+            if request_id and wrote_itself(conn, request_id):
+                return
             record(
                 conn,
                 principal.actor(address, request_id),

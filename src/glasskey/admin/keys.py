@@ -5,21 +5,19 @@ No response ever carries a key's secret or its hash: keys are rendered by ``KeyR
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Annotated, Any, cast
 
 from fastapi import APIRouter, Query, Request
 from pydantic import AwareDatetime, Field, StrictBool, StrictInt, field_validator
-from sqlalchemy import Connection
 
 from glasskey.admin.access import actor_of
 from glasskey.admin.common import Body, Micros, Settlement, error_responses, list_body
 from glasskey.explanation import explain_key
 from glasskey.keys.policy import DEFAULT_POLICY, KeyPolicy
-from glasskey.keys.service import KeyRecord, create_key, get_key, list_keys, revoke_key, update_key
+from glasskey.keys.service import get_key, list_keys
 from glasskey.limits import RPM_LIMIT_MAX
 from glasskey.orgs.service import get_org
-from glasskey.people.audit import record as audit_record
+from glasskey.people import changes
 from glasskey.services import Services
 
 NEVER_SHOWN_AGAIN = "This is the only time the full key is shown: store it now. glasskey keeps only its hash."
@@ -106,24 +104,6 @@ class UpdateKeyBody(Body):
 def keys_router(services: Services) -> APIRouter:
     router = APIRouter(tags=["keys"])
 
-    def changed(
-        conn: Connection, request: Request, action: str, key_id: str, change: Callable[[], KeyRecord]
-    ) -> dict[str, Any]:
-        """Make a change to a key and audit it, with the key before and after, in one transaction."""
-        before = get_key(conn, key_id)
-        after = change()
-        audit_record(
-            conn,
-            actor_of(request),
-            action,
-            services.clock(),
-            org_id=after.org_id,
-            target=after.prefix,
-            before=before.public(),
-            after=after.public(),
-        )
-        return after.public()
-
     @router.get(
         "/keys",
         summary="List keys",
@@ -150,23 +130,15 @@ def keys_router(services: Services) -> APIRouter:
     def create(body: CreateKeyBody, request: Request) -> dict[str, Any]:
         with services.db.write() as conn:
             org = get_org(conn, body.org_id)
-            record, full_key = create_key(
+            record, full_key = changes.create_key(
                 conn,
+                actor_of(request),
+                services.clock(),
                 pepper=services.pepper,
                 org_id=org.id,
                 name=body.name,
                 owner=body.owner,
                 policy=body.policy(),
-                now=services.clock(),
-            )
-            audit_record(
-                conn,
-                actor_of(request),
-                "key.create",
-                services.clock(),
-                org_id=org.id,
-                target=record.prefix,
-                after=record.public(),
             )
         return {**record.public(), "key": full_key, "key_note": NEVER_SHOWN_AGAIN}
 
@@ -192,7 +164,7 @@ def keys_router(services: Services) -> APIRouter:
     )
     def update(key_id: str, body: UpdateKeyBody, request: Request) -> dict[str, Any]:
         with services.db.write() as conn:
-            return changed(conn, request, "key.update", key_id, lambda: update_key(conn, key_id, **body.changes()))
+            return changes.update_key(conn, actor_of(request), services.clock(), key_id, **body.changes()).public()
 
     @router.post(
         "/keys/{key_id}/revoke",
@@ -202,7 +174,7 @@ def keys_router(services: Services) -> APIRouter:
     )
     def revoke(key_id: str, request: Request) -> dict[str, Any]:
         with services.db.write() as conn:
-            return changed(conn, request, "key.revoke", key_id, lambda: revoke_key(conn, key_id, services.clock()))
+            return changes.revoke_key(conn, actor_of(request), services.clock(), key_id).public()
 
     @router.get(
         "/keys/{key_id}/explain",

@@ -15,10 +15,11 @@ from glasskey.admin.access import actor_of, error_responses, principal_of
 from glasskey.admin.common import Body, Micros, Settlement, list_body
 from glasskey.limits import KEY_LIFETIME_MAX_SECONDS, RPM_LIMIT_MAX
 from glasskey.orgs.service import get_org
+from glasskey.people import changes as audited
 from glasskey.people import offboarding
 from glasskey.people.audit import record
-from glasskey.people.limits import OrgLimits, get_limits, set_limits
-from glasskey.people.members import add_member, change_role, get_membership, list_members
+from glasskey.people.limits import OrgLimits, get_limits
+from glasskey.people.members import add_member, list_members
 from glasskey.people.roles import Role
 from glasskey.people.tables import EMAIL_MAX_LENGTH
 from glasskey.people.users import get_user
@@ -103,17 +104,8 @@ def members_router(services: Services) -> APIRouter:
         now = services.clock()
         with services.db.write() as conn:
             org = get_org(conn, org_id)
-            before = get_membership(conn, org.id, user_id)
-            member = change_role(conn, principal_of(request).role, org.id, user_id, body.role)
-            record(
-                conn,
-                actor_of(request),
-                "member.role",
-                now,
-                org_id=org.id,
-                target=member.email,
-                before=before.public(),
-                after=member.public(),
+            member = audited.change_role(
+                conn, actor_of(request), now, principal_of(request).role, org.id, user_id, body.role
             )
         return member.public()
 
@@ -177,18 +169,7 @@ def members_router(services: Services) -> APIRouter:
         now = services.clock()
         with services.db.write() as conn:
             org = get_org(conn, org_id)
-            before = get_limits(conn, org.id)
-            after = set_limits(conn, org.id, body.limits(), now)
-            record(
-                conn,
-                actor_of(request),
-                "org.limits",
-                now,
-                org_id=org.id,
-                target=org.name,
-                before=before.as_dict(),
-                after=after.as_dict(),
-            )
+            after = audited.set_limits(conn, actor_of(request), now, org.id, body.limits())
         return {"object": "org.limits", **after.as_dict()}
 
     return router

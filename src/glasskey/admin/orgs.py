@@ -5,14 +5,16 @@ from __future__ import annotations
 from datetime import UTC
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query
+from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime, Field, StrictInt
 
+from glasskey.admin.access import actor_of
 from glasskey.admin.common import Body, WalletKind, error_responses, list_body, transfer_view
 from glasskey.ledger import audit, list_transfers
 from glasskey.limits import TOP_UP_MAX_MICROS
-from glasskey.orgs.service import create_org, get_org, get_wallet, list_orgs, list_wallets, top_up
+from glasskey.orgs.service import create_org, get_org, get_wallet, list_orgs, list_wallets
+from glasskey.people import changes as audited
 from glasskey.services import Services
 
 # The transfers table stores the key as ``topup:<key>`` in a 200-character column.
@@ -105,18 +107,20 @@ def orgs_router(services: Services) -> APIRouter:
         org_id: str,
         kind: WalletKind,
         body: TopUpBody,
+        request: Request,
         idempotency_key: Annotated[
             str | None, Header(alias="Idempotency-Key", min_length=1, max_length=IDEMPOTENCY_KEY_MAX_LENGTH)
         ] = None,
     ) -> JSONResponse:
         with services.db.write() as conn:
             org = get_org(conn, org_id)
-            transfer = top_up(
+            transfer = audited.top_up(
                 conn,
+                actor_of(request),
+                services.clock(),
                 org.id,
                 kind,
                 body.amount_micros,
-                services.clock(),
                 idempotency_key=idempotency_key,
                 memo=body.memo,
             )

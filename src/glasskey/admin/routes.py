@@ -10,9 +10,10 @@ from __future__ import annotations
 from datetime import date
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from pydantic import Field, StrictBool, StrictInt, field_validator
 
+from glasskey.admin.access import actor_of
 from glasskey.admin.common import (
     Body,
     ForcedCircuit,
@@ -24,15 +25,14 @@ from glasskey.admin.common import (
     model_view,
 )
 from glasskey.limits import PRIORITY_MAX, PRIORITY_MIN, WEIGHT_MAX
+from glasskey.people import changes as audited
 from glasskey.pricing.catalog import get_model, list_models, set_official_prices
 from glasskey.routing.routes import (
     Route,
     changes_for_storing,
-    create_route,
     for_storing,
     get_route,
     list_routes,
-    update_route,
 )
 from glasskey.services import Services
 
@@ -168,10 +168,10 @@ def routes_router(services: Services) -> APIRouter:
         ),
         responses=error_responses(404),
     )
-    def create(body: CreateRouteBody) -> dict[str, Any]:
+    def create(body: CreateRouteBody, request: Request) -> dict[str, Any]:
         route = for_storing(body.route(), services.vault, allow_private=services.settings.allow_private_upstreams)
         with services.db.write() as conn:
-            return create_route(conn, route, services.clock()).public()
+            return audited.create_route(conn, actor_of(request), services.clock(), route).public()
 
     @router.get(
         "/routes/{route_id}",
@@ -196,12 +196,12 @@ def routes_router(services: Services) -> APIRouter:
         ),
         responses=error_responses(404),
     )
-    def update(route_id: str, body: UpdateRouteBody) -> dict[str, Any]:
+    def update(route_id: str, body: UpdateRouteBody, request: Request) -> dict[str, Any]:
         changes = changes_for_storing(
             body.changes(), services.vault, allow_private=services.settings.allow_private_upstreams
         )
         with services.db.write() as conn:
-            route = update_route(conn, route_id, **changes)
+            route = audited.update_route(conn, actor_of(request), services.clock(), route_id, **changes)
         # This process wrote the force: it is authoritative here, not a copy that may be stale.
         services.health.force(route.id, route.forced_circuit)
         return route.public()

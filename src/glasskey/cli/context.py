@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from glasskey.data_dir import prepare_data_dir
+from glasskey.people.audit import chain_key
 from glasskey.routing.credentials import CredentialVault
 from glasskey.settings import Settings
 from glasskey.store.database import Database
@@ -61,7 +62,10 @@ def open_admin(settings: Settings) -> AdminServices:
     """Open the database for an admin verb, migrating and preparing it first only if it is not at head."""
     if not settings.database_url:
         prepare_data_dir(settings.data_dir, create_database=True)
-    admin = AdminServices(settings, Database(settings.effective_database_url))
+    admin = AdminServices(
+        settings,
+        Database(settings.effective_database_url, audit_chain_key=chain_key(settings.key_pepper.get_secret_value())),
+    )
     if not at_head(admin.db):
         # Alembic and the migration scripts, only when there is something to migrate.
         from glasskey.startup import prepare_database

@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from glasskey.cli.base import (
+    CLI_ACTOR,
     ISO_DATETIME,
     USD,
     main,
@@ -18,10 +19,11 @@ from glasskey.cli.base import (
     writing,
 )
 from glasskey.keys.policy import DEFAULT_POLICY, KeyPolicy
-from glasskey.keys.service import REVOKED, create_key, get_key, list_keys, revoke_key, update_key
+from glasskey.keys.service import REVOKED, get_key, list_keys
 from glasskey.limits import RPM_LIMIT_MAX
 from glasskey.money import format_usd
 from glasskey.orgs.service import get_org, list_orgs
+from glasskey.people import changes
 
 # `keys set --budget-total none` clears a limit, as `null` does in the admin API's PATCH.
 CLEAR = "none"
@@ -105,10 +107,17 @@ def keys_create(
         rpm_limit=rpm,
         expires_at=expires,
     )
-    with writing(ctx) as (services, conn):
+    with writing(ctx, audit=False) as (services, conn):
         org = get_org(conn, org_ref)
-        record, full_key = create_key(
-            conn, pepper=services.pepper, org_id=org.id, name=name, policy=policy, now=services.clock(), owner=owner
+        record, full_key = changes.create_key(
+            conn,
+            CLI_ACTOR,
+            services.clock(),
+            pepper=services.pepper,
+            org_id=org.id,
+            name=name,
+            policy=policy,
+            owner=owner,
         )
     click.echo(f"created key {record.name} ({record.id}, {record.prefix}) in org {org.name}")
     click.echo(full_key)
@@ -200,9 +209,9 @@ def keys_explain(ctx: click.Context, key_ref: str, as_json: bool) -> None:
 @click.pass_context
 def keys_revoke(ctx: click.Context, key_ref: str) -> None:
     """Revoke a key: its next request is refused (within the cache TTL of a running gateway)."""
-    with writing(ctx) as (services, conn):
+    with writing(ctx, audit=False) as (services, conn):
         before = get_key(conn, key_ref)
-        record = revoke_key(conn, key_ref, services.clock())
+        record = changes.revoke_key(conn, CLI_ACTOR, services.clock(), key_ref)
     revoked_at = record.revoked_at.isoformat() if record.revoked_at else "-"
     if before.status == REVOKED:
         click.echo(f"key {record.name} ({record.prefix}) was already revoked, at {revoked_at}; nothing changed")
@@ -282,6 +291,6 @@ def keys_set(
             policy[fields[option]] = None if value is CLEARED else value
     if not policy and name is None and owner is None:
         raise click.UsageError("nothing to change: give at least one setting")
-    with writing(ctx) as (_, conn):
-        record = update_key(conn, key_ref, name=name, owner=owner, **policy)
+    with writing(ctx, audit=False) as (services, conn):
+        record = changes.update_key(conn, CLI_ACTOR, services.clock(), key_ref, name=name, owner=owner, **policy)
     click.echo(f"updated key {record.name} ({record.prefix})")

@@ -7,6 +7,7 @@ import json
 import click
 
 from glasskey.cli.base import (
+    CLI_ACTOR,
     POSITIVE_USD,
     main,
     reading,
@@ -15,7 +16,8 @@ from glasskey.cli.base import (
 )
 from glasskey.keys.service import get_key, list_keys
 from glasskey.money import format_usd
-from glasskey.orgs.service import WALLET_KINDS, get_org, get_wallet, list_wallets, top_up
+from glasskey.orgs.service import WALLET_KINDS, get_org, get_wallet, list_wallets
+from glasskey.people import changes as audited
 from glasskey.receipts.records import MAX_PAGE, get_receipt, list_receipts
 
 RECEIPT_STATUSES = ("succeeded", "failed", "interrupted")
@@ -59,9 +61,11 @@ def wallets_show(ctx: click.Context, org_ref: str) -> None:
 @click.pass_context
 def wallets_topup(ctx: click.Context, org_ref: str, kind: str, amount: int, idempotency_key: str | None) -> None:
     """Add AMOUNT_USD (positive, at most six decimals) to an org's credit or routed wallet."""
-    with writing(ctx) as (services, conn):
+    with writing(ctx, audit=False) as (services, conn):
         org = get_org(conn, org_ref)
-        transfer = top_up(conn, org.id, kind, amount, services.clock(), idempotency_key=idempotency_key)
+        transfer = audited.top_up(
+            conn, CLI_ACTOR, services.clock(), org.id, kind, amount, idempotency_key=idempotency_key
+        )
         wallet = get_wallet(conn, org.id, kind)
     verb = "already topped up (replayed, nothing moved)" if transfer.replayed else "topped up"
     click.echo(f"{verb}: {format_usd(transfer.amount_micros)} into {org.name}'s {kind} wallet, transfer {transfer.id}")

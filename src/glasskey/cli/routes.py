@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 from glasskey.alerts.webhooks import reseal_webhook_secrets
 from glasskey.cli.base import (
+    CLI_ACTOR,
     HEALTH_TIMEOUT_SECONDS,
     USD,
     CommandFunction,
@@ -24,6 +25,7 @@ from glasskey.cli.base import (
 )
 from glasskey.limits import PRIORITY_MAX, PRIORITY_MIN, WEIGHT_MAX
 from glasskey.money import format_usd
+from glasskey.people import changes as audited
 from glasskey.pricing.catalog import Prices, get_model, list_models, set_official_prices
 from glasskey.routing.credentials import CredentialVault, reseal_stored_credentials
 from glasskey.routing.routes import (
@@ -31,11 +33,9 @@ from glasskey.routing.routes import (
     SETTLEMENTS,
     Route,
     changes_for_storing,
-    create_route,
     for_storing,
     get_route,
     list_routes,
-    update_route,
 )
 
 # --- models ------------------------------------------------------------------------------
@@ -244,13 +244,15 @@ def routes_add(
     """Add a route; its id is printed. Prices not given default to the model's official price."""
     secret = _credential(credential, credential_env)
     route_options = _checked_options(dict(options))
-    with writing(ctx) as (services, conn):
+    with writing(ctx, audit=False) as (services, conn):
         official = get_model(conn, model).official_prices
         route_prices = _with_prices(official, prices["price_input"], prices["price_output"], prices["price_cached"])
         route_costs = _with_prices(route_prices, prices["cost_input"], prices["cost_output"], prices["cost_cached"])
         allow_private = services.settings.allow_private_upstreams
-        route = create_route(
+        route = audited.create_route(
             conn,
+            CLI_ACTOR,
+            services.clock(),
             for_storing(
                 Route(
                     id="",
@@ -269,7 +271,6 @@ def routes_add(
                 services.vault,
                 allow_private=allow_private,
             ),
-            services.clock(),
         )
     click.echo(route.id)
     click.echo(
@@ -332,7 +333,7 @@ def routes_set(
         changes["forced_circuit"] = FORCE_CHOICES[force]
     if not changes and not options and all(value is None for value in prices.values()):
         raise click.UsageError("nothing to change: give at least one setting")
-    with writing(ctx) as (services, conn):
+    with writing(ctx, audit=False) as (services, conn):
         changes = changes_for_storing(changes, services.vault, allow_private=services.settings.allow_private_upstreams)
         current = get_route(conn, route_id)
         if options:
@@ -344,7 +345,7 @@ def routes_set(
         changes["costs"] = _with_prices(
             current.costs, prices["cost_input"], prices["cost_output"], prices["cost_cached"]
         )
-        route = update_route(conn, route_id, **changes)
+        route = audited.update_route(conn, CLI_ACTOR, services.clock(), route_id, **changes)
     click.echo(f"updated route {route.id}")
     click.echo(_route_rows([route]))
     if force is not None:
@@ -358,8 +359,8 @@ def routes_set(
 @click.pass_context
 def routes_disable(ctx: click.Context, route_id: str) -> None:
     """Stop sending requests to a route (routes set ROUTE_ID --enable brings it back)."""
-    with writing(ctx) as (_, conn):
-        route = update_route(conn, route_id, enabled=False)
+    with writing(ctx, audit=False) as (services, conn):
+        route = audited.update_route(conn, CLI_ACTOR, services.clock(), route_id, enabled=False)
     click.echo(f"disabled route {route.id} ({route.settlement} {route.model} via {route.provider})")
 
 

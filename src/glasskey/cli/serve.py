@@ -19,6 +19,7 @@ from glasskey.cli.base import (
 from glasskey.cli.workers import WORKERS_MAX, exit_zero_after_sigterm, export_settings, refuse_sqlite, run_workers
 from glasskey.data_dir import prepare_data_dir
 from glasskey.demo import demo_settings, format_demo_banner, seed_demo
+from glasskey.people.audit import chain_key
 from glasskey.research.demo import demo_research_line, run_demo_job
 from glasskey.routing.credentials import CredentialVault
 from glasskey.services import build_services
@@ -130,7 +131,9 @@ def db_upgrade(ctx: click.Context) -> None:
     settings = settings_of(ctx)
     if not settings.database_url:
         prepare_data_dir(settings.data_dir, create_database=True)
-    database = Database(settings.effective_database_url)
+    database = Database(
+        settings.effective_database_url, audit_chain_key=chain_key(settings.key_pepper.get_secret_value())
+    )
     try:
         # With the vault, revision 0003 seals the route credentials stored in plaintext. The system
         # accounts and the catalog too: the CLI's admin verbs take a database at head as prepared.

@@ -17,7 +17,7 @@ from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from glasskey.admin.change_log import ChangeLog
+from glasskey.admin.change_log import ChangeLog, records_itself
 from glasskey.admin.docs import SWAGGER_UI_ASSETS, SWAGGER_UI_DIRECTORY
 from glasskey.dashboard.auth import (
     SESSION_COOKIE,
@@ -49,6 +49,7 @@ from glasskey.dashboard.pages import (
 from glasskey.dashboard.refusals import PageNotFound, Refusal
 from glasskey.dashboard.web import Dashboard
 from glasskey.errors import GlasskeyError, NotFound
+from glasskey.request_ids import RequestIdMiddleware
 from glasskey.services import Services
 
 # Everything the pages load comes from this server: no CDN, no inline script, no framing.
@@ -102,6 +103,11 @@ class SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
+def not_logged_here(scope: Scope) -> bool:
+    """Sign-in forms and pages that record their own events are not recorded again by ``ChangeLog``."""
+    return is_sign_in_form(scope) or records_itself(scope)
+
+
 def build_dashboard(services: Services) -> Starlette:
     dash = Dashboard(services)
 
@@ -152,7 +158,7 @@ def build_dashboard(services: Services) -> Starlette:
         },
     )
     # The last middleware added runs first: headers, then the session, then the gate, then the log of changes.
-    app.add_middleware(ChangeLog, services=services, principal_of=session_principal, skip=is_sign_in_form)
+    app.add_middleware(ChangeLog, services=services, principal_of=session_principal, skip=not_logged_here)
     app.add_middleware(SignInGate)
     app.add_middleware(
         SessionMiddleware,
@@ -163,5 +169,7 @@ def build_dashboard(services: Services) -> Starlette:
         https_only=services.settings.effective_public_url.startswith("https://"),
     )
     app.add_middleware(SecurityHeaders)
+    # The gateway's id when mounted in it (one per response); its own when served alone.
+    app.add_middleware(RequestIdMiddleware)
     app.state.dashboard = dash
     return app

@@ -21,8 +21,10 @@ from starlette.responses import RedirectResponse, Response
 from starlette.templating import Jinja2Templates
 
 from glasskey.dashboard import filters
-from glasskey.dashboard.auth import check_csrf, csrf_token
+from glasskey.dashboard.auth import check_csrf, csrf_token, session_principal
 from glasskey.dashboard.refusals import FormTooLarge, NotAForm
+from glasskey.people.audit import Actor
+from glasskey.people.principal import ADMIN_TOKEN
 from glasskey.services import Services
 
 T = TypeVar("T")
@@ -31,6 +33,18 @@ T = TypeVar("T")
 FORM_BODY_MAX_BYTES = 64 * 1024
 FORM_FIELDS_MAX = 500
 FLASH_MAX = 5
+
+
+def request_id_of(request: Request) -> str:
+    """The id ``RequestIdMiddleware`` gave this request (the gateway mounts the dashboard inside it),
+    so a page's audit event names the same request as its ``x-request-id``."""
+    return str(request.scope.get("state", {}).get("request_id", ""))
+
+
+def actor_of(request: Request) -> Actor:
+    """Who a signed-in session acts as in the audit log, with the address and request id."""
+    principal = session_principal(request.scope) or ADMIN_TOKEN  # the gate let only a signed-in session here
+    return principal.actor(request.client.host if request.client else "", request_id_of(request))
 
 
 def template_environment() -> Environment:

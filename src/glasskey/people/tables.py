@@ -123,4 +123,17 @@ audit_events = Table(
     Column("prev_hash", String(64), nullable=False),
     Column("hash", String(64), nullable=False),
     Index("ix_audit_events_org_id_seq", "org_id", "seq"),
+    # ChangeLog asks whether a request already recorded itself (one event per change).
+    Index("ix_audit_events_request_id", "request_id"),
+)
+
+# The newest event's sequence number and hash, MAC'd with the chain key and updated in the same
+# transaction as each append: removing trailing events leaves the head naming one that is gone.
+audit_head = Table(
+    "audit_head",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("seq", BigInteger, nullable=False),
+    Column("hash", String(64), nullable=False),
+    Column("mac", String(64), nullable=False),
 )

@@ -25,12 +25,14 @@ WAL_SIZE_LIMIT_BYTES = 64 * 1024 * 1024
 # The execution option that marks a connection's transactions as writes (SQLite then takes the
 # write lock up front, with BEGIN IMMEDIATE).
 WRITE_OPTION = "glasskey_write"
+# The execution option carrying the audit chain's MAC key (``people.audit.CHAIN_KEY_OPTION``).
+AUDIT_CHAIN_KEY_OPTION = "glasskey_audit_chain_key"
 
 
 class Database:
     """Owns the engine; domain functions receive a ``Connection`` from ``read()`` or ``write()``."""
 
-    def __init__(self, url: str, *, echo: bool = False) -> None:
+    def __init__(self, url: str, *, echo: bool = False, audit_chain_key: bytes | None = None) -> None:
         parsed = make_url(url)
         self.url = url
         self.dialect = parsed.get_backend_name()
@@ -46,6 +48,10 @@ class Database:
         self.engine: Engine = create_engine(url, **kwargs)
         if self.dialect == "sqlite":
             _configure_sqlite(self.engine)
+        if audit_chain_key is not None:
+            # Every connection then carries the audit chain's MAC key (people.audit reads it):
+            # the key travels with the database it signs, never through a global.
+            self.engine = self.engine.execution_options(**{AUDIT_CHAIN_KEY_OPTION: audit_chain_key})
 
     @contextmanager
     def read(self) -> Iterator[Connection]:

@@ -26,7 +26,7 @@ from starlette.routing import Route
 from glasskey.dashboard.acting import Acting, acting, page_context
 from glasskey.dashboard.auth import end_session, person_of, start_person_session
 from glasskey.dashboard.forms import FieldError, form_text, parse_optional_count
-from glasskey.dashboard.web import Dashboard, flash, read_form, redirect
+from glasskey.dashboard.web import Dashboard, flash, read_form, redirect, request_id_of
 from glasskey.errors import AdminAuthError, ClientError
 from glasskey.orgs.service import list_orgs
 from glasskey.people.audit import Actor, record
@@ -160,7 +160,7 @@ def routes(dash: Dashboard) -> list[Route]:
             return await page(
                 request, found, 429, errors={"current_password": throttled.message}, headers=throttled.headers
             )
-        actor = principal.actor(address(request))
+        actor = principal.actor(address(request), request_id_of(request))
         now = services.clock()
 
         def work(conn: Connection) -> User:
@@ -215,7 +215,7 @@ def routes(dash: Dashboard) -> list[Route]:
     async def totp_confirm(request: Request, found: Acting, form: FormData) -> Response:
         principal = found.principal
         secret, code = form_text(form, "secret"), form_text(form, "code")
-        actor = principal.actor(address(request))
+        actor = principal.actor(address(request), request_id_of(request))
         now = services.clock()
 
         def work(conn: Connection) -> list[str]:
@@ -245,7 +245,7 @@ def routes(dash: Dashboard) -> list[Route]:
             await throttle.check(attempt)
         except AdminAuthError as throttled:
             return await page(request, found, 429, errors={"totp_code": throttled.message}, headers=throttled.headers)
-        actor = principal.actor(address(request))
+        actor = principal.actor(address(request), request_id_of(request))
         now = services.clock()
 
         def work(conn: Connection) -> None:
@@ -280,7 +280,7 @@ def routes(dash: Dashboard) -> list[Route]:
         except FieldError as wrong:
             return await page(request, found, 400, errors={"token_days": str(wrong)}, values=values)
         lifetime = timedelta(days=days) if days is not None else TOKEN_LIFETIME_DEFAULT
-        actor = principal.actor(address(request))
+        actor = principal.actor(address(request), request_id_of(request))
         now = services.clock()
 
         def work(conn: Connection) -> tuple[AccessToken, str]:
@@ -310,7 +310,7 @@ def routes(dash: Dashboard) -> list[Route]:
     async def token_revoke(request: Request, found: Acting, _form: FormData) -> Response:
         principal = found.principal
         token_id = request.path_params["token_id"]
-        actor = principal.actor(address(request))
+        actor = principal.actor(address(request), request_id_of(request))
         now = services.clock()
 
         def work(conn: Connection) -> AccessToken:

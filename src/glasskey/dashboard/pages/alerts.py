@@ -38,7 +38,7 @@ from glasskey.dashboard.acting import Acting, acting, page_context, require_org
 from glasskey.dashboard.auth import end_session, person_of
 from glasskey.dashboard.forms import form_text
 from glasskey.dashboard.refusals import Refusal
-from glasskey.dashboard.web import Dashboard, flash, read_form, redirect
+from glasskey.dashboard.web import Dashboard, flash, read_form, redirect, request_id_of
 from glasskey.errors import ClientError, GlasskeyError, NotFound
 from glasskey.keys.service import list_keys
 from glasskey.orgs.service import Org
@@ -167,7 +167,7 @@ def routes(dash: Dashboard) -> list[Route]:
             result = work(conn, viewer, form)
             record(
                 conn,
-                viewer.principal.actor(address),
+                viewer.principal.actor(address, request_id_of(request)),
                 what,
                 services.clock(),
                 org_id=viewer.org.id,

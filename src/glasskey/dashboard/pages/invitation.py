@@ -12,7 +12,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from glasskey.dashboard.forms import form_text
-from glasskey.dashboard.web import Dashboard, flash, read_form, redirect
+from glasskey.dashboard.web import Dashboard, flash, read_form, redirect, request_id_of
 from glasskey.errors import AdminAuthError, ClientError
 from glasskey.people import invitations
 from glasskey.people.audit import Actor, record
@@ -48,7 +48,7 @@ def routes(dash: Dashboard) -> list[Route]:
             user, invitation = invitations.accept(
                 conn, pepper=services.pepper, secret=token, password=password, now=now
             )
-            actor = Actor(user.id, user.email, address)
+            actor = Actor(user.id, user.email, address, request_id_of(request))
             record(conn, actor, "invitation.accept", now, org_id=invitation.org_id, target=user.email)
 
         try:

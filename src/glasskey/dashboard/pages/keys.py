@@ -22,12 +22,13 @@ from glasskey.admin.keys import NEVER_SHOWN_AGAIN
 from glasskey.dashboard.forms import KeyDraft, form_text, policy_choices, read_key_form
 from glasskey.dashboard.queries import ReceiptFilter, search_receipts
 from glasskey.dashboard.refusals import Refusal
-from glasskey.dashboard.web import Dashboard, flash, read_form, redirect
+from glasskey.dashboard.web import Dashboard, actor_of, flash, read_form, redirect
 from glasskey.errors import APIKeyError, ClientError, GlasskeyError, NotFound
 from glasskey.explanation import explain_key
 from glasskey.keys.budget import TOTAL, get_spend
-from glasskey.keys.service import REVOKED, KeyRecord, check_usable, create_key, get_key, list_keys, revoke_key
+from glasskey.keys.service import REVOKED, KeyRecord, check_usable, get_key, list_keys
 from glasskey.orgs.service import get_org, list_orgs
+from glasskey.people import changes as audited
 from glasskey.pricing.catalog import list_models
 
 RECENT_MAX = 10
@@ -157,16 +158,19 @@ def routes(dash: Dashboard) -> list[Route]:
             )
         request.session.pop(NONCE_FIELD, None)
 
+        actor = actor_of(request)
+
         def work(conn: Connection) -> tuple[KeyRecord, str]:
             org = get_org(conn, draft.org_id)
-            return create_key(
+            return audited.create_key(
                 conn,
+                actor,
+                services.clock(),
                 pepper=services.pepper,
                 org_id=org.id,
                 name=draft.name,
                 owner=draft.owner,
                 policy=policy,
-                now=services.clock(),
             )
 
         record, full_key = await dash.write(work)
@@ -208,7 +212,10 @@ def routes(dash: Dashboard) -> list[Route]:
 
     async def revoke(request: Request) -> Response:
         await read_form(request)
-        key = await dash.write(lambda conn: revoke_key(conn, request.path_params["key_id"], services.clock()))
+        actor = actor_of(request)
+        key = await dash.write(
+            lambda conn: audited.revoke_key(conn, actor, services.clock(), request.path_params["key_id"])
+        )
         flash(request, f"Key {key.name} ({key.prefix}) is revoked: requests with it now fail with source `key`.")
         return redirect(f"/keys/{key.id}")
 

@@ -20,11 +20,11 @@ from starlette.routing import Route
 from glasskey.dashboard.acting import Acting, acting, page_context, require_org
 from glasskey.dashboard.auth import end_session, person_of
 from glasskey.dashboard.forms import FieldError, form_text, parse_optional_count, parse_optional_dollars
-from glasskey.dashboard.web import Dashboard, flash, read_form, redirect
+from glasskey.dashboard.web import Dashboard, flash, read_form, redirect, request_id_of
 from glasskey.limits import KEY_LIFETIME_MAX_SECONDS, RPM_LIMIT_MAX
 from glasskey.money import format_micros
-from glasskey.people.audit import record
-from glasskey.people.limits import OrgLimits, get_limits, set_limits
+from glasskey.people import changes as audited
+from glasskey.people.limits import OrgLimits, get_limits
 from glasskey.pricing.catalog import list_models
 
 SETTLEMENTS = ("official", "routed")
@@ -135,23 +135,12 @@ def routes(dash: Dashboard) -> list[Route]:
                 "settlements": form.getlist("settlements"),
             }
             return dash.render(request, "limits.html", view, status_code=400)
-        actor = found.principal.actor(request.client.host if request.client else "")
+        actor = found.principal.actor(request.client.host if request.client else "", request_id_of(request))
         now = services.clock()
 
         def work(conn: Connection) -> None:
             org = require_org(found)
-            before = get_limits(conn, org.id)
-            after = set_limits(conn, org.id, limits, now)
-            record(
-                conn,
-                actor,
-                "org.limits",
-                now,
-                org_id=org.id,
-                target=org.name,
-                before=before.as_dict(),
-                after=after.as_dict(),
-            )
+            audited.set_limits(conn, actor, now, org.id, limits)
 
         await dash.write(work)
         flash(request, "The org's limits are saved; keys made from now on obey them.")

@@ -18,11 +18,11 @@ from starlette.routing import Route
 from glasskey.dashboard.acting import Acting, acting, page_context, require_org
 from glasskey.dashboard.auth import end_session, person_of
 from glasskey.dashboard.forms import form_text
-from glasskey.dashboard.web import Dashboard, flash, read_form, redirect
+from glasskey.dashboard.web import Dashboard, flash, read_form, redirect, request_id_of
 from glasskey.errors import ClientError, GlasskeyError
+from glasskey.people import changes as audited
 from glasskey.people import offboarding
-from glasskey.people.audit import record
-from glasskey.people.members import change_role, get_membership, list_members
+from glasskey.people.members import list_members
 from glasskey.people.roles import ROLES, can_act_on, rank
 
 SERVICE_CHOICE_PREFIX = "service."
@@ -91,17 +91,14 @@ def routes(dash: Dashboard) -> list[Route]:
 
         def work(conn: Connection) -> str:
             org = require_org(found)
-            before = get_membership(conn, org.id, user_id)
-            after = change_role(conn, found.role, org.id, user_id, role)
-            record(
+            after = audited.change_role(
                 conn,
-                found.principal.actor(request.client.host if request.client else ""),
-                "member.role",
+                found.principal.actor(request.client.host if request.client else "", request_id_of(request)),
                 now,
-                org_id=org.id,
-                target=after.email,
-                before=before.public(),
-                after=after.public(),
+                found.role,
+                org.id,
+                user_id,
+                role,
             )
             return after.email
 
@@ -135,7 +132,7 @@ def routes(dash: Dashboard) -> list[Route]:
         user_id = request.path_params["user_id"]
         decisions = decisions_of(form)
         fingerprint = form_text(form, "fingerprint")
-        actor = found.principal.actor(request.client.host if request.client else "")
+        actor = found.principal.actor(request.client.host if request.client else "", request_id_of(request))
         now = services.clock()
 
         def work(conn: Connection) -> str:

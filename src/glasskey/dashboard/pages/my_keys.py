@@ -23,7 +23,7 @@ from glasskey.dashboard.acting import Acting, acting, page_context
 from glasskey.dashboard.auth import end_session, person_of
 from glasskey.dashboard.forms import form_text, policy_choices, read_key_form
 from glasskey.dashboard.pages.keys import KeyAlreadyCreated
-from glasskey.dashboard.web import Dashboard, read_form, redirect
+from glasskey.dashboard.web import Dashboard, read_form, redirect, request_id_of
 from glasskey.errors import GlasskeyError
 from glasskey.people.audit import record
 from glasskey.people.holders import SERVICE_NAME_MAX_LENGTH, create_person_key
@@ -123,7 +123,7 @@ def routes(dash: Dashboard) -> list[Route]:
                 )
             policy = draft.policy
             assert policy is not None
-            actor = found.principal.actor(request.client.host if request.client else "")
+            actor = found.principal.actor(request.client.host if request.client else "", request_id_of(request))
 
             def work(conn: Connection) -> tuple[Any, str, Any]:
                 made, full_key, holder = create_person_key(

@@ -17,7 +17,7 @@ from starlette.routing import Route
 from glasskey.dashboard.acting import Acting, acting, page_context, require_org
 from glasskey.dashboard.auth import end_session, person_of
 from glasskey.dashboard.forms import form_text
-from glasskey.dashboard.web import Dashboard, flash, read_form, redirect
+from glasskey.dashboard.web import Dashboard, flash, read_form, redirect, request_id_of
 from glasskey.errors import GlasskeyError
 from glasskey.people import invitations
 from glasskey.people.audit import record
@@ -61,7 +61,7 @@ def routes(dash: Dashboard) -> list[Route]:
             end_session(request.session)
             return redirect("/signin")
         email, role = form_text(form, "email"), form_text(form, "role")
-        actor = found.principal.actor(request.client.host if request.client else "")
+        actor = found.principal.actor(request.client.host if request.client else "", request_id_of(request))
         now = services.clock()
 
         def work(conn: Connection) -> tuple[invitations.Invitation, str]:
@@ -124,7 +124,7 @@ def routes(dash: Dashboard) -> list[Route]:
             end_session(request.session)
             return redirect("/signin")
         invitation_id = request.path_params["invitation_id"]
-        actor = found.principal.actor(request.client.host if request.client else "")
+        actor = found.principal.actor(request.client.host if request.client else "", request_id_of(request))
         now = services.clock()
 
         def work(conn: Connection) -> str:

@@ -22,7 +22,7 @@ from glasskey.dashboard.auth import (
     start_session,
 )
 from glasskey.dashboard.forms import form_text
-from glasskey.dashboard.web import Dashboard, read_form, redirect
+from glasskey.dashboard.web import Dashboard, read_form, redirect, request_id_of
 from glasskey.errors import AdminAuthError
 from glasskey.people.audit import Actor, record
 from glasskey.people.members import Membership, memberships_of
@@ -59,7 +59,7 @@ def routes(dash: Dashboard) -> list[Route]:
             return await person_signin(request, form_text(form, "email"), form, target, address)
         token = form_text(form, "admin_token")
         matched = bool(token) and admin_token_matches(settings, token)
-        actor = Actor(OPERATOR, "dashboard", address=address)
+        actor = Actor(OPERATOR, "dashboard", address=address, request_id=request_id_of(request))
         await dash.write(
             lambda conn: record(
                 conn, actor, "signin", dash.services.clock(), target="dashboard", outcome="ok" if matched else "failed"
@@ -81,7 +81,7 @@ def routes(dash: Dashboard) -> list[Route]:
             response = dash.render(request, "signin.html", context, status_code=429)
             response.headers.update(throttled.headers)
             return response
-        actor = Actor("anonymous", address=address)
+        actor = Actor("anonymous", address=address, request_id=request_id_of(request))
         now = dash.services.clock()
 
         def work(conn: Connection) -> tuple[User, Membership | None]:

@@ -17,11 +17,12 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from glasskey.dashboard.forms import form_text, read_top_up_form
-from glasskey.dashboard.web import Dashboard, flash, read_form, redirect
+from glasskey.dashboard.web import Dashboard, actor_of, flash, read_form, redirect
 from glasskey.errors import ClientError
 from glasskey.ledger import Transfer, list_transfers
 from glasskey.money import format_usd
-from glasskey.orgs.service import WALLET_KINDS, Org, create_org, get_org, get_wallet, list_orgs, list_wallets, top_up
+from glasskey.orgs.service import WALLET_KINDS, Org, create_org, get_org, get_wallet, list_orgs, list_wallets
+from glasskey.people import changes as audited
 
 LEDGER_PAGE = 50
 
@@ -114,14 +115,17 @@ def routes(dash: Dashboard) -> list[Route]:
             kind = form_text(form, "kind") or "routed"
             return await render_wallets(request, form_text(form, "org_id"), kind, refused=refused, status_code=400)
 
+        actor = actor_of(request)
+
         def work(conn: Connection) -> tuple[Org, bool]:
             org = get_org(conn, draft.org_id)
-            transfer = top_up(
+            transfer = audited.top_up(
                 conn,
+                actor,
+                services.clock(),
                 org.id,
                 draft.kind,
                 draft.amount_micros,
-                services.clock(),
                 idempotency_key=draft.idempotency_key,
                 memo=draft.memo,
             )
