@@ -64,6 +64,7 @@ def test_every_change_through_the_api_names_target_org_before_after_address_and_
         },
     )
     send("route.update", "PATCH", f"/routes/{route['id']}", {"priority": 7})
+    send("breaker", "POST", f"/routes/{route['id']}/breaker", {"state": "open"})
     send("wallet.topup", "POST", f"/orgs/{org_id}/wallets/credit/topups", {"amount_micros": 2_500_000})
     send("org.limits", "PUT", f"/orgs/{org_id}/limits", {"rpm_max": 60})
     send("member.role", "PATCH", f"/orgs/{org_id}/members/{acme.team.viewer.id}", {"role": "member"})
@@ -74,7 +75,11 @@ def test_every_change_through_the_api_names_target_org_before_after_address_and_
     seen = {}
     for action, answer in answers.items():
         event = _by_request(events, answer.headers["x-request-id"])
-        assert event["action"] == action and event["actor"] == "operator" and event["address"] == "testclient"
+        assert (
+            event["action"] == action.replace("breaker", "route.update")
+            and event["actor"] == "operator"
+            and event["address"] == "testclient"
+        )
         seen[action] = event
     assert seen["key.create"]["target"] == f"key:{key['id']}" and seen["key.create"]["org_id"] == org_id
     assert seen["key.create"]["after"]["name"] == "ci" and "key" not in seen["key.create"]["after"]
@@ -85,6 +90,8 @@ def test_every_change_through_the_api_names_target_org_before_after_address_and_
     assert revoke["before"]["status"] == "active" and revoke["after"]["status"] == "revoked"
     assert seen["route.create"]["target"] == f"route:{route['id']}"
     assert seen["route.update"]["before"] == {"priority": 100} and seen["route.update"]["after"] == {"priority": 7}
+    forced = seen.pop("breaker")
+    assert (forced["before"], forced["after"]) == ({"forced_circuit": None}, {"forced_circuit": "open"})
     topup = seen["wallet.topup"]
     assert (topup["org_id"], topup["target"]) == (org_id, f"wallet:{org_id}/credit")
     assert topup["before"] == {"posted_micros": 0}

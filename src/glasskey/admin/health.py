@@ -10,12 +10,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from pydantic import Field
 
+from glasskey.admin.access import actor_of
 from glasskey.admin.common import Body, ForcedCircuit, error_responses, list_body
+from glasskey.people import changes as audited
 from glasskey.pricing.catalog import Model, get_model
-from glasskey.routing.routes import Route, list_routes, update_route
+from glasskey.routing.routes import Route, list_routes
 from glasskey.services import Services
 
 
@@ -88,9 +90,9 @@ def health_router(services: Services) -> APIRouter:
         ),
         responses=error_responses(404),
     )
-    def force_breaker(route_id: str, body: BreakerBody) -> dict[str, Any]:
+    def force_breaker(route_id: str, body: BreakerBody, request: Request) -> dict[str, Any]:
         with services.db.write() as conn:
-            route = update_route(conn, route_id, forced_circuit=body.state)
+            route = audited.update_route(conn, actor_of(request), services.clock(), route_id, forced_circuit=body.state)
         board.force(route.id, route.forced_circuit)  # written here: authoritative, applied at once
         return {**route.public(), "health": snapshot(route)}
 
