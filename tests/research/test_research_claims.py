@@ -4,7 +4,7 @@ In-process, on SQLite and PostgreSQL: a crash injected exactly between a call's 
 charge, receipt and kept answer committed) and the row that records its answer; a key revoked
 before the resume; two processes claiming one job at once; a job whose process's liveness lock
 stayed free claimed at once; a stalled process whose job was taken over while its call was in
-flight; the automatic resume's round.
+flight, or just before its call's hold; the automatic resume's round.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 
 import anyio
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 from starlette.testclient import TestClient
 
 from conftest_helpers import make_settings
@@ -436,6 +436,60 @@ def test_a_stalled_process_whose_job_was_taken_over_writes_nothing_for_its_call_
     assert done["status"] == "succeeded" and done["calls_done"] == done["calls_planned"], done
     assert analysis == [(1, "abandoned"), (2, "succeeded")]
     assert all(len(amounts) == 1 for amounts in charges_by_call(services, job_id).values())
+    audit_clean(services)
+
+
+def test_a_hold_that_got_in_before_a_claim_keeps_the_job_unclaimable_until_it_is_voided(world, database_url):
+    """The other order, on PostgreSQL: the stalled process's hold checked the owner (locking the job's
+    row) just before the claim. The claim waits for that hold's commit and then sees its pending
+    hold, so it does not take the job while the call could still settle beside the taker's retry."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("SQLite serialises the two transactions whole")
+    from glasskey.research.calls import JobOwned
+    from glasskey.store.batch import Batch
+
+    _, services, key = world
+    job_id = new_job(services, key)
+    with services.db.write() as conn:  # run by a process taken for dead: its heartbeat an hour old
+        instances.register(conn, "inst_stalled", services.clock() - timedelta(hours=1))
+        jobs.set_job(conn, job_id, status="running", runner_instance_id="inst_stalled")
+        record = find_by_public_id(conn, key.split("-")[1])
+        assert record is not None
+        wallet = get_wallet(conn, record.org_id, "routed").account_id
+    now = services.clock()
+    claimed: list[bool] = []
+
+    def claim() -> None:
+        with services.db.write() as conn:
+            claimed.append(jobs.claim_job(conn, job_id, "inst_taker", now, resume=True))
+
+    with services.db.write() as conn:
+        hold = Hold(
+            key_id=record.id, policy=record.policy, wallet_kind="routed", wallet_account_id=wallet,
+            revenue_account_id=SYSTEM_REVENUE["routed"], amount_micros=1_000, now=now,
+            expires_at=now + timedelta(minutes=15), request_id="req_in_flight", memo="hold for gpt-4o-mini",
+            instance_id="inst_stalled", precondition=JobOwned(job_id, "inst_stalled"),
+        )  # fmt: skip
+        batch = Batch.now(conn)
+        hold.send(batch)
+        assert isinstance(hold.finish(batch), Held)
+        claimer = threading.Thread(target=claim)
+        claimer.start()
+        for _ in range(250):  # the claim is blocked on the job's row, locked by the hold's check
+            with services.db.read() as watcher:
+                waiting = watcher.scalar(
+                    text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE :q"),
+                    {"q": "%research_jobs%"},
+                )
+            if waiting:
+                break
+            time.sleep(0.02)
+        assert waiting and not claimed
+    claimer.join(timeout=10)
+    assert claimed == [False]  # it saw the hold committed before it looked
+    assert instances.void_all(services.db, "inst_taker", now) == 1  # its heartbeat's recovery
+    with services.db.write() as conn:
+        assert jobs.claim_job(conn, job_id, "inst_taker", now, resume=True)  # voided: now it may
     audit_clean(services)
 
 

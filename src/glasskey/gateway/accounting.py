@@ -12,13 +12,18 @@ statements, ``finish(batch)`` reads their answers and returns what happened, or 
 of their own when their batch failed for another write's sake: every id is chosen when the command
 is made, and ``send`` starts afresh. Neither touches the request's state: the lifecycle reads what
 they return, on its own event loop.
+
+A hold may carry a ``Precondition``: a check its caller needs true when the money is reserved
+(the research runner's: the job is still this process's), run first in the hold's own
+transaction. A check made in a transaction of its own before the hold would leave a window
+between them; made here, with whatever row lock it takes held to the hold's commit, it cannot.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from glasskey.errors import BudgetError, GlasskeyError, NotFound
 from glasskey.gateway.instances import has_receipt
@@ -39,6 +44,14 @@ from glasskey.ledger import (
 from glasskey.money import format_micros
 from glasskey.receipts.records import insert_receipt_row
 from glasskey.store.batch import Batch
+
+
+class Precondition(Protocol):
+    """A check run first in a ``Hold``'s own transaction, answered now (``batch.conn``): ``None``
+    lets the hold go on; an error refuses it, and nothing else of the hold is written. Locks it
+    takes are held until the hold's transaction ends."""
+
+    def check(self, batch: Batch) -> GlasskeyError | None: ...
 
 
 @dataclass(frozen=True)
@@ -70,8 +83,10 @@ class Hold:
         request_id: str,
         memo: str,
         instance_id: str | None = None,
+        precondition: Precondition | None = None,
     ) -> None:
         self.key_id = key_id
+        self.precondition = precondition
         self.policy = policy
         self.wallet_kind = wallet_kind
         self.amount_micros = amount_micros
@@ -91,13 +106,18 @@ class Hold:
             instance_id=instance_id,
         )
         self._create = CreatePending(self.transfer)
-        self._refusal: BudgetError | None = None
+        self._refusal: GlasskeyError | None = None
 
     def send(self, batch: Batch) -> None:
-        # The budget first: a checked budget is one conditional statement, answered now, and a
-        # refusal there spares the wallet's statement altogether.
         self._create = CreatePending(self.transfer)
         self._refusal = None
+        if self.precondition is not None:
+            # Before anything is reserved: a refused precondition leaves nothing to give back.
+            self._refusal = self.precondition.check(batch)
+            if self._refusal is not None:
+                return
+        # The budget first: a checked budget is one conditional statement, answered now, and a
+        # refusal there spares the wallet's statement altogether.
         try:
             hold_budget(batch, self.key_id, self.policy, self.amount_micros, self.now)
         except BudgetError as refusal:

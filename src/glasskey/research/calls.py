@@ -28,7 +28,7 @@ import anyio
 import anyio.to_thread
 import orjson
 
-from glasskey.errors import GlasskeyError
+from glasskey.errors import GatewayError, GlasskeyError
 from glasskey.gateway.lifecycle import Lifecycle
 from glasskey.gateway.outcomes import JSONOutcome
 from glasskey.keys.service import KeyRecord
@@ -37,6 +37,7 @@ from glasskey.research import jobs
 from glasskey.research.cap import Budget, CancelRequested, StepFailed, Superseded
 from glasskey.research.plan import PlannedCall
 from glasskey.services import Services
+from glasskey.store.batch import Batch
 
 ENDPOINT = "research"
 WINDOW_SECONDS = 60.0  # the rate limiter's window: requests per minute
@@ -54,6 +55,24 @@ async def write_owned(services: Services, job_id: str, fn: Callable[[Any], Any])
             return fn(conn)
 
     return await anyio.to_thread.run_sync(work)
+
+
+@dataclass(frozen=True)
+class JobOwned:
+    """A research call's hold precondition (``gateway.accounting.Precondition``): the job is still
+    ``instance_id``'s, its row locked until the hold's transaction ends (``jobs.owns_job``)."""
+
+    job_id: str
+    instance_id: str
+
+    def check(self, batch: Batch) -> GlasskeyError | None:
+        if jobs.owns_job(batch.conn, self.job_id, self.instance_id):
+            return None
+        return GatewayError(
+            f"research job {self.job_id} was taken over by another gateway process; this process's call is "
+            "not sent and charges nothing (the job goes on there)",
+            code="job_taken_over",
+        )
 
 
 @dataclass
@@ -91,6 +110,8 @@ class CallSender:
     pacer: Pacer
     # Tests only: awaited with the call's id between its settlement and the row recording its answer.
     after_settlement: Callable[[str], Awaitable[None]] | None = None
+    # Tests only: awaited with the call's id between its row marked running (owned) and its hold.
+    before_hold: Callable[[str], Awaitable[None]] | None = None
 
     async def write_owned(self, fn: Callable[[Any], Any]) -> Any:
         return await write_owned(self.services, self.job_id, fn)
@@ -118,6 +139,8 @@ class CallSender:
             raise
         raw = orjson.dumps(body)
         try:
+            if self.before_hold is not None:
+                await self.before_hold(call_id)
             outcome = await self._chat(call_id, raw)
         except GlasskeyError as error:
             charged = await self.lifecycle.read(lambda conn: jobs.receipt_charge(conn, call_id))

@@ -286,7 +286,14 @@ def _claimable(conn: Connection, instance_id: str, now: datetime) -> Any:
 def claim_job(conn: Connection, job_id: str, instance_id: str, now: datetime, *, resume: bool) -> bool:
     """Take the job for ``instance_id`` in one conditional UPDATE: of two processes claiming it at
     once, exactly one succeeds (the row's lock orders them; the second sees the new owner alive).
-    A resume is recorded on the job (when, by which process, how many)."""
+    A resume is recorded on the job (when, by which process, how many).
+
+    The row is locked first, in a statement of its own: a research call's hold locks it too while it
+    checks its process still owns the job (``calls.JobOwned``), so a hold that got in first has
+    committed before the UPDATE below takes its snapshot (PostgreSQL, read committed), and its
+    pending hold then keeps the job unclaimable until it is voided; one that comes after sees the
+    new owner and is refused."""
+    conn.execute(select(research_jobs.c.id).where(research_jobs.c.id == job_id).with_for_update())
     values: dict[str, Any] = {"runner_instance_id": instance_id}
     if resume:
         values |= {"resumed_at": now, "resumed_by": instance_id, "resume_count": research_jobs.c.resume_count + 1}

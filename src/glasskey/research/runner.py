@@ -54,18 +54,30 @@ INTERRUPTED = (
 RESUME_ROUND_MAX = 8
 # A test's hook between a call's settlement (committed) and the row that records its answer.
 AfterSettlement = Callable[[str], Awaitable[None]]
+# A test's hook between a call's last ownership check before sending (its row marked running) and its hold.
+BeforeHold = Callable[[str], Awaitable[None]]
 
 
 class JobRunner:
     """The research jobs running in this process, each an asyncio task found by its job id.
 
     ``after_settlement`` is for tests only: awaited with a call's id once the gateway settled the
-    call and before the runner records its answer (a crash injected exactly there)."""
+    call and before the runner records its answer (a crash injected exactly there); ``before_hold``
+    too: awaited with a call's id once its row is marked running, before the gateway takes its hold
+    (a takeover injected exactly there)."""
 
-    def __init__(self, services: Services, lifecycle: Lifecycle, *, after_settlement: AfterSettlement | None = None):
+    def __init__(
+        self,
+        services: Services,
+        lifecycle: Lifecycle,
+        *,
+        after_settlement: AfterSettlement | None = None,
+        before_hold: BeforeHold | None = None,
+    ):
         self.services = services
         self.lifecycle = lifecycle
         self.after_settlement = after_settlement
+        self.before_hold = before_hold
         self._tasks: dict[str, asyncio.Task[None]] = {}
 
     def start(self, job_id: str) -> None:
@@ -160,7 +172,9 @@ class JobRunner:
         spent = await self.lifecycle.read(lambda conn: jobs.job_spend_micros(conn, job_id))
         budget = Budget(row.confirmed_max_micros, spent)
         pacer = Pacer(key.policy.rpm_limit, self.services.monotonic)
-        sender = CallSender(self.services, self.lifecycle, job_id, key, budget, pacer, self.after_settlement)
+        sender = CallSender(
+            self.services, self.lifecycle, job_id, key, budget, pacer, self.after_settlement, self.before_hold
+        )
         now = self.services.clock()
         status, note = "succeeded", ""
         outputs: list[dict[str, Any]] = []
