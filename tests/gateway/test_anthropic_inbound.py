@@ -26,9 +26,11 @@ from glasskey.errors import (
     UpstreamError,
     WalletError,
 )
-from glasskey.gateway.anthropic_inbound import check_version, reasoning_for, to_chat_body
+from glasskey.gateway import anthropic_api, gemini_api
+from glasskey.gateway.anthropic_inbound import check_version, to_chat_body
 from glasskey.gateway.anthropic_inbound_reply import error_body, error_headers, stop_reason, to_message
 from glasskey.gateway.anthropic_inbound_stream import MessageStream
+from glasskey.gateway.inbound_thinking import ANTHROPIC_ENDPOINT, GEMINI_ENDPOINT, for_route
 from glasskey.gateway.outcomes import SSE_DONE, sse
 from glasskey.providers.anthropic_translate import StreamTranslator, from_message
 from glasskey.providers.sse import SSEParser
@@ -164,15 +166,27 @@ def test_images_and_documents_become_openai_parts():
     ]
 
 
+THINKING = "extra_body"  # where the translation puts thinking: Google's thinking_config extension
+SCHEMA_FORMAT: Any = {"format": {"type": "json_schema", "schema": {"type": "object"}}}
+
+
 @pytest.mark.parametrize(
-    ("thinking", "output_config", "expected"),
+    ("fields", "expected"),
     [
-        ({"type": "enabled", "budget_tokens": 32000}, None, {}),
-        ({"type": "adaptive"}, {"effort": "high"}, {}),
-        ({"type": "disabled"}, None, {}),
         (
-            None,
-            {"format": {"type": "json_schema", "schema": {"type": "object"}}},
+            {"thinking": {"type": "enabled", "budget_tokens": 32000}},
+            {THINKING: {"google": {"thinking_config": {"thinking_budget": 32000, "include_thoughts": True}}}},
+        ),
+        (
+            {"thinking": {"type": "adaptive"}, "output_config": {"effort": "max"}},
+            {
+                THINKING: {"google": {"thinking_config": {"thinking_budget": -1, "include_thoughts": True}}},
+                "reasoning_effort": "high",
+            },
+        ),
+        ({"thinking": {"type": "disabled"}}, {THINKING: {"google": {"thinking_config": {"thinking_budget": 0}}}}),
+        (
+            {"output_config": SCHEMA_FORMAT},
             {
                 "response_format": {
                     "type": "json_schema",
@@ -182,42 +196,48 @@ def test_images_and_documents_become_openai_parts():
         ),
     ],
 )
-def test_thinking_is_checked_but_not_sent_and_a_json_schema_becomes_response_format(thinking, output_config, expected):
-    # reasoning_effort, the OpenAI shape's only reasoning knob, would be refused by Claude routes.
-    body = to_chat_body(request(thinking=thinking, output_config=output_config))
-    assert {name: body[name] for name in ("reasoning_effort", "response_format") if name in body} == expected
+def test_thinking_and_effort_are_translated_as_gemini_takes_them_and_a_json_schema_becomes_response_format(
+    fields, expected
+):
+    body = to_chat_body(request(**fields))
+    assert {name: body[name] for name in (THINKING, "reasoning_effort", "response_format") if name in body} == expected
 
 
 @pytest.mark.parametrize(
-    ("provider", "fields", "added", "left_out"),
+    ("provider", "fields", "kept", "left_out"),
     [
-        (
-            "gemini",
-            {"thinking": {"type": "enabled", "budget_tokens": 3000}},
-            {"extra_body": {"google": {"thinking_config": {"thinking_budget": 3000, "include_thoughts": True}}}},
-            (),
-        ),
+        ("gemini", {"thinking": {"type": "enabled", "budget_tokens": 3000}}, {THINKING}, ()),
         (
             "gemini",
             {"thinking": {"type": "disabled"}, "output_config": {"effort": "low"}},
-            {"extra_body": {"google": {"thinking_config": {"thinking_budget": 0}}}},
+            {THINKING},
             ("output_config.effort",),
         ),
-        ("gemini", {"output_config": {"effort": "max"}}, {"reasoning_effort": "high"}, ()),
-        ("gemini", {}, {}, ()),
+        ("gemini", {"output_config": {"effort": "medium"}}, {"reasoning_effort"}, ()),
         (
             "openai",
             {"thinking": {"type": "adaptive"}, "output_config": {"effort": "low"}},
-            {},
+            set(),
             ("thinking", "output_config.effort"),
         ),
-        ("openai_compatible", {"thinking": {"type": "enabled", "budget_tokens": 1024}}, {}, ("thinking",)),
-        ("openai", {"output_config": {"format": {"type": "json_schema", "schema": {}}}}, {}, ()),
+        ("openai_compatible", {"thinking": {"type": "enabled", "budget_tokens": 1024}}, set(), ("thinking",)),
+        ("simulated", {"output_config": {"effort": "high"}}, set(), ("output_config.effort",)),
+        ("openai", {"output_config": SCHEMA_FORMAT}, set(), ()),
     ],
 )
-def test_thinking_is_carried_per_route_or_named(provider, fields, added, left_out):
-    # Gemini takes the exact budget; OpenAI-shaped routes name what they cannot take.
-    assert reasoning_for(provider, request(**fields)) == (added, left_out)
+def test_thinking_is_carried_to_gemini_routes_and_named_for_the_others(provider, fields, kept, left_out):
+    body, names = for_route(ANTHROPIC_ENDPOINT, provider, to_chat_body(request(**fields)))
+    assert {THINKING, "reasoning_effort"} & set(body) == kept
+    assert names == left_out
+
+
+def test_the_openai_endpoints_own_extra_body_and_effort_are_never_touched():
+    body = {"model": "m", "extra_body": {"google": {"thinking_config": {}}}, "reasoning_effort": "low"}
+    assert for_route("chat.completions", "openai", body) == (body, ())
+
+
+def test_the_endpoint_names_are_the_apis_own():
+    assert (ANTHROPIC_ENDPOINT, GEMINI_ENDPOINT) == (anthropic_api.ENDPOINT, gemini_api.GENERATE_ENDPOINT)
 
 
 @pytest.mark.parametrize(

@@ -26,6 +26,7 @@ from starlette.testclient import TestClient
 
 from conftest_helpers import make_settings
 from fake_anthropic import DEFAULT_REPLY, FakeAnthropic
+from fake_gemini import THOUGHT_SUMMARY, FakeGemini
 from fake_openai import FakeOpenAI
 from fake_upstreams import (
     anthropic_message,
@@ -71,6 +72,7 @@ class Stack:
     key: str
     fake_openai: FakeOpenAI
     fake_anthropic: FakeAnthropic
+    fake_gemini: FakeGemini
 
     def sdk(self, key: str | None = None, **options: Any) -> Anthropic:
         return Anthropic(
@@ -125,7 +127,7 @@ def module_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                 )
                 create_route(conn, backup, now)
         with ServerThread(build_app(services)) as gateway:
-            stack = Stack(services, gateway.base_url, org_id, "", fakes.openai, fakes.anthropic)
+            stack = Stack(services, gateway.base_url, org_id, "", fakes.openai, fakes.anthropic, fakes.gemini)
             stack.key = stack.new_key(allowed_models=MODELS)
             yield stack
     services.close()
@@ -135,6 +137,7 @@ def module_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 def stack(module_stack: Stack) -> Iterator[Stack]:
     module_stack.fake_openai.requests.clear()
     module_stack.fake_anthropic.reset()
+    module_stack.fake_gemini.requests.clear()
     yield module_stack
     audit_clean(module_stack.services)
 
@@ -333,6 +336,90 @@ def test_a_request_shaped_like_claude_codes_is_served(stack: Stack, model: str):
     else:  # translated: what the OpenAI shape cannot carry is left out
         sent = stack.fake_openai.requests[-1].body
         assert "thinking" not in sent and "reasoning_effort" not in sent and "cache_control" not in str(sent)
+
+
+@pytest.mark.parametrize(
+    ("thinking", "config"),
+    [
+        ({"type": "enabled", "budget_tokens": 5000}, {"thinkingBudget": 5000, "includeThoughts": True}),
+        ({"type": "adaptive"}, {"thinkingBudget": -1, "includeThoughts": True}),
+        ({"type": "disabled"}, {"thinkingBudget": 0}),
+    ],
+)
+def test_thinking_reaches_a_gemini_route_as_its_thinking_config(stack: Stack, thinking: Any, config: Any):
+    raw = stack.sdk().messages.with_raw_response.create(
+        model=GEMINI_MODEL, max_tokens=8000, messages=user("Think, then answer [[thoughts:40]]"), thinking=thinking
+    )
+    message = raw.parse()
+    assert stack.fake_gemini.last.body["generationConfig"]["thinkingConfig"] == config
+    assert "x-glasskey-dropped-params" not in raw.headers
+    assert stack.receipt(raw.headers["x-request-id"])["dropped_params"] == []
+    # Gemini's thought summary comes back as a thinking block, before the answer.
+    kinds = [block.type for block in message.content]
+    if config.get("includeThoughts"):
+        assert kinds == ["thinking", "text"]
+        assert message.content[0].thinking == THOUGHT_SUMMARY  # type: ignore[union-attr]
+    else:
+        assert kinds == ["text"]
+
+
+def test_thinking_with_an_effort_on_a_gemini_route_names_the_effort_dropped(stack: Stack):
+    raw = stack.sdk().messages.with_raw_response.create(
+        model=GEMINI_MODEL,
+        max_tokens=100,
+        messages=user("hi"),
+        thinking={"type": "enabled", "budget_tokens": 2048},
+        extra_body={"output_config": {"effort": "low"}},
+    )
+    assert stack.fake_gemini.last.body["generationConfig"]["thinkingConfig"]["thinkingBudget"] == 2048
+    assert raw.headers["x-glasskey-dropped-params"] == "output_config.effort"
+    # Without thinking, the effort is Gemini's budget for that level.
+    stack.sdk().messages.create(
+        model=GEMINI_MODEL, max_tokens=100, messages=user("hi"), extra_body={"output_config": {"effort": "medium"}}
+    )
+    assert stack.fake_gemini.last.body["generationConfig"]["thinkingConfig"] == {"thinkingBudget": 8192}
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_thinking_on_an_openai_route_is_dropped_and_named(stack: Stack, stream: bool):
+    params: Any = {
+        "model": OPENAI_MODEL,
+        "max_tokens": 2000,
+        "messages": user("hi"),
+        "thinking": {"type": "enabled", "budget_tokens": 1024},
+    }
+    if stream:
+        with stack.sdk().messages.with_streaming_response.create(**params, stream=True) as response:
+            assert response.headers["x-glasskey-dropped-params"] == "thinking"
+            request_id = response.headers["x-request-id"]
+            assert "message_stop" in response.text()
+    else:
+        raw = stack.sdk().messages.with_raw_response.create(**params)
+        assert raw.parse().content[0].type == "text"
+        assert raw.headers["x-glasskey-dropped-params"] == "thinking"
+        request_id = raw.headers["x-request-id"]
+    sent = stack.fake_openai.requests[-1].body
+    assert "thinking" not in sent and "reasoning_effort" not in sent
+    assert stack.receipt(request_id)["dropped_params"] == ["thinking"]
+
+
+def test_thinking_under_strict_params_is_a_400_naming_it_and_the_provider(stack: Stack):
+    strict = stack.new_key(allowed_models=MODELS, strict_params=True)
+    with pytest.raises(anthropic.BadRequestError) as caught:
+        stack.sdk(strict).messages.create(
+            model=OPENAI_MODEL, max_tokens=100, messages=user("hi"), thinking={"type": "disabled"}
+        )
+    error = caught.value.body["error"]  # type: ignore[index]
+    assert caught.value.body["type"] == "error"  # type: ignore[index]
+    assert error["type"] == "invalid_request_error" and error["source"] == "client"
+    assert "`thinking`" in error["message"] and "openai provider" in error["message"]
+    assert error["details"]["param"] == "thinking"
+    assert not stack.fake_openai.requests  # refused before any upstream call
+    # The same key's thinking to a Gemini route is translated, not refused.
+    message = stack.sdk(strict).messages.create(
+        model=GEMINI_MODEL, max_tokens=100, messages=user("hi"), thinking={"type": "enabled", "budget_tokens": 1024}
+    )
+    assert message.content[-1].type == "text"
 
 
 def test_anthropic_beta_reaches_anthropic_routes_only(stack: Stack):

@@ -35,7 +35,8 @@ from glasskey.gateway.gemini_answers import (
     usage_metadata,
 )
 from glasskey.gateway.gemini_inbound import chat_body, embedding_body
-from glasskey.gateway.gemini_inbound_config import json_schema_of, thinking_for
+from glasskey.gateway.gemini_inbound_config import json_schema_of
+from glasskey.gateway.inbound_thinking import GEMINI_ENDPOINT, for_route
 from glasskey.gateway.outcomes import SSE_DONE, sse
 
 MODEL = "gemini-2.5-flash"
@@ -55,9 +56,11 @@ def user(*parts: dict[str, Any]) -> dict[str, Any]:
 
 
 def translated(request: dict[str, Any], *, stream: bool = False) -> dict[str, Any]:
-    """``chat_body`` of a Gemini request, which the openai SDK's own types must accept."""
+    """``chat_body`` of a Gemini request, which the openai SDK's own types must accept as an
+    OpenAI route gets it (Gemini's exact thinking settings, for Gemini routes, taken out)."""
     body = chat_body(MODEL, request, stream=stream)
-    problem = check_request(body, CHAT_TYPES[stream], CHAT_VALIDATORS[stream])
+    sent, _ = for_route(GEMINI_ENDPOINT, "openai", body)
+    problem = check_request(sent, CHAT_TYPES[stream], CHAT_VALIDATORS[stream])
     assert problem is None, problem
     return body
 
@@ -231,7 +234,10 @@ def test_an_answer_to_no_call_is_refused_naming_it():
     ],
 )
 def test_generation_config_table(config, expected):
-    body = translated({"contents": [user({"text": "hi"})], "generationConfig": config})
+    # As a route other than Gemini's gets it (Gemini's also gets the exact budget: below).
+    body, _ = for_route(
+        GEMINI_ENDPOINT, "openai", translated({"contents": [user({"text": "hi"})], "generationConfig": config})
+    )
     assert {k: v for k, v in body.items() if k not in ("model", "messages")} == expected
 
 
@@ -535,27 +541,32 @@ def test_each_error_class_in_googles_shape(error: GlasskeyError, status: str):
 
 
 @pytest.mark.parametrize(
-    ("provider", "thinking", "expected"),
+    ("provider", "thinking", "kept", "left_out"),
     [
         (
             "gemini",
             {"thinking_budget": 5000, "include_thoughts": True},
-            ({"extra_body": {"google": {"thinking_config": {"thinking_budget": 5000, "include_thoughts": True}}}}, ()),
+            {"thinking_budget": 5000, "include_thoughts": True},
+            (),
         ),
-        ("gemini", {"thinkingLevel": "LOW"}, ({}, ())),
+        ("gemini", {"thinkingLevel": "LOW"}, None, ()),
         (
             "openai",
             {"includeThoughts": True, "thinkingBudget": 100},
-            ({}, ("generationConfig.thinkingConfig.includeThoughts",)),
+            None,
+            ("generationConfig.thinkingConfig.includeThoughts",),
         ),
-        ("anthropic", {"includeThoughts": False}, ({}, ())),
-        ("openai_compatible", {"thinkingBudget": 0}, ({}, ())),
+        ("anthropic", {"includeThoughts": False}, None, ()),
+        ("openai_compatible", {"thinkingBudget": 0}, None, ()),
     ],
 )
-def test_the_thinking_config_is_exact_on_gemini_routes_and_thoughts_are_named_elsewhere(provider, thinking, expected):
+def test_the_thinking_config_is_exact_on_gemini_routes_and_thoughts_are_named_elsewhere(
+    provider, thinking, kept, left_out
+):
     request = {"contents": [{"parts": [{"text": "hi"}]}], "generation_config": {"thinking_config": thinking}}
-    chat_body("m", request, stream=False)  # checked first, as the endpoint does
-    assert thinking_for(provider, request) == expected
+    body, names = for_route(GEMINI_ENDPOINT, provider, chat_body("m", request, stream=False))
+    assert (body.get("extra_body") or {}).get("google", {}).get("thinking_config") == kept
+    assert names == left_out
 
 
 def test_include_thoughts_must_be_a_boolean():

@@ -24,7 +24,7 @@ from google.genai import errors, types
 from sqlalchemy import func, select
 
 from conftest_helpers import make_settings
-from fake_gemini import FAKE_API_KEY, FakeGemini
+from fake_gemini import FAKE_API_KEY, THOUGHT_SUMMARY, FakeGemini
 from fake_upstreams import fake_upstreams, funded_org, new_test_key, upstream_route
 from gateway_fixtures import ServerThread, settled_receipt
 from glasskey.app import build_app
@@ -239,14 +239,51 @@ def test_thinking_and_a_json_schema_reach_a_gemini_route_and_thought_tokens_come
     prompt = "A city [[thoughts:40]]"
     response = client.models.generate_content(model="gemini-2.5-flash", contents=prompt, config=config)
     sent = stack.gemini.last.body["generationConfig"]
-    # 5000 tokens of budget is OpenAI's "medium" effort, which the gemini provider asks as 8192.
-    assert sent["thinkingConfig"] == {"thinkingBudget": 8192}
+    # A gemini route gets the exact budget, not the effort level it rounds to (medium, 8192).
+    assert sent["thinkingConfig"] == {"thinkingBudget": 5000}
     assert sent["responseMimeType"] == "application/json"
     assert sent["responseJsonSchema"]["properties"]["population"]["type"] == "integer"
     assert response.usage_metadata is not None and response.usage_metadata.thoughts_token_count == 40
     assert response.text and json.loads(response.text)
     receipt = stack.receipt(request_id_of(response))
     assert receipt["output_tokens"] == 40 + (response.usage_metadata.candidates_token_count or 0)
+
+
+def test_thought_summaries_asked_of_a_gemini_route_come_back_as_thought_parts(stack: Stack):
+    config = types.GenerateContentConfig(
+        thinking_config=types.ThinkingConfig(thinking_budget=2048, include_thoughts=True)
+    )
+    client = stack.client()  # kept: a client the garbage collector takes closes its connection
+    response = client.models.generate_content(model="gemini-2.5-flash", contents="Hi [[thoughts:30]]", config=config)
+    assert stack.gemini.last.body["generationConfig"]["thinkingConfig"] == {
+        "thinkingBudget": 2048,
+        "includeThoughts": True,
+    }
+    assert response.candidates and response.candidates[0].content and response.candidates[0].content.parts
+    first, *rest = response.candidates[0].content.parts
+    assert first.thought is True and first.text == THOUGHT_SUMMARY
+    assert response.text == "".join(part.text or "" for part in rest) and THOUGHT_SUMMARY not in response.text
+    assert stack.receipt(request_id_of(response))["dropped_params"] == []
+
+
+def test_thought_summaries_asked_of_an_openai_route_are_dropped_and_named_or_refused_when_strict(stack: Stack):
+    config = types.GenerateContentConfig(thinking_config=types.ThinkingConfig(include_thoughts=True))
+    client = stack.client()
+    response = client.models.generate_content(model="gpt-4o-mini", contents="Hi", config=config)
+    assert response.text
+    assert response.sdk_http_response is not None and response.sdk_http_response.headers is not None
+    named = "generationConfig.thinkingConfig.includeThoughts"
+    assert response.sdk_http_response.headers["x-glasskey-dropped-params"] == named
+    assert stack.receipt(request_id_of(response))["dropped_params"] == [named]
+    strict = stack.new_key(settlement="routed", lower_cost_routes=True, strict_params=True)
+    strict_client = stack.client(strict)
+    with pytest.raises(errors.ClientError) as caught:
+        strict_client.models.generate_content(model="gpt-4o-mini", contents="Hi", config=config)
+    assert (
+        caught.value.code == 400
+        and named in str(caught.value.message)
+        and "openai provider" in str(caught.value.message)
+    )
 
 
 def test_count_tokens_answers_without_a_receipt(stack: Stack):

@@ -16,12 +16,13 @@ from typing import Any
 import orjson
 
 from glasskey.errors import ClientError
+from glasskey.gateway.inbound_thinking import google_thinking
 from glasskey.providers.anthropic_translate import IMAGE_MEDIA_TYPES
 
 INBOUND_API = "the Anthropic Messages API"
 # ``anthropic-version`` is a date; any published one is accepted, a malformed one is refused.
 VERSION_PATTERN = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-# ``output_config.effort`` values accepted (carried per route, like ``thinking``: see ``reasoning_for``).
+# ``output_config.effort`` values accepted (carried per route, like ``thinking``: ``gateway.inbound_thinking``).
 EFFORTS = ("low", "medium", "high", "max")
 # Anthropic's effort as OpenAI's ``reasoning_effort``, which the gemini provider turns into a
 # thinking budget; ``max`` is Gemini's largest level.
@@ -274,48 +275,14 @@ def _tool_choice(choice: Any, has_tools: bool) -> dict[str, Any]:
     return translated
 
 
-def reasoning_for(provider: str, body: dict[str, Any]) -> tuple[dict[str, Any], tuple[str, ...]]:
-    """What a checked body's ``thinking`` and ``output_config.effort`` add to its OpenAI chat body
-    for a route of ``provider``, and the names of those the route cannot carry.
-
-    Gemini routes get the exact budget: ``thinking`` becomes ``thinkingConfig`` through
-    ``extra_body.google.thinking_config`` (``enabled``: ``thinkingBudget = budget_tokens`` with
-    thought summaries, given back as ``thinking`` blocks; ``adaptive``: -1, the model decides;
-    ``disabled``: 0), and an effort without ``thinking`` becomes ``reasoning_effort``. OpenAI-shaped
-    routes (openai, openai_compatible, simulated) have ``reasoning_effort`` only, which models that
-    do not reason refuse, and the catalog does not say which models reason: there both are left
-    out, and named (the receipt's ``dropped_params``, ``x-glasskey-dropped-params``; a 400 under
-    ``strict_params``). Anthropic routes get the caller's own body (``anthropic_passthrough``).
-    """
-    thinking = body.get("thinking")
-    output_config = body.get("output_config")
-    effort = output_config.get("effort") if isinstance(output_config, dict) else None
-    if provider != "gemini":
-        named = (("thinking",) if thinking is not None else ()) + (
-            ("output_config.effort",) if effort is not None else ()
-        )
-        return {}, named
-    if thinking is None:
-        return ({"reasoning_effort": _GEMINI_EFFORTS[effort]} if effort is not None else {}), ()
-    config: dict[str, Any]
-    if thinking["type"] == "enabled":
-        config = {"thinking_budget": thinking["budget_tokens"], "include_thoughts": True}
-    elif thinking["type"] == "adaptive":
-        config = {"thinking_budget": -1, "include_thoughts": True}
-    else:
-        config = {"thinking_budget": 0}
-    # With ``thinking`` the budget is the caller's own; an effort on top has nothing left to set.
-    left_out = ("output_config.effort",) if effort is not None else ()
-    return {"extra_body": {"google": {"thinking_config": config}}}, left_out
-
-
 def _reasoning(thinking: Any, output_config: Any) -> dict[str, Any]:
-    """``output_config.format`` as OpenAI's ``response_format``; ``thinking`` and ``output_config.effort``
-    are checked here and carried per route (``reasoning_for``).
+    """``output_config.format`` as OpenAI's ``response_format``; ``thinking`` and
+    ``output_config.effort`` as the gemini provider takes them (``gateway.inbound_thinking``), which
+    takes them out again, and names them, for a route that cannot.
 
-    They are not put in the shared body as ``reasoning_effort``: the ``anthropic`` provider refuses
-    that (Claude's thinking needs its signed blocks sent back, which the OpenAI shape cannot carry),
-    and each other provider takes thinking its own way.
+    ``thinking``: ``enabled`` is its exact ``budget_tokens`` with thought summaries (which come back
+    as ``thinking`` blocks), ``adaptive`` the model's own budget (-1) with them, ``disabled`` none (0).
+    The effort is ``reasoning_effort`` (``max`` is Gemini's largest level, ``high``).
     """
     translated: dict[str, Any] = {}
     kind = thinking.get("type") if isinstance(thinking, dict) else None
@@ -323,7 +290,12 @@ def _reasoning(thinking: Any, output_config: Any) -> dict[str, Any]:
         budget = thinking.get("budget_tokens") if isinstance(thinking, dict) else None
         if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
             raise ClientError("`thinking.budget_tokens` must be a positive integer", param="thinking.budget_tokens")
-    elif thinking is not None and kind not in ("disabled", "adaptive"):
+        translated.update(google_thinking({"thinking_budget": budget, "include_thoughts": True}))
+    elif kind == "adaptive":
+        translated.update(google_thinking({"thinking_budget": -1, "include_thoughts": True}))
+    elif kind == "disabled":
+        translated.update(google_thinking({"thinking_budget": 0}))
+    elif thinking is not None:
         raise ClientError("`thinking.type` must be enabled, adaptive or disabled", param="thinking")
     if output_config is None:
         return translated
@@ -331,6 +303,7 @@ def _reasoning(thinking: Any, output_config: Any) -> dict[str, Any]:
         raise ClientError("`output_config` must be an object", param="output_config")
     for name, value in output_config.items():
         if name == "effort" and value in EFFORTS:
+            translated["reasoning_effort"] = _GEMINI_EFFORTS[value]
             continue
         if name == "format" and isinstance(value, dict) and value.get("type") == "json_schema":
             schema = value.get("schema")

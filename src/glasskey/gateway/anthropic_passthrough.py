@@ -27,7 +27,7 @@ import orjson
 
 from glasskey.errors import ClientError, GlasskeyError, RouteError
 from glasskey.errors import error_body as openai_error_body
-from glasskey.gateway.anthropic_inbound import Untranslatable, reasoning_for, to_chat_body
+from glasskey.gateway.anthropic_inbound import Untranslatable, to_chat_body
 from glasskey.gateway.anthropic_inbound_reply import stream_error_body
 from glasskey.gateway.anthropic_inbound_stream import event
 from glasskey.gateway.fallback import first_item, skipped_attempt
@@ -122,13 +122,6 @@ class Passthrough:
             param=refusal.param,
             code=refusal.code,
         )
-
-    def translated_body(self, route: Route) -> tuple[dict[str, Any], tuple[str, ...]]:
-        """The OpenAI chat body for a route of another provider with the caller's thinking as that
-        provider takes it, and the names of what it cannot take (``anthropic_inbound.reasoning_for``)."""
-        translated = self.translated_for(route)
-        added, left_out = reasoning_for(route.provider, self.body)
-        return {**translated, **added}, left_out
 
     def native_for(self, route: Route) -> dict[str, Any]:
         """The caller's body, with the one change a route needs: its upstream model."""

@@ -1,8 +1,8 @@
 """The settings of a Gemini-format request in OpenAI's terms, and reading Gemini's JSON fields.
 
 ``generation_params`` turns a ``generationConfig`` into OpenAI sampling parameters,
-``response_format`` and ``reasoning_effort``; ``thinking_for`` adds, per route, the thinking
-settings an effort level cannot carry; ``tool_params`` turns ``tools`` and ``toolConfig``
+``response_format`` and ``reasoning_effort`` (with the exact thinking settings an effort level
+cannot carry, for Gemini routes: ``gateway.inbound_thinking``); ``tool_params`` turns ``tools`` and ``toolConfig``
 into OpenAI ``tools`` and ``tool_choice``; ``json_schema_of`` rewrites Google's OpenAPI-subset
 ``Schema`` as JSON Schema. ``fields`` reads one JSON object of the request: both spellings
 Google's JSON parser accepts (``maxOutputTokens``, ``max_output_tokens``), nulls as absent, and
@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from glasskey.errors import ClientError
+from glasskey.gateway.inbound_thinking import google_thinking
 
 # The tables the gemini provider translates with, read backwards here.
 from glasskey.providers.gemini_translate import _THINKING_BUDGETS as THINKING_BUDGETS
@@ -42,8 +43,6 @@ _EFFORTS_BY_BUDGET = sorted(
 )
 _THINKING_LEVELS = frozenset({"minimal", "low", "medium", "high"})
 _THINKING_FIELDS = frozenset({"thinkingBudget", "thinkingLevel", "includeThoughts"})
-# The request's other top-level fields, read (and checked) by ``gemini_inbound``.
-_OTHER_REQUEST_FIELDS = frozenset({"model", "contents", "systemInstruction", "tools", "toolConfig"})
 
 
 def unsupported(path: str, why: str = "") -> ClientError:
@@ -110,7 +109,16 @@ def generation_params(config: Any) -> dict[str, Any]:
         effort = _reasoning_effort(found["thinkingConfig"], f"{where}.thinkingConfig")
         if effort is not None:
             params["reasoning_effort"] = effort
+        params.update(_exact_thinking(found["thinkingConfig"], f"{where}.thinkingConfig"))
     return params
+
+
+def _exact_thinking(config: Any, where: str) -> dict[str, Any]:
+    """The budget as asked (not the effort level it rounds to) and ``includeThoughts``, for Gemini
+    routes; other routes do without (``inbound_thinking.for_route`` names ``includeThoughts``)."""
+    found = fields(config, where, _THINKING_FIELDS)
+    names = (("thinking_budget", "thinkingBudget"), ("include_thoughts", "includeThoughts"))
+    return google_thinking({name: found[field] for name, field in names if field in found})
 
 
 def _response_format(found: dict[str, Any]) -> dict[str, Any] | None:
@@ -131,33 +139,9 @@ def _response_format(found: dict[str, Any]) -> dict[str, Any] | None:
     return None
 
 
-def thinking_for(provider: str, request: Any) -> tuple[dict[str, Any], tuple[str, ...]]:
-    """What a checked request's ``thinkingConfig`` adds to its OpenAI chat body for a route of
-    ``provider``, and the names of what that route cannot take.
-
-    A ``gemini`` route gets the exact ``thinkingBudget`` and ``includeThoughts`` through
-    ``extra_body.google.thinking_config`` (``providers.gemini_translate``), not only the effort
-    level ``reasoning_effort`` rounds the budget to. Other routes have ``reasoning_effort`` only:
-    ``includeThoughts: true`` cannot be asked of them, so it is named as dropped (the receipt's
-    ``dropped_params``, ``x-glasskey-dropped-params``; a 400 under ``strict_params``).
-    """
-    generation = fields(request, "", frozenset({"generationConfig"} | _OTHER_REQUEST_FIELDS)).get("generationConfig")
-    if generation is None:
-        return {}, ()
-    thinking = fields(generation, "generationConfig", _GENERATION_FIELDS).get("thinkingConfig")
-    if thinking is None:
-        return {}, ()
-    found = fields(thinking, "generationConfig.thinkingConfig", _THINKING_FIELDS)
-    if provider != "gemini":
-        return {}, (("generationConfig.thinkingConfig.includeThoughts",) if found.get("includeThoughts") else ())
-    names = (("thinking_budget", "thinkingBudget"), ("include_thoughts", "includeThoughts"))
-    google = {name: found[field] for name, field in names if field in found}
-    return ({"extra_body": {"google": {"thinking_config": google}}} if google else {}), ()
-
-
 def _reasoning_effort(config: Any, where: str) -> str | None:
     found = fields(config, where, _THINKING_FIELDS)
-    # ``includeThoughts`` is carried per route (``thinking_for``).
+    # ``includeThoughts`` goes as it is, to Gemini routes only (``_exact_thinking``).
     if not isinstance(found.get("includeThoughts", False), bool):
         raise ClientError(f"`{where}.includeThoughts` must be a boolean", param=f"{where}.includeThoughts")
     level = found.get("thinkingLevel")

@@ -7,6 +7,7 @@ from typing import Any
 
 from glasskey.errors import GlasskeyError
 from glasskey.gateway.accounting import Held
+from glasskey.gateway.inbound_thinking import for_route
 from glasskey.pricing.metering import charge_for
 from glasskey.providers.base import Usage
 from glasskey.providers.best_effort import dropped_params_header, is_strict, split_best_effort
@@ -45,12 +46,13 @@ class Run:
         receipt.output_price_per_mtok_micros = route.prices.output_per_mtok_micros
         receipt.cached_price_per_mtok_micros = route.prices.cached_per_mtok_micros
 
-    def body_for(self, route: Route, body: dict[str, Any], left_out: tuple[str, ...] = ()) -> dict[str, Any]:
+    def body_for(self, route: Route, body: dict[str, Any]) -> dict[str, Any]:
         """The body for ``route``: its upstream model, and without the best-effort parameters its
-        provider cannot honour (listed on the receipt and in a header, with ``left_out``: what an
-        inbound translation could not carry to it), unless the key or the route asks for
-        ``strict_params`` (then such a parameter is a 400 before any call)."""
+        provider cannot honour (listed on the receipt and in a header, with the thinking settings of
+        a native endpoint's request that it cannot take: ``inbound_thinking``), unless the key or the
+        route asks for ``strict_params`` (then such a parameter is a 400 before any call)."""
         strict = is_strict(route.options, key_strict=self.strict_params)
+        body, left_out = for_route(self.receipt.endpoint, route.provider, body)
         sent, self.dropped_params = split_best_effort(route.provider, body, strict=strict, left_out=left_out)
         return {**sent, "model": route.upstream_model}
 
