@@ -439,6 +439,60 @@ def test_a_stalled_process_whose_job_was_taken_over_writes_nothing_for_its_call_
     audit_clean(services)
 
 
+def test_a_stalled_process_reaching_its_hold_just_after_a_takeover_is_refused_it_and_charges_nothing(world):
+    """The narrowest window: a process passed its last ownership check before a call (the call's row
+    marked running) just before another process took its job over, and reaches the call's hold just
+    after. The hold checks the owner in its own transaction and is refused: nothing is held or
+    charged for that try, and the planned call is charged once, by the taker's try."""
+    settings, services, key = world
+    job_id = new_job(services, key)
+    taker = build_services(settings)  # another process: another instance id
+    now = services.clock()
+    with services.db.write() as conn:
+        instances.register(conn, services.instance_id, now)
+        instances.register(conn, taker.instance_id, now)
+    taken: list[str] = []
+
+    async def take_over(call_id: str) -> None:  # exactly between the ownership check and the hold
+        with services.db.read() as conn:
+            step = next(c.step for c in jobs.job_calls(conn, job_id) if c.id == call_id)
+        if step != "analysis":
+            return
+
+        def claim() -> None:  # what the taker does on finding this process dead, in its order
+            taken_at = taker.clock()
+            assert instances.void_all(taker.db, taker.instance_id, taken_at, also_dead={services.instance_id}) == 0
+            with taker.db.write() as conn:
+                assert jobs.claim_job(conn, job_id, taker.instance_id, taken_at, resume=True)
+                assert jobs.abandon_calls(conn, job_id) == 1
+            taken.append(call_id)
+
+        await anyio.to_thread.run_sync(claim)
+
+    try:
+        anyio.run(JobRunner(services, Lifecycle(services), before_hold=take_over).run, job_id)  # stops, superseded
+        assert len(taken) == 1
+        with services.db.read() as conn:
+            receipt = conn.execute(select(receipts).where(receipts.c.request_id == taken[0])).one()
+            held = list(conn.execute(select(transfers.c.id).where(transfers.c.request_id == taken[0])))
+        # Refused at the hold: no transfer at all for that try, its receipt a charge of nothing.
+        assert held == [] and receipt.charge_micros == 0
+        assert (receipt.status, receipt.error_source, receipt.error_code) == ("failed", "gateway", "job_taken_over")
+        anyio.run(JobRunner(taker, Lifecycle(taker)).run, job_id)  # the taker runs it to its end
+        done = status_of(taker, job_id)
+        with taker.db.read() as conn:
+            analysis = [(c.try_number, c.status) for c in jobs.job_calls(conn, job_id) if c.step == "analysis"]
+    finally:
+        taker.close()
+    assert done["status"] == "succeeded" and done["calls_done"] == done["calls_planned"], done
+    assert analysis == [(1, "abandoned"), (2, "succeeded")]
+    # Exactly one charge per planned call: the refused try has none, every other call one.
+    charges = charges_by_call(services, job_id)
+    assert taken[0] not in charges and len(charges) == done["calls_planned"] == 3
+    assert all(len(amounts) == 1 for amounts in charges.values())
+    audit_clean(services)
+
+
 def test_a_hold_that_got_in_before_a_claim_keeps_the_job_unclaimable_until_it_is_voided(world, database_url):
     """The other order, on PostgreSQL: the stalled process's hold checked the owner (locking the job's
     row) just before the claim. The claim waits for that hold's commit and then sees its pending

@@ -22,7 +22,7 @@ import anyio.to_thread
 from sqlalchemy import Connection
 
 from glasskey.errors import GlasskeyError, RouteError
-from glasskey.gateway.accounting import Hold, Settlement
+from glasskey.gateway.accounting import Hold, Precondition, Settlement
 from glasskey.gateway.anthropic_passthrough import PASSTHROUGH_FLAG, EventTally, Passthrough
 from glasskey.gateway.authentication import Authentication
 from glasskey.gateway.body_timeout import read_within
@@ -71,16 +71,23 @@ class Lifecycle:
         acting_for: str | None = None,
         keep_answer: bool = False,
         passthrough: Passthrough | None = None,
+        hold_precondition: Precondition | None = None,
     ) -> JSONOutcome | StreamOutcome:
         """One chat request. ``acting_for`` (a key id, in place of ``authorization``) is for glasskey's
         own callers acting for a key whose secret they never hold (the research runner); the key is
         checked all the same. ``keep_answer`` keeps the answer with its charge (``kept_answers``). With
         ``passthrough`` (``/v1/messages``), ``read_body`` gives the body to quote and hold on, Anthropic
-        routes get the caller's own body and the others its translation."""
+        routes get the caller's own body and the others its translation. ``hold_precondition`` is checked
+        in the hold's own transaction (the research runner's: the job is still this process's)."""
         run = self.new_run(request_id, endpoint)
         async with self._receipted_on_failure(run):
             body, _, routes = await self.prepare(
-                run, authorization, read_body, client_address=client_address, acting_for=acting_for
+                run,
+                authorization,
+                read_body,
+                client_address=client_address,
+                acting_for=acting_for,
+                hold_precondition=hold_precondition,
             )
             if passthrough is not None:
                 routes = passthrough.servable(routes, run.receipt.attempts)
@@ -158,6 +165,7 @@ class Lifecycle:
         kind: str = "chat",
         client_address: str | None = None,
         acting_for: str | None = None,
+        hold_precondition: Precondition | None = None,
     ) -> tuple[dict[str, Any], Bounds, list[Route]]:
         """Everything before the upstream call: authenticate, limit, parse, select, quote and hold."""
         if acting_for is not None:
@@ -182,14 +190,16 @@ class Lifecycle:
         bounds = request_bounds(selection, body, endpoint="embeddings" if kind == "embedding" else "chat")
         run.max_input_tokens, run.max_output_tokens = bounds.max_input_tokens, bounds.max_output_tokens
         run.use_route(selection.usable[0])
-        await self._hold(run, key, model.name, bounds.max_charge_micros)
+        await self._hold(run, key, model.name, bounds.max_charge_micros, hold_precondition)
         return body, bounds, selection.usable
 
     async def key_of(self, authorization: str | None) -> KeyRecord:
         """The key behind a request that leaves no receipt (metadata endpoints)."""
         return await self.authentication.key_of(authorization)
 
-    async def _hold(self, run: Run, key: KeyRecord, model_name: str, amount_micros: int) -> None:
+    async def _hold(
+        self, run: Run, key: KeyRecord, model_name: str, amount_micros: int, precondition: Precondition | None = None
+    ) -> None:
         kind = key.policy.wallet_kind
         wallet_id = await self.services.cache.get(
             ("wallet", key.org_id, kind), partial(wallet_account_id, org_id=key.org_id, kind=kind)
@@ -207,6 +217,7 @@ class Lifecycle:
             request_id=run.receipt.request_id,
             memo=f"hold for {model_name}",
             instance_id=self.services.instance_id,
+            precondition=precondition,
         )
         # Answered once its floor and budget checks are done, not after its commit: nothing is
         # acknowledged to the client on the strength of a hold alone.

@@ -13,6 +13,13 @@ same transaction (``jobs.owns_job`` locks the job's row, so a takeover's claim w
 process taken for dead while only stalled, whose call answers after another process took the job
 over, writes nothing for it (that call charged nothing: its hold was voided before the takeover)
 and stops (``Superseded``).
+
+The call's hold carries the same check (``JobOwned``, the hold's ``Precondition``), made in the
+hold's own transaction: a process that passed its last check just before a takeover and reaches
+the hold just after it is refused the hold, so that call charges nothing. The claim locks the
+job's row before it looks for the owner's pending holds (``jobs.claim_job``), so either the hold
+commits first and the claim sees it (and waits for it to be voided), or the claim commits first
+and the hold sees the new owner.
 """
 
 from __future__ import annotations
@@ -212,8 +219,16 @@ class CallSender:
             return raw
 
         # Receipts of the job's calls say endpoint "research", so they can be told from a person's own.
+        # The hold is taken only while the job is still this process's, checked in its own transaction.
+        owned = JobOwned(self.job_id, self.services.instance_id)
         return self.lifecycle.chat(
-            call_id, None, read_body, endpoint=ENDPOINT, acting_for=self.key.id, keep_answer=True
+            call_id,
+            None,
+            read_body,
+            endpoint=ENDPOINT,
+            acting_for=self.key.id,
+            keep_answer=True,
+            hold_precondition=owned,
         )
 
 
