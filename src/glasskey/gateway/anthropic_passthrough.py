@@ -30,8 +30,11 @@ from glasskey.errors import error_body as openai_error_body
 from glasskey.gateway.anthropic_inbound import Untranslatable, to_chat_body
 from glasskey.gateway.anthropic_inbound_reply import stream_error_body
 from glasskey.gateway.anthropic_inbound_stream import event
-from glasskey.gateway.fallback import first_item, skipped_attempt
+from glasskey.gateway.fallback import first_item, open_stream, skipped_attempt
+from glasskey.gateway.outcomes import OPENAI_SHAPE
+from glasskey.gateway.relay import ChunkTally, Tally
 from glasskey.gateway.requests import check_chat_body
+from glasskey.gateway.run import Run
 from glasskey.providers.anthropic import AnthropicProvider
 from glasskey.providers.anthropic_translate import PROVIDER_NAME, NativeEvent, usage_to_openai
 from glasskey.providers.base import ChatResult, Provider, RouteTarget, Usage
@@ -136,6 +139,36 @@ class Passthrough:
         anthropic, target = _anthropic(provider, route.target())
         events = anthropic.stream_messages(target, self.native_for(route), self.headers, pauses=True)
         return await first_item(events, route)
+
+    # -- one try of the lifecycle's fallback, on ``route`` --------------------------------------
+
+    async def attempt(self, run: Run, provider: Provider, route: Route) -> ChatResult:
+        """The answer: the caller's own body on an Anthropic route, its translation on another."""
+        if self._passing_through(run, route):
+            return await self.answer(provider, route)
+        return await provider.chat(route.target(), run.body_for(route, self.translated_for(route)))
+
+    async def open_attempt(self, run: Run, provider: Provider, route: Route) -> tuple[AsyncIterator[Any], Any, Tally]:
+        """The stream, its first item and the tally the relay reads it with (events or chunks)."""
+        if self._passing_through(run, route):
+            return (*await self.open(provider, route), EventTally())
+        sent = run.body_for(route, self.translated_for(route))
+        return (*await open_stream(provider, route, sent), ChunkTally(sent))
+
+    def _passing_through(self, run: Run, route: Route) -> bool:
+        """Whether ``route`` gets the caller's body as it is: then no parameter is dropped, and the
+        receipt says so (a fallback to a route of another provider takes the flag back)."""
+        run.notes = [note for note in run.notes if note != PASSTHROUGH_FLAG]
+        if not self.serves(route):
+            return False
+        run.dropped_params = ()
+        run.notes.append(PASSTHROUGH_FLAG)
+        return True
+
+
+def answer_shape(passthrough: Passthrough | None, route: Route) -> str:
+    """The shape of what ``route`` answered: Anthropic's when it was passed through, else OpenAI's."""
+    return passthrough.shape if passthrough is not None and passthrough.serves(route) else OPENAI_SHAPE
 
 
 def _anthropic(provider: Provider, target: RouteTarget) -> tuple[AnthropicProvider, RouteTarget]:

@@ -10,7 +10,6 @@ settles at the end of its relay (``relay``).
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
@@ -21,14 +20,15 @@ import anyio
 import anyio.to_thread
 from sqlalchemy import Connection
 
-from glasskey.errors import GlasskeyError, RouteError
+from glasskey.errors import GlasskeyError
 from glasskey.gateway.accounting import Hold, Precondition, Settlement
-from glasskey.gateway.anthropic_passthrough import PASSTHROUGH_FLAG, EventTally, Passthrough
+from glasskey.gateway.anthropic_passthrough import Passthrough, answer_shape
 from glasskey.gateway.authentication import Authentication
 from glasskey.gateway.body_timeout import read_within
 from glasskey.gateway.embeddings import encode_embeddings
+from glasskey.gateway.failures import receipted_on_failure
 from glasskey.gateway.fallback import Fallback, open_stream
-from glasskey.gateway.outcomes import OPENAI_SHAPE, JSONOutcome, StreamOutcome
+from glasskey.gateway.outcomes import JSONOutcome, StreamOutcome
 from glasskey.gateway.relay import ChunkTally, Relay, Tally
 from glasskey.gateway.requests import check_chat_body, check_embeddings_body, parse_json_object
 from glasskey.gateway.run import Run
@@ -45,7 +45,6 @@ from glasskey.routing.routes import Route, candidates
 from glasskey.routing.selection import selection_from
 from glasskey.services import Services
 from glasskey.store.commands import Write
-from glasskey.store.outage import gateway_failure
 
 log = logging.getLogger("glasskey.gateway")
 T = TypeVar("T")
@@ -80,7 +79,7 @@ class Lifecycle:
         routes get the caller's own body and the others its translation. ``hold_precondition`` is checked
         in the hold's own transaction (the research runner's: the job is still this process's)."""
         run = self.new_run(request_id, endpoint)
-        async with self._receipted_on_failure(run):
+        async with receipted_on_failure(run, self.fail):
             body, _, routes = await self.prepare(
                 run,
                 authorization,
@@ -93,25 +92,23 @@ class Lifecycle:
                 routes = passthrough.servable(routes, run.receipt.attempts)
             if body.get("stream") is True:
                 return await self._stream(run, body, routes, passthrough)
-            if passthrough is None:
-                result, route, began = await self.fallback.first_success(
-                    run, routes, lambda provider, route: provider.chat(route.target(), run.body_for(route, body))
-                )
-            else:
-                result, route, began = await self.fallback.first_success(
-                    run, routes, partial(self._passthrough_answer, run, passthrough)
-                )
+            attempt: Callable[[Provider, Route], Awaitable[ChatResult]] = (
+                partial(passthrough.attempt, run)
+                if passthrough is not None
+                else lambda provider, route: provider.chat(route.target(), run.body_for(route, body))
+            )
+            result, route, began = await self.fallback.first_success(run, routes, attempt)
             self.fallback.succeeded(run, route, began)
             usage = result.usage
             if usage is None:
-                usage = self._estimated(
-                    run, Usage(chat_input_tokens(body).estimate, estimate_tokens(text_of_body(result.body)))
+                usage = run.estimated(
+                    Usage(chat_input_tokens(body).estimate, estimate_tokens(text_of_body(result.body)))
                 )
             else:
                 run.receipt.usage_source = "provider_reported"
             kept = result.body if keep_answer else None
             charge = await self.settle(run, route, usage, status="succeeded", http_status=200, answer=kept)
-            return JSONOutcome(result.body, headers=run.headers(charge), shape=_shape(passthrough, route))
+            return JSONOutcome(result.body, headers=run.headers(charge), shape=answer_shape(passthrough, route))
 
     async def embeddings(
         self,
@@ -123,7 +120,7 @@ class Lifecycle:
         client_address: str | None = None,
     ) -> JSONOutcome:
         run = self.new_run(request_id, endpoint)
-        async with self._receipted_on_failure(run):
+        async with receipted_on_failure(run, self.fail):
             body, bounds, routes = await self.prepare(
                 run, authorization, read_body, kind="embedding", client_address=client_address
             )
@@ -137,7 +134,7 @@ class Lifecycle:
             self.fallback.succeeded(run, route, began)
             usage, response = result.usage, result.body
             if usage is None:
-                usage = self._estimated(run, Usage(bounds.estimated_input_tokens, 0))
+                usage = run.estimated(Usage(bounds.estimated_input_tokens, 0))
                 # The client sees the same estimate the receipt bills.
                 response = {
                     **response,
@@ -219,9 +216,11 @@ class Lifecycle:
             instance_id=self.services.instance_id,
             precondition=precondition,
         )
-        # Answered once its floor and budget checks are done, not after its commit: nothing is
-        # acknowledged to the client on the strength of a hold alone.
-        run.hold = await self._write(hold, durable=False)
+        # A hold is answered once its checks are done, before its commit: nothing reaches a client
+        # before its settlement commits. But a stream's first chunks do, so a stream's hold commits
+        # first: a process killed mid-stream leaves it for an `interrupted` receipt (bench.kill_streams
+        # found 49 streams of one seed cut without a receipt when it did not).
+        run.hold = await self._write(hold, durable=run.receipt.stream)
         run.receipt.hold_micros = amount_micros
         run.receipt.transfer_id = run.hold.transfer_id
 
@@ -231,43 +230,20 @@ class Lifecycle:
         """Find a route whose stream yields a first chunk; the relay sends the rest and settles."""
 
         async def start(provider: Provider, route: Route) -> tuple[AsyncIterator[Any], Any, Tally]:
-            if passthrough is not None and passthrough.serves(route):
-                self._passing_through(run)
-                return (*await passthrough.open(provider, route), EventTally())
-            run.notes = [note for note in run.notes if note != PASSTHROUGH_FLAG]
-            sent = run.body_for(route, body if passthrough is None else passthrough.translated_for(route))
+            sent = run.body_for(route, body)
             return (*await open_stream(provider, route, sent), ChunkTally(sent))
 
-        (iterator, first, tally), route, began = await self.fallback.first_success(run, routes, start)
+        opener = start if passthrough is None else partial(passthrough.open_attempt, run)
+        (iterator, first, tally), route, began = await self.fallback.first_success(run, routes, opener)
         run.receipt.ttft_ms = int((self.services.monotonic() - run.started) * 1000)
         relay = Relay(run, route, began, body, iterator, first, self.fallback, self.settle, tally)
-        return StreamOutcome(relay=relay, headers=run.headers(), shape=_shape(passthrough, route))
-
-    async def _passthrough_answer(
-        self, run: Run, passthrough: Passthrough, provider: Provider, route: Route
-    ) -> ChatResult:
-        if passthrough.serves(route):
-            self._passing_through(run)
-            return await passthrough.answer(provider, route)
-        run.notes = [note for note in run.notes if note != PASSTHROUGH_FLAG]
-        return await provider.chat(route.target(), run.body_for(route, passthrough.translated_for(route)))
-
-    def _passing_through(self, run: Run) -> None:
-        """The caller's body goes as it is: no parameter is dropped, and the receipt says so."""
-        run.dropped_params = ()
-        if PASSTHROUGH_FLAG not in run.notes:
-            run.notes.append(PASSTHROUGH_FLAG)
+        return StreamOutcome(relay=relay, headers=run.headers(), shape=answer_shape(passthrough, route))
 
     async def _write(self, command: Write[T], *, durable: bool = True) -> T:
         writer = self.services.writer
         if self.services.retry_budget.in_flight <= 1:  # the only request the process is serving
             return await writer.submit_alone(command, durable=durable)
         return await writer.submit(command, durable=durable)
-
-    def _estimated(self, run: Run, usage: Usage) -> Usage:
-        run.receipt.usage_source = "estimated"
-        run.notes.append("usage_missing_estimated")
-        return usage
 
     async def settle(
         self,
@@ -295,13 +271,10 @@ class Lifecycle:
         return settled.charge_micros
 
     def _count(self, receipt: Receipt, retries: int) -> None:
-        metrics = self.services.metrics
-        metrics.request(receipt.endpoint, receipt.http_status, receipt.error_source)
+        self.services.metrics.request(receipt.endpoint, receipt.http_status, receipt.error_source)
         if receipt.org_id and receipt.wallet_kind:
-            metrics.charge(receipt.org_id, receipt.wallet_kind, receipt.charge_micros)
-        self.services.retry_budget.end_request()
-        for _ in range(retries):
-            self.services.retry_budget.end_retry()
+            self.services.metrics.charge(receipt.org_id, receipt.wallet_kind, receipt.charge_micros)
+        self.services.retry_budget.end_request(retries)
 
     async def fail(self, run: Run, error: GlasskeyError) -> None:
         """A request that ends in an error: release any hold and leave the receipt."""
@@ -317,47 +290,9 @@ class Lifecycle:
         run.receipt.usage_source = "none"
         await self.settle(run, None, Usage(0, 0), status="failed", http_status=error.status_code, error=error)
 
-    @contextlib.asynccontextmanager
-    async def _receipted_on_failure(self, run: Run) -> AsyncIterator[None]:
-        """Whatever ends a request early releases its hold and leaves its receipt, then propagates."""
-        try:
-            yield
-        except GlasskeyError as error:
-            try:
-                await self.fail(run, error)
-            except Exception as failed:  # the receipt could not be written: an outage, or a bug
-                outage = gateway_failure(failed)
-                if outage is None:
-                    raise
-                raise outage from failed
-            raise
-        except BaseException as error:
-            outage = gateway_failure(error)
-            if outage is None:
-                # A bug or a cancellation: the receipt says the gateway failed, and the error goes on.
-                with anyio.CancelScope(shield=True):
-                    await self.fail(run, RouteError("internal gateway error", code="internal_error", status_code=500))
-                raise
-            # The database or Redis is down: a 503 naming the gateway. Its receipt is written if the
-            # database can take it; if not, the request had nothing posted to explain either.
-            log.warning("request %s failed on an outage: %r", run.receipt.request_id, error)
-            with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
-                await self.fail(run, outage)
-            raise outage from error
-
     async def read(self, fn: Callable[[Connection], T]) -> T:
         """``fn`` on a read connection, in a worker thread so the event loop keeps serving."""
-
-        def work() -> T:
-            with self.services.db.read() as conn:
-                return fn(conn)
-
-        return await anyio.to_thread.run_sync(work)
-
-
-def _shape(passthrough: Passthrough | None, route: Route) -> str:
-    """The shape of what ``route`` answered: Anthropic's when it was passed through, else OpenAI's."""
-    return passthrough.shape if passthrough is not None and passthrough.serves(route) else OPENAI_SHAPE
+        return await anyio.to_thread.run_sync(self.services.db.read_with, fn)
 
 
 __all__ = ["BodyReader", "Lifecycle", "Run"]

@@ -85,6 +85,12 @@ class Run:
         receipt.flags = list(dict.fromkeys(self.notes))
         return charge
 
+    def estimated(self, usage: Usage) -> Usage:
+        """``usage`` estimated by the gateway (the upstream reported none), as the receipt says."""
+        self.receipt.usage_source = "estimated"
+        self.notes.append("usage_missing_estimated")
+        return usage
+
     def headers(self, charge_micros: int | None = None) -> dict[str, str]:
         """What a response says of the request: the route that served it, its hold, and (once
         settled) its charge; a stream's headers leave before its charge is known."""

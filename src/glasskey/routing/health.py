@@ -280,9 +280,11 @@ class RetryBudget:
         with self._lock:
             self.in_flight += 1
 
-    def end_request(self) -> None:
+    def end_request(self, retries: int = 0) -> None:
+        """A request ended, with the ``retries`` it had made (each ended with it)."""
         with self._lock:
             self.in_flight = max(0, self.in_flight - 1)
+            self.retries_in_flight = max(0, self.retries_in_flight - retries)
 
     def try_retry(self) -> bool:
         with self._lock:

@@ -9,10 +9,10 @@ balance-changing statement is a single conditional ``UPDATE`` that takes the row
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, Transaction, create_engine, event
 from sqlalchemy.engine import make_url
@@ -27,6 +27,9 @@ WAL_SIZE_LIMIT_BYTES = 64 * 1024 * 1024
 WRITE_OPTION = "glasskey_write"
 # The execution option carrying the audit chain's MAC key (``people.audit.CHAIN_KEY_OPTION``).
 AUDIT_CHAIN_KEY_OPTION = "glasskey_audit_chain_key"
+
+
+T = TypeVar("T")
 
 
 class Database:
@@ -57,6 +60,11 @@ class Database:
     def read(self) -> Iterator[Connection]:
         with self.engine.connect() as conn:
             yield conn
+
+    def read_with(self, fn: Callable[[Connection], T]) -> T:
+        """``fn`` on a read connection (for a worker thread: the event loop must not wait on it)."""
+        with self.read() as conn:
+            return fn(conn)
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
