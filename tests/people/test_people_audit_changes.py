@@ -68,6 +68,9 @@ def test_every_change_through_the_api_names_target_org_before_after_address_and_
     send("wallet.topup", "POST", f"/orgs/{org_id}/wallets/credit/topups", {"amount_micros": 2_500_000})
     send("org.limits", "PUT", f"/orgs/{org_id}/limits", {"rpm_max": 60})
     send("member.role", "PATCH", f"/orgs/{org_id}/members/{acme.team.viewer.id}", {"role": "member"})
+    made = send("org.create", "POST", "/orgs", {"name": "globex"})
+    price = {"input": 200_000, "output": 800_000, "cached": 100_000}
+    send("model.price", "PUT", "/models/gpt-4o-mini/price", {"price_per_mtok_micros": price})
     with services.db.read() as conn:
         events = list_events(conn, limit=200)
         assert verify(conn) == []
@@ -98,6 +101,15 @@ def test_every_change_through_the_api_names_target_org_before_after_address_and_
     assert topup["after"]["posted_micros"] == topup["after"]["amount_micros"] == 2_500_000
     limits = seen["org.limits"]
     assert (limits["org_id"], limits["before"], limits["after"]) == (org_id, {"rpm_max": None}, {"rpm_max": 60})
+    created = seen["org.create"]
+    assert (created["org_id"], created["target"], created["after"]["name"]) == (
+        made["id"],
+        f"org:{made['id']}",
+        "globex",
+    )
+    priced = seen["model.price"]
+    assert priced["target"] == "model:gpt-4o-mini" and priced["after"]["input"] == 200_000
+    assert priced["before"]["input"] != 200_000
     role = seen["member.role"]
     assert (role["target"], role["before"], role["after"]) == (
         f"member:{acme.team.viewer.id}",
@@ -183,9 +195,16 @@ def test_every_change_through_the_cli_names_the_key_org_and_before_after(cli):
     ).split()[0]  # fmt: skip
     run("routes", "set", route_id, "--priority", "7")
     run("wallets", "topup", "acme", "credit", "2.5")
+    run("models", "set-price", "gpt-4o-mini", "--input", "0.2", "--output", "0.8", "--cached", "0.1")
+    run("routes", "rotate-encryption-key")
     found = {event["action"]: event for event in events()}
-    # Each verb's own event, not a bare "cli keys set" (orgs create has no before and records its verb).
-    assert [action for action in found if action.startswith("cli ")] == ["cli orgs create"]
+    # Each verb's own event, never a bare "cli keys set".
+    assert [action for action in found if action.startswith("cli ")] == []
+    assert found["org.create"]["after"]["name"] == "acme" and found["org.create"]["target"].startswith("org:")
+    price = found["model.price"]
+    assert price["target"] == "model:gpt-4o-mini" and price["after"]["input"] == 200_000
+    assert price["before"]["input"] != 200_000 and set(price["after"]) >= {"input", "output", "cached"}
+    assert found["vault.reseal"]["after"] == {"route_credentials": 1, "webhook_secrets": 0}
     assert CREDENTIAL not in json.dumps(list(found.values()))
     for action in ("key.create", "key.update", "key.revoke", "route.create", "route.update", "wallet.topup"):
         assert found[action]["actor"] == "operator" and found[action]["address"] == "cli", action

@@ -13,7 +13,7 @@ from glasskey.admin.access import actor_of
 from glasskey.admin.common import Body, WalletKind, error_responses, list_body, transfer_view
 from glasskey.ledger import audit, list_transfers
 from glasskey.limits import TOP_UP_MAX_MICROS
-from glasskey.orgs.service import create_org, get_org, get_wallet, list_orgs, list_wallets
+from glasskey.orgs.service import get_org, get_wallet, list_orgs, list_wallets
 from glasskey.people import changes as audited
 from glasskey.services import Services
 
@@ -49,9 +49,9 @@ def orgs_router(services: Services) -> APIRouter:
         description="Creates the org with its two wallets, `credit` and `routed`, both empty with a floor of 0.",
         responses=error_responses(409),
     )
-    def create(body: CreateOrgBody) -> dict[str, Any]:
+    def create(body: CreateOrgBody, request: Request) -> dict[str, Any]:
         with services.db.write() as conn:
-            org = create_org(conn, body.name, services.clock())
+            org = audited.create_org(conn, actor_of(request), services.clock(), body.name)
             wallets = list_wallets(conn, org.id)
         return {**org.public(), "wallets": [wallet.public() for wallet in wallets]}
 

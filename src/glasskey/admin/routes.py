@@ -26,7 +26,7 @@ from glasskey.admin.common import (
 )
 from glasskey.limits import PRIORITY_MAX, PRIORITY_MIN, WEIGHT_MAX
 from glasskey.people import changes as audited
-from glasskey.pricing.catalog import get_model, list_models, set_official_prices
+from glasskey.pricing.catalog import get_model, list_models
 from glasskey.routing.routes import (
     Route,
     changes_for_storing,
@@ -237,11 +237,13 @@ def routes_router(services: Services) -> APIRouter:
         ),
         responses=error_responses(404),
     )
-    def put_price(name: str, body: OfficialPriceBody) -> dict[str, Any]:
+    def put_price(name: str, body: OfficialPriceBody, request: Request) -> dict[str, Any]:
         price_date = body.price_date or services.clock().date()
         with services.db.write() as conn:
-            model = set_official_prices(
+            model = audited.set_official_prices(
                 conn,
+                actor_of(request),
+                services.clock(),
                 name,
                 body.price_per_mtok_micros.prices(),
                 price_date=price_date.isoformat(),

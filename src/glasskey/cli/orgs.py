@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import click
 
-from glasskey.cli.base import main, reading, table, writing
-from glasskey.orgs.service import create_org, list_orgs
+from glasskey.cli.base import CLI_ACTOR, main, reading, table, writing
+from glasskey.orgs.service import list_orgs
+from glasskey.people import changes
 
 
 @main.group()
@@ -18,8 +19,8 @@ def orgs() -> None:
 @click.pass_context
 def orgs_create(ctx: click.Context, name: str) -> None:
     """Create an org with empty credit and routed wallets (top them up with wallets topup)."""
-    with writing(ctx) as (admin, conn):
-        org = create_org(conn, name, admin.clock())
+    with writing(ctx, audit=False) as (admin, conn):
+        org = changes.create_org(conn, CLI_ACTOR, admin.clock(), name)
     click.echo(f"created org {org.name} ({org.id}) with empty credit and routed wallets")
 
 

@@ -26,7 +26,8 @@ from glasskey.cli.base import (
 from glasskey.limits import PRIORITY_MAX, PRIORITY_MIN, WEIGHT_MAX
 from glasskey.money import format_usd
 from glasskey.people import changes as audited
-from glasskey.pricing.catalog import Prices, get_model, list_models, set_official_prices
+from glasskey.people.audit import record
+from glasskey.pricing.catalog import Prices, get_model, list_models
 from glasskey.routing.credentials import CredentialVault, reseal_stored_credentials
 from glasskey.routing.routes import (
     PROVIDERS,
@@ -78,9 +79,11 @@ def models_set_price(
     ctx: click.Context, model: str, input_price: int, output_price: int, cached_price: int, source: str
 ) -> None:
     """Override a model's official price; the override survives catalog upgrades."""
-    with writing(ctx) as (services, conn):
-        updated = set_official_prices(
+    with writing(ctx, audit=False) as (services, conn):
+        updated = audited.set_official_prices(
             conn,
+            CLI_ACTOR,
+            services.clock(),
             model,
             Prices(input_price, output_price, cached_price),
             price_date=services.clock().date().isoformat(),
@@ -375,9 +378,11 @@ def routes_rotate_encryption_key(ctx: click.Context) -> None:
     every gateway process (each then opens both); run this; then remove the old key and restart.
     All or nothing: a credential that no configured key opens stops it, and nothing changes.
     """
-    with writing(ctx) as (services, conn):
+    with writing(ctx, audit=False) as (services, conn):
         count = reseal_stored_credentials(conn, services.vault)
         webhooks = reseal_webhook_secrets(conn, services.vault)
+        resealed = {"route_credentials": count, "webhook_secrets": webhooks}  # counts only: never a secret
+        record(conn, CLI_ACTOR, "vault.reseal", services.clock(), target="vault", after=resealed)
     click.echo(f"re-sealed {count} route credential(s) under the current encryption key")
     click.echo(f"re-sealed {webhooks} alert webhook secret(s) under the current encryption key")
     if services.settings.previous_encryption_keys.get_secret_value().strip():

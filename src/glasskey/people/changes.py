@@ -1,4 +1,4 @@
-"""Changes to keys, routes, wallets, limits and roles, each audited by the one function that makes it.
+"""Changes to orgs, keys, routes, prices, wallets, limits and roles, each audited by the one function that makes it.
 
 The admin API, the dashboard and the CLI call these instead of the bare domain functions, so a change
 is recorded the same way whichever surface made it: who (the ``Actor``, with the address and request
@@ -20,13 +20,16 @@ from glasskey.keys.service import create_key as _create_key
 from glasskey.keys.service import revoke_key as _revoke_key
 from glasskey.keys.service import update_key as _update_key
 from glasskey.ledger import Transfer
-from glasskey.orgs.service import get_wallet
+from glasskey.orgs.service import Org, get_wallet
+from glasskey.orgs.service import create_org as _create_org
 from glasskey.orgs.service import top_up as _top_up
 from glasskey.people.audit import Actor, record
 from glasskey.people.limits import OrgLimits, get_limits
 from glasskey.people.limits import set_limits as _set_limits
 from glasskey.people.members import Membership, get_membership
 from glasskey.people.members import change_role as _change_role
+from glasskey.pricing.catalog import Model, Prices, get_model
+from glasskey.pricing.catalog import set_official_prices as _set_official_prices
 from glasskey.routing.routes import Route, get_route
 from glasskey.routing.routes import create_route as _create_route
 from glasskey.routing.routes import update_route as _update_route
@@ -137,4 +140,23 @@ def change_role(
     before = get_membership(conn, org_id, user_id)
     after = _change_role(conn, actor_role, org_id, user_id, role)
     _changed(conn, actor, now, "member.role", f"member:{user_id}", org_id, before.public(), after.public())
+    return after
+
+
+def create_org(conn: Connection, actor: Actor, now: datetime, name: str) -> Org:
+    org = _create_org(conn, name, now)
+    record(conn, actor, "org.create", now, org_id=org.id, target=f"org:{org.id}", after=org.public())
+    return org
+
+
+def _price(model: Model) -> dict[str, Any]:
+    return {**model.official_prices.as_dict(), "price_date": model.price_date, "price_source": model.price_source}
+
+
+def set_official_prices(
+    conn: Connection, actor: Actor, now: datetime, name: str, prices: Prices, *, price_date: str, source: str
+) -> Model:
+    before = get_model(conn, name)
+    after = _set_official_prices(conn, name, prices, price_date=price_date, source=source)
+    _changed(conn, actor, now, "model.price", f"model:{after.name}", None, _price(before), _price(after))
     return after

@@ -21,7 +21,7 @@ from glasskey.dashboard.web import Dashboard, actor_of, flash, read_form, redire
 from glasskey.errors import ClientError
 from glasskey.ledger import Transfer, list_transfers
 from glasskey.money import format_usd
-from glasskey.orgs.service import WALLET_KINDS, Org, create_org, get_org, get_wallet, list_orgs, list_wallets
+from glasskey.orgs.service import WALLET_KINDS, Org, get_org, get_wallet, list_orgs, list_wallets
 from glasskey.people import changes as audited
 
 LEDGER_PAGE = 50
@@ -141,7 +141,8 @@ def routes(dash: Dashboard) -> list[Route]:
     async def add_org(request: Request) -> Response:
         form = await read_form(request)
         name = form_text(form, "name")
-        org = await dash.write(lambda conn: create_org(conn, name, services.clock()))
+        actor = actor_of(request)
+        org = await dash.write(lambda conn: audited.create_org(conn, actor, services.clock(), name))
         flash(request, f"Org {org.name} is ready with an empty credit and routed wallet: top one up below.")
         return redirect("/wallets?" + urlencode({"org": org.id}))
 
