@@ -78,11 +78,17 @@ async def streams_with_a_kill(three: Cluster, keys: Keys, rng: random.Random, vi
             asyncio.create_task(one_stream(client, f"{three.url(s.process)}/v1/chat/completions", s)) for s in streams
         ]
         deadline = time.monotonic() + 20
+        first_started: float | None = None
         while time.monotonic() < deadline:
             on_victim = [s for s in streams if s.process == victim]
             started = sum(1 for s in on_victim if s.request_id is not None)
-            # Never later than the victim's first finished stream: its others are still in flight then.
-            if started >= victims_started_before_kill or any(s.done for s in on_victim):
+            if started and first_started is None:
+                first_started = time.monotonic()
+            # Never later than 0.5 s after the victim's first stream began: each lasts about 1.5 s, so
+            # with the pause below (at most 0.3 s) its streams are still in flight when it dies.
+            if started >= victims_started_before_kill or (
+                first_started is not None and time.monotonic() - first_started > 0.5
+            ):
                 break
             await asyncio.sleep(0.01)
         await asyncio.sleep(rng.uniform(0, 0.3))
@@ -118,14 +124,14 @@ def test_kill_9_of_one_process_under_200_streams_loses_no_acknowledged_request(t
     started_at = time.monotonic()
     streams = asyncio.run(streams_with_a_kill(three, keys, rng, victim))
 
-    survivors = [s for s in streams if s.process != victim]
-    assert all(s.done and not s.cut for s in survivors)  # the other two processes finished every stream
-    on_victim = [s for s in streams if s.process == victim]
-    assert any(s.cut for s in on_victim), "the kill came after the victim's streams ended"
-
-    # Restarted on its port as a supervisor would; whichever process voids the dead one's holds first
+    # Restarted on its port as a supervisor would (before any assertion, so that a failed seed leaves
+    # the cluster whole for the tests after it); whichever process voids the dead one's holds first
     # (a survivor seeing its liveness lock free, or the new process at start-up), none is left pending.
     three.restart(victim)
+    on_victim = [s for s in streams if s.process == victim]
+    assert any(s.cut for s in on_victim), "the kill came after the victim's streams ended"
+    survivors = [s for s in streams if s.process != victim]
+    assert all(s.done and not s.cut for s in survivors)  # the other two processes finished every stream
 
     answered = [s.request_id for s in streams if s.request_id is not None]
     with three.services.db.read() as conn:
