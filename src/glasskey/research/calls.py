@@ -140,7 +140,10 @@ class CallSender:
         maximum = quote.max_charge_micros
         await self.budget.reserve(maximum, call.label)
         try:
-            call_id = await self._start_call(call, tries, maximum, now)
+            # Shielded: a cancel arriving while the row is marked running would otherwise leave it
+            # running with nobody to end it; once it has its id, the call's own ending below runs.
+            with anyio.CancelScope(shield=True):
+                call_id = await self._start_call(call, tries, maximum, now)
         except BaseException:
             self.budget.settle(maximum, 0)
             raise
