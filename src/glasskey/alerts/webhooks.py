@@ -19,7 +19,7 @@ from sqlalchemy import Connection, delete, select, update
 
 from glasskey.alerts.tables import URL_MAX_LENGTH, alert_deliveries, alert_firing, alert_webhooks
 from glasskey.errors import ClientError
-from glasskey.routing.credentials import CredentialUnopenable, CredentialVault, shown_credential
+from glasskey.routing.credentials import CredentialVault, resealed_all, shown_credential
 from glasskey.routing.upstream_address import UpstreamAddressRefused, check_upstream_url
 
 SECRET_PREFIX = "gkwh_"
@@ -119,18 +119,8 @@ def reseal_webhook_secrets(conn: Connection, vault: CredentialVault) -> int:
     with none of the keys, nothing is rewritten and ``CredentialUnopenable`` names the orgs.
     """
     rows = conn.execute(select(alert_webhooks.c.org_id, alert_webhooks.c.secret_sealed)).all()
-    resealed: list[tuple[str, str | None]] = []
-    unopenable: list[str] = []
-    for row in rows:
-        try:
-            resealed.append((row.org_id, vault.reseal(row.secret_sealed)))
-        except CredentialUnopenable:
-            unopenable.append(row.org_id)
-    if unopenable:
-        raise CredentialUnopenable(
-            f"no configured encryption key opens the webhook secret of org(s) {', '.join(sorted(unopenable))}: "
-            "add the key they were sealed with to previous_encryption_keys; nothing was changed"
-        )
+    stored = [(row.org_id, row.secret_sealed) for row in rows]
+    resealed = resealed_all(vault, stored, "the webhook secret of org(s)")
     for org_id, sealed in resealed:
         conn.execute(update(alert_webhooks).where(alert_webhooks.c.org_id == org_id).values(secret_sealed=sealed))
     return len(resealed)

@@ -107,6 +107,27 @@ def seal_stored_credentials(conn: Connection, vault: CredentialVault) -> int:
     return len(unsealed)
 
 
+def resealed_all(
+    vault: CredentialVault, stored: list[tuple[str, str | None]], what: str
+) -> list[tuple[str, str | None]]:
+    """Each ``(id, sealed)`` sealed again under the vault's first key, all or nothing: when one opens
+    with none of the keys, ``CredentialUnopenable`` names every such id (``what`` says whose they
+    are, e.g. "the credential of route(s)") and nothing is to be rewritten."""
+    resealed: list[tuple[str, str | None]] = []
+    unopenable: list[str] = []
+    for row_id, sealed in stored:
+        try:
+            resealed.append((row_id, vault.reseal(sealed)))
+        except CredentialUnopenable:
+            unopenable.append(row_id)
+    if unopenable:
+        raise CredentialUnopenable(
+            f"no configured encryption key opens {what} {', '.join(sorted(unopenable))}: "
+            "add the key they were sealed with to previous_encryption_keys; nothing was changed"
+        )
+    return resealed
+
+
 def reseal_stored_credentials(conn: Connection, vault: CredentialVault) -> int:
     """Rewrite every stored credential under the vault's first key; returns how many.
 
@@ -114,18 +135,7 @@ def reseal_stored_credentials(conn: Connection, vault: CredentialVault) -> int:
     rewritten and ``CredentialUnopenable`` names every such route.
     """
     rows = conn.execute(select(routes.c.id, routes.c.credential).where(routes.c.credential.is_not(None))).all()
-    resealed: list[tuple[str, str | None]] = []
-    unopenable: list[str] = []
-    for row in rows:
-        try:
-            resealed.append((row.id, vault.reseal(row.credential)))
-        except CredentialUnopenable:
-            unopenable.append(row.id)
-    if unopenable:
-        raise CredentialUnopenable(
-            f"no configured encryption key opens the credential of route(s) {', '.join(sorted(unopenable))}: "
-            "add the key they were sealed with to previous_encryption_keys; nothing was changed"
-        )
+    resealed = resealed_all(vault, [(row.id, row.credential) for row in rows], "the credential of route(s)")
     for route_id, credential in resealed:
         conn.execute(update(routes).where(routes.c.id == route_id).values(credential=credential))
     return len(resealed)
