@@ -41,7 +41,9 @@ SEEDS = int(os.environ.get("GLASSKEY_KILL_SEEDS", "1"))
 BODY = {
     "model": "claude-sonnet-4-5",  # its routed route streams a chunk every 100 ms (conftest.py)
     "messages": [{"role": "user", "content": "hi"}],
-    "max_tokens": 16,  # about 1.5 s of chunks: the kill below lands while the victim streams
+    # About 4 s of chunks: the kill below lands while the victim streams, even when this test's own
+    # event loop, reading 200 streams, is late to notice the first one began (1.5 s was not enough).
+    "max_tokens": 40,
     "stream": True,
     "stream_options": {"include_usage": True},
 }
@@ -84,7 +86,7 @@ async def streams_with_a_kill(three: Cluster, keys: Keys, rng: random.Random, vi
             started = sum(1 for s in on_victim if s.request_id is not None)
             if started and first_started is None:
                 first_started = time.monotonic()
-            # Never later than 0.5 s after the victim's first stream began: each lasts about 1.5 s, so
+            # Never later than 0.5 s after the victim's first stream began: each lasts about 4 s, so
             # with the pause below (at most 0.3 s) its streams are still in flight when it dies.
             if started >= victims_started_before_kill or (
                 first_started is not None and time.monotonic() - first_started > 0.5
