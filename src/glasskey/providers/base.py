@@ -49,6 +49,8 @@ def token_count(value: Any, *, strings: bool = False) -> int | None:
     not; strings of digits count only when ``strings`` (proto3 JSON writes int64 as strings).
     Negative counts are kept so that the gateway can flag them (``Run.bounded``).
     """
+    if type(value) is int and -TOKEN_COUNT_MAX <= value <= TOKEN_COUNT_MAX:
+        return value  # nearly every count: one exact type check (a usage read: 4.7 -> 2.4 µs)
     if isinstance(value, bool):
         return None
     if isinstance(value, float):

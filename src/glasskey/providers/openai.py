@@ -70,8 +70,7 @@ def embeddings_request(body: Mapping[str, Any], upstream_model: str) -> dict[str
 # -- usage ---------------------------------------------------------------------------------
 
 
-def _count(value: Any) -> int | None:
-    return token_count(value)
+_count = token_count  # a name, not a wrapper: a usage reads about 7 counts, and each call costs a frame
 
 
 def _counts(details: Any) -> dict[str, int] | None:
