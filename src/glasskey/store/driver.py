@@ -68,21 +68,23 @@ class DriverStatement:
                 params[name] = process(params[name])
         return sql
 
-    def execute(self, conn: Connection, params: dict[str, Any]) -> Any:
-        """Run on ``conn``'s driver connection (its open transaction); returns the DB-API cursor."""
-        sql = self.prepared(conn, params)
-        return driver_connection(conn).execute(sql, params)
+    def execute(self, conn: Connection, params: dict[str, Any], driver: Any = None) -> Any:
+        """Run on ``conn``'s driver connection (its open transaction); returns the DB-API cursor.
 
-    def executemany(self, conn: Connection, rows: list[dict[str, Any]]) -> None:
+        ``driver`` is that connection when the caller has it already (a ``Batch`` keeps it)."""
+        sql = self.prepared(conn, params)
+        return (driver or driver_connection(conn)).execute(sql, params)
+
+    def executemany(self, conn: Connection, rows: list[dict[str, Any]], driver: Any = None) -> None:
         """Run once per row of ``rows``, in one driver call (one round trip where the driver can)."""
         if len(rows) <= 1:
             if rows:  # one row needs no cursor of its own (a lone request's batch: every group)
-                self.execute(conn, rows[0])
+                self.execute(conn, rows[0], driver)
             return
         sql = ""
         for row in rows:
             sql = self.prepared(conn, row)
-        cursor = driver_connection(conn).cursor()
+        cursor = (driver or driver_connection(conn)).cursor()
         try:
             cursor.executemany(sql, rows)
         finally:
