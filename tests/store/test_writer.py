@@ -23,6 +23,7 @@ from glasskey.store.batch import Batch
 from glasskey.store.database import Database
 from glasskey.store.driver import DriverStatement, Sent
 from glasskey.store.tables import UTCDateTime, orgs
+from glasskey.store.waiting import Answer
 from glasskey.store.writer import GroupCommitWriter
 
 INSERT_ORG = DriverStatement(
@@ -548,3 +549,29 @@ def test_a_lone_command_queues_behind_the_writer_when_it_is_busy(sqlite_db):
         writer.close()
     assert write.threads and write.threads[0] != threading.get_ident()
     assert writer.alone_writes == 0
+
+
+def test_an_answer_delivered_after_its_wait_was_cancelled_twice_still_reaches_the_caller():
+    # The outcome is kept on the answer; each cancellation only costs the waiting task its wake-up.
+    async def run() -> list[object]:
+        loop = asyncio.get_running_loop()
+        answer: Answer[str] = Answer(loop)
+        seen: list[object] = []
+
+        async def caller() -> None:
+            seen.append(await answer.wait_out())
+            await asyncio.sleep(0)  # the cancellation arrives here
+            seen.append("never")
+
+        task = asyncio.ensure_future(caller())
+        await asyncio.sleep(0)
+        task.cancel("first")
+        await asyncio.sleep(0)
+        task.cancel("second")
+        await asyncio.sleep(0)
+        loop.call_soon(answer.deliver, ("held", None))
+        with pytest.raises(asyncio.CancelledError, match="second"):
+            await task
+        return seen
+
+    assert asyncio.run(run()) == ["held"]

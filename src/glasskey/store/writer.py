@@ -31,7 +31,7 @@ from glasskey.store.batch import Batch
 from glasskey.store.checkpoints import Checkpointer
 from glasskey.store.commands import Outcome, Write, run_commands
 from glasskey.store.database import Database
-from glasskey.store.waiting import wait_out
+from glasskey.store.waiting import Answer
 
 log = logging.getLogger("glasskey.store.writer")
 T = TypeVar("T")
@@ -45,8 +45,7 @@ LINGER_SECONDS = 0.003
 @dataclass
 class _Job(Generic[T]):
     write: Write[T]
-    future: asyncio.Future[T]
-    loop: asyncio.AbstractEventLoop
+    answer: Answer[T]
     durable: bool
 
 
@@ -80,10 +79,9 @@ class GroupCommitWriter:
         took), and the cancellation arrives at its next await.
         """
         self._ensure_started()
-        loop = asyncio.get_running_loop()
-        job: _Job[T] = _Job(write, loop.create_future(), loop, durable)
+        job: _Job[T] = _Job(write, Answer(asyncio.get_running_loop()), durable)
         self._queue.put(job)
-        return await wait_out(job.future)
+        return await job.answer.wait_out()
 
     async def submit_alone(self, write: Write[T], *, durable: bool = True) -> T:
         """``submit`` for the only request the process is serving: on SQLite, with the writer idle,
@@ -254,15 +252,6 @@ class GroupCommitWriter:
 
 def _answer(job: _Job[Any], outcome: Outcome) -> None:
     try:
-        job.loop.call_soon_threadsafe(_settle_future, job.future, *outcome)
+        job.answer.loop.call_soon_threadsafe(job.answer.deliver, outcome)
     except RuntimeError:  # its loop is closed: nobody waits for the answer any more
         log.debug("a write's loop closed before its answer")
-
-
-def _settle_future(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
-    if future.done():  # a shielded wait never cancels it; a closed loop never runs this
-        return
-    if error is not None:
-        future.set_exception(error)
-    else:
-        future.set_result(result)
