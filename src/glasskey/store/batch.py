@@ -26,7 +26,6 @@ is held and spent together.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -82,11 +81,17 @@ class Deferred:
         # One order for every process (key budgets, then accounts, each by key), so that two
         # PostgreSQL batches never lock the same rows in opposite orders. The rows of one
         # statement go in one executemany: a single round trip on PostgreSQL (psycopg pipelines it).
-        ordered = sorted(self.increments.items(), key=_row_order)
-        for statement, group in itertools.groupby(ordered, key=lambda item: item[0][0]):
-            rows = list(group)
-            with _overflow_refused(conn, " and ".join(self.counted[row] for row, _ in rows)):
-                statement.executemany(conn, [{**dict(keys), **amounts} for (_, keys), amounts in rows], driver)
+        # Written out (no groupby, no generator context manager, the refusal's text only when it
+        # is raised): 6.2 -> 3.5 µs for a lone request's transaction, 17.9 -> 13.8 µs for a batch
+        # of seven keys (micro-benchmark, the statements themselves left out).
+        grouped: dict[DriverStatement, list[tuple[Keys, dict[str, int]]]] = {}
+        for row, amounts in sorted(self.increments.items(), key=_row_order):
+            grouped.setdefault(row[0], []).append((row[1], amounts))
+        for statement, rows in grouped.items():
+            try:
+                statement.executemany(conn, [{**dict(keys), **amounts} for keys, amounts in rows], driver)
+            except conn.dialect.dbapi.IntegrityError:  # type: ignore[union-attr]
+                raise counter_overflow(" and ".join(self.counted[statement, keys] for keys, _ in rows)) from None
         for statement, inserted in self.inserts.items():
             statement.executemany(conn, inserted, driver)
         self.increments.clear()
@@ -97,8 +102,9 @@ class Deferred:
 @contextmanager
 def _overflow_refused(conn: Connection, what: str) -> Iterator[None]:
     """The NOT NULL refusal of an increment's overflow (the only refusal an increment has) raised as
-    ``counter_overflow(what)``. In a batch, the transaction is then rolled back by the writer and
-    its writes retried one by one, so it is the guilty write alone that fails with it."""
+    ``counter_overflow(what)``, as ``Deferred.apply`` raises it. In a batch, the transaction is then
+    rolled back by the writer and its writes retried one by one, so it is the guilty write alone
+    that fails with it."""
     try:
         yield
     except conn.dialect.dbapi.IntegrityError:  # type: ignore[union-attr]
