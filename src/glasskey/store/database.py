@@ -83,6 +83,32 @@ class Database:
             raise
         self.end_write(transaction, commit=True)
 
+    @contextmanager
+    def kept_transaction(self, conn: Connection) -> Iterator[Connection]:
+        """``transaction`` on a connection its owner keeps for its life (the group-commit writer's).
+
+        On SQLite it is begun and ended on the driver connection: SQLAlchemy's ``begin`` and
+        ``commit`` cost 4.5 µs a transaction over the driver's own (11.2 against 6.7 µs with one
+        update), and a lone request runs two (``GroupCommitWriter.submit_alone``). A statement run
+        through SQLAlchemy inside it (a refusal's read, a precondition) joins it (``_on_begin``),
+        and is then ended through SQLAlchemy, which ends the driver's transaction with it.
+        """
+        lock = self._write_lock
+        if lock is None:
+            with self.transaction(conn):
+                yield conn
+            return
+        driver = conn.connection.driver_connection
+        assert driver is not None  # the connection is open: its owner keeps it
+        with lock:
+            driver.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.rollback() if conn.in_transaction() else driver.rollback()
+                raise
+            conn.commit() if conn.in_transaction() else driver.commit()
+
     def begin_write(self, conn: Connection) -> Transaction:
         """Begin a write transaction on ``conn``.
 
@@ -142,6 +168,9 @@ def _configure_sqlite(engine: Engine) -> None:
     def _on_begin(conn: Connection) -> None:
         # On the driver connection: this runs for every transaction, and through SQLAlchemy's
         # execution machinery the BEGIN alone cost more than a small batch's statements.
-        conn.connection.driver_connection.execute(  # type: ignore[union-attr]
+        driver = conn.connection.driver_connection
+        if driver.in_transaction:  # type: ignore[union-attr]  # begun by Database.kept_transaction
+            return
+        driver.execute(  # type: ignore[union-attr]
             "BEGIN IMMEDIATE" if conn.get_execution_options().get(WRITE_OPTION) else "BEGIN"
         )

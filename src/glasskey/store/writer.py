@@ -99,7 +99,7 @@ class GroupCommitWriter:
             return await self.submit(write, durable=durable)
         try:
             self.alone_writes += 1
-            with self.db.transaction(self._connection()) as conn:
+            with self.db.kept_transaction(self._connection()) as conn:
                 batch = Batch.group(conn)
                 [(result, refusal)] = run_commands(batch, [write])
                 batch.apply()
@@ -142,7 +142,7 @@ class GroupCommitWriter:
         durable: list[tuple[_Job[Any], Outcome]] = []
         running = True
         try:
-            with self.db.transaction(self._connection()) as conn:
+            with self.db.kept_transaction(self._connection()) as conn:
                 batch = Batch.group(conn)
                 while taken:
                     for job, outcome in zip(taken, run_commands(batch, [job.write for job in taken]), strict=True):
@@ -189,7 +189,7 @@ class GroupCommitWriter:
 
     def _commit_alone(self, write: Write[Any]) -> Outcome:
         try:
-            with self.db.transaction(self._connection()) as conn:
+            with self.db.kept_transaction(self._connection()) as conn:
                 batch = Batch.group(conn)
                 [outcome] = run_commands(batch, [write])
                 batch.apply()
