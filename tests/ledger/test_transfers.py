@@ -6,6 +6,7 @@ Holds here are ``adjustment`` transfers: a posted ``charge`` needs a receipt (se
 
 from __future__ import annotations
 
+from dataclasses import fields
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -35,6 +36,7 @@ from glasskey.ledger import (
     post_pending,
     void_pending,
 )
+from glasskey.ledger.transfers import _FIELDS
 from glasskey.orgs.service import create_org, get_wallet, list_wallets, top_up
 from glasskey.store.batch import Batch
 from glasskey.store.commands import run_commands
@@ -518,3 +520,8 @@ def test_a_settlement_releases_its_hold_before_the_next_write_of_its_batch_holds
     assert [refusal for _, refusal in outcomes] == [None, None]
     assert balances(db, wallet) == (900_000, 900_000, 0)
     assert_coherent(db)
+
+
+def test_a_returned_transfer_row_is_read_in_the_order_of_the_transfer_fields() -> None:
+    # The driver's RETURNING row is passed to Transfer by position (ledger.transfers._from_returned).
+    assert tuple(field.name for field in fields(Transfer) if field.name != "replayed") == _FIELDS
