@@ -90,8 +90,8 @@ class Database:
         On SQLite it is begun and ended on the driver connection: SQLAlchemy's ``begin`` and
         ``commit`` cost 4.5 µs a transaction over the driver's own (11.2 against 6.7 µs with one
         update), and a lone request runs two (``GroupCommitWriter.submit_alone``). A statement run
-        through SQLAlchemy inside it (a refusal's read, a precondition) joins it (``_on_begin``),
-        and is then ended through SQLAlchemy, which ends the driver's transaction with it.
+        through SQLAlchemy inside it (a refusal's read, a precondition) joins it (``_on_begin``);
+        the transaction is then ended through SQLAlchemy, which ends the driver's with it.
         """
         lock = self._write_lock
         if lock is None:
@@ -105,9 +105,15 @@ class Database:
             try:
                 yield conn
             except BaseException:
-                conn.rollback() if conn.in_transaction() else driver.rollback()
+                if conn.in_transaction():
+                    conn.rollback()
+                else:
+                    driver.rollback()
                 raise
-            conn.commit() if conn.in_transaction() else driver.commit()
+            if conn.in_transaction():
+                conn.commit()
+            else:
+                driver.commit()
 
     def begin_write(self, conn: Connection) -> Transaction:
         """Begin a write transaction on ``conn``.
