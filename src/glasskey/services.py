@@ -127,7 +127,12 @@ def build_services(
     """
     if not settings.database_url:
         prepare_data_dir(settings.data_dir, create_database=True)
-    db = Database(settings.effective_database_url, audit_chain_key=chain_key(settings.key_pepper.get_secret_value()))
+    db = Database(
+        settings.effective_database_url,
+        audit_chain_key=chain_key(settings.key_pepper.get_secret_value()),
+        pool_size=settings.database_pool_size,
+        pool_overflow=settings.database_pool_overflow,
+    )
     http = UpstreamHTTP(
         proxy=settings.upstream_proxy.get_secret_value() or None,
         allow_private_upstreams=settings.allow_private_upstreams,

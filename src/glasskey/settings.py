@@ -45,6 +45,12 @@ class Settings(BaseModel):
     cache_ttl_ms: int = Field(
         default=1000, ge=0, le=60_000, description="how long keys, routes and models are cached per process"
     )
+    database_pool_size: int = Field(
+        default=10, ge=1, le=1000, description="PostgreSQL connections each gateway process keeps open"
+    )
+    database_pool_overflow: int = Field(
+        default=20, ge=0, le=1000, description="PostgreSQL connections a process may open beyond the pool under load"
+    )
     redis_url: str = Field(default="", description="share rate limits across processes; empty keeps them local")
     probe_interval_seconds: int = Field(default=0, ge=0, description="active probes of idle routes; 0 is off")
     research_resume_at_startup: bool = Field(

@@ -35,7 +35,15 @@ T = TypeVar("T")
 class Database:
     """Owns the engine; domain functions receive a ``Connection`` from ``read()`` or ``write()``."""
 
-    def __init__(self, url: str, *, echo: bool = False, audit_chain_key: bytes | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        echo: bool = False,
+        audit_chain_key: bytes | None = None,
+        pool_size: int = 10,
+        pool_overflow: int = 20,
+    ) -> None:
         parsed = make_url(url)
         self.url = url
         self.dialect = parsed.get_backend_name()
@@ -47,7 +55,9 @@ class Database:
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
             self._write_lock = threading.Lock()
         else:
-            kwargs.update(pool_size=10, max_overflow=20, pool_pre_ping=True)
+            # Each process keeps ``pool_size`` connections and opens up to ``pool_overflow`` more under
+            # load: PostgreSQL's max_connections must fit every process's sum (docs/deployment.md).
+            kwargs.update(pool_size=pool_size, max_overflow=pool_overflow, pool_pre_ping=True)
         self.engine: Engine = create_engine(url, **kwargs)
         if self.dialect == "sqlite":
             _configure_sqlite(self.engine)
