@@ -243,7 +243,9 @@ def _method(results: dict[str, Any]) -> list[str]:
         "Every proxy reaches the 0 ms upstream as model `gpt-4o-mini` and the 50 ms one as `gpt-4.1-mini`.",
         "- **Workers** (issue 19): `glasskey serve --workers N` for N = 1, 2, 4 on PostgreSQL, each on a "
         "database of its own and with Redis when it answers (the supported deployment of several workers), "
-        "all started before the first round; in each round every N is measured in turn (the order rotated per "
+        "all started before the first round, each process with a PostgreSQL pool of 5 + 5 connections "
+        "(`GLASSKEY_DATABASE_POOL_SIZE`, `_OVERFLOW`) so that the seven fit PostgreSQL's default 100; "
+        "in each round every N is measured in turn (the order rotated per "
         "round) at c=64 for the cell's duration, after a warm-up load of its own. Throughput per CPU-second "
         "divides the measured requests by the CPU time of the supervisor and its workers over the measured "
         "phase; the ratios to one worker are taken within each round.",

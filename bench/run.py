@@ -73,6 +73,9 @@ from bench.targets import (
 RESULTS_DIR = ROOT / "bench" / "results"
 
 
+WORKERS_DATABASE_POOL = (5, 5)  # each process's PostgreSQL pool in the workers run (size, overflow)
+
+
 @dataclass(frozen=True)
 class Plan:
     reps: int = 3
@@ -237,12 +240,20 @@ class Run:
         label: str = "",
         workers: int = 1,
         redis_url: str = "",
+        database_pool: tuple[int, int] | None = None,
     ) -> Target:
         database = self.postgres_name(label or name.split("-")[-1]) if postgres else None
         target = seed_glasskey(name, upstreams, self.tmp / name, postgres_database=database)
         # The source may change while a run goes on (others work on it): each start says what it ran.
         self.note_target(name, source_digest=machine.source_digest())
-        return start_glasskey(self.procs, target, list(upstreams.servers), workers=workers, redis_url=redis_url)
+        return start_glasskey(
+            self.procs,
+            target,
+            list(upstreams.servers),
+            workers=workers,
+            redis_url=redis_url,
+            database_pool=database_pool,
+        )
 
     def matrix(self, targets: list[Target]) -> None:
         plan = self.plan
@@ -319,9 +330,18 @@ class Run:
         """
         plan = self.plan
         redis_url = plan.workers_redis_url if _redis_reachable(plan.workers_redis_url) else ""
+        # Every N's processes run at once (1 + 2 + 4 = 7): at the settings' 10 + 20 connections each they
+        # could ask for 210 of PostgreSQL's default 100 (a run met "too many clients"). A worker serving
+        # c=64/N uses a few (its writer, its liveness lock, reads past the cache): 5 + 5 each, 70 in all.
         targets = {
             n: self.glasskey(
-                f"glasskey-postgres-{n}w", upstreams, postgres=True, label=f"w{n}", workers=n, redis_url=redis_url
+                f"glasskey-postgres-{n}w",
+                upstreams,
+                postgres=True,
+                label=f"w{n}",
+                workers=n,
+                redis_url=redis_url,
+                database_pool=WORKERS_DATABASE_POOL,
             )
             for n in plan.workers
         }

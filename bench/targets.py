@@ -91,14 +91,23 @@ def seed_glasskey(
 
 
 def start_glasskey(
-    procs: Processes, target: Target, latencies: list[int], *, workers: int = 1, redis_url: str = ""
+    procs: Processes,
+    target: Target,
+    latencies: list[int],
+    *,
+    workers: int = 1,
+    redis_url: str = "",
+    database_pool: tuple[int, int] | None = None,
 ) -> Target:
-    """``glasskey serve`` for a seeded target; ``workers`` > 1 (PostgreSQL only) under uvicorn's supervisor."""
+    """``glasskey serve`` for a seeded target; ``workers`` > 1 (PostgreSQL only) under uvicorn's supervisor;
+    ``database_pool`` is each process's PostgreSQL pool (size, overflow), the settings' 10 + 20 if None."""
     assert target.seed is not None
     port = free_port()
     env = target.seed.env(port, dict(os.environ))
     if redis_url:
         env["GLASSKEY_REDIS_URL"] = redis_url
+    if database_pool is not None:
+        env["GLASSKEY_DATABASE_POOL_SIZE"], env["GLASSKEY_DATABASE_POOL_OVERFLOW"] = map(str, database_pool)
     argv = [str(GLASSKEY_BIN), "serve"] + (["--workers", str(workers)] if workers > 1 else [])
     server = procs.start(target.name, argv, port, env=env, cwd=target.seed.data_dir)
     target.servers = dict.fromkeys(latencies, server)
