@@ -6,10 +6,10 @@ import asyncio
 import json
 import re
 from datetime import timedelta
-from pathlib import Path
 
+from alert_helpers import ALERTS_DOC, VAULT, Clock, set_total_spend
 from alert_receiver import receiver
-from conftest_helpers import NOW, TEST_ENCRYPTION_KEY
+from conftest_helpers import NOW
 from glasskey.alerts.delivery import DeliveryLimits
 from glasskey.alerts.firing import evaluate
 from glasskey.alerts.runner import AlertRunner
@@ -17,25 +17,7 @@ from glasskey.alerts.webhooks import set_webhook
 from glasskey.keys.policy import KeyPolicy
 from glasskey.keys.service import create_key, revoke_key
 from glasskey.orgs.service import create_org, top_up
-from glasskey.routing.credentials import CredentialVault
-from glasskey.store.tables import key_spend
 from people_helpers import PEPPER, add_receipt
-
-VAULT = CredentialVault([TEST_ENCRYPTION_KEY])
-ALERTS_DOC = Path(__file__).parents[2] / "docs" / "alerts.md"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = NOW
-
-    def __call__(self):
-        return self.now
-
-
-def _spend(conn, key, spent_micros):
-    conn.execute(key_spend.delete().where(key_spend.c.key_id == key.id))
-    conn.execute(key_spend.insert().values(key_id=key.id, period="total", spent_micros=spent_micros, held_micros=0))
 
 
 def _documented_cleared_event():
@@ -54,17 +36,17 @@ def test_a_cleared_alert_is_sent_once_to_the_webhook_in_the_documented_shape(sql
             key, _ = create_key(
                 conn, pepper=PEPPER, org_id=org.id, name="ci", policy=KeyPolicy(budget_total_micros=1000), now=NOW
             )
-            _spend(conn, key, 600)  # 50% crossed
+            set_total_spend(conn, key, 600)  # 50% crossed
         runner = AlertRunner(sqlite_db, VAULT, clock, allow_private=True)
         fired = runner.evaluate_all()
         asyncio.run(runner.deliver_due())
         with sqlite_db.write() as conn:
-            _spend(conn, key, 900)  # 80% crossed, later than 50%
+            set_total_spend(conn, key, 900)  # 80% crossed, later than 50%
         runner.evaluate_all()
         asyncio.run(runner.deliver_due())
         clock.now = NOW + timedelta(minutes=15)
         with sqlite_db.write() as conn:
-            _spend(conn, key, 100)  # both budget thresholds clear in one evaluation
+            set_total_spend(conn, key, 100)  # both budget thresholds clear in one evaluation
             top_up(conn, org.id, "routed", 1_000_000, clock())  # the wallet clears
         cleared = runner.evaluate_all()
         asyncio.run(runner.deliver_due())
@@ -104,7 +86,7 @@ def test_failures_that_left_the_window_and_a_revoked_keys_budget_clear_too(sqlit
         spent, _ = create_key(
             conn, pepper=PEPPER, org_id=org.id, name="spent", policy=KeyPolicy(budget_total_micros=1000), now=NOW
         )
-        _spend(conn, spent, 1000)
+        set_total_spend(conn, spent, 1000)
         for index in range(10):
             add_receipt(conn, flaky, f"req_{index}", status="failed", created_at=NOW)
         fired = evaluate(conn, org.id, NOW, DeliveryLimits())

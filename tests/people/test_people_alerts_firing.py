@@ -8,7 +8,8 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from conftest_helpers import NOW, TEST_ENCRYPTION_KEY
+from alert_helpers import VAULT, set_total_spend
+from conftest_helpers import NOW
 from glasskey.alerts.delivery import DeliveryLimits
 from glasskey.alerts.firing import _record_firing, changed, evaluate
 from glasskey.alerts.notices import notices
@@ -27,22 +28,14 @@ from glasskey.errors import ClientError
 from glasskey.keys.policy import KeyPolicy
 from glasskey.keys.service import create_key, list_keys
 from glasskey.orgs.service import create_org, top_up
-from glasskey.routing.credentials import CredentialVault
-from glasskey.store.tables import key_spend
 from people_helpers import PEPPER, add_receipt
 
 LIMITS = DeliveryLimits()
-VAULT = CredentialVault([TEST_ENCRYPTION_KEY])
 
 
 def _key(conn, org_id, name, **policy):
     key, _ = create_key(conn, pepper=PEPPER, org_id=org_id, name=name, policy=KeyPolicy(**policy), now=NOW)
     return key
-
-
-def _spend(conn, key, spent_micros):
-    conn.execute(key_spend.delete().where(key_spend.c.key_id == key.id))
-    conn.execute(key_spend.insert().values(key_id=key.id, period="total", spent_micros=spent_micros, held_micros=0))
 
 
 def _sent(conn, org_id):
@@ -57,8 +50,8 @@ def test_a_keys_own_rule_wins_over_the_orgs_which_wins_over_the_default(sqlite_d
         top_up(conn, org.id, "routed", 1_000_000, NOW)
         plain = _key(conn, org.id, "plain", budget_total_micros=1000)
         special = _key(conn, org.id, "special", budget_total_micros=1000)
-        _spend(conn, plain, 300)
-        _spend(conn, special, 300)
+        set_total_spend(conn, plain, 300)
+        set_total_spend(conn, special, 300)
         assert {n["kind"] for n in notices(conn, org.id, list_keys(conn, org.id), NOW)} == set()
         set_rule(conn, org.id, AlertRule(KEY_BUDGET, "keys", budget_percents=(25,)), NOW)
         set_rule(conn, org.id, AlertRule(KEY_BUDGET, f"key:{special.id}", budget_percents=(90,)), NOW)
@@ -127,14 +120,14 @@ def test_a_threshold_crossing_fires_once_and_again_only_after_it_clears(db):
         top_up(conn, org.id, "routed", 1_000_000, NOW)
         set_webhook(conn, VAULT, org.id, "http://127.0.0.1:9/hook", NOW, allow_private=True)
         key = _key(conn, org.id, "k", budget_total_micros=1000)
-        _spend(conn, key, 100)
+        set_total_spend(conn, key, 100)
         assert evaluate(conn, org.id, NOW, LIMITS) == []  # 10%: nothing crossed
-        _spend(conn, key, 850)  # 50 and 80 crossed at once: one event, the highest
+        set_total_spend(conn, key, 850)  # 50 and 80 crossed at once: one event, the highest
         fired = evaluate(conn, org.id, NOW, LIMITS)
         again = [evaluate(conn, org.id, NOW + timedelta(seconds=15 * n), LIMITS) for n in range(1, 4)]
-        _spend(conn, key, 600)  # below 80 again: 80 clears (an alert.cleared event), 50 still holds
+        set_total_spend(conn, key, 600)  # below 80 again: 80 clears (an alert.cleared event), 50 still holds
         after_drop = evaluate(conn, org.id, NOW, LIMITS)
-        _spend(conn, key, 820)  # crossed 80 once more
+        set_total_spend(conn, key, 820)  # crossed 80 once more
         refired = evaluate(conn, org.id, NOW, LIMITS)
         sent = _sent(conn, org.id)
     assert [event["alert"]["threshold_percent"] for event in fired] == [80]
@@ -154,7 +147,7 @@ def test_a_crossing_recorded_by_one_process_is_not_sent_again_by_another(db):
         top_up(conn, org.id, "routed", 1_000_000, NOW)
         set_webhook(conn, VAULT, org.id, "http://127.0.0.1:9/hook", NOW, allow_private=True)
         key = _key(conn, org.id, "k", budget_total_micros=1000)
-        _spend(conn, key, 1000)
+        set_total_spend(conn, key, 1000)
     # Each sweep is its own transaction, as two gateway processes' would be: the firing row is shared.
     with db.write() as first:
         first_events = evaluate(first, org.id, NOW, LIMITS)
@@ -180,7 +173,7 @@ def test_spend_and_failures_are_read_for_many_keys_at_once_in_bounded_batches(sq
         org = create_org(conn, "acme", NOW)
         keys = [_key(conn, org.id, f"k{index}", budget_total_micros=1000) for index in range(5)]
         for key in keys:
-            _spend(conn, key, 800)
+            set_total_spend(conn, key, 800)
             for index in range(10):
                 add_receipt(conn, key, f"req_{key.id}_{index}", status="failed", created_at=NOW)
         found = notices(conn, org.id, keys, NOW)
@@ -196,7 +189,7 @@ def test_one_evaluation_past_the_queue_bound_logs_the_rest_as_dropped_and_then_o
         top_up(conn, org.id, "routed", 1_000_000, NOW)
         set_webhook(conn, VAULT, org.id, "http://127.0.0.1:9/hook", NOW, allow_private=True)
         for index in range(5):
-            _spend(conn, _key(conn, org.id, f"k{index}", budget_total_micros=1000), 1000)
+            set_total_spend(conn, _key(conn, org.id, f"k{index}", budget_total_micros=1000), 1000)
         assert changed(conn, org.id, NOW) is True
         events = evaluate(conn, org.id, NOW, limits)
         statuses = sorted(conn.scalars(select(alert_deliveries.c.status)))

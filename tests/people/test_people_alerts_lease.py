@@ -13,8 +13,9 @@ import anyio
 import pytest
 from sqlalchemy import func, select
 
+from alert_helpers import VAULT, Clock
 from alert_receiver import receiver
-from conftest_helpers import NOW, TEST_ENCRYPTION_KEY, postgres_schema_url
+from conftest_helpers import NOW, postgres_schema_url
 from glasskey.alerts.delivery import DeliveryLimits, enqueue
 from glasskey.alerts.lease import LEASE_SECONDS, take
 from glasskey.alerts.runner import AlertRunner
@@ -23,19 +24,9 @@ from glasskey.alerts.webhooks import set_webhook
 from glasskey.ledger.accounts import ensure_system_accounts
 from glasskey.orgs.service import create_org
 from glasskey.pricing.catalog import sync_catalog
-from glasskey.routing.credentials import CredentialVault
 from glasskey.store.database import Database
 
-VAULT = CredentialVault([TEST_ENCRYPTION_KEY])
 ROUNDS = 4
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = NOW
-
-    def __call__(self):
-        return self.now
 
 
 class CountingRunner(AlertRunner):

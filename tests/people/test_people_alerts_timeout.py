@@ -6,22 +6,12 @@ import asyncio
 import socket
 from datetime import timedelta
 
-from conftest_helpers import NOW, TEST_ENCRYPTION_KEY
+from alert_helpers import VAULT, Clock
+from conftest_helpers import NOW
 from glasskey.alerts.delivery import DeliveryLimits, enqueue, list_deliveries
 from glasskey.alerts.runner import AlertRunner
 from glasskey.alerts.webhooks import set_webhook
 from glasskey.orgs.service import create_org
-from glasskey.routing.credentials import CredentialVault
-
-VAULT = CredentialVault([TEST_ENCRYPTION_KEY])
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = NOW
-
-    def __call__(self):
-        return self.now
 
 
 def test_a_receiver_that_never_answers_fails_the_attempt_at_the_timeout_and_it_is_retried_later(sqlite_db):

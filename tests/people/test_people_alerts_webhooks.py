@@ -9,13 +9,13 @@ import re
 import socket
 import time
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp.abc import AbstractResolver, ResolveResult
 from sqlalchemy import select
 
+from alert_helpers import ALERTS_DOC, VAULT, Clock
 from alert_receiver import receiver
 from conftest_helpers import NOW, TEST_ENCRYPTION_KEY
 from glasskey.alerts.delivery import DeliveryLimits, backoff_seconds, enqueue, list_deliveries
@@ -27,17 +27,6 @@ from glasskey.orgs.service import create_org
 from glasskey.routing.credentials import CredentialVault
 from glasskey.routing.guarded_resolver import UpstreamAddressResolver
 from glasskey.routing.upstream_address import UpstreamAddressRefused
-
-VAULT = CredentialVault([TEST_ENCRYPTION_KEY])
-ALERTS_DOC = Path(__file__).parents[2] / "docs" / "alerts.md"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = NOW
-
-    def __call__(self):
-        return self.now
 
 
 def _org_with_webhook(db, url, clock):
