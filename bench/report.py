@@ -32,7 +32,7 @@ from bench.analysis import (
     verdicts,
 )
 from bench.chart import chart
-from bench.issue19 import soak_flatness, verdicts_19, workers_by_round
+from bench.issue19 import soak_flatness, verdicts_19
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "performance.md"
@@ -109,29 +109,30 @@ def _workers(results: dict[str, Any]) -> list[str]:
     if not workers:
         return ["## Workers on PostgreSQL", "", "Not run.", ""]
     rows = []
-    for rep, by_n in sorted(workers_by_round(workers).items()):
-        for n, row in sorted(by_n.items()):
-            result = row["result"]
-            rows.append(
-                [
-                    str(rep + 1),
-                    str(n),
-                    str(row["processes"]),
-                    num(result["throughput_rps"]),
-                    num(row["cpu_seconds"], 2),
-                    num(row["requests_per_cpu_second"], 0),
-                    num(1000 * row["cpu_seconds"] / max(result["requests"], 1), 3),
-                    num(1000 * row.get("database_cpu_seconds", math.nan) / max(result["requests"], 1), 3),
-                    num(result["latency_ms"].get("p99", math.nan), 1),
-                    str(result["errors"]),
-                ]
-            )
+    for row in sorted(workers.get("rounds", []), key=lambda row: (row["rep"], row["workers"], row["concurrency"])):
+        result = row["result"]
+        rows.append(
+            [
+                str(row["rep"] + 1),
+                str(row["workers"]),
+                str(row["concurrency"]),
+                str(row["processes"]),
+                num(result["throughput_rps"]),
+                num(row["cpu_seconds"], 2),
+                num(row["requests_per_cpu_second"], 0),
+                num(1000 * row["cpu_seconds"] / max(result["requests"], 1), 3),
+                num(1000 * row.get("database_cpu_seconds", math.nan) / max(result["requests"], 1), 3),
+                num(result["latency_ms"].get("p99", math.nan), 1),
+                str(result["errors"]),
+            ]
+        )
     concurrency = workers["rounds"][0]["concurrency"] if workers.get("rounds") else "?"
     return [
         "## Workers on PostgreSQL",
         "",
         f"`glasskey serve --workers N` on a PostgreSQL database of its own per N, non-streaming, 0 ms upstream, "
-        f"c={concurrency}, {'with' if workers.get('redis') else 'without'} Redis (`GLASSKEY_REDIS_URL`). CPU is "
+        f"c={concurrency} in all and, for N > 1, c={concurrency} per worker (N × {concurrency}), "
+        f"{'with' if workers.get('redis') else 'without'} Redis (`GLASSKEY_REDIS_URL`). CPU is "
         "user + system time of the supervisor and its workers (`/proc/<pid>/stat`) over the measured phase "
         "only (the warm-up is a load of its own before it); PostgreSQL's, Redis's, the upstream's and the load "
         "generator's CPU are not counted, so the figure shows what glasskey's own processes spend per request, "
@@ -141,6 +142,7 @@ def _workers(results: dict[str, Any]) -> list[str]:
             [
                 "round",
                 "workers",
+                "c",
                 "processes",
                 "req/s",
                 "CPU s",
@@ -246,9 +248,12 @@ def _method(results: dict[str, Any]) -> list[str]:
         "all started before the first round, each process with a PostgreSQL pool of 5 + 5 connections "
         "(`GLASSKEY_DATABASE_POOL_SIZE`, `_OVERFLOW`) so that the seven fit PostgreSQL's default 100; "
         "in each round every N is measured in turn (the order rotated per "
-        "round) at c=64 for the cell's duration, after a warm-up load of its own. Throughput per CPU-second "
+        "round) at c=64 for the cell's duration, after a warm-up load of its own, and each N > 1 again at "
+        "N × 64 (the same load per worker as one worker's: at a fixed total, N workers split it and each "
+        "batches N times fewer requests per group commit). Throughput per CPU-second "
         "divides the measured requests by the CPU time of the supervisor and its workers over the measured "
-        "phase; the ratios to one worker are taken within each round.",
+        "phase; the ratios to one worker are taken within each round, one worker's phase being the "
+        "baseline of both loads.",
         "- **Scale and soak** (issue 19): the scale run's filled database is generated in bulk by one "
         "`INSERT … SELECT` per table over a generated series (SQLite's recursive CTE, PostgreSQL's "
         "`generate_series`), which builds the rows inside the database engine: no row crosses the client, "

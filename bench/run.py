@@ -96,7 +96,8 @@ class Plan:
     )
     calibration_s: float = 1.0
     workers: tuple[int, ...] = (1, 2, 4)  # the workers run; () skips it
-    workers_concurrency: int = 64
+    workers_concurrency: int = 64  # in all; and per worker, when workers_per_worker_load
+    workers_per_worker_load: bool = True  # N > 1 also at N times the concurrency
     workers_redis_url: str = "redis://127.0.0.1:6379/14"  # used when reachable: the supported deployment
     scale: bool = True
     scale_keys: int = 100_000
@@ -321,7 +322,9 @@ class Run:
         return facts
 
     def workers(self, upstreams: Target) -> None:
-        """``glasskey serve --workers N`` on PostgreSQL, N alternating within each round, at one concurrency.
+        """``glasskey serve --workers N`` on PostgreSQL, N alternating within each round, under two loads:
+        the same concurrency in all (``workers_concurrency``: N workers share one worker's load), and,
+        for N > 1, N times it (each worker as busy as the one was).
 
         Each measured phase is bracketed by the CPU time of the target's processes (the supervisor
         and its workers), so a round gives throughput and requests per CPU-second of glasskey's own
@@ -351,40 +354,46 @@ class Run:
             order = list(plan.workers)
             shift = rep % len(order)
             for n in order[shift:] + order[:shift]:
-                target = targets[n]
-                # The warm-up is a load of its own, so the CPU bracket holds the measured phase only.
-                self.load(target, 0, False, plan.workers_concurrency, duration_s_max=plan.warmup_s, warmup_requests=0)
-                assert target.postgres_database is not None
-                backends = postgres_backend_pids(target.postgres_database)
-                database_before = sum(cpu_seconds(pid, descendants=False) for pid in backends)
-                cpu_before = cpu_seconds(target.process.pid)
-                result = self.load(target, 0, False, plan.workers_concurrency, warmup_requests=0)
-                cpu_s = cpu_seconds(target.process.pid) - cpu_before
-                # A backend opened during the phase counts whole; one closed during it is lost (rare).
-                backends_after = postgres_backend_pids(target.postgres_database)
-                database_s = sum(cpu_seconds(pid, descendants=False) for pid in backends_after) - database_before
-                per_cpu = result.requests / cpu_s if cpu_s > 0 else math.nan
-                rounds.append(
-                    {
-                        "rep": rep,
-                        "workers": n,
-                        "concurrency": plan.workers_concurrency,
-                        "cpu_seconds": round(cpu_s, 3),
-                        "database_cpu_seconds": round(database_s, 3),
-                        "requests_per_cpu_second": per_cpu,
-                        "processes": 1 + len(children_of(target.process.pid)),
-                        "result": result.as_dict(),
-                    }
-                )
-                self.log(
-                    f"workers rep {rep + 1} N={n} c={plan.workers_concurrency} {result.throughput_rps:8.1f} req/s "
-                    f"cpu {cpu_s:6.2f} s  {per_cpu:8.1f} req/cpu-s  PostgreSQL cpu {database_s:5.2f} s "
-                    f"errors {result.errors}"
-                )
-                time.sleep(plan.pause_s)
+                rounds.append(self.workers_phase(targets[n], rep, n, plan.workers_concurrency, "total"))
+                if n > 1 and plan.workers_per_worker_load:
+                    # The same load per worker as one worker's: what N processes cost when each has
+                    # as much to do as the one had (a fixed total splits each worker's batches N ways).
+                    rounds.append(self.workers_phase(targets[n], rep, n, plan.workers_concurrency * n, "per worker"))
         self.results["workers"] = {"redis": bool(redis_url), "rounds": rounds}
         for target in targets.values():
             self.record_integrity(target)
+
+    def workers_phase(self, target: Target, rep: int, n: int, concurrency: int, load: str) -> dict[str, Any]:
+        """One measured phase of the workers run: throughput, and the CPU of glasskey's processes and of
+        PostgreSQL's backends over the phase alone."""
+        # The warm-up is a load of its own, so the CPU bracket holds the measured phase only.
+        self.load(target, 0, False, concurrency, duration_s_max=self.plan.warmup_s, warmup_requests=0)
+        assert target.postgres_database is not None
+        backends = postgres_backend_pids(target.postgres_database)
+        database_before = sum(cpu_seconds(pid, descendants=False) for pid in backends)
+        cpu_before = cpu_seconds(target.process.pid)
+        result = self.load(target, 0, False, concurrency, warmup_requests=0)
+        cpu_s = cpu_seconds(target.process.pid) - cpu_before
+        # A backend opened during the phase counts whole; one closed during it is lost (rare).
+        backends_after = postgres_backend_pids(target.postgres_database)
+        database_s = sum(cpu_seconds(pid, descendants=False) for pid in backends_after) - database_before
+        per_cpu = result.requests / cpu_s if cpu_s > 0 else math.nan
+        self.log(
+            f"workers rep {rep + 1} N={n} c={concurrency} ({load}) {result.throughput_rps:8.1f} req/s "
+            f"cpu {cpu_s:6.2f} s  {per_cpu:8.1f} req/cpu-s  PostgreSQL cpu {database_s:5.2f} s errors {result.errors}"
+        )
+        time.sleep(self.plan.pause_s)
+        return {
+            "rep": rep,
+            "workers": n,
+            "concurrency": concurrency,
+            "load": load,
+            "cpu_seconds": round(cpu_s, 3),
+            "database_cpu_seconds": round(database_s, 3),
+            "requests_per_cpu_second": per_cpu,
+            "processes": 1 + len(children_of(target.process.pid)),
+            "result": result.as_dict(),
+        }
 
     def scale(self, upstreams: Target) -> None:
         """An empty glasskey against one with many keys and receipts, same load, interleaved."""
