@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import Connection, select
 
 from conftest_helpers import NOW
-from glasskey.errors import WalletError
+from glasskey.errors import ClientError, WalletError
 from glasskey.ledger.accounts import open_account
 from glasskey.store.batch import Batch, Deferred
 from glasskey.store.database import Database
@@ -17,6 +17,11 @@ from glasskey.store.tables import UTCDateTime, accounts, orgs
 from glasskey.store.writer import GroupCommitWriter
 
 CREDIT = DriverStatement("UPDATE accounts SET credits_posted = credits_posted + :amount WHERE id = :id")
+# Refuses a sum above 100 as the ledger's bounded sums refuse an overflow: NULL into a NOT NULL column.
+CREDIT_UP_TO_100 = DriverStatement(
+    "UPDATE accounts SET credits_posted = CASE WHEN credits_posted + :amount > 100 THEN NULL "
+    "ELSE credits_posted + :amount END WHERE id = :id"
+)
 INSERT_ORG = DriverStatement(
     "INSERT INTO orgs (id, name, created_at) VALUES (:id, :name, :created_at)", {"created_at": UTCDateTime()}
 )
@@ -125,3 +130,49 @@ def test_a_writes_view_of_a_batch_keeps_its_deferred_writes_apart_until_kept(db:
         batch.keep(kept)
         batch.apply()
         assert org_names(conn) == {"kept"}
+
+
+def test_on_postgresql_a_group_commits_deferred_writes_go_in_one_pipeline(db: Database) -> None:
+    if db.dialect != "postgresql":
+        pytest.skip("SQLite has no pipeline: its statements are no round trips")
+    with db.write() as conn:
+        open_account(conn, account_id="acc_revenue", kind="revenue", now=NOW, floor_micros=None)
+        batch = Batch.group(conn)
+        job = batch.job()
+        job.increment(CREDIT, {"id": "acc_revenue"}, {"amount": 5}, what="the revenue")
+        for name in ("first", "second"):
+            job.insert(INSERT_ORG, {"id": f"org_{name}", "name": name, "created_at": NOW})
+        batch.keep(job)
+        driver = batch.driver
+        pipelines: list[int] = []
+        real_pipeline = driver.pipeline
+
+        def counted_pipeline() -> object:
+            pipelines.append(1)
+            return real_pipeline()
+
+        driver.pipeline = counted_pipeline  # the real psycopg pipeline, its entries counted
+        batch.apply(pipeline=True)
+        assert len(pipelines) == 1  # the increment and both inserts: one pipeline, one wait
+        assert org_names(conn) == {"first", "second"}
+    assert credits(db, "acc_revenue") == 5
+
+
+def test_in_one_pipeline_an_overflow_fails_the_batch_and_applied_alone_it_names_its_counter(db: Database) -> None:
+    with db.write() as conn:
+        open_account(conn, account_id="acc_revenue", kind="revenue", now=NOW, floor_micros=None)
+    for pipeline in (True, False):
+        with pytest.raises(Exception) as refused, db.write() as conn:
+            batch = Batch.group(conn)
+            job = batch.job()
+            job.increment(CREDIT_UP_TO_100, {"id": "acc_revenue"}, {"amount": 101}, what="the revenue's credits")
+            batch.keep(job)
+            batch.apply(pipeline=pipeline)
+        if pipeline and db.dialect == "postgresql":
+            # The writer retries such a batch write by write (GroupCommitWriter._isolate), without one.
+            assert isinstance(refused.value, conn.dialect.dbapi.IntegrityError)  # type: ignore[union-attr]
+        else:  # SQLite has no pipeline: at once, as alone
+            assert isinstance(refused.value, ClientError)
+            assert refused.value.code == "value_too_large"
+            assert "the revenue's credits" in refused.value.message
+    assert credits(db, "acc_revenue") == 0

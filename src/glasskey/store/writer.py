@@ -155,7 +155,9 @@ class GroupCommitWriter:
                     if running and not taken and not durable and len(batch_jobs) < self.max_batch:
                         taken, running = self._linger()
                     batch_jobs = batch_jobs + taken
-                batch.apply()
+                # One pipeline on PostgreSQL: a counter's overflow then fails the batch, whose writes
+                # are retried alone (``_isolate``), each naming its own counter.
+                batch.apply(pipeline=True)
         except Exception:  # nothing of the batch was committed
             log.warning("group commit of %d writes failed; each is retried alone", len(batch_jobs), exc_info=True)
             self._drop_connection()
