@@ -4,8 +4,11 @@
 
 Each tree runs its own `python -m bench.cost` (its own venv at `TREE/.venv`, its own fake upstream,
 seed and database), so a redesign that changed the schema or the settings is compared as each tree
-runs it. Rounds alternate before/after, so a slow period of this shared machine falls on both; the
-medians of the rounds are printed with their ratio, and each round's figures so the spread shows.
+runs it. Within a round the two trees run each cell back to back, the first of the pair alternating
+from cell to cell and round to round, so a slow period of this shared machine (it comes in bursts
+of tens of seconds) falls on both of a pair; the ratio is taken within each pair, then the median
+of the rounds' ratios is printed beside the medians of each tree's figures, and each round's
+figures so the spread shows.
 On a busy machine throughput and latency move with the load; the CPU each request costs the
 glasskey process (``cpu``, ms per request) moves far less, and is the figure to trust then.
 """
@@ -48,42 +51,42 @@ def main() -> None:
     parser.add_argument("--concurrency", default="1,16,64")
     args = parser.parse_args()
     trees = {"before": args.before.resolve(), "after": HERE}
-    rounds: dict[str, list[dict[Cell, dict[str, float]]]] = {"before": [], "after": []}
+    specs = [(target, int(c), False) for target in args.targets.split(",") for c in args.concurrency.split(",")]
+    specs.append(("glasskey-sqlite", 16, True))
+    rounds: dict[str, dict[Cell, list[dict[str, float]]]] = {"before": {}, "after": {}}
     for number in range(args.rounds):
-        order = ("before", "after") if number % 2 == 0 else ("after", "before")
-        for name in order:
-            cells = run_cost(trees[name], args.targets, args.concurrency, args.seconds, stream=False)
-            cells |= run_cost(trees[name], "glasskey-sqlite", "16", args.seconds, stream=True)
-            rounds[name].append(cells)
+        for index, (target, concurrency, stream) in enumerate(specs):
+            cell = (target, concurrency, "stream" if stream else "plain")
+            order = ("before", "after") if (number + index) % 2 == 0 else ("after", "before")
+            pair = {}
+            for name in order:
+                got = run_cost(trees[name], target, str(concurrency), args.seconds, stream=stream)
+                pair[name] = got[cell]
+                rounds[name].setdefault(cell, []).append(got[cell])
             print(
-                f"round {number + 1} {name}: "
+                f"round {number + 1} {cell[0]} c={cell[1]} {cell[2]}: "
                 + "; ".join(
-                    f"{c[0]} c={c[1]} {c[2]} {v['rps']:.0f} req/s p50 {v['p50']:.2f} cpu {v['cpu']:.3f}"
-                    for c, v in sorted(cells.items())
-                ),
+                    f"{name} {pair[name]['rps']:.0f} req/s p50 {pair[name]['p50']:.2f} cpu {pair[name]['cpu']:.3f}"
+                    for name in order
+                )
+                + f"; ratio {pair['after']['rps'] / pair['before']['rps']:.2f}",
                 flush=True,
             )
     columns = ("before req/s", "after req/s", "ratio", "before p50", "after p50", "p50 +ms", "before cpu", "after cpu")
     print(f"\n{'cell':34} " + " ".join(f"{name:>12}" for name in columns))
-    for cell in sorted(rounds["after"][0]):
+    for cell in rounds["after"]:
+        before_runs, after_runs = rounds["before"][cell], rounds["after"][cell]
         med = {
-            name: {k: statistics.median(r[cell][k] for r in rounds[name] if cell in r) for k in ("rps", "p50", "cpu")}
-            for name in ("before", "after")
+            name: {k: statistics.median(run[k] for run in runs) for k in ("rps", "p50", "cpu")}
+            for name, runs in (("before", before_runs), ("after", after_runs))
         }
-        ratio = med["after"]["rps"] / med["before"]["rps"] if med["before"]["rps"] else float("nan")
+        # Within each pair first: the two ran seconds apart, the rounds minutes apart.
+        ratio = statistics.median(a["rps"] / b["rps"] for a, b in zip(after_runs, before_runs, strict=True))
+        p50_rise = statistics.median(a["p50"] - b["p50"] for a, b in zip(after_runs, before_runs, strict=True))
         label = f"{cell[0]} c={cell[1]} {cell[2]}"
         before, after = med["before"], med["after"]
-        p50_rise = after["p50"] - before["p50"]
-        figures = (
-            before["rps"],
-            after["rps"],
-            ratio,
-            before["p50"],
-            after["p50"],
-            p50_rise,
-            before["cpu"],
-            after["cpu"],
-        )
+        figures = [before["rps"], after["rps"], ratio, before["p50"], after["p50"], p50_rise]
+        figures += [before["cpu"], after["cpu"]]
         print(f"{label:34} " + " ".join(f"{value:12.2f}" for value in figures))
 
 
