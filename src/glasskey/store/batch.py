@@ -9,10 +9,12 @@ method they call, what happens to each statement:
   there is no pipeline; its answer is the returned ``Sent``, read after ``flush``;
 * ``increment`` and ``insert``: writes that need no answer, applied once at the end of the batch
   (the increments of one row summed into one ``UPDATE``, the inserts of one table in one
-  ``executemany``), or at once outside the writer. An increment is refused only by an overflow of
-  its counter (``ledger.bounds``: the NOT NULL column refuses the NULL its statement computes
-  then), which it raises as ``limits.counter_overflow`` (``value_too_large``) naming the counter,
-  at the end of the batch as at once.
+  ``executemany``; on PostgreSQL all of a group commit's in one pipeline), or at once outside the
+  writer. An increment is refused only by an overflow of its counter (``ledger.bounds``: the NOT
+  NULL column refuses the NULL its statement computes then), which its write gets as
+  ``limits.counter_overflow`` (``value_too_large``) naming the counter, at the end of the batch as
+  at once (in a pipeline the batch fails instead, and the writer's retry of each write alone names
+  it).
 
 ``Batch.now(conn)`` is the batch of a caller outside the writer (the CLI, the sweep, the admin
 API, tests): everything runs at once on its connection. The group-commit writer gives each write
