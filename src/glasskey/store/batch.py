@@ -29,7 +29,7 @@ is held and spent together.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 from sqlalchemy import Connection
@@ -93,23 +93,19 @@ class Deferred:
         grouped: dict[DriverStatement, list[tuple[Keys, dict[str, int]]]] = {}
         for row, amounts in sorted(self.increments.items(), key=_row_order):
             grouped.setdefault(row[0], []).append((row[1], amounts))
-        if pipeline:
-            # Each statement is otherwise a wait of its own (a row alone is one execute, several rows
-            # one executemany: a pipeline of its own): a group commit's budgets, accounts and
-            # receipts took three round trips. In one pipeline, measured on this machine's PostgreSQL
-            # (Deferred.apply of two increments and an insert per write, medians of 200 alternating
-            # runs): one write 587 -> 379 µs of wait, 262 -> 245 µs of CPU; eight writes 1,041 ->
-            # 728 µs of wait, 728 -> 596 µs of CPU.
-            with (driver or driver_connection(conn)).pipeline():
-                for statement, rows in grouped.items():
-                    statement.executemany(conn, [{**dict(keys), **amounts} for keys, amounts in rows], driver)
-                for statement, inserted in self.inserts.items():
-                    statement.executemany(conn, inserted, driver)
-        else:
+        # With ``pipeline``: each statement is otherwise a wait of its own (a row alone is one execute, several rows
+        # one executemany: a pipeline of its own): a group commit's budgets, accounts and receipts
+        # took three round trips. In one pipeline, measured on this machine's PostgreSQL
+        # (Deferred.apply of two increments and an insert per write, medians of 200 alternating
+        # runs): one write 587 -> 379 µs of wait, 262 -> 245 µs of CPU; eight writes 1,041 ->
+        # 728 µs of wait, 728 -> 596 µs of CPU.
+        with (driver or driver_connection(conn)).pipeline() if pipeline else nullcontext():
             for statement, rows in grouped.items():
                 try:
                     statement.executemany(conn, [{**dict(keys), **amounts} for keys, amounts in rows], driver)
                 except conn.dialect.dbapi.IntegrityError:  # type: ignore[union-attr]
+                    if pipeline:  # the error may be an earlier statement's: the batch fails instead
+                        raise
                     raise counter_overflow(" and ".join(self.counted[statement, keys] for keys, _ in rows)) from None
             for statement, inserted in self.inserts.items():
                 statement.executemany(conn, inserted, driver)

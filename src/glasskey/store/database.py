@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Connection, Engine, Transaction, create_engine, event
 from sqlalchemy.engine import make_url
 
+from glasskey.store.driver import driver_connection
 from glasskey.store.tables import metadata
 
 BUSY_TIMEOUT_MS = 30_000
@@ -108,8 +109,7 @@ class Database:
             with self.transaction(conn):
                 yield conn
             return
-        driver = conn.connection.driver_connection
-        assert driver is not None  # the connection is open: its owner keeps it
+        driver = driver_connection(conn)
         with lock:
             driver.execute("BEGIN IMMEDIATE")
             try:
