@@ -11,15 +11,32 @@ of the rounds' ratios is printed beside the medians of each tree's figures, and 
 figures so the spread shows.
 On a busy machine throughput and latency move with the load; the CPU each request costs the
 glasskey process (``cpu``, ms per request) moves far less, and is the figure to trust then.
+
+    python -m bench.compare_trees --before OLD --interleave [--windows 16] [--window-seconds 1.5]
+
+``--interleave`` runs both trees' gateways at once instead (each seeded and started by its own
+tree's ``bench.targets``, through ``bench/serve_tree.py``), warms each, then loads them in turn with
+this tree's load generator, in short windows ordered A B B A ...: a slow spell of the machine lasting
+a few seconds then falls on both of a pair, and both trees are measured by the same client. Each
+cell prints the medians of each tree's windows, the median of the pairs' throughput ratios with its
+quartiles, and the median of their ratios of CPU per request. On this machine the spread of one
+ratio between runs minutes apart was about ±0.05 with this mode, and up to ±0.10 with the default.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import re
 import statistics
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
+
+from bench.cost import thread_cpu
+from bench.load import LoadSpec, run_load_sync
+from bench.targets import MODELS
 
 HERE = Path(__file__).resolve().parents[1]
 LINE = re.compile(
@@ -42,6 +59,100 @@ def run_cost(tree: Path, targets: str, concurrency: str, seconds: float, stream:
     return cells
 
 
+@dataclass(frozen=True)
+class Window:
+    """One tree's figures over one load window."""
+
+    rps: float
+    cpu: float  # ms of the glasskey process's CPU (every thread) per request
+    p50: float
+
+
+def paired_summary(after: list[Window], before: list[Window]) -> dict[str, float]:
+    """Window ``i`` of each tree ran back to back: ratios are taken within each pair, then their
+    median (and quartiles, to show the spread) is what is reported."""
+    if len(after) != len(before) or len(after) < 2:
+        raise ValueError("needs at least two pairs of windows")
+    ratios = [a.rps / b.rps for a, b in zip(after, before, strict=True)]
+    q1, _, q3 = statistics.quantiles(ratios, n=4)
+    return {
+        "before_rps": statistics.median(w.rps for w in before),
+        "after_rps": statistics.median(w.rps for w in after),
+        "ratio": statistics.median(ratios),
+        "ratio_q1": q1,
+        "ratio_q3": q3,
+        "cpu_ratio": statistics.median(a.cpu / b.cpu for a, b in zip(after, before, strict=True)),
+        "p50_rise": statistics.median(a.p50 - b.p50 for a, b in zip(after, before, strict=True)),
+    }
+
+
+class TreeServer:
+    """One tree's gateway (``bench/serve_tree.py`` run by that tree's interpreter), up until ``stop``."""
+
+    def __init__(self, tree: Path, engine: str) -> None:
+        env = {**os.environ, "PYTHONPATH": str(tree)}
+        argv = [str(tree / ".venv" / "bin" / "python"), str(HERE / "bench" / "serve_tree.py"), engine]
+        self.process = subprocess.Popen(
+            argv, cwd=tree, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()
+        if not line:
+            self.stop()
+            raise RuntimeError(f"{tree}: the gateway did not start")
+        served = json.loads(line)
+        self.url, self.keys, self.pid = served["url"], tuple(served["keys"]), int(served["pid"])
+
+    def window(self, concurrency: int, seconds: float) -> Window:
+        spec = LoadSpec(
+            url=self.url,
+            model=MODELS[0],
+            concurrency=concurrency,
+            keys=self.keys,
+            requests_max=10_000_000,
+            duration_s_max=seconds,
+        )
+        cpu_before = sum(thread_cpu(self.pid).values())
+        result = run_load_sync(spec)
+        cpu = sum(thread_cpu(self.pid).values()) - cpu_before
+        served = max(result.requests, 1)
+        return Window(result.throughput_rps, 1000 * cpu / served, result.latency_ms.get("p50", 0.0))
+
+    def stop(self) -> None:
+        if self.process.stdin is not None:
+            self.process.stdin.close()
+        self.process.wait(timeout=60)
+
+
+def interleave(
+    trees: dict[str, Path], engines: list[str], concurrencies: list[int], windows: int, seconds: float
+) -> None:
+    for engine in engines:
+        servers: dict[str, TreeServer] = {}
+        try:
+            for name, tree in trees.items():
+                servers[name] = TreeServer(tree, engine)
+            for concurrency in concurrencies:
+                for server in servers.values():
+                    server.window(concurrency, 1.0)  # pools, caches and prepared statements warm
+                runs: dict[str, list[Window]] = {"before": [], "after": []}
+                for number in range(windows):
+                    for name in ("before", "after") if number % 2 == 0 else ("after", "before"):
+                        runs[name].append(servers[name].window(concurrency, seconds))
+                got = paired_summary(runs["after"], runs["before"])
+                print(
+                    f"{engine} c={concurrency}: before {got['before_rps']:.0f} req/s,"
+                    f" after {got['after_rps']:.0f} req/s;"
+                    f" ratio {got['ratio']:.3f} (quartiles {got['ratio_q1']:.3f}-{got['ratio_q3']:.3f}),"
+                    f" CPU per request {got['cpu_ratio']:.3f}x, p50 {got['p50_rise']:+.2f} ms"
+                    f" ({windows} windows of {seconds:g} s)",
+                    flush=True,
+                )
+        finally:
+            for server in servers.values():
+                server.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--before", type=Path, required=True, help="the other checkout, with its own .venv")
@@ -49,8 +160,16 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--targets", default="glasskey-sqlite,glasskey-postgres")
     parser.add_argument("--concurrency", default="1,16,64")
+    parser.add_argument("--interleave", action="store_true", help="both gateways up at once, short windows A B B A")
+    parser.add_argument("--windows", type=int, default=16, help="with --interleave: windows per tree and cell")
+    parser.add_argument("--window-seconds", type=float, default=1.5)
     args = parser.parse_args()
     trees = {"before": args.before.resolve(), "after": HERE}
+    if args.interleave:
+        engines = [target.removeprefix("glasskey-") for target in args.targets.split(",")]
+        concurrencies = [int(c) for c in args.concurrency.split(",")]
+        interleave(trees, engines, concurrencies, args.windows, args.window_seconds)
+        return
     specs = [(target, int(c), False) for target in args.targets.split(",") for c in args.concurrency.split(",")]
     specs.append(("glasskey-sqlite", 16, True))
     rounds: dict[str, dict[Cell, list[dict[str, float]]]] = {"before": {}, "after": {}}

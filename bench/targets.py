@@ -178,7 +178,7 @@ def start_portkey(procs: Processes, upstreams: Target) -> Target:
     env.update(NODE_ENV="production")  # no UI, no log-streaming pages
     argv = ["node", str(PORTKEY_ENTRY), f"--port={port}", "--headless"]
     server = procs.start("portkey", argv, port, env=env, cwd=PORTKEY_DIR, timeout_s=60)
-    headers = {
+    headers: dict[int, tuple[tuple[str, str], ...]] = {
         latency: (("x-portkey-provider", "openai"), ("x-portkey-custom-host", upstream.base_url + "/v1"))
         for latency, upstream in upstreams.servers.items()
     }
