@@ -59,7 +59,8 @@ def summary(result: dict[str, Any]) -> str:
         lines.append(
             f"per seed: {seconds[0]:.1f}-{seconds[-1]:.1f} s (median {seconds[len(seconds) // 2]:.1f} s); "
             f"streams cut on the killed process {sum(o['victim_streams_cut'] for o in outcomes)}, "
-            f"interrupted receipts {sum(o['interrupted_receipts'] for o in outcomes)}, "
+            f"interrupted receipts {sum(o['interrupted_receipts'] for o in outcomes)} "
+            f"({sum(o.get('interrupted_charged_for_progress', 0) for o in outcomes)} charged for recorded progress), "
             f"settled before the kill took their [DONE] {sum(o.get('settled_but_cut', 0) for o in outcomes)}, "
             f"holds that died uncommitted (no receipt, not acknowledged) "
             f"{sum(o['uncommitted_holds'] for o in outcomes)} in "
