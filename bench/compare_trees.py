@@ -34,8 +34,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.cost import thread_cpu
-from bench.load import LoadSpec, run_load_sync
+from bench.cost import load_with_cpu
+from bench.load import LoadSpec
 from bench.targets import MODELS
 
 HERE = Path(__file__).resolve().parents[1]
@@ -112,11 +112,9 @@ class TreeServer:
             requests_max=10_000_000,
             duration_s_max=seconds,
         )
-        cpu_before = sum(thread_cpu(self.pid).values())
-        result = run_load_sync(spec)
-        cpu = sum(thread_cpu(self.pid).values()) - cpu_before
+        result, spent = load_with_cpu(self.pid, spec)
         served = max(result.requests, 1)
-        return Window(result.throughput_rps, 1000 * cpu / served, result.latency_ms.get("p50", 0.0))
+        return Window(result.throughput_rps, 1000 * sum(spent.values()) / served, result.latency_ms.get("p50", 0.0))
 
     def stop(self) -> None:
         if self.process.stdin is not None:

@@ -17,7 +17,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from bench.load import LoadSpec, run_load_sync
+from bench.load import LoadResult, LoadSpec, run_load_sync
 from bench.procs import Processes
 from bench.seed import drop_postgres_database
 from bench.targets import MODELS, Target, seed_glasskey, start_bare, start_glasskey, start_upstreams
@@ -41,6 +41,15 @@ def thread_cpu(pid: int) -> dict[str, float]:
     return found
 
 
+def load_with_cpu(pid: int, spec: LoadSpec) -> tuple[LoadResult, dict[str, float]]:
+    """Run ``spec`` against the process ``pid``, and the CPU seconds each of its threads spent meanwhile
+    (a thread started during the load counts whole; one that ended during it is left out)."""
+    before = thread_cpu(pid)
+    result = run_load_sync(spec)
+    after = thread_cpu(pid)
+    return result, {name: after[name] - before.get(name, 0.0) for name in after}
+
+
 def measure(target: Target, concurrency: int, stream: bool, seconds: float) -> None:
     spec = LoadSpec(
         url=target.url(0),
@@ -51,11 +60,8 @@ def measure(target: Target, concurrency: int, stream: bool, seconds: float) -> N
         requests_max=10_000_000,
         duration_s_max=seconds,
     )
-    before = thread_cpu(target.process.pid)
-    result = run_load_sync(spec)
-    after = thread_cpu(target.process.pid)
+    result, spent = load_with_cpu(target.process.pid, spec)
     served = max(result.requests, 1)
-    spent = {name: after[name] - before.get(name, 0.0) for name in after}
     total_ms = 1000 * sum(spent.values()) / served
     print(
         f"{target.name:16} c={concurrency:<3} {'stream' if stream else 'plain':6} {result.throughput_rps:8.1f} req/s"
