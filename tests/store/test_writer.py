@@ -145,18 +145,22 @@ def test_close_finishes_queued_writes(sqlite_db):
     assert writer._thread is None
 
 
-def test_every_write_runs_on_the_writer_thread(db):
+def test_every_write_runs_on_the_writer_thread_on_postgresql_and_on_its_loop_on_sqlite(db):
     writer = GroupCommitWriter(db)
     write = insert_org("one")
     try:
         asyncio.run(writer.submit(write))
     finally:
         writer.close()
-    assert write.threads and write.threads[0] != threading.get_ident()
+    on_this_thread = write.threads == [threading.get_ident()]
+    assert on_this_thread == (db.dialect == "sqlite")
+    assert (writer._thread is None, writer.on_loop) == (True, db.dialect == "sqlite")
     assert count(db) == 1
 
 
 def test_a_hold_and_the_settlement_queued_soon_after_share_one_commit(db):
+    # The linger is the writer thread's (PostgreSQL). On SQLite the loop commits each loop
+    # iteration's writes at once, so the hold is committed before it is answered.
     writer = GroupCommitWriter(db, linger_seconds=1.0)
 
     async def run() -> tuple[int, int]:
@@ -169,6 +173,9 @@ def test_a_hold_and_the_settlement_queued_soon_after_share_one_commit(db):
         before, after = asyncio.run(run())
     finally:
         writer.close()
+    if db.dialect == "sqlite":
+        assert (before, after, writer.batches) == (1, 2, 2)
+        return
     assert before == 0, "the hold's transaction stays open for the settlement"
     assert after == 2
     assert writer.batches == 1
@@ -322,12 +329,17 @@ def test_writes_taken_together_send_their_statements_in_one_pipeline(db):
         def finish(self, batch: Batch) -> None:
             return None
 
-    results = in_one_take(GroupCommitWriter(db), SendOrg("sent"), CountsOrgs())
+    writer = GroupCommitWriter(db)
+    results = in_one_take(writer, SendOrg("sent"), CountsOrgs())
+    writer_batches = [writer.batches]
     assert results[0] == 1  # the write read its insert's answer after the flush
-    # The opener committed nothing yet. On PostgreSQL the insert waits in the pipeline until
-    # every write taken has sent its statements; SQLite runs it at once.
-    assert counted == [1 if db.dialect == "postgresql" else 2]
+    # On PostgreSQL the writer thread took the opener alone (its insert runs in its finish), then
+    # the others, whose insert waits in the pipeline until every one has sent its statements: the
+    # count sees the opener only. On SQLite the loop took all three in one round and the insert
+    # ran at once, before the opener's finish: the count sees the insert only.
+    assert counted == [1]
     assert count(db) == 2
+    assert writer_batches[0] == 1
 
 
 def test_a_refusal_in_finish_drops_the_deferred_writes_of_its_write(db):
@@ -547,8 +559,8 @@ def test_a_lone_command_queues_behind_the_writer_when_it_is_busy(sqlite_db):
         assert asyncio.run(run()) == "queued"
     finally:
         writer.close()
-    assert write.threads and write.threads[0] != threading.get_ident()
-    assert writer.alone_writes == 0
+    # It waited for the connection in the loop's group commit, not by blocking the loop.
+    assert (writer.alone_writes, writer.batches, writer.jobs) == (0, 1, 1)
 
 
 def test_an_answer_delivered_after_its_wait_was_cancelled_twice_still_reaches_the_caller():
@@ -575,3 +587,106 @@ def test_an_answer_delivered_after_its_wait_was_cancelled_twice_still_reaches_th
         return seen
 
     assert asyncio.run(run()) == ["held"]
+
+
+class OtherProcessWrites:
+    """SQLite's write lock held by another connection, as another process would hold it."""
+
+    def __init__(self, db: Database) -> None:
+        self.conn = sqlite3.connect(str(db.engine.url.database), isolation_level=None, check_same_thread=False)
+
+    def acquire(self) -> None:
+        self.conn.execute("BEGIN IMMEDIATE")
+
+    def release(self) -> None:
+        self.conn.execute("ROLLBACK")
+        self.conn.close()
+
+
+@pytest.mark.parametrize("taken_by", ["checkpointer", "another_write", "another_process"])
+def test_on_sqlite_a_taken_connection_or_write_lock_never_blocks_the_loop(sqlite_db, taken_by: str):
+    # The loop's group commit comes back a millisecond later instead of waiting on the lock.
+    writer = GroupCommitWriter(sqlite_db)
+    lock: Any = {"checkpointer": writer._conn_lock, "another_write": sqlite_db._write_lock}.get(taken_by)
+    lock = lock or OtherProcessWrites(sqlite_db)
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0.005)
+
+    async def run() -> tuple[str, int, int]:
+        lock.acquire()
+        threading.Timer(0.3, lock.release).start()
+        ticking = asyncio.ensure_future(ticker())
+        name = str(await writer.submit(insert_org("waited")))
+        ticking.cancel()
+        return name, ticks, count(sqlite_db)
+
+    try:
+        name, seen_ticks, seen = asyncio.run(run())
+    finally:
+        writer.close()
+    assert (name, seen) == ("waited", 1)
+    assert seen_ticks >= 20, "the loop ran on while the lock was taken"
+    assert (writer.batches, writer.jobs) == (1, 1)
+
+
+def test_on_sqlite_a_loop_commits_at_most_max_batch_writes_at_once(sqlite_db):
+    writer = GroupCommitWriter(sqlite_db, max_batch=4)
+
+    async def run() -> list[Any]:
+        return await asyncio.gather(*(writer.submit(insert_org(f"org-{i}")) for i in range(10)))
+
+    try:
+        results = asyncio.run(run())
+    finally:
+        writer.close()
+    assert sorted(results) == sorted(f"org-{i}" for i in range(10))
+    assert (writer.batches, writer.jobs, count(sqlite_db)) == (3, 10, 10)
+
+
+def test_on_sqlite_close_on_the_loop_commits_what_the_loop_queued(sqlite_db):
+    writer = GroupCommitWriter(sqlite_db)
+
+    async def run() -> tuple[int, str]:
+        queued = asyncio.ensure_future(writer.submit(insert_org("queued")))
+        await asyncio.sleep(0)  # queued, its commit not yet run
+        assert writer.loop_commits.queued(asyncio.get_running_loop()), "the write waits for the loop's commit"
+        writer.close()
+        seen = count(sqlite_db)
+        return seen, str(await queued)
+
+    seen, name = asyncio.run(run())
+    assert (seen, name) == (1, "queued")
+    assert writer.checkpointer is not None and not writer.checkpointer.running
+
+
+def test_on_sqlite_writes_fail_once_another_process_has_held_the_write_lock_for_the_busy_timeout(
+    sqlite_db, monkeypatch
+):
+    monkeypatch.setattr("glasskey.store.loop_commits.BUSY_TIMEOUT_MS", 200)
+    writer = GroupCommitWriter(sqlite_db)
+    other = OtherProcessWrites(sqlite_db)
+
+    async def run() -> tuple[Any, float]:
+        other.acquire()
+        started = time.monotonic()
+        try:
+            results = await asyncio.gather(
+                writer.submit(insert_org("one")), writer.submit(insert_org("two")), return_exceptions=True
+            )
+        finally:
+            other.release()
+        return results, time.monotonic() - started
+
+    try:
+        results, waited = asyncio.run(run())
+        after = asyncio.run(writer.submit(insert_org("after")))  # the lock is free again
+    finally:
+        writer.close()
+    assert all(isinstance(result, sqlite3.OperationalError) for result in results), results
+    assert 0.2 <= waited < 5
+    assert after == "after" and names(sqlite_db) == ["after"]

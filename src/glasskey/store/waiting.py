@@ -16,7 +16,7 @@ class Answer(Generic[T]):
     The outcome is kept here, not in a future: ``wake`` only wakes the waiting task. A
     cancellation of that task cancels ``wake`` and leaves the outcome to come, so the wait goes on
     with a fresh ``wake``. Everything here runs on the loop's thread: the writer thread reaches it
-    through ``call_soon_threadsafe(deliver)`` only.
+    through ``call_soon_threadsafe(deliver)`` only (SQLite's commit, on the loop, calls ``deliver``).
 
     ``asyncio.shield`` around a future holding the outcome did the same with an outer future and
     two done-callbacks per wait, about 5 µs a request on the event loop (two waits). anyio's

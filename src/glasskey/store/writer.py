@@ -1,19 +1,20 @@
 """Group commit: many requests' ledger and receipt writes share one database transaction.
 
 A request hands its write (a ``Write``: ``send(batch)`` then ``finish(batch)``) to the writer and
-awaits it. One writer thread, on one connection it keeps, runs a single loop: take every write
-queued, ``send`` each, flush what they sent (one PostgreSQL pipeline: one wait for the server),
-``finish`` each, apply the batch's deferred writes, commit once, answer. A write's refusal (a
-``GlasskeyError`` from ``finish``: an insufficient balance, a spent budget) fails that write alone;
-a write promises that its refusals leave nothing behind. Anything else — a bug, a row the
-database refuses — rolls the batch back, and its writes run again one by one, each in a
+awaits it. One group commit, on one connection the writer keeps: take every write queued, ``send``
+each, flush what they sent (one PostgreSQL pipeline: one wait for the server), ``finish`` each,
+apply the batch's deferred writes, commit once, answer. A refusal (a ``GlasskeyError`` from
+``finish``: an insufficient balance, a spent budget) fails its write alone and leaves nothing
+behind. Anything else rolls the batch back, and its writes run again one by one, each in a
 transaction of its own, so only the guilty one fails.
 
-Durable writes (settlements) are answered only after the commit that carried them, so a response
-is never sent for a charge or receipt that a killed process could lose. A hold needs its floor
-check answered, not its commit (nothing is acknowledged to the client on the strength of a hold
-alone): it is answered as soon as it has finished, and a batch of holds alone stays open up to
-``LINGER_SECONDS`` for more writes, so that a lone request's settlement shares its hold's commit.
+Durable writes (settlements) are answered only after the commit that carried them, so no response
+is sent for a charge or receipt a killed process could lose; a hold is answered once it has finished.
+
+Where it runs. On PostgreSQL, a writer thread (statements are round trips the loop must not wait
+on); a batch of holds alone stays open up to ``LINGER_SECONDS`` for more writes, so that a lone
+request's settlement shares its hold's commit. On SQLite, the event loop's own thread
+(``store.loop_commits``: a writer thread there cost more CPU in GIL hand-offs than SQLite's work).
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ import asyncio
 import logging
 import queue
 import threading
+from asyncio import _get_running_loop as asyncio_running_loop
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Connection
@@ -30,7 +33,8 @@ from sqlalchemy import Connection
 from glasskey.store.batch import Batch
 from glasskey.store.checkpoints import Checkpointer
 from glasskey.store.commands import Outcome, Write, run_commands
-from glasskey.store.database import Database
+from glasskey.store.database import Database, WriteLockBusy
+from glasskey.store.loop_commits import LoopCommits
 from glasskey.store.waiting import Answer
 
 log = logging.getLogger("glasskey.store.writer")
@@ -62,9 +66,13 @@ class GroupCommitWriter:
         self._start_lock = threading.Lock()
         self._conn: Connection | None = None
         self._conn_lock = threading.Lock()  # the writer's transaction, or the checkpointer's restart
+        self.on_loop = db.dialect == "sqlite"  # then each loop commits its own writes (store.loop_commits)
+        self.loop_commits: LoopCommits[_Job[Any]] = LoopCommits(
+            db, self._conn_lock, partial(self._commit, take_more=False), max_batch
+        )
         # SQLite's write-ahead log is copied and started over beside the writer (store.checkpoints).
         self.checkpointer = Checkpointer(db, self._conn_lock) if db.dialect == "sqlite" else None
-        # Counted for /metrics and the tests; written by the writer's thread only.
+        # Counted for /metrics and the tests; written under the connection lock by whoever commits.
         self.batches = 0
         self.jobs = 0
         self.isolated_batches = 0  # batches that failed and were retried write by write
@@ -79,46 +87,46 @@ class GroupCommitWriter:
         took), and the cancellation arrives at its next await.
         """
         self._ensure_started()
-        job: _Job[T] = _Job(write, Answer(asyncio.get_running_loop()), durable)
-        self._queue.put(job)
+        loop = asyncio.get_running_loop()
+        job: _Job[T] = _Job(write, Answer(loop), durable)
+        if self.on_loop:
+            self.loop_commits.queue(loop, job)
+        else:
+            self._queue.put(job)
         return await job.answer.wait_out()
 
     async def submit_alone(self, write: Write[T], *, durable: bool = True) -> T:
-        """``submit`` for the only request the process is serving: on SQLite, with the writer idle,
-        ``write`` runs and commits on the calling thread, in a transaction of its own.
-
-        A lone request gains nothing from a batch and would pay a thread hand-off there and back
-        for each of its two commands: measured with ``bench.compare_trees`` on a busy machine, the
-        c=1 p50 on SQLite rose from 1.22 to 2.41 ms without this path. SQLite answers in
-        microseconds and nobody else is waiting on the loop, so the loop does it itself; the
-        command is committed before it is answered, hold included (stronger than ``submit``).
-        PostgreSQL always goes through the writer: its statements are round trips.
+        """``submit`` for the only request the process is serving: on SQLite, with nothing queued,
+        ``write`` runs and commits at once on the calling loop, in a transaction of its own, rather
+        than at the end of the loop's iteration (the c=1 p50 on SQLite rose from 1.22 to 2.41 ms
+        when lone requests went through the writer thread). PostgreSQL always goes through it.
         """
         self._ensure_started()
-        if self.db.dialect != "sqlite" or not self._queue.empty() or not self._conn_lock.acquire(blocking=False):
+        loop = asyncio.get_running_loop()
+        if not self.on_loop or self.loop_commits.queued(loop) or not self._conn_lock.acquire(blocking=False):
             return await self.submit(write, durable=durable)
+        job: _Job[T] = _Job(write, Answer(loop), durable)
         try:
+            self._commit([job], take_more=False)  # answered, to this loop, before it returns
             self.alone_writes += 1
-            with self.db.kept_transaction(self._connection()) as conn:
-                batch = Batch.group(conn)
-                [(result, refusal)] = run_commands(batch, [write])
-                batch.apply()
-        except Exception:
-            self._drop_connection()
-            raise
+        except WriteLockBusy:
+            self.loop_commits.queue(loop, job)
         finally:
             self._conn_lock.release()
-        if refusal is not None:
-            raise refusal
-        return result  # type: ignore[no-any-return]
+        return await job.answer.wait_out()
 
     def close(self, timeout_seconds: float = 10.0) -> None:
         """Finish what is queued, then stop the threads."""
-        if self._thread is None:
-            return
-        self._queue.put(_STOP)
-        self._thread.join(timeout_seconds)
-        self._thread = None
+        loop = asyncio_running_loop()
+        if loop is not None:  # called on a loop that may have writes to commit
+            self.loop_commits.drain(loop)
+        if self._thread is not None:
+            self._queue.put(_STOP)
+            self._thread.join(timeout_seconds)
+            self._thread = None
+        elif self.on_loop:
+            with self._conn_lock:
+                self._drop_connection()
         if self.checkpointer is not None:
             self.checkpointer.stop(timeout_seconds)
 
@@ -131,18 +139,19 @@ class GroupCommitWriter:
             if first is _STOP:
                 break
             with self._conn_lock:
-                running = self._commit(first)  # type: ignore[arg-type]
+                running = self._commit([first], take_more=True)  # type: ignore[list-item]
         with self._conn_lock:
             self._drop_connection()
 
-    def _commit(self, first: _Job[Any]) -> bool:
-        """One group commit starting with ``first``; False once the writer has been told to stop."""
-        batch_jobs = taken = [first]  # every job taken from the queue is in batch_jobs
+    def _commit(self, first: list[_Job[Any]], wait: bool = False, *, take_more: bool) -> bool:
+        """One group commit of ``first`` and, with ``take_more`` (the writer thread), of what is
+        queued meanwhile; False once the writer has been told to stop."""
+        batch_jobs = taken = first  # every job taken from the queue is in batch_jobs
         answered: set[int] = set()  # holds answered before the commit, by id()
         durable: list[tuple[_Job[Any], Outcome]] = []
         running = True
         try:
-            with self.db.kept_transaction(self._connection()) as conn:
+            with self.db.kept_transaction(self._connection(), wait=wait or not self.on_loop) as conn:
                 batch = Batch.group(conn)
                 while taken:
                     for job, outcome in zip(taken, run_commands(batch, [job.write for job in taken]), strict=True):
@@ -151,13 +160,17 @@ class GroupCommitWriter:
                         else:
                             _answer(job, outcome)
                             answered.add(id(job))
+                    if not take_more:
+                        break
                     taken, running = self._take(self.max_batch - len(batch_jobs))
                     if running and not taken and not durable and len(batch_jobs) < self.max_batch:
-                        taken, running = self._linger()
+                        taken, running = self._take(1, self.linger_seconds)
                     batch_jobs = batch_jobs + taken
                 # One pipeline on PostgreSQL: a counter's overflow then fails the batch, whose writes
                 # are retried alone (``_isolate``), each naming its own counter.
                 batch.apply(pipeline=True)
+        except WriteLockBusy:  # nothing ran
+            raise
         except Exception:  # nothing of the batch was committed
             log.warning("group commit of %d writes failed; each is retried alone", len(batch_jobs), exc_info=True)
             self._drop_connection()
@@ -201,12 +214,13 @@ class GroupCommitWriter:
             return None, error
         return outcome
 
-    def _take(self, limit: int) -> tuple[list[_Job[Any]], bool]:
-        """Up to ``limit`` jobs already queued, and whether the writer goes on after them."""
+    def _take(self, limit: int, wait_s: float | None = None) -> tuple[list[_Job[Any]], bool]:
+        """Up to ``limit`` jobs queued (waiting up to ``wait_s`` for a first one), and whether the
+        writer goes on after them."""
         jobs: list[_Job[Any]] = []
         while len(jobs) < limit:
             try:
-                item = self._queue.get_nowait()
+                item = self._queue.get(timeout=wait_s) if wait_s and not jobs else self._queue.get_nowait()
             except queue.Empty:
                 break
             if item is _STOP:
@@ -214,21 +228,13 @@ class GroupCommitWriter:
             jobs.append(item)  # type: ignore[arg-type]
         return jobs, True
 
-    def _linger(self) -> tuple[list[_Job[Any]], bool]:
-        try:
-            item = self._queue.get(timeout=self.linger_seconds)
-        except queue.Empty:
-            return [], True
-        if item is _STOP:
-            return [], False
-        return [item], True  # type: ignore[list-item]
-
     def _connection(self) -> Connection:
         # One connection for the writer's life: a checkout per batch costs more than a small batch.
         if self._conn is None or self._conn.closed or self._conn.invalidated:
             self._conn = self.db.engine.connect()
             if self.db.dialect == "sqlite":
                 self._conn.exec_driver_sql("PRAGMA wal_autocheckpoint=0")  # the checkpointer does it
+                self._conn.exec_driver_sql("PRAGMA busy_timeout=0")  # the loop never waits on the lock
                 self._conn.commit()
         return self._conn
 
@@ -242,17 +248,20 @@ class GroupCommitWriter:
             self._conn = None
 
     def _ensure_started(self) -> None:
-        if self._thread is not None:
+        if self._thread is not None or (self.checkpointer is not None and self.checkpointer.running):
             return
         with self._start_lock:
-            if self._thread is None:
+            if self.checkpointer is not None and not self.checkpointer.running:
+                self.checkpointer.start()
+            if self._thread is None and not self.on_loop:
                 self._thread = threading.Thread(target=self._run, name="glasskey-writer", daemon=True)
                 self._thread.start()
-                if self.checkpointer is not None:
-                    self.checkpointer.start()
 
 
 def _answer(job: _Job[Any], outcome: Outcome) -> None:
+    if asyncio_running_loop() is job.answer.loop:  # SQLite's group commit, on the waiting loop
+        job.answer.deliver(outcome)
+        return
     try:
         job.answer.loop.call_soon_threadsafe(job.answer.deliver, outcome)
     except RuntimeError:  # its loop is closed: nobody waits for the answer any more
