@@ -505,7 +505,9 @@ def _guarantee() -> list[str]:
         "PostgreSQL it is PostgreSQL's own commit (durable against both with its default "
         "`synchronous_commit=on`).",
         "- A hold is answered before its commit, because nothing is acknowledged on the strength of a hold "
-        "alone. A process killed with holds uncommitted loses them with their requests: a non-streaming "
+        "alone (on PostgreSQL; on SQLite the group commit runs on the event loop, so the request goes on "
+        "only once its hold's commit is done). A process killed with holds uncommitted loses them with their "
+        "requests: a non-streaming "
         "request got no answer, but a stream may already have had its headers and first chunks (never its "
         "`[DONE]`), and it leaves no receipt. The holds of a burst of requests share one transaction while "
         "more keep arriving, so this can be many streams: `bench.kill_streams` (kill -9 of one of three "
