@@ -167,10 +167,6 @@ class Database:
             lock.release()
             raise
 
-    def write_lock_taken(self) -> bool:
-        """Whether a write of this process holds SQLite's write lock now (never on PostgreSQL)."""
-        return self._write_lock is not None and self._write_lock.locked()
-
     def end_write(self, transaction: Transaction, *, commit: bool) -> None:
         """Commit or roll back a transaction from ``begin_write``, and let the next writer in."""
         try:

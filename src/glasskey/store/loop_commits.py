@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
-from glasskey.store.database import BUSY_TIMEOUT_MS, Database, WriteLockBusy
+from glasskey.store.database import BUSY_TIMEOUT_MS, WriteLockBusy
 
 J = TypeVar("J")
 BUSY_RETRY_SECONDS = 0.001
@@ -31,10 +31,7 @@ BUSY_RETRY_SECONDS = 0.001
 class LoopCommits(Generic[J]):
     """The writes each event loop has queued, and the callback that commits them on that loop."""
 
-    def __init__(
-        self, db: Database, conn_lock: threading.Lock, commit: Callable[[list[J], bool], object], max_batch: int
-    ) -> None:
-        self.db = db
+    def __init__(self, conn_lock: threading.Lock, commit: Callable[[list[J], bool], object], max_batch: int) -> None:
         self.conn_lock = conn_lock  # the writer's connection, also the checkpointer's WAL restart
         self.commit = commit  # one group commit of the jobs given; ``WriteLockBusy`` unless told to wait
         self.max_batch = max_batch
@@ -65,12 +62,12 @@ class LoopCommits(Generic[J]):
         jobs = self._jobs.get(loop)
         if not jobs:
             return
-        if self.db.write_lock_taken() or not self.conn_lock.acquire(blocking=False):
+        if not self.conn_lock.acquire(blocking=False):
             loop.call_later(BUSY_RETRY_SECONDS, self._run, loop)
             return
         try:
             self._commit_some(jobs)
-        except WriteLockBusy:  # another process writes: the jobs are back in the list
+        except WriteLockBusy:  # another write of this process or another process: the jobs are back
             loop.call_later(BUSY_RETRY_SECONDS, self._run, loop)
             return
         finally:

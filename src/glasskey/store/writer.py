@@ -68,7 +68,7 @@ class GroupCommitWriter:
         self._conn_lock = threading.Lock()  # the writer's transaction, or the checkpointer's restart
         self.on_loop = db.dialect == "sqlite"  # then each loop commits its own writes (store.loop_commits)
         self.loop_commits: LoopCommits[_Job[Any]] = LoopCommits(
-            db, self._conn_lock, partial(self._commit, take_more=False), max_batch
+            self._conn_lock, partial(self._commit, take_more=False), max_batch
         )
         # SQLite's write-ahead log is copied and started over beside the writer (store.checkpoints).
         self.checkpointer = Checkpointer(db, self._conn_lock) if db.dialect == "sqlite" else None
